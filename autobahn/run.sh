@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Run the Autobahn TestSuite against the rfc6455 testee, strictly.
+#
+#   autobahn/run.sh [server|client|all]        (default: all)
+#
+#   server  wstest's fuzzingclient tests our echo server
+#           (`rfc6455 echo --listen 127.0.0.1:$AUTOBAHN_SERVER_PORT`);
+#           report in autobahn/reports/server/
+#   client  our client (`rfc6455 autobahn-client --url ws://127.0.0.1:... --agent rfc6455`)
+#           is tested by wstest's fuzzingserver; report in autobahn/reports/client/
+#   all     both, server first
+#
+# Each role's report is then checked with autobahn/check.py; the exit status is
+# non-zero if any role fails. Everything listens and connects on 127.0.0.1.
+#
+# Environment (all optional):
+#   AUTOBAHN_SERVER_PORT        port of our echo server            (default 9001)
+#   AUTOBAHN_FUZZINGSERVER_PORT port of wstest's fuzzingserver     (default 9002)
+#   AUTOBAHN_RUN_TIMEOUT        seconds allowed for one role's run  (default 1200)
+#   AUTOBAHN_BUILD_TIMEOUT      seconds allowed for cargo build     (default 1200)
+#   AUTOBAHN_EXPECT_CASES       cases a full run must have          (default 517)
+#   AUTOBAHN_NO_BUILD=1         skip `cargo build` (use the existing binary)
+#   AUTOBAHN_TESTEE             testee binary        (default target/release/rfc6455)
+#
+# Logs of wstest and the testee go to target/autobahn-logs/.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"   # the configs' report paths are relative to the repo root
+
+ROLE="${1:-all}"
+case "$ROLE" in
+    server|client|all) ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [server|client|all]" >&2; exit 2 ;;
+esac
+[[ $# -le 1 ]] || { echo "usage: $0 [server|client|all]" >&2; exit 2; }
+
+HOST=127.0.0.1
+SERVER_PORT="${AUTOBAHN_SERVER_PORT:-9001}"
+FUZZ_PORT="${AUTOBAHN_FUZZINGSERVER_PORT:-9002}"
+RUN_TIMEOUT="${AUTOBAHN_RUN_TIMEOUT:-1200}"
+BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1200}"
+EXPECT_CASES="${AUTOBAHN_EXPECT_CASES:-517}"
+TESTEE="${AUTOBAHN_TESTEE:-target/release/rfc6455}"
+AGENT=rfc6455
+STARTUP_TIMEOUT=30     # seconds to wait for a background server's port
+LOG_DIR="$REPO_ROOT/target/autobahn-logs"
+
+log() { echo "[autobahn] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- background processes: started here, killed by PID on exit ----------------
+
+BG_PIDS=()
+stop_pid() {
+    local pid="$1" i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do                 # up to 5 s to exit on its own
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    for pid in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do stop_pid "$pid"; done
+    BG_PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_open() {   # does something accept TCP connections on $HOST:$1?
+    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+wait_for_port() {   # wait_for_port PORT PID LOGFILE
+    local port="$1" pid="$2" logfile="$3" deadline=$((SECONDS + STARTUP_TIMEOUT))
+    until port_open "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$logfile" >&2 || true
+            die "process $pid exited before listening on $HOST:$port (log: $logfile)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 30 "$logfile" >&2 || true
+            die "nothing listens on $HOST:$port after ${STARTUP_TIMEOUT}s (log: $logfile)"
+        fi
+        sleep 0.2
+    done
+}
+
+ensure_port_free() {
+    port_open "$1" && die "port $HOST:$1 is already in use; stop that process or set AUTOBAHN_*_PORT"
+    return 0
+}
+
+# wstest reads its settings from a JSON file; with non-default ports, use a
+# copy of the config that has the port replaced.
+config_for() {   # config_for CONFIG_FILE DEFAULT_PORT PORT -> prints the file to use
+    local config="$1" default_port="$2" port="$3"
+    if [[ "$port" == "$default_port" ]]; then
+        echo "$config"
+        return
+    fi
+    local copy="$LOG_DIR/$(basename "$config")"
+    python3 - "$config" "$copy" "$default_port" "$port" <<'EOF'
+import json, sys
+src, dst, old, new = sys.argv[1:]
+with open(src) as f:
+    spec = json.load(f)
+fix = lambda url: url.replace(":%s" % old, ":%s" % new)
+if "url" in spec:
+    spec["url"] = fix(spec["url"])
+for server in spec.get("servers", []):
+    server["url"] = fix(server["url"])
+with open(dst, "w") as f:
+    json.dump(spec, f, indent=2)
+EOF
+    echo "$copy"
+}
+
+# --- roles ----------------------------------------------------------------------
+
+run_server_role() {
+    local start=$SECONDS rc=0 pid
+    local testee_log="$LOG_DIR/server-testee.log" wstest_log="$LOG_DIR/server-wstest.log"
+    log "server role: wstest fuzzingclient -> our echo server on $HOST:$SERVER_PORT"
+    ensure_port_free "$SERVER_PORT"
+    rm -rf autobahn/reports/server
+
+    "$TESTEE" echo --listen "$HOST:$SERVER_PORT" >"$testee_log" 2>&1 &
+    pid=$!
+    BG_PIDS+=("$pid")
+    wait_for_port "$SERVER_PORT" "$pid" "$testee_log"
+
+    local config
+    config="$(config_for autobahn/fuzzingclient.json 9001 "$SERVER_PORT")"
+    log "running all cases (log: $wstest_log, limit ${RUN_TIMEOUT}s)"
+    timeout "$RUN_TIMEOUT" "$WSTEST" -m fuzzingclient -s "$config" >"$wstest_log" 2>&1 || rc=$?
+    if ! kill -0 "$pid" 2>/dev/null; then
+        log "WARNING: the echo server exited during the run (log: $testee_log)"
+    fi
+    stop_pid "$pid"
+    ROLE_TIME[server]=$((SECONDS - start))
+    log "server role took ${ROLE_TIME[server]}s"
+    if [[ $rc -ne 0 ]]; then
+        tail -n 30 "$wstest_log" >&2 || true
+        [[ $rc -eq 124 ]] && log "wstest fuzzingclient timed out after ${RUN_TIMEOUT}s"
+        log "wstest fuzzingclient exited with status $rc"
+        return 1
+    fi
+}
+
+run_client_role() {
+    local start=$SECONDS rc=0 pid
+    local testee_log="$LOG_DIR/client-testee.log" wstest_log="$LOG_DIR/client-wstest.log"
+    log "client role: our client -> wstest fuzzingserver on $HOST:$FUZZ_PORT"
+    ensure_port_free "$FUZZ_PORT"
+    rm -rf autobahn/reports/client
+
+    local config
+    config="$(config_for autobahn/fuzzingserver.json 9002 "$FUZZ_PORT")"
+    # --webport 0: no embedded web server (it would listen on port 8080).
+    "$WSTEST" -m fuzzingserver -s "$config" --webport 0 >"$wstest_log" 2>&1 &
+    pid=$!
+    BG_PIDS+=("$pid")
+    wait_for_port "$FUZZ_PORT" "$pid" "$wstest_log"
+
+    log "running all cases (log: $testee_log, limit ${RUN_TIMEOUT}s)"
+    timeout "$RUN_TIMEOUT" "$TESTEE" autobahn-client --url "ws://$HOST:$FUZZ_PORT" --agent "$AGENT" \
+        >"$testee_log" 2>&1 || rc=$?
+    stop_pid "$pid"
+    ROLE_TIME[client]=$((SECONDS - start))
+    log "client role took ${ROLE_TIME[client]}s"
+    if [[ $rc -ne 0 ]]; then
+        tail -n 30 "$testee_log" >&2 || true
+        [[ $rc -eq 124 ]] && log "the client testee timed out after ${RUN_TIMEOUT}s"
+        log "the client testee exited with status $rc"
+        return 1
+    fi
+}
+
+# --- main -----------------------------------------------------------------------
+
+mkdir -p "$LOG_DIR"
+bash autobahn/install.sh
+WSTEST="$(bash autobahn/install.sh --print-wstest 2>/dev/null)"
+[[ -x "$WSTEST" ]] || die "wstest wrapper not found after install"
+
+if [[ "${AUTOBAHN_NO_BUILD:-0}" != 1 ]]; then
+    log "cargo build --release --bin rfc6455"
+    timeout "$BUILD_TIMEOUT" cargo build --release --bin rfc6455 || die "cargo build failed"
+fi
+[[ -x "$TESTEE" ]] || die "testee binary $TESTEE not found"
+
+case "$ROLE" in
+    all) ROLES=(server client) ;;
+    *) ROLES=("$ROLE") ;;
+esac
+
+declare -A ROLE_TIME=()
+declare -A ROLE_RESULT=()
+for role in "${ROLES[@]}"; do
+    problems=()
+    "run_${role}_role" || problems+=("run failed")
+    # Check the report even after a failed run: it shows how far it got.
+    python3 autobahn/check.py --agent "$AGENT" --expect-cases "$EXPECT_CASES" "$role" \
+        || problems+=("report check failed")
+    if [[ ${#problems[@]} -eq 0 ]]; then
+        ROLE_RESULT[$role]=PASS
+    else
+        ROLE_RESULT[$role]="FAIL ($(IFS=,; echo "${problems[*]}" | sed 's/,/, /g'))"
+    fi
+done
+
+status=0
+log "summary:"
+for role in "${ROLES[@]}"; do
+    log "  $role: ${ROLE_RESULT[$role]}, took ${ROLE_TIME[$role]:-?}s"
+    [[ "${ROLE_RESULT[$role]}" == PASS ]] || status=1
+done
+exit $status

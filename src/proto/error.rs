@@ -1,0 +1,284 @@
+//! Errors of the protocol layer, and the close code each one sends (§7.4.1).
+//!
+//! [`ProtocolError`] is everything a *peer* can do wrong after the handshake,
+//! one variant per rule broken, named after what the peer did. Its
+//! [`close_code`](ProtocolError::close_code) is an exhaustive `match` with no
+//! catch-all arm: a new variant does not compile until someone decides which
+//! code it sends. §7.1.7 ("_Fail the WebSocket Connection_") says what
+//! happens next: we send a Close frame with that code, stop reading, and
+//! close the TCP connection.
+//!
+//! [`Error`] wraps it together with the handshake's errors and the mistakes
+//! a *caller* can make (sending after Close, an oversized ping), which close
+//! nothing.
+
+use std::fmt;
+
+use super::close::{CloseCode, InvalidCloseCode};
+use super::handshake::HandshakeError;
+
+/// A rule of RFC 6455 the peer broke. Each becomes a Close frame with the
+/// code returned by [`close_code`](Self::close_code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// An opcode §5.2 reserves (3–7, 0xB–0xF): "If an unknown opcode is
+    /// received, the receiving endpoint MUST _Fail the WebSocket
+    /// Connection_."
+    ReservedOpcode(u8),
+    /// A 64-bit length with its most significant bit set (§5.2: "the most
+    /// significant bit MUST be 0").
+    LengthHighBitSet,
+    /// A length in a longer form than needed (§5.2: "the minimal number of
+    /// bytes MUST be used to encode the length").
+    NonMinimalLength,
+    /// RSV1, RSV2 or RSV3 set with no extension negotiated to give them a
+    /// meaning (§5.2: "MUST be 0 unless an extension is negotiated").
+    ReservedBitsSet,
+    /// A client frame without a mask (§5.1: "The server MUST close the
+    /// connection upon receiving a frame that is not masked").
+    UnmaskedFrame,
+    /// A server frame with a mask (§5.1: "A client MUST close a connection
+    /// if it detects a masked frame").
+    MaskedFrame,
+    /// A control frame without FIN (§5.5: "Control frames MUST NOT be
+    /// fragmented").
+    FragmentedControlFrame,
+    /// A control frame with more than 125 payload bytes (§5.5).
+    ControlFrameTooLong,
+    /// A continuation frame with no fragmented message to continue (§5.4).
+    UnexpectedContinuation,
+    /// A new text or binary frame while a fragmented message is unfinished
+    /// (§5.4: fragments of one message are not interleaved with others).
+    ExpectedContinuation,
+    /// Text that is not UTF-8 (§8.1), or a Close reason that is not (§5.5.1).
+    InvalidUtf8,
+    /// A Close frame with a 1-byte payload, too short for a status code
+    /// (§5.5.1).
+    ClosePayloadTooShort,
+    /// A Close frame with a status code §7.4 does not allow on the wire.
+    InvalidCloseCode(u16),
+    /// A frame longer than [`Config::max_frame_size`](super::Config::max_frame_size).
+    FrameTooLarge,
+    /// A message longer than [`Config::max_message_size`](super::Config::max_message_size).
+    MessageTooLarge,
+    /// A message in more frames than [`Config::max_fragments`](super::Config::max_fragments).
+    TooManyFragments,
+}
+
+impl ProtocolError {
+    /// The status code of the Close frame this violation sends (§7.4.1).
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::ReservedOpcode(_)
+            | ProtocolError::LengthHighBitSet
+            | ProtocolError::NonMinimalLength
+            | ProtocolError::ReservedBitsSet
+            | ProtocolError::UnmaskedFrame
+            | ProtocolError::MaskedFrame
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooLong
+            | ProtocolError::UnexpectedContinuation
+            | ProtocolError::ExpectedContinuation
+            | ProtocolError::ClosePayloadTooShort
+            | ProtocolError::InvalidCloseCode(_) => CloseCode::PROTOCOL_ERROR,
+            // 1007: "data within a message that was not consistent with the
+            // type of the message (e.g., non-UTF-8 [RFC3629] data within a
+            // text message)".
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            // 1009: "a message that is too big for it to process".
+            ProtocolError::FrameTooLarge
+            | ProtocolError::MessageTooLarge
+            | ProtocolError::TooManyFragments => CloseCode::MESSAGE_TOO_BIG,
+        }
+    }
+
+    /// The reason sent in the Close frame: short, fixed, and free of any
+    /// detail of our internals.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProtocolError::ReservedOpcode(_) => "reserved opcode",
+            ProtocolError::LengthHighBitSet => "payload length too large",
+            ProtocolError::NonMinimalLength => "payload length not minimally encoded",
+            ProtocolError::ReservedBitsSet => "reserved bits set",
+            ProtocolError::UnmaskedFrame => "client frame not masked",
+            ProtocolError::MaskedFrame => "server frame masked",
+            ProtocolError::FragmentedControlFrame => "fragmented control frame",
+            ProtocolError::ControlFrameTooLong => "control frame too long",
+            ProtocolError::UnexpectedContinuation => "unexpected continuation frame",
+            ProtocolError::ExpectedContinuation => "expected continuation frame",
+            ProtocolError::InvalidUtf8 => "invalid UTF-8",
+            ProtocolError::ClosePayloadTooShort => "close payload of 1 byte",
+            ProtocolError::InvalidCloseCode(_) => "invalid close code",
+            ProtocolError::FrameTooLarge => "frame too large",
+            ProtocolError::MessageTooLarge => "message too large",
+            ProtocolError::TooManyFragments => "too many fragments",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
+            other => f.write_str(other.reason()),
+        }
+        .and_then(|()| write!(f, " (close code {})", self.close_code()))
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl From<InvalidCloseCode> for ProtocolError {
+    fn from(e: InvalidCloseCode) -> Self {
+        ProtocolError::InvalidCloseCode(e.0)
+    }
+}
+
+/// Everything that can go wrong in the protocol layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The peer broke the protocol; a Close frame with
+    /// [`ProtocolError::close_code`] has been queued. Sticky: once returned,
+    /// every later read returns it again.
+    Protocol(ProtocolError),
+    /// The opening handshake failed (§4).
+    Handshake(HandshakeError),
+    /// The TCP connection ended before the close handshake did: §7.1.5 calls
+    /// this status 1006, which is reported, never sent.
+    AbnormalClosure,
+    /// The connection is closed (or closing, for sends): a Close frame was
+    /// sent, and §5.5.1 says "the application MUST NOT send any more data
+    /// frames".
+    Closed,
+    /// A control frame's payload over 125 bytes (§5.5), or a Close reason
+    /// over 123; rejected before anything is queued.
+    ControlPayloadTooLong,
+    /// A new message was started while a fragmented one is being sent
+    /// (§5.4: fragments of different messages do not interleave).
+    FragmentedMessageInProgress,
+    /// A fragment that continues a message, with no message begun, or of a
+    /// different type.
+    NoFragmentedMessage,
+    /// Outgoing text fragments that are not UTF-8 once put together (§5.6).
+    InvalidUtf8Sent,
+    /// A prepared (unmasked) frame may only be sent by a server (§5.1).
+    PreparedFrameFromClient,
+}
+
+impl Error {
+    /// The close code this error sent or reports, if it has one.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(e) => Some(e.close_code()),
+            Error::Handshake(_)
+            | Error::AbnormalClosure
+            | Error::Closed
+            | Error::ControlPayloadTooLong
+            | Error::FragmentedMessageInProgress
+            | Error::NoFragmentedMessage
+            | Error::InvalidUtf8Sent
+            | Error::PreparedFrameFromClient => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::AbnormalClosure => {
+                f.write_str("connection closed without a close handshake (1006)")
+            }
+            Error::Closed => f.write_str("connection closed"),
+            Error::ControlPayloadTooLong => {
+                f.write_str("control frame payload over 125 bytes (close reason over 123)")
+            }
+            Error::FragmentedMessageInProgress => {
+                f.write_str("a fragmented message is being sent; finish it first")
+            }
+            Error::NoFragmentedMessage => f.write_str("no fragmented message of this type to continue"),
+            Error::InvalidUtf8Sent => f.write_str("text fragments are not valid UTF-8"),
+            Error::PreparedFrameFromClient => {
+                f.write_str("prepared frames are unmasked and may only be sent by a server")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Protocol(e) => Some(e),
+            Error::Handshake(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_violations_send_protocol_error() {
+        for e in [
+            ProtocolError::ReservedOpcode(3),
+            ProtocolError::LengthHighBitSet,
+            ProtocolError::NonMinimalLength,
+            ProtocolError::ReservedBitsSet,
+            ProtocolError::UnmaskedFrame,
+            ProtocolError::MaskedFrame,
+            ProtocolError::FragmentedControlFrame,
+            ProtocolError::ControlFrameTooLong,
+            ProtocolError::UnexpectedContinuation,
+            ProtocolError::ExpectedContinuation,
+            ProtocolError::ClosePayloadTooShort,
+            ProtocolError::InvalidCloseCode(1005),
+        ] {
+            assert_eq!(e.close_code(), CloseCode::PROTOCOL_ERROR, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_sends_invalid_payload() {
+        assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn limits_send_message_too_big() {
+        for e in [
+            ProtocolError::FrameTooLarge,
+            ProtocolError::MessageTooLarge,
+            ProtocolError::TooManyFragments,
+        ] {
+            assert_eq!(e.close_code(), CloseCode::MESSAGE_TOO_BIG, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn every_reason_fits_in_a_close_frame() {
+        let all = [
+            ProtocolError::ReservedOpcode(0xf),
+            ProtocolError::NonMinimalLength,
+            ProtocolError::ExpectedContinuation,
+            ProtocolError::InvalidCloseCode(65535),
+        ];
+        for e in all {
+            assert!(e.reason().len() <= super::super::close::MAX_REASON_LEN);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! RFC 6455 as a sans-I/O state machine: bytes in, events out; messages in,
+//! bytes out.
+//!
+//! Nothing here touches a socket, a clock or a runtime, so the same code
+//! serves tokio (`transport/`), a test that steps two peers by hand, and a
+//! fuzzer. It depends on `bytes`, `sha1`, `base64` and `httparse`, plus
+//! `getrandom` for one seed per client connection.
+//!
+//! | file            | RFC 6455        | what                                              |
+//! |-----------------|-----------------|---------------------------------------------------|
+//! | `handshake.rs`  | §4              | opening handshake, both roles                     |
+//! | `frame.rs`      | §5.2            | [`FrameHeader`], [`OpCode`]: parse and encode     |
+//! | `mask.rs`       | §5.3            | XOR masking                                       |
+//! | `rng.rs`        | §5.3, §4.1      | unpredictable mask keys and handshake nonces      |
+//! | `utf8.rs`       | §8.1            | incremental, fail-fast UTF-8 validation           |
+//! | `close.rs`      | §5.5.1, §7.4    | close codes and the Close payload                 |
+//! | `connection.rs` | §5.4–5.5, §7    | the state machine                                 |
+//! | `error.rs`      | §7.1.7, §7.4.1  | every violation and the close code it sends       |
+//! | `config.rs`     |                 | every limit, with its default and its source      |
+//!
+//! A server's life, end to end:
+//!
+//! ```
+//! use rfc6455::proto::{Config, Connection, Message, Role, ServerHandshake};
+//!
+//! let config = Config::default();
+//! let mut handshake = ServerHandshake::new(&config);
+//! let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+//!     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!     Sec-WebSocket-Version: 13\r\n\r\n\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
+//! let (req, used) = handshake.receive(request).unwrap().expect("a whole head");
+//! let response = req.upgrade().unwrap().accept(None).unwrap();
+//! assert!(response.starts_with(b"HTTP/1.1 101 "));
+//!
+//! let mut conn = Connection::new(Role::Server, config);
+//! conn.receive(&request[used..]); // the client's first frame came right behind
+//! assert_eq!(conn.poll_message().unwrap(), Some(Message::text("Hello")));
+//! conn.send_text("Hello back").unwrap();
+//! let out = conn.poll_transmit().unwrap();
+//! assert_eq!(&out[..2], &[0x81, 10]);
+//! ```
+
+mod close;
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod handshake;
+mod mask;
+mod rng;
+mod utf8;
+
+pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
+pub use config::Config;
+pub use connection::{Connection, Message, PreparedFrame, Role, State};
+pub use error::{Error, ProtocolError};
+pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
+pub use handshake::{
+    ClientHandshake, Extension, GUID, HandshakeError, Header, HeadReader, Request, Response,
+    ServerHandshake, UpgradeRequest, VERSION, WsUrl, accept_key, parse_extensions,
+};
+pub use mask::{apply_mask, apply_mask_naive};
+pub use rng::MaskRng;
+pub use utf8::{InvalidUtf8, Utf8Bytes, Utf8Validator};

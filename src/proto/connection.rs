@@ -27,7 +27,7 @@
 //!
 //! The RFC's CONNECTING state (§4) is the handshake's (`handshake.rs`); a
 //! `Connection` is born OPEN. Every state change happens in
-//! [`Connection::transition`], one `match` over this table:
+//! `Connection::transition`, one `match` over this table:
 //!
 //! | state   | input                 | next    | also                                   |
 //! |---------|-----------------------|---------|----------------------------------------|
@@ -333,7 +333,9 @@ impl Connection {
     /// for sizing the next read.
     pub fn read_hint(&self) -> usize {
         match &self.frame {
-            Some(f) => (f.header_len + f.payload_len).saturating_sub(self.rbuf.len()).max(1),
+            Some(f) => (f.header_len + f.payload_len)
+                .saturating_sub(self.rbuf.len())
+                .max(1),
             None => 2,
         }
     }
@@ -426,7 +428,11 @@ impl Connection {
             }
         };
         // Unmask, and check text, as far as the payload has arrived.
-        let arrived = self.rbuf.len().saturating_sub(frame.header_len).min(frame.payload_len);
+        let arrived = self
+            .rbuf
+            .len()
+            .saturating_sub(frame.header_len)
+            .min(frame.payload_len);
         if arrived > frame.done {
             let range = frame.header_len + frame.done..frame.header_len + arrived;
             if let Some(piece) = self.rbuf.get_mut(range) {
@@ -434,7 +440,9 @@ impl Connection {
                     apply_mask(piece, key, frame.done);
                 }
                 if frame.text {
-                    self.rx_utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.rx_utf8
+                        .feed(piece)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
             }
             frame.done = arrived;
@@ -452,7 +460,11 @@ impl Connection {
     /// The rules that need to know our role, what was negotiated and what
     /// came before (those that do not are in `FrameHeader::parse`), then the
     /// limits, all before any payload is buffered.
-    fn check_header(&self, header: FrameHeader, header_len: usize) -> Result<InFrame, ProtocolError> {
+    fn check_header(
+        &self,
+        header: FrameHeader,
+        header_len: usize,
+    ) -> Result<InFrame, ProtocolError> {
         // §5.2: "RSV1, RSV2, RSV3: 1 bit each. MUST be 0 unless an extension
         // is negotiated that defines meanings for non-zero values."
         if (header.rsv1 && !self.rsv1_allowed) || header.rsv2 || header.rsv3 {
@@ -465,14 +477,17 @@ impl Connection {
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
-        let payload_len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooLarge)?;
+        let payload_len =
+            usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooLarge)?;
         // §5.4: a fragmented message is a first frame (FIN clear, opcode
         // Text or Binary), continuations (opcode 0), and a last frame with
         // FIN set; only control frames may come in between.
         let text = match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Continuation, Some(m)) => m.text,
-            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
             (OpCode::Text, None) => true,
             (OpCode::Binary, None) => false,
             // Length and FIN were checked by the parser (§5.5).
@@ -482,7 +497,10 @@ impl Connection {
             if payload_len > self.config.max_frame_size {
                 return Err(ProtocolError::FrameTooLarge);
             }
-            let (so_far, fragments) = self.message.as_ref().map_or((0, 0), |m| (m.buf.len(), m.fragments));
+            let (so_far, fragments) = self
+                .message
+                .as_ref()
+                .map_or((0, 0), |m| (m.buf.len(), m.fragments));
             if so_far.saturating_add(payload_len) > self.config.max_message_size {
                 return Err(ProtocolError::MessageTooLarge);
             }
@@ -519,7 +537,9 @@ impl Connection {
             OpCode::Close => {
                 let frame = CloseFrame::parse(payload).map_err(|e| match e {
                     super::close::ClosePayloadError::OneByte => ProtocolError::ClosePayloadTooShort,
-                    super::close::ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c.0),
+                    super::close::ClosePayloadError::InvalidCode(c) => {
+                        ProtocolError::InvalidCloseCode(c.0)
+                    }
                     super::close::ClosePayloadError::InvalidReason(_) => ProtocolError::InvalidUtf8,
                 })?;
                 self.close_received = true;
@@ -557,7 +577,9 @@ impl Connection {
                 message.buf.extend_from_slice(&payload);
                 message.fragments += 1;
                 if header.fin {
-                    Ok(Step::Deliver(self.complete(message.text, message.buf.freeze())?))
+                    Ok(Step::Deliver(
+                        self.complete(message.text, message.buf.freeze())?,
+                    ))
                 } else {
                     self.message = Some(message);
                     Ok(Step::Continue)
@@ -570,7 +592,9 @@ impl Connection {
     /// all that is left is a code point cut off at the end.
     fn complete(&mut self, text: bool, payload: Bytes) -> Result<Message, ProtocolError> {
         if text {
-            self.rx_utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            self.rx_utf8
+                .finish()
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
             Ok(Message::Text(Utf8Bytes::from_validated(payload)))
         } else {
             Ok(Message::Binary(payload))
@@ -669,12 +693,20 @@ impl Connection {
     /// the message, the call with `fin` ends it. Fragments may split a code
     /// point; all of them together must be UTF-8, or this returns
     /// [`Error::InvalidUtf8Sent`] and queues nothing.
-    pub fn send_text_fragment(&mut self, payload: impl Into<Bytes>, fin: bool) -> Result<(), Error> {
+    pub fn send_text_fragment(
+        &mut self,
+        payload: impl Into<Bytes>,
+        fin: bool,
+    ) -> Result<(), Error> {
         self.send_fragment(true, payload.into(), fin)
     }
 
     /// Queues one fragment of a binary message (§5.4).
-    pub fn send_binary_fragment(&mut self, payload: impl Into<Bytes>, fin: bool) -> Result<(), Error> {
+    pub fn send_binary_fragment(
+        &mut self,
+        payload: impl Into<Bytes>,
+        fin: bool,
+    ) -> Result<(), Error> {
         self.send_fragment(false, payload.into(), fin)
     }
 
@@ -688,7 +720,9 @@ impl Connection {
         };
         if text {
             let mut validator = self.tx_utf8.clone();
-            validator.feed(&payload).map_err(|_| Error::InvalidUtf8Sent)?;
+            validator
+                .feed(&payload)
+                .map_err(|_| Error::InvalidUtf8Sent)?;
             if fin {
                 validator.finish().map_err(|_| Error::InvalidUtf8Sent)?;
             }
@@ -724,7 +758,10 @@ impl Connection {
     /// it; messages may still arrive until the peer's Close does.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.check_can_send()?;
-        if frame.as_ref().is_some_and(|f| f.reason.len() > MAX_REASON_LEN) {
+        if frame
+            .as_ref()
+            .is_some_and(|f| f.reason.len() > MAX_REASON_LEN)
+        {
             return Err(Error::ControlPayloadTooLong);
         }
         self.queue_close(frame.as_ref());
@@ -774,7 +811,10 @@ impl Connection {
                 self.out.buf.extend_from_slice(&payload);
             }
             Role::Client => {
-                let key = self.rng.get_or_insert_with(MaskRng::from_entropy).mask_key();
+                let key = self
+                    .rng
+                    .get_or_insert_with(MaskRng::from_entropy)
+                    .mask_key();
                 header.mask = Some(key);
                 header.encode(&mut self.out.buf);
                 let start = self.out.buf.len();

@@ -198,7 +198,9 @@ impl fmt::Display for Error {
             Error::FragmentedMessageInProgress => {
                 f.write_str("a fragmented message is being sent; finish it first")
             }
-            Error::NoFragmentedMessage => f.write_str("no fragmented message of this type to continue"),
+            Error::NoFragmentedMessage => {
+                f.write_str("no fragmented message of this type to continue")
+            }
             Error::InvalidUtf8Sent => f.write_str("text fragments are not valid UTF-8"),
             Error::PreparedFrameFromClient => {
                 f.write_str("prepared frames are unmasked and may only be sent by a server")
@@ -255,7 +257,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_sends_invalid_payload() {
-        assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+        assert_eq!(
+            ProtocolError::InvalidUtf8.close_code(),
+            CloseCode::INVALID_PAYLOAD
+        );
     }
 
     #[test]

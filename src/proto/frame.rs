@@ -215,7 +215,12 @@ impl FrameHeader {
     /// rather than producing a header no peer may accept.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut b0 = self.opcode.as_u8();
-        for (bit, set) in [(0x80, self.fin), (0x40, self.rsv1), (0x20, self.rsv2), (0x10, self.rsv3)] {
+        for (bit, set) in [
+            (0x80, self.fin),
+            (0x40, self.rsv1),
+            (0x20, self.rsv2),
+            (0x10, self.rsv3),
+        ] {
             if set {
                 b0 |= bit;
             }
@@ -247,7 +252,11 @@ mod tests {
     /// asks for more bytes, and that encoding gives the bytes back.
     fn parse_both_ways(bytes: &[u8]) -> FrameHeader {
         for end in 0..bytes.len() {
-            assert_eq!(FrameHeader::parse(&bytes[..end]), Ok(None), "prefix of {end} bytes");
+            assert_eq!(
+                FrameHeader::parse(&bytes[..end]),
+                Ok(None),
+                "prefix of {end} bytes"
+            );
         }
         let (header, len) = FrameHeader::parse(bytes).unwrap().unwrap();
         assert_eq!(len, bytes.len());

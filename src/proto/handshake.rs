@@ -171,8 +171,12 @@ impl fmt::Display for HandshakeError {
             HandshakeError::HeadTooLarge => f.write_str("request head too large"),
             HandshakeError::TooManyHeaders => f.write_str("too many header fields"),
             HandshakeError::MalformedHttp => f.write_str("malformed HTTP"),
-            HandshakeError::MethodNotGet => f.write_str("a WebSocket upgrade must be a GET request"),
-            HandshakeError::HttpVersion => f.write_str("a WebSocket upgrade needs HTTP/1.1 or later"),
+            HandshakeError::MethodNotGet => {
+                f.write_str("a WebSocket upgrade must be a GET request")
+            }
+            HandshakeError::HttpVersion => {
+                f.write_str("a WebSocket upgrade needs HTTP/1.1 or later")
+            }
             HandshakeError::MissingHost => f.write_str("missing Host header"),
             HandshakeError::MissingUpgrade => f.write_str("missing 'Upgrade: websocket' header"),
             HandshakeError::MissingConnectionUpgrade => {
@@ -181,8 +185,12 @@ impl fmt::Display for HandshakeError {
             HandshakeError::InvalidKey => {
                 f.write_str("Sec-WebSocket-Key must be one base64-encoded 16-byte value")
             }
-            HandshakeError::UnsupportedVersion => f.write_str("only Sec-WebSocket-Version 13 is supported"),
-            HandshakeError::InvalidProtocolHeader => f.write_str("malformed Sec-WebSocket-Protocol header"),
+            HandshakeError::UnsupportedVersion => {
+                f.write_str("only Sec-WebSocket-Version 13 is supported")
+            }
+            HandshakeError::InvalidProtocolHeader => {
+                f.write_str("malformed Sec-WebSocket-Protocol header")
+            }
             HandshakeError::InvalidExtensionsHeader => {
                 f.write_str("malformed Sec-WebSocket-Extensions header")
             }
@@ -190,8 +198,12 @@ impl fmt::Display for HandshakeError {
                 write!(f, "server answered with HTTP status {status}, not 101")
             }
             HandshakeError::InvalidAccept => f.write_str("wrong or missing Sec-WebSocket-Accept"),
-            HandshakeError::UnrequestedProtocol => f.write_str("server chose a subprotocol we did not offer"),
-            HandshakeError::UnrequestedExtension => f.write_str("server accepted an extension we did not offer"),
+            HandshakeError::UnrequestedProtocol => {
+                f.write_str("server chose a subprotocol we did not offer")
+            }
+            HandshakeError::UnrequestedExtension => {
+                f.write_str("server accepted an extension we did not offer")
+            }
             HandshakeError::ProtocolNotOffered => {
                 f.write_str("accepting with a subprotocol the client did not offer")
             }
@@ -409,7 +421,11 @@ pub fn parse_extensions(headers: &[Header]) -> Result<Vec<Extension>, HandshakeE
                 p.skip_ows();
                 let value = if p.eat(b'=') {
                     p.skip_ows();
-                    Some(if p.peek() == Some(b'"') { p.quoted_token()? } else { p.token()? })
+                    Some(if p.peek() == Some(b'"') {
+                        p.quoted_token()?
+                    } else {
+                        p.token()?
+                    })
                 } else {
                     None
                 };
@@ -557,7 +573,10 @@ impl Request {
             return Err(HandshakeError::HttpVersion);
         }
         // 2. "A |Host| header field containing the server's authority."
-        let host = self.header("host").filter(|h| !h.is_empty()).ok_or(HandshakeError::MissingHost)?;
+        let host = self
+            .header("host")
+            .filter(|h| !h.is_empty())
+            .ok_or(HandshakeError::MissingHost)?;
         // 3. "An |Upgrade| header field containing the value "websocket",
         //    treated as an ASCII case-insensitive value."
         if !self.is_upgrade() {
@@ -575,7 +594,9 @@ impl Request {
         }
         // 5. "A |Sec-WebSocket-Key| header field with a base64-encoded value
         //    that, when decoded, is 16 bytes in length."
-        let key = self.header("sec-websocket-key").ok_or(HandshakeError::InvalidKey)?;
+        let key = self
+            .header("sec-websocket-key")
+            .ok_or(HandshakeError::InvalidKey)?;
         match BASE64.decode(key) {
             Ok(decoded) if decoded.len() == 16 => {}
             _ => return Err(HandshakeError::InvalidKey),
@@ -583,7 +604,9 @@ impl Request {
         Ok(UpgradeRequest {
             target: self.target.clone(),
             host: String::from_utf8_lossy(host).into_owned(),
-            origin: self.header("origin").map(|o| String::from_utf8_lossy(o).into_owned()),
+            origin: self
+                .header("origin")
+                .map(|o| String::from_utf8_lossy(o).into_owned()),
             accept: accept_key(key),
             // 8. "Optionally, a |Sec-WebSocket-Protocol| header field, with a
             //    list of values indicating which protocols the client would
@@ -667,10 +690,10 @@ impl UpgradeRequest {
     /// |Sec-WebSocket-Protocol| header field ... a value from the client's
     /// handshake"). No extension is accepted yet.
     pub fn accept(&self, protocol: Option<&str>) -> Result<Bytes, HandshakeError> {
-        if let Some(p) = protocol {
-            if !self.protocols.iter().any(|offered| offered == p) {
-                return Err(HandshakeError::ProtocolNotOffered);
-            }
+        if let Some(p) = protocol
+            && !self.protocols.iter().any(|offered| offered == p)
+        {
+            return Err(HandshakeError::ProtocolNotOffered);
         }
         let mut response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
@@ -711,7 +734,9 @@ impl WsUrl {
         } else if let Some(rest) = strip_prefix_ignore_case(url, "wss://") {
             (true, rest)
         } else {
-            return Err(HandshakeError::InvalidUrl("the scheme must be ws:// or wss://"));
+            return Err(HandshakeError::InvalidUrl(
+                "the scheme must be ws:// or wss://",
+            ));
         };
         // §3: "Fragment identifiers are meaningless in the context of
         // WebSocket URIs and MUST NOT be used on these URIs."
@@ -721,7 +746,9 @@ impl WsUrl {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split);
         if authority.contains('@') {
-            return Err(HandshakeError::InvalidUrl("user information is not supported"));
+            return Err(HandshakeError::InvalidUrl(
+                "user information is not supported",
+            ));
         }
         let resource = match resource {
             "" => "/".to_owned(),
@@ -729,14 +756,21 @@ impl WsUrl {
             r => r.to_owned(),
         };
         if resource.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(HandshakeError::InvalidUrl("spaces or control characters in the path"));
+            return Err(HandshakeError::InvalidUrl(
+                "spaces or control characters in the path",
+            ));
         }
         let default_port = if secure { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or(HandshakeError::InvalidUrl("unclosed [ in host"))?;
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or(HandshakeError::InvalidUrl("unclosed [ in host"))?;
             let port = match after {
                 "" => default_port,
-                p => parse_port(p.strip_prefix(':').ok_or(HandshakeError::InvalidUrl("junk after ]"))?)?,
+                p => parse_port(
+                    p.strip_prefix(':')
+                        .ok_or(HandshakeError::InvalidUrl("junk after ]"))?,
+                )?,
             };
             (host, port)
         } else {
@@ -748,7 +782,10 @@ impl WsUrl {
         if host.is_empty() {
             return Err(HandshakeError::InvalidUrl("empty host"));
         }
-        if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:~%!$&'()*+,;=".contains(&b)) {
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:~%!$&'()*+,;=".contains(&b))
+        {
             return Err(HandshakeError::InvalidUrl("invalid character in host"));
         }
         Ok(Self {
@@ -761,19 +798,34 @@ impl WsUrl {
 
     /// The `Host` header (§4.1 item 4): the port only when not the default.
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         let default = if self.secure { 443 } else { 80 };
-        if self.port == default { host } else { format!("{host}:{}", self.port) }
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
     }
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    if head.eq_ignore_ascii_case(prefix) { s.get(prefix.len()..) } else { None }
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
 }
 
 fn parse_port(p: &str) -> Result<u16, HandshakeError> {
-    p.parse::<u16>().ok().filter(|&p| p != 0).ok_or(HandshakeError::InvalidUrl("invalid port"))
+    p.parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or(HandshakeError::InvalidUrl("invalid port"))
 }
 
 /// What a successful response told the client.
@@ -907,7 +959,11 @@ impl ClientHandshake {
             0 => None,
             1 => {
                 let p = single_value(&headers, "sec-websocket-protocol").unwrap_or_default();
-                match self.protocols.iter().find(|offered| offered.as_bytes() == p) {
+                match self
+                    .protocols
+                    .iter()
+                    .find(|offered| offered.as_bytes() == p)
+                {
                     Some(offered) => Some(offered.clone()),
                     None => return Err(HandshakeError::UnrequestedProtocol),
                 }
@@ -961,7 +1017,10 @@ mod tests {
 
     #[test]
     fn server_accepts_rfc_example_request() {
-        let up = upgrade(&request_bytes("Sec-WebSocket-Protocol: chat, superchat\r\n")).unwrap();
+        let up = upgrade(&request_bytes(
+            "Sec-WebSocket-Protocol: chat, superchat\r\n",
+        ))
+        .unwrap();
         assert_eq!(up.target, "/chat");
         assert_eq!(up.host, "server.example.com");
         assert_eq!(up.origin.as_deref(), Some("http://example.com"));
@@ -978,7 +1037,11 @@ mod tests {
         let bytes = request_bytes("");
         for end in 0..bytes.len() {
             let mut hs = ServerHandshake::new(&Config::default());
-            assert_eq!(hs.receive(&bytes.as_bytes()[..end]), Ok(None), "prefix {end}");
+            assert_eq!(
+                hs.receive(&bytes.as_bytes()[..end]),
+                Ok(None),
+                "prefix {end}"
+            );
         }
     }
 
@@ -1018,7 +1081,11 @@ mod tests {
     fn non_get_request_gets_405() {
         let req = request_bytes("").replacen("GET", "POST", 1);
         assert_eq!(upgrade(&req), Err(HandshakeError::MethodNotGet));
-        assert!(HandshakeError::MethodNotGet.response().starts_with(b"HTTP/1.1 405 "));
+        assert!(
+            HandshakeError::MethodNotGet
+                .response()
+                .starts_with(b"HTTP/1.1 405 ")
+        );
     }
 
     #[test]
@@ -1086,7 +1153,10 @@ mod tests {
     #[test]
     fn accepting_a_protocol_not_offered_is_refused() {
         let up = upgrade(&request_bytes("")).unwrap();
-        assert_eq!(up.accept(Some("chat")), Err(HandshakeError::ProtocolNotOffered));
+        assert_eq!(
+            up.accept(Some("chat")),
+            Err(HandshakeError::ProtocolNotOffered)
+        );
     }
 
     #[test]
@@ -1099,7 +1169,10 @@ mod tests {
 
     #[test]
     fn head_over_the_byte_limit_gets_431_before_it_ends() {
-        let config = Config { max_handshake_bytes: 100, ..Config::default() };
+        let config = Config {
+            max_handshake_bytes: 100,
+            ..Config::default()
+        };
         let mut hs = ServerHandshake::new(&config);
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(200));
         let err = hs.receive(long.as_bytes()).unwrap_err();
@@ -1110,18 +1183,34 @@ mod tests {
 
     #[test]
     fn too_many_headers_get_431() {
-        let config = Config { max_handshake_headers: 3, ..Config::default() };
+        let config = Config {
+            max_handshake_headers: 3,
+            ..Config::default()
+        };
         let mut hs = ServerHandshake::new(&config);
         let req = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n";
-        assert_eq!(hs.receive(req.as_bytes()), Err(HandshakeError::TooManyHeaders));
+        assert_eq!(
+            hs.receive(req.as_bytes()),
+            Err(HandshakeError::TooManyHeaders)
+        );
     }
 
     #[test]
     fn exactly_the_header_limit_is_allowed() {
-        let config = Config { max_handshake_headers: 6, ..Config::default() };
+        let config = Config {
+            max_handshake_headers: 6,
+            ..Config::default()
+        };
         let mut hs = ServerHandshake::new(&config);
         let req = request_bytes("");
-        assert!(hs.receive(req.as_bytes()).unwrap().unwrap().0.upgrade().is_ok());
+        assert!(
+            hs.receive(req.as_bytes())
+                .unwrap()
+                .unwrap()
+                .0
+                .upgrade()
+                .is_ok()
+        );
     }
 
     // §9.1 extension offers.
@@ -1143,16 +1232,30 @@ mod tests {
                     name: "permessage-deflate".into(),
                     params: vec![("server_max_window_bits".into(), Some("10".into()))],
                 },
-                Extension { name: "x-foo".into(), params: vec![] },
+                Extension {
+                    name: "x-foo".into(),
+                    params: vec![]
+                },
             ]
         );
     }
 
     #[test]
     fn malformed_extension_offers_are_rejected() {
-        for bad in ["a;", "a; b=", "a b", "a; b=\"c d\"", "a; b=\"unterminated", ";a"] {
+        for bad in [
+            "a;",
+            "a; b=",
+            "a b",
+            "a; b=\"c d\"",
+            "a; b=\"unterminated",
+            ";a",
+        ] {
             let req = request_bytes(&format!("Sec-WebSocket-Extensions: {bad}\r\n"));
-            assert_eq!(upgrade(&req), Err(HandshakeError::InvalidExtensionsHeader), "{bad}");
+            assert_eq!(
+                upgrade(&req),
+                Err(HandshakeError::InvalidExtensionsHeader),
+                "{bad}"
+            );
         }
     }
 
@@ -1161,10 +1264,16 @@ mod tests {
     #[test]
     fn urls_are_split_into_host_port_and_resource() {
         let u = WsUrl::parse("ws://example.com/chat?x=1").unwrap();
-        assert_eq!((u.secure, u.host.as_str(), u.port, u.resource.as_str()), (false, "example.com", 80, "/chat?x=1"));
+        assert_eq!(
+            (u.secure, u.host.as_str(), u.port, u.resource.as_str()),
+            (false, "example.com", 80, "/chat?x=1")
+        );
         assert_eq!(u.host_header(), "example.com");
         let u = WsUrl::parse("wss://[::1]:9001").unwrap();
-        assert_eq!((u.secure, u.host.as_str(), u.port, u.resource.as_str()), (true, "::1", 9001, "/"));
+        assert_eq!(
+            (u.secure, u.host.as_str(), u.port, u.resource.as_str()),
+            (true, "::1", 9001, "/")
+        );
         assert_eq!(u.host_header(), "[::1]:9001");
         let u = WsUrl::parse("WS://h?q").unwrap();
         assert_eq!(u.resource, "/?q");
@@ -1172,7 +1281,16 @@ mod tests {
 
     #[test]
     fn bad_urls_are_rejected() {
-        for bad in ["http://a/", "ws://", "ws://a:0/", "ws://a:99999/", "ws://a/#frag", "ws://u@a/", "ws://a/b c", "ws://[::1/"] {
+        for bad in [
+            "http://a/",
+            "ws://",
+            "ws://a:0/",
+            "ws://a:99999/",
+            "ws://a/#frag",
+            "ws://u@a/",
+            "ws://a/b c",
+            "ws://[::1/",
+        ] {
             assert!(WsUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -1180,7 +1298,14 @@ mod tests {
     fn client(protocols: &[&str]) -> (ClientHandshake, String) {
         let url = WsUrl::parse("ws://server.example.com/chat").unwrap();
         let nonce = *b"the sample nonce";
-        let (hs, req) = ClientHandshake::with_key(&url, protocols, &[("Origin", "http://example.com")], &Config::default(), nonce).unwrap();
+        let (hs, req) = ClientHandshake::with_key(
+            &url,
+            protocols,
+            &[("Origin", "http://example.com")],
+            &Config::default(),
+            nonce,
+        )
+        .unwrap();
         (hs, String::from_utf8(req.to_vec()).unwrap())
     }
 
@@ -1212,44 +1337,73 @@ mod tests {
     fn client_rejects_wrong_accept() {
         let (mut hs, _) = client(&[]);
         let bad = GOOD_RESPONSE.replace("s3pP", "AAAA") + "\r\n";
-        assert_eq!(hs.receive(bad.as_bytes()), Err(HandshakeError::InvalidAccept));
+        assert_eq!(
+            hs.receive(bad.as_bytes()),
+            Err(HandshakeError::InvalidAccept)
+        );
     }
 
     #[test]
     fn client_rejects_non_101_status() {
         let (mut hs, _) = client(&[]);
         let resp = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(hs.receive(resp.as_bytes()), Err(HandshakeError::NotSwitchingProtocols(403)));
+        assert_eq!(
+            hs.receive(resp.as_bytes()),
+            Err(HandshakeError::NotSwitchingProtocols(403))
+        );
     }
 
     #[test]
     fn client_rejects_missing_upgrade_and_connection() {
         let (mut hs, _) = client(&[]);
         let resp = GOOD_RESPONSE.replace("Upgrade: websocket\r\n", "") + "\r\n";
-        assert_eq!(hs.receive(resp.as_bytes()), Err(HandshakeError::MissingUpgrade));
+        assert_eq!(
+            hs.receive(resp.as_bytes()),
+            Err(HandshakeError::MissingUpgrade)
+        );
         let (mut hs, _) = client(&[]);
         let resp = GOOD_RESPONSE.replace("Connection: Upgrade\r\n", "") + "\r\n";
-        assert_eq!(hs.receive(resp.as_bytes()), Err(HandshakeError::MissingConnectionUpgrade));
+        assert_eq!(
+            hs.receive(resp.as_bytes()),
+            Err(HandshakeError::MissingConnectionUpgrade)
+        );
     }
 
     #[test]
     fn client_accepts_only_a_protocol_it_offered() {
         let (mut hs, _) = client(&["chat"]);
         let resp = format!("{GOOD_RESPONSE}Sec-WebSocket-Protocol: chat\r\n\r\n");
-        assert_eq!(hs.receive(resp.as_bytes()).unwrap().unwrap().0.protocol.as_deref(), Some("chat"));
+        assert_eq!(
+            hs.receive(resp.as_bytes())
+                .unwrap()
+                .unwrap()
+                .0
+                .protocol
+                .as_deref(),
+            Some("chat")
+        );
         let (mut hs, _) = client(&["chat"]);
         let resp = format!("{GOOD_RESPONSE}Sec-WebSocket-Protocol: other\r\n\r\n");
-        assert_eq!(hs.receive(resp.as_bytes()), Err(HandshakeError::UnrequestedProtocol));
+        assert_eq!(
+            hs.receive(resp.as_bytes()),
+            Err(HandshakeError::UnrequestedProtocol)
+        );
         let (mut hs, _) = client(&[]);
         let resp = format!("{GOOD_RESPONSE}Sec-WebSocket-Protocol: chat\r\n\r\n");
-        assert_eq!(hs.receive(resp.as_bytes()), Err(HandshakeError::UnrequestedProtocol));
+        assert_eq!(
+            hs.receive(resp.as_bytes()),
+            Err(HandshakeError::UnrequestedProtocol)
+        );
     }
 
     #[test]
     fn client_rejects_an_extension_it_did_not_offer() {
         let (mut hs, _) = client(&[]);
         let resp = format!("{GOOD_RESPONSE}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
-        assert_eq!(hs.receive(resp.as_bytes()), Err(HandshakeError::UnrequestedExtension));
+        assert_eq!(
+            hs.receive(resp.as_bytes()),
+            Err(HandshakeError::UnrequestedExtension)
+        );
     }
 
     #[test]

@@ -40,15 +40,15 @@
 //! assert_eq!(&out[..2], &[0x81, 10]);
 //! ```
 
-mod close;
-mod config;
-mod connection;
-mod error;
-mod frame;
-mod handshake;
-mod mask;
-mod rng;
-mod utf8;
+pub mod close;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod rng;
+pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
 pub use config::Config;
@@ -56,7 +56,7 @@ pub use connection::{Connection, Message, PreparedFrame, Role, State};
 pub use error::{Error, ProtocolError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{
-    ClientHandshake, Extension, GUID, HandshakeError, Header, HeadReader, Request, Response,
+    ClientHandshake, Extension, GUID, HandshakeError, HeadReader, Header, Request, Response,
     ServerHandshake, UpgradeRequest, VERSION, WsUrl, accept_key, parse_extensions,
 };
 pub use mask::{apply_mask, apply_mask_naive};

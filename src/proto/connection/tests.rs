@@ -8,7 +8,11 @@ const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// A frame as a client sends it: masked with `KEY`.
 fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut header = FrameHeader::parse(&[b0, 0]).ok().flatten().map(|(h, _)| h).unwrap_or(FrameHeader::new(OpCode::Binary, 0));
+    let mut header = FrameHeader::parse(&[b0, 0])
+        .ok()
+        .flatten()
+        .map(|(h, _)| h)
+        .unwrap_or(FrameHeader::new(OpCode::Binary, 0));
     header.fin = b0 & 0x80 != 0;
     header.rsv1 = b0 & 0x40 != 0;
     header.payload_len = payload.len() as u64;
@@ -73,7 +77,10 @@ fn sent(conn: &mut Connection) -> Vec<Message> {
     };
     let mut peer = Connection::new(role, Config::default());
     peer.receive(&output(conn));
-    events(&mut peer).into_iter().map(|e| e.expect("our own output is valid")).collect()
+    events(&mut peer)
+        .into_iter()
+        .map(|e| e.expect("our own output is valid"))
+        .collect()
 }
 
 /// The code of the one Close frame `conn` sent, if that is all it sent.
@@ -93,7 +100,11 @@ fn close_with(code: CloseCode) -> Message {
 fn assert_fails(mut conn: Connection, input: &[u8], error: ProtocolError) {
     conn.receive(input);
     let got = events(&mut conn);
-    assert_eq!(got.last(), Some(&Err(Error::Protocol(error))), "events: {got:?}");
+    assert_eq!(
+        got.last(),
+        Some(&Err(Error::Protocol(error))),
+        "events: {got:?}"
+    );
     let sent = sent(&mut conn);
     match sent.last() {
         Some(Message::Close(Some(frame))) => assert_eq!(frame.code, error.close_code()),
@@ -119,7 +130,9 @@ fn client_receives_unmasked_hello() {
 #[test]
 fn server_receives_masked_hello() {
     let mut s = server();
-    s.receive(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    s.receive(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
     assert_eq!(events(&mut s), [Ok(Message::text("Hello"))]);
 }
 
@@ -136,17 +149,29 @@ fn client_receives_fragmented_hel_lo() {
 fn client_receives_ping_and_server_receives_masked_pong() {
     let mut c = client();
     c.receive(&[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
-    assert_eq!(events(&mut c), [Ok(Message::Ping(Bytes::from_static(b"Hello")))]);
+    assert_eq!(
+        events(&mut c),
+        [Ok(Message::Ping(Bytes::from_static(b"Hello")))]
+    );
     let mut s = server();
-    s.receive(&[0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
-    assert_eq!(events(&mut s), [Ok(Message::Pong(Bytes::from_static(b"Hello")))]);
+    s.receive(&[
+        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(
+        events(&mut s),
+        [Ok(Message::Pong(Bytes::from_static(b"Hello")))]
+    );
 }
 
 #[test]
 fn client_receives_256_and_65536_byte_binary() {
     for len in [256usize, 65536] {
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-        let mut wire = if len == 256 { vec![0x82, 0x7E, 0x01, 0x00] } else { vec![0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0] };
+        let mut wire = if len == 256 {
+            vec![0x82, 0x7E, 0x01, 0x00]
+        } else {
+            vec![0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]
+        };
         wire.extend_from_slice(&payload);
         let mut c = client();
         c.receive(&wire);
@@ -172,7 +197,10 @@ fn server_sends_64_kib_binary_without_copying_the_payload() {
     let mut s = server();
     let payload = Bytes::from(vec![1u8; 65536]);
     s.send_binary(payload.clone()).unwrap();
-    assert_eq!(s.poll_transmit().unwrap()[..], [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(
+        s.poll_transmit().unwrap()[..],
+        [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]
+    );
     let chunk = s.poll_transmit().unwrap();
     assert_eq!(chunk.as_ptr(), payload.as_ptr(), "the payload was copied");
     assert!(s.poll_transmit().is_none());
@@ -199,16 +227,25 @@ fn a_single_frame_message_is_not_copied_out_of_the_read_buffer() {
     let mut s = server();
     s.receive(&masked(0x82, &[5u8; 1000]));
     let start = s.rbuf.as_ptr() as usize;
-    let Ok(Some(Message::Binary(b))) = s.poll_message() else { panic!() };
+    let Ok(Some(Message::Binary(b))) = s.poll_message() else {
+        panic!()
+    };
     let at = b.as_ptr() as usize;
-    assert!(at >= start && at < start + 1100, "payload does not point into the read buffer");
+    assert!(
+        at >= start && at < start + 1100,
+        "payload does not point into the read buffer"
+    );
 }
 
 // §5.1 and §5.2: who masks, and reserved bits.
 
 #[test]
 fn server_rejects_unmasked_frame() {
-    assert_fails(server(), &unmasked(0x81, b"hi"), ProtocolError::UnmaskedFrame);
+    assert_fails(
+        server(),
+        &unmasked(0x81, b"hi"),
+        ProtocolError::UnmaskedFrame,
+    );
 }
 
 #[test]
@@ -226,7 +263,11 @@ fn rsv_bits_without_extension_are_rejected() {
 #[test]
 fn reserved_opcodes_are_rejected() {
     for op in [3u8, 7, 0xB, 0xF] {
-        assert_fails(server(), &masked(0x80 | op, b""), ProtocolError::ReservedOpcode(op));
+        assert_fails(
+            server(),
+            &masked(0x80 | op, b""),
+            ProtocolError::ReservedOpcode(op),
+        );
     }
 }
 
@@ -241,14 +282,21 @@ fn control_frames_may_come_between_fragments() {
     s.receive(&wire);
     assert_eq!(
         events(&mut s),
-        [Ok(Message::Ping(Bytes::from_static(b"p"))), Ok(Message::text("Hello"))]
+        [
+            Ok(Message::Ping(Bytes::from_static(b"p"))),
+            Ok(Message::text("Hello"))
+        ]
     );
     assert_eq!(sent(&mut s), [Message::Pong(Bytes::from_static(b"p"))]);
 }
 
 #[test]
 fn continuation_without_a_message_is_rejected() {
-    assert_fails(server(), &masked(0x80, b"x"), ProtocolError::UnexpectedContinuation);
+    assert_fails(
+        server(),
+        &masked(0x80, b"x"),
+        ProtocolError::UnexpectedContinuation,
+    );
 }
 
 #[test]
@@ -270,10 +318,16 @@ fn empty_fragments_make_an_empty_message() {
 
 #[test]
 fn configured_fragment_size_splits_outgoing_messages() {
-    let config = Config { fragment_size: Some(2), ..Config::default() };
+    let config = Config {
+        fragment_size: Some(2),
+        ..Config::default()
+    };
     let mut s = Connection::new(Role::Server, config);
     s.send_text("Hello").unwrap();
-    assert_eq!(output(&mut s), [0x01, 2, b'H', b'e', 0x00, 2, b'l', b'l', 0x80, 1, b'o']);
+    assert_eq!(
+        output(&mut s),
+        [0x01, 2, b'H', b'e', 0x00, 2, b'l', b'l', 0x80, 1, b'o']
+    );
 }
 
 #[test]
@@ -282,17 +336,32 @@ fn fragments_sent_by_hand_may_split_a_code_point() {
     s.send_text_fragment(&b"caf\xc3"[..], false).unwrap();
     s.send_ping("between").unwrap();
     s.send_text_fragment(&b"\xa9"[..], true).unwrap();
-    assert_eq!(sent(&mut s), [Message::Ping(Bytes::from_static(b"between")), Message::text("café")]);
+    assert_eq!(
+        sent(&mut s),
+        [
+            Message::Ping(Bytes::from_static(b"between")),
+            Message::text("café")
+        ]
+    );
 }
 
 #[test]
 fn invalid_utf8_fragments_are_refused_before_sending() {
     let mut s = server();
     s.send_text_fragment(&b"ok"[..], false).unwrap();
-    assert_eq!(s.send_text_fragment(&b"\xff"[..], false), Err(Error::InvalidUtf8Sent));
-    assert_eq!(s.send_text_fragment(&b"\xe2\x82"[..], true), Err(Error::InvalidUtf8Sent));
+    assert_eq!(
+        s.send_text_fragment(&b"\xff"[..], false),
+        Err(Error::InvalidUtf8Sent)
+    );
+    assert_eq!(
+        s.send_text_fragment(&b"\xe2\x82"[..], true),
+        Err(Error::InvalidUtf8Sent)
+    );
     assert_eq!(s.send_text("x"), Err(Error::FragmentedMessageInProgress));
-    assert_eq!(s.send_binary_fragment(&b"x"[..], true), Err(Error::NoFragmentedMessage));
+    assert_eq!(
+        s.send_binary_fragment(&b"x"[..], true),
+        Err(Error::NoFragmentedMessage)
+    );
     s.send_text_fragment(&b"!"[..], true).unwrap();
     assert_eq!(sent(&mut s), [Message::text("ok!")]);
 }
@@ -303,7 +372,10 @@ fn invalid_utf8_fragments_are_refused_before_sending() {
 fn ping_is_answered_with_a_pong_of_the_same_payload() {
     let mut s = server();
     s.receive(&masked(0x89, b"Hello"));
-    assert_eq!(events(&mut s), [Ok(Message::Ping(Bytes::from_static(b"Hello")))]);
+    assert_eq!(
+        events(&mut s),
+        [Ok(Message::Ping(Bytes::from_static(b"Hello")))]
+    );
     assert_eq!(output(&mut s), [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 }
 
@@ -315,17 +387,28 @@ fn only_the_latest_pong_is_kept_when_pings_pile_up() {
     }
     assert_eq!(events(&mut s).len(), 1000);
     assert!(s.pending_output_len() < 32);
-    assert_eq!(sent(&mut s), [Message::Pong(Bytes::copy_from_slice(&999u32.to_be_bytes()))]);
+    assert_eq!(
+        sent(&mut s),
+        [Message::Pong(Bytes::copy_from_slice(&999u32.to_be_bytes()))]
+    );
 }
 
 #[test]
 fn fragmented_ping_is_rejected() {
-    assert_fails(server(), &masked(0x09, b""), ProtocolError::FragmentedControlFrame);
+    assert_fails(
+        server(),
+        &masked(0x09, b""),
+        ProtocolError::FragmentedControlFrame,
+    );
 }
 
 #[test]
 fn control_frame_over_125_bytes_is_rejected() {
-    assert_fails(server(), &masked(0x89, &[0; 126]), ProtocolError::ControlFrameTooLong);
+    assert_fails(
+        server(),
+        &masked(0x89, &[0; 126]),
+        ProtocolError::ControlFrameTooLong,
+    );
 }
 
 #[test]
@@ -343,7 +426,10 @@ fn peer_close_is_echoed_with_its_code() {
     s.receive(&masked(0x88, b"\x0b\xb8bye"));
     assert_eq!(
         events(&mut s),
-        [Ok(Message::Close(Some(CloseFrame::new(CloseCode::try_from(3000).unwrap(), "bye"))))]
+        [Ok(Message::Close(Some(CloseFrame::new(
+            CloseCode::try_from(3000).unwrap(),
+            "bye"
+        ))))]
     );
     assert_eq!(output(&mut s), [0x88, 0x02, 0x0b, 0xb8]);
     assert_eq!(s.state(), State::Closed);
@@ -356,7 +442,10 @@ fn empty_close_is_answered_with_an_empty_close() {
     c.receive(&[0x88, 0x00]);
     assert_eq!(events(&mut c), [Ok(Message::Close(None))]);
     assert_eq!(sent(&mut c), [Message::Close(None)]);
-    assert!(!c.should_close_tcp(), "the client waits for the server to close TCP");
+    assert!(
+        !c.should_close_tcp(),
+        "the client waits for the server to close TCP"
+    );
     assert!(c.awaiting_close());
     c.receive_eof();
     assert_eq!(events(&mut c), []);
@@ -366,10 +455,17 @@ fn empty_close_is_answered_with_an_empty_close() {
 #[test]
 fn closing_first_waits_for_the_peer_close() {
     let mut s = server();
-    s.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart"))).unwrap();
+    s.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))
+        .unwrap();
     assert_eq!(s.state(), State::Closing);
     assert!(s.awaiting_close() && !s.should_close_tcp());
-    assert_eq!(sent(&mut s), [Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restart")))]);
+    assert_eq!(
+        sent(&mut s),
+        [Message::Close(Some(CloseFrame::new(
+            CloseCode::GOING_AWAY,
+            "restart"
+        )))]
+    );
     // Messages still arrive; pings are no longer answered.
     s.receive(&masked(0x81, b"late"));
     s.receive(&masked(0x89, b""));
@@ -414,18 +510,30 @@ fn frames_after_the_peer_close_are_ignored() {
 fn invalid_close_codes_are_rejected() {
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         let payload = code.to_be_bytes();
-        assert_fails(server(), &masked(0x88, &payload), ProtocolError::InvalidCloseCode(code));
+        assert_fails(
+            server(),
+            &masked(0x88, &payload),
+            ProtocolError::InvalidCloseCode(code),
+        );
     }
 }
 
 #[test]
 fn one_byte_close_payload_is_rejected() {
-    assert_fails(server(), &masked(0x88, b"\x03"), ProtocolError::ClosePayloadTooShort);
+    assert_fails(
+        server(),
+        &masked(0x88, b"\x03"),
+        ProtocolError::ClosePayloadTooShort,
+    );
 }
 
 #[test]
 fn close_reason_with_invalid_utf8_is_rejected() {
-    assert_fails(server(), &masked(0x88, b"\x03\xe8\xce\xba\xe1"), ProtocolError::InvalidUtf8);
+    assert_fails(
+        server(),
+        &masked(0x88, b"\x03\xe8\xce\xba\xe1"),
+        ProtocolError::InvalidUtf8,
+    );
 }
 
 #[test]
@@ -448,7 +556,10 @@ fn invalid_text_fails_before_the_frame_is_complete() {
     // Deliver up to and including the hopeless byte only.
     let cut = wire.len() - b" and more to come".len();
     s.receive(&wire[..cut]);
-    assert_eq!(events(&mut s), [Err(Error::Protocol(ProtocolError::InvalidUtf8))]);
+    assert_eq!(
+        events(&mut s),
+        [Err(Error::Protocol(ProtocolError::InvalidUtf8))]
+    );
     assert_eq!(sent_close_code(&mut s), Some(CloseCode::INVALID_PAYLOAD));
 }
 
@@ -458,7 +569,10 @@ fn invalid_text_fails_at_the_fragment_where_it_appears() {
     s.receive(&masked(0x01, "κόσμε".as_bytes()));
     assert_eq!(events(&mut s), []);
     s.receive(&masked(0x00, b"\xed\xa0\x80"));
-    assert_eq!(events(&mut s), [Err(Error::Protocol(ProtocolError::InvalidUtf8))]);
+    assert_eq!(
+        events(&mut s),
+        [Err(Error::Protocol(ProtocolError::InvalidUtf8))]
+    );
 }
 
 #[test]
@@ -478,7 +592,10 @@ fn unfinished_code_point_at_message_end_is_rejected() {
 fn binary_is_not_checked_for_utf8() {
     let mut s = server();
     s.receive(&masked(0x82, b"\xff\xfe"));
-    assert_eq!(events(&mut s), [Ok(Message::Binary(Bytes::from_static(b"\xff\xfe")))]);
+    assert_eq!(
+        events(&mut s),
+        [Ok(Message::Binary(Bytes::from_static(b"\xff\xfe")))]
+    );
 }
 
 // Limits (§10.4: "implementations SHOULD impose a limit on frame sizes and
@@ -490,38 +607,61 @@ fn frame_declaring_2_pow_63_minus_1_bytes_fails_without_buffering() {
     let mut wire = vec![0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
     wire.extend_from_slice(&KEY);
     s.receive(&wire);
-    assert_eq!(events(&mut s), [Err(Error::Protocol(ProtocolError::FrameTooLarge))]);
+    assert_eq!(
+        events(&mut s),
+        [Err(Error::Protocol(ProtocolError::FrameTooLarge))]
+    );
     assert_eq!(s.buffered_len(), 0);
     assert_eq!(sent_close_code(&mut s), Some(CloseCode::MESSAGE_TOO_BIG));
 }
 
 #[test]
 fn message_over_the_limit_fails_at_the_fragment_that_crosses_it() {
-    let config = Config { max_message_size: 10, ..Config::default() };
+    let config = Config {
+        max_message_size: 10,
+        ..Config::default()
+    };
     let mut s = Connection::new(Role::Server, config);
     s.receive(&masked(0x02, &[0; 6]));
     assert_eq!(events(&mut s), []);
     // Only the header of the crossing fragment is needed to decide.
     s.receive(&masked(0x80, &[0; 6])[..6]);
-    assert_eq!(events(&mut s), [Err(Error::Protocol(ProtocolError::MessageTooLarge))]);
+    assert_eq!(
+        events(&mut s),
+        [Err(Error::Protocol(ProtocolError::MessageTooLarge))]
+    );
 }
 
 #[test]
 fn too_many_fragments_fail_with_1009() {
-    let config = Config { max_fragments: 3, ..Config::default() };
+    let config = Config {
+        max_fragments: 3,
+        ..Config::default()
+    };
     let mut wire = masked(0x02, b"a");
     wire.extend(masked(0x00, b"b"));
     wire.extend(masked(0x00, b"c"));
     wire.extend(masked(0x80, b"d"));
-    assert_fails(Connection::new(Role::Server, config), &wire, ProtocolError::TooManyFragments);
+    assert_fails(
+        Connection::new(Role::Server, config),
+        &wire,
+        ProtocolError::TooManyFragments,
+    );
 }
 
 #[test]
 fn frame_at_exactly_the_limit_is_accepted() {
-    let config = Config { max_frame_size: 4, max_message_size: 4, ..Config::default() };
+    let config = Config {
+        max_frame_size: 4,
+        max_message_size: 4,
+        ..Config::default()
+    };
     let mut s = Connection::new(Role::Server, config);
     s.receive(&masked(0x82, b"abcd"));
-    assert_eq!(events(&mut s), [Ok(Message::Binary(Bytes::from_static(b"abcd")))]);
+    assert_eq!(
+        events(&mut s),
+        [Ok(Message::Binary(Bytes::from_static(b"abcd")))]
+    );
 }
 
 // Broadcast: encode once.
@@ -540,7 +680,10 @@ fn prepared_frame_is_shared_not_copied() {
 
 #[test]
 fn clients_cannot_send_prepared_frames() {
-    assert_eq!(client().send_prepared(&PreparedFrame::binary(b"x")), Err(Error::PreparedFrameFromClient));
+    assert_eq!(
+        client().send_prepared(&PreparedFrame::binary(b"x")),
+        Err(Error::PreparedFrameFromClient)
+    );
 }
 
 // Reading in any chunks.

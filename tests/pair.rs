@@ -1,0 +1,258 @@
+//! A client and a server `Connection` exchanging bytes in memory, stepped by
+//! hand: no sockets, no clock. Properties of RFC 6455 §5.4 (fragmentation),
+//! §5.5 (control frames between fragments) and §5.2 (framing, whatever the
+//! read boundaries) over arbitrary inputs.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use rfc6455::proto::{CloseCode, CloseFrame, Config, Connection, MaskRng, Message, Role, State};
+
+/// One thing the sender does.
+#[derive(Debug, Clone)]
+enum Op {
+    Text(String),
+    Binary(Vec<u8>),
+    /// A message sent in fragments of these sizes (the last takes the rest).
+    Fragmented {
+        text: bool,
+        data: Vec<u8>,
+        cuts: Vec<usize>,
+    },
+    Ping(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        ".{0,40}".prop_map(Op::Text),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(Op::Binary),
+        (
+            any::<bool>(),
+            ".{0,40}",
+            proptest::collection::vec(any::<u8>(), 0..200),
+            proptest::collection::vec(0usize..50, 0..6)
+        )
+            .prop_map(|(text, s, b, cuts)| Op::Fragmented {
+                text,
+                data: if text { s.into_bytes() } else { b },
+                cuts
+            }),
+        proptest::collection::vec(any::<u8>(), 0..=125).prop_map(Op::Ping),
+    ]
+}
+
+/// Queues `op` on `conn`, and returns what the peer should see.
+fn apply(conn: &mut Connection, op: &Op) -> Message {
+    match op {
+        Op::Text(s) => {
+            conn.send_text(s.as_str()).unwrap();
+            Message::text(s.as_str())
+        }
+        Op::Binary(b) => {
+            conn.send_binary(b.clone()).unwrap();
+            Message::binary(b.clone())
+        }
+        Op::Fragmented { text, data, cuts } => {
+            let mut rest = Bytes::from(data.clone());
+            for &cut in cuts {
+                let piece = rest.split_to(cut.min(rest.len()));
+                if *text {
+                    conn.send_text_fragment(piece, false).unwrap();
+                } else {
+                    conn.send_binary_fragment(piece, false).unwrap();
+                }
+                // A control frame between fragments (§5.5).
+                conn.send_pong(Bytes::new()).unwrap();
+            }
+            if *text {
+                conn.send_text_fragment(rest, true).unwrap();
+                Message::text(String::from_utf8(data.clone()).unwrap())
+            } else {
+                conn.send_binary_fragment(rest, true).unwrap();
+                Message::binary(data.clone())
+            }
+        }
+        Op::Ping(p) => {
+            conn.send_ping(p.clone()).unwrap();
+            Message::Ping(Bytes::from(p.clone()))
+        }
+    }
+}
+
+fn drain(conn: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = conn.poll_transmit() {
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+/// Feeds `bytes` to `conn` in pieces cut at `cuts`, collecting every event.
+fn feed_in_pieces(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
+    let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    points.push(bytes.len());
+    let mut events = Vec::new();
+    let mut start = 0;
+    for p in points {
+        conn.receive(&bytes[start..p]);
+        start = p;
+        while let Some(m) = conn.poll_message().expect("valid input") {
+            events.push(m);
+        }
+    }
+    events
+}
+
+fn without_pongs(events: Vec<Message>) -> Vec<Message> {
+    events
+        .into_iter()
+        .filter(|m| !matches!(m, Message::Pong(_)))
+        .collect()
+}
+
+fn pair() -> (Connection, Connection) {
+    let client =
+        Connection::new(Role::Client, Config::default()).with_rng(MaskRng::from_seed([1; 32]));
+    let server = Connection::new(Role::Server, Config::default());
+    (client, server)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Everything a client sends arrives at the server intact and in order,
+    /// however the bytes are cut; and the server's automatic pongs make it
+    /// back to the client.
+    #[test]
+    fn client_to_server_round_trip(ops in proptest::collection::vec(op(), 0..12), cuts in proptest::collection::vec(any::<usize>(), 0..10)) {
+        let (mut client, mut server) = pair();
+        let expected: Vec<Message> = ops.iter().map(|op| apply(&mut client, op)).collect();
+        let wire = drain(&mut client);
+        let got = without_pongs(feed_in_pieces(&mut server, &wire, &cuts));
+        prop_assert_eq!(&got, &expected);
+        let pings: Vec<_> = expected.iter().filter_map(|m| match m { Message::Ping(p) => Some(p.clone()), _ => None }).collect();
+        let back = feed_in_pieces(&mut client, &drain(&mut server), &[]);
+        let pongs: Vec<_> = back.into_iter().filter_map(|m| match m { Message::Pong(p) => Some(p), _ => None }).collect();
+        // §5.5.3: pings that piled up may be answered by one pong, the latest.
+        prop_assert_eq!(pongs.last(), pings.last());
+    }
+
+    /// The same for a server sending, with messages split by the
+    /// configured fragment size.
+    #[test]
+    fn server_to_client_round_trip(ops in proptest::collection::vec(op(), 0..12), cuts in proptest::collection::vec(any::<usize>(), 0..10), fragment in proptest::option::of(1usize..64)) {
+        let config = Config { fragment_size: fragment, ..Config::default() };
+        let mut server = Connection::new(Role::Server, config);
+        let mut client = Connection::new(Role::Client, Config::default());
+        let expected: Vec<Message> = ops.iter().map(|op| apply(&mut server, op)).collect();
+        let got = without_pongs(feed_in_pieces(&mut client, &drain(&mut server), &cuts));
+        prop_assert_eq!(got, expected);
+    }
+
+    /// Feeding the same bytes split at arbitrary points gives the same
+    /// events, whatever the bytes are, valid or not.
+    #[test]
+    fn any_split_gives_the_same_events(bytes in proptest::collection::vec(any::<u8>(), 0..400), cuts in proptest::collection::vec(any::<usize>(), 0..12), server_role in any::<bool>()) {
+        let role = if server_role { Role::Server } else { Role::Client };
+        let run = |cuts: &[usize]| {
+            let mut conn = Connection::new(role, Config::default()).with_rng(MaskRng::from_seed([2; 32]));
+            let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
+            points.sort_unstable();
+            points.push(bytes.len());
+            let mut events = Vec::new();
+            let mut start = 0;
+            for p in points {
+                conn.receive(&bytes[start..p]);
+                start = p;
+                loop {
+                    match conn.poll_message() {
+                        Ok(Some(m)) => events.push(Ok(m)),
+                        Ok(None) => break,
+                        Err(e) => { events.push(Err(e)); break; }
+                    }
+                }
+                if events.last().is_some_and(|e| e.is_err()) { break; }
+            }
+            (events, drain(&mut conn), conn.state())
+        };
+        prop_assert_eq!(run(&cuts), run(&[]));
+    }
+
+    /// A valid stream of well-formed messages with some bytes mutated never
+    /// panics and always ends in a result the RFC allows: messages, or a
+    /// failure with a Close frame of 1002, 1007 or 1009.
+    #[test]
+    fn corrupted_streams_fail_with_a_protocol_close_code(ops in proptest::collection::vec(op(), 1..6), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+        let (mut client, mut server) = pair();
+        for op in &ops { apply(&mut client, op); }
+        let mut wire = drain(&mut client);
+        for (at, x) in flips { let i = at % wire.len(); wire[i] ^= x; }
+        server.receive(&wire);
+        loop {
+            match server.poll_message() {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(e) => {
+                    let code = e.close_code().expect("a protocol error has a code");
+                    prop_assert!([1002, 1007, 1009].contains(&code.as_u16()));
+                    let echoed = feed_in_pieces(&mut client, &drain(&mut server), &[]);
+                    prop_assert!(matches!(echoed.last(), Some(Message::Close(Some(f))) if f.code == code));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The close handshake ends in the same state on both sides (§7.1.1–7.1.4).
+#[test]
+fn close_handshake_started_by_the_client() {
+    let (mut client, mut server) = pair();
+    client
+        .close(Some(CloseFrame::new(CloseCode::NORMAL, "done")))
+        .unwrap();
+    assert_eq!(client.state(), State::Closing);
+    let to_server = drain(&mut client);
+    assert_eq!(
+        feed_in_pieces(&mut server, &to_server, &[]),
+        [Message::Close(Some(CloseFrame::new(
+            CloseCode::NORMAL,
+            "done"
+        )))]
+    );
+    assert!(server.should_close_tcp());
+    let to_client = drain(&mut server);
+    assert_eq!(
+        feed_in_pieces(&mut client, &to_client, &[]),
+        [Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))]
+    );
+    assert_eq!(
+        (client.state(), server.state()),
+        (State::Closed, State::Closed)
+    );
+    // The client waits for the server's TCP close, then closes too.
+    assert!(client.awaiting_close());
+    client.receive_eof();
+    assert_eq!(client.poll_message(), Ok(None));
+    assert!(client.should_close_tcp());
+}
+
+#[test]
+fn close_handshake_started_by_the_server() {
+    let (mut client, mut server) = pair();
+    server
+        .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "")))
+        .unwrap();
+    feed_in_pieces(&mut client, &drain(&mut server), &[]);
+    assert_eq!(client.state(), State::Closed);
+    assert!(!server.should_close_tcp());
+    assert_eq!(
+        feed_in_pieces(&mut server, &drain(&mut client), &[]),
+        [Message::Close(Some(CloseFrame::new(
+            CloseCode::GOING_AWAY,
+            ""
+        )))]
+    );
+    assert_eq!(server.state(), State::Closed);
+    assert!(server.should_close_tcp());
+}

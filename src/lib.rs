@@ -20,3 +20,5 @@
 #![warn(missing_docs)]
 
 pub mod proto;
+#[cfg(feature = "transport")]
+pub mod transport;

@@ -1,0 +1,232 @@
+//! `rfc6455`: the command-line face of the stack.
+//!
+//! - `rfc6455 echo --listen 127.0.0.1:9001`: echoes every message back (the
+//!   Autobahn fuzzingclient's testee, and the benchmarks' server).
+//! - `rfc6455 autobahn-client --url ws://127.0.0.1:9001 --agent rfc6455`:
+//!   the client testee for the Autobahn fuzzingserver.
+//! - `rfc6455 client URL [--trace]`: type lines, see replies; `--trace`
+//!   prints every frame in and out, decoded.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rfc6455::proto::{CloseCode, CloseFrame, Message};
+use rfc6455::transport::{self, Config, WebSocket, trace::Traced};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+#[derive(Parser)]
+#[command(version, about = "A WebSocket stack written from RFC 6455 up")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Echo every text and binary message back (max message 64 MiB).
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: SocketAddr,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Run every Autobahn TestSuite case against a fuzzingserver, as an
+    /// echo client, then ask it to write its reports.
+    AutobahnClient {
+        /// The fuzzingserver's URL.
+        #[arg(long, default_value = "ws://127.0.0.1:9001")]
+        url: String,
+        /// The agent name the reports are filed under.
+        #[arg(long, default_value = "rfc6455")]
+        agent: String,
+    },
+    /// Interactive client: each line of stdin is sent as a text message,
+    /// each message received is printed.
+    Client {
+        /// A ws:// URL.
+        url: String,
+        /// Print every frame in and out, decoded.
+        #[arg(long)]
+        trace: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Echo { threads, .. } => *threads,
+        _ => Some(1),
+    };
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = threads.filter(|&n| n > 1) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Echo { listen, .. } => echo_server(listen).await,
+            Command::AutobahnClient { url, agent } => autobahn_client(&url, &agent).await,
+            Command::Client { url, trace } => client(&url, trace).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn echo_server(listen: SocketAddr) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(listen).await?;
+    info!(%listen, "echo server listening");
+    let mut next_id = 0u64;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => {
+                info!("shutting down");
+                return Ok(());
+            }
+        };
+        next_id += 1;
+        let span = info_span!("conn", id = next_id, %peer, role = "server");
+        tokio::spawn(
+            async move {
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!(error = %e, "set_nodelay failed");
+                }
+                match transport::accept(stream, Config::default()).await {
+                    Ok(ws) => echo(ws).await,
+                    Err(e) => debug!(error = %e, "handshake failed"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Echoes text and binary messages until the connection ends. Echoes are
+/// queued, and leave together when `recv` next finds nothing buffered.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
+    while let Some(event) = ws.recv().await {
+        match event {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                if let Err(e) = ws.queue(message) {
+                    debug!(error = %e, "cannot echo");
+                }
+            }
+            Ok(other) => debug!(?other, "control frame"),
+            Err(e) => {
+                debug!(error = %e, "connection ended with an error");
+                return;
+            }
+        }
+    }
+    debug!("closed");
+}
+
+async fn autobahn_client(url: &str, agent: &str) -> Result<(), BoxError> {
+    let base = url.trim_end_matches('/');
+    let (mut ws, _) =
+        transport::connect(&format!("{base}/getCaseCount"), Config::default()).await?;
+    let count: u32 = match ws.recv().await {
+        Some(Ok(Message::Text(t))) => t.as_str().trim().parse()?,
+        other => return Err(format!("expected the case count, got {other:?}").into()),
+    };
+    ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+        .await
+        .ok();
+    info!(count, "running Autobahn cases");
+    for case in 1..=count {
+        let url = format!("{base}/runCase?case={case}&agent={agent}");
+        let span = info_span!("case", case);
+        async {
+            match transport::connect(&url, Config::default()).await {
+                Ok((ws, _)) => echo(ws).await,
+                Err(e) => warn!(error = %e, "cannot connect"),
+            }
+        }
+        .instrument(span)
+        .await;
+        if case % 50 == 0 {
+            info!(case, count, "progress");
+        }
+    }
+    let (mut ws, _) = transport::connect(
+        &format!("{base}/updateReports?agent={agent}"),
+        Config::default(),
+    )
+    .await?;
+    while ws.recv().await.is_some() {}
+    info!("reports updated");
+    Ok(())
+}
+
+async fn client(url: &str, trace: bool) -> Result<(), BoxError> {
+    let parsed = rfc6455::proto::WsUrl::parse(url)?;
+    if parsed.secure {
+        return Err(transport::Error::TlsUnsupported.into());
+    }
+    let stream = TcpStream::connect((parsed.host.as_str(), parsed.port)).await?;
+    stream.set_nodelay(true)?;
+    if trace {
+        let (ws, _) =
+            transport::connect_with(Traced::new(stream), &parsed, Config::default()).await?;
+        interactive(ws).await
+    } else {
+        let (ws, _) = transport::connect_with(stream, &parsed, Config::default()).await?;
+        interactive(ws).await
+    }
+}
+
+async fn interactive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
+) -> Result<(), BoxError> {
+    eprintln!("connected; type a line to send it, end with Ctrl-D");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            // recv is cancel-safe: losing this race loses nothing.
+            event = ws.recv() => match event {
+                Some(Ok(Message::Text(t))) => println!("{t}"),
+                Some(Ok(Message::Binary(b))) => println!("<binary, {} bytes>", b.len()),
+                Some(Ok(Message::Close(frame))) => eprintln!("closed by peer: {frame:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            line = lines.next_line() => match line? {
+                Some(line) => ws.send(Message::text(line)).await?,
+                None => {
+                    ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))).await?;
+                    return Ok(());
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The opening handshake over a stream (RFC 6455 §4), with its timeout.
+//!
+//! The rules are `proto::handshake`'s; this file reads and writes the
+//! bytes. A server that routes HTTP itself (serving pages and WebSockets on
+//! one port) reads the request head with
+//! [`ServerHandshake`](crate::proto::ServerHandshake) and hands it to
+//! [`accept_request`].
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Config, Error, WebSocket};
+use crate::proto::{
+    ClientHandshake, Connection, Request, Response, Role, ServerHandshake, UpgradeRequest, WsUrl,
+};
+
+/// Handshake reads go into a heap buffer of this size, dropped after the
+/// handshake: held across an `.await`, a stack array would stay in the
+/// connection task's memory for its whole life.
+const HANDSHAKE_READ: usize = 2048;
+
+/// Accepts a WebSocket connection on `stream` (server side, §4.2): reads
+/// the request within [`Config::handshake_timeout`], answers 101, or
+/// answers an HTTP error and fails.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: dropping the future drops the half-read request. Drop
+/// the stream too.
+pub async fn accept<S>(mut stream: S, config: Config) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = config.handshake_timeout;
+    tokio::time::timeout(deadline, async {
+        let (request, leftover) = read_request(&mut stream, &config).await?;
+        accept_request(stream, &request, &leftover, config.clone()).await
+    })
+    .await
+    .map_err(|_| Error::HandshakeTimeout)?
+}
+
+async fn read_request<S>(stream: &mut S, config: &Config) -> Result<(Request, Vec<u8>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut handshake = ServerHandshake::new(&config.protocol);
+    let mut buf = vec![0u8; HANDSHAKE_READ];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        match handshake.receive(&buf[..n]) {
+            Ok(None) => {}
+            Ok(Some((request, used))) => return Ok((request, buf[used..n].to_vec())),
+            Err(e) => {
+                reject(stream, &e).await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// Answers an HTTP error and closes our side; errors writing it are moot,
+/// the connection is going away.
+async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, error: &crate::proto::HandshakeError) {
+    let _ = stream.write_all(&error.response()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Accepts a request someone else read (an HTTP router): checks it
+/// (§4.2.1), answers 101 or an HTTP error. `leftover` holds any bytes read
+/// past the request head: the client's first frames.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: the response may be half written.
+pub async fn accept_request<S>(
+    mut stream: S,
+    request: &Request,
+    leftover: &[u8],
+    config: Config,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match request.upgrade() {
+        Ok(upgrade) => accept_upgrade(stream, &upgrade, leftover, config).await,
+        Err(e) => {
+            reject(&mut stream, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Answers a request already checked by [`Request::upgrade`] with 101,
+/// choosing the first subprotocol the client offered that
+/// [`Config::subprotocols`] lists.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: the response may be half written.
+pub async fn accept_upgrade<S>(
+    mut stream: S,
+    upgrade: &UpgradeRequest,
+    leftover: &[u8],
+    config: Config,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let protocol = upgrade.choose_protocol(&config.subprotocols);
+    let response = upgrade.accept(protocol)?;
+    stream.write_all(&response).await?;
+    stream.flush().await?;
+    let mut conn = Connection::new(Role::Server, config.protocol.clone());
+    conn.receive(leftover);
+    Ok(WebSocket::from_parts(stream, conn, &config))
+}
+
+/// Connects to a `ws://` URL over TCP (client side, §4.1), with Nagle's
+/// algorithm off (small frames should not wait).
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: dropping it drops the half-open connection.
+pub async fn connect(url: &str, config: Config) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    let url = WsUrl::parse(url)?;
+    if url.secure {
+        return Err(Error::TlsUnsupported);
+    }
+    let deadline = config.handshake_timeout;
+    let stream = tokio::time::timeout(deadline, TcpStream::connect((url.host.as_str(), url.port)))
+        .await
+        .map_err(|_| Error::HandshakeTimeout)??;
+    stream.set_nodelay(true)?;
+    connect_with(stream, &url, config).await
+}
+
+/// Runs the client handshake for `url` over an established stream (TCP,
+/// TLS, a proxy tunnel).
+///
+/// # Cancel safety
+///
+/// Not cancel-safe.
+pub async fn connect_with<S>(
+    mut stream: S,
+    url: &WsUrl,
+    config: Config,
+) -> Result<(WebSocket<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = config.handshake_timeout;
+    tokio::time::timeout(deadline, async {
+        let protocols: Vec<&str> = config.subprotocols.iter().map(String::as_str).collect();
+        let (mut handshake, request) =
+            ClientHandshake::new(url, &protocols, &[], &config.protocol)?;
+        stream.write_all(&request).await?;
+        stream.flush().await?;
+        let mut buf = vec![0u8; HANDSHAKE_READ];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            if let Some((response, used)) = handshake.receive(&buf[..n])? {
+                let mut conn = Connection::new(Role::Client, config.protocol.clone());
+                conn.receive(&buf[used..n]);
+                return Ok((WebSocket::from_parts(stream, conn, &config), response));
+            }
+        }
+    })
+    .await
+    .map_err(|_| Error::HandshakeTimeout)?
+}

@@ -1,0 +1,181 @@
+//! The tokio transport: RFC 6455 over any `AsyncRead + AsyncWrite`.
+//!
+//! [`proto`](crate::proto) knows the protocol and nothing of sockets; this
+//! module owns the socket, the buffers and every timer, and moves bytes
+//! between the two. It works over plain TCP, TLS, or an upgraded hyper
+//! connection alike, since all it asks of the stream is
+//! `AsyncRead + AsyncWrite + Unpin`.
+//!
+//! # The I/O loop, step by step
+//!
+//! Everything happens in [`WebSocket::poll_recv`], which
+//! [`recv`](WebSocket::recv), the `Stream` impl and the split reader all
+//! drive. Each call runs this loop until it has something to return or
+//! must wait:
+//!
+//! 1. Ask the connection for the next event
+//!    ([`Connection::poll_message`](crate::proto::Connection::poll_message)).
+//!    It parses from bytes already read; a message is returned at once.
+//! 2. Write what the connection wants sent: replies to pings, the reply to
+//!    a Close, messages the application queued. Chunks go out together in
+//!    one vectored write. If the socket is full, carry on: reading must not
+//!    wait on writing.
+//! 3. If the connection says TCP should close
+//!    ([`should_close_tcp`](crate::proto::Connection::should_close_tcp)),
+//!    finish writing, shut the socket down, and end the stream.
+//! 4. Check the timers, listed in one place below.
+//! 5. Read more bytes and go back to 1. When a read would block, release the
+//!    empty buffers and wait: an idle connection holds no buffer memory.
+//!
+//! Because every piece of state lives in the [`WebSocket`], not in the
+//! future, dropping a `recv()` future loses nothing: `recv` is cancel-safe,
+//! so it can sit in a `tokio::select!` beside a timer or a channel.
+//!
+//! # Timers
+//!
+//! | timer     | starts                                  | on expiry                       | default  |
+//! |-----------|-----------------------------------------|---------------------------------|----------|
+//! | handshake | when `accept`/`connect` begin           | [`Error::HandshakeTimeout`]     | 10 s     |
+//! | close     | when we wait on the peer's Close or FIN | close TCP                       | 5 s      |
+//! | keepalive | after `interval` without a read         | send a Ping                     | off      |
+//! | pong      | when the keepalive Ping is sent         | close TCP, [`Error::PongTimeout`] | (with keepalive) |
+//!
+//! # Memory
+//!
+//! No buffer is allocated ahead of need. A read into an empty connection
+//! goes through a 4 KiB buffer on the stack of the poll call and is copied
+//! into the connection; only a frame that spans reads makes the connection
+//! grow a read buffer, in steps of at most 256 KiB, never past the limits
+//! of [`proto::Config`](crate::proto::Config). Payloads are handed out as
+//! `Bytes` split off that buffer, and outgoing payloads are written from
+//! the caller's `Bytes` without a copy.
+
+mod handshake;
+mod socket;
+mod split;
+pub mod trace;
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::proto;
+
+pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with};
+pub use socket::WebSocket;
+pub use split::{WsReader, WsWriter};
+
+/// Settings of the transport, on top of the protocol's limits.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The protocol's limits ([`proto::Config`](crate::proto::Config)).
+    pub protocol: proto::Config,
+    /// How long the opening handshake may take, from the first byte read
+    /// (server) or the connection (client). Default 10 s, as nginx's
+    /// `client_header_timeout` (60 s) would let a slowloris hold a slot for
+    /// too long, and a healthy handshake takes one round trip.
+    pub handshake_timeout: Duration,
+    /// How long to wait for the peer's Close frame after sending ours, or
+    /// (a client) for the server to close TCP after the close handshake.
+    /// Default 5 s, about what browsers allow.
+    pub close_timeout: Duration,
+    /// Send a Ping after this much silence, and give up when the Pong does
+    /// not come in time. Default off.
+    pub keepalive: Option<Keepalive>,
+    /// Subprotocols: a server picks the first one the client offers that is
+    /// in this list; a client offers these.
+    pub subprotocols: Vec<String>,
+}
+
+/// Keepalive settings (§5.5.2: "A Ping frame MAY be sent ... as a
+/// keepalive").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence (no bytes read) after which a Ping is sent.
+    pub interval: Duration,
+    /// How long the Pong may take before the connection is dropped.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            protocol: proto::Config::default(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            keepalive: None,
+            subprotocols: Vec::new(),
+        }
+    }
+}
+
+/// Everything that can go wrong in the transport.
+#[derive(Debug)]
+pub enum Error {
+    /// The socket failed.
+    Io(io::Error),
+    /// The protocol layer failed: a peer's violation (a Close frame with
+    /// its code was sent), a failed handshake, an abnormal closure (1006),
+    /// or a send after Close.
+    Protocol(proto::Error),
+    /// The opening handshake took longer than
+    /// [`Config::handshake_timeout`].
+    HandshakeTimeout,
+    /// The peer did not answer our Close within [`Config::close_timeout`].
+    CloseTimeout,
+    /// The peer did not answer a keepalive Ping in time.
+    PongTimeout,
+    /// `wss://` needs TLS, which this build cannot do yet.
+    TlsUnsupported,
+}
+
+impl Error {
+    /// The close code this error sent to the peer, if it sent one.
+    pub fn close_code(&self) -> Option<proto::CloseCode> {
+        match self {
+            Error::Protocol(e) => e.close_code(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Protocol(e) => write!(f, "{e}"),
+            Error::HandshakeTimeout => f.write_str("opening handshake timed out"),
+            Error::CloseTimeout => f.write_str("peer did not answer our Close in time"),
+            Error::PongTimeout => f.write_str("peer did not answer a keepalive Ping in time"),
+            Error::TlsUnsupported => f.write_str("wss:// URLs need TLS, not supported yet"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<proto::Error> for Error {
+    fn from(e: proto::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<proto::HandshakeError> for Error {
+    fn from(e: proto::HandshakeError) -> Self {
+        Error::Protocol(proto::Error::Handshake(e))
+    }
+}

@@ -1,0 +1,416 @@
+//! [`WebSocket`]: one connection's socket, state machine and timers.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use super::{Config, Error, Keepalive};
+use crate::proto::{CloseFrame, Connection, Message, PreparedFrame, State};
+
+/// At most this many chunks go into one vectored write (Linux allows 1024;
+/// 64 covers a burst of queued frames without a large stack array).
+const MAX_IOVECS: usize = 64;
+
+/// Reads into an empty connection go through a buffer of this size on the
+/// stack, so an idle connection holds no read buffer. 4 KiB is one page,
+/// and more than a burst of small frames needs.
+const STACK_READ: usize = 4096;
+
+/// A frame that spans reads grows the read buffer by at most this much at
+/// a time, so a peer that announces a large frame and sends it slowly gets
+/// memory in proportion to what it sent, not to what it announced.
+const MAX_READ_RESERVE: usize = 256 * 1024;
+
+/// Output above this many queued bytes makes `Sink::poll_ready` flush first.
+const SINK_HIGH_WATER: usize = 64 * 1024;
+
+/// A WebSocket connection over a stream `S`.
+///
+/// Made by [`accept`](super::accept), [`connect`](super::connect) and their
+/// variants, or from a finished handshake with [`from_parts`](Self::from_parts).
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    /// Chunks taken from the connection and not yet fully written.
+    out: VecDeque<Bytes>,
+    close_timeout: Duration,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    keepalive: Option<KeepaliveTimer>,
+    /// The stream ended (or the socket failed); `poll_recv` returns `None`.
+    finished: bool,
+}
+
+#[derive(Debug)]
+struct KeepaliveTimer {
+    config: Keepalive,
+    sleep: Pin<Box<Sleep>>,
+    last_read: Instant,
+    awaiting_pong: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream whose handshake is done, with the connection state
+    /// made for it (give any bytes read past the handshake to
+    /// [`Connection::receive`] first).
+    pub fn from_parts(io: S, conn: Connection, config: &Config) -> Self {
+        let keepalive = config.keepalive.map(|k| KeepaliveTimer {
+            config: k,
+            sleep: Box::pin(tokio::time::sleep(k.interval)),
+            last_read: Instant::now(),
+            awaiting_pong: false,
+        });
+        Self {
+            io,
+            conn,
+            out: VecDeque::new(),
+            close_timeout: config.close_timeout,
+            close_timer: None,
+            keepalive,
+            finished: false,
+        }
+    }
+
+    /// The protocol state machine, to inspect.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Bytes queued and not yet written: what a server checks to bound a
+    /// slow client's backlog.
+    pub fn pending_output_len(&self) -> usize {
+        self.conn.pending_output_len() + self.out.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Receives the next message or control frame; `None` once the
+    /// connection is closed. Pings are answered and Close frames replied to
+    /// automatically; they are returned too, for the curious.
+    ///
+    /// Keep calling it until it returns `None`: it also writes queued output
+    /// and completes the close handshake.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: partial frames and queued output live in the
+    /// `WebSocket`, not in the future, so dropping it (say, in
+    /// `tokio::select!`) and calling `recv` again loses nothing.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Queues a message without writing it; the next [`flush`](Self::flush),
+    /// [`send`](Self::send) or [`recv`](Self::recv) writes it, together with
+    /// anything else queued, in as few system calls as it can.
+    pub fn queue(&mut self, message: Message) -> Result<(), Error> {
+        Ok(self.conn.send(message)?)
+    }
+
+    /// Queues a frame encoded once for many connections (servers only).
+    pub fn queue_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
+        Ok(self.conn.send_prepared(frame)?)
+    }
+
+    /// Sends a message: queues it, then writes everything queued.
+    ///
+    /// # Cancel safety
+    ///
+    /// The message is queued when the future is first polled. If the future
+    /// is dropped after that, the message still goes out, once and whole,
+    /// with the next `flush`, `send` or `recv`.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.queue(message)?;
+        self.flush().await
+    }
+
+    /// Sends a prepared frame (servers only); see [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`send`](Self::send).
+    pub async fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
+        self.queue_prepared(frame)?;
+        self.flush().await
+    }
+
+    /// Writes everything queued.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: what is left to write stays queued in the `WebSocket`.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_write_out(cx))
+            .await
+            .map_err(Error::Io)
+    }
+
+    /// Starts the close handshake (§7.1.2) and drives it to the end:
+    /// waits for the peer's Close (messages arriving meanwhile are
+    /// dropped) and for TCP to close, at most [`Config::close_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// The Close frame is queued on the first poll; if the future is
+    /// dropped, calling [`recv`](Self::recv) until `None` finishes the job.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if !self.conn.close_sent() {
+            self.conn.close(frame)?;
+        }
+        while let Some(event) = self.recv().await {
+            match event {
+                Ok(_) => {}
+                // The peer closing TCP after our Close is the end we wanted.
+                Err(Error::Protocol(crate::proto::Error::AbnormalClosure))
+                    if self.conn.close_received() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits into a reader and a writer for use from two tasks.
+    pub fn split(self) -> (super::WsReader<S>, super::WsWriter<S>) {
+        super::split::split(self)
+    }
+
+    /// The I/O loop of the [module documentation](super).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            // 1. Events from bytes already read.
+            if let Ok(Some(message)) = self.conn.poll_message() {
+                match &message {
+                    Message::Pong(_) => {
+                        if let Some(k) = &mut self.keepalive {
+                            k.awaiting_pong = false;
+                        }
+                    }
+                    // Replies are queued: give them a chance to leave now,
+                    // in case the caller does not poll again soon.
+                    Message::Ping(_) | Message::Close(_) => {
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                            return self.finish(Some(Error::Io(e)));
+                        }
+                    }
+                    Message::Text(_) | Message::Binary(_) => {}
+                }
+                return Poll::Ready(Some(Ok(message)));
+            }
+            // 2. Output; never let a full socket stop us reading.
+            let flushed = match self.poll_write_out(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(e)) => return self.finish(Some(Error::Io(e))),
+                Poll::Pending => false,
+            };
+            // 3. Closing TCP: after the close handshake (server), a failure,
+            //    or the peer's FIN.
+            if self.conn.should_close_tcp() {
+                if !flushed {
+                    return Poll::Pending;
+                }
+                // The peer may already be gone; its absence is not our error.
+                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                let error = match self.conn.poll_message() {
+                    Err(e) => Some(Error::Protocol(e)),
+                    Ok(_) => None,
+                };
+                return self.finish(error);
+            }
+            // 4. Timers.
+            if let Poll::Ready(result) = self.poll_timers(cx) {
+                return self.finish(result);
+            }
+            // 5. More bytes.
+            match self.poll_read_more(cx) {
+                Poll::Ready(Ok(0)) => self.conn.receive_eof(),
+                Poll::Ready(Ok(_)) => {
+                    if let Some(k) = &mut self.keepalive {
+                        k.last_read = Instant::now();
+                    }
+                }
+                Poll::Ready(Err(e)) => return self.finish(Some(Error::Io(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn finish(&mut self, error: Option<Error>) -> Poll<Option<Result<Message, Error>>> {
+        self.finished = true;
+        self.close_timer = None;
+        self.keepalive = None;
+        self.out.clear();
+        Poll::Ready(error.map(Err))
+    }
+
+    /// `Ready(Some(..))` when a timer ends the connection.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
+        if self.conn.awaiting_close() {
+            let timeout = self.close_timeout;
+            let timer = self
+                .close_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            if timer.as_mut().poll(cx).is_ready() {
+                // A client waiting for the server's FIN after a complete
+                // close handshake may close itself (§7.1.1): not an error.
+                return Poll::Ready(match self.conn.state() {
+                    State::Closed => None,
+                    State::Open | State::Closing => Some(Error::CloseTimeout),
+                });
+            }
+        }
+        if let Some(k) = &mut self.keepalive {
+            while k.sleep.as_mut().poll(cx).is_ready() {
+                if k.awaiting_pong {
+                    return Poll::Ready(Some(Error::PongTimeout));
+                }
+                let due = k.last_read + k.config.interval;
+                let now = Instant::now();
+                if now >= due && self.conn.state() == State::Open {
+                    // A sent Ping carries nothing; the Pong echoes it.
+                    let _ = self.conn.send_ping(Bytes::new());
+                    k.awaiting_pong = true;
+                    k.sleep.as_mut().reset(now + k.config.timeout);
+                } else {
+                    k.sleep
+                        .as_mut()
+                        .reset(due.max(now + Duration::from_millis(1)));
+                }
+            }
+            if k.awaiting_pong {
+                // The Ping just queued should not wait for the next read.
+                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                    return Poll::Ready(Some(Error::Io(e)));
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.conn.read_buffer().is_empty() {
+            let mut stack = [0u8; STACK_READ];
+            let mut buf = ReadBuf::new(&mut stack);
+            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Pending => {
+                    // About to wait for the peer: hold no buffers meanwhile.
+                    if self.out.is_empty() {
+                        self.out = VecDeque::new();
+                    }
+                    self.conn.shrink_buffers();
+                    Poll::Pending
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    self.conn.receive(buf.filled());
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            }
+        } else {
+            let want = self.conn.read_hint().clamp(STACK_READ, MAX_READ_RESERVE);
+            let rbuf = self.conn.read_buffer();
+            rbuf.reserve(want);
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, rbuf)
+        }
+    }
+
+    /// Writes queued output until none is left (`Ready(Ok)`) or the socket
+    /// is full (`Pending`).
+    pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            while self.out.len() < MAX_IOVECS {
+                match self.conn.poll_transmit() {
+                    Some(chunk) => self.out.push_back(chunk),
+                    None => break,
+                }
+            }
+            if self.out.is_empty() {
+                return Pin::new(&mut self.io).poll_flush(cx);
+            }
+            let written = if self.io.is_write_vectored() && self.out.len() > 1 {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = slices
+                    .iter_mut()
+                    .zip(&self.out)
+                    .map(|(s, c)| *s = IoSlice::new(c))
+                    .count();
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+            } else {
+                let first = self.out.front().map_or(&[][..], |c| &c[..]);
+                ready!(Pin::new(&mut self.io).poll_write(cx, first))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = self.out.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    self.out.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.pending_output_len() > SINK_HIGH_WATER {
+            ready!(this.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().queue(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_out(cx).map_err(Error::Io)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if !this.conn.close_sent() && !this.finished {
+            this.conn.close(None)?;
+        }
+        loop {
+            match ready!(this.poll_recv(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(_)) => {}
+                Some(Err(Error::Protocol(crate::proto::Error::AbnormalClosure))) => {}
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! [`WebSocket::split`]: a reader and a writer for two tasks.
+//!
+//! Both halves drive one [`WebSocket`]. The reader's automatic replies
+//! (Pongs, the reply to a Close) go out from the reader itself, so they
+//! leave even when nobody polls the writer.
+//!
+//! The halves share the `WebSocket` behind a `std::sync::Mutex` that is held
+//! only inside a single `poll` (one parse step or one write, never across an
+//! `.await`), so neither half can stall the other for longer than a system
+//! call. tokio's streams keep one waker per direction, and both halves may
+//! wait on the socket being writable, so a write that cannot finish
+//! registers a waker that wakes both.
+
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Error, WebSocket};
+use crate::proto::{CloseFrame, Message, PreparedFrame};
+
+struct Shared<S> {
+    socket: Mutex<WebSocket<S>>,
+    wakers: Arc<BothWakers>,
+}
+
+/// Wakes whichever halves wait on the socket.
+#[derive(Default)]
+struct BothWakers {
+    reader: Mutex<Option<Waker>>,
+    writer: Mutex<Option<Waker>>,
+}
+
+impl Wake for BothWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for slot in [&self.reader, &self.writer] {
+            if let Some(w) = lock(slot).take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A poisoned lock means a panic elsewhere while polling; the data it
+/// guards holds no invariant a panic can break mid-way, so carry on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(super) fn split<S>(socket: WebSocket<S>) -> (WsReader<S>, WsWriter<S>) {
+    let shared = Arc::new(Shared {
+        socket: Mutex::new(socket),
+        wakers: Arc::new(BothWakers::default()),
+    });
+    (
+        WsReader {
+            shared: shared.clone(),
+        },
+        WsWriter { shared },
+    )
+}
+
+impl<S> Shared<S> {
+    /// Runs `f` with a context whose waker wakes both halves, after noting
+    /// that `mine` (the caller's slot) wants waking.
+    fn poll_with<T>(
+        &self,
+        cx: &mut Context<'_>,
+        reader: bool,
+        f: impl FnOnce(&mut WebSocket<S>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let slot = if reader {
+            &self.wakers.reader
+        } else {
+            &self.wakers.writer
+        };
+        *lock(slot) = Some(cx.waker().clone());
+        let waker = Waker::from(self.wakers.clone());
+        let mut both = Context::from_waker(&waker);
+        f(&mut lock(&self.socket), &mut both)
+    }
+}
+
+/// The receiving half of a split [`WebSocket`].
+pub struct WsReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The sending half of a split [`WebSocket`].
+pub struct WsWriter<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    /// Receives the next message; see [`WebSocket::recv`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.shared.poll_with(cx, true, |ws, cx| ws.poll_recv(cx))).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    /// Sends a message; see [`WebSocket::send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`WebSocket::send`]: once first polled, the message is queued and
+    /// goes out whole with the next write from either half.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        lock(&self.shared.socket).queue(message)?;
+        self.flush().await
+    }
+
+    /// Sends a prepared frame (servers only).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
+        lock(&self.shared.socket).queue_prepared(frame)?;
+        self.flush().await
+    }
+
+    /// Writes everything queued.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: what is left stays queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| {
+            self.shared
+                .poll_with(cx, false, |ws, cx| ws.poll_write_out(cx))
+        })
+        .await
+        .map_err(Error::Io)
+    }
+
+    /// Queues a Close frame and writes it. The reader sees the peer's reply
+    /// and then the end of the stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        lock(&self.shared.socket).queue(Message::Close(frame))?;
+        self.flush().await
+    }
+}

@@ -32,10 +32,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let deadline = config.handshake_timeout;
-    tokio::time::timeout(deadline, async {
+    // Boxed: a task is as large as its largest state, and the handshake's
+    // (timer, read buffer, parser) would otherwise stay allocated for the
+    // connection's whole life. Boxed, it is freed when the handshake ends.
+    Box::pin(tokio::time::timeout(deadline, async {
         let (request, leftover) = read_request(&mut stream, &config).await?;
         accept_request(stream, &request, &leftover, config.clone()).await
-    })
+    }))
     .await
     .map_err(|_| Error::HandshakeTimeout)?
 }
@@ -153,7 +156,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let deadline = config.handshake_timeout;
-    tokio::time::timeout(deadline, async {
+    // Boxed, as in `accept`.
+    Box::pin(tokio::time::timeout(deadline, async {
         let protocols: Vec<&str> = config.subprotocols.iter().map(String::as_str).collect();
         let (mut handshake, request) =
             ClientHandshake::new(url, &protocols, &[], &config.protocol)?;
@@ -171,7 +175,7 @@ where
                 return Ok((WebSocket::from_parts(stream, conn, &config), response));
             }
         }
-    })
+    }))
     .await
     .map_err(|_| Error::HandshakeTimeout)?
 }

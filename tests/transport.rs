@@ -1,0 +1,479 @@
+//! The tokio transport end to end over loopback: our client against our
+//! server, and raw TCP peers that misbehave on purpose.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rfc6455::proto::{CloseCode, CloseFrame, Error as ProtoError, Message, ProtocolError};
+use rfc6455::transport::{self, Config, Error, Keepalive, WebSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Starts a server on a free loopback port; each accepted connection's
+/// outcome (how its `recv` loop ended) is reported on the channel.
+async fn server<F, Fut>(
+    config: Config,
+    handler: F,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Fut::Output>)
+where
+    F: Fn(WebSocket<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler = std::sync::Arc::new(handler);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let config = config.clone();
+            let handler = handler.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(ws) = transport::accept(stream, config).await {
+                    let _ = tx.send(handler(ws).await);
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Echoes until the end; returns the error that ended it, if any.
+async fn echo(mut ws: WebSocket<TcpStream>) -> Option<Error> {
+    while let Some(event) = ws.recv().await {
+        match event {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.queue(m).unwrap(),
+            Ok(_) => {}
+            Err(e) => return Some(e),
+        }
+    }
+    None
+}
+
+async fn client(addr: SocketAddr) -> WebSocket<TcpStream> {
+    transport::connect(&format!("ws://{addr}/"), Config::default())
+        .await
+        .unwrap()
+        .0
+}
+
+/// Reads a raw server's 101 response head off `stream`.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// A masked client frame, written by hand.
+fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut out = vec![b0];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+/// Reads one unmasked server frame: (first byte, payload).
+async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    stream.read_exact(&mut h).await.unwrap();
+    let len = match h[1] & 0x7f {
+        126 => stream.read_u16().await.unwrap() as usize,
+        127 => stream.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (h[0], payload)
+}
+
+async fn raw_connect(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(REQUEST.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    s
+}
+
+// Messages of every length class (§5.2: 7-bit, 16-bit and 64-bit lengths).
+
+#[tokio::test]
+async fn messages_of_every_length_class_round_trip() {
+    let (addr, _) = server(Config::default(), echo).await;
+    let mut ws = client(addr).await;
+    for len in [0usize, 125, 126, 65535, 65536, 16 << 20] {
+        let payload = Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+        ws.send(Message::Binary(payload.clone())).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Binary(payload),
+            "binary {len}"
+        );
+        let text: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text(text),
+            "text {len}"
+        );
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn fragmented_sends_arrive_as_one_message() {
+    let (addr, _) = server(Config::default(), echo).await;
+    let config = Config {
+        protocol: rfc6455::proto::Config {
+            fragment_size: Some(1000),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let (mut ws, _) = transport::connect(&format!("ws://{addr}/"), config)
+        .await
+        .unwrap();
+    let text = "é".repeat(5000);
+    ws.send(Message::text(text.clone())).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text(text));
+}
+
+#[tokio::test]
+async fn ping_is_answered_by_the_peer() {
+    let (addr, _) = server(Config::default(), echo).await;
+    let mut ws = client(addr).await;
+    ws.send(Message::Ping(Bytes::from_static(b"are you there")))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::Pong(Bytes::from_static(b"are you there"))
+    );
+}
+
+// Every close path (§7).
+
+#[tokio::test]
+async fn client_initiated_close_is_clean_on_both_sides() {
+    let (addr, mut outcomes) = server(Config::default(), echo).await;
+    let mut ws = client(addr).await;
+    ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))
+        .await
+        .unwrap();
+    assert!(ws.recv().await.is_none());
+    assert!(
+        outcomes.recv().await.unwrap().is_none(),
+        "server saw an error"
+    );
+}
+
+#[tokio::test]
+async fn server_initiated_close_reaches_the_client() {
+    let (addr, _) = server(
+        Config::default(),
+        |mut ws: WebSocket<TcpStream>| async move {
+            ws.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restarting")))
+                .await
+        },
+    )
+    .await;
+    let mut ws = client(addr).await;
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::Close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "restarting")))
+    );
+    assert!(ws.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn protocol_error_sends_1002_and_closes_tcp() {
+    let (addr, mut outcomes) = server(Config::default(), echo).await;
+    let mut raw = raw_connect(addr).await;
+    // A reserved opcode (§5.2).
+    raw.write_all(&masked(0x83, b"")).await.unwrap();
+    let (b0, payload) = read_frame(&mut raw).await;
+    assert_eq!(b0, 0x88);
+    assert_eq!(&payload[..2], &1002u16.to_be_bytes());
+    let mut rest = Vec::new();
+    raw.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "the server closed TCP after its Close");
+    let outcome = outcomes.recv().await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Some(Error::Protocol(ProtoError::Protocol(
+                ProtocolError::ReservedOpcode(3)
+            )))
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn peer_that_never_answers_close_is_dropped_at_the_close_timeout() {
+    let config = Config {
+        close_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let (addr, mut outcomes) = server(config, |mut ws: WebSocket<TcpStream>| async move {
+        ws.close(None).await
+    })
+    .await;
+    let mut raw = raw_connect(addr).await;
+    let started = std::time::Instant::now();
+    assert_eq!(read_frame(&mut raw).await.0, 0x88);
+    let mut rest = Vec::new();
+    raw.read_to_end(&mut rest).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(matches!(
+        outcomes.recv().await.unwrap(),
+        Err(Error::CloseTimeout)
+    ));
+}
+
+#[tokio::test]
+async fn abrupt_eof_is_an_abnormal_closure() {
+    let (addr, mut outcomes) = server(Config::default(), echo).await;
+    let mut raw = raw_connect(addr).await;
+    // Half a frame, then gone.
+    raw.write_all(&masked(0x81, b"hello")[..4]).await.unwrap();
+    drop(raw);
+    let outcome = outcomes.recv().await.unwrap();
+    assert!(
+        matches!(outcome, Some(Error::Protocol(ProtoError::AbnormalClosure))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn first_frame_pipelined_behind_the_request_is_not_lost() {
+    let (addr, _) = server(Config::default(), echo).await;
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = REQUEST.as_bytes().to_vec();
+    bytes.extend(masked(0x81, b"early"));
+    raw.write_all(&bytes).await.unwrap();
+    assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
+    assert_eq!(read_frame(&mut raw).await, (0x81, b"early".to_vec()));
+}
+
+#[tokio::test]
+async fn bad_handshakes_get_http_errors() {
+    let (addr, _) = server(Config::default(), echo).await;
+    for (request, status) in [
+        (REQUEST.replace("Version: 13", "Version: 8"), "426"),
+        (REQUEST.replace("Upgrade: websocket\r\n", ""), "400"),
+        (
+            format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000)),
+            "431",
+        ),
+    ] {
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        // The server may answer and close before reading all of a long head.
+        let _ = raw.write_all(request.as_bytes()).await;
+        let head = read_head(&mut raw).await;
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+    }
+}
+
+#[tokio::test]
+async fn slowloris_handshake_is_cut_at_the_timeout() {
+    let config = Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        transport::accept(stream, config).await.map(|_| ())
+    });
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    for b in REQUEST.as_bytes() {
+        // Once the server gives up, the socket breaks: that is the point.
+        if raw.write_all(std::slice::from_ref(b)).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if accept.is_finished() {
+            break;
+        }
+    }
+    assert!(matches!(
+        accept.await.unwrap(),
+        Err(Error::HandshakeTimeout)
+    ));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+// Cancel safety and concurrency.
+
+#[tokio::test]
+async fn recv_is_cancel_safe_in_select() {
+    let (addr, _) = server(
+        Config::default(),
+        |mut ws: WebSocket<TcpStream>| async move {
+            // Send a 1 MiB message in slow pieces so that recv is cancelled
+            // many times in the middle of it.
+            for i in 0..64u8 {
+                ws.queue(Message::binary(vec![i; 16 * 1024])).unwrap();
+                ws.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            ws.close(None).await
+        },
+    )
+    .await;
+    let mut ws = client(addr).await;
+    let mut ticker = tokio::time::interval(Duration::from_micros(300));
+    let mut got = Vec::new();
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            event = ws.recv() => match event {
+                Some(Ok(Message::Binary(b))) => got.push(b),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("{e}"),
+                None => break,
+            },
+            _ = ticker.tick() => ticks += 1,
+        }
+    }
+    assert!(ticks > 10, "recv was never cancelled");
+    assert_eq!(got.len(), 64);
+    for (i, b) in got.iter().enumerate() {
+        assert!(
+            b.len() == 16 * 1024 && b.iter().all(|&x| x == i as u8),
+            "message {i} damaged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn split_halves_work_from_two_tasks() {
+    let (addr, _) = server(Config::default(), echo).await;
+    let (mut reader, mut writer) = client(addr).await.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..1000u32 {
+            writer
+                .send(Message::binary(i.to_be_bytes().to_vec()))
+                .await
+                .unwrap();
+        }
+        writer.close(None).await.unwrap();
+    });
+    let mut expected = 0u32;
+    while let Some(event) = reader.recv().await {
+        match event.unwrap() {
+            Message::Binary(b) => {
+                assert_eq!(b[..], expected.to_be_bytes());
+                expected += 1;
+            }
+            Message::Close(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(expected, 1000);
+    sender.await.unwrap();
+}
+
+#[tokio::test]
+async fn reader_alone_answers_pings() {
+    // The server pings; the client only ever polls its reader half.
+    let (addr, mut outcomes) = server(
+        Config::default(),
+        |mut ws: WebSocket<TcpStream>| async move {
+            ws.send(Message::Ping(Bytes::from_static(b"hb")))
+                .await
+                .unwrap();
+            match ws.recv().await {
+                Some(Ok(Message::Pong(p))) => p,
+                other => panic!("{other:?}"),
+            }
+        },
+    )
+    .await;
+    let (mut reader, _writer) = client(addr).await.split();
+    let reading = tokio::spawn(async move { while reader.recv().await.is_some() {} });
+    assert_eq!(outcomes.recv().await.unwrap(), Bytes::from_static(b"hb"));
+    reading.abort();
+}
+
+#[tokio::test]
+async fn stream_and_sink_impls_work() {
+    let (addr, _) = server(Config::default(), echo).await;
+    let mut ws = client(addr).await;
+    ws.send(Message::text("via sink")).await.unwrap();
+    SinkExt::send(&mut ws, Message::text("again"))
+        .await
+        .unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("via sink"));
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("again"));
+    SinkExt::close(&mut ws).await.unwrap();
+}
+
+// Keepalive.
+
+#[tokio::test]
+async fn keepalive_pings_an_idle_peer_and_drops_a_silent_one() {
+    let keepalive = Some(Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(100),
+    });
+    let config = Config {
+        keepalive,
+        ..Config::default()
+    };
+    let (addr, mut outcomes) = server(config, echo).await;
+    // A live client: its reader answers, so the server keeps it.
+    let mut live = client(addr).await;
+    let live_task = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some(Ok(m)) = live.recv().await {
+            if matches!(m, Message::Ping(_)) {
+                pings += 1;
+                if pings == 3 {
+                    live.close(None).await.unwrap();
+                    break;
+                }
+            }
+        }
+        pings
+    });
+    assert_eq!(live_task.await.unwrap(), 3);
+    assert!(outcomes.recv().await.unwrap().is_none());
+    // A silent client: reads nothing, answers nothing.
+    let mut raw = raw_connect(addr).await;
+    assert_eq!(read_frame(&mut raw).await.0, 0x89);
+    assert!(matches!(
+        outcomes.recv().await.unwrap(),
+        Some(Error::PongTimeout)
+    ));
+}

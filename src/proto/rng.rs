@@ -44,21 +44,17 @@ impl std::fmt::Debug for MaskRng {
 impl MaskRng {
     /// Seeds a stream from the operating system's CSPRNG.
     ///
-    /// If the OS cannot provide entropy (it always can on the platforms we
-    /// build for), the seed falls back to the clock and the address of a
-    /// local, which is weak: §5.3's property is then not met, and we say so
-    /// rather than panic in a library.
+    /// # Panics
+    ///
+    /// If the operating system cannot provide entropy (`getrandom` fails),
+    /// which the platforms we build for never do once booted. There is no
+    /// safe fallback: keys from a weak seed would break §5.3's promise, so
+    /// failing loudly is the only honest answer. No input from a peer can
+    /// reach this.
     pub fn from_entropy() -> Self {
         let mut seed = [0u8; 32];
-        if getrandom::fill(&mut seed).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            seed[..16].copy_from_slice(&t.to_le_bytes());
-            let addr = &seed as *const _ as usize;
-            seed[16..24].copy_from_slice(&(addr as u64).to_le_bytes());
-        }
+        getrandom::fill(&mut seed)
+            .expect("the OS random number generator failed (RFC 6455 §5.3 needs it)");
         Self::from_seed(seed)
     }
 

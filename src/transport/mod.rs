@@ -1,6 +1,6 @@
 //! The tokio transport: RFC 6455 over any `AsyncRead + AsyncWrite`.
 //!
-//! [`proto`](crate::proto) knows the protocol and nothing of sockets; this
+//! [`proto`] knows the protocol and nothing of sockets; this
 //! module owns the socket, the buffers and every timer, and moves bytes
 //! between the two. It works over plain TCP, TLS, or an upgraded hyper
 //! connection alike, since all it asks of the stream is
@@ -46,7 +46,7 @@
 //! goes through a 4 KiB buffer on the stack of the poll call and is copied
 //! into the connection; only a frame that spans reads makes the connection
 //! grow a read buffer, in steps of at most 256 KiB, never past the limits
-//! of [`proto::Config`](crate::proto::Config). Payloads are handed out as
+//! of [`proto::Config`]. Payloads are handed out as
 //! `Bytes` split off that buffer, and outgoing payloads are written from
 //! the caller's `Bytes` without a copy.
 
@@ -68,7 +68,7 @@ pub use split::{WsReader, WsWriter};
 /// Settings of the transport, on top of the protocol's limits.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The protocol's limits ([`proto::Config`](crate::proto::Config)).
+    /// The protocol's limits ([`proto::Config`]).
     pub protocol: proto::Config,
     /// How long the opening handshake may take, from the first byte read
     /// (server) or the connection (client). Default 10 s, as nginx's

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then formats, lints,
+# tests, documents and runs the Autobahn TestSuite in both roles.
+# Exits non-zero on any failure. Safe to run again: installs are skipped
+# when already done.
+#
+#   scripts/check.sh            everything
+#   CHECK_SKIP_AUTOBAHN=1 scripts/check.sh    everything but Autobahn (quick)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step_names=()
+step_times=()
+run_step() {
+    local name="$1"
+    shift
+    echo
+    echo "==> $name"
+    local start=$SECONDS
+    "$@"
+    step_names+=("$name")
+    step_times+=("$((SECONDS - start))")
+}
+
+summary() {
+    echo
+    echo "==> summary"
+    for i in "${!step_names[@]}"; do
+        printf '  %-44s %5ss\n' "${step_names[$i]}" "${step_times[$i]}"
+    done
+}
+
+# --- 1. install -------------------------------------------------------------
+
+install_tools() {
+    # rustfmt and clippy come with a rustup toolchain; add them if missing.
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        rustup component add rustfmt clippy
+    fi
+    # Autobahn's wstest (Python 2.7, kept under target/): see autobahn/install.sh.
+    if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
+        bash autobahn/install.sh
+    fi
+}
+
+# --- 2. static checks ---------------------------------------------------------
+
+proto_dependencies() {
+    # proto/ may depend on bytes, sha1, base64, httparse (and getrandom for
+    # one seed per client connection) and nothing else: build the library
+    # with no features, which leaves out transport/ and the binary, and
+    # compare its direct dependencies with that list.
+    cargo build --quiet --lib --no-default-features
+    local deps
+    deps=$(cargo tree --no-default-features --edges normal --depth 1 --prefix none \
+        | tail -n +2 | awk '{print $1}' | sort -u | tr '\n' ' ')
+    if [[ "$deps" != "base64 bytes getrandom httparse sha1 " ]]; then
+        echo "proto/ depends on more than it may: $deps" >&2
+        return 1
+    fi
+    # And no source file under proto/ names a crate outside that list.
+    # (Code lines only: comments may name what proto/ leaves to others.)
+    if grep -rnE '\b(tokio|futures|tracing|mio)::|std::(net|fs|thread|time)\b|Instant::now|SystemTime' src/proto \
+        | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+        echo "proto/ must not do I/O, read clocks or use the runtime" >&2
+        return 1
+    fi
+    echo "proto/ depends on: $deps"
+}
+
+# --- 3. run -----------------------------------------------------------------
+
+run_step "install tools" install_tools
+run_step "cargo fmt --check" cargo fmt --all -- --check
+run_step "clippy (all targets, all features)" cargo clippy --all-targets --all-features -- -D warnings
+run_step "clippy (proto alone)" cargo clippy --lib --tests --no-default-features -- -D warnings
+run_step "proto's dependencies" proto_dependencies
+run_step "cargo test" cargo test --all-features
+run_step "cargo test (proto alone)" cargo test --lib --no-default-features
+run_step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
+    run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
+fi
+summary
+echo
+echo "All checks passed."

@@ -39,7 +39,7 @@ TRIPLET="x86_64-linux-gnu"
 WSTEST_VERSION="25.10.1"
 # Bump when this script changes what it installs: an install made by an older
 # revision (different first line in the stamp) is then redone.
-STAMP_ID="autobahn-py27 rev 2: AutobahnTestSuite $WSTEST_VERSION"
+STAMP_ID="autobahn-py27 rev 3: AutobahnTestSuite $WSTEST_VERSION"
 
 # Debian 11 packages that make up a working Python 2.7 (+ headers, because
 # wsaccel builds a C extension). libssl1.1 and libffi7 are not in Debian 12.
@@ -310,6 +310,7 @@ unset PYTHONPATH
 export LD_LIBRARY_PATH="$ROOTFS/usr/lib/x86_64-linux-gnu"
 export PYTHONHOME="$ROOTFS/usr"
 export PYTHONNOUSERSITE=1
+export PYTHONUNBUFFERED=1   # live logs when output goes to a file
 exec "$ROOTFS/usr/bin/python2.7" "$PREFIX/bin/wstest_launcher.py" "$@"
 EOF
 chmod +x "$WRAPPER"

@@ -220,6 +220,9 @@ async fn protocol_error_sends_1002_and_closes_tcp() {
     let mut rest = Vec::new();
     raw.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "the server closed TCP after its Close");
+    // Hang up, as a peer does on seeing the server's FIN; until then the
+    // server lingers, draining.
+    drop(raw);
     let outcome = outcomes.recv().await.unwrap();
     assert!(
         matches!(

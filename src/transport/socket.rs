@@ -44,6 +44,11 @@ pub struct WebSocket<S> {
     close_timeout: Duration,
     close_timer: Option<Pin<Box<Sleep>>>,
     keepalive: Option<KeepaliveTimer>,
+    /// We shut down our side of TCP and are draining the peer's (see
+    /// "lingering close" in `poll_recv`).
+    shut_down: bool,
+    /// The peer's side of TCP ended (a read returned 0).
+    read_eof: bool,
     /// The stream ended (or the socket failed); `poll_recv` returns `None`.
     finished: bool,
 }
@@ -74,6 +79,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_timeout: config.close_timeout,
             close_timer: None,
             keepalive,
+            shut_down: false,
+            read_eof: false,
             finished: false,
         }
     }
@@ -221,13 +228,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 if !flushed {
                     return Poll::Pending;
                 }
-                // The peer may already be gone; its absence is not our error.
-                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                let error = match self.conn.poll_message() {
-                    Err(e) => Some(Error::Protocol(e)),
-                    Ok(_) => None,
-                };
-                return self.finish(error);
+                if !self.shut_down {
+                    // The peer may already be gone; its absence is not our
+                    // error.
+                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    self.shut_down = true;
+                }
+                // Lingering close: closing a socket with unread input makes
+                // the kernel answer with RST, which can destroy our Close
+                // frame before the peer reads it. So after our FIN, read and
+                // discard until the peer's FIN or the close timer, as
+                // nginx's `lingering_close` does. A well-behaved peer sends
+                // its FIN at once, and this costs nothing.
+                if self.read_eof || self.linger_expired(cx) {
+                    let error = match self.conn.poll_message() {
+                        Err(e) => Some(Error::Protocol(e)),
+                        Ok(_) => None,
+                    };
+                    return self.finish(error);
+                }
+                match self.poll_read_more(cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.read_eof = true,
+                    // Discarded: a closed connection ignores input.
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
             }
             // 4. Timers.
             if let Poll::Ready(result) = self.poll_timers(cx) {
@@ -235,7 +261,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             // 5. More bytes.
             match self.poll_read_more(cx) {
-                Poll::Ready(Ok(0)) => self.conn.receive_eof(),
+                Poll::Ready(Ok(0)) => {
+                    self.read_eof = true;
+                    self.conn.receive_eof();
+                }
                 Poll::Ready(Ok(_)) => {
                     if let Some(k) = &mut self.keepalive {
                         k.last_read = Instant::now();
@@ -253,6 +282,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.keepalive = None;
         self.out.clear();
         Poll::Ready(error.map(Err))
+    }
+
+    /// Whether the lingering close has lasted [`Config::close_timeout`].
+    fn linger_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.close_timeout;
+        let timer = self.close_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// `Ready(Some(..))` when a timer ends the connection.

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then formats, lints,
-# tests, documents and runs the Autobahn TestSuite in both roles.
+# tests, documents, runs the Autobahn TestSuite in both roles and gives
+# every fuzz target a short run.
 # Exits non-zero on any failure. Safe to run again: installs are skipped
 # when already done.
 #
 #   scripts/check.sh            everything
-#   CHECK_SKIP_AUTOBAHN=1 scripts/check.sh    everything but Autobahn (quick)
+#   CHECK_SKIP_AUTOBAHN=1 CHECK_SKIP_FUZZ=1 scripts/check.sh    quick: no Autobahn, no fuzzing
+#   CHECK_FUZZ_SECONDS=60 scripts/check.sh                      longer fuzz runs (default 20 s each)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,6 +39,10 @@ install_tools() {
     # rustfmt and clippy come with a rustup toolchain; add them if missing.
     if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
         rustup component add rustfmt clippy
+    fi
+    # cargo-fuzz, for the fuzz targets in fuzz/ (runs on stable with `-s none`).
+    if [[ -z "${CHECK_SKIP_FUZZ:-}" ]] && ! command -v cargo-fuzz >/dev/null 2>&1; then
+        cargo install cargo-fuzz --locked
     fi
     # Autobahn's wstest (Python 2.7, kept under target/): see autobahn/install.sh.
     if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
@@ -73,6 +79,7 @@ proto_dependencies() {
 
 run_step "install tools" install_tools
 run_step "cargo fmt --check" cargo fmt --all -- --check
+run_step "cargo fmt --check (fuzz/)" cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 run_step "clippy (all targets, all features)" cargo clippy --all-targets --all-features -- -D warnings
 run_step "clippy (proto alone)" cargo clippy --lib --tests --no-default-features -- -D warnings
 run_step "proto's dependencies" proto_dependencies
@@ -81,6 +88,9 @@ run_step "cargo test (proto alone)" cargo test --lib --no-default-features
 run_step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
     run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
+fi
+if [[ -z "${CHECK_SKIP_FUZZ:-}" ]]; then
+    run_step "fuzz targets, ${CHECK_FUZZ_SECONDS:-20} s each" bash scripts/fuzz.sh "${CHECK_FUZZ_SECONDS:-20}"
 fi
 summary
 echo

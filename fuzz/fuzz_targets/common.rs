@@ -38,7 +38,11 @@ pub fn run(role: Role, data: &[u8]) {
         }
         // Bounded: a frame being read, plus the message being gathered.
         let bound = config.max_message_size + config.max_frame_size + MAX_HEADER_LEN + chunk;
-        assert!(conn.buffered_len() <= bound, "buffered {} > {bound}", conn.buffered_len());
+        assert!(
+            conn.buffered_len() <= bound,
+            "buffered {} > {bound}",
+            conn.buffered_len()
+        );
         // At most a Close and one pending Pong, plus Pongs for this chunk's pings.
         while let Some(out) = conn.poll_transmit() {
             peer.receive(&out);

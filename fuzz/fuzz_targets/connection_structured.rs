@@ -14,12 +14,32 @@ use rfc6455::proto::{CloseCode, CloseFrame, Config, Connection, MaskRng, Message
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Text { from_client: bool, text: String },
-    Binary { from_client: bool, data: Vec<u8> },
-    Fragments { from_client: bool, text: String, binary: bool, cuts: Vec<u8> },
-    Ping { from_client: bool, data: Vec<u8> },
-    Close { from_client: bool, code: u16 },
-    Deliver { to_server: bool, max: u16 },
+    Text {
+        from_client: bool,
+        text: String,
+    },
+    Binary {
+        from_client: bool,
+        data: Vec<u8>,
+    },
+    Fragments {
+        from_client: bool,
+        text: String,
+        binary: bool,
+        cuts: Vec<u8>,
+    },
+    Ping {
+        from_client: bool,
+        data: Vec<u8>,
+    },
+    Close {
+        from_client: bool,
+        code: u16,
+    },
+    Deliver {
+        to_server: bool,
+        max: u16,
+    },
 }
 
 /// One direction: bytes in flight and what the receiver must see.
@@ -40,16 +60,30 @@ struct Pair {
 
 impl Pair {
     fn sender(&mut self, from_client: bool) -> (&mut Connection, &mut Pipe) {
-        if from_client { (&mut self.client, &mut self.to_server) } else { (&mut self.server, &mut self.to_client) }
+        if from_client {
+            (&mut self.client, &mut self.to_server)
+        } else {
+            (&mut self.server, &mut self.to_client)
+        }
     }
 
     /// Moves up to `max` bytes to the receiving side and checks its events.
     fn deliver(&mut self, to_server: bool, max: usize) {
         let receiver_side = usize::from(!to_server);
         let (sender, receiver, pipe, back) = if to_server {
-            (&mut self.client, &mut self.server, &mut self.to_server, &mut self.to_client)
+            (
+                &mut self.client,
+                &mut self.server,
+                &mut self.to_server,
+                &mut self.to_client,
+            )
         } else {
-            (&mut self.server, &mut self.client, &mut self.to_client, &mut self.to_server)
+            (
+                &mut self.server,
+                &mut self.client,
+                &mut self.to_client,
+                &mut self.to_server,
+            )
         };
         while let Some(chunk) = sender.poll_transmit() {
             pipe.wire.extend(chunk.iter());
@@ -71,7 +105,9 @@ impl Pair {
                         // unless it had sent its own Close first.
                         if !self.closed[receiver_side] {
                             self.closed[receiver_side] = true;
-                            back.expected.push_back(Message::Close(frame.map(|f| CloseFrame::new(f.code, ""))));
+                            back.expected.push_back(Message::Close(
+                                frame.map(|f| CloseFrame::new(f.code, "")),
+                            ));
                         }
                     }
                 }
@@ -82,7 +118,8 @@ impl Pair {
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut pair = Pair {
-        client: Connection::new(Role::Client, Config::default()).with_rng(MaskRng::from_seed([3; 32])),
+        client: Connection::new(Role::Client, Config::default())
+            .with_rng(MaskRng::from_seed([3; 32])),
         server: Connection::new(Role::Server, Config::default()),
         to_server: Pipe::default(),
         to_client: Pipe::default(),
@@ -102,14 +139,23 @@ fuzz_target!(|ops: Vec<Op>| {
                     pipe.expected.push_back(Message::binary(data));
                 }
             }
-            Op::Fragments { from_client, text, binary, cuts } => {
+            Op::Fragments {
+                from_client,
+                text,
+                binary,
+                cuts,
+            } => {
                 let (conn, pipe) = pair.sender(from_client);
                 let mut rest = Bytes::from(text.clone().into_bytes());
                 let mut ok = true;
                 let mut started = false;
                 for cut in cuts.into_iter().take(8) {
                     let piece = rest.split_to(usize::from(cut).min(rest.len()));
-                    let r = if binary { conn.send_binary_fragment(piece, false) } else { conn.send_text_fragment(piece, false) };
+                    let r = if binary {
+                        conn.send_binary_fragment(piece, false)
+                    } else {
+                        conn.send_text_fragment(piece, false)
+                    };
                     ok &= r.is_ok();
                     if !ok {
                         // Only the first fragment may fail (the connection is
@@ -120,14 +166,25 @@ fuzz_target!(|ops: Vec<Op>| {
                     started = true;
                 }
                 if ok {
-                    let r = if binary { conn.send_binary_fragment(rest, true) } else { conn.send_text_fragment(rest, true) };
+                    let r = if binary {
+                        conn.send_binary_fragment(rest, true)
+                    } else {
+                        conn.send_text_fragment(rest, true)
+                    };
                     assert!(r.is_ok() || !started, "the last fragment failed: {r:?}");
                     if r.is_ok() {
-                        pipe.expected.push_back(if binary { Message::binary(text.into_bytes()) } else { Message::text(text) });
+                        pipe.expected.push_back(if binary {
+                            Message::binary(text.into_bytes())
+                        } else {
+                            Message::text(text)
+                        });
                     }
                 }
             }
-            Op::Ping { from_client, mut data } => {
+            Op::Ping {
+                from_client,
+                mut data,
+            } => {
                 data.truncate(125);
                 let (conn, pipe) = pair.sender(from_client);
                 if conn.send_ping(data.clone()).is_ok() {
@@ -152,8 +209,16 @@ fuzz_target!(|ops: Vec<Op>| {
         pair.deliver(true, usize::MAX);
         pair.deliver(false, usize::MAX);
     }
-    assert!(pair.to_server.expected.is_empty(), "lost toward the server: {:?}", pair.to_server.expected);
-    assert!(pair.to_client.expected.is_empty(), "lost toward the client: {:?}", pair.to_client.expected);
+    assert!(
+        pair.to_server.expected.is_empty(),
+        "lost toward the server: {:?}",
+        pair.to_server.expected
+    );
+    assert!(
+        pair.to_client.expected.is_empty(),
+        "lost toward the client: {:?}",
+        pair.to_client.expected
+    );
     if pair.closed.iter().any(|&c| c) {
         assert_eq!(pair.client.state(), State::Closed);
         assert_eq!(pair.server.state(), State::Closed);

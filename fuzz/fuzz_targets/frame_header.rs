@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(&out[..], &data[..len], "re-encoding differs");
     assert_eq!(header.encoded_len(), len);
     for end in 0..len {
-        assert_eq!(FrameHeader::parse(&data[..end]), Ok(None), "prefix of {end} bytes");
+        assert_eq!(
+            FrameHeader::parse(&data[..end]),
+            Ok(None),
+            "prefix of {end} bytes"
+        );
     }
 });

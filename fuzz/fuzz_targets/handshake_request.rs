@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
         return;
     };
-    let config = Config { max_handshake_bytes: 1024, max_handshake_headers: 16, ..Config::default() };
+    let config = Config {
+        max_handshake_bytes: 1024,
+        max_handshake_headers: 16,
+        ..Config::default()
+    };
     let mut hs = ServerHandshake::new(&config);
     let chunk = usize::from(seed % 31) + 1;
     let mut fed = 0;

@@ -8,7 +8,10 @@ use rfc6455::proto::Utf8Validator;
 
 fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let (data, cuts) = input;
-    let mut points: Vec<usize> = cuts.iter().map(|&c| usize::from(c) % (data.len() + 1)).collect();
+    let mut points: Vec<usize> = cuts
+        .iter()
+        .map(|&c| usize::from(c) % (data.len() + 1))
+        .collect();
     points.sort_unstable();
     points.push(data.len());
     let mut v = Utf8Validator::new();

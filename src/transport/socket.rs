@@ -287,7 +287,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Whether the lingering close has lasted [`Config::close_timeout`].
     fn linger_expired(&mut self, cx: &mut Context<'_>) -> bool {
         let timeout = self.close_timeout;
-        let timer = self.close_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let timer = self
+            .close_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         timer.as_mut().poll(cx).is_ready()
     }
 

@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "chat")]
+pub mod chat;
 pub mod proto;
 #[cfg(feature = "transport")]
 pub mod transport;

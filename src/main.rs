@@ -1,5 +1,7 @@
 //! `rfc6455`: the command-line face of the stack.
 //!
+//! - `rfc6455 chat`: the chat server on http://localhost:3000, history in
+//!   `chat.db`.
 //! - `rfc6455 echo --listen 127.0.0.1:9001`: echoes every message back (the
 //!   Autobahn fuzzingclient's testee, and the benchmarks' server).
 //! - `rfc6455 autobahn-client --url ws://127.0.0.1:9001 --agent rfc6455`:
@@ -27,6 +29,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The chat server: web UI at /, WebSocket at /ws, /healthz, /metrics.
+    Chat {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// SQLite file for history (created if missing).
+        #[arg(long, default_value = "chat.db")]
+        db: std::path::PathBuf,
+        /// Require HS256 tokens signed with this secret (also from
+        /// RFC6455_JWT_SECRET).
+        #[arg(long, env = "RFC6455_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+        /// Most simultaneous WebSocket connections.
+        #[arg(long, default_value_t = 10_000)]
+        max_connections: usize,
+    },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
         /// Address to listen on.
@@ -67,6 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Echo { threads, .. } => *threads,
+        Command::Chat { .. } => None,
         _ => Some(1),
     };
     let mut builder = match threads {
@@ -85,6 +104,23 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Chat {
+                listen,
+                db,
+                jwt_secret,
+                max_connections,
+            } => {
+                let mut config = rfc6455::chat::ChatConfig::new(db);
+                config.jwt_secret = jwt_secret;
+                config.max_connections = max_connections;
+                let listener = TcpListener::bind(listen).await?;
+                println!(
+                    "chat: http://{listen}/  (history in {})",
+                    config.db.display()
+                );
+                rfc6455::chat::serve(listener, config, shutdown_signal()).await?;
+                Ok(())
+            }
             Command::Echo { listen, .. } => echo_server(listen).await,
             Command::AutobahnClient { url, agent } => autobahn_client(&url, &agent).await,
             Command::Client { url, trace } => client(&url, trace).await,
@@ -100,6 +136,22 @@ fn main() -> ExitCode {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still works");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
 
 async fn echo_server(listen: SocketAddr) -> Result<(), BoxError> {
     let listener = TcpListener::bind(listen).await?;

@@ -1,0 +1,225 @@
+//! The front door: one port, plain HTTP/1.1 for the pages and the probes,
+//! and the WebSocket upgrade at `/ws`.
+//!
+//! The request head is read with the protocol layer's own incremental
+//! reader ([`ServerHandshake`]), with its size limits and a timeout, then
+//! routed on its path. Only `/ws` goes on to the WebSocket handshake, with
+//! the head already read ([`transport::accept_request`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::proto::{self, Request, ServerHandshake};
+use crate::transport;
+
+use super::ChatConfig;
+use super::hub::Hub;
+use super::session::{self, Auth};
+
+/// What every connection handler shares.
+pub struct Shared {
+    /// The hub.
+    pub hub: Arc<Hub>,
+    /// How clients authenticate.
+    pub auth: Arc<Auth>,
+    /// The server's settings.
+    pub config: ChatConfig,
+}
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const STYLE_CSS: &str = include_str!("../../web/style.css");
+
+/// The page may load only its own scripts and styles and talk only to its
+/// own origin: no CDN, no inline script.
+const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one TCP connection: one request, or one WebSocket session.
+pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await;
+    let (request, leftover) = match head {
+        Ok(Ok(Some(read))) => read,
+        Ok(Ok(None)) | Err(_) => return,
+        Ok(Err(e)) => {
+            let _ = stream.write_all(&e.response()).await;
+            return;
+        }
+    };
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((request.target.as_str(), ""));
+    debug!(%peer, method = %request.method, path, "request");
+    let head_only = request.method == "HEAD";
+    if request.method != "GET" && !head_only {
+        return respond(
+            &mut stream,
+            405,
+            "Method Not Allowed",
+            "text/plain",
+            b"GET only\n",
+            head_only,
+        )
+        .await;
+    }
+    let hub = &shared.hub;
+    match path {
+        "/" | "/index.html" => {
+            respond(
+                &mut stream,
+                200,
+                "OK",
+                "text/html; charset=utf-8",
+                INDEX_HTML.as_bytes(),
+                head_only,
+            )
+            .await
+        }
+        "/app.js" => {
+            respond(
+                &mut stream,
+                200,
+                "OK",
+                "text/javascript; charset=utf-8",
+                APP_JS.as_bytes(),
+                head_only,
+            )
+            .await
+        }
+        "/style.css" => {
+            respond(
+                &mut stream,
+                200,
+                "OK",
+                "text/css; charset=utf-8",
+                STYLE_CSS.as_bytes(),
+                head_only,
+            )
+            .await
+        }
+        "/healthz" if hub.is_shutting_down() => {
+            respond(
+                &mut stream,
+                503,
+                "Service Unavailable",
+                "text/plain",
+                b"shutting down\n",
+                head_only,
+            )
+            .await
+        }
+        "/healthz" => respond(&mut stream, 200, "OK", "text/plain", b"ok\n", head_only).await,
+        "/metrics" => {
+            let body = hub.metrics.render();
+            respond(
+                &mut stream,
+                200,
+                "OK",
+                "text/plain; version=0.0.4",
+                body.as_bytes(),
+                head_only,
+            )
+            .await
+        }
+        "/ws" => {
+            let full = hub.metrics.connections.get() as usize >= shared.config.max_connections;
+            if hub.is_shutting_down() || full {
+                if full {
+                    hub.metrics.connections_refused.inc();
+                }
+                return respond(
+                    &mut stream,
+                    503,
+                    "Service Unavailable",
+                    "text/plain",
+                    b"try again later\n",
+                    false,
+                )
+                .await;
+            }
+            let config = transport::Config {
+                keepalive: Some(shared.config.keepalive),
+                ..transport::Config::default()
+            };
+            match transport::accept_request(stream, &request, &leftover, config).await {
+                Ok(ws) => {
+                    let token = query_param(query, "token");
+                    session::run(
+                        ws,
+                        hub.clone(),
+                        shared.auth.clone(),
+                        shared.config.rate_limit,
+                        token,
+                    )
+                    .await
+                }
+                Err(e) => debug!(%peer, error = %e, "upgrade refused"),
+            }
+        }
+        _ => {
+            respond(
+                &mut stream,
+                404,
+                "Not Found",
+                "text/plain",
+                b"not found\n",
+                head_only,
+            )
+            .await
+        }
+    }
+}
+
+/// Reads a request head; `None` if the peer left first.
+async fn read_head(
+    stream: &mut TcpStream,
+) -> Result<Option<(Request, Vec<u8>)>, proto::HandshakeError> {
+    let mut reader = ServerHandshake::new(&proto::Config::default());
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => n,
+        };
+        if let Some((request, used)) = reader.receive(&buf[..n])? {
+            return Ok(Some((request, buf[used..n].to_vec())));
+        }
+    }
+}
+
+/// Writes a whole response and closes our side.
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) {
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    if !head_only {
+        let _ = stream.write_all(body).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// A parameter of a query string (no percent-decoding: the only one we
+/// read is a JWT, whose alphabet needs none).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name && !v.is_empty()).then(|| v.to_owned())
+    })
+}

@@ -1,0 +1,182 @@
+//! Counters for `/metrics`, in the Prometheus text format (version 0.0.4).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A monotonic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    /// The value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    /// Takes one away.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+    /// The value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A latency summary: count, sum and maximum, in microseconds.
+#[derive(Debug, Default)]
+pub struct Latency {
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl Latency {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.max_us.fetch_max(us, Relaxed);
+    }
+}
+
+/// Everything `/metrics` reports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// WebSocket connections accepted since start.
+    pub connections_total: Counter,
+    /// Connections refused because the server was full.
+    pub connections_refused: Counter,
+    /// Frames received from clients.
+    pub messages_in: Counter,
+    /// Frames queued to clients.
+    pub messages_out: Counter,
+    /// Bytes queued to clients.
+    pub bytes_out: Counter,
+    /// Ephemeral events (typing, presence) dropped for full queues.
+    pub drops: Counter,
+    /// Connections closed with 1013 because they read too slowly.
+    pub slow_closes: Counter,
+    /// Requests refused with an `error` event.
+    pub errors: Counter,
+    /// Rooms with members.
+    pub rooms: Gauge,
+    /// From accepting a message to its commit in SQLite.
+    pub history_write: Latency,
+    /// Failed history commits.
+    pub history_write_errors: Counter,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "chat_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections.get(),
+        );
+        metric(
+            "chat_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            self.connections_total.get(),
+        );
+        metric(
+            "chat_connections_refused_total",
+            "counter",
+            "Connections refused: server full.",
+            self.connections_refused.get(),
+        );
+        metric(
+            "chat_messages_in_total",
+            "counter",
+            "Frames received from clients.",
+            self.messages_in.get(),
+        );
+        metric(
+            "chat_messages_out_total",
+            "counter",
+            "Frames queued to clients.",
+            self.messages_out.get(),
+        );
+        metric(
+            "chat_bytes_out_total",
+            "counter",
+            "Bytes queued to clients.",
+            self.bytes_out.get(),
+        );
+        metric(
+            "chat_drops_total",
+            "counter",
+            "Ephemeral events dropped for full queues.",
+            self.drops.get(),
+        );
+        metric(
+            "chat_slow_consumer_closes_total",
+            "counter",
+            "Connections closed (1013) for reading too slowly.",
+            self.slow_closes.get(),
+        );
+        metric(
+            "chat_errors_total",
+            "counter",
+            "Requests refused with an error event.",
+            self.errors.get(),
+        );
+        metric(
+            "chat_rooms",
+            "gauge",
+            "Rooms with members.",
+            self.rooms.get(),
+        );
+        metric(
+            "chat_history_write_errors_total",
+            "counter",
+            "Failed history commits.",
+            self.history_write_errors.get(),
+        );
+        let h = &self.history_write;
+        let _ = writeln!(
+            out,
+            "# HELP chat_history_write_seconds From accepting a message to its commit.\n# TYPE chat_history_write_seconds summary\nchat_history_write_seconds_sum {}\nchat_history_write_seconds_count {}\n# HELP chat_history_write_seconds_max Longest write so far.\n# TYPE chat_history_write_seconds_max gauge\nchat_history_write_seconds_max {}",
+            h.sum_us.load(Relaxed) as f64 / 1e6,
+            h.count.load(Relaxed),
+            h.max_us.load(Relaxed) as f64 / 1e6,
+        );
+        out
+    }
+}

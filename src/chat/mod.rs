@@ -1,0 +1,179 @@
+//! The chat server: rooms, direct messages, presence, typing, history,
+//! resume and authentication, on this crate's own WebSocket stack.
+//!
+//! One port serves everything: the web UI at `/` (embedded in the binary),
+//! the WebSocket endpoint at `/ws`, `/healthz` and `/metrics`. The wire
+//! protocol is `docs/PROTOCOL.md`, implemented in `protocol.rs`.
+//!
+//! ```text
+//!  TCP ─ http.rs ─┬─ GET /, /app.js, /style.css, /healthz, /metrics
+//!                 └─ GET /ws ─ session.rs (a task per connection)
+//!                                 │  requests ─▶ hub.rs (rooms, ids, fan-out)
+//!                                 │  ◀─ outbox (bounded, bytes)   │
+//!                                                                 ▼
+//!                                            store.rs (SQLite, its own thread)
+//! ```
+//!
+//! History is written by one thread in batches, off the hot path; reads go
+//! through the same thread, after the writes queued before them, which is
+//! what makes resume exact. On shutdown the hub stops taking messages,
+//! every client gets close 1001, and the history thread commits what it
+//! has before [`serve`] returns.
+
+mod http;
+mod hub;
+mod metrics;
+pub mod protocol;
+mod session;
+mod store;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::transport::Keepalive;
+pub use metrics::Metrics;
+
+/// How the chat server runs.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// The SQLite file for history (created if missing).
+    pub db: PathBuf,
+    /// With a secret, clients need an HS256 token signed with it.
+    pub jwt_secret: Option<String>,
+    /// Connections beyond this get HTTP 503. Default 10,000.
+    pub max_connections: usize,
+    /// Bytes a client's outbound queue may hold. Default 1 MiB.
+    pub outbox_limit: usize,
+    /// Pings to silent clients; a dead one leaves presence within
+    /// `interval + timeout`. Default 30 s + 20 s.
+    pub keepalive: Keepalive,
+    /// How often presence changes go out. Default 100 ms.
+    pub presence_interval: Duration,
+    /// Requests per connection: a token bucket. `None` lifts the limit
+    /// (for benchmarks). Default 10 a second, bursts of 20.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// The bucket's size.
+    pub burst: f64,
+}
+
+impl ChatConfig {
+    /// Defaults, with history in `db`.
+    pub fn new(db: impl Into<PathBuf>) -> Self {
+        Self {
+            db: db.into(),
+            jwt_secret: None,
+            max_connections: 10_000,
+            outbox_limit: 1 << 20,
+            keepalive: Keepalive {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(20),
+            },
+            presence_interval: Duration::from_millis(100),
+            rate_limit: Some(RateLimit {
+                per_second: 10.0,
+                burst: 20.0,
+            }),
+        }
+    }
+}
+
+/// Serves the chat on `listener` until `shutdown` resolves, then closes
+/// every connection (1001) and commits history before returning.
+pub async fn serve(
+    listener: TcpListener,
+    config: ChatConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (store, last_ids) =
+        store::Store::open(&config.db, metrics.clone()).map_err(io::Error::other)?;
+    let auth = Arc::new(match &config.jwt_secret {
+        Some(secret) => {
+            session::Auth::Jwt(jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()))
+        }
+        None => session::Auth::Anonymous,
+    });
+    let hub_config = hub::HubConfig {
+        outbox_limit: config.outbox_limit,
+        authenticated: config.jwt_secret.is_some(),
+    };
+    let hub = Arc::new(hub::Hub::new(
+        store.clone(),
+        last_ids,
+        metrics.clone(),
+        hub_config,
+    ));
+    let presence = {
+        let hub = hub.clone();
+        let every = config.presence_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                hub.flush_presence();
+            }
+        })
+    };
+    let shared = Arc::new(http::Shared {
+        hub: hub.clone(),
+        auth,
+        config: config.clone(),
+    });
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    info!(addr = %listener.local_addr()?, db = %config.db.display(), "chat server listening");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        http::handle(stream, peer, shared).await;
+                    });
+                }
+                // Out of file descriptors and the like: wait, don't spin.
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    info!(
+        open = metrics.connections.get(),
+        "shutting down: closing connections, saving history"
+    );
+    drop(listener);
+    hub.shutdown();
+    let drained = tokio::time::timeout(Duration::from_secs(6), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        debug!("some connections did not close in time; dropping them");
+        connections.abort_all();
+    }
+    presence.abort();
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .map_err(io::Error::other)?;
+    info!("history saved");
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! The chat's wire protocol: JSON objects in text frames, one per frame,
+//! named by their `type` field. `docs/PROTOCOL.md` is the reference; this
+//! file is its implementation, and every rule there is checked here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest message text, in bytes.
+pub const MAX_TEXT: usize = 4096;
+/// The most rooms one connection may be in.
+pub const MAX_ROOMS: usize = 20;
+/// The largest `history` page.
+pub const MAX_HISTORY: u32 = 100;
+/// The `history` page size when none is asked for, and on a fresh join.
+pub const DEFAULT_HISTORY: u32 = 50;
+/// The room everyone starts in.
+pub const DEFAULT_ROOM: &str = "general";
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Identifies the client; must come first.
+    Hello {
+        /// The nick wanted (anonymous mode).
+        #[serde(default)]
+        nick: Option<String>,
+        /// A JWT (when the server requires one).
+        #[serde(default)]
+        token: Option<String>,
+        /// The secret from an earlier `welcome`, to reclaim the nick.
+        #[serde(default)]
+        session: Option<String>,
+        /// The last message id seen in each room, to resume.
+        #[serde(default)]
+        resume: Option<BTreeMap<String, u64>>,
+    },
+    /// Join a room.
+    Join {
+        /// The room.
+        room: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room.
+        room: String,
+    },
+    /// Post to a room.
+    Msg {
+        /// The room.
+        room: String,
+        /// The text.
+        text: String,
+        /// The client's id for the `ack`.
+        client_id: String,
+    },
+    /// A private message.
+    Dm {
+        /// The recipient's nick.
+        to: String,
+        /// The text.
+        text: String,
+        /// The client's id for the `ack`.
+        client_id: String,
+    },
+    /// The user is typing in a room.
+    Typing {
+        /// The room.
+        room: String,
+    },
+    /// Older messages of a room.
+    History {
+        /// The room.
+        room: String,
+        /// Only ids below this (default: the newest).
+        #[serde(default)]
+        before: Option<u64>,
+        /// At most this many (1 to 100, default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+}
+
+/// The `type`s a client may send, to tell an unknown type from a bad field.
+const CLIENT_TYPES: [&str; 7] = ["hello", "join", "leave", "msg", "dm", "typing", "history"];
+
+/// Why a client frame was refused: the `code` and `message` of an `error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// One of the codes of `docs/PROTOCOL.md`.
+    pub code: &'static str,
+    /// A sentence for a human.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with a code and a message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn field(message: impl Into<String>) -> Self {
+        Self::new("invalid_field", message)
+    }
+}
+
+/// Parses and checks one client frame.
+pub fn parse(text: &str) -> Result<ClientMsg, Refusal> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Refusal::new("bad_json", format!("not JSON: {e}")))?;
+    let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+        return Err(Refusal::new(
+            "bad_json",
+            "expected an object with a string \"type\"",
+        ));
+    };
+    if !CLIENT_TYPES.contains(&kind) {
+        return Err(Refusal::new(
+            "unknown_type",
+            format!("unknown type {kind:?}"),
+        ));
+    }
+    let msg: ClientMsg =
+        serde_json::from_value(value).map_err(|e| Refusal::field(e.to_string()))?;
+    validate(&msg)?;
+    Ok(msg)
+}
+
+fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
+    match msg {
+        ClientMsg::Hello { nick, resume, .. } => {
+            if let Some(n) = nick {
+                check_nick(n)?;
+            }
+            if let Some(r) = resume {
+                if r.len() > MAX_ROOMS {
+                    return Err(Refusal::field(format!("resume: at most {MAX_ROOMS} rooms")));
+                }
+                r.keys().try_for_each(|room| check_room(room))?;
+            }
+            Ok(())
+        }
+        ClientMsg::Join { room } | ClientMsg::Leave { room } | ClientMsg::Typing { room } => {
+            check_room(room)
+        }
+        ClientMsg::Msg {
+            room,
+            text,
+            client_id,
+        } => {
+            check_room(room)?;
+            check_text(text)?;
+            check_client_id(client_id)
+        }
+        ClientMsg::Dm {
+            to,
+            text,
+            client_id,
+        } => {
+            check_nick(to).map_err(|_| Refusal::field("to: not a valid nick"))?;
+            check_text(text)?;
+            check_client_id(client_id)
+        }
+        ClientMsg::History { room, limit, .. } => {
+            check_room(room)?;
+            match limit {
+                Some(l) if !(1..=MAX_HISTORY).contains(l) => {
+                    Err(Refusal::field(format!("limit: 1 to {MAX_HISTORY}")))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Nicks: 1–24 characters, letters, digits, `_`, `-`, `.`.
+pub fn check_nick(nick: &str) -> Result<(), Refusal> {
+    let ok = (1..=24).contains(&nick.len())
+        && nick
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::field(
+            "nick: 1-24 letters, digits, '_', '-' or '.'",
+        ))
+    }
+}
+
+/// Rooms: 1–32 characters, lowercase letters, digits, `_`, `-`.
+pub fn check_room(room: &str) -> Result<(), Refusal> {
+    let ok = (1..=32).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::field(
+            "room: 1-32 lowercase letters, digits, '_' or '-'",
+        ))
+    }
+}
+
+fn check_text(text: &str) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::field("text: empty"));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(Refusal::field(format!("text: at most {MAX_TEXT} bytes")));
+    }
+    Ok(())
+}
+
+fn check_client_id(id: &str) -> Result<(), Refusal> {
+    if (1..=64).contains(&id.len()) {
+        Ok(())
+    } else {
+        Err(Refusal::field("client_id: 1-64 characters"))
+    }
+}
+
+/// A stored room message (or DM), as sent in `msg`, `dm` and `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// The room (for a DM, the conversation key; not sent).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub room: String,
+    /// Increases by one per room.
+    pub id: u64,
+    /// The sender's nick.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Server time, milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// What the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    /// The answer to `hello`.
+    Welcome {
+        /// The nick in use.
+        user: &'a str,
+        /// The secret that reclaims it.
+        session: &'a str,
+        /// The rooms joined.
+        rooms: &'a [String],
+    },
+    /// A room message.
+    Msg(&'a ChatMessage),
+    /// A private message.
+    Dm {
+        /// Its id in the conversation.
+        id: u64,
+        /// The sender.
+        from: &'a str,
+        /// The recipient.
+        to: &'a str,
+        /// The text.
+        text: &'a str,
+        /// Server time, ms since the epoch.
+        ts: u64,
+    },
+    /// A `msg` or `dm` was accepted and stored.
+    Ack {
+        /// The client's id.
+        client_id: &'a str,
+        /// The id it got.
+        id: u64,
+    },
+    /// Who joined and left a room.
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// Nicks that joined (the whole roster, right after our own join).
+        joined: &'a [String],
+        /// Nicks that left.
+        left: &'a [String],
+    },
+    /// Someone is typing.
+    Typing {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        user: &'a str,
+    },
+    /// A page of a room's messages, oldest first.
+    History {
+        /// The room.
+        room: &'a str,
+        /// The messages.
+        messages: &'a [ChatMessage],
+        /// Whether older ones exist.
+        more: bool,
+    },
+    /// A refused request.
+    Error {
+        /// The code.
+        code: &'a str,
+        /// For a human.
+        message: &'a str,
+        /// The `client_id` of the refused `msg` or `dm`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+    },
+}
+
+impl ServerMsg<'_> {
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: no maps with non-string
+        // keys, no I/O.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_with_resume_parses() {
+        let msg = parse(r#"{"type":"hello","nick":"alice","resume":{"general":41}}"#).unwrap();
+        let ClientMsg::Hello { nick, resume, .. } = msg else {
+            panic!()
+        };
+        assert_eq!(nick.as_deref(), Some("alice"));
+        assert_eq!(resume.unwrap()["general"], 41);
+    }
+
+    #[test]
+    fn bad_input_gets_the_right_code() {
+        assert_eq!(parse("{").unwrap_err().code, "bad_json");
+        assert_eq!(parse("[1]").unwrap_err().code, "bad_json");
+        assert_eq!(
+            parse(r#"{"type":"shout"}"#).unwrap_err().code,
+            "unknown_type"
+        );
+        assert_eq!(
+            parse(r#"{"type":"join"}"#).unwrap_err().code,
+            "invalid_field"
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"General"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_field"
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"a","x":1}"#)
+                .unwrap_err()
+                .code,
+            "invalid_field"
+        );
+        let long = "x".repeat(MAX_TEXT + 1);
+        let msg = format!(r#"{{"type":"msg","room":"a","text":"{long}","client_id":"1"}}"#);
+        assert_eq!(parse(&msg).unwrap_err().code, "invalid_field");
+        assert_eq!(
+            parse(r#"{"type":"msg","room":"a","text":"  ","client_id":"1"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_field"
+        );
+        assert_eq!(
+            parse(r#"{"type":"history","room":"a","limit":0}"#)
+                .unwrap_err()
+                .code,
+            "invalid_field"
+        );
+        assert_eq!(
+            parse(r#"{"type":"hello","nick":"bad nick"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_field"
+        );
+    }
+
+    #[test]
+    fn server_messages_serialize_as_documented() {
+        let m = ChatMessage {
+            room: "general".into(),
+            id: 7,
+            from: "bob".into(),
+            text: "<b>hi</b>".into(),
+            ts: 1,
+        };
+        assert_eq!(
+            ServerMsg::Msg(&m).to_json(),
+            r#"{"type":"msg","room":"general","id":7,"from":"bob","text":"<b>hi</b>","ts":1}"#
+        );
+        assert_eq!(
+            ServerMsg::Error {
+                code: "rate_limited",
+                message: "slow down",
+                client_id: None
+            }
+            .to_json(),
+            r#"{"type":"error","code":"rate_limited","message":"slow down"}"#
+        );
+    }
+}

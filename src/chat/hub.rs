@@ -60,6 +60,9 @@ pub struct Outbox {
 struct OutboxState {
     frames: VecDeque<PreparedFrame>,
     bytes: usize,
+    /// A close was requested: nothing more is queued.
+    closed: bool,
+    /// The close frame, until the session takes it.
     close: Option<CloseFrame>,
     waker: Option<Waker>,
 }
@@ -75,7 +78,7 @@ impl Outbox {
     /// Queues a frame. Returns whether it was queued.
     pub fn push(&self, frame: &PreparedFrame, kind: Kind, metrics: &Metrics) -> bool {
         let mut s = lock(&self.state);
-        if s.close.is_some() {
+        if s.closed {
             return false;
         }
         let len = frame.as_bytes().len();
@@ -111,7 +114,8 @@ impl Outbox {
     /// wins).
     pub fn close(&self, frame: CloseFrame) {
         let mut s = lock(&self.state);
-        if s.close.is_none() {
+        if !s.closed {
+            s.closed = true;
             s.close = Some(frame);
         }
         if let Some(w) = s.waker.take() {
@@ -131,7 +135,7 @@ impl Outbox {
     }
 
     /// Takes frames worth up to `budget` bytes (at least one), and the
-    /// close request if one is pending.
+    /// close request if one is pending (handed out once).
     pub fn take(&self, budget: usize) -> (Vec<PreparedFrame>, Option<CloseFrame>) {
         let mut s = lock(&self.state);
         let mut out = Vec::new();
@@ -147,7 +151,7 @@ impl Outbox {
             }
         }
         s.bytes -= taken;
-        (out, s.close.clone())
+        (out, s.close.take())
     }
 }
 

@@ -1,0 +1,301 @@
+// End-to-end: the chat server and its web UI (web/) in a real Chromium.
+// Run through scripts/browser-test.sh, which installs Chromium and builds
+// the server first. Everything stays on 127.0.0.1.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { once } from 'node:events';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SERVER = process.env.CHAT_SERVER_BIN || path.join(REPO, 'target', 'release', 'rfc6455');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const WAIT = 15_000; // the longest any single step may wait
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The chat server as a child process, its output kept for failure reports. */
+class Server {
+  constructor(port, db) {
+    this.port = port;
+    this.db = db;
+    this.log = '';
+    this.proc = null;
+  }
+
+  async start() {
+    const proc = spawn(SERVER, ['chat', '--listen', `127.0.0.1:${this.port}`, '--db', this.db], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = proc;
+    this.exit = once(proc, 'exit');
+    const keep = (chunk) => { this.log = (this.log + chunk).slice(-20_000); };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    const deadline = Date.now() + WAIT;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}:\n${this.log}`);
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.port}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (res.status === 200) return;
+      } catch { /* not listening yet */ }
+      await sleep(100);
+    }
+    throw new Error(`server not healthy after ${WAIT} ms:\n${this.log}`);
+  }
+
+  /** SIGTERM (the server saves its history first) and wait for the exit. */
+  async stop() {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), WAIT);
+    const [code, signal] = await this.exit;
+    clearTimeout(timer);
+    assert.equal(signal, null, `server did not exit on SIGTERM within ${WAIT} ms:\n${this.log}`);
+    assert.equal(code, 0, `server exited with ${code} on SIGTERM:\n${this.log}`);
+  }
+
+  kill() {
+    if (!this.proc) return;
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
+    this.proc.stdout.destroy();
+    this.proc.stderr.destroy();
+  }
+}
+
+// --- page helpers -------------------------------------------------------------
+
+const id = (page, testId) => page.getByTestId(testId);
+
+async function statusIs(page, state) {
+  await id(page, 'status').and(page.locator(`[data-state="${state}"]`)).waitFor({ timeout: WAIT });
+  assert.equal(await id(page, 'status').textContent(), state);
+}
+
+/** Clicks something in the side panel, opening the drawer first on a phone. */
+async function sideClick(page, locator) {
+  const menu = id(page, 'menu-toggle');
+  if (await menu.isVisible() && (await menu.getAttribute('aria-expanded')) !== 'true') await menu.click();
+  await locator.click({ timeout: WAIT });
+}
+
+const openRoom = (page, room) => sideClick(page, id(page, `room-${room}`).locator('button.open'));
+const openDm = (page, nick) => sideClick(page, id(page, `dm-${nick}`).locator('button.open'));
+
+/** The messages in view: [{id, from, state, text}]. */
+function shown(page) {
+  return page.$$eval('[data-testid="messages"] [data-testid="message"]', (els) =>
+    els.map((e) => ({ id: e.dataset.id, from: e.dataset.from, state: e.dataset.state, text: e.querySelector('.text').textContent })));
+}
+
+/** Waits until a message with this text (and sender, state) is in view; returns it. */
+async function waitMessage(page, text, { from, state = 'sent' } = {}) {
+  const handle = await page.waitForFunction(([text, from, state]) => {
+    const els = document.querySelectorAll('[data-testid="messages"] [data-testid="message"]');
+    for (const e of els) {
+      if (e.querySelector('.text').textContent === text && (!from || e.dataset.from === from) && e.dataset.state === state) {
+        return { id: e.dataset.id, from: e.dataset.from, state: e.dataset.state, text };
+      }
+    }
+    return null;
+  }, [text, from, state], { timeout: WAIT });
+  return handle.jsonValue();
+}
+
+function assertNoDuplicates(list, who) {
+  const ids = list.map((m) => m.id);
+  assert.ok(ids.every((i) => i !== undefined && /^\d+$/.test(i)), `${who}: every message has a numeric data-id: ${JSON.stringify(list)}`);
+  assert.equal(new Set(ids).size, ids.length, `${who}: duplicate ids shown: ${ids}`);
+  const sorted = [...ids].map(Number).sort((a, b) => a - b);
+  assert.deepEqual(ids.map(Number), sorted, `${who}: messages in id order`);
+}
+
+async function send(page, text) {
+  await id(page, 'composer').fill(text);
+  await id(page, 'send').click();
+}
+
+async function signIn(page, base, nick) {
+  await page.goto(base, { timeout: WAIT });
+  await id(page, 'nick-input').fill(nick, { timeout: WAIT });
+  await id(page, 'nick-submit').click();
+  await statusIs(page, 'online');
+  assert.equal(await id(page, 'me').textContent(), nick);
+}
+
+// --- the scenario ---------------------------------------------------------------
+
+test('two users chat through the web UI in Chromium', { timeout: 120_000 }, async (t) => {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'chat-browser-'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}/`;
+  const server = new Server(port, path.join(tmp, 'chat.db'));
+  let browser;
+  const problems = []; // uncaught page errors and CSP refusals
+  const frames = []; // the last WebSocket frames, for failure reports
+  const logFrame = (line) => { frames.push(line); if (frames.length > 80) frames.shift(); };
+  // Steps run in order and the first failure ends the test.
+  const step = async (name, fn) => {
+    const started = Date.now();
+    try {
+      await fn();
+    } catch (e) {
+      e.message = `step "${name}" failed: ${e.message}`;
+      throw e;
+    }
+    t.diagnostic(`ok: ${name} (${Date.now() - started} ms)`);
+  };
+  try {
+    await server.start();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      timeout: WAIT,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    // Two users, two separate profiles; bob on a phone-sized screen.
+    const aliceCtx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    const bobCtx = await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true });
+    const alice = await aliceCtx.newPage();
+    const bob = await bobCtx.newPage();
+    for (const [who, page] of [['alice', alice], ['bob', bob]]) {
+      page.on('websocket', (ws) => {
+        logFrame(`${who} open ${ws.url()}`);
+        ws.on('framesent', (f) => logFrame(`${who} > ${f.payload}`));
+        ws.on('framereceived', (f) => logFrame(`${who} < ${f.payload}`));
+        ws.on('close', () => logFrame(`${who} closed`));
+      });
+      page.on('pageerror', (e) => problems.push(`${who}: ${e.message}`));
+      page.on('console', (m) => {
+        if (m.type() === 'error' && /Content Security Policy|Uncaught/i.test(m.text())) problems.push(`${who}: ${m.text()}`);
+      });
+    }
+
+    let hello;
+    await step('1. alice and bob meet in general; a message goes across', async () => {
+      await signIn(alice, base, 'alice');
+      await signIn(bob, base, 'bob');
+      await id(alice, 'room-general').waitFor({ timeout: WAIT });
+      await id(bob, 'room-general').waitFor({ state: 'attached', timeout: WAIT });
+      await id(alice, 'user-bob').waitFor({ timeout: WAIT }); // presence delta
+      await id(bob, 'user-alice').waitFor({ state: 'attached', timeout: WAIT }); // full roster
+      await send(alice, 'hello bob <b>not bold</b>');
+      hello = await waitMessage(alice, 'hello bob <b>not bold</b>', { from: 'alice', state: 'sent' });
+      const got = await waitMessage(bob, 'hello bob <b>not bold</b>', { from: 'alice' });
+      assert.equal(got.id, hello.id, 'both see the same id');
+      assert.equal(await bob.locator('[data-testid="messages"] b').count(), 0, 'text is not parsed as HTML');
+      const fromBob = 'hi alice';
+      await send(bob, fromBob);
+      await waitMessage(bob, fromBob, { from: 'bob' });
+      await waitMessage(alice, fromBob, { from: 'bob' });
+      assertNoDuplicates(await shown(alice), 'alice');
+      assertNoDuplicates(await shown(bob), 'bob');
+      assert.equal((await shown(bob)).length, 2);
+    });
+
+    await step('2. a DM from alice reaches only the conversation with bob', async () => {
+      await id(alice, 'user-bob').locator('button').click();
+      assert.equal(await id(alice, 'title').textContent(), '@bob');
+      await send(alice, 'psst, bob');
+      await waitMessage(alice, 'psst, bob', { from: 'alice', state: 'sent' });
+      // bob is still in general: the DM shows up as an unread conversation.
+      const dm = id(bob, 'dm-alice');
+      await dm.waitFor({ state: 'attached', timeout: WAIT });
+      await dm.getByTestId('unread').and(bob.getByText('1', { exact: true })).waitFor({ state: 'attached', timeout: WAIT });
+      assert.ok(!(await shown(bob)).some((m) => m.text.includes('psst')), 'the DM is not in general (bob)');
+      await openDm(bob, 'alice');
+      assert.equal(await id(bob, 'title').textContent(), '@alice');
+      await waitMessage(bob, 'psst, bob', { from: 'alice' });
+      assert.equal((await shown(bob)).length, 1, 'the DM conversation holds just the DM');
+      assert.equal(await dm.getByTestId('unread').textContent(), '', 'reading it clears the unread count');
+      await openRoom(alice, 'general');
+      await waitMessage(alice, 'hi alice', { from: 'bob' });
+      assert.ok(!(await shown(alice)).some((m) => m.text.includes('psst')), 'the DM is not in general (alice)');
+      await openRoom(bob, 'general');
+      await waitMessage(bob, 'hi alice', { from: 'bob' });
+      assert.ok(!(await shown(bob)).some((m) => m.text.includes('psst')), 'the DM is not in general (bob)');
+    });
+
+    await step('3. bob types; alice sees "bob is typing"', async () => {
+      // Typing for 2.5 s: the UI sends at most one `typing` per 2 s, and bob's
+      // last one (from step 1) may be recent.
+      await id(bob, 'composer').pressSequentially('still typing, wait', { delay: 140 });
+      await id(alice, 'typing').and(alice.getByText('bob is typing')).waitFor({ timeout: WAIT });
+      await id(bob, 'composer').fill('');
+      // It goes away by itself after a few seconds.
+      await alice.waitForFunction(() => document.querySelector('[data-testid="typing"]').textContent === '', null, { timeout: WAIT });
+    });
+
+    await step('4. bob reloads: history brings general back', async () => {
+      const before = await shown(bob);
+      await bob.reload({ timeout: WAIT });
+      await statusIs(bob, 'online');
+      assert.equal(await id(bob, 'me').textContent(), 'bob', 'bob keeps his nick across a reload');
+      await waitMessage(bob, 'hi alice', { from: 'bob' });
+      const after = await shown(bob);
+      assert.deepEqual(after.map((m) => [m.id, m.from, m.text]), before.map((m) => [m.id, m.from, m.text]));
+      assertNoDuplicates(after, 'bob');
+      await id(alice, 'user-bob').waitFor({ timeout: WAIT });
+    });
+
+    await step('5. the server restarts: both resume, nothing lost or doubled', async () => {
+      const aliceBefore = await shown(alice);
+      const bobBefore = await shown(bob);
+      assert.equal(aliceBefore.length, 2);
+      await server.stop();
+      await statusIs(alice, 'reconnecting');
+      await statusIs(bob, 'reconnecting');
+      await server.start();
+      await statusIs(alice, 'online');
+      await statusIs(bob, 'online');
+      await id(alice, 'user-bob').waitFor({ timeout: WAIT });
+      await sleep(500); // room for a wrongly replayed message to show up
+      const aliceAfter = await shown(alice);
+      const bobAfter = await shown(bob);
+      assertNoDuplicates(aliceAfter, 'alice');
+      assertNoDuplicates(bobAfter, 'bob');
+      assert.deepEqual(aliceAfter, aliceBefore, 'alice: same messages after the restart');
+      assert.deepEqual(bobAfter, bobBefore, 'bob: same messages after the restart');
+
+      await send(alice, 'still here?');
+      const mine = await waitMessage(alice, 'still here?', { from: 'alice', state: 'sent' });
+      const theirs = await waitMessage(bob, 'still here?', { from: 'alice' });
+      assert.equal(theirs.id, mine.id);
+      assert.ok(Number(mine.id) > Math.max(...aliceBefore.map((m) => Number(m.id))), 'ids go on after the restart');
+      assertNoDuplicates(await shown(alice), 'alice');
+      assertNoDuplicates(await shown(bob), 'bob');
+      assert.equal((await shown(bob)).length, bobBefore.length + 1);
+    });
+
+    await step('6. screenshots', async () => {
+      await mkdir(path.join(REPO, 'target'), { recursive: true });
+      await alice.screenshot({ path: path.join(REPO, 'target', 'browser-alice.png') });
+      await bob.screenshot({ path: path.join(REPO, 'target', 'browser-bob.png') });
+      assert.deepEqual(problems, [], 'no page errors or CSP refusals');
+    });
+  } catch (e) {
+    e.message += `\n--- last WebSocket frames ---\n${frames.join('\n')}\n--- server log (last part) ---\n${server.log}`;
+    throw e;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    server.kill();
+    await rm(tmp, { recursive: true, force: true });
+  }
+});

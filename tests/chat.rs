@@ -71,6 +71,9 @@ fn temp_db(name: &str) -> PathBuf {
 fn config(name: &str) -> ChatConfig {
     let mut c = ChatConfig::new(temp_db(name));
     c.presence_interval = Duration::from_millis(20);
+    // Test clients that stop reading would hold shutdown up for the full
+    // default of 5 s.
+    c.close_timeout = Duration::from_millis(300);
     c
 }
 

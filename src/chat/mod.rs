@@ -56,6 +56,9 @@ pub struct ChatConfig {
     pub keepalive: Keepalive,
     /// How often presence changes go out. Default 100 ms.
     pub presence_interval: Duration,
+    /// How long a client has to answer our Close (on shutdown, say)
+    /// before its connection is dropped. Default 5 s.
+    pub close_timeout: Duration,
     /// Requests per connection: a token bucket. `None` lifts the limit
     /// (for benchmarks). Default 10 a second, bursts of 20.
     pub rate_limit: Option<RateLimit>,
@@ -87,6 +90,7 @@ impl ChatConfig {
                 per_second: 10.0,
                 burst: 20.0,
             }),
+            close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -162,7 +166,7 @@ pub async fn serve(
     );
     drop(listener);
     hub.shutdown();
-    let drained = tokio::time::timeout(Duration::from_secs(6), async {
+    let drained = tokio::time::timeout(config.close_timeout + Duration::from_secs(1), async {
         while connections.join_next().await.is_some() {}
     })
     .await;

@@ -6,7 +6,7 @@
 # when already done.
 #
 #   scripts/check.sh            everything
-#   CHECK_SKIP_AUTOBAHN=1 CHECK_SKIP_FUZZ=1 scripts/check.sh    quick: no Autobahn, no fuzzing
+#   CHECK_SKIP_AUTOBAHN=1 CHECK_SKIP_FUZZ=1 CHECK_SKIP_BROWSER=1 scripts/check.sh   quick
 #   CHECK_FUZZ_SECONDS=60 scripts/check.sh                      longer fuzz runs (default 20 s each)
 set -euo pipefail
 
@@ -86,6 +86,10 @@ run_step "proto's dependencies" proto_dependencies
 run_step "cargo test" cargo test --all-features
 run_step "cargo test (proto alone)" cargo test --lib --no-default-features
 run_step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+if [[ -z "${CHECK_SKIP_BROWSER:-}" ]]; then
+    # Installs Debian's chromium and the npm packages when missing.
+    run_step "chat in real Chromium (playwright-core)" bash scripts/browser-test.sh
+fi
 if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
     run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
 fi

@@ -267,11 +267,11 @@ impl Session {
                     for frame in &frames {
                         let _ = self.ws.queue_prepared(frame);
                     }
-                    if let Some(frame) = close {
-                        if !self.ws.connection().close_sent() {
-                            debug!(code = %frame.code, "closing");
-                            let _ = self.ws.queue(Message::Close(Some(frame)));
-                        }
+                    if let Some(frame) = close
+                        && !self.ws.connection().close_sent()
+                    {
+                        debug!(code = %frame.code, "closing");
+                        let _ = self.ws.queue(Message::Close(Some(frame)));
                     }
                 }
                 Next::Event(Some(Ok(Message::Text(text)))) => {

@@ -2,6 +2,8 @@
 //! client: rooms, DMs, presence, typing, history, resume, restart,
 //! shutdown, slow consumers, authentication and bad input.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -168,6 +170,17 @@ impl Client {
             }
         }
     }
+}
+
+/// Upgrades a raw socket by hand and says `hello`; reads nothing back.
+async fn raw_hello(s: &mut TcpStream, nick: &str) {
+    s.write_all(common::request_for("/ws").as_bytes())
+        .await
+        .unwrap();
+    let hello = json!({"type": "hello", "nick": nick}).to_string();
+    s.write_all(&common::masked(0x81, hello.as_bytes()))
+        .await
+        .unwrap();
 }
 
 fn hello(nick: &str) -> Value {
@@ -483,11 +496,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_delays_no_one() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut slow = socket.connect(server.addr).await.unwrap();
-    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
-    let hello = br#"{"type":"hello","nick":"slow"}"#;
-    let mut frame = vec![0x81, 0x80 | hello.len() as u8, 0, 0, 0, 0];
-    frame.extend_from_slice(hello);
-    slow.write_all(&frame).await.unwrap();
+    raw_hello(&mut slow, "slow").await;
     let (mut fast, _) = server.client(hello_value("fast")).await;
     let (mut sender, _) = server.client(hello_value("sender")).await;
     let text = "x".repeat(4000);
@@ -619,11 +628,7 @@ async fn a_dead_client_leaves_presence_within_the_keepalive_timeout() {
     let (mut alice, _) = server.client(hello("alice")).await;
     // A client that says hello and then never answers a ping again.
     let mut dead = TcpStream::connect(server.addr).await.unwrap();
-    dead.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
-    let hello = br#"{"type":"hello","nick":"ghost"}"#;
-    let mut frame = vec![0x81, 0x80 | hello.len() as u8, 0, 0, 0, 0];
-    frame.extend_from_slice(hello);
-    dead.write_all(&frame).await.unwrap();
+    raw_hello(&mut dead, "ghost").await;
     let started = Instant::now();
     loop {
         let p = alice.next("presence").await;

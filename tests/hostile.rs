@@ -4,6 +4,10 @@
 //! and, where a peer could make it hoard memory, that its resident set
 //! stays bounded.
 
+mod common;
+
+use common::{REQUEST, masked, read_head};
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,8 +16,6 @@ use rfc6455::proto::Message;
 use rfc6455::transport::{self, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// The server under test, killed (by its PID, which we started) on drop.
 struct Server {
@@ -85,35 +87,6 @@ impl Drop for Server {
     }
 }
 
-async fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).await.unwrap_or(0) == 1 {
-        head.push(b[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// A masked client frame, by hand.
-fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0xa1, 0xb2, 0xc3, 0xd4];
-    let mut out = vec![b0];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
-}
-
 /// Reads frames (masked or not) until a Close; returns its status code
 /// (None if empty). Panics if TCP closes first or nothing comes in 10 s.
 async fn close_code(s: &mut TcpStream) -> Option<u16> {
@@ -161,6 +134,9 @@ async fn expect_close(server: &Server, frames: &[u8], code: u16) {
 #[tokio::test]
 async fn frame_declaring_2_pow_63_minus_1_bytes_gets_1009_with_nothing_allocated() {
     let server = Server::start().await;
+    // Warm up first: RSS counts code pages too, and the first connection
+    // of a fresh process faults in megabytes of them.
+    server.assert_serves().await;
     let before = server.rss_kib();
     let mut frame = vec![
         0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4,
@@ -179,6 +155,9 @@ async fn frame_declaring_2_pow_63_minus_1_bytes_gets_1009_with_nothing_allocated
 #[tokio::test]
 async fn a_million_one_byte_continuations_stop_at_the_fragment_limit() {
     let server = Server::start().await;
+    // Warm up first: RSS counts code pages too, and the first connection
+    // of a fresh process faults in megabytes of them.
+    server.assert_serves().await;
     let before = server.rss_kib();
     let mut s = server.raw().await;
     let (mut reader, mut writer) = s.split();
@@ -224,6 +203,9 @@ async fn a_million_one_byte_continuations_stop_at_the_fragment_limit() {
 #[tokio::test]
 async fn ping_flood_without_reading_keeps_memory_bounded() {
     let server = Server::start().await;
+    // Warm up first: RSS counts code pages too, and the first connection
+    // of a fresh process faults in megabytes of them.
+    server.assert_serves().await;
     let before = server.rss_kib();
     let mut s = server.raw().await;
     let mut flood = Vec::with_capacity(100_000 * 10);

@@ -1,6 +1,10 @@
 //! The tokio transport end to end over loopback: our client against our
 //! server, and raw TCP peers that misbehave on purpose.
 
+mod common;
+
+use common::{REQUEST, masked, read_head};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,8 +15,6 @@ use rfc6455::transport::{self, Config, Error, Keepalive, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-
-const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// Starts a server on a free loopback port; each accepted connection's
 /// outcome (how its `recv` loop ended) is reported on the channel.
@@ -61,39 +63,6 @@ async fn client(addr: SocketAddr) -> WebSocket<TcpStream> {
         .await
         .unwrap()
         .0
-}
-
-/// Reads a raw server's 101 response head off `stream`.
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-/// A masked client frame, written by hand.
-fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1, 2, 3, 4];
-    let mut out = vec![b0];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
 }
 
 /// Reads one unmasked server frame: (first byte, payload).

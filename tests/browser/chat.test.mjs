@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
@@ -18,6 +18,15 @@ const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const WAIT = 15_000; // the longest any single step may wait
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Whatever happens, the server does not outlive the test, and the test does
+// not outlive its budget (a hung browser call still ends here).
+let running = null;
+process.on('exit', () => running?.kill());
+setTimeout(() => {
+  console.error('browser test: still running after 150 s, giving up');
+  process.exit(1);
+}, 150_000).unref();
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -44,6 +53,7 @@ class Server {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;
+    running = this;
     this.exit = once(proc, 'exit');
     const keep = (chunk) => { this.log = (this.log + chunk).slice(-20_000); };
     proc.stdout.on('data', keep);
@@ -149,8 +159,11 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
   const server = new Server(port, path.join(tmp, 'chat.db'));
   let browser;
   const problems = []; // uncaught page errors and CSP refusals
-  const frames = []; // the last WebSocket frames, for failure reports
-  const logFrame = (line) => { frames.push(line); if (frames.length > 80) frames.shift(); };
+  // Every WebSocket frame both pages saw, kept in target/browser-frames.log;
+  // the last ones go into a failure's message.
+  const frames = [];
+  const started = Date.now();
+  const logFrame = (line) => frames.push(`${String(Date.now() - started).padStart(6)} ms  ${line}`);
   // Steps run in order and the first failure ends the test.
   const step = async (name, fn) => {
     const started = Date.now();
@@ -173,6 +186,10 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
     // Two users, two separate profiles; bob on a phone-sized screen.
     const aliceCtx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
     const bobCtx = await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true });
+    for (const ctx of [aliceCtx, bobCtx]) {
+      ctx.setDefaultTimeout(WAIT);
+      ctx.setDefaultNavigationTimeout(WAIT);
+    }
     const alice = await aliceCtx.newPage();
     const bob = await bobCtx.newPage();
     for (const [who, page] of [['alice', alice], ['bob', bob]]) {
@@ -184,6 +201,7 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       });
       page.on('pageerror', (e) => problems.push(`${who}: ${e.message}`));
       page.on('console', (m) => {
+        if (m.text().startsWith('chat:')) logFrame(`${who} ${m.text()}`);
         if (m.type() === 'error' && /Content Security Policy|Uncaught/i.test(m.text())) problems.push(`${who}: ${m.text()}`);
       });
     }
@@ -196,8 +214,18 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       await id(bob, 'room-general').waitFor({ state: 'attached', timeout: WAIT });
       await id(alice, 'user-bob').waitFor({ timeout: WAIT }); // presence delta
       await id(bob, 'user-alice').waitFor({ state: 'attached', timeout: WAIT }); // full roster
-      await send(alice, 'hello bob <b>not bold</b>');
-      hello = await waitMessage(alice, 'hello bob <b>not bold</b>', { from: 'alice', state: 'sent' });
+      // Sent from inside the page so that the DOM is read in the same task,
+      // before any answer from the server can be handled: shown at once, pending.
+      const text = 'hello bob <b>not bold</b>';
+      const rightAway = await alice.evaluate((text) => {
+        document.querySelector('[data-testid="composer"]').value = text;
+        document.querySelector('[data-testid="send"]').click();
+        const els = document.querySelectorAll('[data-testid="messages"] [data-testid="message"]');
+        const last = els[els.length - 1];
+        return last && { state: last.dataset.state, from: last.dataset.from, text: last.querySelector('.text').textContent };
+      }, text);
+      assert.deepEqual(rightAway, { state: 'pending', from: 'alice', text });
+      hello = await waitMessage(alice, text, { from: 'alice', state: 'sent' });
       const got = await waitMessage(bob, 'hello bob <b>not bold</b>', { from: 'alice' });
       assert.equal(got.id, hello.id, 'both see the same id');
       assert.equal(await bob.locator('[data-testid="messages"] b').count(), 0, 'text is not parsed as HTML');
@@ -291,10 +319,12 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       assert.deepEqual(problems, [], 'no page errors or CSP refusals');
     });
   } catch (e) {
-    e.message += `\n--- last WebSocket frames ---\n${frames.join('\n')}\n--- server log (last part) ---\n${server.log}`;
+    e.message += `\n--- last WebSocket frames (all in target/browser-frames.log) ---\n${frames.slice(-80).join('\n')}\n--- server log (last part) ---\n${server.log}`;
     throw e;
   } finally {
     if (browser) await browser.close().catch(() => {});
+    await mkdir(path.join(REPO, 'target'), { recursive: true });
+    await writeFile(path.join(REPO, 'target', 'browser-frames.log'), frames.join('\n') + '\n');
     server.kill();
     await rm(tmp, { recursive: true, force: true });
   }

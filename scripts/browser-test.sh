@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The browser test: the chat server and its web UI (web/) in a real
+# Chromium, driven by playwright-core (tests/browser/chat.test.mjs).
+#
+# Installs what it needs when missing (Debian's chromium package; the npm
+# dependencies in tests/browser/), builds the server, then runs the test.
+# Safe to run again: installs are skipped when already done.
+#
+#   scripts/browser-test.sh                          build, then test
+#   BROWSER_TEST_NO_BUILD=1 scripts/browser-test.sh  use the existing target/release/rfc6455
+#
+# Screenshots of both users' pages end up in target/browser-alice.png and
+# target/browser-bob.png. Exits with the test's status.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "browser-test: need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+# --- 1. Chromium (Debian's, not a downloaded browser build) ---
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "==> installing chromium"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+# --- 2. node and the test's npm dependencies ---
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "browser-test: node (20 or later) and npm are required" >&2
+    exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if (( node_major < 20 )); then
+    echo "browser-test: node 20 or later is required (found $(node --version))" >&2
+    exit 1
+fi
+# npm ci when node_modules is missing or was installed from another lockfile.
+lock_sum=$(sha256sum tests/browser/package-lock.json tests/browser/package.json | sha256sum | cut -d' ' -f1)
+stamp=tests/browser/node_modules/.installed-from
+if [[ ! -f $stamp || $(cat "$stamp") != "$lock_sum" ]]; then
+    echo "==> npm ci (tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+    echo "$lock_sum" >"$stamp"
+fi
+
+# --- 3. the server ---
+if [[ ${BROWSER_TEST_NO_BUILD:-} != 1 ]]; then
+    echo "==> cargo build --release --bin rfc6455"
+    cargo build --release --bin rfc6455
+fi
+if [[ ! -x target/release/rfc6455 ]]; then
+    echo "browser-test: target/release/rfc6455 is missing (unset BROWSER_TEST_NO_BUILD to build it)" >&2
+    exit 1
+fi
+
+# --- 4. the test ---
+echo "==> node --test tests/browser/"
+status=0
+node --test tests/browser/ || status=$?
+exit "$status"

@@ -44,6 +44,9 @@ enum Command {
         /// Most simultaneous WebSocket connections.
         #[arg(long, default_value_t = 10_000)]
         max_connections: usize,
+        /// Lift the per-connection rate limit (for benchmarks only).
+        #[arg(long)]
+        no_rate_limit: bool,
     },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
@@ -109,10 +112,14 @@ fn main() -> ExitCode {
                 db,
                 jwt_secret,
                 max_connections,
+                no_rate_limit,
             } => {
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.jwt_secret = jwt_secret;
                 config.max_connections = max_connections;
+                if no_rate_limit {
+                    config.rate_limit = None;
+                }
                 let listener = TcpListener::bind(listen).await?;
                 println!(
                     "chat: http://{listen}/  (history in {})",

@@ -5,7 +5,9 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rfc6455::proto::{CloseCode, CloseFrame, Config, Connection, MaskRng, Message, Role, State};
+use rfc6455::proto::{
+    CloseCode, CloseFrame, Config, Connection, Error, MaskRng, Message, Role, State,
+};
 
 /// One thing the sender does.
 #[derive(Debug, Clone)]
@@ -86,8 +88,9 @@ fn drain(conn: &mut Connection) -> Vec<u8> {
     out
 }
 
-/// Feeds `bytes` to `conn` in pieces cut at `cuts`, collecting every event.
-fn feed_in_pieces(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
+/// Feeds `bytes` to `conn` in pieces cut at `cuts`, collecting every event
+/// up to and including the first error (errors are sticky).
+fn feed(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Result<Message, Error>> {
     let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
     points.sort_unstable();
     points.push(bytes.len());
@@ -96,11 +99,26 @@ fn feed_in_pieces(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Me
     for p in points {
         conn.receive(&bytes[start..p]);
         start = p;
-        while let Some(m) = conn.poll_message().expect("valid input") {
-            events.push(m);
+        loop {
+            match conn.poll_message() {
+                Ok(Some(m)) => events.push(Ok(m)),
+                Ok(None) => break,
+                Err(e) => {
+                    events.push(Err(e));
+                    return events;
+                }
+            }
         }
     }
     events
+}
+
+/// [`feed`] for input that must be valid.
+fn feed_in_pieces(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
+    feed(conn, bytes, cuts)
+        .into_iter()
+        .map(|e| e.expect("valid input"))
+        .collect()
 }
 
 fn without_pongs(events: Vec<Message>) -> Vec<Message> {
@@ -156,23 +174,7 @@ proptest! {
         let role = if server_role { Role::Server } else { Role::Client };
         let run = |cuts: &[usize]| {
             let mut conn = Connection::new(role, Config::default()).with_rng(MaskRng::from_seed([2; 32]));
-            let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
-            points.sort_unstable();
-            points.push(bytes.len());
-            let mut events = Vec::new();
-            let mut start = 0;
-            for p in points {
-                conn.receive(&bytes[start..p]);
-                start = p;
-                loop {
-                    match conn.poll_message() {
-                        Ok(Some(m)) => events.push(Ok(m)),
-                        Ok(None) => break,
-                        Err(e) => { events.push(Err(e)); break; }
-                    }
-                }
-                if events.last().is_some_and(|e| e.is_err()) { break; }
-            }
+            let events = feed(&mut conn, &bytes, cuts);
             (events, drain(&mut conn), conn.state())
         };
         prop_assert_eq!(run(&cuts), run(&[]));

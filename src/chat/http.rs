@@ -1,20 +1,20 @@
 //! The front door: one port, plain HTTP/1.1 for the pages and the probes,
 //! and the WebSocket upgrade at `/ws`.
 //!
-//! The request head is read with the protocol layer's own incremental
-//! reader ([`ServerHandshake`]), with its size limits and a timeout, then
-//! routed on its path. Only `/ws` goes on to the WebSocket handshake, with
+//! The request head is read by [`transport::read_request`] (the protocol
+//! layer's incremental head reader, with its size limits) under a timeout,
+//! then routed on its path. Only `/ws` goes on to the WebSocket handshake, with
 //! the head already read ([`transport::accept_request`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::proto::{self, Request, ServerHandshake};
+use crate::proto;
 use crate::transport;
 
 use super::ChatConfig;
@@ -44,14 +44,17 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one TCP connection: one request, or one WebSocket session.
 pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await;
+    let limits = proto::Config::default();
+    let head =
+        tokio::time::timeout(HEAD_TIMEOUT, transport::read_request(&mut stream, &limits)).await;
     let (request, leftover) = match head {
-        Ok(Ok(Some(read))) => read,
-        Ok(Ok(None)) | Err(_) => return,
-        Ok(Err(e)) => {
+        Ok(Ok(read)) => read,
+        Ok(Err(transport::Error::Protocol(proto::Error::Handshake(e)))) => {
             let _ = stream.write_all(&e.response()).await;
             return;
         }
+        // The peer left, or took too long: nobody to answer.
+        Ok(Err(_)) | Err(_) => return,
     };
     let (path, query) = request
         .target
@@ -174,23 +177,6 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 head_only,
             )
             .await
-        }
-    }
-}
-
-/// Reads a request head; `None` if the peer left first.
-async fn read_head(
-    stream: &mut TcpStream,
-) -> Result<Option<(Request, Vec<u8>)>, proto::HandshakeError> {
-    let mut reader = ServerHandshake::new(&proto::Config::default());
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => n,
-        };
-        if let Some((request, used)) = reader.receive(&buf[..n])? {
-            return Ok(Some((request, buf[used..n].to_vec())));
         }
     }
 }

@@ -36,31 +36,49 @@ where
     // (timer, read buffer, parser) would otherwise stay allocated for the
     // connection's whole life. Boxed, it is freed when the handshake ends.
     Box::pin(tokio::time::timeout(deadline, async {
-        let (request, leftover) = read_request(&mut stream, &config).await?;
+        let (request, leftover) = match read_request(&mut stream, &config.protocol).await {
+            Ok(read) => read,
+            Err(Error::Protocol(crate::proto::Error::Handshake(e))) => {
+                reject(&mut stream, &e).await;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e),
+        };
         accept_request(stream, &request, &leftover, config.clone()).await
     }))
     .await
     .map_err(|_| Error::HandshakeTimeout)?
 }
 
-async fn read_request<S>(stream: &mut S, config: &Config) -> Result<(Request, Vec<u8>), Error>
+/// Reads an HTTP request head (any request, not only an upgrade) within
+/// the header limits of `limits`, for a server that routes requests itself
+/// before handing WebSocket ones to [`accept_request`]. Returns the request
+/// and the bytes read past its head.
+///
+/// A head that breaks the limits or the grammar is
+/// `Err(Error::Protocol(proto::Error::Handshake(e)))`: answer it with
+/// `e.response()`. A peer that leaves first is an `UnexpectedEof` I/O error.
+/// Apply your own timeout.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: dropping the future drops the half-read head.
+pub async fn read_request<S>(
+    stream: &mut S,
+    limits: &crate::proto::Config,
+) -> Result<(Request, Vec<u8>), Error>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + Unpin,
 {
-    let mut handshake = ServerHandshake::new(&config.protocol);
+    let mut handshake = ServerHandshake::new(limits);
     let mut buf = vec![0u8; HANDSHAKE_READ];
     loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
-        match handshake.receive(&buf[..n]) {
-            Ok(None) => {}
-            Ok(Some((request, used))) => return Ok((request, buf[used..n].to_vec())),
-            Err(e) => {
-                reject(stream, &e).await;
-                return Err(e.into());
-            }
+        if let Some((request, used)) = handshake.receive(&buf[..n])? {
+            return Ok((request, buf[used..n].to_vec()));
         }
     }
 }

@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use crate::proto;
 
-pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with};
+pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with, read_request};
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 

@@ -35,6 +35,12 @@ pub struct Config {
     /// bytes (§5.4 allows any fragmentation). `None` (the default) sends
     /// each message as one frame.
     pub fragment_size: Option<usize>,
+    /// permessage-deflate (RFC 7692): `None` (the default) neither offers
+    /// nor accepts it. A client offers this configuration; a server accepts
+    /// the first offer it allows. Compressed messages obey the same limits
+    /// as others, counted after decompression.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<super::deflate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -46,6 +52,8 @@ impl Default for Config {
             max_handshake_bytes: 8 << 10,
             max_handshake_headers: 64,
             fragment_size: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }

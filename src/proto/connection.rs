@@ -54,6 +54,12 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::{CloseFrame, MAX_REASON_LEN};
 use super::config::Config;
+#[cfg(feature = "deflate")]
+use super::deflate::codec::compress_once;
+#[cfg(feature = "deflate")]
+use super::deflate::codec::{Codec, InflateError};
+#[cfg(feature = "deflate")]
+use super::deflate::{DeflateConfig, DeflateParams};
 use super::error::{Error, ProtocolError};
 use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use super::mask::apply_mask;
@@ -115,8 +121,19 @@ impl Message {
 /// Server frames are not masked (§5.1), so the bytes of a message are the
 /// same for every recipient: a broadcast encodes once and each connection
 /// queues a reference-counted copy of the same buffer.
+///
+/// With permessage-deflate (RFC 7692), a frame compressed with a fresh
+/// context refers to nothing sent before it, so it too is the same for
+/// every recipient: [`text_deflated`](Self::text_deflated) compresses once
+/// and keeps both forms; each connection sends the compressed one if it
+/// negotiated deflate with a large enough window, the plain one otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedFrame(Bytes);
+pub struct PreparedFrame {
+    plain: Bytes,
+    /// The compressed frame, and the window it was compressed with.
+    #[cfg(feature = "deflate")]
+    deflated: Option<(Bytes, u8)>,
+}
 
 impl PreparedFrame {
     /// A text message in one frame.
@@ -129,18 +146,67 @@ impl PreparedFrame {
         Self::new(OpCode::Binary, data.as_ref())
     }
 
-    fn new(opcode: OpCode, payload: &[u8]) -> Self {
-        let header = FrameHeader::new(opcode, payload.len() as u64);
-        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
-        header.encode(&mut buf);
-        buf.extend_from_slice(payload);
-        Self(buf.freeze())
+    /// A text message in one frame, also compressed once (RFC 7692 §7.2.1)
+    /// with the level and window of `config` if it is at least
+    /// `config.threshold` bytes long.
+    #[cfg(feature = "deflate")]
+    pub fn text_deflated(text: impl Into<Utf8Bytes>, config: &DeflateConfig) -> Self {
+        let text = text.into();
+        Self::new(OpCode::Text, text.as_bytes()).with_deflated(
+            OpCode::Text,
+            text.as_bytes(),
+            config,
+        )
     }
 
-    /// The frame's bytes on the wire.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+    /// A binary message in one frame, also compressed once.
+    #[cfg(feature = "deflate")]
+    pub fn binary_deflated(data: impl AsRef<[u8]>, config: &DeflateConfig) -> Self {
+        let data = data.as_ref();
+        Self::new(OpCode::Binary, data).with_deflated(OpCode::Binary, data, config)
     }
+
+    #[cfg(feature = "deflate")]
+    fn with_deflated(mut self, opcode: OpCode, payload: &[u8], config: &DeflateConfig) -> Self {
+        self.deflated = compress_once(payload, config).map(|(compressed, bits)| {
+            let mut header = FrameHeader::new(opcode, compressed.len() as u64);
+            header.rsv1 = true;
+            (encode_frame(header, &compressed), bits)
+        });
+        self
+    }
+
+    fn new(opcode: OpCode, payload: &[u8]) -> Self {
+        Self {
+            plain: encode_frame(FrameHeader::new(opcode, payload.len() as u64), payload),
+            #[cfg(feature = "deflate")]
+            deflated: None,
+        }
+    }
+
+    /// The frame's bytes on the wire, uncompressed.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.plain
+    }
+
+    /// The compressed frame's bytes on the wire, if there is one.
+    pub fn deflated_bytes(&self) -> Option<&Bytes> {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflated.as_ref().map(|(bytes, _)| bytes)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            None
+        }
+    }
+}
+
+fn encode_frame(header: FrameHeader, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
+    header.encode(&mut buf);
+    buf.extend_from_slice(payload);
+    buf.freeze()
 }
 
 /// Payloads up to this size are copied behind their header so that a frame
@@ -159,7 +225,8 @@ struct InFrame {
     payload_len: usize,
     /// Payload bytes already unmasked (and UTF-8-checked, for text).
     done: usize,
-    /// Whether the payload is text to validate.
+    /// Whether the payload is text to validate as it arrives (not when
+    /// compressed: then the inflated bytes are validated).
     text: bool,
 }
 
@@ -167,8 +234,13 @@ struct InFrame {
 #[derive(Debug)]
 struct InMessage {
     text: bool,
+    /// The payload so far; inflated, for a compressed message.
     buf: BytesMut,
     fragments: usize,
+    /// Payload bytes received on the wire, for the message-size limit.
+    wire_len: usize,
+    /// RSV1 was set on its first frame (RFC 7692 §6).
+    compressed: bool,
 }
 
 /// What reading one frame produced.
@@ -256,8 +328,13 @@ pub struct Connection {
     tx_utf8: Utf8Validator,
     /// Mask keys; created on a client's first frame, never on a server.
     rng: Option<MaskRng>,
-    /// Whether a negotiated extension gave RSV1 a meaning (RFC 7692 §6).
-    rsv1_allowed: bool,
+    /// The type of the message being sent was compressed (RFC 7692 §6).
+    #[cfg(feature = "deflate")]
+    tx_compressed: bool,
+    /// permessage-deflate, when negotiated: it gives RSV1 its meaning
+    /// (RFC 7692 §6).
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Codec>>,
 }
 
 impl Connection {
@@ -279,8 +356,43 @@ impl Connection {
             tx_message: None,
             tx_utf8: Utf8Validator::new(),
             rng: None,
-            rsv1_allowed: false,
+            #[cfg(feature = "deflate")]
+            tx_compressed: false,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate with the agreement the handshake reached
+    /// (RFC 7692 §5), using the level and threshold of
+    /// [`Config::deflate`] (or the defaults if it is unset).
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(mut self, params: DeflateParams) -> Self {
+        let config = self.config.deflate.clone().unwrap_or_default();
+        self.deflate = Some(Box::new(Codec::new(self.role, &params, &config)));
+        self
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn deflate_enabled(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate.is_some()
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
+        }
+    }
+
+    /// Whether a compressor or decompressor is held between messages (for
+    /// memory tests): `(compressor, decompressor)`.
+    pub fn deflate_state_allocated(&self) -> (bool, bool) {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = &self.deflate {
+            return (codec.tx.is_allocated(), codec.rx.is_allocated());
+        }
+        (false, false)
     }
 
     /// Uses the given mask key stream instead of one seeded from the OS:
@@ -467,8 +579,18 @@ impl Connection {
     ) -> Result<InFrame, ProtocolError> {
         // §5.2: "RSV1, RSV2, RSV3: 1 bit each. MUST be 0 unless an extension
         // is negotiated that defines meanings for non-zero values."
-        if (header.rsv1 && !self.rsv1_allowed) || header.rsv2 || header.rsv3 {
+        if (header.rsv1 && !self.deflate_enabled()) || header.rsv2 || header.rsv3 {
             return Err(ProtocolError::ReservedBitsSet);
+        }
+        // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message
+        // Compressed" bit of control frames and non-first fragments of a
+        // data message. An endpoint receiving such a frame MUST _Fail the
+        // WebSocket Connection_."
+        if header.rsv1 && header.opcode.is_control() {
+            return Err(ProtocolError::CompressedControlFrame);
+        }
+        if header.rsv1 && header.opcode == OpCode::Continuation {
+            return Err(ProtocolError::CompressedContinuation);
         }
         // §5.1: "a client MUST mask all frames that it sends to the server"
         // and "A server MUST NOT mask any frames that it sends to the client".
@@ -482,16 +604,16 @@ impl Connection {
         // §5.4: a fragmented message is a first frame (FIN clear, opcode
         // Text or Binary), continuations (opcode 0), and a last frame with
         // FIN set; only control frames may come in between.
-        let text = match (header.opcode, &self.message) {
+        let (text, compressed) = match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Continuation, Some(m)) => m.text,
+            (OpCode::Continuation, Some(m)) => (m.text, m.compressed),
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedContinuation);
             }
-            (OpCode::Text, None) => true,
-            (OpCode::Binary, None) => false,
+            (OpCode::Text, None) => (true, header.rsv1),
+            (OpCode::Binary, None) => (false, header.rsv1),
             // Length and FIN were checked by the parser (§5.5).
-            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => false,
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => (false, false),
         };
         if !header.opcode.is_control() {
             if payload_len > self.config.max_frame_size {
@@ -500,7 +622,7 @@ impl Connection {
             let (so_far, fragments) = self
                 .message
                 .as_ref()
-                .map_or((0, 0), |m| (m.buf.len(), m.fragments));
+                .map_or((0, 0), |m| (m.wire_len, m.fragments));
             if so_far.saturating_add(payload_len) > self.config.max_message_size {
                 return Err(ProtocolError::MessageTooLarge);
             }
@@ -513,7 +635,7 @@ impl Connection {
             header_len,
             payload_len,
             done: 0,
-            text,
+            text: text && !compressed,
         })
     }
 
@@ -556,26 +678,36 @@ impl Connection {
                 self.transition(Input::ReceiveClose);
                 Ok(Step::Deliver(Message::Close(frame)))
             }
-            OpCode::Text | OpCode::Binary if header.fin => {
+            OpCode::Text | OpCode::Binary if header.fin && !header.rsv1 => {
                 let text = header.opcode == OpCode::Text;
                 Ok(Step::Deliver(self.complete(text, payload)?))
             }
             OpCode::Text | OpCode::Binary => {
-                let mut buf = BytesMut::with_capacity(payload.len());
-                buf.extend_from_slice(&payload);
-                self.message = Some(InMessage {
+                let mut message = InMessage {
                     text: header.opcode == OpCode::Text,
-                    buf,
+                    buf: BytesMut::new(),
                     fragments: 1,
-                });
-                Ok(Step::Continue)
+                    wire_len: payload.len(),
+                    compressed: header.rsv1,
+                };
+                self.take_payload(&mut message, &payload, header.fin)?;
+                if header.fin {
+                    // Only a compressed message gets here in one frame.
+                    Ok(Step::Deliver(
+                        self.complete(message.text, message.buf.freeze())?,
+                    ))
+                } else {
+                    self.message = Some(message);
+                    Ok(Step::Continue)
+                }
             }
             OpCode::Continuation => {
                 let Some(mut message) = self.message.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                message.buf.extend_from_slice(&payload);
+                message.wire_len += payload.len();
                 message.fragments += 1;
+                self.take_payload(&mut message, &payload, header.fin)?;
                 if header.fin {
                     Ok(Step::Deliver(
                         self.complete(message.text, message.buf.freeze())?,
@@ -586,6 +718,50 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Adds one frame's payload to the message being gathered: as it is, or
+    /// inflated (RFC 7692 §7.2.2), text checked as it comes out.
+    fn take_payload(
+        &mut self,
+        message: &mut InMessage,
+        payload: &[u8],
+        fin: bool,
+    ) -> Result<(), ProtocolError> {
+        if !message.compressed {
+            message.buf.extend_from_slice(payload);
+            return Ok(());
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.deflate.as_deref_mut() {
+            let start = message.buf.len();
+            let limit = self.config.max_message_size;
+            let inflated = codec
+                .rx
+                .decompress(payload, &mut message.buf, limit)
+                .and_then(|()| {
+                    if fin {
+                        codec.rx.finish(&mut message.buf, limit)
+                    } else {
+                        Ok(())
+                    }
+                });
+            match inflated {
+                Ok(()) => {}
+                Err(InflateError::TooLarge) => return Err(ProtocolError::MessageTooLarge),
+                Err(InflateError::Corrupt) => return Err(ProtocolError::InvalidCompressedData),
+            }
+            if message.text {
+                let fresh = message.buf.get(start..).unwrap_or_default();
+                self.rx_utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            return Ok(());
+        }
+        // `check_header` lets RSV1 through only with deflate negotiated.
+        let _ = fin;
+        Err(ProtocolError::ReservedBitsSet)
     }
 
     /// A whole message has arrived; text was validated on the way in, so
@@ -671,22 +847,42 @@ impl Connection {
         if self.tx_message.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
+        let (payload, mut rsv1) = self.compress_message(payload)?;
         match self.config.fragment_size {
             Some(size) if size > 0 && payload.len() > size => {
                 // §5.4: the first frame carries the opcode, the rest are
-                // continuations, and only the last has FIN.
+                // continuations, and only the last has FIN. RFC 7692 §6.1:
+                // RSV1 goes on the first frame only.
                 let mut rest = payload;
                 let mut op = opcode;
                 while rest.len() > size {
                     let piece = rest.split_to(size);
-                    self.queue_frame(op, false, piece);
+                    self.queue_data_frame(op, false, rsv1, piece);
                     op = OpCode::Continuation;
+                    rsv1 = false;
                 }
-                self.queue_frame(op, true, rest);
+                self.queue_data_frame(op, true, rsv1, rest);
             }
-            _ => self.queue_frame(opcode, true, payload),
+            _ => self.queue_data_frame(opcode, true, rsv1, payload),
         }
         Ok(())
+    }
+
+    /// A whole message's payload as it goes on the wire, and whether it is
+    /// compressed (RFC 7692 §7.2.1): with deflate negotiated, messages of
+    /// at least the threshold are.
+    fn compress_message(&mut self, payload: Bytes) -> Result<(Bytes, bool), Error> {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.deflate.as_deref_mut()
+            && codec.should_compress(payload.len())
+        {
+            let compressed = codec
+                .tx
+                .compress(&payload, true)
+                .map_err(|_| Error::CompressionFailed)?;
+            return Ok((compressed, true));
+        }
+        Ok((payload, false))
     }
 
     /// Queues one fragment of a text message (§5.4): the first call starts
@@ -728,9 +924,38 @@ impl Connection {
             }
             self.tx_utf8 = validator;
         }
+        let (payload, rsv1) = self.compress_fragment(opcode, payload, fin)?;
         self.tx_message = if fin { None } else { Some(text) };
-        self.queue_frame(opcode, fin, payload);
+        self.queue_data_frame(opcode, fin, rsv1, payload);
         Ok(())
+    }
+
+    /// One fragment's payload as it goes on the wire, and its RSV1. With
+    /// deflate negotiated, a message sent in fragments is compressed
+    /// whatever its size (it is not known at the first fragment), each
+    /// fragment with a sync flush so that it leaves at once.
+    fn compress_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(Bytes, bool), Error> {
+        #[cfg(feature = "deflate")]
+        if let Some(codec) = self.deflate.as_deref_mut() {
+            let first = opcode != OpCode::Continuation;
+            if first {
+                self.tx_compressed = codec.tx.can_compress();
+            }
+            if self.tx_compressed {
+                let compressed = codec
+                    .tx
+                    .compress(&payload, fin)
+                    .map_err(|_| Error::CompressionFailed)?;
+                return Ok((compressed, first));
+            }
+        }
+        let _ = (opcode, fin);
+        Ok((payload, false))
     }
 
     /// Queues a Ping (§5.5.2) with at most 125 bytes of payload.
@@ -779,7 +1004,18 @@ impl Connection {
         if self.tx_message.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
-        self.out.push(frame.0.clone());
+        #[cfg(feature = "deflate")]
+        if let (Some(codec), Some((bytes, bits))) = (self.deflate.as_deref_mut(), &frame.deflated)
+            && codec.tx.can_compress()
+            && *bits <= codec.tx.window_bits()
+        {
+            // The peer's window now holds a message our compressor did not
+            // write: its next message must not refer back past it.
+            codec.tx.reset();
+            self.out.push(bytes.clone());
+            return Ok(());
+        }
+        self.out.push(frame.plain.clone());
         Ok(())
     }
 
@@ -799,8 +1035,15 @@ impl Connection {
     /// Encodes one frame at the tail of the output: unmasked for a server;
     /// for a client, masked with a fresh key (§5.3), which means copying.
     fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        self.queue_data_frame(opcode, fin, false, payload);
+    }
+
+    /// As `queue_frame`, with RSV1 ("Per-Message Compressed", RFC 7692 §6)
+    /// set on the first frame of a compressed message.
+    fn queue_data_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
+        header.rsv1 = rsv1;
         match self.role {
             Role::Server if payload.len() > INLINE_PAYLOAD_MAX => {
                 header.encode(&mut self.out.buf);

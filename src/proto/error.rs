@@ -63,6 +63,15 @@ pub enum ProtocolError {
     MessageTooLarge,
     /// A message in more frames than [`Config::max_fragments`](super::Config::max_fragments).
     TooManyFragments,
+    /// RSV1 on a control frame (RFC 7692 §6.1: "An endpoint MUST NOT set
+    /// the "Per-Message Compressed" bit of control frames").
+    CompressedControlFrame,
+    /// RSV1 on a continuation frame (RFC 7692 §6.1: nor on "non-first
+    /// fragments of a data message").
+    CompressedContinuation,
+    /// A compressed message that does not inflate: not DEFLATE data, or a
+    /// reference back past the window (RFC 7692 §7.2.2).
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -80,11 +89,17 @@ impl ProtocolError {
             | ProtocolError::UnexpectedContinuation
             | ProtocolError::ExpectedContinuation
             | ProtocolError::ClosePayloadTooShort
-            | ProtocolError::InvalidCloseCode(_) => CloseCode::PROTOCOL_ERROR,
+            | ProtocolError::InvalidCloseCode(_)
+            | ProtocolError::CompressedControlFrame
+            | ProtocolError::CompressedContinuation => CloseCode::PROTOCOL_ERROR,
             // 1007: "data within a message that was not consistent with the
             // type of the message (e.g., non-UTF-8 [RFC3629] data within a
             // text message)".
             ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            // RFC 7692 names no code for data that does not inflate; like
+            // invalid UTF-8, it is a payload inconsistent with its framing,
+            // which is what 1007 is for (as python-websockets does).
+            ProtocolError::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             // 1009: "a message that is too big for it to process".
             ProtocolError::FrameTooLarge
             | ProtocolError::MessageTooLarge
@@ -112,6 +127,9 @@ impl ProtocolError {
             ProtocolError::FrameTooLarge => "frame too large",
             ProtocolError::MessageTooLarge => "message too large",
             ProtocolError::TooManyFragments => "too many fragments",
+            ProtocolError::CompressedControlFrame => "compressed control frame",
+            ProtocolError::CompressedContinuation => "RSV1 set on a continuation frame",
+            ProtocolError::InvalidCompressedData => "invalid compressed data",
         }
     }
 }
@@ -164,6 +182,9 @@ pub enum Error {
     InvalidUtf8Sent,
     /// A prepared (unmasked) frame may only be sent by a server (§5.1).
     PreparedFrameFromClient,
+    /// The compressor failed (RFC 7692); zlib fails only on misuse, so this
+    /// is a bug here, not something the peer did. Nothing was queued.
+    CompressionFailed,
 }
 
 impl Error {
@@ -178,7 +199,8 @@ impl Error {
             | Error::FragmentedMessageInProgress
             | Error::NoFragmentedMessage
             | Error::InvalidUtf8Sent
-            | Error::PreparedFrameFromClient => None,
+            | Error::PreparedFrameFromClient
+            | Error::CompressionFailed => None,
         }
     }
 }
@@ -205,6 +227,7 @@ impl fmt::Display for Error {
             Error::PreparedFrameFromClient => {
                 f.write_str("prepared frames are unmasked and may only be sent by a server")
             }
+            Error::CompressionFailed => f.write_str("permessage-deflate compressor failed"),
         }
     }
 }
@@ -250,6 +273,8 @@ mod tests {
             ProtocolError::ExpectedContinuation,
             ProtocolError::ClosePayloadTooShort,
             ProtocolError::InvalidCloseCode(1005),
+            ProtocolError::CompressedControlFrame,
+            ProtocolError::CompressedContinuation,
         ] {
             assert_eq!(e.close_code(), CloseCode::PROTOCOL_ERROR, "{e:?}");
         }
@@ -259,6 +284,10 @@ mod tests {
     fn invalid_utf8_sends_invalid_payload() {
         assert_eq!(
             ProtocolError::InvalidUtf8.close_code(),
+            CloseCode::INVALID_PAYLOAD
+        );
+        assert_eq!(
+            ProtocolError::InvalidCompressedData.close_code(),
             CloseCode::INVALID_PAYLOAD
         );
     }

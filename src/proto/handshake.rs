@@ -30,6 +30,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 use super::config::Config;
+use super::deflate::{self, DeflateConfig, DeflateParams};
 use super::rng::MaskRng;
 
 /// §1.3: "the server has to take the value (as present in the header field,
@@ -94,6 +95,10 @@ pub enum HandshakeError {
     UnrequestedProtocol,
     /// §4.1 item 5: the server accepted an extension we did not offer.
     UnrequestedExtension,
+    /// RFC 7692 §7.1: the server accepted permessage-deflate with
+    /// parameters our offer does not allow ("the client MUST _Fail the
+    /// WebSocket Connection_").
+    InvalidDeflateResponse,
     /// The server tried to accept with a subprotocol the client did not
     /// offer (a bug in the caller, not the peer).
     ProtocolNotOffered,
@@ -122,6 +127,7 @@ impl HandshakeError {
             | HandshakeError::InvalidAccept
             | HandshakeError::UnrequestedProtocol
             | HandshakeError::UnrequestedExtension
+            | HandshakeError::InvalidDeflateResponse
             | HandshakeError::InvalidUrl(_) => 0,
         }
     }
@@ -203,6 +209,9 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::UnrequestedExtension => {
                 f.write_str("server accepted an extension we did not offer")
+            }
+            HandshakeError::InvalidDeflateResponse => {
+                f.write_str("server accepted permessage-deflate with parameters we did not offer")
             }
             HandshakeError::ProtocolNotOffered => {
                 f.write_str("accepting with a subprotocol the client did not offer")
@@ -688,8 +697,27 @@ impl UpgradeRequest {
     /// The 101 response of §4.2.2, optionally naming a subprotocol the
     /// client offered (§4.2.2 item 5.4: "the server MUST ... include ... a
     /// |Sec-WebSocket-Protocol| header field ... a value from the client's
-    /// handshake"). No extension is accepted yet.
+    /// handshake"), accepting no extension.
     pub fn accept(&self, protocol: Option<&str>) -> Result<Bytes, HandshakeError> {
+        self.accept_with(protocol, None)
+    }
+
+    /// The client's first permessage-deflate offer that `config` can
+    /// accept, as the agreement to answer with (RFC 7692 §5.1); `None` if
+    /// there is none.
+    pub fn negotiate_deflate(&self, config: &DeflateConfig) -> Option<DeflateParams> {
+        deflate::negotiate(&self.extensions, config)
+    }
+
+    /// As [`accept`](Self::accept), also accepting permessage-deflate with
+    /// the agreement [`negotiate_deflate`](Self::negotiate_deflate) gave
+    /// (RFC 7692 §5.1: the response's `Sec-WebSocket-Extensions` names the
+    /// accepted offer's parameters).
+    pub fn accept_with(
+        &self,
+        protocol: Option<&str>,
+        deflate: Option<&DeflateParams>,
+    ) -> Result<Bytes, HandshakeError> {
         if let Some(p) = protocol
             && !self.protocols.iter().any(|offered| offered == p)
         {
@@ -704,6 +732,11 @@ impl UpgradeRequest {
             response.push_str(p);
             response.push_str("\r\n");
         }
+        if let Some(params) = deflate {
+            response.push_str("Sec-WebSocket-Extensions: ");
+            response.push_str(&params.response());
+            response.push_str("\r\n");
+        }
         response.push_str("\r\n");
         Ok(Bytes::from(response))
     }
@@ -712,6 +745,20 @@ impl UpgradeRequest {
 // ---------------------------------------------------------------------------
 // Client role.
 // ---------------------------------------------------------------------------
+
+/// The permessage-deflate offer a client makes: the configured one, when
+/// this build can compress (feature `deflate`).
+fn client_deflate_offer(config: &Config) -> Option<DeflateConfig> {
+    #[cfg(feature = "deflate")]
+    {
+        config.deflate.clone()
+    }
+    #[cfg(not(feature = "deflate"))]
+    {
+        let _ = config;
+        None
+    }
+}
 
 /// A `ws://` or `wss://` URL, split the way §3 defines it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -835,6 +882,9 @@ pub struct Response {
     pub protocol: Option<String>,
     /// The extensions the server accepted (ones we offered).
     pub extensions: Vec<Extension>,
+    /// The permessage-deflate agreement, if we offered it and the server
+    /// accepted (RFC 7692 §5.1).
+    pub deflate: Option<DeflateParams>,
     /// Every header field of the response.
     pub headers: Vec<Header>,
 }
@@ -845,6 +895,8 @@ pub struct Response {
 pub struct ClientHandshake {
     accept: String,
     protocols: Vec<String>,
+    /// The permessage-deflate offer we made, to check the answer against.
+    deflate: Option<DeflateConfig>,
     head: HeadReader,
 }
 
@@ -893,6 +945,12 @@ impl ClientHandshake {
             request.push_str(&protocols.join(", "));
             request.push_str("\r\n");
         }
+        let deflate = client_deflate_offer(config);
+        if let Some(offer) = &deflate {
+            request.push_str("Sec-WebSocket-Extensions: ");
+            request.push_str(&deflate::offer(offer));
+            request.push_str("\r\n");
+        }
         for (name, value) in extra_headers {
             request.push_str(name);
             request.push_str(": ");
@@ -903,6 +961,7 @@ impl ClientHandshake {
         let state = Self {
             accept: accept_key(key.as_bytes()),
             protocols: protocols.iter().map(|p| (*p).to_owned()).collect(),
+            deflate,
             head: HeadReader::new(config),
         };
         Ok((state, Bytes::from(request)))
@@ -947,12 +1006,16 @@ impl ClientHandshake {
         // Item 5: "If the response includes a |Sec-WebSocket-Extensions|
         // header field and this header field indicates the use of an
         // extension that was not present in the client's handshake ..., the
-        // client MUST _Fail the WebSocket Connection_." We offer none yet.
+        // client MUST _Fail the WebSocket Connection_." The only one we
+        // ever offer is permessage-deflate, whose answer RFC 7692 §7.1
+        // checks further.
         let extensions =
             parse_extensions(&headers).map_err(|_| HandshakeError::UnrequestedExtension)?;
-        if !extensions.is_empty() {
-            return Err(HandshakeError::UnrequestedExtension);
-        }
+        let deflate = match &self.deflate {
+            Some(offer) => deflate::check_response(&extensions, offer)?,
+            None if extensions.is_empty() => None,
+            None => return Err(HandshakeError::UnrequestedExtension),
+        };
         // Item 6: a subprotocol "that was not present in the client's
         // handshake" fails the connection; so does naming more than one.
         let protocol = match header_values(&headers, "sec-websocket-protocol").count() {
@@ -974,6 +1037,7 @@ impl ClientHandshake {
             Response {
                 protocol,
                 extensions,
+                deflate,
                 headers,
             },
             used,

@@ -15,6 +15,7 @@
 //! | `utf8.rs`       | §8.1            | incremental, fail-fast UTF-8 validation           |
 //! | `close.rs`      | §5.5.1, §7.4    | close codes and the Close payload                 |
 //! | `connection.rs` | §5.4–5.5, §7    | the state machine                                 |
+//! | `deflate.rs`    | RFC 7692        | permessage-deflate: negotiation, and (feature `deflate`) compression |
 //! | `error.rs`      | §7.1.7, §7.4.1  | every violation and the close code it sends       |
 //! | `config.rs`     |                 | every limit, with its default and its source      |
 //!
@@ -43,6 +44,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -53,6 +55,7 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
 pub use config::Config;
 pub use connection::{Connection, Message, PreparedFrame, Role, State};
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ProtocolError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{

@@ -12,7 +12,7 @@ index.json looks like
     {agent: {case_id: {"behavior": ..., "behaviorClose": ..., ...}}}
 
 A case passes only if both "behavior" and "behaviorClose" are OK or
-INFORMATIONAL. The single exception is ALLOW_UNIMPLEMENTED_SECTIONS below.
+INFORMATIONAL, in every section (ALLOW_UNIMPLEMENTED_SECTIONS below is empty).
 
 Exit status: 0 if every target passes, 1 if any case fails, the agent is
 missing, no case was found, or (with --expect-cases) the number of cases is
@@ -24,11 +24,10 @@ import json
 import os
 import sys
 
-# THE ONE EXCEPTION to the strict rule: in these sections (12.x and 13.x are
-# the permessage-deflate cases) a case may also have behavior UNIMPLEMENTED,
-# because permessage-deflate is not implemented yet. behaviorClose must still
-# be OK or INFORMATIONAL. Set this to frozenset() once deflate is done.
-ALLOW_UNIMPLEMENTED_SECTIONS = frozenset({"12", "13"})
+# No exception: permessage-deflate (12.x, 13.x) is implemented, so every
+# section must pass strictly. A section named here would also accept
+# behavior UNIMPLEMENTED (behaviorClose must still be OK or INFORMATIONAL).
+ALLOW_UNIMPLEMENTED_SECTIONS = frozenset()
 
 PASSING = ("OK", "INFORMATIONAL")
 COLUMNS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")

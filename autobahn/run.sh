@@ -4,9 +4,9 @@
 #   autobahn/run.sh [server|client|all]        (default: all)
 #
 #   server  wstest's fuzzingclient tests our echo server
-#           (`rfc6455 echo --listen 127.0.0.1:$AUTOBAHN_SERVER_PORT`);
+#           (`rfc6455 echo --deflate --listen 127.0.0.1:$AUTOBAHN_SERVER_PORT`);
 #           report in autobahn/reports/server/
-#   client  our client (`rfc6455 autobahn-client --url ws://127.0.0.1:... --agent rfc6455`)
+#   client  our client (`rfc6455 autobahn-client --deflate --url ws://127.0.0.1:... --agent rfc6455`)
 #           is tested by wstest's fuzzingserver; report in autobahn/reports/client/
 #   all     both, server first
 #
@@ -131,7 +131,7 @@ run_server_role() {
     ensure_port_free "$SERVER_PORT"
     rm -rf autobahn/reports/server
 
-    "$TESTEE" echo --listen "$HOST:$SERVER_PORT" >"$testee_log" 2>&1 &
+    "$TESTEE" echo --deflate --listen "$HOST:$SERVER_PORT" >"$testee_log" 2>&1 &
     pid=$!
     BG_PIDS+=("$pid")
     wait_for_port "$SERVER_PORT" "$pid" "$testee_log"
@@ -170,7 +170,7 @@ run_client_role() {
     wait_for_port "$FUZZ_PORT" "$pid" "$wstest_log"
 
     log "running all cases (log: $testee_log, limit ${RUN_TIMEOUT}s)"
-    timeout "$RUN_TIMEOUT" "$TESTEE" autobahn-client --url "ws://$HOST:$FUZZ_PORT" --agent "$AGENT" \
+    timeout "$RUN_TIMEOUT" "$TESTEE" autobahn-client --deflate --url "ws://$HOST:$FUZZ_PORT" --agent "$AGENT" \
         >"$testee_log" 2>&1 || rc=$?
     stop_pid "$pid"
     ROLE_TIME[client]=$((SECONDS - start))

@@ -56,6 +56,9 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Accept permessage-deflate (RFC 7692) offers.
+        #[arg(long)]
+        deflate: bool,
     },
     /// Run every Autobahn TestSuite case against a fuzzingserver, as an
     /// echo client, then ask it to write its reports.
@@ -66,6 +69,9 @@ enum Command {
         /// The agent name the reports are filed under.
         #[arg(long, default_value = "rfc6455")]
         agent: String,
+        /// Offer permessage-deflate (RFC 7692) on every case.
+        #[arg(long)]
+        deflate: bool,
     },
     /// Interactive client: each line of stdin is sent as a text message,
     /// each message received is printed.
@@ -75,6 +81,9 @@ enum Command {
         /// Print every frame in and out, decoded.
         #[arg(long)]
         trace: bool,
+        /// Offer permessage-deflate (RFC 7692).
+        #[arg(long)]
+        deflate: bool,
     },
 }
 
@@ -128,9 +137,19 @@ fn main() -> ExitCode {
                 rfc6455::chat::serve(listener, config, shutdown_signal()).await?;
                 Ok(())
             }
-            Command::Echo { listen, .. } => echo_server(listen).await,
-            Command::AutobahnClient { url, agent } => autobahn_client(&url, &agent).await,
-            Command::Client { url, trace } => client(&url, trace).await,
+            Command::Echo {
+                listen, deflate, ..
+            } => echo_server(listen, ws_config(deflate)).await,
+            Command::AutobahnClient {
+                url,
+                agent,
+                deflate,
+            } => autobahn_client(&url, &agent, ws_config(deflate)).await,
+            Command::Client {
+                url,
+                trace,
+                deflate,
+            } => client(&url, trace, ws_config(deflate)).await,
         }
     });
     match result {
@@ -160,7 +179,16 @@ async fn shutdown_signal() {
     }
 }
 
-async fn echo_server(listen: SocketAddr) -> Result<(), BoxError> {
+/// The transport's defaults, with permessage-deflate's if asked for.
+fn ws_config(deflate: bool) -> Config {
+    let mut config = Config::default();
+    if deflate {
+        config.protocol.deflate = Some(rfc6455::proto::DeflateConfig::default());
+    }
+    config
+}
+
+async fn echo_server(listen: SocketAddr, config: Config) -> Result<(), BoxError> {
     let listener = TcpListener::bind(listen).await?;
     info!(%listen, "echo server listening");
     let mut next_id = 0u64;
@@ -174,12 +202,13 @@ async fn echo_server(listen: SocketAddr) -> Result<(), BoxError> {
         };
         next_id += 1;
         let span = info_span!("conn", id = next_id, %peer, role = "server");
+        let config = config.clone();
         tokio::spawn(
             async move {
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!(error = %e, "set_nodelay failed");
                 }
-                match transport::accept(stream, Config::default()).await {
+                match transport::accept(stream, config).await {
                     Ok(ws) => echo(ws).await,
                     Err(e) => debug!(error = %e, "handshake failed"),
                 }
@@ -209,7 +238,7 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     debug!("closed");
 }
 
-async fn autobahn_client(url: &str, agent: &str) -> Result<(), BoxError> {
+async fn autobahn_client(url: &str, agent: &str, config: Config) -> Result<(), BoxError> {
     let base = url.trim_end_matches('/');
     let (mut ws, _) =
         transport::connect(&format!("{base}/getCaseCount"), Config::default()).await?;
@@ -225,7 +254,7 @@ async fn autobahn_client(url: &str, agent: &str) -> Result<(), BoxError> {
         let url = format!("{base}/runCase?case={case}&agent={agent}");
         let span = info_span!("case", case);
         async {
-            match transport::connect(&url, Config::default()).await {
+            match transport::connect(&url, config.clone()).await {
                 Ok((ws, _)) => echo(ws).await,
                 Err(e) => warn!(error = %e, "cannot connect"),
             }
@@ -246,7 +275,7 @@ async fn autobahn_client(url: &str, agent: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn client(url: &str, trace: bool) -> Result<(), BoxError> {
+async fn client(url: &str, trace: bool, config: Config) -> Result<(), BoxError> {
     let parsed = rfc6455::proto::WsUrl::parse(url)?;
     if parsed.secure {
         return Err(transport::Error::TlsUnsupported.into());
@@ -254,11 +283,10 @@ async fn client(url: &str, trace: bool) -> Result<(), BoxError> {
     let stream = TcpStream::connect((parsed.host.as_str(), parsed.port)).await?;
     stream.set_nodelay(true)?;
     if trace {
-        let (ws, _) =
-            transport::connect_with(Traced::new(stream), &parsed, Config::default()).await?;
+        let (ws, _) = transport::connect_with(Traced::new(stream), &parsed, config).await?;
         interactive(ws).await
     } else {
-        let (ws, _) = transport::connect_with(stream, &parsed, Config::default()).await?;
+        let (ws, _) = transport::connect_with(stream, &parsed, config).await?;
         interactive(ws).await
     }
 }

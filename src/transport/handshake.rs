@@ -117,7 +117,9 @@ where
 
 /// Answers a request already checked by [`Request::upgrade`] with 101,
 /// choosing the first subprotocol the client offered that
-/// [`Config::subprotocols`] lists.
+/// [`Config::subprotocols`] lists, and accepting the first
+/// permessage-deflate offer that the protocol config's `deflate` allows
+/// (RFC 7692 §5.1).
 ///
 /// # Cancel safety
 ///
@@ -132,10 +134,24 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let protocol = upgrade.choose_protocol(&config.subprotocols);
-    let response = upgrade.accept(protocol)?;
+    #[cfg(feature = "deflate")]
+    let deflate = config
+        .protocol
+        .deflate
+        .as_ref()
+        .and_then(|offer| upgrade.negotiate_deflate(offer));
+    #[cfg(not(feature = "deflate"))]
+    let deflate = None;
+    let response = upgrade.accept_with(protocol, deflate.as_ref())?;
     stream.write_all(&response).await?;
     stream.flush().await?;
-    let mut conn = Connection::new(Role::Server, config.protocol.clone());
+    let conn = Connection::new(Role::Server, config.protocol.clone());
+    #[cfg(feature = "deflate")]
+    let conn = match deflate {
+        Some(params) => conn.with_deflate(params),
+        None => conn,
+    };
+    let mut conn = conn;
     conn.receive(leftover);
     Ok(WebSocket::from_parts(stream, conn, &config))
 }
@@ -188,7 +204,13 @@ where
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
             if let Some((response, used)) = handshake.receive(&buf[..n])? {
-                let mut conn = Connection::new(Role::Client, config.protocol.clone());
+                let conn = Connection::new(Role::Client, config.protocol.clone());
+                #[cfg(feature = "deflate")]
+                let conn = match response.deflate {
+                    Some(params) => conn.with_deflate(params),
+                    None => conn,
+                };
+                let mut conn = conn;
                 conn.receive(&buf[used..n]);
                 return Ok((WebSocket::from_parts(stream, conn, &config), response));
             }

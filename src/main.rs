@@ -47,6 +47,10 @@ enum Command {
         /// Lift the per-connection rate limit (for benchmarks only).
         #[arg(long)]
         no_rate_limit: bool,
+        /// Decline permessage-deflate (RFC 7692), which is otherwise
+        /// accepted with no context takeover.
+        #[arg(long)]
+        no_deflate: bool,
     },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
@@ -122,12 +126,16 @@ fn main() -> ExitCode {
                 jwt_secret,
                 max_connections,
                 no_rate_limit,
+                no_deflate,
             } => {
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.jwt_secret = jwt_secret;
                 config.max_connections = max_connections;
                 if no_rate_limit {
                     config.rate_limit = None;
+                }
+                if no_deflate {
+                    config.deflate = None;
                 }
                 let listener = TcpListener::bind(listen).await?;
                 println!(

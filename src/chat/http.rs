@@ -148,10 +148,11 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 )
                 .await;
             }
-            let config = transport::Config {
+            let mut config = transport::Config {
                 keepalive: Some(shared.config.keepalive),
                 ..transport::Config::default()
             };
+            config.protocol.deflate = shared.config.deflate.clone();
             match transport::accept_request(stream, &request, &leftover, config).await {
                 Ok(ws) => {
                     let token = query_param(query, "token");

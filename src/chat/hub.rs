@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
+use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
 use super::metrics::Metrics;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
@@ -203,6 +203,9 @@ pub struct HubConfig {
     pub outbox_limit: usize,
     /// Whether nicks come from tokens (several connections may share one).
     pub authenticated: bool,
+    /// Compress broadcast frames once, for connections that negotiated
+    /// permessage-deflate (RFC 7692).
+    pub deflate: Option<DeflateConfig>,
 }
 
 /// All rooms and clients.
@@ -223,6 +226,15 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// A server frame for one or many recipients, also compressed once
+    /// when deflate is on (each connection picks the form it negotiated).
+    fn prepare(&self, json: String) -> PreparedFrame {
+        match &self.config.deflate {
+            Some(deflate) => PreparedFrame::text_deflated(json, deflate),
+            None => PreparedFrame::text(json),
+        }
+    }
+
     /// A hub continuing from the ids already in `store`.
     pub fn new(
         store: Store,
@@ -397,14 +409,14 @@ impl Hub {
             text: text.to_owned(),
             ts: now_ms(),
         };
-        let frame = PreparedFrame::text(ServerMsg::Msg(&message).to_json());
+        let frame = self.prepare(ServerMsg::Msg(&message).to_json());
         for member in r.members.values() {
             member.outbox.push(&frame, Kind::Chat, &self.metrics);
         }
         let id = message.id;
         self.store.insert(message);
         drop(r);
-        let ack = PreparedFrame::text(ServerMsg::Ack { client_id, id }.to_json());
+        let ack = self.prepare(ServerMsg::Ack { client_id, id }.to_json());
         client.outbox.push(&ack, Kind::Chat, &self.metrics);
         Ok(id)
     }
@@ -452,7 +464,7 @@ impl Hub {
             text: text.to_owned(),
             ts: now_ms(),
         };
-        let frame = PreparedFrame::text(
+        let frame = self.prepare(
             ServerMsg::Dm {
                 id: message.id,
                 from: &message.from,
@@ -468,7 +480,7 @@ impl Hub {
         let id = message.id;
         self.store.insert(message);
         drop(ids);
-        let ack = PreparedFrame::text(ServerMsg::Ack { client_id, id }.to_json());
+        let ack = self.prepare(ServerMsg::Ack { client_id, id }.to_json());
         client.outbox.push(&ack, Kind::Chat, &self.metrics);
         Ok(id)
     }
@@ -489,7 +501,7 @@ impl Hub {
             return Ok(());
         }
         r.typing.insert(client.nick.clone(), now);
-        let frame = PreparedFrame::text(
+        let frame = self.prepare(
             ServerMsg::Typing {
                 room,
                 user: &client.nick,
@@ -519,7 +531,7 @@ impl Hub {
             let changed = std::mem::take(&mut r.changed);
             let (joined, left): (Vec<String>, Vec<String>) =
                 changed.into_iter().partition(|n| r.nicks.contains_key(n));
-            let frame = PreparedFrame::text(
+            let frame = self.prepare(
                 ServerMsg::Presence {
                     room: &name,
                     joined: &joined,

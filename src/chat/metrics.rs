@@ -73,6 +73,8 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Connections refused because the server was full.
     pub connections_refused: Counter,
+    /// Connections that negotiated permessage-deflate (RFC 7692).
+    pub connections_deflate: Counter,
     /// Frames received from clients.
     pub messages_in: Counter,
     /// Frames queued to clients.
@@ -114,6 +116,12 @@ impl Metrics {
             "counter",
             "WebSocket connections accepted.",
             self.connections_total.get(),
+        );
+        metric(
+            "chat_connections_deflate_total",
+            "counter",
+            "WebSocket connections with permessage-deflate.",
+            self.connections_deflate.get(),
         );
         metric(
             "chat_connections_refused_total",

@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::proto::DeflateConfig;
 use crate::transport::Keepalive;
 pub use metrics::Metrics;
 
@@ -62,6 +63,12 @@ pub struct ChatConfig {
     /// Requests per connection: a token bucket. `None` lifts the limit
     /// (for benchmarks). Default 10 a second, bursts of 20.
     pub rate_limit: Option<RateLimit>,
+    /// permessage-deflate (RFC 7692) for clients that offer it (browsers
+    /// do). Default: both contexts reset after every message, so each
+    /// broadcast is compressed once for all its recipients and no
+    /// connection holds a compressor or decompressor between messages.
+    /// `None` turns compression off.
+    pub deflate: Option<DeflateConfig>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -91,6 +98,7 @@ impl ChatConfig {
                 burst: 20.0,
             }),
             close_timeout: Duration::from_secs(5),
+            deflate: Some(DeflateConfig::no_context_takeover()),
         }
     }
 }
@@ -114,6 +122,7 @@ pub async fn serve(
     let hub_config = hub::HubConfig {
         outbox_limit: config.outbox_limit,
         authenticated: config.jwt_secret.is_some(),
+        deflate: config.deflate.clone(),
     };
     let hub = Arc::new(hub::Hub::new(
         store.clone(),

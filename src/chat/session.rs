@@ -77,6 +77,9 @@ pub async fn run(
     let client = hub.register(nick.as_deref(), session.as_deref());
     hub.metrics.connections.inc();
     hub.metrics.connections_total.inc();
+    if ws.connection().deflate_enabled() {
+        hub.metrics.connections_deflate.inc();
+    }
     let span = tracing::debug_span!("chat", user = %client.nick, conn = client.id);
     let mut session = Session {
         ws,

@@ -206,6 +206,13 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       });
     }
 
+    // The WebSocket handshake responses alice's Chromium received, through
+    // the DevTools protocol: they show what permessage-deflate it agreed to.
+    const handshakes = [];
+    const cdp = await aliceCtx.newCDPSession(alice);
+    await cdp.send('Network.enable');
+    cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push(e.response));
+
     let hello;
     await step('1. alice and bob meet in general; a message goes across', async () => {
       await signIn(alice, base, 'alice');
@@ -236,6 +243,25 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       assertNoDuplicates(await shown(alice), 'alice');
       assertNoDuplicates(await shown(bob), 'bob');
       assert.equal((await shown(bob)).length, 2);
+    });
+
+    await step('1b. Chromium negotiated permessage-deflate and reads compressed frames', async () => {
+      const upgrade = handshakes.find((r) => r.status === 101);
+      assert.ok(upgrade, `a 101 response was seen: ${JSON.stringify(handshakes)}`);
+      const ext = Object.entries(upgrade.headers)
+        .filter(([k]) => k.toLowerCase() === 'sec-websocket-extensions')
+        .map(([, v]) => v).join(', ');
+      assert.match(ext, /^permessage-deflate\b/, `the 101 accepted deflate: ${JSON.stringify(upgrade.headers)}`);
+      assert.match(ext, /server_no_context_takeover/, 'one compressed broadcast fits every recipient');
+      t.diagnostic(`Chromium's 101: Sec-WebSocket-Extensions: ${ext}`);
+      // A message long enough to be compressed (the threshold is 64 bytes),
+      // and repetitive enough that it shrinks a lot: it must arrive intact.
+      const long = 'compress me '.repeat(40).trim();
+      await send(alice, long);
+      await waitMessage(bob, long, { from: 'alice' });
+      const metrics = await (await fetch(`${base}metrics`)).text();
+      const n = Number(/^chat_connections_deflate_total (\d+)$/m.exec(metrics)?.[1]);
+      assert.ok(n >= 2, `both browsers negotiated deflate (server counted ${n})`);
     });
 
     await step('2. a DM from alice reaches only the conversation with bob', async () => {
@@ -286,7 +312,7 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
     await step('5. the server restarts: both resume, nothing lost or doubled', async () => {
       const aliceBefore = await shown(alice);
       const bobBefore = await shown(bob);
-      assert.equal(aliceBefore.length, 2);
+      assert.equal(aliceBefore.length, 3); // two greetings and the long one of 1b
       await server.stop();
       await statusIs(alice, 'reconnecting');
       await statusIs(bob, 'reconnecting');

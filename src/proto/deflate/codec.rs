@@ -9,9 +9,11 @@
 //!
 //! # Memory
 //!
-//! zlib-rs allocates, per compressor with a 2^15 window, the window twice
-//! over, a hash chain and head table and a pending buffer: about 270 KiB;
-//! per decompressor, about 7 KiB of state and the 32 KiB window. A
+//! zlib-rs allocates 380,032 bytes per compressor (level 6, 2^15 window:
+//! the window twice over, hash chain and head tables, pending buffer; flate2
+//! offers no `memLevel` to shrink the tables, so a 2^9 window still takes
+//! 251,008) and 47,552 bytes per decompressor (state and a 32 KiB window,
+//! whatever the window bits). A
 //! compressor or decompressor is created on the first message that needs
 //! it. When the agreement says its context is reset after each message, it
 //! is dropped at the end of that message, so such a connection holds
@@ -466,7 +468,8 @@ mod tests {
         let small = br#"{"type":"typing","room":"general"}"#;
         assert!(small.len() < DeflateConfig::default().threshold);
         let mut c = Compressor::new(6, 15, true);
-        assert!(c.compress(small, true).unwrap().len() >= small.len() - 4);
+        // 34 bytes in, 34 out: all cost, no gain.
+        assert!(c.compress(small, true).unwrap().len() >= small.len());
         let larger = br#"{"type":"message","room":"general","id":1234,"from":"alice","text":"hello everyone, how is the general room today?"}"#;
         assert!(larger.len() >= DeflateConfig::default().threshold);
         assert!(c.compress(larger, true).unwrap().len() < larger.len());

@@ -73,6 +73,15 @@ proto_dependencies() {
         return 1
     fi
     echo "proto/ depends on: $deps"
+    # With permessage-deflate (RFC 7692), flate2 (on zlib-rs) joins them,
+    # and nothing else.
+    deps=$(cargo tree --no-default-features --features deflate --edges normal --depth 1 --prefix none \
+        | tail -n +2 | awk '{print $1}' | sort -u | tr '\n' ' ')
+    if [[ "$deps" != "base64 bytes flate2 getrandom httparse sha1 " ]]; then
+        echo "proto/ with deflate depends on more than it may: $deps" >&2
+        return 1
+    fi
+    echo "proto/ with the deflate feature depends on: $deps"
 }
 
 # --- 3. run -----------------------------------------------------------------
@@ -82,6 +91,7 @@ run_step "cargo fmt --check" cargo fmt --all -- --check
 run_step "cargo fmt --check (fuzz/)" cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 run_step "clippy (all targets, all features)" cargo clippy --all-targets --all-features -- -D warnings
 run_step "clippy (proto alone)" cargo clippy --lib --tests --no-default-features -- -D warnings
+run_step "clippy (proto with deflate)" cargo clippy --lib --tests --no-default-features --features deflate -- -D warnings
 run_step "proto's dependencies" proto_dependencies
 run_step "cargo test" cargo test --all-features
 run_step "cargo test (proto alone)" cargo test --lib --no-default-features

@@ -150,6 +150,15 @@ fn finish(mut out: Vec<u8>, fin: bool) -> Bytes {
     if fin && out.ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
+    if fin && out.is_empty() {
+        // Empty input right after an earlier flush makes zlib write
+        // nothing, but an empty last piece would leave the peer's appended
+        // tail (§7.2.2) to start a stored block 0xff00 bytes long that
+        // swallows the next message. One zero byte is the start of an
+        // empty stored block (§7.2.3.6), which the tail completes; the
+        // stream is byte-aligned after the earlier flush.
+        out.push(0x00);
+    }
     Bytes::from(out)
 }
 
@@ -362,6 +371,17 @@ mod tests {
         assert_eq!(&c.compress(b"", true).unwrap()[..], &[0x00]);
         let mut d = Decompressor::new(15, false);
         assert_eq!(inflate_all(&mut d, &[0x00], 100).unwrap(), b"");
+    }
+
+    #[test]
+    fn an_empty_message_after_another_keeps_the_stream_in_step() {
+        let mut c = Compressor::new(6, 15, false);
+        let mut d = Decompressor::new(15, false);
+        for m in [&b"Hello"[..], b"", b"Hello again"] {
+            let z = c.compress(m, true).unwrap();
+            assert!(!z.is_empty());
+            assert_eq!(inflate_all(&mut d, &z, 100).unwrap(), m);
+        }
     }
 
     #[test]

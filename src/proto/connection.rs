@@ -690,16 +690,9 @@ impl Connection {
                     wire_len: payload.len(),
                     compressed: header.rsv1,
                 };
+                // A single-frame message gets here only when compressed.
                 self.take_payload(&mut message, &payload, header.fin)?;
-                if header.fin {
-                    // Only a compressed message gets here in one frame.
-                    Ok(Step::Deliver(
-                        self.complete(message.text, message.buf.freeze())?,
-                    ))
-                } else {
-                    self.message = Some(message);
-                    Ok(Step::Continue)
-                }
+                self.deliver_or_gather(message, header.fin)
             }
             OpCode::Continuation => {
                 let Some(mut message) = self.message.take() else {
@@ -708,15 +701,21 @@ impl Connection {
                 message.wire_len += payload.len();
                 message.fragments += 1;
                 self.take_payload(&mut message, &payload, header.fin)?;
-                if header.fin {
-                    Ok(Step::Deliver(
-                        self.complete(message.text, message.buf.freeze())?,
-                    ))
-                } else {
-                    self.message = Some(message);
-                    Ok(Step::Continue)
-                }
+                self.deliver_or_gather(message, header.fin)
             }
+        }
+    }
+
+    /// The message is whole after its last frame (`fin`); until then it
+    /// waits for its continuations (§5.4).
+    fn deliver_or_gather(&mut self, message: InMessage, fin: bool) -> Result<Step, ProtocolError> {
+        if fin {
+            Ok(Step::Deliver(
+                self.complete(message.text, message.buf.freeze())?,
+            ))
+        } else {
+            self.message = Some(message);
+            Ok(Step::Continue)
         }
     }
 

@@ -14,6 +14,9 @@
 //!   allocated between messages; a `PreparedFrame` is the same bytes for
 //!   every recipient and leaves each connection's stream valid.
 
+#[path = "common/workload.rs"]
+mod workload;
+
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use rfc6455::proto::deflate::codec::Compressor;
@@ -21,6 +24,7 @@ use rfc6455::proto::{
     ClientHandshake, Config, Connection, DeflateConfig, DeflateParams, Error, FrameHeader, MaskRng,
     Message, OpCode, PreparedFrame, Role, ServerHandshake, WsUrl,
 };
+use workload::{Op, apply, drain};
 
 // --- plumbing ----------------------------------------------------------------
 
@@ -93,14 +97,6 @@ fn connect(
 fn deflate_server(config: Config) -> Connection {
     let (_, params) = agree(&DeflateConfig::default(), &DeflateConfig::default());
     Connection::new(Role::Server, config).with_deflate(params)
-}
-
-fn drain(conn: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(chunk) = conn.poll_transmit() {
-        out.extend_from_slice(&chunk);
-    }
-    out
 }
 
 /// Feeds `bytes` to `conn` in pieces cut at `cuts` and returns every
@@ -188,21 +184,6 @@ fn payload_len(mut wire: &[u8]) -> usize {
 
 // --- the workload ----------------------------------------------------------------
 
-/// One thing a side sends.
-#[derive(Debug, Clone)]
-enum Op {
-    Text(String),
-    Binary(Vec<u8>),
-    /// A message sent with `send_*_fragment`, cut at these sizes (the last
-    /// fragment takes the rest, which may be nothing).
-    Fragmented {
-        text: bool,
-        data: Vec<u8>,
-        cuts: Vec<usize>,
-    },
-    Ping(Vec<u8>),
-}
-
 /// Payloads, empty ones included: random, which does not shrink, and
 /// repetitive, which does.
 fn bytes_strategy() -> impl Strategy<Value = Vec<u8>> {
@@ -237,45 +218,6 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         proptest::collection::vec(any::<u8>(), 0..=125).prop_map(Op::Ping),
     ]
-}
-
-/// Queues `op` on `conn` and returns what the peer should see.
-fn apply(conn: &mut Connection, op: &Op) -> Message {
-    match op {
-        Op::Text(s) => {
-            conn.send_text(s.as_str()).unwrap();
-            Message::text(s.as_str())
-        }
-        Op::Binary(b) => {
-            conn.send_binary(b.clone()).unwrap();
-            Message::binary(b.clone())
-        }
-        Op::Fragmented { text, data, cuts } => {
-            let mut rest = Bytes::from(data.clone());
-            for &cut in cuts {
-                let piece = rest.split_to(cut.min(rest.len()));
-                if *text {
-                    conn.send_text_fragment(piece, false).unwrap();
-                } else {
-                    conn.send_binary_fragment(piece, false).unwrap();
-                }
-                // A control frame between fragments (RFC 6455 §5.5); never
-                // compressed (RFC 7692 §6.1).
-                conn.send_pong(Bytes::new()).unwrap();
-            }
-            if *text {
-                conn.send_text_fragment(rest, true).unwrap();
-                Message::text(String::from_utf8(data.clone()).unwrap())
-            } else {
-                conn.send_binary_fragment(rest, true).unwrap();
-                Message::binary(data.clone())
-            }
-        }
-        Op::Ping(p) => {
-            conn.send_ping(p.clone()).unwrap();
-            Message::Ping(Bytes::from(p.clone()))
-        }
-    }
 }
 
 /// Sends `ops` from `from` to `to`, delivered in pieces cut at `cuts`;

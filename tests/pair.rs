@@ -3,25 +3,14 @@
 //! §5.5 (control frames between fragments) and §5.2 (framing, whatever the
 //! read boundaries) over arbitrary inputs.
 
-use bytes::Bytes;
+#[path = "common/workload.rs"]
+mod workload;
+
 use proptest::prelude::*;
 use rfc6455::proto::{
     CloseCode, CloseFrame, Config, Connection, Error, MaskRng, Message, Role, State,
 };
-
-/// One thing the sender does.
-#[derive(Debug, Clone)]
-enum Op {
-    Text(String),
-    Binary(Vec<u8>),
-    /// A message sent in fragments of these sizes (the last takes the rest).
-    Fragmented {
-        text: bool,
-        data: Vec<u8>,
-        cuts: Vec<usize>,
-    },
-    Ping(Vec<u8>),
-}
+use workload::{Op, apply, drain};
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -40,52 +29,6 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         proptest::collection::vec(any::<u8>(), 0..=125).prop_map(Op::Ping),
     ]
-}
-
-/// Queues `op` on `conn`, and returns what the peer should see.
-fn apply(conn: &mut Connection, op: &Op) -> Message {
-    match op {
-        Op::Text(s) => {
-            conn.send_text(s.as_str()).unwrap();
-            Message::text(s.as_str())
-        }
-        Op::Binary(b) => {
-            conn.send_binary(b.clone()).unwrap();
-            Message::binary(b.clone())
-        }
-        Op::Fragmented { text, data, cuts } => {
-            let mut rest = Bytes::from(data.clone());
-            for &cut in cuts {
-                let piece = rest.split_to(cut.min(rest.len()));
-                if *text {
-                    conn.send_text_fragment(piece, false).unwrap();
-                } else {
-                    conn.send_binary_fragment(piece, false).unwrap();
-                }
-                // A control frame between fragments (§5.5).
-                conn.send_pong(Bytes::new()).unwrap();
-            }
-            if *text {
-                conn.send_text_fragment(rest, true).unwrap();
-                Message::text(String::from_utf8(data.clone()).unwrap())
-            } else {
-                conn.send_binary_fragment(rest, true).unwrap();
-                Message::binary(data.clone())
-            }
-        }
-        Op::Ping(p) => {
-            conn.send_ping(p.clone()).unwrap();
-            Message::Ping(Bytes::from(p.clone()))
-        }
-    }
-}
-
-fn drain(conn: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(chunk) = conn.poll_transmit() {
-        out.extend_from_slice(&chunk);
-    }
-    out
 }
 
 /// Feeds `bytes` to `conn` in pieces cut at `cuts`, collecting every event

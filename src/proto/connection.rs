@@ -328,9 +328,6 @@ pub struct Connection {
     tx_utf8: Utf8Validator,
     /// Mask keys; created on a client's first frame, never on a server.
     rng: Option<MaskRng>,
-    /// The type of the message being sent was compressed (RFC 7692 §6).
-    #[cfg(feature = "deflate")]
-    tx_compressed: bool,
     /// permessage-deflate, when negotiated: it gives RSV1 its meaning
     /// (RFC 7692 §6).
     #[cfg(feature = "deflate")]
@@ -356,8 +353,6 @@ impl Connection {
             tx_message: None,
             tx_utf8: Utf8Validator::new(),
             rng: None,
-            #[cfg(feature = "deflate")]
-            tx_compressed: false,
             #[cfg(feature = "deflate")]
             deflate: None,
         }
@@ -940,18 +935,16 @@ impl Connection {
         fin: bool,
     ) -> Result<(Bytes, bool), Error> {
         #[cfg(feature = "deflate")]
-        if let Some(codec) = self.deflate.as_deref_mut() {
-            let first = opcode != OpCode::Continuation;
-            if first {
-                self.tx_compressed = codec.tx.can_compress();
-            }
-            if self.tx_compressed {
-                let compressed = codec
-                    .tx
-                    .compress(&payload, fin)
-                    .map_err(|_| Error::CompressionFailed)?;
-                return Ok((compressed, first));
-            }
+        // Whether this side can compress is fixed by the agreement, so every
+        // fragment of a message makes the same choice as its first.
+        if let Some(codec) = self.deflate.as_deref_mut()
+            && codec.tx.can_compress()
+        {
+            let compressed = codec
+                .tx
+                .compress(&payload, fin)
+                .map_err(|_| Error::CompressionFailed)?;
+            return Ok((compressed, opcode != OpCode::Continuation));
         }
         let _ = (opcode, fin);
         Ok((payload, false))

@@ -51,6 +51,18 @@ enum Command {
         /// accepted with no context takeover.
         #[arg(long)]
         no_deflate: bool,
+        /// Scale out: share rooms, ids, history and presence with every
+        /// server on this Redis (e.g. redis://127.0.0.1:6379). History then
+        /// lives in Redis streams, not in --db.
+        #[arg(long, env = "RFC6455_REDIS", value_name = "URL")]
+        redis: Option<String>,
+        /// With --redis: messages kept per room.
+        #[arg(long, default_value_t = 10_000, requires = "redis")]
+        redis_history: usize,
+        /// With --redis: a server silent this long (ms) is dead and its
+        /// users leave presence.
+        #[arg(long, default_value_t = 5_000, requires = "redis")]
+        presence_ttl_ms: u64,
     },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
@@ -127,6 +139,9 @@ fn main() -> ExitCode {
                 max_connections,
                 no_rate_limit,
                 no_deflate,
+                redis,
+                redis_history,
+                presence_ttl_ms,
             } => {
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.jwt_secret = jwt_secret;
@@ -137,11 +152,21 @@ fn main() -> ExitCode {
                 if no_deflate {
                     config.deflate = None;
                 }
+                if let Some(url) = redis {
+                    let mut cluster = rfc6455::chat::cluster::ClusterConfig::new(url);
+                    cluster.history_len = redis_history;
+                    cluster.presence_ttl = std::time::Duration::from_millis(presence_ttl_ms);
+                    cluster.probe_timeout = cluster.probe_timeout.min(cluster.presence_ttl);
+                    config.redis = Some(cluster);
+                }
                 let listener = TcpListener::bind(listen).await?;
-                println!(
-                    "chat: http://{listen}/  (history in {})",
-                    config.db.display()
-                );
+                match &config.redis {
+                    Some(r) => println!("chat: http://{listen}/  (scaled out through {})", r.url),
+                    None => println!(
+                        "chat: http://{listen}/  (history in {})",
+                        config.db.display()
+                    ),
+                }
                 rfc6455::chat::serve(listener, config, shutdown_signal()).await?;
                 Ok(())
             }

@@ -119,9 +119,35 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             )
             .await
         }
-        "/healthz" => respond(&mut stream, 200, "OK", "text/plain", b"ok\n", head_only).await,
+        "/healthz" => {
+            // Scaled out and Redis away: still serving our own clients, so
+            // still 200 (a balancer that drained every server for it would
+            // take the whole chat down); `?strict` answers 503 for
+            // balancers that prefer to route around a degraded server.
+            let body = match hub.cluster().map(|c| c.health()) {
+                Some(Err(down)) => format!("degraded: redis unreachable for {}s\n", down.as_secs()),
+                _ => "ok\n".to_owned(),
+            };
+            let (status, reason) = if body != "ok\n" && query == "strict" {
+                (503, "Service Unavailable")
+            } else {
+                (200, "OK")
+            };
+            respond(
+                &mut stream,
+                status,
+                reason,
+                "text/plain",
+                body.as_bytes(),
+                head_only,
+            )
+            .await
+        }
         "/metrics" => {
-            let body = hub.metrics.render();
+            let mut body = hub.metrics.render();
+            if let Some(cluster) = hub.cluster() {
+                body.push_str(&super::metrics::render_cluster(cluster));
+            }
             respond(
                 &mut stream,
                 200,

@@ -12,7 +12,7 @@
 //! would lose data; the client reconnects and resumes from history. A slow
 //! reader never delays anyone else: nothing here waits on a socket.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
@@ -20,9 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
+use super::cluster::{Bus, Cluster, Post};
 use super::metrics::Metrics;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
-use super::store::Store;
+use super::store::{Page, Store};
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -36,7 +37,7 @@ pub enum Kind {
     Ephemeral,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a hub lock leaves plain data behind, with no
     // invariant half-updated that the next holder could trip on.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -167,9 +168,16 @@ pub struct Client {
     /// What to send it.
     pub outbox: Outbox,
     rooms: Mutex<BTreeSet<String>>,
+    /// Its connection has ended.
+    gone: AtomicBool,
 }
 
 impl Client {
+    /// Whether its connection has ended.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
     /// The rooms it is in.
     pub fn rooms(&self) -> Vec<String> {
         lock(&self.rooms).iter().cloned().collect()
@@ -183,6 +191,9 @@ impl Client {
 
 #[derive(Debug, Default)]
 struct Room {
+    /// The last id handed to members: every later message reaches their
+    /// outboxes, every earlier one is in history. Alone, the last id
+    /// given; scaled out, the last one delivered from the bus.
     last_id: u64,
     members: HashMap<ConnId, Arc<Client>>,
     /// Connections per nick: a nick is present while it has one.
@@ -191,6 +202,46 @@ struct Room {
     changed: BTreeSet<String>,
     /// When each nick last had a typing event relayed.
     typing: HashMap<String, Instant>,
+    /// Scaled out: messages from the bus waiting for a hole before them
+    /// to be filled from the room's stream.
+    pending: BTreeMap<u64, ChatMessage>,
+    /// Scaled out: a fill is under way.
+    filling: bool,
+    /// Scaled out: the room's nicks on other servers, by server.
+    remote: HashMap<String, BTreeSet<String>>,
+    /// Scaled out: our own nicks changed since we last published them.
+    local_changed: bool,
+}
+
+impl Room {
+    /// Whether `nick` is in the room, here or on a live server.
+    fn present(&self, nick: &str) -> bool {
+        self.nicks.contains_key(nick) || self.remote.values().any(|s| s.contains(nick))
+    }
+
+    /// Everyone in the room, sorted.
+    fn roster(&self) -> Vec<String> {
+        let mut all: BTreeSet<&String> = self.nicks.keys().collect();
+        for set in self.remote.values() {
+            all.extend(set.iter());
+        }
+        all.into_iter().cloned().collect()
+    }
+
+    /// Hands a message to every member, in the order called.
+    fn send_to_members(&self, frame: &PreparedFrame, metrics: &Metrics) {
+        for member in self.members.values() {
+            member.outbox.push(frame, Kind::Chat, metrics);
+        }
+    }
+}
+
+/// Where ids, history and fan-out live.
+pub enum Backend {
+    /// In this process, history in SQLite.
+    Local(Store),
+    /// In Redis, shared with other servers.
+    Cluster(Arc<Cluster>),
 }
 
 /// How often typing events are relayed per user and room.
@@ -210,6 +261,14 @@ pub struct HubConfig {
 
 /// All rooms and clients.
 pub struct Hub {
+    /// Ids, history and fan-out.
+    backend: Backend,
+    /// Scaled out: other servers, and when each was last heard from.
+    servers: Mutex<HashMap<String, Instant>>,
+    /// Scaled out: the nicks online on each other server.
+    remote_users: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Scaled out: our own online nicks changed since last published.
+    users_changed: AtomicBool,
     rooms: Mutex<HashMap<String, Arc<Mutex<Room>>>>,
     /// The highest id per room (and DM conversation) when the server
     /// started, for rooms not created yet.
@@ -219,8 +278,6 @@ pub struct Hub {
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
     config: HubConfig,
-    /// The history thread.
-    pub store: Store,
     /// The counters of `/metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -237,12 +294,16 @@ impl Hub {
 
     /// A hub continuing from the ids already in `store`.
     pub fn new(
-        store: Store,
+        backend: Backend,
         last_ids: Vec<(String, u64)>,
         metrics: Arc<Metrics>,
         config: HubConfig,
     ) -> Self {
         Self {
+            backend,
+            servers: Mutex::new(HashMap::new()),
+            remote_users: Mutex::new(HashMap::new()),
+            users_changed: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             start_ids: Mutex::new(last_ids.into_iter().collect()),
             dm_ids: Mutex::new(HashMap::new()),
@@ -250,7 +311,6 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             config,
-            store,
             metrics,
         }
     }
@@ -314,13 +374,18 @@ impl Hub {
             session,
             outbox: Outbox::new(self.config.outbox_limit),
             rooms: Mutex::new(BTreeSet::new()),
+            gone: AtomicBool::new(false),
         });
+        if !users.contains_key(&nick) {
+            self.users_changed.store(true, Ordering::Relaxed);
+        }
         users.entry(nick).or_default().push(client.clone());
         client
     }
 
     /// Removes a connection from its rooms and the user list.
     pub fn unregister(&self, client: &Arc<Client>) {
+        client.gone.store(true, Ordering::Relaxed);
         for room in client.rooms() {
             self.leave(client, &room);
         }
@@ -329,6 +394,7 @@ impl Hub {
             holders.retain(|c| c.id != client.id);
             if holders.is_empty() {
                 users.remove(&client.nick);
+                self.users_changed.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -357,11 +423,10 @@ impl Hub {
             *count += 1;
             if *count == 1 {
                 r.changed.insert(client.nick.clone());
+                r.local_changed = true;
             }
         }
-        let mut roster: Vec<String> = r.nicks.keys().cloned().collect();
-        roster.sort();
-        Ok((roster, r.last_id))
+        Ok((r.roster(), r.last_id))
     }
 
     /// Leaves `room` (nothing if not in it).
@@ -380,25 +445,35 @@ impl Hub {
                 if *count == 0 {
                     r.nicks.remove(&client.nick);
                     r.changed.insert(client.nick.clone());
+                    r.local_changed = true;
                 }
             }
         }
     }
 
     /// Posts to a room: the next id, history, every member, then the ack.
+    /// Scaled out, the post goes to Redis, which gives the id; members
+    /// get it from the bus, the sender its ack when Redis has it.
     pub fn post(
         &self,
         client: &Arc<Client>,
         room: &str,
         text: &str,
         client_id: &str,
-    ) -> Result<u64, Refusal> {
+    ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(Refusal::new("unavailable", "the server is shutting down"));
         }
         if !client.in_room(room) {
             return Err(Refusal::new("not_in_room", format!("join {room} first")));
         }
+        let store = match &self.backend {
+            Backend::Local(store) => store,
+            Backend::Cluster(cluster) => {
+                let post = Post::room(client, room, text, client_id, now_ms());
+                return cluster.enqueue(post).map_err(|_| busy());
+            }
+        };
         let room_arc = self.room(room);
         let mut r = lock(&room_arc);
         r.last_id += 1;
@@ -414,11 +489,16 @@ impl Hub {
             member.outbox.push(&frame, Kind::Chat, &self.metrics);
         }
         let id = message.id;
-        self.store.insert(message);
+        store.insert(message);
         drop(r);
+        self.acked(client, client_id, id);
+        Ok(())
+    }
+
+    /// Tells `client` its post got `id`.
+    pub fn acked(&self, client: &Arc<Client>, client_id: &str, id: u64) {
         let ack = self.prepare(ServerMsg::Ack { client_id, id }.to_json());
         client.outbox.push(&ack, Kind::Chat, &self.metrics);
-        Ok(id)
     }
 
     /// A private message to every connection of `to` and of the sender.
@@ -428,10 +508,23 @@ impl Hub {
         to: &str,
         text: &str,
         client_id: &str,
-    ) -> Result<u64, Refusal> {
+    ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(Refusal::new("unavailable", "the server is shutting down"));
         }
+        let store = match &self.backend {
+            Backend::Local(store) => store,
+            Backend::Cluster(cluster) => {
+                let online = lock(&self.users).contains_key(to)
+                    || lock(&self.remote_users).values().any(|s| s.contains(to));
+                if !online {
+                    return Err(Refusal::new("unknown_user", format!("{to} is not online")));
+                }
+                let conv = conversation(&client.nick, to);
+                let post = Post::dm(client, &conv, to, text, client_id, now_ms());
+                return cluster.enqueue(post).map_err(|_| busy());
+            }
+        };
         let recipients: Vec<Arc<Client>> = {
             let users = lock(&self.users);
             let Some(targets) = users.get(to) else {
@@ -444,14 +537,7 @@ impl Hub {
                 .cloned()
                 .collect()
         };
-        // The conversation's key: both nicks, sorted; '@' keeps it out of
-        // the room namespace.
-        let (a, b) = if client.nick.as_str() <= to {
-            (client.nick.as_str(), to)
-        } else {
-            (to, client.nick.as_str())
-        };
-        let key = format!("@{a}|{b}");
+        let key = conversation(&client.nick, to);
         let mut ids = lock(&self.dm_ids);
         let id = ids
             .entry(key.clone())
@@ -478,11 +564,10 @@ impl Hub {
             r.outbox.push(&frame, Kind::Chat, &self.metrics);
         }
         let id = message.id;
-        self.store.insert(message);
+        store.insert(message);
         drop(ids);
-        let ack = self.prepare(ServerMsg::Ack { client_id, id }.to_json());
-        client.outbox.push(&ack, Kind::Chat, &self.metrics);
-        Ok(id)
+        self.acked(client, client_id, id);
+        Ok(())
     }
 
     /// Relays a typing event to the room's other nicks, at most one per
@@ -501,6 +586,14 @@ impl Hub {
             return Ok(());
         }
         r.typing.insert(client.nick.clone(), now);
+        if let Backend::Cluster(cluster) = &self.backend {
+            // Every server relays it, this one too, when it comes back.
+            cluster.publish(&Bus::Typing {
+                room: room.to_owned(),
+                user: client.nick.clone(),
+            });
+            return Ok(());
+        }
         let frame = self.prepare(
             ServerMsg::Typing {
                 room,
@@ -523,14 +616,30 @@ impl Hub {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let cluster = self.cluster();
+        if let Some(cluster) = cluster
+            && self.users_changed.swap(false, Ordering::Relaxed)
+        {
+            let online: Vec<String> = lock(&self.users).keys().cloned().collect();
+            cluster.publish_presence(ONLINE, online);
+        }
         for (name, room_arc) in rooms {
             let mut r = lock(&room_arc);
+            if let Some(cluster) = cluster
+                && std::mem::take(&mut r.local_changed)
+            {
+                let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
+                nicks.sort();
+                cluster.publish_presence(&name, nicks);
+            }
             if r.changed.is_empty() {
                 continue;
             }
             let changed = std::mem::take(&mut r.changed);
+            // Scaled out, a nick that left here but is still on another
+            // server has not left the room.
             let (joined, left): (Vec<String>, Vec<String>) =
-                changed.into_iter().partition(|n| r.nicks.contains_key(n));
+                changed.into_iter().partition(|n| r.present(n));
             let frame = self.prepare(
                 ServerMsg::Presence {
                     room: &name,
@@ -564,8 +673,369 @@ impl Hub {
     }
 }
 
+/// Where history lives, and what happens on the bus when scaled out.
+impl Hub {
+    /// The Redis link, when scaled out.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.backend {
+            Backend::Cluster(c) => Some(c),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// The SQLite history, when not scaled out.
+    pub fn store(&self) -> Option<&Store> {
+        match &self.backend {
+            Backend::Local(s) => Some(s),
+            Backend::Cluster(_) => None,
+        }
+    }
+
+    /// A page of `room`'s history before `before`.
+    pub async fn history(&self, room: &str, before: u64, limit: u32) -> Result<Page, Refusal> {
+        match &self.backend {
+            Backend::Local(store) => Ok(store.history(room, before, limit).await),
+            Backend::Cluster(c) => c.history(room, before, limit).await.map_err(|_| down()),
+        }
+    }
+
+    /// `room`'s messages with `after < id <= upto` (the newest `limit`).
+    pub async fn range(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, Refusal> {
+        match &self.backend {
+            Backend::Local(store) => Ok(store.range(room, after, upto, limit).await),
+            Backend::Cluster(c) => c
+                .range(room, after, upto, limit as usize)
+                .await
+                .map_err(|_| down()),
+        }
+    }
+
+    /// Scaled out, before the first local member joins `room`: learn its
+    /// last id and who is in it on other servers. Messages already on the
+    /// bus with ids up to that one are history for the new member.
+    pub async fn prepare_room(&self, room: &str) -> Result<(), Refusal> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        if !lock(&self.room(room)).members.is_empty() {
+            return Ok(());
+        }
+        let last = cluster.last_id(room).await.map_err(|_| down())?;
+        let others = cluster.presence(room).await.map_err(|_| down())?;
+        let room_arc = self.room(room);
+        let mut r = lock(&room_arc);
+        if r.members.is_empty() {
+            r.last_id = r.last_id.max(last);
+            r.pending.retain(|id, _| *id > last);
+        }
+        let mut servers = lock(&self.servers);
+        for (server, nicks) in others {
+            servers.entry(server.clone()).or_insert_with(Instant::now);
+            r.remote
+                .entry(server)
+                .or_insert_with(|| nicks.into_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// An event from the bus (scaled out).
+    pub fn on_bus(self: &Arc<Self>, event: Bus) {
+        match event {
+            Bus::Msg {
+                room,
+                from,
+                text,
+                ts,
+                id,
+            } => self.deliver(ChatMessage {
+                room,
+                id,
+                from,
+                text,
+                ts,
+            }),
+            Bus::Dm {
+                conv: _,
+                from,
+                to,
+                text,
+                ts,
+                id,
+            } => {
+                let frame = self.prepare(
+                    ServerMsg::Dm {
+                        id,
+                        from: &from,
+                        to: &to,
+                        text: &text,
+                        ts,
+                    }
+                    .to_json(),
+                );
+                let users = lock(&self.users);
+                let mut nicks = vec![&to];
+                if from != to {
+                    nicks.push(&from);
+                }
+                for c in nicks.into_iter().filter_map(|n| users.get(n)).flatten() {
+                    c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                }
+            }
+            Bus::Typing { room, user } => {
+                let room_arc = self.room(&room);
+                let r = lock(&room_arc);
+                if r.members.is_empty() {
+                    return;
+                }
+                let frame = self.prepare(
+                    ServerMsg::Typing {
+                        room: &room,
+                        user: &user,
+                    }
+                    .to_json(),
+                );
+                for member in r.members.values().filter(|m| m.nick != user) {
+                    member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
+                }
+            }
+            Bus::Presence { s, room, nicks } => {
+                if self.cluster().is_some_and(|c| c.id == s) {
+                    return;
+                }
+                lock(&self.servers).insert(s.clone(), Instant::now());
+                let nicks: BTreeSet<String> = nicks.into_iter().collect();
+                if room == ONLINE {
+                    lock(&self.remote_users).insert(s, nicks);
+                    return;
+                }
+                let room_arc = self.room(&room);
+                let mut r = lock(&room_arc);
+                let old = if nicks.is_empty() {
+                    r.remote.remove(&s).unwrap_or_default()
+                } else {
+                    r.remote.insert(s, nicks.clone()).unwrap_or_default()
+                };
+                let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
+                r.changed.extend(diff);
+            }
+            Bus::Hb { s } => {
+                let new = lock(&self.servers)
+                    .insert(s.clone(), Instant::now())
+                    .is_none();
+                if new && self.cluster().is_some_and(|c| c.id != s) {
+                    // A server we did not know (or had given up on): learn
+                    // where its users are.
+                    let hub = self.clone();
+                    tokio::spawn(async move { hub.load_presence().await });
+                }
+            }
+        }
+    }
+
+    /// Delivers a room message from the bus in id order: a hole before it
+    /// is filled from the room's stream first.
+    fn deliver(self: &Arc<Self>, message: ChatMessage) {
+        let room_arc = self.room(&message.room);
+        let mut r = lock(&room_arc);
+        if message.id <= r.last_id {
+            return; // already delivered, or history for everyone here
+        }
+        if r.members.is_empty() {
+            // Nobody to deliver to: just keep count (a later join asks
+            // Redis anyway).
+            r.last_id = message.id;
+            r.pending.clear();
+            return;
+        }
+        r.pending.insert(message.id, message);
+        self.drain(&mut r);
+    }
+
+    /// Sends the pending messages that follow `last_id` without a hole, and
+    /// starts a fill if a hole is left.
+    fn drain(self: &Arc<Self>, r: &mut Room) {
+        while let Some(entry) = r.pending.first_entry() {
+            if *entry.key() != r.last_id + 1 {
+                break;
+            }
+            let m = entry.remove();
+            r.last_id = m.id;
+            let frame = self.prepare(ServerMsg::Msg(&m).to_json());
+            r.send_to_members(&frame, &self.metrics);
+        }
+        if let (Some((&next, m)), false, Some(cluster)) =
+            (r.pending.first_key_value(), r.filling, self.cluster())
+        {
+            r.filling = true;
+            cluster.fill(self, m.room.clone(), r.last_id, next - 1);
+        }
+    }
+
+    /// A fill's result: the messages `after < id <= upto` that the stream
+    /// still had.
+    pub fn filled(self: &Arc<Self>, room: &str, upto: u64, messages: Vec<ChatMessage>) {
+        let room_arc = self.room(room);
+        let mut r = lock(&room_arc);
+        r.filling = false;
+        for m in messages {
+            if m.id > r.last_id {
+                r.pending.insert(m.id, m);
+            }
+        }
+        if !r.members.is_empty() {
+            // Whatever the stream no longer has (trimmed past its length)
+            // is lost for live delivery: skip it rather than wait forever.
+            let first = r.pending.first_key_value().map(|(&k, _)| k);
+            if let Some(first) = first
+                && first > r.last_id + 1
+                && first <= upto + 1
+            {
+                r.last_id = first - 1;
+            }
+            self.drain(&mut r);
+        }
+    }
+
+    /// After (re)subscribing: ids missed meanwhile are read from the
+    /// streams, our presence is published again (others may have timed us
+    /// out), and theirs is read again.
+    pub fn resync(self: &Arc<Self>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let Some(cluster) = hub.cluster().cloned() else {
+                return;
+            };
+            let rooms: Vec<(String, Arc<Mutex<Room>>)> = lock(&hub.rooms)
+                .iter()
+                .filter(|(_, r)| !lock(r).members.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let names: Vec<String> = rooms.iter().map(|(n, _)| n.clone()).collect();
+            if let Ok(last) = cluster.last_ids(&names).await {
+                for ((name, room_arc), last) in rooms.iter().zip(last) {
+                    let mut r = lock(room_arc);
+                    let known = r.pending.last_key_value().map_or(r.last_id, |(&k, _)| k);
+                    if last > known && !r.filling && !r.members.is_empty() {
+                        r.filling = true;
+                        cluster.fill(&hub, name.clone(), r.last_id, last);
+                    }
+                }
+            }
+            for (_, room_arc) in &rooms {
+                lock(room_arc).local_changed = true;
+            }
+            hub.users_changed.store(true, Ordering::Relaxed);
+            hub.load_presence().await;
+        });
+    }
+
+    /// Reads who is where on other servers, for every room with members
+    /// here and for the online list.
+    async fn load_presence(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        if let Ok(others) = cluster.presence(ONLINE).await {
+            let mut users = lock(&self.remote_users);
+            for (server, nicks) in others {
+                users.insert(server, nicks.into_iter().collect());
+            }
+        }
+        let rooms: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
+            .iter()
+            .filter(|(_, r)| !lock(r).members.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, room_arc) in rooms {
+            let Ok(others) = cluster.presence(&name).await else {
+                return;
+            };
+            let mut r = lock(&room_arc);
+            for (server, nicks) in others {
+                let nicks: BTreeSet<String> = nicks.into_iter().collect();
+                let old = r.remote.insert(server, nicks.clone()).unwrap_or_default();
+                let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
+                r.changed.extend(diff);
+            }
+        }
+    }
+
+    /// Forgets servers not heard from for `ttl`: their users leave every
+    /// room and the online list, here and in Redis's presence hashes.
+    pub fn sweep_servers(&self, ttl: Duration) {
+        let dead: Vec<String> = {
+            let mut servers = lock(&self.servers);
+            let dead: Vec<String> = servers
+                .iter()
+                .filter(|(_, seen)| seen.elapsed() > ttl)
+                .map(|(s, _)| s.clone())
+                .collect();
+            for s in &dead {
+                servers.remove(s);
+            }
+            dead
+        };
+        if dead.is_empty() {
+            return;
+        }
+        tracing::info!(servers = ?dead, "servers silent too long: their users leave");
+        let mut users = lock(&self.remote_users);
+        for s in &dead {
+            users.remove(s);
+        }
+        drop(users);
+        let rooms: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, room_arc) in rooms {
+            let mut r = lock(&room_arc);
+            for s in &dead {
+                if let Some(nicks) = r.remote.remove(s) {
+                    r.changed.extend(nicks);
+                    if let Some(cluster) = self.cluster() {
+                        cluster.forget(&name, s);
+                    }
+                }
+            }
+        }
+        if let Some(cluster) = self.cluster() {
+            for s in &dead {
+                cluster.forget(ONLINE, s);
+            }
+        }
+    }
+}
+
+fn down() -> Refusal {
+    Refusal::new("unavailable", "the message store is unreachable; try again")
+}
+
+/// The "room" of a DM conversation: both nicks, sorted; '@' keeps it out
+/// of the room namespace.
+fn conversation(me: &str, to: &str) -> String {
+    let (a, b) = if me <= to { (me, to) } else { (to, me) };
+    format!("@{a}|{b}")
+}
+
+/// The presence "room" of online users, scaled out (not a valid room name).
+const ONLINE: &str = "*";
+
+fn busy() -> Refusal {
+    Refusal::new(
+        "unavailable",
+        "too many messages are waiting for the message store; try again",
+    )
+}
+
 /// 128 random bits, hex: a session secret.
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut bytes = [0u8; 16];
     crate::proto::MaskRng::from_entropy().fill(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

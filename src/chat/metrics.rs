@@ -188,3 +188,79 @@ impl Metrics {
         out
     }
 }
+
+/// The scale-out section of `/metrics` (only when scaled out).
+pub fn render_cluster(cluster: &super::cluster::Cluster) -> String {
+    let m = &cluster.metrics;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+    let mut out = String::new();
+    let rows: [(&str, &str, &str, u64); 10] = [
+        (
+            "chat_redis_up",
+            "gauge",
+            "1 while Redis answers and our subscription is proven by our own heartbeat.",
+            u64::from(m.up.load(Relaxed)),
+        ),
+        (
+            "chat_redis_down_seconds",
+            "gauge",
+            "How long Redis has been unreachable (0 when up).",
+            cluster.health().err().map_or(0, |d| d.as_secs()),
+        ),
+        (
+            "chat_redis_connects_total",
+            "counter",
+            "Command connections made to Redis.",
+            get(&m.reconnects),
+        ),
+        (
+            "chat_redis_probe_failures_total",
+            "counter",
+            "Subscriptions dropped because our own heartbeat did not come back.",
+            get(&m.probe_failures),
+        ),
+        (
+            "chat_redis_gap_fills_total",
+            "counter",
+            "Holes in a room's ids filled from its stream.",
+            get(&m.gap_fills),
+        ),
+        (
+            "chat_redis_gap_messages_total",
+            "counter",
+            "Messages read from streams to fill holes.",
+            get(&m.gap_messages),
+        ),
+        (
+            "chat_redis_queued_posts",
+            "gauge",
+            "Posts waiting for Redis.",
+            get(&m.queued),
+        ),
+        (
+            "chat_redis_published_total",
+            "counter",
+            "Posts Redis took and we acked.",
+            get(&m.published),
+        ),
+        (
+            "chat_redis_abandoned_total",
+            "counter",
+            "Posts dropped unacked: their client left while Redis was away.",
+            get(&m.abandoned),
+        ),
+        (
+            "chat_redis_bus_events_total",
+            "counter",
+            "Events received on the bus.",
+            get(&m.bus_in),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    out
+}

@@ -20,6 +20,7 @@
 //! every client gets close 1001, and the history thread commits what it
 //! has before [`serve`] returns.
 
+pub mod cluster;
 mod http;
 mod hub;
 mod metrics;
@@ -69,6 +70,10 @@ pub struct ChatConfig {
     /// connection holds a compressor or decompressor between messages.
     /// `None` turns compression off.
     pub deflate: Option<DeflateConfig>,
+    /// Scale out through Redis: ids, history, fan-out and presence are
+    /// shared with every server on the same Redis. `None` (the default):
+    /// one server, history in [`db`](Self::db).
+    pub redis: Option<cluster::ClusterConfig>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -99,6 +104,7 @@ impl ChatConfig {
             }),
             close_timeout: Duration::from_secs(5),
             deflate: Some(DeflateConfig::no_context_takeover()),
+            redis: None,
         }
     }
 }
@@ -111,8 +117,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let (store, last_ids) =
-        store::Store::open(&config.db, metrics.clone()).map_err(io::Error::other)?;
+    let (backend, last_ids) = match &config.redis {
+        None => {
+            let (store, last_ids) =
+                store::Store::open(&config.db, metrics.clone()).map_err(io::Error::other)?;
+            (hub::Backend::Local(store), last_ids)
+        }
+        Some(redis) => {
+            let cluster = cluster::Cluster::new(redis.clone()).map_err(io::Error::other)?;
+            (hub::Backend::Cluster(cluster), Vec::new())
+        }
+    };
     let auth = Arc::new(match &config.jwt_secret {
         Some(secret) => {
             session::Auth::Jwt(jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()))
@@ -125,11 +140,18 @@ pub async fn serve(
         deflate: config.deflate.clone(),
     };
     let hub = Arc::new(hub::Hub::new(
-        store.clone(),
+        backend,
         last_ids,
         metrics.clone(),
         hub_config,
     ));
+    let cluster_tasks = match hub.cluster() {
+        Some(cluster) => {
+            info!(redis = %cluster.config.url, server = %cluster.id, "scaled out through redis");
+            cluster.start(&hub)
+        }
+        None => Vec::new(),
+    };
     let presence = {
         let hub = hub.clone();
         let every = config.presence_interval;
@@ -184,9 +206,22 @@ pub async fn serve(
         connections.abort_all();
     }
     presence.abort();
-    tokio::task::spawn_blocking(move || store.close())
-        .await
-        .map_err(io::Error::other)?;
+    if let Some(store) = hub.store().cloned() {
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(io::Error::other)?;
+    }
+    if let Some(cluster) = hub.cluster() {
+        // Posts accepted into the queue but not yet in Redis: give Redis a
+        // moment to take them before leaving.
+        let left = cluster.flush(config.close_timeout).await;
+        if left > 0 {
+            warn!(left, "redis unreachable: posts not acked were dropped");
+        }
+    }
+    for task in cluster_tasks {
+        task.abort();
+    }
     info!("history saved");
     Ok(())
 }

@@ -184,6 +184,19 @@ impl Session {
         send_error(&mut self.ws, refusal, client_id);
     }
 
+    /// The message store could not be read while joining: what the client
+    /// missed cannot be sent now, and sending later messages would leave a
+    /// hole. Close with 1013 (Try Again Later, from the close code registry
+    /// of RFC 6455 §11.7);
+    /// the client reconnects and resumes from what it has.
+    fn unavailable(&mut self, refusal: &Refusal) {
+        self.refuse(refusal, None);
+        self.client.outbox.close(CloseFrame::new(
+            CloseCode::TRY_AGAIN_LATER,
+            "message store unreachable: reconnect and resume",
+        ));
+    }
+
     /// `welcome`, then each room's roster and its history or replay.
     async fn start(&mut self, resume: Option<BTreeMap<String, u64>>) {
         let rooms: Vec<(String, Option<u64>)> = match resume {
@@ -209,6 +222,9 @@ impl Session {
     /// came after `seen` or the latest page of history. Live messages that
     /// arrive meanwhile wait in the outbox, so they follow in order.
     async fn join(&mut self, room: &str, seen: Option<u64>) {
+        if let Err(refusal) = self.hub.prepare_room(room).await {
+            return self.unavailable(&refusal);
+        }
         let (roster, last) = match self.hub.join(&self.client, room) {
             Ok(joined) => joined,
             Err(refusal) => return self.refuse(&refusal, None),
@@ -219,17 +235,20 @@ impl Session {
             left: &[],
         });
         match seen {
-            Some(seen) => {
-                for m in self.hub.store.range(room, seen, last, MAX_REPLAY).await {
-                    self.queue(&ServerMsg::Msg(&m));
+            Some(seen) => match self.hub.range(room, seen, last, MAX_REPLAY).await {
+                Ok(missed) => {
+                    for m in missed {
+                        self.queue(&ServerMsg::Msg(&m));
+                    }
                 }
-            }
+                Err(refusal) => self.unavailable(&refusal),
+            },
             None => {
-                let (messages, more) = self
-                    .hub
-                    .store
-                    .history(room, last + 1, DEFAULT_HISTORY)
-                    .await;
+                let (messages, more) = match self.hub.history(room, last + 1, DEFAULT_HISTORY).await
+                {
+                    Ok(page) => page,
+                    Err(refusal) => return self.unavailable(&refusal),
+                };
                 self.queue(&ServerMsg::History {
                     room,
                     messages: &messages,
@@ -384,11 +403,11 @@ impl Session {
                     );
                 }
                 let before = before.unwrap_or(u64::MAX);
-                let (messages, more) = self
-                    .hub
-                    .store
-                    .history(&room, before, limit.unwrap_or(DEFAULT_HISTORY))
-                    .await;
+                let limit = limit.unwrap_or(DEFAULT_HISTORY);
+                let (messages, more) = match self.hub.history(&room, before, limit).await {
+                    Ok(page) => page,
+                    Err(refusal) => return self.refuse(&refusal, None),
+                };
                 self.queue(&ServerMsg::History {
                     room: &room,
                     messages: &messages,

@@ -1,0 +1,681 @@
+//! Scale-out through Redis, end to end: real `redis-server` processes (from
+//! Debian's `redis-server` package, which `scripts/check.sh` installs) on
+//! free loopback ports, and real `rfc6455 chat --redis` processes, which
+//! the tests kill with SIGKILL when a crash is the point.
+//!
+//! - two servers on one Redis share rooms, DMs, presence and history, and a
+//!   client moving from one to the other resumes without gap or duplicate;
+//! - a killed server's users reconnect to the other and resume, and its
+//!   users that do not come back leave presence within the bound;
+//! - Redis killed and restarted mid-conversation: no accepted message is
+//!   lost or duplicated, live delivery resumes;
+//! - the benchmarks' broadcast scenario across two servers, with its
+//!   figures printed (deliveries/s, p99, Redis CPU).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rfc6455::proto::Message;
+use rfc6455::transport::{self, Config, WebSocket};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(10);
+/// What the servers here take as a dead server's silence.
+const PRESENCE_TTL: Duration = Duration::from_millis(1500);
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rfc6455-cluster-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until `addr` accepts TCP and answers `probe` with a line
+/// starting with `expect`.
+async fn wait_for(addr: SocketAddr, probe: &[u8], expect: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(mut s) = TcpStream::connect(addr).await {
+            let _ = s.write_all(probe).await;
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            while let Ok(Ok(n @ 1..)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
+                got.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&got).contains(expect) {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{addr} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `redis-server` with an append-only file fsynced at every write, so a
+/// SIGKILL loses nothing Redis acknowledged.
+struct Redis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start(name: &str) -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            dir: temp_dir(name),
+            child: None,
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: scripts/check.sh installs Debian's redis-server");
+        self.child = Some(child);
+        wait_for(self.addr(), b"PING\r\n", "+PONG").await;
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// CPU seconds the server has used (user + system), from /proc.
+    fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.as_ref().map_or(0, Child::id);
+        cpu_seconds(pid)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th fields of the whole line, in clock ticks (100/s).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11)
+        .zip(f.get(12))
+        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
+}
+
+/// A `rfc6455 chat --redis` process.
+struct Chat {
+    addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Chat {
+    async fn start(redis: &Redis) -> Chat {
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args([
+                "chat",
+                "--listen",
+                &addr.to_string(),
+                "--redis",
+                &redis.url(),
+            ])
+            .args(["--no-rate-limit", "--no-deflate"])
+            .args(["--presence-ttl-ms", &PRESENCE_TTL.as_millis().to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let chat = Chat {
+            addr,
+            child: Some(child),
+        };
+        chat.wait_healthy().await;
+        chat
+    }
+
+    /// Waits until `/healthz` says `ok` (Redis reached, subscription proven).
+    async fn wait_healthy(&self) {
+        wait_for(
+            self.addr,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            "\r\n\r\nok",
+        )
+        .await;
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// A metric's value from `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let body = self.get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    async fn client(&self, hello: Value) -> (Client, Value) {
+        Client::connect(self.addr, hello).await
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A chat client: JSON events in, requests out.
+struct Client {
+    ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    /// Connects, says `hello`, returns the client and its `welcome`.
+    async fn connect(addr: SocketAddr, hello: Value) -> (Client, Value) {
+        let (ws, _) = transport::connect(&format!("ws://{addr}/ws"), Config::default())
+            .await
+            .unwrap();
+        let mut c = Client { ws };
+        c.send(hello).await;
+        let welcome = c.expect(|e| e["type"] == "welcome").await;
+        (c, welcome)
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next event, or `None` if none comes within `wait`.
+    async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(wait, self.ws.recv()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(t.as_str()).unwrap());
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Skips events until one matches.
+    async fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self.next_within(left).await.expect("event did not come");
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+
+    async fn post(&mut self, room: &str, text: &str, cid: &str) {
+        self.send(json!({"type": "msg", "room": room, "text": text, "client_id": cid}))
+            .await;
+    }
+
+    async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+fn is_msg_from<'a>(from: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e| e["type"] == "msg" && e["from"] == from
+}
+
+fn is_presence<'a>(key: &'a str, nick: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e| {
+        e["type"] == "presence"
+            && e[key]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n == nick))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_rooms_dms_presence_history_and_resume() {
+    let redis = Redis::start("share").await;
+    let a = Chat::start(&redis).await;
+
+    // alice on A first. Once A has stored her presence in Redis, B starts:
+    // it never saw A's presence event, and its first member's roster comes
+    // from the room's presence hash.
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    wait_for(redis.addr(), b"HLEN chat:presence:general\r\n", ":1").await;
+    let b = Chat::start(&redis).await;
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    bob.expect(|e| {
+        e["type"] == "presence"
+            && e["joined"]
+                .as_array()
+                .is_some_and(|j| j.contains(&json!("alice")) && j.contains(&json!("bob")))
+    })
+    .await;
+    // ... and alice, on A, hears that bob joined on B.
+    alice.expect(is_presence("joined", "bob")).await;
+
+    // A room message crosses servers; ids come from Redis.
+    alice.post("general", "hello from A", "c1").await;
+    let ack = alice.expect(|e| e["type"] == "ack").await;
+    assert_eq!(ack["client_id"], "c1");
+    let id = ack["id"].as_u64().unwrap();
+    assert_eq!(id, 1);
+    let got = bob.expect(is_msg_from("alice")).await;
+    assert_eq!(
+        (got["id"].as_u64(), got["text"].as_str()),
+        (Some(id), Some("hello from A"))
+    );
+
+    // A DM from B to A, and "unknown_user" only for someone online nowhere.
+    bob.send(json!({"type": "dm", "to": "alice", "text": "psst", "client_id": "d1"}))
+        .await;
+    let dm = alice.expect(|e| e["type"] == "dm").await;
+    assert_eq!(
+        (dm["from"].as_str(), dm["text"].as_str()),
+        (Some("bob"), Some("psst"))
+    );
+    bob.expect(|e| e["type"] == "ack" && e["client_id"] == "d1")
+        .await;
+    bob.send(json!({"type": "dm", "to": "nobody", "text": "x", "client_id": "d2"}))
+        .await;
+    let err = bob.expect(|e| e["type"] == "error").await;
+    assert_eq!(err["code"], "unknown_user");
+
+    // History is shared: carol, new on B, gets A's message in her first page.
+    let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
+    let page = carol.expect(|e| e["type"] == "history").await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hello from A"]);
+
+    // bob moves from B to A while carol (on B) keeps posting: he resumes
+    // on A with exactly the ids he missed.
+    let poster = tokio::spawn(async move {
+        for i in 0..200 {
+            carol
+                .post("general", &format!("n{i}"), &format!("p{i}"))
+                .await;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let mut acked = 0;
+        while acked < 200 {
+            if carol.expect(|e| e["type"] == "ack").await.is_object() {
+                acked += 1;
+            }
+        }
+        carol
+    });
+    let mut seen = vec![id];
+    while seen.len() < 40 {
+        let m = bob.expect(|e| e["type"] == "msg").await;
+        seen.push(m["id"].as_u64().unwrap());
+    }
+    let welcome_session = {
+        bob.close().await;
+        let last = *seen.last().unwrap();
+        let (mut bob2, _) = a
+            .client(json!({"type": "hello", "nick": "bob", "resume": {"general": last}}))
+            .await;
+        while seen.len() < 201 {
+            let m = bob2.expect(|e| e["type"] == "msg").await;
+            seen.push(m["id"].as_u64().unwrap());
+        }
+        bob2
+    };
+    let carol = poster.await.unwrap();
+    let expected: Vec<u64> = (1..=201).collect();
+    assert_eq!(
+        seen, expected,
+        "resume across servers: no gap, no duplicate"
+    );
+
+    // Leaving is seen across servers too.
+    carol.close().await;
+    alice.expect(is_presence("left", "carol")).await;
+    drop(welcome_session);
+    assert_eq!(a.metric("chat_redis_up").await, 1);
+    assert!(b.metric("chat_redis_published_total").await >= 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
+    let redis = Redis::start("kill").await;
+    let a = Chat::start(&redis).await;
+    let mut b = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let (_dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
+    alice.expect(is_presence("joined", "dave")).await;
+    for i in 0..10 {
+        alice
+            .post("general", &format!("before {i}"), &format!("b{i}"))
+            .await;
+    }
+    let mut last = 0;
+    while last < 10 {
+        last = bob.expect(|e| e["type"] == "msg").await["id"]
+            .as_u64()
+            .unwrap();
+    }
+
+    // B dies without a word. dave never comes back; bob reconnects to A.
+    let killed = Instant::now();
+    b.kill();
+    for i in 0..10 {
+        alice
+            .post("general", &format!("after {i}"), &format!("a{i}"))
+            .await;
+    }
+    let (mut bob2, _) = a
+        .client(json!({"type": "hello", "nick": "bob", "resume": {"general": last}}))
+        .await;
+    let mut ids = Vec::new();
+    while ids.len() < 10 {
+        ids.push(
+            bob2.expect(|e| e["type"] == "msg").await["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(ids, (11..=20).collect::<Vec<u64>>());
+
+    alice.expect(is_presence("left", "dave")).await;
+    let gone_after = killed.elapsed();
+    eprintln!("dave left presence {gone_after:?} after his server was killed");
+    assert!(
+        gone_after < PRESENCE_TTL + Duration::from_secs(2),
+        "presence bound: {gone_after:?}"
+    );
+    // bob is on A now: he never left the room as far as anyone sees.
+    let roster_check = a.client(json!({"type": "hello", "nick": "erin"})).await.0;
+    let mut erin = roster_check;
+    let p = erin.expect(|e| e["type"] == "presence").await;
+    let joined = p["joined"].as_array().unwrap();
+    assert!(joined.contains(&json!("bob")) && !joined.contains(&json!("dave")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_loses_no_accepted_message() {
+    let mut redis = Redis::start("restart").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    alice.expect(is_presence("joined", "bob")).await;
+
+    const TOTAL: usize = 150;
+    let sender = tokio::spawn(async move {
+        // One message every 20 ms; acks are collected as they come.
+        let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+        for i in 0..TOTAL {
+            alice
+                .post("general", &format!("m{i}"), &format!("c{i}"))
+                .await;
+            while let Some(e) = alice.next_within(Duration::from_millis(20)).await {
+                if e["type"] == "ack" {
+                    acked.insert(
+                        e["client_id"].as_str().unwrap().into(),
+                        e["id"].as_u64().unwrap(),
+                    );
+                }
+                assert_ne!(e["type"], "error", "a post was refused: {e}");
+            }
+        }
+        while acked.len() < TOTAL {
+            let e = alice.expect(|e| e["type"] == "ack").await;
+            acked.insert(
+                e["client_id"].as_str().unwrap().into(),
+                e["id"].as_u64().unwrap(),
+            );
+        }
+        acked
+    });
+
+    // Redis dies with SIGKILL a third of the way in, and is back 1 s later.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    redis.kill();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = a.get("/healthz").await;
+    assert!(health.contains("degraded: redis unreachable"), "{health}");
+    let strict = a.get("/healthz?strict").await;
+    assert!(strict.starts_with("HTTP/1.1 503"), "{strict}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.spawn().await;
+    eprintln!("redis was down for {:?}", killed.elapsed());
+
+    let mut received = Vec::new();
+    while received.len() < TOTAL {
+        let m = bob.expect(|e| e["type"] == "msg").await;
+        received.push((
+            m["id"].as_u64().unwrap(),
+            m["text"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let acked = sender.await.unwrap();
+    // Every accepted (acked) message arrived once, in id order, with the
+    // text that was sent under its client id.
+    let ids: Vec<u64> = received.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=TOTAL as u64).collect::<Vec<u64>>());
+    for (id, text) in &received {
+        let cid = text.replacen('m', "c", 1);
+        assert_eq!(acked.get(&cid), Some(id), "{text}");
+    }
+    // No duplicate afterwards either.
+    assert!(
+        bob.next_within(Duration::from_millis(500))
+            .await
+            .is_none_or(|e| e["type"] != "msg")
+    );
+    b.wait_healthy().await;
+    assert_eq!(b.metric("chat_redis_up").await, 1);
+    let fills = b.metric("chat_redis_gap_fills_total").await;
+    let queued_max = a.metric("chat_redis_published_total").await;
+    eprintln!(
+        "sent {TOTAL}, acked {}, received {}, lost 0; B's gap fills {fills}; A published {queued_max}",
+        acked.len(),
+        received.len()
+    );
+}
+
+/// The benchmarks' broadcast scenario across two servers: subscribers split
+/// over A and B, senders on both, each message stamped with its send time.
+/// Sizes come from CLUSTER_LOAD_SUBS / _SENDERS / _RATE / _SECS (defaults
+/// small enough for a debug build in CI; the README's figures use the
+/// benchmark's 500 × 5 × 100/s in release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_load_across_two_servers() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let subs = env("CLUSTER_LOAD_SUBS", 100);
+    let senders = env("CLUSTER_LOAD_SENDERS", 5);
+    let rate = env("CLUSTER_LOAD_RATE", 50);
+    let secs = env("CLUSTER_LOAD_SECS", 3);
+    let per_sender = rate * secs;
+    let total = senders * per_sender;
+
+    let redis = Redis::start("load").await;
+    let servers = [Chat::start(&redis).await, Chat::start(&redis).await];
+    let started = Instant::now();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(subs);
+    let mut receivers = Vec::new();
+    for i in 0..subs {
+        let addr = servers[i % 2].addr;
+        let ready = ready_tx.clone();
+        receivers.push(tokio::spawn(async move {
+            let (mut c, _) =
+                Client::connect(addr, json!({"type": "hello", "nick": format!("sub{i}")})).await;
+            c.expect(|e| e["type"] == "history").await;
+            ready.send(()).await.unwrap();
+            let mut latencies = Vec::with_capacity(total);
+            let mut last_per_sender: BTreeMap<String, u64> = BTreeMap::new();
+            while latencies.len() < total {
+                let Some(e) = c.next_within(Duration::from_secs(10)).await else {
+                    break;
+                };
+                if e["type"] != "msg" {
+                    continue;
+                }
+                let text = e["text"].as_str().unwrap();
+                let (sent_us, _) = text.split_once(' ').unwrap();
+                let sent_us: u64 = sent_us.parse().unwrap();
+                latencies.push(now_us().saturating_sub(sent_us));
+                // In order per room: ids only go up.
+                let id = e["id"].as_u64().unwrap();
+                let prev = last_per_sender.insert("room".into(), id).unwrap_or(0);
+                assert!(id > prev, "out of order: {id} after {prev}");
+            }
+            latencies
+        }));
+    }
+    drop(ready_tx);
+    for _ in 0..subs {
+        ready_rx.recv().await.unwrap();
+    }
+    eprintln!("{subs} subscribers connected in {:?}", started.elapsed());
+
+    let cpu_before = (
+        redis.cpu_seconds(),
+        cpu_seconds(servers[0].pid()),
+        cpu_seconds(servers[1].pid()),
+    );
+    let t0 = Instant::now();
+    let mut send_tasks = Vec::new();
+    for s in 0..senders {
+        let addr = servers[s % 2].addr;
+        send_tasks.push(tokio::spawn(async move {
+            let (mut c, _) =
+                Client::connect(addr, json!({"type": "hello", "nick": format!("sender{s}")})).await;
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
+            for i in 0..per_sender {
+                tick.tick().await;
+                c.post(
+                    "general",
+                    &format!("{} s{s}-{i}", now_us()),
+                    &format!("{s}-{i}"),
+                )
+                .await;
+                while c.next_within(Duration::ZERO).await.is_some() {}
+            }
+            c
+        }));
+    }
+    let mut senders_done = Vec::new();
+    for t in send_tasks {
+        senders_done.push(t.await.unwrap());
+    }
+    let mut all = Vec::new();
+    for r in receivers {
+        all.extend(r.await.unwrap());
+    }
+    let elapsed = t0.elapsed();
+    let cpu = (
+        redis.cpu_seconds() - cpu_before.0,
+        cpu_seconds(servers[0].pid()) - cpu_before.1,
+        cpu_seconds(servers[1].pid()) - cpu_before.2,
+    );
+    let expected = subs * total;
+    let lost = expected - all.len();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    eprintln!(
+        "broadcast across 2 servers: {subs} subscribers, {senders} senders x {rate}/s for {secs} s: \
+         {} deliveries in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; \
+         lost {lost}; CPU s: redis {:.2}, server A {:.2}, server B {:.2}",
+        all.len(),
+        elapsed.as_secs_f64(),
+        all.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        pct(0.999),
+        cpu.0,
+        cpu.1,
+        cpu.2,
+    );
+    assert_eq!(lost, 0, "every subscriber gets every message");
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}

@@ -155,6 +155,10 @@ struct Chat {
 
 impl Chat {
     async fn start(redis: &Redis) -> Chat {
+        Chat::start_with_url(&redis.url()).await
+    }
+
+    async fn start_with_url(redis_url: &str) -> Chat {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
@@ -163,7 +167,7 @@ impl Chat {
                 "--listen",
                 &addr.to_string(),
                 "--redis",
-                &redis.url(),
+                redis_url,
             ])
             .args(["--no-rate-limit", "--no-deflate"])
             .args(["--presence-ttl-ms", &PRESENCE_TTL.as_millis().to_string()])
@@ -550,6 +554,102 @@ async fn redis_restart_loses_no_accepted_message() {
         acked.len(),
         received.len()
     );
+}
+
+/// A TCP proxy to Redis that can go silent: after `blackhole()`, the
+/// connections open at that moment stay open but nothing crosses them any
+/// more, in either direction (a half-dead path: a NAT that dropped its
+/// entry, a stuck proxy). Connections made later work.
+struct Proxy {
+    addr: SocketAddr,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let generation = std::sync::Arc::new(AtomicU64::new(0));
+        let g = generation.clone();
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let born = g.load(Ordering::SeqCst);
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (dr, dw) = down.into_split();
+                    let (ur, uw) = up.into_split();
+                    let pipe = |mut r: tokio::net::tcp::OwnedReadHalf,
+                                mut w: tokio::net::tcp::OwnedWriteHalf,
+                                g: std::sync::Arc<AtomicU64>| async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match r.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if g.load(Ordering::SeqCst) != born {
+                                // Silence: keep both sockets, forward nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if w.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let up_task = tokio::spawn(pipe(dr, uw, g.clone()));
+                    pipe(ur, dw, g).await;
+                    up_task.abort();
+                });
+            }
+        });
+        Proxy { addr, generation }
+    }
+
+    fn blackhole(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silently_dead_subscription_is_probed_and_nothing_is_lost() {
+    let redis = Redis::start("probe").await;
+    let proxy = Proxy::start(redis.addr()).await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start_with_url(&format!("redis://{}", proxy.addr)).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    alice.expect(is_presence("joined", "bob")).await;
+
+    // B's links to Redis go silent; its sockets stay open. alice goes on
+    // posting on A: B must notice by its probe, not by a closed socket.
+    proxy.blackhole();
+    let silenced = Instant::now();
+    const TOTAL: u64 = 60;
+    for i in 0..TOTAL {
+        alice.post("general", &format!("m{i}"), &format!("c{i}")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = Vec::new();
+    while ids.len() < TOTAL as usize {
+        ids.push(bob.expect(|e| e["type"] == "msg").await["id"].as_u64().unwrap());
+    }
+    let caught_up = silenced.elapsed();
+    assert_eq!(ids, (1..=TOTAL).collect::<Vec<u64>>(), "in order, none lost, none twice");
+    let probes = b.metric("chat_redis_probe_failures_total").await;
+    let fills = b.metric("chat_redis_gap_fills_total").await;
+    let filled = b.metric("chat_redis_gap_messages_total").await;
+    eprintln!(
+        "silent subscription: B caught up {caught_up:?} after the silence began; \
+         probe failures {probes}, gap fills {fills} ({filled} messages)"
+    );
+    assert!(probes >= 1, "the probe noticed");
+    assert!(fills >= 1 && filled >= 1, "missed ids were read from the stream");
+    assert_eq!(a.metric("chat_redis_probe_failures_total").await, 0);
 }
 
 /// The benchmarks' broadcast scenario across two servers: subscribers split

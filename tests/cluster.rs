@@ -162,16 +162,10 @@ impl Chat {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-            .args([
-                "chat",
-                "--listen",
-                &addr.to_string(),
-                "--redis",
-                redis_url,
-            ])
+            .args(["chat", "--listen", &addr.to_string(), "--redis", redis_url])
             .args(["--no-rate-limit", "--no-deflate"])
             .args(["--presence-ttl-ms", &PRESENCE_TTL.as_millis().to_string()])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -556,6 +550,67 @@ async fn redis_restart_loses_no_accepted_message() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_outage_flushes_queued_posts_first() {
+    let mut redis = Redis::start("shutdown").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    alice.expect(is_presence("joined", "bob")).await;
+
+    // Redis goes away; alice's posts wait in A's queue, unacked.
+    redis.kill();
+    for i in 0..20 {
+        alice
+            .post("general", &format!("m{i}"), &format!("c{i}"))
+            .await;
+    }
+    assert!(
+        alice
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none_or(|e| e["type"] != "ack"),
+        "nothing is acked while Redis is away"
+    );
+    // A is told to stop (SIGTERM), and Redis comes back within A's close
+    // timeout: A hands the queue to Redis, acks, and only then says 1001.
+    let status = Command::new("kill")
+        .args(["-TERM", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.spawn().await;
+    let (mut acks, mut close) = (0, None);
+    loop {
+        match tokio::time::timeout(WAIT, alice.ws.recv()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => {
+                let e: Value = serde_json::from_str(t.as_str()).unwrap();
+                assert!(close.is_none(), "nothing after the Close: {e}");
+                if e["type"] == "ack" {
+                    acks += 1;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => close = frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("{e}"),
+            None => break,
+        }
+    }
+    assert_eq!(close, Some(1001), "closed with going away after the acks");
+    assert_eq!(acks, 20, "every queued post acked before the close");
+    let mut ids = Vec::new();
+    while ids.len() < 20 {
+        ids.push(
+            bob.expect(|e| e["type"] == "msg").await["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
+}
+
 /// A TCP proxy to Redis that can go silent: after `blackhole()`, the
 /// connections open at that moment stay open but nothing crosses them any
 /// more, in either direction (a half-dead path: a NAT that dropped its
@@ -631,15 +686,25 @@ async fn silently_dead_subscription_is_probed_and_nothing_is_lost() {
     let silenced = Instant::now();
     const TOTAL: u64 = 60;
     for i in 0..TOTAL {
-        alice.post("general", &format!("m{i}"), &format!("c{i}")).await;
+        alice
+            .post("general", &format!("m{i}"), &format!("c{i}"))
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut ids = Vec::new();
     while ids.len() < TOTAL as usize {
-        ids.push(bob.expect(|e| e["type"] == "msg").await["id"].as_u64().unwrap());
+        ids.push(
+            bob.expect(|e| e["type"] == "msg").await["id"]
+                .as_u64()
+                .unwrap(),
+        );
     }
     let caught_up = silenced.elapsed();
-    assert_eq!(ids, (1..=TOTAL).collect::<Vec<u64>>(), "in order, none lost, none twice");
+    assert_eq!(
+        ids,
+        (1..=TOTAL).collect::<Vec<u64>>(),
+        "in order, none lost, none twice"
+    );
     let probes = b.metric("chat_redis_probe_failures_total").await;
     let fills = b.metric("chat_redis_gap_fills_total").await;
     let filled = b.metric("chat_redis_gap_messages_total").await;
@@ -648,7 +713,10 @@ async fn silently_dead_subscription_is_probed_and_nothing_is_lost() {
          probe failures {probes}, gap fills {fills} ({filled} messages)"
     );
     assert!(probes >= 1, "the probe noticed");
-    assert!(fills >= 1 && filled >= 1, "missed ids were read from the stream");
+    assert!(
+        fills >= 1 && filled >= 1,
+        "missed ids were read from the stream"
+    );
     assert_eq!(a.metric("chat_redis_probe_failures_total").await, 0);
 }
 

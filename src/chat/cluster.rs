@@ -253,14 +253,10 @@ impl Post {
         client_id: &str,
         ts: u64,
     ) -> Self {
-        // serde writes fields in declaration order, `id` last: cut it off
-        // and let the script append the real one and the closing brace.
-        let json = serde_json::to_string(&event).unwrap_or_default();
-        let event_head = json.strip_suffix("0}").map(str::to_owned).unwrap_or(json);
         Self {
             op: super::hub::random_token(),
             key: key.to_owned(),
-            event_head,
+            event_head: event_head(&event),
             from: client.nick.clone(),
             text: text.to_owned(),
             ts,
@@ -268,6 +264,14 @@ impl Post {
             client_id: client_id.to_owned(),
         }
     }
+}
+
+/// A `msg` or `dm` event's JSON without its id (which must be 0) and
+/// closing brace: the script appends the id Redis gives and the brace.
+/// serde writes fields in declaration order, and `id` is declared last.
+fn event_head(event: &Bus) -> String {
+    let json = serde_json::to_string(event).unwrap_or_default();
+    json.strip_suffix("0}").map(str::to_owned).unwrap_or(json)
 }
 
 /// The post queue is at its limit ([`ClusterConfig::queue_limit`]).
@@ -895,5 +899,50 @@ impl Cluster {
         let mut c = redis::cmd("HDEL");
         c.arg(key_presence(room)).arg(server);
         let _ = self.events.try_send(vec![c]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the script publishes, head + id + `}`, parses back to the
+    /// event with that id, whatever the text holds.
+    #[test]
+    fn event_head_takes_the_id_redis_gives() {
+        for text in ["hi", "0}", "\"id\":0}", "{\"t\":\"hb\"}", "é ✓ 0"] {
+            let msg = Bus::Msg {
+                room: "general".into(),
+                from: "alice".into(),
+                text: text.into(),
+                ts: 1_700_000_000_000,
+                id: 0,
+            };
+            let published = format!("{}{}}}", event_head(&msg), 4_294_967_301u64);
+            match serde_json::from_str::<Bus>(&published).unwrap() {
+                Bus::Msg { id, text: t, .. } => assert_eq!((id, t.as_str()), (4_294_967_301, text)),
+                other => panic!("{other:?}"),
+            }
+            let dm = Bus::Dm {
+                conv: "@alice|bob".into(),
+                from: "alice".into(),
+                to: "bob".into(),
+                text: text.into(),
+                ts: 5,
+                id: 0,
+            };
+            let published = format!("{}7}}", event_head(&dm));
+            match serde_json::from_str::<Bus>(&published).unwrap() {
+                Bus::Dm { id, to, .. } => assert_eq!((id, to.as_str()), (7, "bob")),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn stream_entry_ids_are_message_ids() {
+        assert_eq!(entry_id("42-0"), 42);
+        assert_eq!(entry_id("18446744073709551615-0"), u64::MAX);
+        assert_eq!(entry_id("garbage"), 0);
     }
 }

@@ -654,9 +654,14 @@ impl Hub {
         }
     }
 
+    /// Stops accepting messages (they get `unavailable`).
+    pub fn stop_posts(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
     /// Stops accepting messages and asks every connection to close (1001).
     pub fn shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
+        self.stop_posts();
         for holders in lock(&self.users).values() {
             for c in holders {
                 c.outbox.close(CloseFrame::new(

@@ -196,6 +196,15 @@ pub async fn serve(
         "shutting down: closing connections, saving history"
     );
     drop(listener);
+    hub.stop_posts();
+    if let Some(cluster) = hub.cluster() {
+        // Posts queued for Redis go out, and their acks reach clients that
+        // are still connected, before anyone is asked to leave.
+        let left = cluster.flush(config.close_timeout).await;
+        if left > 0 {
+            warn!(left, "redis unreachable: posts never acked are dropped");
+        }
+    }
     hub.shutdown();
     let drained = tokio::time::timeout(config.close_timeout + Duration::from_secs(1), async {
         while connections.join_next().await.is_some() {}
@@ -210,14 +219,6 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || store.close())
             .await
             .map_err(io::Error::other)?;
-    }
-    if let Some(cluster) = hub.cluster() {
-        // Posts accepted into the queue but not yet in Redis: give Redis a
-        // moment to take them before leaving.
-        let left = cluster.flush(config.close_timeout).await;
-        if left > 0 {
-            warn!(left, "redis unreachable: posts not acked were dropped");
-        }
     }
     for task in cluster_tasks {
         task.abort();

@@ -35,7 +35,24 @@ summary() {
 
 # --- 1. install -------------------------------------------------------------
 
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "check: need root (or sudo) to run: $*" >&2
+        return 1
+    fi
+}
+
 install_tools() {
+    # Debian's redis-server, for the scale-out tests (tests/cluster.rs start
+    # their own servers on free loopback ports; nothing listens on 6379).
+    if ! command -v redis-server >/dev/null 2>&1; then
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+    fi
     # rustfmt and clippy come with a rustup toolchain; add them if missing.
     if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
         rustup component add rustfmt clippy

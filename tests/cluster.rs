@@ -159,12 +159,16 @@ impl Chat {
     }
 
     async fn start_with_url(redis_url: &str) -> Chat {
+        Chat::start_opts(redis_url, PRESENCE_TTL).await
+    }
+
+    async fn start_opts(redis_url: &str, presence_ttl: Duration) -> Chat {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
             .args(["chat", "--listen", &addr.to_string(), "--redis", redis_url])
             .args(["--no-rate-limit", "--no-deflate"])
-            .args(["--presence-ttl-ms", &PRESENCE_TTL.as_millis().to_string()])
+            .args(["--presence-ttl-ms", &presence_ttl.as_millis().to_string()])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .spawn()
@@ -215,6 +219,15 @@ impl Chat {
 
     fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM: a graceful stop.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     async fn client(&self, hello: Value) -> (Client, Value) {
@@ -575,11 +588,7 @@ async fn shutdown_during_an_outage_flushes_queued_posts_first() {
     );
     // A is told to stop (SIGTERM), and Redis comes back within A's close
     // timeout: A hands the queue to Redis, acks, and only then says 1001.
-    let status = Command::new("kill")
-        .args(["-TERM", &a.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    a.terminate();
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.spawn().await;
     let (mut acks, mut close) = (0, None);
@@ -609,6 +618,35 @@ async fn shutdown_during_an_outage_flushes_queued_posts_first() {
         );
     }
     assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_users_leave_presence_at_once() {
+    // A long heartbeat bound (30 s): leaving within seconds can only come
+    // from the stopping server saying so, not from its silence.
+    let redis = Redis::start("stop").await;
+    let a = Chat::start_opts(&redis.url(), Duration::from_secs(30)).await;
+    let b = Chat::start_opts(&redis.url(), Duration::from_secs(30)).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    alice.expect(is_presence("joined", "bob")).await;
+    // bob reads on, as a browser would, so he answers the server's Close.
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = bob.ws.recv().await {} });
+    let stopped = Instant::now();
+    b.terminate();
+    alice.expect(is_presence("left", "bob")).await;
+    let took = stopped.elapsed();
+    eprintln!("bob left presence {took:?} after his server was told to stop");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    reader.await.unwrap();
+    // And the DM directory forgot him too.
+    alice
+        .send(json!({"type": "dm", "to": "bob", "text": "still there?", "client_id": "d"}))
+        .await;
+    assert_eq!(
+        alice.expect(|e| e["type"] == "error").await["code"],
+        "unknown_user"
+    );
 }
 
 /// A TCP proxy to Redis that can go silent: after `blackhole()`, the

@@ -195,6 +195,13 @@ pub enum Bus {
     },
 }
 
+/// What the event writer sends: commands, pipelined; or a marker to
+/// answer once everything before it is written.
+enum Event {
+    Cmds(Vec<redis::Cmd>),
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
 /// A post waiting for its id.
 pub struct Post {
     /// Makes a retried post idempotent.
@@ -335,8 +342,8 @@ pub struct Cluster {
     cmd_up: AtomicBool,
     sub_up: AtomicBool,
     down_since: Mutex<Option<Instant>>,
-    events: tokio::sync::mpsc::Sender<Vec<redis::Cmd>>,
-    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Vec<redis::Cmd>>>>,
+    events: tokio::sync::mpsc::Sender<Event>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
     /// What `/metrics` shows.
     pub metrics: ClusterMetrics,
 }
@@ -607,7 +614,7 @@ impl Cluster {
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(json);
-        let _ = self.events.try_send(vec![cmd]);
+        let _ = self.events.try_send(Event::Cmds(vec![cmd]));
     }
 
     /// Publishes this server's nicks in `room` and stores them in the
@@ -635,16 +642,31 @@ impl Cluster {
             .arg(serde_json::to_string(&event).unwrap_or_default());
         let _ = self
             .events
-            .try_send(vec![std::mem::take(&mut store), publish]);
+            .try_send(Event::Cmds(vec![std::mem::take(&mut store), publish]));
     }
 
-    async fn event_writer(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<Vec<redis::Cmd>>) {
-        while let Some(first) = rx.recv().await {
+    /// Waits (up to `limit`) until the events queued before this call are
+    /// written: on shutdown, so that the others see our users leave now,
+    /// not when our heartbeat times out.
+    pub async fn sync_events(&self, limit: Duration) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.events.send(Event::Sync(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
+    }
+
+    async fn event_writer(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<Event>) {
+        let mut next = rx.recv().await;
+        while let Some(first) = next.take() {
             let mut pipe = redis::pipe();
-            let mut add = |cmds: Vec<redis::Cmd>| {
-                for c in cmds {
-                    pipe.add_command(c).ignore();
+            let mut synced = Vec::new();
+            let mut add = |event: Event| match event {
+                Event::Cmds(cmds) => {
+                    for c in cmds {
+                        pipe.add_command(c).ignore();
+                    }
                 }
+                Event::Sync(done) => synced.push(done),
             };
             add(first);
             while let Ok(more) = rx.try_recv() {
@@ -653,6 +675,10 @@ impl Cluster {
             let _: RedisResult<()> = self
                 .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
                 .await;
+            for done in synced {
+                let _ = done.send(());
+            }
+            next = rx.recv().await;
         }
     }
 
@@ -898,7 +924,7 @@ impl Cluster {
     pub fn forget(&self, room: &str, server: &str) {
         let mut c = redis::cmd("HDEL");
         c.arg(key_presence(room)).arg(server);
-        let _ = self.events.try_send(vec![c]);
+        let _ = self.events.try_send(Event::Cmds(vec![c]));
     }
 }
 

@@ -215,6 +215,11 @@ pub async fn serve(
         connections.abort_all();
     }
     presence.abort();
+    if let Some(cluster) = hub.cluster() {
+        // Our users have all left: tell the other servers now.
+        hub.flush_presence();
+        cluster.sync_events(Duration::from_secs(1)).await;
+    }
     if let Some(store) = hub.store().cloned() {
         tokio::task::spawn_blocking(move || store.close())
             .await

@@ -360,6 +360,14 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     let err = bob.expect(|e| e["type"] == "error").await;
     assert_eq!(err["code"], "unknown_user");
 
+    // Nicks are unique across servers: another "alice" on B is "alice-2";
+    // without alice's session secret she cannot take the nick.
+    let (imposter, welcome) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": "0123456789abcdef"}))
+        .await;
+    assert_eq!(welcome["user"], "alice-2");
+    imposter.close().await;
+
     // History is shared: carol, new on B, gets A's message in her first page.
     let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
     let page = carol.expect(|e| e["type"] == "history").await;
@@ -428,7 +436,8 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let a = Chat::start(&redis).await;
     let mut b = Chat::start(&redis).await;
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
-    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let session = welcome["session"].as_str().unwrap().to_owned();
     let (_dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
     alice.expect(is_presence("joined", "dave")).await;
     for i in 0..10 {
@@ -451,9 +460,12 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
             .post("general", &format!("after {i}"), &format!("a{i}"))
             .await;
     }
-    let (mut bob2, _) = a
-        .client(json!({"type": "hello", "nick": "bob", "resume": {"general": last}}))
+    // With his session secret he keeps his nick on A, though B's presence
+    // still holds it until B's heartbeat times out.
+    let (mut bob2, welcome) = a
+        .client(json!({"type": "hello", "nick": "bob", "session": session, "resume": {"general": last}}))
         .await;
+    assert_eq!(welcome["user"], "bob");
     let mut ids = Vec::new();
     while ids.len() < 10 {
         ids.push(

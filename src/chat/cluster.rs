@@ -17,6 +17,7 @@
 //! | `chat:op:{op}`          | string, 5 min             | the id a post got (retries are no-ops)  |
 //! | `chat:presence:{room}`  | hash: server → nicks      | who is in the room, per server          |
 //! | `chat:alive:{server}`   | string with a TTL         | a server's heartbeat                    |
+//! | `chat:session:{nick}`   | string, 1 day             | the secret that reclaims a nick anywhere |
 //! | `chat:bus`              | pub/sub channel           | msg, dm, typing, presence, hb events    |
 //!
 //! A direct message is a "room" named `@a|b` (the two nicks, sorted), and
@@ -187,6 +188,12 @@ pub enum Bus {
         room: String,
         /// Its nicks there.
         nicks: Vec<String>,
+    },
+    /// A nick's owner reconnected elsewhere, with its session secret:
+    /// the server holding it closes that connection (4000).
+    Replace {
+        /// The nick.
+        nick: String,
     },
     /// A server is alive.
     Hb {
@@ -920,6 +927,24 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Stores the session secret of `nick`, so that its owner can reclaim
+    /// it on any server (kept a day after its last connection).
+    pub fn remember_session(&self, nick: &str, session: &str) {
+        let mut c = redis::cmd("SET");
+        c.arg(format!("chat:session:{nick}"))
+            .arg(session)
+            .arg("EX")
+            .arg(86_400);
+        let _ = self.events.try_send(Event::Cmds(vec![c]));
+    }
+
+    /// The session secret last given for `nick`.
+    pub async fn session_of(&self, nick: &str) -> RedisResult<Option<String>> {
+        let k = format!("chat:session:{nick}");
+        self.with_conn(|mut c| async move { redis::cmd("GET").arg(k).query_async(&mut c).await })
+            .await
+    }
+
     /// Removes a dead server's entry from `room`'s presence hash.
     pub fn forget(&self, room: &str, server: &str) {
         let mut c = redis::cmd("HDEL");

@@ -335,17 +335,36 @@ impl Hub {
     /// authentication, nicks are unique: a taken one gets a suffix, unless
     /// `session` proves it is the caller's own from before, in which case
     /// the old connection is replaced (closed with 4000).
-    pub fn register(&self, wanted: Option<&str>, session: Option<&str>) -> Arc<Client> {
+    ///
+    /// Scaled out, a nick online on another server is taken too, unless
+    /// [`claim_remote`](Self::claim_remote) found that `session` is its
+    /// owner's (`remote_reclaim`): then that server closes its connection.
+    pub fn register(
+        &self,
+        wanted: Option<&str>,
+        session: Option<&str>,
+        remote_reclaim: bool,
+    ) -> Arc<Client> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut users = lock(&self.users);
+        let remote = lock(&self.remote_users);
         let base = wanted.map_or_else(|| format!("guest{id}"), str::to_owned);
         let mut nick = base.clone();
         let mut reclaimed = None;
+        let mut reclaimed_remote = false;
         if !self.config.authenticated {
             let mut n = 1;
-            while let Some(holders) = users.get(&nick) {
-                if let Some(old) = holders.iter().find(|c| Some(c.session.as_str()) == session) {
-                    reclaimed = Some(old.clone());
+            loop {
+                if let Some(holders) = users.get(&nick) {
+                    if let Some(old) = holders.iter().find(|c| Some(c.session.as_str()) == session)
+                    {
+                        reclaimed = Some(old.clone());
+                        break;
+                    }
+                } else if !remote.values().any(|held| held.contains(&nick)) {
+                    break;
+                } else if remote_reclaim && nick == base {
+                    reclaimed_remote = true;
                     break;
                 }
                 n += 1;
@@ -354,6 +373,10 @@ impl Hub {
                 let keep = base.len().min(24 - suffix.len());
                 nick = format!("{}{suffix}", &base[..keep]);
             }
+        }
+        drop(remote);
+        if reclaimed_remote && let Some(cluster) = self.cluster() {
+            cluster.publish(&Bus::Replace { nick: nick.clone() });
         }
         let session = match &reclaimed {
             Some(old) => {
@@ -366,8 +389,14 @@ impl Hub {
                 }
                 old.session.clone()
             }
+            None if reclaimed_remote => session.unwrap_or_default().to_owned(),
             None => random_token(),
         };
+        if let Some(cluster) = self.cluster()
+            && !self.config.authenticated
+        {
+            cluster.remember_session(&nick, &session);
+        }
         let client = Arc::new(Client {
             id,
             nick: nick.clone(),
@@ -749,9 +778,35 @@ impl Hub {
         Ok(())
     }
 
+    /// Scaled out, before [`register`](Self::register): whether `wanted`,
+    /// online on another server, may be taken over with `session` (the
+    /// secret its owner got in `welcome`, checked against Redis).
+    pub async fn claim_remote(&self, wanted: Option<&str>, session: Option<&str>) -> bool {
+        let (Some(cluster), Some(nick), Some(session)) = (self.cluster(), wanted, session) else {
+            return false;
+        };
+        let held_elsewhere = lock(&self.remote_users)
+            .values()
+            .any(|held| held.contains(nick));
+        if self.config.authenticated || !held_elsewhere {
+            return false;
+        }
+        cluster.session_of(nick).await.ok().flatten().as_deref() == Some(session)
+    }
+
     /// An event from the bus (scaled out).
     pub fn on_bus(self: &Arc<Self>, event: Bus) {
         match event {
+            Bus::Replace { nick } => {
+                // Its owner came back on another server: this connection is
+                // the stale one.
+                for c in lock(&self.users).get(&nick).into_iter().flatten() {
+                    c.outbox.close(CloseFrame::new(
+                        CloseCode::try_from(4000).unwrap_or(CloseCode::NORMAL),
+                        "replaced by a newer connection",
+                    ));
+                }
+            }
             Bus::Msg {
                 room,
                 from,

@@ -74,7 +74,8 @@ pub async fn run(
             }
         }
     };
-    let client = hub.register(nick.as_deref(), session.as_deref());
+    let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
+    let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
     hub.metrics.connections.inc();
     hub.metrics.connections_total.inc();
     if ws.connection().deflate_enabled() {

@@ -14,7 +14,7 @@
 //! Speed without `unsafe`: the key is expanded to a 32-byte block and the
 //! payload XORed a fixed-size block at a time. The compiler sees arrays of a
 //! known length, drops every bounds check and emits vector instructions; the
-//! tail (< 32 bytes) goes byte by byte. `benches/mask.rs` measures it.
+//! tail (< 32 bytes) goes byte by byte. `benches/codec.rs` measures it (group `mask`).
 
 /// The width of the unrolled block. 32 bytes is two SSE registers or one AVX
 /// register: wide enough for the compiler to vectorise, small enough that

@@ -69,6 +69,12 @@ pub struct ChatConfig {
     /// connection holds a compressor or decompressor between messages.
     /// `None` turns compression off.
     pub deflate: Option<DeflateConfig>,
+    /// Serve https and `wss://` with this TLS configuration (feature
+    /// `tls`; see `transport::tls::server_config_from_pem`). Each
+    /// connection's TLS handshake runs in its own task, within the time
+    /// allowed for the request head. Default `None`: plain http and `ws://`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -99,6 +105,8 @@ impl ChatConfig {
             }),
             close_timeout: Duration::from_secs(5),
             deflate: Some(DeflateConfig::no_context_takeover()),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -176,7 +176,11 @@ fn main() -> ExitCode {
                     config.deflate = None;
                 }
                 config.tls = tls.load()?;
-                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 let listener = TcpListener::bind(listen).await?;
                 println!(
                     "chat: {scheme}://{listen}/  (history in {})",

@@ -73,7 +73,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = proto::Config::default();
-    let head = tokio::time::timeout_at(deadline, transport::read_request(&mut stream, &limits)).await;
+    let head =
+        tokio::time::timeout_at(deadline, transport::read_request(&mut stream, &limits)).await;
     let (request, leftover) = match head {
         Ok(Ok(read)) => read,
         Ok(Err(transport::Error::Protocol(proto::Error::Handshake(e)))) => {

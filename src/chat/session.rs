@@ -129,7 +129,11 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn send_error<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, refusal: &Refusal, client_id: Option<&str>) {
+fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    refusal: &Refusal,
+    client_id: Option<&str>,
+) {
     let json = ServerMsg::Error {
         code: refusal.code,
         message: &refusal.message,

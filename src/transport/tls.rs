@@ -258,7 +258,10 @@ where
 /// `rustls::Error`; unwrap them, so that callers can tell a certificate
 /// the client refused from a socket that failed.
 pub(super) fn handshake_error(e: io::Error) -> Error {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(tls) => Error::Tls(tls.clone()),
         None => Error::Io(e),
     }
@@ -315,7 +318,11 @@ impl fmt::Display for TlsConfigError {
                 write!(f, "cannot read {what} file {}: {source}", path.display())
             }
             TlsConfigError::Pem { what, path, source } => {
-                write!(f, "{what} file {} is not valid PEM: {source}", path.display())
+                write!(
+                    f,
+                    "{what} file {} is not valid PEM: {source}",
+                    path.display()
+                )
             }
             TlsConfigError::Missing { what, path } => {
                 write!(f, "no {what} found in {}", path.display())

@@ -70,7 +70,7 @@ pub struct ChatConfig {
     /// `None` turns compression off.
     pub deflate: Option<DeflateConfig>,
     /// Serve https and `wss://` with this TLS configuration (feature
-    /// `tls`; see `transport::tls::server_config_from_pem`). Each
+    /// `tls`; see [`crate::transport::tls::server_config_from_pem`]). Each
     /// connection's TLS handshake runs in its own task, within the time
     /// allowed for the request head. Default `None`: plain http and `ws://`.
     #[cfg(feature = "tls")]

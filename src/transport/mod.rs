@@ -23,8 +23,8 @@
 //! the `tls` feature, on by default); the stream is a [`MaybeTlsStream`]
 //! whichever the scheme. A server runs the TLS handshake itself (or with
 //! [`tls::accept`]) and hands the TLS stream to [`accept`] like any other.
-//! Nothing below this point knows which it got: TLS is a stream, not a
-//! mode of the protocol.
+//! From there on nothing in this module knows which it got: TLS is a
+//! stream, not a mode of the protocol.
 //!
 //! # The I/O loop, step by step
 //!
@@ -55,7 +55,7 @@
 //!
 //! | timer     | starts                                  | on expiry                       | default  |
 //! |-----------|-----------------------------------------|---------------------------------|----------|
-//! | handshake | when `accept`/`connect` begin (and again for TLS) | [`Error::HandshakeTimeout`] | 10 s |
+//! | handshake | when `accept`/`connect` begin (TLS: once more before) | [`Error::HandshakeTimeout`] | 10 s |
 //! | close     | when we wait on the peer's Close or FIN | close TCP                       | 5 s      |
 //! | keepalive | after `interval` without a read         | send a Ping                     | off      |
 //! | pong      | when the keepalive Ping is sent         | close TCP, [`Error::PongTimeout`] | (with keepalive) |
@@ -97,7 +97,9 @@ pub struct Config {
     /// How long the opening handshake may take, from the first byte read
     /// (server) or the connection (client). Default 10 s, as nginx's
     /// `client_header_timeout` (60 s) would let a slowloris hold a slot for
-    /// too long, and a healthy handshake takes one round trip.
+    /// too long, and a healthy handshake takes one round trip. Over TLS,
+    /// the TCP connection and the TLS handshake get as long again, before
+    /// it ([`Connector::connect`], [`tls::accept`]).
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's Close frame after sending ours, or
     /// (a client) for the server to close TCP after the close handshake.

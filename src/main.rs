@@ -47,6 +47,8 @@ enum Command {
         /// RFC6455_JWT_SECRET).
         #[arg(long, env = "RFC6455_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Most simultaneous WebSocket connections.
         #[arg(long, default_value_t = 10_000)]
         max_connections: usize,
@@ -57,8 +59,6 @@ enum Command {
         /// accepted with no context takeover.
         #[arg(long)]
         no_deflate: bool,
-        #[command(flatten)]
-        tls: TlsArgs,
     },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
@@ -161,13 +161,19 @@ fn main() -> ExitCode {
                 listen,
                 db,
                 jwt_secret,
+                tls,
                 max_connections,
                 no_rate_limit,
                 no_deflate,
-                tls,
             } => {
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.jwt_secret = jwt_secret;
+                config.tls = tls.load()?;
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 config.max_connections = max_connections;
                 if no_rate_limit {
                     config.rate_limit = None;
@@ -175,12 +181,6 @@ fn main() -> ExitCode {
                 if no_deflate {
                     config.deflate = None;
                 }
-                config.tls = tls.load()?;
-                let scheme = if config.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
                 let listener = TcpListener::bind(listen).await?;
                 println!(
                     "chat: {scheme}://{listen}/  (history in {})",

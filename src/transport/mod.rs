@@ -53,12 +53,12 @@
 //!
 //! # Timers
 //!
-//! | timer     | starts                                  | on expiry                       | default  |
-//! |-----------|-----------------------------------------|---------------------------------|----------|
-//! | handshake | when `accept`/`connect` begin (TLS: once more before) | [`Error::HandshakeTimeout`] | 10 s |
-//! | close     | when we wait on the peer's Close or FIN | close TCP                       | 5 s      |
-//! | keepalive | after `interval` without a read         | send a Ping                     | off      |
-//! | pong      | when the keepalive Ping is sent         | close TCP, [`Error::PongTimeout`] | (with keepalive) |
+//! | timer     | starts                                                | on expiry                         | default          |
+//! |-----------|-------------------------------------------------------|-----------------------------------|------------------|
+//! | handshake | when `accept`/`connect` begin (TLS: once more before) | [`Error::HandshakeTimeout`]       | 10 s             |
+//! | close     | when we wait on the peer's Close or FIN               | close TCP                         | 5 s              |
+//! | keepalive | after `interval` without a read                       | send a Ping                       | off              |
+//! | pong      | when the keepalive Ping is sent                       | close TCP, [`Error::PongTimeout`] | (with keepalive) |
 //!
 //! # Memory
 //!

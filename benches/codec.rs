@@ -108,7 +108,12 @@ fn decode(c: &mut Criterion) {
     // 1 MiB of 32-byte masked text frames, as a client would send them.
     let one = masked_frame(0x1, b"0123456789abcdef0123456789abcdef");
     let count = (1 << 20) / one.len();
-    let stream: Vec<u8> = one.iter().copied().cycle().take(count * one.len()).collect();
+    let stream: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(count * one.len())
+        .collect();
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Bytes(stream.len() as u64));
     group.bench_function("rfc6455", |b| {
@@ -195,9 +200,8 @@ fn encode(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("fastwebsockets", masked), |b| {
             b.iter(|| {
                 let mut payload = black_box(text).as_bytes().to_vec();
-                let mut frame = fastwebsockets::Frame::text(fastwebsockets::Payload::BorrowedMut(
-                    &mut payload,
-                ));
+                let mut frame =
+                    fastwebsockets::Frame::text(fastwebsockets::Payload::BorrowedMut(&mut payload));
                 if role == Role::Client {
                     frame.mask();
                 }

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The browser test: the chat server and its web UI (web/) in a real
-# Chromium, driven by playwright-core (tests/browser/chat.test.mjs).
+# Chromium, driven by playwright-core (tests/browser/chat.test.mjs). The
+# scenario runs twice: over http and ws://, then over https and wss://
+# with the server started with --tls-cert/--tls-key on a self-signed
+# certificate made here (Chromium runs with --ignore-certificate-errors;
+# node trusts the certificate through NODE_EXTRA_CA_CERTS).
 #
-# Installs what it needs when missing (Debian's chromium package; the npm
-# dependencies in tests/browser/), builds the server, then runs the test.
-# Safe to run again: installs are skipped when already done.
+# Installs what it needs when missing (Debian's chromium and openssl
+# packages; the npm dependencies in tests/browser/), builds the server,
+# then runs the test. Safe to run again: installs are skipped when already
+# done.
 #
 #   scripts/browser-test.sh                          build, then test
 #   BROWSER_TEST_NO_BUILD=1 scripts/browser-test.sh  use the existing target/release/rfc6455
 #
 # Screenshots of both users' pages end up in target/browser-alice.png and
-# target/browser-bob.png. Exits with the test's status.
+# target/browser-bob.png (target/browser-tls-*.png for the https run).
+# Exits with the test's status.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +37,13 @@ if [[ ! -x /usr/bin/chromium ]]; then
     echo "==> installing chromium"
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+# openssl, to make the test's certificate.
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "==> installing openssl"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y openssl
 fi
 
 # --- 2. node and the test's npm dependencies ---
@@ -62,8 +75,22 @@ if [[ ! -x target/release/rfc6455 ]]; then
     exit 1
 fi
 
-# --- 4. the test ---
+# --- 4. a certificate for the https run ---
+# Self-signed, for the names the test uses, made anew each run (a day's
+# validity is plenty). CA:FALSE so that rustls-based clients also accept
+# it as its own trust anchor (`rfc6455 client --ca`); P-256 for speed.
+tls_dir=target/browser-tls
+mkdir -p "$tls_dir"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null
+
+# --- 5. the test ---
 echo "==> node --test tests/browser/"
 status=0
-node --test tests/browser/ || status=$?
+CHAT_TLS_CERT="$PWD/$tls_dir/cert.pem" CHAT_TLS_KEY="$PWD/$tls_dir/key.pem" \
+    NODE_EXTRA_CA_CERTS="$PWD/$tls_dir/cert.pem" \
+    node --test tests/browser/ || status=$?
 exit "$status"

@@ -101,6 +101,32 @@ proto_dependencies() {
     echo "proto/ with the deflate feature depends on: $deps"
 }
 
+tls_provider() {
+    # rustls with two crypto providers compiled in (and none installed)
+    # panics at run time in `ClientConfig::builder()`. Every rustls-family
+    # crate in Cargo.toml has its default features off and names ring, so
+    # aws-lc-rs must be nowhere in the tree: any feature, any target,
+    # dev-dependencies included. `cargo tree -i` fails when it finds
+    # nothing, which is what we want.
+    local found
+    if found=$(cargo tree --all-features --target all -e features -i aws-lc-rs 2>&1); then
+        echo "aws-lc-rs is in the dependency tree (two rustls crypto providers):" >&2
+        echo "$found" >&2
+        return 1
+    fi
+    local crates
+    crates=$(cargo tree --all-features --target all -e all --prefix none | awk '{print $1}' | sort -u)
+    if grep -xE 'aws-lc-(rs|sys|fips-sys)' <<<"$crates"; then
+        echo "an aws-lc crate is in the dependency tree" >&2
+        return 1
+    fi
+    if ! grep -qx ring <<<"$crates"; then
+        echo "ring, the one TLS crypto provider, is missing from the tree" >&2
+        return 1
+    fi
+    echo "TLS: one crypto provider, ring; no aws-lc-rs"
+}
+
 # --- 3. run -----------------------------------------------------------------
 
 run_step "install tools" install_tools
@@ -110,6 +136,7 @@ run_step "clippy (all targets, all features)" cargo clippy --all-targets --all-f
 run_step "clippy (proto alone)" cargo clippy --lib --tests --no-default-features -- -D warnings
 run_step "clippy (proto with deflate)" cargo clippy --lib --tests --no-default-features --features deflate -- -D warnings
 run_step "proto's dependencies" proto_dependencies
+run_step "TLS: ring is the only crypto provider" tls_provider
 run_step "cargo test" cargo test --all-features
 run_step "cargo test (proto alone)" cargo test --lib --no-default-features
 run_step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

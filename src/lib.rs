@@ -14,6 +14,8 @@
 //! [`proto`] is the protocol and nothing else: no sockets, no clocks, no
 //! runtime. Build with `default-features = false` to get only it, with no
 //! dependency beyond `bytes`, `sha1`, `base64`, `httparse` and `getrandom`.
+//! The `tls` feature (on by default) adds `wss://` and https to the
+//! transport and the chat, with rustls on the ring crypto provider.
 //!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 #![forbid(unsafe_code)]

@@ -1,23 +1,29 @@
 //! `rfc6455`: the command-line face of the stack.
 //!
 //! - `rfc6455 chat`: the chat server on http://localhost:3000, history in
-//!   `chat.db`.
+//!   `chat.db`; with `--tls-cert cert.pem --tls-key key.pem`, on https and
+//!   `wss://`.
 //! - `rfc6455 echo --listen 127.0.0.1:9001`: echoes every message back (the
-//!   Autobahn fuzzingclient's testee, and the benchmarks' server).
+//!   Autobahn fuzzingclient's testee, and the benchmarks' server); TLS with
+//!   the same two options.
 //! - `rfc6455 autobahn-client --url ws://127.0.0.1:9001 --agent rfc6455`:
 //!   the client testee for the Autobahn fuzzingserver.
-//! - `rfc6455 client URL [--trace]`: type lines, see replies; `--trace`
-//!   prints every frame in and out, decoded.
+//! - `rfc6455 client URL [--trace] [--ca ca.pem]`: type lines, see replies;
+//!   `--trace` prints every frame in and out, decoded; `wss://` URLs are
+//!   verified against Mozilla's roots, or only against `--ca`.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
-use rfc6455::transport::{self, Config, WebSocket, trace::Traced};
+use rfc6455::transport::tls::{self, tokio_rustls::TlsAcceptor};
+use rfc6455::transport::{self, Config, Connector, WebSocket, trace::Traced};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 #[derive(Parser)]
@@ -41,6 +47,8 @@ enum Command {
         /// RFC6455_JWT_SECRET).
         #[arg(long, env = "RFC6455_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Most simultaneous WebSocket connections.
         #[arg(long, default_value_t = 10_000)]
         max_connections: usize,
@@ -75,6 +83,8 @@ enum Command {
         /// Accept permessage-deflate (RFC 7692) offers.
         #[arg(long)]
         deflate: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Run every Autobahn TestSuite case against a fuzzingserver, as an
     /// echo client, then ask it to write its reports.
@@ -92,8 +102,12 @@ enum Command {
     /// Interactive client: each line of stdin is sent as a text message,
     /// each message received is printed.
     Client {
-        /// A ws:// URL.
+        /// A ws:// or wss:// URL.
         url: String,
+        /// For wss://, trust only the CA certificate(s) in this PEM file
+        /// (a self-signed test server's), not Mozilla's roots.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// Print every frame in and out, decoded.
         #[arg(long)]
         trace: bool,
@@ -101,6 +115,29 @@ enum Command {
         #[arg(long)]
         deflate: bool,
     },
+}
+
+/// Serve TLS (https, wss://): both files, or neither.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM file with the server's certificate chain, its own certificate
+    /// first.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The server configuration, if TLS was asked for.
+    fn load(&self) -> Result<Option<Arc<tls::rustls::ServerConfig>>, tls::TlsConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => tls::server_config_from_pem(cert, key).map(Some),
+            // clap's `requires` rules out one without the other.
+            _ => Ok(None),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -136,6 +173,7 @@ fn main() -> ExitCode {
                 listen,
                 db,
                 jwt_secret,
+                tls,
                 max_connections,
                 no_rate_limit,
                 no_deflate,
@@ -145,6 +183,12 @@ fn main() -> ExitCode {
             } => {
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.jwt_secret = jwt_secret;
+                config.tls = tls.load()?;
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 config.max_connections = max_connections;
                 if no_rate_limit {
                     config.rate_limit = None;
@@ -161,9 +205,11 @@ fn main() -> ExitCode {
                 }
                 let listener = TcpListener::bind(listen).await?;
                 match &config.redis {
-                    Some(r) => println!("chat: http://{listen}/  (scaled out through {})", r.url),
+                    Some(r) => {
+                        println!("chat: {scheme}://{listen}/  (scaled out through {})", r.url)
+                    }
                     None => println!(
-                        "chat: http://{listen}/  (history in {})",
+                        "chat: {scheme}://{listen}/  (history in {})",
                         config.db.display()
                     ),
                 }
@@ -171,8 +217,14 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Echo {
-                listen, deflate, ..
-            } => echo_server(listen, ws_config(deflate)).await,
+                listen,
+                deflate,
+                tls,
+                ..
+            } => {
+                let tls = tls.load()?.map(TlsAcceptor::from);
+                echo_server(listen, ws_config(deflate), tls).await
+            }
             Command::AutobahnClient {
                 url,
                 agent,
@@ -180,9 +232,10 @@ fn main() -> ExitCode {
             } => autobahn_client(&url, &agent, ws_config(deflate)).await,
             Command::Client {
                 url,
+                ca,
                 trace,
                 deflate,
-            } => client(&url, trace, ws_config(deflate)).await,
+            } => client(&url, ca.as_deref(), trace, ws_config(deflate)).await,
         }
     });
     match result {
@@ -221,9 +274,13 @@ fn ws_config(deflate: bool) -> Config {
     config
 }
 
-async fn echo_server(listen: SocketAddr, config: Config) -> Result<(), BoxError> {
+async fn echo_server(
+    listen: SocketAddr,
+    config: Config,
+    tls: Option<TlsAcceptor>,
+) -> Result<(), BoxError> {
     let listener = TcpListener::bind(listen).await?;
-    info!(%listen, "echo server listening");
+    info!(%listen, tls = tls.is_some(), "echo server listening");
     let mut next_id = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
@@ -236,14 +293,22 @@ async fn echo_server(listen: SocketAddr, config: Config) -> Result<(), BoxError>
         next_id += 1;
         let span = info_span!("conn", id = next_id, %peer, role = "server");
         let config = config.clone();
+        let tls = tls.clone();
         tokio::spawn(
             async move {
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!(error = %e, "set_nodelay failed");
                 }
-                match transport::accept(stream, config).await {
-                    Ok(ws) => echo(ws).await,
-                    Err(e) => debug!(error = %e, "handshake failed"),
+                // Two arms, as the stream types differ: TLS or TCP.
+                match &tls {
+                    Some(acceptor) => match tls::accept(stream, acceptor, config).await {
+                        Ok(ws) => echo(ws).await,
+                        Err(e) => debug!(error = %e, "handshake failed"),
+                    },
+                    None => match transport::accept(stream, config).await {
+                        Ok(ws) => echo(ws).await,
+                        Err(e) => debug!(error = %e, "handshake failed"),
+                    },
                 }
             }
             .instrument(span),
@@ -308,13 +373,18 @@ async fn autobahn_client(url: &str, agent: &str, config: Config) -> Result<(), B
     Ok(())
 }
 
-async fn client(url: &str, trace: bool, config: Config) -> Result<(), BoxError> {
+async fn client(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    trace: bool,
+    config: Config,
+) -> Result<(), BoxError> {
     let parsed = rfc6455::proto::WsUrl::parse(url)?;
-    if parsed.secure {
-        return Err(transport::Error::TlsUnsupported.into());
-    }
-    let stream = TcpStream::connect((parsed.host.as_str(), parsed.port)).await?;
-    stream.set_nodelay(true)?;
+    let connector = match ca {
+        Some(ca) => Connector::with_tls(tls::client_config(tls::root_store_from_pem(ca)?)),
+        None => Connector::new(),
+    };
+    let stream = connector.open(&parsed, config.handshake_timeout).await?;
     if trace {
         let (ws, _) = transport::connect_with(Traced::new(stream), &parsed, config).await?;
         interactive(ws).await

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rfc6455::chat::{self, ChatConfig};
 use rfc6455::proto::Message;
-use rfc6455::transport::{self, Config, Keepalive, WebSocket};
+use rfc6455::transport::{self, Config, Keepalive, MaybeTlsStream, WebSocket};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -90,7 +90,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<MaybeTlsStream>,
 }
 
 impl Client {

@@ -243,7 +243,7 @@ impl Drop for Chat {
 
 /// A chat client: JSON events in, requests out.
 struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<transport::MaybeTlsStream>,
 }
 
 impl Client {

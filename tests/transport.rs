@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rfc6455::proto::{CloseCode, CloseFrame, Error as ProtoError, Message, ProtocolError};
-use rfc6455::transport::{self, Config, Error, Keepalive, WebSocket};
+use rfc6455::transport::{self, Config, Error, Keepalive, MaybeTlsStream, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -58,7 +58,7 @@ async fn echo(mut ws: WebSocket<TcpStream>) -> Option<Error> {
     None
 }
 
-async fn client(addr: SocketAddr) -> WebSocket<TcpStream> {
+async fn client(addr: SocketAddr) -> WebSocket<MaybeTlsStream> {
     transport::connect(&format!("ws://{addr}/"), Config::default())
         .await
         .unwrap()

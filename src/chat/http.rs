@@ -1,17 +1,24 @@
 //! The front door: one port, plain HTTP/1.1 for the pages and the probes,
 //! and the WebSocket upgrade at `/ws`.
 //!
+//! With [`ChatConfig::tls`] set, every connection starts with a TLS
+//! handshake (https and `wss://`, RFC 6455 §11.1.2), run here in the
+//! connection's own task: a slow TLS client holds its task, never the
+//! accept loop. The TLS handshake and the request head share one deadline.
+//!
 //! The request head is read by [`transport::read_request`] (the protocol
 //! layer's incremental head reader, with its size limits) under a timeout,
 //! then routed on its path. Only `/ws` goes on to the WebSocket handshake, with
-//! the head already read ([`transport::accept_request`]).
+//! the head already read ([`transport::accept_request`]). From there on
+//! nothing depends on the stream being TCP or TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::proto;
@@ -39,14 +46,35 @@ const STYLE_CSS: &str = include_str!("../../web/style.css");
 /// own origin: no CDN, no inline script.
 const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// How long a client has to send its request head.
+/// How long a client has to send its request head (after the TLS
+/// handshake, if any, within the same time).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one TCP connection: one request, or one WebSocket session.
-pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Serves one TCP connection: the TLS handshake if the server has TLS,
+/// then one request, or one WebSocket session.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.config.tls {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve(stream, peer, shared, deadline).await,
+            Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => debug!(%peer, "TLS handshake timed out"),
+        }
+        return;
+    }
+    serve(stream, peer, shared, deadline).await
+}
+
+/// Serves one request, or one WebSocket session, on a TCP or TLS stream.
+async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>, deadline: Instant)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let limits = proto::Config::default();
     let head =
-        tokio::time::timeout(HEAD_TIMEOUT, transport::read_request(&mut stream, &limits)).await;
+        tokio::time::timeout_at(deadline, transport::read_request(&mut stream, &limits)).await;
     let (request, leftover) = match head {
         Ok(Ok(read)) => read,
         Ok(Err(transport::Error::Protocol(proto::Error::Handshake(e)))) => {
@@ -209,8 +237,8 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
 }
 
 /// Writes a whole response and closes our side.
-async fn respond(
-    stream: &mut TcpStream,
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     status: u16,
     reason: &str,
     content_type: &str,

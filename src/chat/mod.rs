@@ -49,6 +49,12 @@ pub struct ChatConfig {
     pub db: PathBuf,
     /// With a secret, clients need an HS256 token signed with it.
     pub jwt_secret: Option<String>,
+    /// Serve https and `wss://` with this TLS configuration (feature
+    /// `tls`; see [`crate::transport::tls::server_config_from_pem`]). Each
+    /// connection's TLS handshake runs in its own task, within the time
+    /// allowed for the request head. Default `None`: plain http and `ws://`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections beyond this get HTTP 503. Default 10,000.
     pub max_connections: usize,
     /// Bytes a client's outbound queue may hold. Default 1 MiB.
@@ -91,6 +97,8 @@ impl ChatConfig {
         Self {
             db: db.into(),
             jwt_secret: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             max_connections: 10_000,
             outbox_limit: 1 << 20,
             keepalive: Keepalive {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{Instrument, debug};
 
 use crate::proto::{CloseCode, CloseFrame, Message};
@@ -37,9 +37,10 @@ pub enum Auth {
     Jwt(jsonwebtoken::DecodingKey),
 }
 
-/// Runs a session on an upgraded connection until it ends.
-pub async fn run(
-    mut ws: WebSocket<TcpStream>,
+/// Runs a session on an upgraded connection (over TCP or TLS) until it
+/// ends.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
     hub: Arc<Hub>,
     auth: Arc<Auth>,
     rate: Option<RateLimit>,
@@ -102,7 +103,9 @@ pub async fn run(
 }
 
 /// Reads frames until a `hello`; anything else gets `hello_required`.
-async fn wait_for_hello(ws: &mut WebSocket<TcpStream>) -> Option<ClientMsg> {
+async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+) -> Option<ClientMsg> {
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     loop {
         let event = tokio::time::timeout_at(deadline, ws.recv()).await;
@@ -127,7 +130,11 @@ async fn wait_for_hello(ws: &mut WebSocket<TcpStream>) -> Option<ClientMsg> {
     }
 }
 
-fn send_error(ws: &mut WebSocket<TcpStream>, refusal: &Refusal, client_id: Option<&str>) {
+fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    refusal: &Refusal,
+    client_id: Option<&str>,
+) {
     let json = ServerMsg::Error {
         code: refusal.code,
         message: &refusal.message,
@@ -159,8 +166,8 @@ fn verify(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<String, &'stat
     Ok(nick)
 }
 
-struct Session {
-    ws: WebSocket<TcpStream>,
+struct Session<S> {
+    ws: WebSocket<S>,
     hub: Arc<Hub>,
     client: Arc<Client>,
     rate: Option<RateLimit>,
@@ -174,7 +181,7 @@ enum Next {
     Outbox,
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn queue(&mut self, msg: &ServerMsg<'_>) {
         let _ = self.ws.queue(Message::text(msg.to_json()));
         self.hub.metrics.messages_out.inc();

@@ -7,9 +7,8 @@
 //! [`accept_request`].
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::{Config, Error, WebSocket};
+use super::{Config, Connector, Error, MaybeTlsStream, WebSocket};
 use crate::proto::{
     ClientHandshake, Connection, Request, Response, Role, ServerHandshake, UpgradeRequest, WsUrl,
 };
@@ -156,23 +155,20 @@ where
     Ok(WebSocket::from_parts(stream, conn, &config))
 }
 
-/// Connects to a `ws://` URL over TCP (client side, §4.1), with Nagle's
-/// algorithm off (small frames should not wait).
+/// Connects to a `ws://` or `wss://` URL (client side, §4.1): TCP, then
+/// TLS for `wss://` verified against Mozilla's root certificates, then the
+/// opening handshake. The same as `Connector::new().connect(url, config)`;
+/// see [`Connector`] for a custom TLS configuration (a private CA, a
+/// self-signed test certificate).
 ///
 /// # Cancel safety
 ///
 /// Not cancel-safe: dropping it drops the half-open connection.
-pub async fn connect(url: &str, config: Config) -> Result<(WebSocket<TcpStream>, Response), Error> {
-    let url = WsUrl::parse(url)?;
-    if url.secure {
-        return Err(Error::TlsUnsupported);
-    }
-    let deadline = config.handshake_timeout;
-    let stream = tokio::time::timeout(deadline, TcpStream::connect((url.host.as_str(), url.port)))
-        .await
-        .map_err(|_| Error::HandshakeTimeout)??;
-    stream.set_nodelay(true)?;
-    connect_with(stream, &url, config).await
+pub async fn connect(
+    url: &str,
+    config: Config,
+) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
+    Connector::new().connect(url, config).await
 }
 
 /// Runs the client handshake for `url` over an established stream (TCP,

@@ -6,6 +6,26 @@
 //! connection alike, since all it asks of the stream is
 //! `AsyncRead + AsyncWrite + Unpin`.
 //!
+//! | file | what |
+//! |------|------|
+//! | `handshake.rs` | §4: [`accept`], [`accept_request`], [`connect`], [`connect_with`], under the handshake timeout |
+//! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
+//! | `split.rs` | [`WsReader`] and [`WsWriter`], halves with no lock on the data path |
+//! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
+//! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
+//! | `trace.rs` | [`trace::Traced`]: every frame in and out, decoded |
+//!
+//! # TLS
+//!
+//! RFC 6455 §4.1 and §11.1.2: a `wss://` URL means TLS first, with the
+//! URL's host as the server name, on port 443 unless the URL says
+//! otherwise. A client gets it from [`connect`] or a [`Connector`] (with
+//! the `tls` feature, on by default); the stream is a [`MaybeTlsStream`]
+//! whichever the scheme. A server runs the TLS handshake itself (or with
+//! [`tls::accept`]) and hands the TLS stream to [`accept`] like any other.
+//! From there on nothing in this module knows which it got: TLS is a
+//! stream, not a mode of the protocol.
+//!
 //! # The I/O loop, step by step
 //!
 //! Everything happens in [`WebSocket::poll_recv`], which
@@ -33,12 +53,12 @@
 //!
 //! # Timers
 //!
-//! | timer     | starts                                  | on expiry                       | default  |
-//! |-----------|-----------------------------------------|---------------------------------|----------|
-//! | handshake | when `accept`/`connect` begin           | [`Error::HandshakeTimeout`]     | 10 s     |
-//! | close     | when we wait on the peer's Close or FIN | close TCP                       | 5 s      |
-//! | keepalive | after `interval` without a read         | send a Ping                     | off      |
-//! | pong      | when the keepalive Ping is sent         | close TCP, [`Error::PongTimeout`] | (with keepalive) |
+//! | timer     | starts                                                | on expiry                         | default          |
+//! |-----------|-------------------------------------------------------|-----------------------------------|------------------|
+//! | handshake | when `accept`/`connect` begin (TLS: once more before) | [`Error::HandshakeTimeout`]       | 10 s             |
+//! | close     | when we wait on the peer's Close or FIN               | close TCP                         | 5 s              |
+//! | keepalive | after `interval` without a read                       | send a Ping                       | off              |
+//! | pong      | when the keepalive Ping is sent                       | close TCP, [`Error::PongTimeout`] | (with keepalive) |
 //!
 //! # Memory
 //!
@@ -53,6 +73,9 @@
 mod handshake;
 mod socket;
 mod split;
+mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod trace;
 
 use std::fmt;
@@ -64,6 +87,7 @@ use crate::proto;
 pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with, read_request};
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
+pub use stream::{Connector, MaybeTlsStream};
 
 /// Settings of the transport, on top of the protocol's limits.
 #[derive(Debug, Clone)]
@@ -73,7 +97,9 @@ pub struct Config {
     /// How long the opening handshake may take, from the first byte read
     /// (server) or the connection (client). Default 10 s, as nginx's
     /// `client_header_timeout` (60 s) would let a slowloris hold a slot for
-    /// too long, and a healthy handshake takes one round trip.
+    /// too long, and a healthy handshake takes one round trip. Over TLS,
+    /// the TCP connection and the TLS handshake get as long again, before
+    /// it ([`Connector::connect`], [`tls::accept`]).
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's Close frame after sending ours, or
     /// (a client) for the server to close TCP after the close handshake.
@@ -125,7 +151,12 @@ pub enum Error {
     CloseTimeout,
     /// The peer did not answer a keepalive Ping in time.
     PongTimeout,
-    /// `wss://` needs TLS, which this build cannot do yet.
+    /// The TLS handshake failed (feature `tls`): the server's certificate
+    /// did not verify (`InvalidCertificate`, with the reason), the peer
+    /// sent an alert, or it speaks no version or cipher we do.
+    #[cfg(feature = "tls")]
+    Tls(rustls::Error),
+    /// A `wss://` URL, in a build without the `tls` feature.
     TlsUnsupported,
 }
 
@@ -147,7 +178,11 @@ impl fmt::Display for Error {
             Error::HandshakeTimeout => f.write_str("opening handshake timed out"),
             Error::CloseTimeout => f.write_str("peer did not answer our Close in time"),
             Error::PongTimeout => f.write_str("peer did not answer a keepalive Ping in time"),
-            Error::TlsUnsupported => f.write_str("wss:// URLs need TLS, not supported yet"),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            Error::TlsUnsupported => {
+                f.write_str("wss:// URLs need TLS: this build has no `tls` feature")
+            }
         }
     }
 }
@@ -157,6 +192,8 @@ impl std::error::Error for Error {
         match self {
             Error::Io(e) => Some(e),
             Error::Protocol(e) => Some(e),
+            #[cfg(feature = "tls")]
+            Error::Tls(e) => Some(e),
             _ => None,
         }
     }

@@ -1,6 +1,9 @@
-// End-to-end: the chat server and its web UI (web/) in a real Chromium.
-// Run through scripts/browser-test.sh, which installs Chromium and builds
-// the server first. Everything stays on 127.0.0.1.
+// End-to-end: the chat server and its web UI (web/) in a real Chromium,
+// over http and ws://, then again over https and wss:// (the server started
+// with --tls-cert/--tls-key). Run through scripts/browser-test.sh, which
+// installs Chromium, builds the server and makes the certificate first
+// (CHAT_TLS_CERT, CHAT_TLS_KEY; NODE_EXTRA_CA_CERTS so that node's fetch
+// trusts it). Everything stays on 127.0.0.1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,6 +19,8 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const SERVER = process.env.CHAT_SERVER_BIN || path.join(REPO, 'target', 'release', 'rfc6455');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const WAIT = 15_000; // the longest any single step may wait
+const TLS_CERT = process.env.CHAT_TLS_CERT;
+const TLS_KEY = process.env.CHAT_TLS_KEY;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -24,9 +29,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let running = null;
 process.on('exit', () => running?.kill());
 setTimeout(() => {
-  console.error('browser test: still running after 150 s, giving up');
+  console.error('browser test: still running after 300 s, giving up');
   process.exit(1);
-}, 150_000).unref();
+}, 300_000).unref();
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -41,15 +46,20 @@ function freePort() {
 
 /** The chat server as a child process, its output kept for failure reports. */
 class Server {
-  constructor(port, db) {
+  /** `tls`: serve https and wss:// with the test's certificate. */
+  constructor(port, db, tls) {
     this.port = port;
     this.db = db;
+    this.tls = tls;
+    this.base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
     this.log = '';
     this.proc = null;
   }
 
   async start() {
-    const proc = spawn(SERVER, ['chat', '--listen', `127.0.0.1:${this.port}`, '--db', this.db], {
+    const args = ['chat', '--listen', `127.0.0.1:${this.port}`, '--db', this.db];
+    if (this.tls) args.push('--tls-cert', TLS_CERT, '--tls-key', TLS_KEY);
+    const proc = spawn(SERVER, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;
@@ -62,7 +72,7 @@ class Server {
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}:\n${this.log}`);
       try {
-        const res = await fetch(`http://127.0.0.1:${this.port}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const res = await fetch(`${this.base}healthz`, { signal: AbortSignal.timeout(1000) });
         if (res.status === 200) return;
       } catch { /* not listening yet */ }
       await sleep(100);
@@ -152,12 +162,24 @@ async function signIn(page, base, nick) {
 
 // --- the scenario ---------------------------------------------------------------
 
-test('two users chat through the web UI in Chromium', { timeout: 120_000 }, async (t) => {
+test('two users chat through the web UI in Chromium', { timeout: 120_000 }, (t) => scenario(t, { tls: false }));
+
+test('the same over https and wss:// (chat --tls-cert --tls-key)', { timeout: 120_000 }, (t) => {
+  assert.ok(TLS_CERT && TLS_KEY, 'CHAT_TLS_CERT and CHAT_TLS_KEY name the certificate: run scripts/browser-test.sh');
+  return scenario(t, { tls: true });
+});
+
+/** The whole scenario, over http and ws:// or over https and wss://. */
+async function scenario(t, { tls }) {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'chat-browser-'));
   const port = await freePort();
-  const base = `http://127.0.0.1:${port}/`;
-  const server = new Server(port, path.join(tmp, 'chat.db'));
+  const server = new Server(port, path.join(tmp, 'chat.db'), tls);
+  const base = server.base;
+  // Files this run writes under target/: browser-alice.png, or
+  // browser-tls-alice.png for the https run.
+  const out = (name) => path.join(REPO, 'target', `browser-${tls ? 'tls-' : ''}${name}`);
   let browser;
+  const sockets = []; // the URL of every WebSocket the pages opened
   const problems = []; // uncaught page errors and CSP refusals
   // Every WebSocket frame both pages saw, kept in target/browser-frames.log;
   // the last ones go into a failure's message.
@@ -181,11 +203,14 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       executablePath: CHROMIUM,
       timeout: WAIT,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        // The https run's certificate is self-signed.
+        ...(tls ? ['--ignore-certificate-errors'] : [])],
     });
     // Two users, two separate profiles; bob on a phone-sized screen.
-    const aliceCtx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-    const bobCtx = await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true });
+    const ignoreHTTPSErrors = tls;
+    const aliceCtx = await browser.newContext({ viewport: { width: 1100, height: 720 }, ignoreHTTPSErrors });
+    const bobCtx = await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true, ignoreHTTPSErrors });
     for (const ctx of [aliceCtx, bobCtx]) {
       ctx.setDefaultTimeout(WAIT);
       ctx.setDefaultNavigationTimeout(WAIT);
@@ -194,6 +219,7 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
     const bob = await bobCtx.newPage();
     for (const [who, page] of [['alice', alice], ['bob', bob]]) {
       page.on('websocket', (ws) => {
+        sockets.push(ws.url());
         logFrame(`${who} open ${ws.url()}`);
         ws.on('framesent', (f) => logFrame(`${who} > ${f.payload}`));
         ws.on('framereceived', (f) => logFrame(`${who} < ${f.payload}`));
@@ -243,6 +269,13 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
       assertNoDuplicates(await shown(alice), 'alice');
       assertNoDuplicates(await shown(bob), 'bob');
       assert.equal((await shown(bob)).length, 2);
+    });
+
+    await step(`1a. the page is ${base} and its WebSockets are ${tls ? 'wss' : 'ws'}://`, async () => {
+      assert.equal(alice.url(), base);
+      assert.ok(sockets.length >= 2, `both pages opened a WebSocket: ${sockets}`);
+      const scheme = tls ? 'wss' : 'ws';
+      for (const url of sockets) assert.equal(url, `${scheme}://127.0.0.1:${port}/ws`);
     });
 
     await step('1b. Chromium negotiated permessage-deflate and reads compressed frames', async () => {
@@ -340,18 +373,18 @@ test('two users chat through the web UI in Chromium', { timeout: 120_000 }, asyn
 
     await step('6. screenshots', async () => {
       await mkdir(path.join(REPO, 'target'), { recursive: true });
-      await alice.screenshot({ path: path.join(REPO, 'target', 'browser-alice.png') });
-      await bob.screenshot({ path: path.join(REPO, 'target', 'browser-bob.png') });
+      await alice.screenshot({ path: out('alice.png') });
+      await bob.screenshot({ path: out('bob.png') });
       assert.deepEqual(problems, [], 'no page errors or CSP refusals');
     });
   } catch (e) {
-    e.message += `\n--- last WebSocket frames (all in target/browser-frames.log) ---\n${frames.slice(-80).join('\n')}\n--- server log (last part) ---\n${server.log}`;
+    e.message += `\n--- last WebSocket frames (all in ${out('frames.log')}) ---\n${frames.slice(-80).join('\n')}\n--- server log (last part) ---\n${server.log}`;
     throw e;
   } finally {
     if (browser) await browser.close().catch(() => {});
     await mkdir(path.join(REPO, 'target'), { recursive: true });
-    await writeFile(path.join(REPO, 'target', 'browser-frames.log'), frames.join('\n') + '\n');
+    await writeFile(out('frames.log'), frames.join('\n') + '\n');
     server.kill();
     await rm(tmp, { recursive: true, force: true });
   }
-});
+}

@@ -144,6 +144,8 @@ if [[ -z "${CHECK_SKIP_BROWSER:-}" ]]; then
     # Installs Debian's chromium and the npm packages when missing.
     run_step "chat in real Chromium (playwright-core)" bash scripts/browser-test.sh
 fi
+# The benchmarks compile; nothing is timed here (benches/, BENCHMARKS.md).
+run_step "benches compile (cargo bench --no-run)" cargo bench --no-run
 if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
     run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
 fi

@@ -169,7 +169,10 @@ impl Chat {
             .args(["chat", "--listen", &addr.to_string(), "--redis", redis_url])
             .args(["--no-rate-limit", "--no-deflate"])
             .args(["--presence-ttl-ms", &presence_ttl.as_millis().to_string()])
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHAT_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -322,7 +325,8 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
     wait_for(redis.addr(), b"HLEN chat:presence:general\r\n", ":1").await;
     let b = Chat::start(&redis).await;
-    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let bob_session = welcome["session"].as_str().unwrap().to_owned();
     bob.expect(|e| {
         e["type"] == "presence"
             && e["joined"]
@@ -378,6 +382,9 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["hello from A"]);
+    // Presence is coalesced per interval: wait until A has seen her, so
+    // that her leaving below is news to alice.
+    alice.expect(is_presence("joined", "carol")).await;
 
     // bob moves from B to A while carol (on B) keeps posting: he resumes
     // on A with exactly the ids he missed.
@@ -406,9 +413,10 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     let welcome_session = {
         bob.close().await;
         let last = *seen.last().unwrap();
-        let (mut bob2, _) = a
-            .client(json!({"type": "hello", "nick": "bob", "resume": {"general": last}}))
+        let (mut bob2, welcome) = a
+            .client(json!({"type": "hello", "nick": "bob", "session": bob_session, "resume": {"general": last}}))
             .await;
+        assert_eq!(welcome["user"], "bob", "his session secret keeps his nick");
         while seen.len() < 201 {
             let m = bob2.expect(|e| e["type"] == "msg").await;
             seen.push(m["id"].as_u64().unwrap());

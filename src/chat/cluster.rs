@@ -192,6 +192,8 @@ pub enum Bus {
     /// A nick's owner reconnected elsewhere, with its session secret:
     /// the server holding it closes that connection (4000).
     Replace {
+        /// The server the owner is on now (which keeps its connection).
+        s: String,
         /// The nick.
         nick: String,
     },
@@ -762,10 +764,12 @@ impl Cluster {
                             if !confirmed {
                                 confirmed = true;
                                 backoff.reset();
-                                self.set_state(None, Some(true));
                                 // Whatever was published while we were not
-                                // listening is in the streams.
-                                hub.resync();
+                                // listening is in the streams; who is where
+                                // is in the presence hashes. Read both
+                                // before saying we are up.
+                                hub.resync().await;
+                                self.set_state(None, Some(true));
                             }
                         }
                         Ok(event) => hub.on_bus(event),

@@ -376,7 +376,10 @@ impl Hub {
         }
         drop(remote);
         if reclaimed_remote && let Some(cluster) = self.cluster() {
-            cluster.publish(&Bus::Replace { nick: nick.clone() });
+            cluster.publish(&Bus::Replace {
+                s: cluster.id.clone(),
+                nick: nick.clone(),
+            });
         }
         let session = match &reclaimed {
             Some(old) => {
@@ -659,6 +662,7 @@ impl Hub {
             {
                 let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
                 nicks.sort();
+                tracing::debug!(room = %name, ?nicks, "publishing our presence");
                 cluster.publish_presence(&name, nicks);
             }
             if r.changed.is_empty() {
@@ -797,7 +801,10 @@ impl Hub {
     /// An event from the bus (scaled out).
     pub fn on_bus(self: &Arc<Self>, event: Bus) {
         match event {
-            Bus::Replace { nick } => {
+            Bus::Replace { s, nick } => {
+                if self.cluster().is_some_and(|c| c.id == s) {
+                    return;
+                }
                 // Its owner came back on another server: this connection is
                 // the stale one.
                 for c in lock(&self.users).get(&nick).into_iter().flatten() {
@@ -882,6 +889,7 @@ impl Hub {
                     r.remote.insert(s, nicks.clone()).unwrap_or_default()
                 };
                 let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
+                tracing::debug!(%room, ?diff, "presence from another server");
                 r.changed.extend(diff);
             }
             Bus::Hb { s } => {
@@ -965,9 +973,9 @@ impl Hub {
     /// After (re)subscribing: ids missed meanwhile are read from the
     /// streams, our presence is published again (others may have timed us
     /// out), and theirs is read again.
-    pub fn resync(self: &Arc<Self>) {
-        let hub = self.clone();
-        tokio::spawn(async move {
+    pub async fn resync(self: &Arc<Self>) {
+        let hub = self;
+        {
             let Some(cluster) = hub.cluster().cloned() else {
                 return;
             };
@@ -983,7 +991,7 @@ impl Hub {
                     let known = r.pending.last_key_value().map_or(r.last_id, |(&k, _)| k);
                     if last > known && !r.filling && !r.members.is_empty() {
                         r.filling = true;
-                        cluster.fill(&hub, name.clone(), r.last_id, last);
+                        cluster.fill(hub, name.clone(), r.last_id, last);
                     }
                 }
             }
@@ -992,7 +1000,31 @@ impl Hub {
             }
             hub.users_changed.store(true, Ordering::Relaxed);
             hub.load_presence().await;
-        });
+        }
+    }
+
+    /// Scaled out, before a DM to a nick this server does not know to be
+    /// online: ask Redis (it may have come online a moment ago, elsewhere).
+    pub async fn refresh_online(&self, nick: &str) {
+        let known = lock(&self.users).contains_key(nick)
+            || lock(&self.remote_users).values().any(|s| s.contains(nick));
+        if !known {
+            self.load_online().await;
+        }
+    }
+
+    async fn load_online(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        if let Ok(others) = cluster.presence(ONLINE).await {
+            let mut servers = lock(&self.servers);
+            let mut users = lock(&self.remote_users);
+            for (server, nicks) in others {
+                servers.entry(server.clone()).or_insert_with(Instant::now);
+                users.insert(server, nicks.into_iter().collect());
+            }
+        }
     }
 
     /// Reads who is where on other servers, for every room with members
@@ -1001,12 +1033,7 @@ impl Hub {
         let Some(cluster) = self.cluster() else {
             return;
         };
-        if let Ok(others) = cluster.presence(ONLINE).await {
-            let mut users = lock(&self.remote_users);
-            for (server, nicks) in others {
-                users.insert(server, nicks.into_iter().collect());
-            }
-        }
+        self.load_online().await;
         let rooms: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
             .iter()
             .filter(|(_, r)| !lock(r).members.is_empty())
@@ -1016,8 +1043,11 @@ impl Hub {
             let Ok(others) = cluster.presence(&name).await else {
                 return;
             };
+            // Lock order, here as in `prepare_room`: the room, then servers.
             let mut r = lock(&room_arc);
+            let mut servers = lock(&self.servers);
             for (server, nicks) in others {
+                servers.entry(server.clone()).or_insert_with(Instant::now);
                 let nicks: BTreeSet<String> = nicks.into_iter().collect();
                 let old = r.remote.insert(server, nicks.clone()).unwrap_or_default();
                 let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();

@@ -390,6 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 text,
                 client_id,
             } => {
+                self.hub.refresh_online(&to).await;
                 if let Err(refusal) = self.hub.dm(&self.client, &to, &text, &client_id) {
                     self.refuse(&refusal, Some(&client_id));
                 }

@@ -226,21 +226,32 @@ impl FrameHeader {
             }
         }
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        out.put_u8(b0);
-        match self.payload_len {
-            len @ 0..=125 => out.put_u8(mask_bit | len as u8),
+        // Built on the stack and appended once: one capacity check instead
+        // of one per field (the header of a small frame is most of the
+        // work of sending it).
+        let mut head = [0u8; MAX_HEADER_LEN];
+        head[0] = b0;
+        let mut n = match self.payload_len {
+            len @ 0..=125 => {
+                head[1] = mask_bit | len as u8;
+                2
+            }
             len @ 126..=0xFFFF => {
-                out.put_u8(mask_bit | 126);
-                out.put_u16(len as u16);
+                head[1] = mask_bit | 126;
+                head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
             }
             len => {
-                out.put_u8(mask_bit | 127);
-                out.put_u64(len & (u64::MAX >> 1));
+                head[1] = mask_bit | 127;
+                head[2..10].copy_from_slice(&(len & (u64::MAX >> 1)).to_be_bytes());
+                10
             }
-        }
+        };
         if let Some(key) = self.mask {
-            out.put_slice(&key);
+            head[n..n + 4].copy_from_slice(&key);
+            n += 4;
         }
+        out.put_slice(&head[..n]);
     }
 }
 

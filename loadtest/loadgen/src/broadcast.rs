@@ -26,7 +26,9 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use crate::hist::Histogram;
 use crate::wire::{self, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ReadBuf, Target};
-use crate::{MAX_CONNS, MAX_SECS, Proto, Report, common_fields, latency_text, merge, now_ns, procfs};
+use crate::{
+    MAX_CONNS, MAX_SECS, Proto, Report, common_fields, latency_text, merge, now_ns, procfs,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -74,7 +76,9 @@ pub async fn run(mut a: Args) -> Result<Report, String> {
     }
     let target = Target::parse(&a.url)?;
     if a.subs == 0 || a.subs + a.senders > MAX_CONNS || a.senders == 0 || a.senders > 1000 {
-        return Err(format!("subs 1.., senders 1..=1000, together at most {MAX_CONNS}"));
+        return Err(format!(
+            "subs 1.., senders 1..=1000, together at most {MAX_CONNS}"
+        ));
     }
     if a.secs == 0 || a.secs > MAX_SECS || a.rate == 0 || a.rate > 100_000 || a.size > 4000 {
         return Err(format!(
@@ -90,8 +94,12 @@ pub async fn run(mut a: Args) -> Result<Report, String> {
     let (ready_tx, mut ready_rx) = mpsc::channel::<()>(a.subs + a.senders);
     let mut subs = Vec::with_capacity(a.subs);
     for i in 0..a.subs {
-        let (target, gate, ready, stop) =
-            (target.clone(), gate.clone(), ready_tx.clone(), stop_rx.clone());
+        let (target, gate, ready, stop) = (
+            target.clone(),
+            gate.clone(),
+            ready_tx.clone(),
+            stop_rx.clone(),
+        );
         let (proto, senders, total) = (a.proto, a.senders, received_total.clone());
         subs.push(tokio::spawn(async move {
             let (stream, rb) = {
@@ -109,14 +117,24 @@ pub async fn run(mut a: Args) -> Result<Report, String> {
     let sent_total = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::with_capacity(a.senders);
     for id in 0..a.senders {
-        let (target, ready, stop, start) =
-            (target.clone(), ready_tx.clone(), stop_rx.clone(), start_rx.clone());
+        let (target, ready, stop, start) = (
+            target.clone(),
+            ready_tx.clone(),
+            stop_rx.clone(),
+            start_rx.clone(),
+        );
         let (proto, rate, secs, size, sent) = (a.proto, a.rate, a.secs, a.size, sent_total.clone());
         let n_senders = a.senders;
         senders.push(tokio::spawn(async move {
             let (stream, rb) = join(&target, proto, &format!("lg-send{id}")).await?;
             let _ = ready.send(()).await;
-            let plan = SendPlan { id, senders: n_senders, rate, secs, size };
+            let plan = SendPlan {
+                id,
+                senders: n_senders,
+                rate,
+                secs,
+                size,
+            };
             sender(stream, rb, proto, plan, start, stop, sent).await
         }));
     }
@@ -234,9 +252,14 @@ async fn join(target: &Target, proto: Proto, nick: &str) -> io::Result<(TcpStrea
             Proto::Raw => Ok(()),
             Proto::Chat => {
                 let hello = format!(r#"{{"type":"hello","nick":"{nick}"}}"#);
-                stream.write_all(&wire::encode(OP_TEXT, hello.as_bytes())).await?;
+                stream
+                    .write_all(&wire::encode(OP_TEXT, hello.as_bytes()))
+                    .await?;
                 // The history of `general` ends the join (docs/PROTOCOL.md).
-                wait_for(&mut stream, &mut rb, |p| p.starts_with(br#"{"type":"history""#)).await
+                wait_for(&mut stream, &mut rb, |p| {
+                    p.starts_with(br#"{"type":"history""#)
+                })
+                .await
             }
             Proto::Socketio => {
                 // Engine.IO open packet `0{...}`, then connect to the main
@@ -468,6 +491,9 @@ mod tests {
         // The chat echoes the text inside its own `msg` event.
         let event = br#"{"type":"msg","room":"general","id":5,"from":"lg-send3","text":"L:3:17:99:xxxx","ts":1}"#;
         assert_eq!(extract(Proto::Chat, event), Some((3, 17, 99)));
-        assert_eq!(extract(Proto::Chat, br#"{"type":"ack","client_id":"3-17","id":5}"#), None);
+        assert_eq!(
+            extract(Proto::Chat, br#"{"type":"ack","client_id":"3-17","id":5}"#),
+            None
+        );
     }
 }

@@ -50,8 +50,12 @@ pub async fn run(a: Args) -> Result<Report, String> {
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<bool>(a.conns);
     let mut tasks = Vec::with_capacity(a.conns);
     for _ in 0..a.conns {
-        let (target, gate, open, mut stop) =
-            (target.clone(), gate.clone(), open_tx.clone(), stop_rx.clone());
+        let (target, gate, open, mut stop) = (
+            target.clone(),
+            gate.clone(),
+            open_tx.clone(),
+            stop_rx.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let conn = {
                 let _permit = gate.acquire().await;

@@ -28,7 +28,12 @@ pub fn rss_bytes(pid: &str) -> Option<u64> {
 fn status_kib(pid: &str, key: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// CPU seconds and RSS of the server (if a PID was given) and of this

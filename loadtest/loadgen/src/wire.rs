@@ -65,7 +65,9 @@ impl Target {
             .next()
             .ok_or_else(|| format!("{host}: no address"))?;
         if !addr.ip().is_loopback() {
-            return Err(format!("{addr} is not a loopback address; refusing to load it"));
+            return Err(format!(
+                "{addr} is not a loopback address; refusing to load it"
+            ));
         }
         Ok(Self {
             addr,
@@ -134,12 +136,7 @@ pub fn encode_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
     out.extend_from_slice(&MASK);
-    out.extend(
-        payload
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ MASK[i & 3]),
-    );
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i & 3]));
 }
 
 /// One frame found in the read buffer: its opcode and where its payload is.
@@ -178,7 +175,9 @@ pub fn parse(buf: &[u8], max: usize) -> io::Result<Option<Frame>> {
         n => (usize::from(n), 2),
     };
     if len > max {
-        return Err(io::Error::other(format!("frame of {len} bytes, over {max}")));
+        return Err(io::Error::other(format!(
+            "frame of {len} bytes, over {max}"
+        )));
     }
     if buf.len() < header + len {
         return Ok(None);
@@ -242,7 +241,9 @@ mod tests {
     fn encodes_the_rfc_masked_hello() {
         assert_eq!(
             encode(OP_TEXT, b"Hello"),
-            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+            [
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
         );
     }
 

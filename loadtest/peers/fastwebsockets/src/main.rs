@@ -80,7 +80,10 @@ async fn server_upgrade(
         };
         if let Err(e) = result {
             // Peers that just go away are the normal end of a benchmark.
-            if !matches!(e, WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed) {
+            if !matches!(
+                e,
+                WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed
+            ) {
                 eprintln!("websocket error: {e}");
             }
         }

@@ -130,11 +130,14 @@ pub fn common_fields(
         _ => None,
     };
     // A side that used 90 % or more of its one core was the limit.
-    let saturated = match server_cpu {
-        Some(s) if s / secs >= 0.9 => "server-bound",
-        _ if gen_cpu / secs >= 0.9 => "generator-bound",
-        Some(_) => "neither (latency-bound)",
-        None => "unknown",
+    let server_busy = server_cpu.map(|s| s / secs >= 0.9);
+    let gen_busy = gen_cpu / secs >= 0.9;
+    let saturated = match (server_busy, gen_busy) {
+        (Some(true), true) => "both",
+        (Some(true), false) => "server-bound",
+        (_, true) => "generator-bound",
+        (Some(false), false) => "neither (latency-bound)",
+        (None, false) => "unknown",
     };
     json!({
         "latency_samples": h.count(),

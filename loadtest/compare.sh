@@ -169,7 +169,7 @@ throughput_table() {
       (map(select(.server | startswith("ours")))) as $ours
       | (map(select(.server | startswith("ours") | not))) as $peers
       | if ($ours | length) == 0 or ($peers | length) == 0 then empty else
-        ($peers | max_by(.msgs_per_s)) as $bt
+        ($peers | max_by([.msgs_per_s, -.p99_us])) as $bt
         | ($peers | max_by(.msgs_per_server_cpu_s // 0)) as $bc
         | $ours[]
         | . as $o

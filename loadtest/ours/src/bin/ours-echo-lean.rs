@@ -41,10 +41,10 @@ async fn connection(stream: TcpStream) {
 
 async fn echo(mut ws: WebSocket<TcpStream>) {
     while let Some(Ok(message)) = ws.recv().await {
-        if let Message::Text(_) | Message::Binary(_) = message {
-            if ws.queue(message).is_err() {
-                return;
-            }
+        if let Message::Text(_) | Message::Binary(_) = message
+            && ws.queue(message).is_err()
+        {
+            return;
         }
     }
 }

@@ -146,6 +146,13 @@ if [[ -z "${CHECK_SKIP_BROWSER:-}" ]]; then
 fi
 # The benchmarks compile; nothing is timed here (benches/, BENCHMARKS.md).
 run_step "benches compile (cargo bench --no-run)" cargo bench --no-run
+# The load-benchmark workspace (loadtest/) stays formatted, lint-clean and
+# building; its unit tests check the generator's parsers and histogram.
+# Nothing here generates load: that is loadtest/compare.sh, by hand.
+run_step "loadtest/: fmt, clippy, unit tests" bash -c \
+    'cargo fmt --manifest-path loadtest/Cargo.toml --all --check &&
+     cargo clippy --manifest-path loadtest/Cargo.toml --all-targets -- -D warnings &&
+     cargo test --manifest-path loadtest/Cargo.toml
 if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
     run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
 fi

@@ -24,7 +24,7 @@ use rfc6455::transport::tls::{self, tokio_rustls::TlsAcceptor};
 use rfc6455::transport::{self, Config, Connector, WebSocket, trace::Traced};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpListener;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info, info_span, warn};
 
 #[derive(Parser)]
 #[command(version, about = "A WebSocket stack written from RFC 6455 up")]
@@ -291,28 +291,51 @@ async fn echo_server(
             }
         };
         next_id += 1;
-        let span = info_span!("conn", id = next_id, %peer, role = "server");
+        // Debug level: at the default (info) filter the span is disabled
+        // and costs an idle connection nothing (an enabled one is a
+        // registry entry of a few hundred bytes per connection).
+        let span = debug_span!("conn", id = next_id, %peer, role = "server");
         let config = config.clone();
-        let tls = tls.clone();
-        tokio::spawn(
-            async move {
-                if let Err(e) = stream.set_nodelay(true) {
-                    debug!(error = %e, "set_nodelay failed");
-                }
-                // Two arms, as the stream types differ: TLS or TCP.
-                match &tls {
-                    Some(acceptor) => match tls::accept(stream, acceptor, config).await {
-                        Ok(ws) => echo(ws).await,
-                        Err(e) => debug!(error = %e, "handshake failed"),
-                    },
-                    None => match transport::accept(stream, config).await {
-                        Ok(ws) => echo(ws).await,
-                        Err(e) => debug!(error = %e, "handshake failed"),
-                    },
-                }
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, "set_nodelay failed");
+        }
+        // One task type per stream type: a task is as large as its largest
+        // state, so a plain connection must not carry room for a TLS one.
+        // `let ... else` (not `match ... { Ok(ws) => echo(ws).await }`) so
+        // the handshake's `Result` is not kept beside the `WebSocket` for
+        // the connection's whole life: 3,056 -> 2,140 bytes per idle
+        // connection, measured with loadtest's `idle` scenario.
+        match &tls {
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(
+                    async move {
+                        let Ok(ws) = tls::accept(stream, &acceptor, config)
+                            .await
+                            .inspect_err(|e| debug!(error = %e, "handshake failed"))
+                        else {
+                            return;
+                        };
+                        echo(ws).await;
+                    }
+                    .instrument(span),
+                );
             }
-            .instrument(span),
-        );
+            None => {
+                tokio::spawn(
+                    async move {
+                        let Ok(ws) = transport::accept(stream, config)
+                            .await
+                            .inspect_err(|e| debug!(error = %e, "handshake failed"))
+                        else {
+                            return;
+                        };
+                        echo(ws).await;
+                    }
+                    .instrument(span),
+                );
+            }
+        }
     }
 }
 

@@ -339,8 +339,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.conn.read_buffer().is_empty() {
-            let mut stack = [0u8; STACK_READ];
-            let mut buf = ReadBuf::new(&mut stack);
+            // Uninitialised (safely: `ReadBuf` tracks what the reader has
+            // written, and only that is read back), so each read does not
+            // first zero 4 KiB: 1.2 % of the server's CPU on small echoes,
+            // in loadtest's profile.
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); STACK_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
             match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
                 Poll::Pending => {
                     // About to wait for the peer: hold no buffers meanwhile.

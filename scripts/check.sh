@@ -149,10 +149,12 @@ run_step "benches compile (cargo bench --no-run)" cargo bench --no-run
 # The load-benchmark workspace (loadtest/) stays formatted, lint-clean and
 # building; its unit tests check the generator's parsers and histogram.
 # Nothing here generates load: that is loadtest/compare.sh, by hand.
-run_step "loadtest/: fmt, clippy, unit tests" bash -c \
-    'cargo fmt --manifest-path loadtest/Cargo.toml --all --check &&
-     cargo clippy --manifest-path loadtest/Cargo.toml --all-targets -- -D warnings &&
-     cargo test --manifest-path loadtest/Cargo.toml
+loadtest_checks() {
+    cargo fmt --manifest-path loadtest/Cargo.toml --all --check
+    cargo clippy --manifest-path loadtest/Cargo.toml --all-targets -- -D warnings
+    cargo test --manifest-path loadtest/Cargo.toml
+}
+run_step "loadtest/: fmt, clippy, unit tests" loadtest_checks
 if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
     run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
 fi

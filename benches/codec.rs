@@ -45,23 +45,13 @@ fn mask(c: &mut Criterion) {
     group.finish();
 }
 
-/// A masked client frame of `len` payload bytes (RFC 6455 §5.2).
+/// The tests' hand-made masked client frame (§5.2), fixed key, minimal length.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// A masked client frame with FIN set and `opcode`.
 fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&KEY);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
-    out
+    common::masked(0x80 | opcode, payload)
 }
 
 fn header(c: &mut Criterion) {

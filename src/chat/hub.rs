@@ -855,7 +855,11 @@ impl Hub {
                 }
             }
             Bus::Typing { room, user } => {
-                let room_arc = self.room(&room);
+                // Looked up, not created: typing in a room nobody here is
+                // in needs no entry.
+                let Some(room_arc) = lock(&self.rooms).get(&room).cloned() else {
+                    return;
+                };
                 let r = lock(&room_arc);
                 if r.members.is_empty() {
                     return;

@@ -194,7 +194,7 @@ pub fn render_cluster(cluster: &super::cluster::Cluster) -> String {
     let m = &cluster.metrics;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
     let mut out = String::new();
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let rows: [(&str, &str, &str, u64); 11] = [
         (
             "chat_redis_up",
             "gauge",
@@ -254,6 +254,12 @@ pub fn render_cluster(cluster: &super::cluster::Cluster) -> String {
             "counter",
             "Events received on the bus.",
             get(&m.bus_in),
+        ),
+        (
+            "chat_redis_bus_unreadable_total",
+            "counter",
+            "Events on the bus that did not parse (dropped).",
+            get(&m.bus_bad),
         ),
     ];
     for (name, kind, help, value) in rows {

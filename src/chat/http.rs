@@ -202,11 +202,7 @@ where
                 )
                 .await;
             }
-            let mut config = transport::Config {
-                keepalive: Some(shared.config.keepalive),
-                ..transport::Config::default()
-            };
-            config.protocol.deflate = shared.config.deflate.clone();
+            let config = shared.config.transport_config();
             match transport::accept_request(stream, &request, &leftover, config).await {
                 Ok(ws) => {
                     let token = query_param(query, "token");

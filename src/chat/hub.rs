@@ -28,6 +28,18 @@ use super::store::{Page, Store};
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
 
+/// A join's result: the room's roster, and its last id when joined.
+pub type Joined = (Vec<String>, u64);
+
+/// Why a join failed.
+#[derive(Debug)]
+pub enum JoinError {
+    /// Refused (too many rooms): the connection carries on.
+    Refused(Refusal),
+    /// The room's state could not be read (scaled out, Redis away).
+    Unavailable(Refusal),
+}
+
 /// Whether an event may be dropped under pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -51,6 +63,18 @@ pub fn now_ms() -> u64 {
 }
 
 /// A connection's queue of frames to send, bounded in bytes.
+///
+/// Everything a session sends goes through it, in two lanes that share
+/// one byte count: the session's own replies (`welcome`, rosters, history
+/// pages, replays, acks of refusals, `error`s), and events from the room
+/// and everyone else (messages, presence, typing). Replies leave first, so
+/// a join's roster and history precede the live messages that arrived
+/// while they were being read, as the protocol promises.
+///
+/// Only events are refused for space (see [`Kind`]): a reply answers a
+/// request, and the session reads no new request while its socket buffer
+/// is full (the transport stops reading, RFC 6455 has no flow control of
+/// its own), so replies can overshoot the bound by at most one.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
@@ -59,7 +83,11 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutboxState {
+    /// The session's replies, sent before `frames`.
+    replies: VecDeque<PreparedFrame>,
+    /// Events for this connection.
     frames: VecDeque<PreparedFrame>,
+    /// Bytes in both lanes.
     bytes: usize,
     /// A close was requested: nothing more is queued.
     closed: bool,
@@ -68,15 +96,39 @@ struct OutboxState {
     waker: Option<Waker>,
 }
 
+impl OutboxState {
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn abort(&mut self, frame: CloseFrame) {
+        self.closed = true;
+        self.close = Some(frame);
+        self.replies.clear();
+        self.frames.clear();
+        self.bytes = 0;
+        self.wake();
+    }
+}
+
+/// The close for a client that reads too slowly: 1013 (Try Again Later,
+/// RFC 6455 §11.7); it reconnects and resumes from what it has.
+pub fn slow_close() -> CloseFrame {
+    CloseFrame::new(CloseCode::TRY_AGAIN_LATER, "too slow: reconnect and resume")
+}
+
 impl Outbox {
-    fn new(limit: usize) -> Self {
+    /// An empty outbox that holds at most `limit` bytes of events.
+    pub fn new(limit: usize) -> Self {
         Self {
             state: Mutex::new(OutboxState::default()),
             limit,
         }
     }
 
-    /// Queues a frame. Returns whether it was queued.
+    /// Queues an event. Returns whether it was queued.
     pub fn push(&self, frame: &PreparedFrame, kind: Kind, metrics: &Metrics) -> bool {
         let mut s = lock(&self.state);
         if s.closed {
@@ -88,15 +140,7 @@ impl Outbox {
                 Kind::Ephemeral => metrics.drops.inc(),
                 Kind::Chat => {
                     metrics.slow_closes.inc();
-                    s.close = Some(CloseFrame::new(
-                        CloseCode::TRY_AGAIN_LATER,
-                        "too slow: reconnect and resume",
-                    ));
-                    s.frames.clear();
-                    s.bytes = 0;
-                    if let Some(w) = s.waker.take() {
-                        w.wake();
-                    }
+                    s.abort(slow_close());
                 }
             }
             return false;
@@ -105,29 +149,60 @@ impl Outbox {
         s.bytes += len;
         metrics.messages_out.inc();
         metrics.bytes_out.add(len as u64);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        s.wake();
         true
     }
 
+    /// Queues the session's reply to a request, ahead of events.
+    pub fn reply(&self, frame: PreparedFrame, metrics: &Metrics) {
+        let mut s = lock(&self.state);
+        if s.closed {
+            return;
+        }
+        let len = frame.as_bytes().len();
+        s.replies.push_back(frame);
+        s.bytes += len;
+        metrics.messages_out.inc();
+        metrics.bytes_out.add(len as u64);
+        s.wake();
+    }
+
+    /// Bytes waiting, in both lanes.
+    pub fn len(&self) -> usize {
+        lock(&self.state).bytes
+    }
+
+    /// The bound on events, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Drops whatever waits and asks the connection to close with `frame`
+    /// now (unless a close was already requested).
+    pub fn abort(&self, frame: CloseFrame) {
+        let mut s = lock(&self.state);
+        if s.closed && s.close.is_none() {
+            return; // the close already went out
+        }
+        let frame = s.close.take().unwrap_or(frame);
+        s.abort(frame);
+    }
+
     /// Asks the connection to close with `frame` (the first such request
-    /// wins).
+    /// wins). What is already queued still goes out first.
     pub fn close(&self, frame: CloseFrame) {
         let mut s = lock(&self.state);
         if !s.closed {
             s.closed = true;
             s.close = Some(frame);
         }
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        s.wake();
     }
 
     /// Whether there is something to take; if not, wakes `cx` when there is.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> bool {
         let mut s = lock(&self.state);
-        if s.frames.is_empty() && s.close.is_none() {
+        if s.replies.is_empty() && s.frames.is_empty() && s.close.is_none() {
             s.waker = Some(cx.waker().clone());
             false
         } else {
@@ -135,24 +210,36 @@ impl Outbox {
         }
     }
 
-    /// Takes frames worth up to `budget` bytes (at least one), and the
-    /// close request if one is pending (handed out once).
+    /// Takes frames worth up to `budget` bytes (at least one), replies
+    /// first, and the close request once the lanes are empty (handed out
+    /// once).
     pub fn take(&self, budget: usize) -> (Vec<PreparedFrame>, Option<CloseFrame>) {
         let mut s = lock(&self.state);
         let mut out = Vec::new();
         let mut taken = 0;
-        while let Some(f) = s.frames.front() {
-            let len = f.as_bytes().len();
+        loop {
+            let state = &mut *s;
+            let lane = if state.replies.is_empty() {
+                &mut state.frames
+            } else {
+                &mut state.replies
+            };
+            let Some(len) = lane.front().map(|f| f.as_bytes().len()) else {
+                break;
+            };
             if !out.is_empty() && taken + len > budget {
                 break;
             }
             taken += len;
-            if let Some(f) = s.frames.pop_front() {
-                out.push(f);
-            }
+            out.extend(lane.pop_front());
         }
         s.bytes -= taken;
-        (out, s.close.take())
+        let close = if s.replies.is_empty() && s.frames.is_empty() {
+            s.close.take()
+        } else {
+            None
+        };
+        (out, close)
     }
 }
 
@@ -211,6 +298,11 @@ struct Room {
     remote: HashMap<String, BTreeSet<String>>,
     /// Scaled out: our own nicks changed since we last published them.
     local_changed: bool,
+    /// Joins under way (scaled out, a join first reads Redis): the room
+    /// is not dropped while one is.
+    joining: usize,
+    /// Dropped from the hub's map: whoever still holds it must look again.
+    dropped: bool,
 }
 
 impl Room {
@@ -226,6 +318,17 @@ impl Room {
             all.extend(set.iter());
         }
         all.into_iter().cloned().collect()
+    }
+
+    /// Whether the room may leave memory: nobody here is in it or joining
+    /// it, and nothing waits to be sent or published. Its history stays in
+    /// the database, and its last id in [`Hub::start_ids`].
+    fn idle(&self) -> bool {
+        self.members.is_empty()
+            && self.joining == 0
+            && self.pending.is_empty()
+            && !self.filling
+            && !self.local_changed
     }
 
     /// Hands a message to every member, in the order called.
@@ -257,6 +360,9 @@ pub struct HubConfig {
     /// Compress broadcast frames once, for connections that negotiated
     /// permessage-deflate (RFC 7692).
     pub deflate: Option<DeflateConfig>,
+    /// The most rooms held in memory at once (a room with no members
+    /// leaves memory at the next presence tick).
+    pub max_rooms: usize,
 }
 
 /// All rooms and clients.
@@ -269,9 +375,17 @@ pub struct Hub {
     remote_users: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Scaled out: our own online nicks changed since last published.
     users_changed: AtomicBool,
+    /// Rooms in memory: those with members here (or being joined), and
+    /// for a moment after the last one leaves. Lock order: a room's lock
+    /// may be held while taking this one, never the other way round.
     rooms: Mutex<HashMap<String, Arc<Mutex<Room>>>>,
-    /// The highest id per room (and DM conversation) when the server
-    /// started, for rooms not created yet.
+    /// Rooms whose presence changed, or that may have become idle, since
+    /// the last presence tick: the tick walks these and no others. Taken
+    /// last: nothing else is locked while holding it.
+    dirty: Mutex<BTreeSet<String>>,
+    /// The highest id per room (and DM conversation) not in memory: read
+    /// from disk at start, and kept when a room leaves memory, so ids
+    /// continue where they were.
     start_ids: Mutex<HashMap<String, u64>>,
     dm_ids: Mutex<HashMap<String, u64>>,
     users: Mutex<HashMap<String, Vec<Arc<Client>>>>,
@@ -285,7 +399,7 @@ pub struct Hub {
 impl Hub {
     /// A server frame for one or many recipients, also compressed once
     /// when deflate is on (each connection picks the form it negotiated).
-    fn prepare(&self, json: String) -> PreparedFrame {
+    pub(super) fn prepare(&self, json: String) -> PreparedFrame {
         match &self.config.deflate {
             Some(deflate) => PreparedFrame::text_deflated(json, deflate),
             None => PreparedFrame::text(json),
@@ -305,6 +419,7 @@ impl Hub {
             remote_users: Mutex::new(HashMap::new()),
             users_changed: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(BTreeSet::new()),
             start_ids: Mutex::new(last_ids.into_iter().collect()),
             dm_ids: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
@@ -319,16 +434,62 @@ impl Hub {
         lock(&self.start_ids).get(key).copied().unwrap_or(0)
     }
 
-    fn room(&self, name: &str) -> Arc<Mutex<Room>> {
-        lock(&self.rooms)
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(Room {
-                    last_id: self.start_id(name),
-                    ..Room::default()
-                }))
-            })
-            .clone()
+    /// The room, if it is in memory.
+    fn find_room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {
+        lock(&self.rooms).get(name).cloned()
+    }
+
+    /// The room, brought into memory if it is not, within
+    /// [`HubConfig::max_rooms`].
+    fn room(&self, name: &str) -> Result<Arc<Mutex<Room>>, Refusal> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(name) {
+            return Ok(room.clone());
+        }
+        if rooms.len() >= self.config.max_rooms {
+            return Err(Refusal::new(
+                "rooms_full",
+                format!(
+                    "the server holds its maximum of {} rooms; try again later",
+                    self.config.max_rooms
+                ),
+            ));
+        }
+        let room = Arc::new(Mutex::new(Room {
+            last_id: self.start_id(name),
+            ..Room::default()
+        }));
+        rooms.insert(name.to_owned(), room.clone());
+        self.metrics.rooms.set(rooms.len() as u64);
+        Ok(room)
+    }
+
+    /// Notes that `name` needs the presence tick's attention.
+    fn mark(&self, name: &str) {
+        let mut dirty = lock(&self.dirty);
+        if !dirty.contains(name) {
+            dirty.insert(name.to_owned());
+        }
+    }
+
+    /// Drops `r` (the room `name`, locked by the caller) from memory if it
+    /// is idle, keeping its last id for when it comes back.
+    fn drop_if_idle(&self, name: &str, room_arc: &Arc<Mutex<Room>>, r: &mut Room) {
+        if r.dropped || !r.idle() {
+            return;
+        }
+        r.dropped = true;
+        if r.last_id > 0 {
+            lock(&self.start_ids).insert(name.to_owned(), r.last_id);
+        }
+        let mut rooms = lock(&self.rooms);
+        if rooms
+            .get(name)
+            .is_some_and(|held| Arc::ptr_eq(held, room_arc))
+        {
+            rooms.remove(name);
+        }
+        self.metrics.rooms.set(rooms.len() as u64);
     }
 
     /// Registers a connection under `wanted` (or a guest name). Without
@@ -434,31 +595,48 @@ impl Hub {
     /// Joins `room`. Returns the roster (nicks present) and the room's last
     /// message id at the moment of joining: every later message reaches
     /// the client's outbox, every earlier one is in history.
-    pub fn join(&self, client: &Arc<Client>, room: &str) -> Result<(Vec<String>, u64), Refusal> {
+    ///
+    /// Scaled out, the first local member makes the room read its last id
+    /// and who is in it elsewhere from Redis first; failing that, the join
+    /// fails with [`JoinError::Unavailable`].
+    pub async fn join(&self, client: &Arc<Client>, room: &str) -> Result<Joined, JoinError> {
         {
-            let mut rooms = lock(&client.rooms);
+            let rooms = lock(&client.rooms);
             if !rooms.contains(room) && rooms.len() >= MAX_ROOMS {
-                return Err(Refusal::new(
+                return Err(JoinError::Refused(Refusal::new(
                     "too_many_rooms",
                     format!("at most {MAX_ROOMS} rooms"),
-                ));
-            }
-            rooms.insert(room.to_owned());
-        }
-        let room_arc = self.room(room);
-        let mut r = lock(&room_arc);
-        if r.members.insert(client.id, client.clone()).is_none() {
-            if r.members.len() == 1 {
-                self.metrics.rooms.inc();
-            }
-            let count = r.nicks.entry(client.nick.clone()).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                r.changed.insert(client.nick.clone());
-                r.local_changed = true;
+                )));
             }
         }
-        Ok((r.roster(), r.last_id))
+        loop {
+            let room_arc = self.room(room).map_err(JoinError::Refused)?;
+            {
+                let mut r = lock(&room_arc);
+                if r.dropped {
+                    continue; // left memory just now: look again
+                }
+                r.joining += 1;
+            }
+            let prepared = self.prepare_room(room, &room_arc).await;
+            let mut r = lock(&room_arc);
+            r.joining -= 1;
+            if let Err(refusal) = prepared {
+                self.mark(room);
+                return Err(JoinError::Unavailable(refusal));
+            }
+            lock(&client.rooms).insert(room.to_owned());
+            if r.members.insert(client.id, client.clone()).is_none() {
+                let count = r.nicks.entry(client.nick.clone()).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    r.changed.insert(client.nick.clone());
+                    r.local_changed = true;
+                    self.mark(room);
+                }
+            }
+            return Ok((r.roster(), r.last_id));
+        }
     }
 
     /// Leaves `room` (nothing if not in it).
@@ -466,12 +644,11 @@ impl Hub {
         if !lock(&client.rooms).remove(room) {
             return;
         }
-        let room_arc = self.room(room);
+        let Some(room_arc) = self.find_room(room) else {
+            return;
+        };
         let mut r = lock(&room_arc);
         if r.members.remove(&client.id).is_some() {
-            if r.members.is_empty() {
-                self.metrics.rooms.dec();
-            }
             if let Some(count) = r.nicks.get_mut(&client.nick) {
                 *count -= 1;
                 if *count == 0 {
@@ -479,6 +656,9 @@ impl Hub {
                     r.changed.insert(client.nick.clone());
                     r.local_changed = true;
                 }
+            }
+            if r.members.is_empty() || r.local_changed {
+                self.mark(room);
             }
         }
     }
@@ -506,7 +686,9 @@ impl Hub {
                 return cluster.enqueue(post).map_err(|_| busy());
             }
         };
-        let room_arc = self.room(room);
+        let Some(room_arc) = self.find_room(room) else {
+            return Err(Refusal::new("not_in_room", format!("join {room} first")));
+        };
         let mut r = lock(&room_arc);
         r.last_id += 1;
         let message = ChatMessage {
@@ -608,7 +790,9 @@ impl Hub {
         if !client.in_room(room) {
             return Err(Refusal::new("not_in_room", format!("join {room} first")));
         }
-        let room_arc = self.room(room);
+        let Some(room_arc) = self.find_room(room) else {
+            return Err(Refusal::new("not_in_room", format!("join {room} first")));
+        };
         let mut r = lock(&room_arc);
         let now = Instant::now();
         if r.typing
@@ -643,11 +827,12 @@ impl Hub {
     /// call: the nicks that are now present as `joined`, the ones now gone
     /// as `left`. A storm of reconnects becomes one event per room per
     /// call, not one roster per connection per member.
+    ///
+    /// Only rooms marked since the last call are visited, so an idle
+    /// server's tick costs nothing however many rooms it holds; a room
+    /// left with nobody in it leaves memory here.
     pub fn flush_presence(&self) {
-        let rooms: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let dirty = std::mem::take(&mut *lock(&self.dirty));
         let cluster = self.cluster();
         if let Some(cluster) = cluster
             && self.users_changed.swap(false, Ordering::Relaxed)
@@ -655,7 +840,10 @@ impl Hub {
             let online: Vec<String> = lock(&self.users).keys().cloned().collect();
             cluster.publish_presence(ONLINE, online);
         }
-        for (name, room_arc) in rooms {
+        for name in dirty {
+            let Some(room_arc) = self.find_room(&name) else {
+                continue;
+            };
             let mut r = lock(&room_arc);
             if let Some(cluster) = cluster
                 && std::mem::take(&mut r.local_changed)
@@ -665,26 +853,34 @@ impl Hub {
                 tracing::debug!(room = %name, ?nicks, "publishing our presence");
                 cluster.publish_presence(&name, nicks);
             }
-            if r.changed.is_empty() {
-                continue;
-            }
-            let changed = std::mem::take(&mut r.changed);
-            // Scaled out, a nick that left here but is still on another
-            // server has not left the room.
-            let (joined, left): (Vec<String>, Vec<String>) =
-                changed.into_iter().partition(|n| r.present(n));
-            let frame = self.prepare(
-                ServerMsg::Presence {
-                    room: &name,
-                    joined: &joined,
-                    left: &left,
+            r.local_changed = false;
+            if !r.changed.is_empty() {
+                let changed = std::mem::take(&mut r.changed);
+                // Scaled out, a nick that left here but is still on another
+                // server has not left the room.
+                let (joined, left): (Vec<String>, Vec<String>) =
+                    changed.into_iter().partition(|n| r.present(n));
+                if !r.members.is_empty() {
+                    let frame = self.prepare(
+                        ServerMsg::Presence {
+                            room: &name,
+                            joined: &joined,
+                            left: &left,
+                        }
+                        .to_json(),
+                    );
+                    for member in r.members.values() {
+                        member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
+                    }
                 }
-                .to_json(),
-            );
-            for member in r.members.values() {
-                member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
             }
+            self.drop_if_idle(&name, &room_arc, &mut r);
         }
+    }
+
+    /// The number of rooms in memory.
+    pub fn rooms_in_memory(&self) -> usize {
+        lock(&self.rooms).len()
     }
 
     /// Stops accepting messages (they get `unavailable`).
@@ -757,17 +953,16 @@ impl Hub {
     /// Scaled out, before the first local member joins `room`: learn its
     /// last id and who is in it on other servers. Messages already on the
     /// bus with ids up to that one are history for the new member.
-    pub async fn prepare_room(&self, room: &str) -> Result<(), Refusal> {
+    async fn prepare_room(&self, room: &str, room_arc: &Mutex<Room>) -> Result<(), Refusal> {
         let Some(cluster) = self.cluster() else {
             return Ok(());
         };
-        if !lock(&self.room(room)).members.is_empty() {
+        if !lock(room_arc).members.is_empty() {
             return Ok(());
         }
         let last = cluster.last_id(room).await.map_err(|_| down())?;
         let others = cluster.presence(room).await.map_err(|_| down())?;
-        let room_arc = self.room(room);
-        let mut r = lock(&room_arc);
+        let mut r = lock(room_arc);
         if r.members.is_empty() {
             r.last_id = r.last_id.max(last);
             r.pending.retain(|id, _| *id > last);
@@ -885,7 +1080,11 @@ impl Hub {
                     lock(&self.remote_users).insert(s, nicks);
                     return;
                 }
-                let room_arc = self.room(&room);
+                // Looked up, not created: a room nobody here is in needs no
+                // roster (a first join reads it from Redis).
+                let Some(room_arc) = self.find_room(&room) else {
+                    return;
+                };
                 let mut r = lock(&room_arc);
                 let old = if nicks.is_empty() {
                     r.remote.remove(&s).unwrap_or_default()
@@ -894,7 +1093,10 @@ impl Hub {
                 };
                 let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
                 tracing::debug!(%room, ?diff, "presence from another server");
-                r.changed.extend(diff);
+                if !diff.is_empty() {
+                    r.changed.extend(diff);
+                    self.mark(&room);
+                }
             }
             Bus::Hb { s } => {
                 let new = lock(&self.servers)
@@ -913,7 +1115,9 @@ impl Hub {
     /// Delivers a room message from the bus in id order: a hole before it
     /// is filled from the room's stream first.
     fn deliver(self: &Arc<Self>, message: ChatMessage) {
-        let room_arc = self.room(&message.room);
+        let Some(room_arc) = self.find_room(&message.room) else {
+            return; // nobody here is in it: a later join asks Redis
+        };
         let mut r = lock(&room_arc);
         if message.id <= r.last_id {
             return; // already delivered, or history for everyone here
@@ -952,9 +1156,12 @@ impl Hub {
     /// A fill's result: the messages `after < id <= upto` that the stream
     /// still had.
     pub fn filled(self: &Arc<Self>, room: &str, upto: u64, messages: Vec<ChatMessage>) {
-        let room_arc = self.room(room);
+        let Some(room_arc) = self.find_room(room) else {
+            return;
+        };
         let mut r = lock(&room_arc);
         r.filling = false;
+        self.mark(room);
         for m in messages {
             if m.id > r.last_id {
                 r.pending.insert(m.id, m);
@@ -999,8 +1206,9 @@ impl Hub {
                     }
                 }
             }
-            for (_, room_arc) in &rooms {
+            for (name, room_arc) in &rooms {
                 lock(room_arc).local_changed = true;
+                self.mark(name);
             }
             hub.users_changed.store(true, Ordering::Relaxed);
             hub.load_presence().await;
@@ -1057,6 +1265,7 @@ impl Hub {
                 let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
                 r.changed.extend(diff);
             }
+            self.mark(&name);
         }
     }
 
@@ -1093,6 +1302,7 @@ impl Hub {
             for s in &dead {
                 if let Some(nicks) = r.remote.remove(s) {
                     r.changed.extend(nicks);
+                    self.mark(&name);
                     if let Some(cluster) = self.cluster() {
                         cluster.forget(&name, s);
                     }

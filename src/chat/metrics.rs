@@ -87,7 +87,7 @@ pub struct Metrics {
     pub slow_closes: Counter,
     /// Requests refused with an `error` event.
     pub errors: Counter,
-    /// Rooms with members.
+    /// Rooms in memory (with members, or left a moment ago).
     pub rooms: Gauge,
     /// From accepting a message to its commit in SQLite.
     pub history_write: Latency,
@@ -165,12 +165,7 @@ impl Metrics {
             "Requests refused with an error event.",
             self.errors.get(),
         );
-        metric(
-            "chat_rooms",
-            "gauge",
-            "Rooms with members.",
-            self.rooms.get(),
-        );
+        metric("chat_rooms", "gauge", "Rooms in memory.", self.rooms.get());
         metric(
             "chat_history_write_errors_total",
             "counter",

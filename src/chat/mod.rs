@@ -39,7 +39,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::proto::DeflateConfig;
-use crate::transport::Keepalive;
+use crate::transport::{self, Keepalive};
 pub use metrics::Metrics;
 
 /// How the chat server runs.
@@ -59,6 +59,11 @@ pub struct ChatConfig {
     pub max_connections: usize,
     /// Bytes a client's outbound queue may hold. Default 1 MiB.
     pub outbox_limit: usize,
+    /// The most rooms held in memory at once; a join that would bring in
+    /// one more gets `rooms_full`. A room with nobody in it leaves memory
+    /// (its history stays on disk). Default 50,000: 2,500 clients in 20
+    /// rooms each, all different, at about 1 KiB a room.
+    pub max_rooms: usize,
     /// Pings to silent clients; a dead one leaves presence within
     /// `interval + timeout`. Default 30 s + 20 s.
     pub keepalive: Keepalive,
@@ -92,6 +97,25 @@ pub struct RateLimit {
 }
 
 impl ChatConfig {
+    /// The transport's settings for a chat connection: its limits come
+    /// from the chat protocol, not from the transport's generous defaults
+    /// (which allow a 64 MiB message for Autobahn's sake).
+    pub fn transport_config(&self) -> transport::Config {
+        let mut config = transport::Config {
+            keepalive: Some(self.keepalive),
+            close_timeout: self.close_timeout,
+            ..transport::Config::default()
+        };
+        let limits = &mut config.protocol;
+        limits.max_frame_size = protocol::MAX_REQUEST;
+        limits.max_message_size = protocol::MAX_REQUEST;
+        // A browser sends each request in one frame; a few more allow
+        // clients that fragment, and bound the work of tiny fragments.
+        limits.max_fragments = 64;
+        limits.deflate = self.deflate.clone();
+        config
+    }
+
     /// Defaults, with history in `db`.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Self {
@@ -101,6 +125,7 @@ impl ChatConfig {
             tls: None,
             max_connections: 10_000,
             outbox_limit: 1 << 20,
+            max_rooms: 50_000,
             keepalive: Keepalive {
                 interval: Duration::from_secs(30),
                 timeout: Duration::from_secs(20),
@@ -146,6 +171,7 @@ pub async fn serve(
         outbox_limit: config.outbox_limit,
         authenticated: config.jwt_secret.is_some(),
         deflate: config.deflate.clone(),
+        max_rooms: config.max_rooms,
     };
     let hub = Arc::new(hub::Hub::new(
         backend,

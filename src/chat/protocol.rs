@@ -16,6 +16,20 @@ pub const MAX_HISTORY: u32 = 100;
 pub const DEFAULT_HISTORY: u32 = 50;
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "general";
+/// The longest `message` of an `error`, in bytes: a refusal names what it
+/// refused, but never echoes back more of it than this (a client must not
+/// be able to make the server send its own megabyte back).
+pub const MAX_REFUSAL: usize = 160;
+/// The largest frame, and message, a chat client may send, in bytes.
+///
+/// The largest valid request is a `msg` with [`MAX_TEXT`] bytes of text;
+/// JSON may escape every one of them as `\u00XX` (6 bytes for 1), so its
+/// text alone may take 6 × 4,096 = 24,576 bytes on the wire. 8 KiB more
+/// covers the other fields and the largest `hello` (a token, 20 resumed
+/// rooms). Going over closes the connection with 1009 (RFC 6455 §7.4.1),
+/// and a compressed message counts after inflation, checked while it
+/// inflates (RFC 7692 §7.2.2), so a deflate bomb stops at this size.
+pub const MAX_REQUEST: usize = 6 * MAX_TEXT + 8 * 1024;
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -95,12 +109,19 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal with a code and a message.
+    /// A refusal with a code and a message, cut to [`MAX_REFUSAL`] bytes
+    /// (at a character boundary, marked with `…`).
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_REFUSAL {
+            let mut end = MAX_REFUSAL - '…'.len_utf8();
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
         }
+        Self { code, message }
     }
 
     fn field(message: impl Into<String>) -> Self {
@@ -119,9 +140,11 @@ pub fn parse(text: &str) -> Result<ClientMsg, Refusal> {
         ));
     };
     if !CLIENT_TYPES.contains(&kind) {
+        // Named, but only a short prefix of it: see `MAX_REFUSAL`.
+        let shown: String = kind.chars().take(32).collect();
         return Err(Refusal::new(
             "unknown_type",
-            format!("unknown type {kind:?}"),
+            format!("unknown type {shown:?}"),
         ));
     }
     let msg: ClientMsg =
@@ -207,14 +230,60 @@ pub fn check_room(room: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Message text: 1–[`MAX_TEXT`] bytes that show something. Control
+/// characters other than newline and tab are refused (not stripped: the
+/// sender learns its text was not sent as typed), and so is text made only
+/// of characters that render as nothing ([`is_invisible`]).
 fn check_text(text: &str) -> Result<(), Refusal> {
-    if text.trim().is_empty() {
-        return Err(Refusal::field("text: empty"));
-    }
     if text.len() > MAX_TEXT {
         return Err(Refusal::field(format!("text: at most {MAX_TEXT} bytes")));
     }
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(Refusal::field(format!(
+            "text: control character U+{:04X} (only newline and tab are allowed)",
+            u32::from(c)
+        )));
+    }
+    if text.chars().all(is_invisible) {
+        return Err(Refusal::field("text: empty, or only invisible characters"));
+    }
     Ok(())
+}
+
+/// Whether `c` renders as nothing visible on its own: Unicode `White_Space`,
+/// the `Default_Ignorable_Code_Point` property (zero-width spaces and
+/// joiners, bidirectional marks and controls, word joiner, invisible
+/// operators, variation selectors, tags, the soft hyphen, the Hangul
+/// fillers), and the blanks that are neither but show as a gap (Braille
+/// pattern blank, Hangul filler). The ranges are those of Unicode 16's
+/// `DerivedCoreProperties.txt`, written out so the list can be read.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'                       // soft hyphen
+            | '\u{034F}'                     // combining grapheme joiner
+            | '\u{061C}'                     // Arabic letter mark
+            | '\u{115F}'..='\u{1160}'        // Hangul choseong/jungseong fillers
+            | '\u{17B4}'..='\u{17B5}'        // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}'        // Mongolian variation selectors, vowel separator
+            | '\u{200B}'..='\u{200F}'        // zero-width space, (non-)joiner, LRM, RLM
+            | '\u{202A}'..='\u{202E}'        // bidirectional embeddings and overrides
+            | '\u{2060}'..='\u{206F}'        // word joiner, invisible operators, isolates
+            | '\u{2800}'                     // Braille pattern blank
+            | '\u{3164}'                     // Hangul filler
+            | '\u{FE00}'..='\u{FE0F}'        // variation selectors
+            | '\u{FEFF}'                     // zero-width no-break space (BOM)
+            | '\u{FFA0}'                     // halfwidth Hangul filler
+            | '\u{FFF0}'..='\u{FFF8}'        // unassigned, default ignorable
+            | '\u{1BCA0}'..='\u{1BCA3}'      // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}'      // musical symbol format controls
+            | '\u{E0000}'..='\u{E0FFF}' // tags, variation selectors supplement
+        )
 }
 
 fn check_client_id(id: &str) -> Result<(), Refusal> {
@@ -300,6 +369,18 @@ pub enum ServerMsg<'a> {
         messages: &'a [ChatMessage],
         /// Whether older ones exist.
         more: bool,
+    },
+    /// A resume skipped messages: those with `after < id < before` in
+    /// `room` were not replayed (more were missed than one replay may
+    /// hold). Sent before the replayed `msg`s; page back with `history`
+    /// `{before}` to read them.
+    Gap {
+        /// The room.
+        room: &'a str,
+        /// The last id the client said it had seen.
+        after: u64,
+        /// The first id replayed.
+        before: u64,
     },
     /// A refused request.
     Error {

@@ -1,6 +1,21 @@
 //! One connection's life: `hello`, the rooms' rosters and history (or the
 //! replay of what it missed), then requests in and events out until it
 //! closes.
+//!
+//! # What one client can cost the server
+//!
+//! Every request is paid for from a token bucket ([`Limiter`]) before it is
+//! parsed, binary frames and requests before `hello` included, and every
+//! refusal counts towards the abuse limit that closes the connection with
+//! 1008. Every byte the session sends after `hello` goes through the
+//! client's bounded [`Outbox`](super::hub::Outbox), replies included, and
+//! from there to the socket only while the socket's own buffer is under
+//! [`SOCKET_HIGH_WATER`]. The transport is configured to stop reading
+//! while its buffer is over that same mark, so a client that does not read
+//! stops being read: its requests wait in its own TCP buffers, not in our
+//! memory. Replies themselves are bounded: a history page or a resume
+//! replay holds at most [`MAX_REPLY`] bytes (a longer replay says so with a
+//! `gap`, and the client pages back with `history`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
@@ -11,21 +26,32 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{Instrument, debug};
 
-use crate::proto::{CloseCode, CloseFrame, Message};
+use crate::proto::{CloseCode, CloseFrame, Message, PreparedFrame};
 use crate::transport::WebSocket;
 
 use super::RateLimit;
-use super::hub::{Client, Hub};
-use super::protocol::{self, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, Refusal, ServerMsg};
+use super::hub::{Client, Hub, JoinError, slow_close};
+use super::protocol::{
+    self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, MAX_ROOMS, Refusal, ServerMsg,
+};
 
 /// Outbox frames move to the socket while less than this is waiting to be
-/// written; the rest waits in the outbox, where its bound applies.
-const SOCKET_HIGH_WATER: usize = 64 * 1024;
+/// written; the rest waits in the outbox, where its bound applies. The
+/// transport stops reading requests while more than this waits
+/// (`transport::Config::write_buffer_limit`).
+pub const SOCKET_HIGH_WATER: usize = 64 * 1024;
 /// How long a client has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most messages replayed on resume; a longer absence gets the newest
-/// ones, and pages back through `history` for the rest.
+/// The most messages replayed for one room on resume.
 const MAX_REPLAY: u32 = 1000;
+/// The most bytes of one reply's messages: a `history` page, or one room's
+/// resume replay. A quarter of the default outbox, so that a reply always
+/// fits beside the events that arrive meanwhile; 256 KiB is 60 messages
+/// of the longest text, thousands of ordinary ones.
+pub const MAX_REPLY: usize = 256 * 1024;
+/// How long a join waits for the outbox to drain to half before it gives
+/// up on a client that does not read (1013, as for any slow consumer).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refusals within a minute that close the connection with 1008.
 const ABUSE_LIMIT: usize = 100;
 
@@ -37,6 +63,79 @@ pub enum Auth {
     Jwt(jsonwebtoken::DecodingKey),
 }
 
+/// A connection's token bucket and its record of refusals.
+///
+/// Each request costs a token: `hello` one per room it joins (it may run
+/// the bucket into debt, paid back before the next request), anything else
+/// one, including binary frames and requests refused before `hello`.
+#[derive(Debug)]
+pub struct Limiter {
+    rate: Option<RateLimit>,
+    bucket: f64,
+    last_refill: Instant,
+    refusals: VecDeque<Instant>,
+}
+
+impl Limiter {
+    /// A full bucket; `None` lifts the limit.
+    pub fn new(rate: Option<RateLimit>) -> Self {
+        Self {
+            rate,
+            bucket: rate.map_or(0.0, |r| r.burst),
+            last_refill: Instant::now(),
+            refusals: VecDeque::new(),
+        }
+    }
+
+    fn refill(&mut self) -> Option<RateLimit> {
+        let rate = self.rate?;
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        self.bucket = (self.bucket + elapsed * rate.per_second).min(rate.burst);
+        Some(rate)
+    }
+
+    /// Takes a token; false when the client is over its rate.
+    pub fn allow(&mut self) -> bool {
+        if self.refill().is_none() {
+            return true;
+        }
+        if self.bucket >= 1.0 {
+            self.bucket -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes `cost` more tokens, into debt if need be.
+    pub fn charge(&mut self, cost: f64) {
+        if self.refill().is_some() {
+            self.bucket -= cost;
+        }
+    }
+
+    /// Records a refusal; true when the client has had [`ABUSE_LIMIT`] of
+    /// them within a minute and should be closed with 1008.
+    pub fn refused(&mut self) -> bool {
+        let now = Instant::now();
+        self.refusals.push_back(now);
+        while self
+            .refusals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.refusals.pop_front();
+        }
+        self.refusals.len() >= ABUSE_LIMIT
+    }
+}
+
+fn abuse_close() -> CloseFrame {
+    CloseFrame::new(CloseCode::POLICY_VIOLATION, "too many refused requests")
+}
+
 /// Runs a session on an upgraded connection (over TCP or TLS) until it
 /// ends.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
@@ -46,7 +145,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     rate: Option<RateLimit>,
     query_token: Option<String>,
 ) {
-    let Some(hello) = wait_for_hello(&mut ws).await else {
+    let mut limiter = Limiter::new(rate);
+    let Some(hello) = wait_for_hello(&mut ws, &mut limiter, &hub).await else {
         return;
     };
     let ClientMsg::Hello {
@@ -79,7 +179,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
     hub.metrics.connections.inc();
     hub.metrics.connections_total.inc();
-    if ws.connection().deflate_enabled() {
+    let deflate = ws.connection().deflate_enabled();
+    if deflate {
         hub.metrics.connections_deflate.inc();
     }
     let span = tracing::debug_span!("chat", user = %client.nick, conn = client.id);
@@ -87,10 +188,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         ws,
         hub: hub.clone(),
         client: client.clone(),
-        rate,
-        bucket: rate.map_or(0.0, |r| r.burst),
-        last_refill: Instant::now(),
-        refusals: VecDeque::new(),
+        limiter,
+        deflate,
     };
     async {
         session.start(resume).await;
@@ -103,13 +202,19 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads frames until a `hello`; anything else gets `hello_required`.
+///
+/// There is no outbox yet: refusals are queued on the socket itself, whose
+/// buffer the transport bounds by no longer reading, and each one costs a
+/// token and counts towards the abuse limit like any other.
 async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
+    limiter: &mut Limiter,
+    hub: &Hub,
 ) -> Option<ClientMsg> {
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     loop {
         let event = tokio::time::timeout_at(deadline, ws.recv()).await;
-        match event {
+        let refusal = match event {
             Err(_) => {
                 let _ = ws
                     .close(Some(CloseFrame::new(
@@ -120,28 +225,46 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
             Ok(None | Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limiter.allow() => {
+                Refusal::new("rate_limited", "slow down")
+            }
             Ok(Some(Ok(Message::Text(t)))) => match protocol::parse(t.as_str()) {
-                Ok(hello @ ClientMsg::Hello { .. }) => return Some(hello),
-                Ok(_) => send_error(ws, &Refusal::new("hello_required", "say hello first"), None),
-                Err(refusal) => send_error(ws, &refusal, None),
+                Ok(hello @ ClientMsg::Hello { .. }) => {
+                    let ClientMsg::Hello { resume, .. } = &hello else {
+                        unreachable!("matched as a hello just above");
+                    };
+                    // One token per room joined: the first was taken above.
+                    let rooms = resume.as_ref().map_or(1, |r| r.len().clamp(1, MAX_ROOMS));
+                    limiter.charge(rooms as f64 - 1.0);
+                    return Some(hello);
+                }
+                Ok(_) => Refusal::new("hello_required", "say hello first"),
+                Err(refusal) => refusal,
             },
-            Ok(Some(Ok(_))) => {}
+            Ok(Some(Ok(Message::Binary(_)))) => binary_refusal(),
+            Ok(Some(Ok(_))) => continue,
+        };
+        hub.metrics.errors.inc();
+        let json = error_json(&refusal, None);
+        let _ = ws.queue(Message::text(json));
+        if limiter.refused() {
+            let _ = ws.close(Some(abuse_close())).await;
+            return None;
         }
     }
 }
 
-fn send_error<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocket<S>,
-    refusal: &Refusal,
-    client_id: Option<&str>,
-) {
-    let json = ServerMsg::Error {
+fn binary_refusal() -> Refusal {
+    Refusal::new("bad_json", "binary frames are not part of the protocol")
+}
+
+fn error_json(refusal: &Refusal, client_id: Option<&str>) -> String {
+    ServerMsg::Error {
         code: refusal.code,
         message: &refusal.message,
         client_id,
     }
-    .to_json();
-    let _ = ws.queue(Message::text(json));
+    .to_json()
 }
 
 /// Checks an HS256 token; its `name` claim (or `sub`) is the nick.
@@ -166,14 +289,30 @@ fn verify(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<String, &'stat
     Ok(nick)
 }
 
+/// The newest messages of `messages` (oldest first) whose frames fit in
+/// [`MAX_REPLY`] bytes, and whether any were left out.
+fn newest_that_fit(mut messages: Vec<ChatMessage>) -> (Vec<ChatMessage>, bool) {
+    let mut bytes = 0;
+    let keep = messages
+        .iter()
+        .rev()
+        .take_while(|m| {
+            bytes += ServerMsg::Msg(m).to_json().len();
+            bytes <= MAX_REPLY
+        })
+        .count();
+    let cut = messages.len() - keep;
+    (messages.split_off(cut), cut > 0)
+}
+
 struct Session<S> {
     ws: WebSocket<S>,
     hub: Arc<Hub>,
     client: Arc<Client>,
-    rate: Option<RateLimit>,
-    bucket: f64,
-    last_refill: Instant,
-    refusals: VecDeque<Instant>,
+    limiter: Limiter,
+    /// The connection negotiated permessage-deflate: replies are
+    /// compressed too.
+    deflate: bool,
 }
 
 enum Next {
@@ -182,14 +321,27 @@ enum Next {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    fn queue(&mut self, msg: &ServerMsg<'_>) {
-        let _ = self.ws.queue(Message::text(msg.to_json()));
-        self.hub.metrics.messages_out.inc();
+    /// Queues a reply in the outbox, ahead of events.
+    fn reply(&mut self, msg: &ServerMsg<'_>) {
+        let json = msg.to_json();
+        let frame = if self.deflate {
+            self.hub.prepare(json)
+        } else {
+            PreparedFrame::text(json)
+        };
+        self.client.outbox.reply(frame, &self.hub.metrics);
     }
 
     fn refuse(&mut self, refusal: &Refusal, client_id: Option<&str>) {
         self.hub.metrics.errors.inc();
-        send_error(&mut self.ws, refusal, client_id);
+        let json = error_json(refusal, client_id);
+        self.client
+            .outbox
+            .reply(PreparedFrame::text(json), &self.hub.metrics);
+        if self.limiter.refused() {
+            debug!("closing an abusive client");
+            self.client.outbox.abort(abuse_close());
+        }
     }
 
     /// The message store could not be read while joining: what the client
@@ -216,28 +368,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
-        self.queue(&ServerMsg::Welcome {
+        self.reply(&ServerMsg::Welcome {
             user: &client.nick,
             session: &client.session,
             rooms: &names,
         });
         for (room, seen) in rooms {
+            if !self.drain().await {
+                return;
+            }
             self.join(&room, seen).await;
+        }
+    }
+
+    /// Before a reply that may be large: sends what the outbox holds until
+    /// it is at most half full, so that 20 rooms' replays never sit in
+    /// memory at once. False if the client did not read in time (it is
+    /// closed with 1013) or the connection is ending.
+    async fn drain(&mut self) -> bool {
+        let half = self.client.outbox.limit() / 2;
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while self.client.outbox.len() > half {
+                let (frames, close) = self.client.outbox.take(SOCKET_HIGH_WATER);
+                for frame in &frames {
+                    let _ = self.ws.queue_prepared(frame);
+                }
+                if let Some(frame) = close {
+                    // Closing: `serve` sends the Close and sees the end.
+                    let _ = self.ws.queue(Message::Close(Some(frame)));
+                    return false;
+                }
+                if self.ws.flush().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        match drained {
+            Ok(ok) => ok,
+            Err(_) => {
+                self.hub.metrics.slow_closes.inc();
+                self.client.outbox.abort(slow_close());
+                false
+            }
         }
     }
 
     /// Joins a room and sends its roster, then either the replay of what
     /// came after `seen` or the latest page of history. Live messages that
-    /// arrive meanwhile wait in the outbox, so they follow in order.
+    /// arrive meanwhile wait behind these replies in the outbox, so they
+    /// follow in order.
     async fn join(&mut self, room: &str, seen: Option<u64>) {
-        if let Err(refusal) = self.hub.prepare_room(room).await {
-            return self.unavailable(&refusal);
-        }
-        let (roster, last) = match self.hub.join(&self.client, room) {
+        let (roster, last) = match self.hub.join(&self.client, room).await {
             Ok(joined) => joined,
-            Err(refusal) => return self.refuse(&refusal, None),
+            Err(JoinError::Refused(refusal)) => return self.refuse(&refusal, None),
+            Err(JoinError::Unavailable(refusal)) => return self.unavailable(&refusal),
         };
-        self.queue(&ServerMsg::Presence {
+        self.reply(&ServerMsg::Presence {
             room,
             joined: &roster,
             left: &[],
@@ -245,25 +433,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match seen {
             Some(seen) => match self.hub.range(room, seen, last, MAX_REPLAY).await {
                 Ok(missed) => {
-                    for m in missed {
-                        self.queue(&ServerMsg::Msg(&m));
+                    let full = missed.len() >= MAX_REPLAY as usize;
+                    let (missed, cut) = newest_that_fit(missed);
+                    if let Some(first) = missed.first()
+                        && (cut || full)
+                        && first.id > seen + 1
+                    {
+                        self.reply(&ServerMsg::Gap {
+                            room,
+                            after: seen,
+                            before: first.id,
+                        });
+                    }
+                    for m in &missed {
+                        self.reply(&ServerMsg::Msg(m));
                     }
                 }
                 Err(refusal) => self.unavailable(&refusal),
             },
-            None => {
-                let (messages, more) = match self.hub.history(room, last + 1, DEFAULT_HISTORY).await
-                {
-                    Ok(page) => page,
-                    Err(refusal) => return self.unavailable(&refusal),
-                };
-                self.queue(&ServerMsg::History {
-                    room,
-                    messages: &messages,
-                    more,
-                });
-            }
+            None => self.send_history(room, last + 1, DEFAULT_HISTORY).await,
         }
+    }
+
+    /// A page of history before `before`, cut to [`MAX_REPLY`] bytes.
+    async fn send_history(&mut self, room: &str, before: u64, limit: u32) {
+        let (messages, more) = match self.hub.history(room, before, limit).await {
+            Ok(page) => page,
+            Err(refusal) => return self.unavailable(&refusal),
+        };
+        let (messages, cut) = newest_that_fit(messages);
+        self.reply(&ServerMsg::History {
+            room,
+            messages: &messages,
+            more: more || cut,
+        });
     }
 
     /// Requests in, events out, until the connection ends.
@@ -310,10 +513,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Next::Event(Some(Ok(Message::Binary(_)))) => {
                     self.hub.metrics.messages_in.inc();
-                    self.refuse(
-                        &Refusal::new("bad_json", "binary frames are not part of the protocol"),
-                        None,
-                    );
+                    if self.ws.connection().close_sent() {
+                        continue;
+                    }
+                    let refusal = if self.limiter.allow() {
+                        binary_refusal()
+                    } else {
+                        Refusal::new("rate_limited", "slow down")
+                    };
+                    self.refuse(&refusal, None);
                 }
                 Next::Event(Some(Ok(_))) => {}
                 Next::Event(Some(Err(e))) => {
@@ -325,44 +533,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Takes a token from the bucket; false when the client is over its rate.
-    fn allow(&mut self) -> bool {
-        let Some(rate) = self.rate else {
-            return true;
-        };
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last_refill).as_secs_f64();
-        self.last_refill = now;
-        self.bucket = (self.bucket + elapsed * rate.per_second).min(rate.burst);
-        if self.bucket >= 1.0 {
-            self.bucket -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     async fn handle(&mut self, text: &str) {
         if self.ws.connection().close_sent() {
             return;
         }
-        if !self.allow() {
-            let now = Instant::now();
-            self.refusals.push_back(now);
-            while self
-                .refusals
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-            {
-                self.refusals.pop_front();
-            }
-            if self.refusals.len() >= ABUSE_LIMIT {
-                let _ = self.ws.queue(Message::Close(Some(CloseFrame::new(
-                    CloseCode::POLICY_VIOLATION,
-                    "too many requests",
-                ))));
-                return;
-            }
+        if !self.limiter.allow() {
             return self.refuse(&Refusal::new("rate_limited", "slow down"), None);
         }
         let msg = match protocol::parse(text) {
@@ -413,16 +588,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 let before = before.unwrap_or(u64::MAX);
                 let limit = limit.unwrap_or(DEFAULT_HISTORY);
-                let (messages, more) = match self.hub.history(&room, before, limit).await {
-                    Ok(page) => page,
-                    Err(refusal) => return self.refuse(&refusal, None),
-                };
-                self.queue(&ServerMsg::History {
-                    room: &room,
-                    messages: &messages,
-                    more,
-                });
+                self.send_history(&room, before, limit).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            room: "general".into(),
+            id,
+            from: "alice".into(),
+            text: text.into(),
+            ts: 1,
+        }
+    }
+
+    #[test]
+    fn a_reply_keeps_the_newest_messages_that_fit() {
+        let big = "x".repeat(4096);
+        let messages: Vec<ChatMessage> = (1..=100).map(|id| message(id, &big)).collect();
+        let (kept, cut) = newest_that_fit(messages);
+        assert!(cut);
+        let bytes: usize = kept.iter().map(|m| ServerMsg::Msg(m).to_json().len()).sum();
+        assert!(bytes <= MAX_REPLY, "{bytes}");
+        assert_eq!(kept.last().unwrap().id, 100);
+        // Nothing more would have fitted.
+        assert!(bytes + ServerMsg::Msg(&message(1, &big)).to_json().len() > MAX_REPLY);
+        // Contiguous, oldest first.
+        assert!(kept.windows(2).all(|w| w[1].id == w[0].id + 1));
+    }
+
+    #[test]
+    fn a_small_reply_is_kept_whole() {
+        let messages: Vec<ChatMessage> = (1..=50).map(|id| message(id, "hi")).collect();
+        let (kept, cut) = newest_that_fit(messages.clone());
+        assert!(!cut);
+        assert_eq!(kept, messages);
+    }
+
+    #[test]
+    fn hello_may_run_the_bucket_into_debt() {
+        let mut limiter = Limiter::new(Some(RateLimit {
+            per_second: 0.001,
+            burst: 20.0,
+        }));
+        assert!(limiter.allow());
+        limiter.charge(19.0);
+        assert!(!limiter.allow(), "the bucket is empty after 20 rooms");
+    }
+
+    #[test]
+    fn refusals_reach_the_abuse_limit() {
+        let mut limiter = Limiter::new(None);
+        for _ in 1..ABUSE_LIMIT {
+            assert!(!limiter.refused());
+        }
+        assert!(limiter.refused());
     }
 }

@@ -52,6 +52,10 @@ enum Command {
         /// Most simultaneous WebSocket connections.
         #[arg(long, default_value_t = 10_000)]
         max_connections: usize,
+        /// Most rooms held in memory at once (a room with nobody in it
+        /// leaves memory; its history stays in --db).
+        #[arg(long, default_value_t = 50_000)]
+        max_rooms: usize,
         /// Lift the per-connection rate limit (for benchmarks only).
         #[arg(long)]
         no_rate_limit: bool,
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
                 jwt_secret,
                 tls,
                 max_connections,
+                max_rooms,
                 no_rate_limit,
                 no_deflate,
                 redis,
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
                     "http"
                 };
                 config.max_connections = max_connections;
+                config.max_rooms = max_rooms;
                 if no_rate_limit {
                     config.rate_limit = None;
                 }

@@ -153,6 +153,17 @@ pub fn parse(text: &str) -> Result<ClientMsg, Refusal> {
     Ok(msg)
 }
 
+/// The `client_id` of a request that was refused before it could be
+/// read whole (rate limited, or a field wrong), so that the refusal can
+/// name the post it refuses: a client marks that post failed instead of
+/// leaving it "sending" for ever.
+pub fn client_id_of(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let id = value.get("client_id")?.as_str()?;
+    check_client_id(id).ok()?;
+    Some(id.to_owned())
+}
+
 fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
     match msg {
         ClientMsg::Hello { nick, resume, .. } => {

@@ -538,11 +538,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         if !self.limiter.allow() {
-            return self.refuse(&Refusal::new("rate_limited", "slow down"), None);
+            let client_id = protocol::client_id_of(text);
+            let refusal = Refusal::new("rate_limited", "slow down");
+            return self.refuse(&refusal, client_id.as_deref());
         }
         let msg = match protocol::parse(text) {
             Ok(msg) => msg,
-            Err(refusal) => return self.refuse(&refusal, None),
+            Err(refusal) => {
+                let client_id = protocol::client_id_of(text);
+                return self.refuse(&refusal, client_id.as_deref());
+            }
         };
         match msg {
             ClientMsg::Hello { .. } => self.refuse(

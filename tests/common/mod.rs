@@ -2,6 +2,8 @@
 //! the protocol by hand, to misbehave on purpose.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod process;
+
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 

@@ -242,6 +242,18 @@
         c.keepScroll = false;
         break;
       }
+      case 'gap': {
+        // A long absence: the server replays only the newest messages,
+        // from m.before on. What we hold from before the gap is no longer
+        // contiguous with them, so it goes; "earlier" pages back from
+        // the replay, through the messages we missed.
+        if (!S.rooms.includes(m.room)) return;
+        const c = conv('#' + m.room);
+        for (const k of [...c.msgs.keys()]) if (k < m.before) c.msgs.delete(k);
+        c.more = true;
+        if (c.key === S.current) renderMessages(); else renderLists();
+        break;
+      }
       case 'ack': {
         const c = S.convs.get(S.inflight.get(m.client_id));
         S.inflight.delete(m.client_id);

@@ -111,6 +111,31 @@ pub struct Config {
     /// Subprotocols: a server picks the first one the client offers that is
     /// in this list; a client offers these.
     pub subprotocols: Vec<String>,
+    /// Output queued and not yet written, in bytes, above which the
+    /// connection stops reading from the peer (and
+    /// [`Sink::poll_ready`](futures_sink::Sink::poll_ready) waits) until the
+    /// socket has taken enough of it: the backpressure that keeps a peer
+    /// which sends and never reads from filling our memory with replies.
+    /// See "Backpressure" in the [module documentation](self).
+    ///
+    /// Default 64 KiB: the high-water mark our `Sink` used before this
+    /// setting existed, and twice python-websockets' `write_limit` high-water
+    /// mark (32 KiB). Memory per connection is at most about this plus one
+    /// message (see "Memory").
+    pub write_buffer_limit: usize,
+    /// How long a frame may take to arrive, from its first byte to its
+    /// last, once the handshake is done. On expiry, a Close with 1008
+    /// (Policy Violation, §7.4.1) is sent if the connection is open, and it
+    /// ends with [`Error::FrameTimeout`]. It bounds how long a peer that
+    /// trickles a frame (a slowloris after the handshake) can hold the
+    /// connection and its read buffer.
+    ///
+    /// Default `None` (off): a 16 MiB frame (the default
+    /// [`max_frame_size`](proto::Config::max_frame_size)) over a 1 Mbit/s
+    /// link legitimately takes over two minutes, and only the application
+    /// knows the sizes and links it serves. The chat server, whose messages
+    /// are small JSON, sets 30 s.
+    pub frame_timeout: Option<Duration>,
 }
 
 /// Keepalive settings (§5.5.2: "A Ping frame MAY be sent ... as a
@@ -131,6 +156,8 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             keepalive: None,
             subprotocols: Vec::new(),
+            write_buffer_limit: 64 * 1024,
+            frame_timeout: None,
         }
     }
 }
@@ -151,6 +178,11 @@ pub enum Error {
     CloseTimeout,
     /// The peer did not answer a keepalive Ping in time.
     PongTimeout,
+    /// A frame did not arrive whole within [`Config::frame_timeout`] of
+    /// its first byte. If the connection was open, a Close with 1008
+    /// (Policy Violation, §7.4.1) was queued and, socket permitting,
+    /// written.
+    FrameTimeout,
     /// The TLS handshake failed (feature `tls`): the server's certificate
     /// did not verify (`InvalidCertificate`, with the reason), the peer
     /// sent an alert, or it speaks no version or cipher we do.
@@ -165,6 +197,8 @@ impl Error {
     pub fn close_code(&self) -> Option<proto::CloseCode> {
         match self {
             Error::Protocol(e) => e.close_code(),
+            // Unless our own Close (with its code) had gone out before.
+            Error::FrameTimeout => Some(proto::CloseCode::POLICY_VIOLATION),
             _ => None,
         }
     }
@@ -178,6 +212,7 @@ impl fmt::Display for Error {
             Error::HandshakeTimeout => f.write_str("opening handshake timed out"),
             Error::CloseTimeout => f.write_str("peer did not answer our Close in time"),
             Error::PongTimeout => f.write_str("peer did not answer a keepalive Ping in time"),
+            Error::FrameTimeout => f.write_str("peer did not finish sending a frame in time"),
             #[cfg(feature = "tls")]
             Error::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             Error::TlsUnsupported => {

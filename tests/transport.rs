@@ -539,7 +539,7 @@ async fn echo_loop_stops_reading_from_a_peer_that_never_reads_and_loses_nothing(
     let stalled_at = written.load(Ordering::Relaxed);
     eprintln!(
         "flood of {LEN} B frames stalled after {stalled_at} frames ({} MiB)",
-        stalled_at * LEN as u64 >> 20
+        (stalled_at * LEN as u64) >> 20
     );
     // Now read: every message comes back, in order.
     let reading = tokio::time::timeout(Duration::from_secs(120), async {

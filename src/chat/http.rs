@@ -50,6 +50,14 @@ const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'sel
 /// handshake, if any, within the same time).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one WebSocket frame may take to arrive, first byte to last
+/// (`transport::Config::frame_timeout`). Chat frames are small JSON, which
+/// even a slow mobile link sends in well under a second; 30 s, the
+/// keepalive interval (after which a silent peer is probed anyway), leaves
+/// room for a stalled link to recover and still ends a frame trickled to
+/// hold a connection open.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves one TCP connection: the TLS handshake if the server has TLS,
 /// then one request, or one WebSocket session.
 pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -204,6 +212,7 @@ where
             }
             let mut config = transport::Config {
                 keepalive: Some(shared.config.keepalive),
+                frame_timeout: Some(FRAME_TIMEOUT),
                 ..transport::Config::default()
             };
             config.protocol.deflate = shared.config.deflate.clone();

@@ -347,6 +347,9 @@ async fn echo_server(
 
 /// Echoes text and binary messages until the connection ends. Echoes are
 /// queued, and leave together when `recv` next finds nothing buffered.
+/// `recv` returns nothing more while over the transport's write buffer
+/// limit (64 KiB by default), so a client that sends without reading
+/// holds at most that plus one message here, not every echo.
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     while let Some(event) = ws.recv().await {
         match event {

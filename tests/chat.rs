@@ -738,3 +738,49 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
+    let mut c = config("trickle");
+    c.frame_timeout = Duration::from_millis(500);
+    let server = Server::start(c).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    raw_hello(&mut s, "slow").await;
+    let head = common::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    // Six bytes of a frame, one every 200 ms: the frame's first byte is
+    // 1.2 s old before it could be complete.
+    let frame = common::masked(0x81, br#"{"type":"typing","room":"general"}"#);
+    let started = Instant::now();
+    for b in &frame[..6] {
+        let _ = s.write_all(&[*b]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut conn = rfc6455::proto::Connection::new(
+        rfc6455::proto::Role::Client,
+        rfc6455::proto::Config::default(),
+    );
+    let mut buf = vec![0u8; 64 * 1024];
+    let code = 'read: loop {
+        let n = match tokio::time::timeout(WAIT, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break None,
+        };
+        conn.receive(&buf[..n]);
+        while let Ok(Some(m)) = conn.poll_message() {
+            if let Message::Close(frame) = m {
+                break 'read frame.map(|f| f.code.as_u16());
+            }
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert!(
+        started.elapsed() < WAIT,
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // A client that sends whole frames is unaffected.
+    let (mut ok, _) = server.client(hello("quick")).await;
+    ok.post("general", "whole frames", "q1").await;
+    server.stop().await;
+}

@@ -424,3 +424,82 @@ async fn five_thousand_abrupt_drops_mid_frame_leak_nothing() {
     );
     server.assert_serves().await;
 }
+
+/// Percentile `p` (0..=100) of sorted samples.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+#[tokio::test]
+async fn client_flooding_1_mib_frames_without_reading_is_held_at_bounded_memory() {
+    // The echo server answers each message with a copy; a client that
+    // sends and never reads used to make it queue every copy (1.5 GB in
+    // 2.4 s). With the transport's write buffer limit it stops reading
+    // from that client instead.
+    let server = Server::start().await;
+    server.assert_serves().await;
+    let before = server.rss_kib();
+    let mut flooder = server.raw().await;
+    let frame = masked(0x82, &vec![0x5a; 1 << 20]);
+    let flood_for = Duration::from_secs(3);
+    let started = Instant::now();
+    let flood = async {
+        let mut sent = 0u32;
+        while let Some(left) = flood_for.checked_sub(started.elapsed()) {
+            // A write blocked past the end means the server stopped
+            // reading: the point. (The frame it cut is never finished;
+            // the connection is dropped after.)
+            match tokio::time::timeout(left, flooder.write_all(&frame)).await {
+                Ok(Ok(())) => sent += 1,
+                Ok(Err(e)) => panic!("the server dropped the flooder: {e}"),
+                Err(_) => break,
+            }
+        }
+        sent
+    };
+    let (mut ws, _) = transport::connect(&format!("ws://{}/", server.addr), Config::default())
+        .await
+        .unwrap();
+    let mut peak = before;
+    let polite = async {
+        let mut latencies = Vec::new();
+        while started.elapsed() < flood_for {
+            let t = Instant::now();
+            ws.send(Message::text("still there?")).await.unwrap();
+            assert_eq!(
+                ws.recv().await.unwrap().unwrap(),
+                Message::text("still there?")
+            );
+            latencies.push(t.elapsed());
+            peak = peak.max(server.rss_kib());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        latencies
+    };
+    let (sent, mut latencies) = tokio::join!(flood, polite);
+    let after = server.rss_kib();
+    peak = peak.max(after);
+    latencies.sort();
+    eprintln!(
+        "1 MiB flood: {sent} frames written in {:?}; RSS {before} -> peak {peak}, end {after} KiB; \
+         polite client: {} round trips, p50 {:?}, p99 {:?}, max {:?}",
+        started.elapsed(),
+        latencies.len(),
+        percentile(&latencies, 50),
+        percentile(&latencies, 99),
+        latencies.last().unwrap(),
+    );
+    assert!(
+        peak < before + 64 * 1024,
+        "RSS grew from {before} to {peak} KiB"
+    );
+    // Generous for a busy two-core machine; the real figures are above.
+    assert!(
+        *latencies.last().unwrap() < Duration::from_secs(2),
+        "slowest echo {:?}",
+        latencies.last().unwrap()
+    );
+    ws.close(None).await.unwrap();
+    drop(flooder);
+    server.assert_serves().await;
+}

@@ -449,3 +449,310 @@ async fn keepalive_pings_an_idle_peer_and_drops_a_silent_one() {
         Some(Error::PongTimeout)
     ));
 }
+
+// Backpressure: the write buffer limit (`Config::write_buffer_limit`).
+
+/// A `recv` → `queue` echo loop that notes the most output it ever held
+/// queued; returns that, the messages it echoed, and how it ended.
+async fn echo_noting_backlog(mut ws: WebSocket<TcpStream>) -> (usize, usize, Option<Error>) {
+    let (mut most, mut echoed) = (0, 0);
+    while let Some(event) = ws.recv().await {
+        match event {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                ws.queue(m).unwrap();
+                echoed += 1;
+                most = most.max(ws.pending_output_len());
+            }
+            Ok(_) => {}
+            Err(e) => return (most, echoed, Some(e)),
+        }
+    }
+    (most, echoed, None)
+}
+
+/// Message `i` of a flood: its number, then filler.
+fn numbered(i: u32, len: usize) -> Vec<u8> {
+    let mut payload = vec![(i % 251) as u8; len];
+    payload[..4].copy_from_slice(&i.to_be_bytes());
+    payload
+}
+
+/// Waits until `written` stops growing for `quiet`; false if `done` comes
+/// first or nothing stalls within `within`.
+async fn stalls(
+    written: &std::sync::atomic::AtomicU64,
+    done: &tokio::task::JoinHandle<()>,
+    quiet: Duration,
+    within: Duration,
+) -> bool {
+    let started = std::time::Instant::now();
+    let mut last = (written.load(std::sync::atomic::Ordering::Relaxed), started);
+    while started.elapsed() < within && !done.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = written.load(std::sync::atomic::Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        } else if last.1.elapsed() >= quiet {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn echo_loop_stops_reading_from_a_peer_that_never_reads_and_loses_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const LEN: usize = 16 * 1024;
+    // 128 MiB: past what the two directions' socket buffers can hold
+    // (Linux's defaults let each grow to 4 MiB sent plus 32 MiB received;
+    // the stall came after about 7 MiB when measured).
+    const COUNT: u32 = 8192;
+    let limit = Config::default().write_buffer_limit;
+    let (addr, mut outcomes) = server(Config::default(), echo_noting_backlog).await;
+    let raw = raw_connect(addr).await;
+    let (rx, mut tx) = raw.into_split();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..COUNT {
+            tx.write_all(&masked(0x82, &numbered(i, LEN)))
+                .await
+                .unwrap();
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        tx.write_all(&masked(0x88, &1000u16.to_be_bytes()))
+            .await
+            .unwrap();
+    });
+    // Not reading: the server must stop reading too, so our writes block.
+    assert!(
+        stalls(
+            &written,
+            &writer,
+            Duration::from_secs(1),
+            Duration::from_secs(60)
+        )
+        .await,
+        "all {COUNT} frames were taken by a server whose replies nobody read"
+    );
+    let stalled_at = written.load(Ordering::Relaxed);
+    eprintln!(
+        "flood of {LEN} B frames stalled after {stalled_at} frames ({} MiB)",
+        (stalled_at * LEN as u64) >> 20
+    );
+    // Now read: every message comes back, in order.
+    let reading = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut rx = rx;
+        for i in 0..COUNT {
+            let (b0, payload) = read_half_frame(&mut rx).await;
+            assert_eq!(b0, 0x82, "frame {i}");
+            assert!(payload == numbered(i, LEN), "echo {i} is not message {i}");
+        }
+        let (b0, payload) = read_half_frame(&mut rx).await;
+        assert_eq!((b0, &payload[..]), (0x88, &1000u16.to_be_bytes()[..]));
+    });
+    reading
+        .await
+        .expect("echoes did not all come back in 120 s");
+    writer.await.unwrap();
+    let (most, echoed, error) = outcomes.recv().await.unwrap();
+    eprintln!("server's largest backlog: {most} B (limit {limit} B, message {LEN} B)");
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(echoed, COUNT as usize);
+    // The limit, one message and its header (at most 10 bytes, §5.2).
+    assert!(most <= limit + LEN + 10, "backlog reached {most} B");
+}
+
+/// `read_frame` for a read half.
+async fn read_half_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    stream.read_exact(&mut h).await.unwrap();
+    let len = match h[1] & 0x7f {
+        126 => stream.read_u16().await.unwrap() as usize,
+        127 => stream.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (h[0], payload)
+}
+
+#[tokio::test]
+async fn sink_is_not_ready_while_output_is_over_the_limit() {
+    use futures_util::Sink;
+    use std::future::poll_fn;
+    use std::pin::Pin;
+    let limit = Config::default().write_buffer_limit;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(raw_connect(addr));
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut ws = transport::accept(stream, Config::default()).await.unwrap();
+    let mut peer = peer.await.unwrap();
+    // 64 MiB: more than the peer's socket buffers take unread.
+    let big = Bytes::from(vec![7u8; 64 << 20]);
+    poll_fn(|cx| Pin::new(&mut ws).poll_ready(cx))
+        .await
+        .unwrap();
+    Pin::new(&mut ws)
+        .start_send(Message::Binary(big.clone()))
+        .unwrap();
+    let waited = tokio::time::timeout(
+        Duration::from_millis(500),
+        poll_fn(|cx| Pin::new(&mut ws).poll_ready(cx)),
+    )
+    .await;
+    assert!(
+        waited.is_err(),
+        "ready with {} bytes queued",
+        ws.pending_output_len()
+    );
+    assert!(ws.pending_output_len() > limit);
+    // The peer reads: ready once the socket has taken all but the limit.
+    let reader = tokio::spawn(async move { read_frame(&mut peer).await });
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        poll_fn(|cx| Pin::new(&mut ws).poll_ready(cx)),
+    )
+    .await
+    .expect("not ready after the peer read")
+    .unwrap();
+    assert!(ws.pending_output_len() <= limit);
+    SinkExt::flush(&mut ws).await.unwrap();
+    let (b0, payload) = reader.await.unwrap();
+    assert_eq!(b0, 0x82);
+    assert!(payload == big, "the message arrived damaged");
+}
+
+#[tokio::test]
+async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
+    // Before the limit, such a peer kept the server reading, so the
+    // keepalive never found the silence it waits for. Paused, the server
+    // reads nothing: it pings, the Ping waits behind the backlog, and the
+    // Pong never comes.
+    let config = Config {
+        keepalive: Some(Keepalive {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(300),
+        }),
+        ..Config::default()
+    };
+    let (addr, mut outcomes) = server(config, echo_noting_backlog).await;
+    let raw = raw_connect(addr).await;
+    let (_rx, mut tx) = raw.into_split();
+    let flooding = tokio::spawn(async move {
+        let frame = masked(0x82, &[1; 16 * 1024]);
+        let started = std::time::Instant::now();
+        // Until the server hangs up (or, at worst, 30 s).
+        while started.elapsed() < Duration::from_secs(30) && tx.write_all(&frame).await.is_ok() {}
+    });
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
+        .await
+        .expect("the server kept the flooder for 20 s")
+        .unwrap();
+    eprintln!("flooder dropped after {:?}", started.elapsed());
+    assert!(matches!(outcome.2, Some(Error::PongTimeout)), "{outcome:?}");
+    flooding.abort();
+}
+
+// Frame timeout (`Config::frame_timeout`).
+
+#[tokio::test]
+async fn half_a_frame_then_silence_ends_with_frame_timeout_and_1008() {
+    let config = Config {
+        frame_timeout: Some(Duration::from_millis(300)),
+        ..Config::default()
+    };
+    let (addr, mut outcomes) = server(config, echo).await;
+    let mut raw = raw_connect(addr).await;
+    let started = std::time::Instant::now();
+    raw.write_all(&masked(0x81, b"hello")[..5]).await.unwrap();
+    let (b0, payload) = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut raw))
+        .await
+        .expect("no Close in 10 s");
+    let waited = started.elapsed();
+    eprintln!("half a frame: Close after {waited:?}");
+    assert_eq!(b0, 0x88);
+    assert_eq!(&payload[..2], &1008u16.to_be_bytes());
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    let outcome = outcomes.recv().await.unwrap();
+    assert!(matches!(outcome, Some(Error::FrameTimeout)), "{outcome:?}");
+    assert_eq!(
+        outcome.unwrap().close_code(),
+        Some(CloseCode::POLICY_VIOLATION)
+    );
+    // And the server is gone: EOF, not more frames.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut rest))
+        .await
+        .expect("TCP still open after the Close")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:02x?}");
+}
+
+#[tokio::test]
+async fn a_slow_frame_within_the_frame_timeout_is_delivered() {
+    let config = Config {
+        frame_timeout: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let (addr, _) = server(config, echo).await;
+    let mut raw = raw_connect(addr).await;
+    raw.set_nodelay(true).unwrap();
+    let frame = masked(0x81, b"slowly but surely");
+    // Four pieces, 100 ms apart: 300 ms for the frame.
+    for piece in frame.chunks(frame.len().div_ceil(4)) {
+        raw.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let echoed = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut raw))
+        .await
+        .expect("no echo in 10 s");
+    assert_eq!(echoed, (0x81, b"slowly but surely".to_vec()));
+}
+
+#[tokio::test]
+async fn frames_each_within_the_frame_timeout_never_trip_it() {
+    // Six frames of 300 ms each (1.8 s in all) under a 1 s timeout. Each
+    // write ends one frame and begins the next, so the server never sees
+    // a frame boundary at the end of its buffer: the timer must restart
+    // per frame, fragments included, not per empty buffer.
+    let config = Config {
+        frame_timeout: Some(Duration::from_secs(1)),
+        ..Config::default()
+    };
+    let (addr, mut outcomes) = server(config, echo).await;
+    let mut raw = raw_connect(addr).await;
+    raw.set_nodelay(true).unwrap();
+    let frames = [
+        masked(0x01, b"f0"),
+        masked(0x00, b"f1"),
+        masked(0x80, b"f2"),
+        masked(0x81, b"f3"),
+        masked(0x81, b"f4"),
+        masked(0x81, b"f5"),
+    ];
+    let mut carry: &[u8] = &[];
+    for frame in &frames {
+        let (head, tail) = frame.split_at(3);
+        raw.write_all(&[carry, head].concat()).await.unwrap();
+        carry = tail;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    raw.write_all(carry).await.unwrap();
+    for expected in ["f0f1f2", "f3", "f4", "f5"] {
+        let echoed = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut raw))
+            .await
+            .expect("no echo in 10 s");
+        assert_eq!(echoed, (0x81, expected.as_bytes().to_vec()));
+    }
+    raw.write_all(&masked(0x88, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(read_frame(&mut raw).await.0, 0x88);
+    drop(raw);
+    let outcome = outcomes.recv().await.unwrap();
+    assert!(outcome.is_none(), "{outcome:?}");
+}

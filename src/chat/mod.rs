@@ -69,6 +69,14 @@ pub struct ChatConfig {
     pub keepalive: Keepalive,
     /// How often presence changes go out. Default 100 ms.
     pub presence_interval: Duration,
+    /// How long one WebSocket frame may take to arrive, first byte to last
+    /// (`transport::Config::frame_timeout`); over it, the connection is
+    /// closed with 1008. Chat frames are small JSON, which even a slow
+    /// mobile link sends in well under a second; the default, 30 s, the
+    /// keepalive interval (after which a silent peer is probed anyway),
+    /// leaves room for a stalled link to recover and still ends a frame
+    /// trickled to hold a connection open.
+    pub frame_timeout: Duration,
     /// How long a client has to answer our Close (on shutdown, say)
     /// before its connection is dropped. Default 5 s.
     pub close_timeout: Duration,
@@ -104,6 +112,10 @@ impl ChatConfig {
         let mut config = transport::Config {
             keepalive: Some(self.keepalive),
             close_timeout: self.close_timeout,
+            frame_timeout: Some(self.frame_timeout),
+            // The session moves its outbox to the socket up to this mark;
+            // over it, the transport stops reading the client's requests.
+            write_buffer_limit: session::SOCKET_HIGH_WATER,
             ..transport::Config::default()
         };
         let limits = &mut config.protocol;
@@ -136,6 +148,7 @@ impl ChatConfig {
                 burst: 20.0,
             }),
             close_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(30),
             deflate: Some(DeflateConfig::no_context_takeover()),
             redis: None,
         }

@@ -319,6 +319,9 @@ pub struct Connection {
     failure: Option<Error>,
     /// Received bytes not yet consumed.
     rbuf: BytesMut,
+    /// Frames completed so far: names the frame being read, for an I/O
+    /// layer's per-frame deadline (see `frame_in_progress`).
+    frames_received: u64,
     frame: Option<InFrame>,
     message: Option<InMessage>,
     rx_utf8: Utf8Validator,
@@ -346,6 +349,7 @@ impl Connection {
             eof: false,
             failure: None,
             rbuf: BytesMut::new(),
+            frames_received: 0,
             frame: None,
             message: None,
             rx_utf8: Utf8Validator::new(),
@@ -434,6 +438,18 @@ impl Connection {
     /// each client's outbound queue.
     pub fn pending_output_len(&self) -> usize {
         self.out.len() + self.out.pong.as_ref().map_or(0, |p| p.len() + 14)
+    }
+
+    /// `Some(n)` while part of frame `n` is buffered (its header, or its
+    /// header and some of its payload), counting every frame received from
+    /// 0, control frames and continuations included; `None` when the buffer
+    /// ends on a frame boundary, or input is being discarded (§7.1.7,
+    /// §5.5.1). Right after [`poll_message`](Self::poll_message) returned
+    /// `Ok(None)`, this is the frame the peer has begun and not finished;
+    /// an I/O layer that bounds how long a frame may take watches it, and
+    /// restarts its timer when `n` changes.
+    pub fn frame_in_progress(&self) -> Option<u64> {
+        (!self.discarding() && !self.rbuf.is_empty()).then_some(self.frames_received)
     }
 
     /// How many more bytes the frame being read needs, at least 1: a hint
@@ -559,6 +575,7 @@ impl Connection {
             return Ok(Step::NeedMore);
         }
         self.frame = None;
+        self.frames_received = self.frames_received.wrapping_add(1);
         let mut raw = self.rbuf.split_to(frame.header_len + frame.payload_len);
         raw.advance(frame.header_len);
         self.on_frame(frame.header, raw.freeze())

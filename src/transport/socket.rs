@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::{Config, Error, Keepalive};
-use crate::proto::{CloseFrame, Connection, Message, PreparedFrame, State};
+use crate::proto::{CloseCode, CloseFrame, Connection, Message, PreparedFrame, State};
 
 /// At most this many chunks go into one vectored write (Linux allows 1024;
 /// 64 covers a burst of queued frames without a large stack array).
@@ -28,9 +28,6 @@ const STACK_READ: usize = 4096;
 /// memory in proportion to what it sent, not to what it announced.
 const MAX_READ_RESERVE: usize = 256 * 1024;
 
-/// Output above this many queued bytes makes `Sink::poll_ready` flush first.
-const SINK_HIGH_WATER: usize = 64 * 1024;
-
 /// A WebSocket connection over a stream `S`.
 ///
 /// Made by [`accept`](super::accept), [`connect`](super::connect) and their
@@ -44,6 +41,12 @@ pub struct WebSocket<S> {
     close_timeout: Duration,
     close_timer: Option<Pin<Box<Sleep>>>,
     keepalive: Option<KeepaliveTimer>,
+    /// [`Config::write_buffer_limit`].
+    write_buffer_limit: usize,
+    /// [`Config::frame_timeout`].
+    frame_timeout: Option<Duration>,
+    /// Runs while part of a frame is buffered (with `frame_timeout`).
+    frame_timer: Option<FrameTimer>,
     /// We shut down our side of TCP and are draining the peer's (see
     /// "lingering close" in `poll_recv`).
     shut_down: bool,
@@ -59,6 +62,18 @@ struct KeepaliveTimer {
     sleep: Pin<Box<Sleep>>,
     last_read: Instant,
     awaiting_pong: bool,
+}
+
+/// The deadline of the frame being read ([`Config::frame_timeout`]).
+#[derive(Debug)]
+struct FrameTimer {
+    /// The frame it times ([`Connection::frame_in_progress`]).
+    frame: u64,
+    sleep: Pin<Box<Sleep>>,
+    /// Since when reading has been paused by the write buffer limit: time
+    /// in which the peer could not have sent the rest, so not charged to
+    /// it.
+    paused_since: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -79,6 +94,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_timeout: config.close_timeout,
             close_timer: None,
             keepalive,
+            write_buffer_limit: config.write_buffer_limit,
+            frame_timeout: config.frame_timeout,
+            frame_timer: None,
             shut_down: false,
             read_eof: false,
             finished: false,
@@ -96,9 +114,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Bytes queued and not yet written: what a server checks to bound a
-    /// slow client's backlog.
+    /// slow client's backlog, and what [`Config::write_buffer_limit`]
+    /// bounds.
     pub fn pending_output_len(&self) -> usize {
         self.conn.pending_output_len() + self.out.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Whether queued output is over [`Config::write_buffer_limit`]: then
+    /// `poll_recv` neither reads nor returns messages, and
+    /// `Sink::poll_ready` waits, until the socket takes enough of it.
+    fn over_write_limit(&self) -> bool {
+        self.pending_output_len() > self.write_buffer_limit
     }
 
     /// Receives the next message or control frame; `None` once the
@@ -108,11 +134,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Keep calling it until it returns `None`: it also writes queued output
     /// and completes the close handshake.
     ///
+    /// While more than [`Config::write_buffer_limit`] bytes are queued, it
+    /// returns nothing, not even a message already read, and reads
+    /// nothing: it writes, and waits for the socket to take the excess
+    /// (timers still run). So a loop that answers each message
+    /// (`recv`, then [`queue`](Self::queue)) holds at most the limit plus
+    /// one answer, however fast the peer sends and however slowly it reads.
+    ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: partial frames and queued output live in the
-    /// `WebSocket`, not in the future, so dropping it (say, in
-    /// `tokio::select!`) and calling `recv` again loses nothing.
+    /// Cancel-safe: partial frames, messages read but not yet returned, and
+    /// queued output live in the `WebSocket`, not in the future, so
+    /// dropping it (say, in `tokio::select!`) and calling `recv` again
+    /// loses nothing. That holds while it waits on the write buffer limit
+    /// too.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -120,6 +155,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues a message without writing it; the next [`flush`](Self::flush),
     /// [`send`](Self::send) or [`recv`](Self::recv) writes it, together with
     /// anything else queued, in as few system calls as it can.
+    ///
+    /// It never waits and never refuses for lack of room: the
+    /// [write buffer limit](Config::write_buffer_limit) is applied by
+    /// `recv` (which stops returning messages while over it) and by
+    /// `Sink::poll_ready`. A caller that queues without ever calling those,
+    /// or `send`, bounds its output itself, with
+    /// [`pending_output_len`](Self::pending_output_len).
     pub fn queue(&mut self, message: Message) -> Result<(), Error> {
         Ok(self.conn.send(message)?)
     }
@@ -129,7 +171,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(self.conn.send_prepared(frame)?)
     }
 
-    /// Sends a message: queues it, then writes everything queued.
+    /// Sends a message: queues it, then writes everything queued. It
+    /// returns once the socket has taken it all, so a loop of `send`s never
+    /// leaves more than one message queued, within
+    /// [`Config::write_buffer_limit`] (unless that one message is larger).
     ///
     /// # Cancel safety
     ///
@@ -197,8 +242,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.finished {
                 return Poll::Ready(None);
             }
-            // 1. Events from bytes already read.
-            if let Ok(Some(message)) = self.conn.poll_message() {
+            // 1. Events from bytes already read, unless our output is over
+            //    its limit: a caller that answers every message must stop
+            //    getting them, or a peer that sends and never reads makes
+            //    it queue without end. What is buffered stays there, in
+            //    order, Pings and Closes included, until the socket takes
+            //    our output; replies already queued are never dropped.
+            let paused = self.over_write_limit();
+            if !paused && let Ok(Some(message)) = self.conn.poll_message() {
                 match &message {
                     Message::Pong(_) => {
                         if let Some(k) = &mut self.keepalive {
@@ -216,7 +267,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 return Poll::Ready(Some(Ok(message)));
             }
-            // 2. Output; never let a full socket stop us reading.
+            // 2. Output; a full socket stops us reading only past the
+            //    write buffer limit (step 5).
             let flushed = match self.poll_write_out(cx) {
                 Poll::Ready(Ok(())) => true,
                 Poll::Ready(Err(e)) => return self.finish(Some(Error::Io(e))),
@@ -255,11 +307,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 continue;
             }
+            let reading = !self.over_write_limit();
+            if paused && reading {
+                // The write made room: what is buffered comes before the
+                // timers (the frame timer needs it parsed) and new reads.
+                continue;
+            }
             // 4. Timers.
-            if let Poll::Ready(result) = self.poll_timers(cx) {
+            if let Poll::Ready(result) = self.poll_timers(cx, reading) {
                 return self.finish(result);
             }
-            // 5. More bytes.
+            // 5. More bytes, unless our output is still over the limit: then
+            //    wait for the socket to take some. Step 2's write returned
+            //    Pending (nothing short of that leaves output over the
+            //    limit), so the socket will wake us when it is writable;
+            //    the timers will if they fire first.
+            if !reading {
+                return Poll::Pending;
+            }
             match self.poll_read_more(cx) {
                 Poll::Ready(Ok(0)) => {
                     self.read_eof = true;
@@ -280,6 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.finished = true;
         self.close_timer = None;
         self.keepalive = None;
+        self.frame_timer = None;
         self.out.clear();
         Poll::Ready(error.map(Err))
     }
@@ -293,8 +359,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         timer.as_mut().poll(cx).is_ready()
     }
 
-    /// `Ready(Some(..))` when a timer ends the connection.
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Error>> {
+    /// `Ready(Some(..))` when a timer ends the connection. `reading` is
+    /// false while the write buffer limit pauses reading; every timer runs
+    /// then but the frame timer, which waits for bytes we are not reading.
+    fn poll_timers(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Option<Error>> {
         if self.conn.awaiting_close() {
             let timeout = self.close_timeout;
             let timer = self
@@ -334,7 +402,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
-        Poll::Pending
+        self.poll_frame_timer(cx, reading)
+    }
+
+    /// The frame timer ([`Config::frame_timeout`]): one deadline per frame,
+    /// from the poll that first finds part of it buffered until the poll
+    /// that finds it complete.
+    fn poll_frame_timer(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Option<Error>> {
+        let Some(timeout) = self.frame_timeout else {
+            return Poll::Pending;
+        };
+        // Exact when step 1 has just parsed all it could, which it has
+        // unless reading is paused; then this is at worst a frame already
+        // whole in the buffer, whose timer is paused too.
+        let Some(frame) = self.conn.frame_in_progress() else {
+            self.frame_timer = None;
+            return Poll::Pending;
+        };
+        let timer = match &mut self.frame_timer {
+            Some(timer) if timer.frame == frame => timer,
+            // A new frame (or the first): its own full timeout.
+            slot => slot.insert(FrameTimer {
+                frame,
+                sleep: Box::pin(tokio::time::sleep(timeout)),
+                paused_since: None,
+            }),
+        };
+        if !reading {
+            timer.paused_since.get_or_insert_with(Instant::now);
+            return Poll::Pending;
+        }
+        if let Some(since) = timer.paused_since.take() {
+            let deadline = timer.sleep.deadline() + since.elapsed();
+            timer.sleep.as_mut().reset(deadline);
+        }
+        if timer.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.frame_timer = None;
+        if self.conn.state() == State::Open {
+            // §7.4.1: 1008 "indicates that an endpoint is terminating the
+            // connection because it has received a message that violates
+            // its policy"; ours is that a frame arrives within the timeout.
+            let _ = self.conn.close(Some(CloseFrame::new(
+                CloseCode::POLICY_VIOLATION,
+                "frame timeout",
+            )));
+            // One try, no waiting: a peer this slow to send may be as slow
+            // to read, and waiting on it is what the timer ends. When it
+            // all went out, our FIN follows, so the peer sees the end now
+            // rather than when the application drops the socket.
+            if let Poll::Ready(Ok(())) = self.poll_write_out(cx) {
+                let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+            }
+        }
+        Poll::Ready(Some(Error::FrameTimeout))
     }
 
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -422,13 +544,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
     }
 }
 
+/// `poll_ready` waits while more than [`Config::write_buffer_limit`] bytes
+/// are queued, writing meanwhile; `start_send` queues; `poll_flush` writes
+/// all; `poll_close` runs the close handshake to its end.
 impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.pending_output_len() > SINK_HIGH_WATER {
-            ready!(this.poll_write_out(cx))?;
+        if this.over_write_limit() {
+            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
+                return Poll::Ready(Err(Error::Io(e)));
+            }
+            // Still over means the write returned Pending: the socket wakes
+            // us when it can take more.
+            if this.over_write_limit() {
+                return Poll::Pending;
+            }
         }
         Poll::Ready(Ok(()))
     }

@@ -317,6 +317,35 @@ fn empty_fragments_make_an_empty_message() {
 }
 
 #[test]
+fn frame_in_progress_names_each_partial_frame_and_ends_at_a_boundary() {
+    // What a transport's per-frame deadline watches: a new number per
+    // frame, fragments included, and `None` on a frame boundary.
+    let mut s = server();
+    assert_eq!(s.frame_in_progress(), None);
+    let first = masked(0x01, b"Hel");
+    let second = masked(0x80, b"lo");
+    s.receive(&first[..1]);
+    assert_eq!(events(&mut s), []);
+    assert_eq!(s.frame_in_progress(), Some(0));
+    // The rest of the first fragment and the start of the second, in one
+    // read: frame 0 is done and frame 1 has begun.
+    let mut wire = first[1..].to_vec();
+    wire.extend_from_slice(&second[..3]);
+    s.receive(&wire);
+    assert_eq!(events(&mut s), []);
+    assert_eq!(s.frame_in_progress(), Some(1));
+    s.receive(&second[3..]);
+    assert_eq!(events(&mut s), [Ok(Message::text("Hello"))]);
+    assert_eq!(s.frame_in_progress(), None);
+    // After the peer's Close, input is discarded: nothing is in progress.
+    let mut wire = masked(0x88, b"");
+    wire.extend_from_slice(&masked(0x81, b"late")[..2]);
+    s.receive(&wire);
+    events(&mut s);
+    assert_eq!(s.frame_in_progress(), None);
+}
+
+#[test]
 fn configured_fragment_size_splits_outgoing_messages() {
     let config = Config {
         fragment_size: Some(2),

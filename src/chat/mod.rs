@@ -137,7 +137,8 @@ pub async fn serve(
     let (backend, last_ids) = match &config.redis {
         None => {
             // Refused, naming the file, if another server holds it.
-            let (store, last_ids) = store::Store::open(&config.db, config.db_sync, metrics.clone())?;
+            let (store, last_ids) =
+                store::Store::open(&config.db, config.db_sync, metrics.clone())?;
             (hub::Backend::Local(store), last_ids)
         }
         Some(redis) => {

@@ -407,3 +407,144 @@ fn range(
     page.reverse();
     Ok(page)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rfc6455-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("chat.db")
+    }
+
+    fn message(room: &str, id: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            room: room.into(),
+            id,
+            from: "alice".into(),
+            text: text.into(),
+            ts: 1,
+        }
+    }
+
+    type Log = Arc<Mutex<Vec<(String, u64, Outcome)>>>;
+
+    fn recorder(log: &Log, m: &ChatMessage) -> OnCommit {
+        let (log, room, id) = (log.clone(), m.room.clone(), m.id);
+        Box::new(move |outcome| log.lock().unwrap().push((room, id, outcome)))
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_database_is_refused_naming_the_file() {
+        let path = temp_db("lock");
+        let metrics = Arc::new(Metrics::default());
+        let (store, _) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        let Err(e) = Store::open(&path, DbSync::Normal, metrics.clone()) else {
+            panic!("a second open succeeded");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert!(e.to_string().contains("in use"), "{e}");
+        store.close();
+        let (again, _) = Store::open(&path, DbSync::Full, metrics).unwrap();
+        again.close();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn on_commit_runs_once_per_insert_in_queue_order() {
+        let path = temp_db("order");
+        let metrics = Arc::new(Metrics::default());
+        let (store, last) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        assert!(last.is_empty());
+        let log: Log = Arc::default();
+        let mut expected = Vec::new();
+        // More than one batch's worth, across two rooms.
+        for i in 1..=3000u64 {
+            let room = if i % 3 == 0 { "b" } else { "a" };
+            let m = message(room, i, &format!("m{i}"));
+            expected.push((room.to_owned(), i, Outcome::Committed));
+            store.insert(m.clone(), recorder(&log, &m));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(store.flush());
+        assert_eq!(*log.lock().unwrap(), expected);
+        assert_eq!(metrics.history_write_errors.get(), 0);
+        store.close();
+        let (store, mut last) = Store::open(&path, DbSync::Normal, metrics).unwrap();
+        last.sort();
+        assert_eq!(last, vec![("a".into(), 2999), ("b".into(), 3000)]);
+        let b = rt.block_on(store.range("b", 0, 3000, 2000));
+        assert_eq!(b.len(), 1000);
+        assert!(b.iter().all(|m| m.text == format!("m{}", m.id)));
+        store.close();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_batch_that_fails_is_reported_failed_and_nothing_of_it_is_kept() {
+        let path = temp_db("fail");
+        {
+            // A trigger stands in for a failing disk: it aborts any
+            // transaction that inserts the text "poison".
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL,
+                    sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
+                    PRIMARY KEY (room, id)) WITHOUT ROWID;
+                 CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+            )
+            .unwrap();
+        }
+        let metrics = Arc::new(Metrics::default());
+        let (store, _) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let log: Log = Arc::default();
+        let first = message("a", 1, "kept");
+        store.insert(first.clone(), recorder(&log, &first));
+        rt.block_on(store.flush());
+        let poison = message("a", 2, "poison");
+        store.insert(poison.clone(), recorder(&log, &poison));
+        rt.block_on(store.flush());
+        let after = message("a", 3, "after");
+        store.insert(after.clone(), recorder(&log, &after));
+        rt.block_on(store.flush());
+        // A conflict is refused too: INSERT OR IGNORE would have dropped
+        // this one silently and reported it kept.
+        let dup = message("a", 1, "same id");
+        store.insert(dup.clone(), recorder(&log, &dup));
+        rt.block_on(store.flush());
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![
+                ("a".into(), 1, Outcome::Committed),
+                ("a".into(), 2, Outcome::Failed),
+                ("a".into(), 3, Outcome::Committed),
+                ("a".into(), 1, Outcome::Failed),
+            ]
+        );
+        assert_eq!(metrics.history_write_errors.get(), 2);
+        let kept = rt.block_on(store.range("a", 0, 10, 10));
+        let kept: Vec<(u64, &str)> = kept.iter().map(|m| (m.id, m.text.as_str())).collect();
+        assert_eq!(kept, vec![(1, "kept"), (3, "after")]);
+        store.close();
+        // After close, an insert fails at once rather than vanishing.
+        let late = message("a", 4, "late");
+        store.insert(late.clone(), recorder(&log, &late));
+        assert_eq!(
+            log.lock().unwrap().last(),
+            Some(&("a".into(), 4, Outcome::Failed))
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

@@ -43,6 +43,13 @@ enum Command {
         /// SQLite file for history (created if missing).
         #[arg(long, default_value = "chat.db")]
         db: std::path::PathBuf,
+        /// How hard each commit of --db insists on the disk. normal: an
+        /// acked message survives the server being killed (SIGKILL, a
+        /// crash), but a power loss may take the last ones. full: it
+        /// survives a power loss too, at an fsync per commit (commits are
+        /// batched, so not one per message).
+        #[arg(long, value_enum, default_value_t = DbSyncArg::Normal)]
+        db_sync: DbSyncArg,
         /// Require HS256 tokens signed with this secret (also from
         /// RFC6455_JWT_SECRET).
         #[arg(long, env = "RFC6455_JWT_SECRET", hide_env_values = true)]
@@ -121,6 +128,13 @@ enum Command {
     },
 }
 
+/// `--db-sync`: SQLite's `synchronous` for the chat history.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DbSyncArg {
+    Normal,
+    Full,
+}
+
 /// Serve TLS (https, wss://): both files, or neither.
 #[derive(clap::Args)]
 struct TlsArgs {
@@ -176,6 +190,7 @@ fn main() -> ExitCode {
             Command::Chat {
                 listen,
                 db,
+                db_sync,
                 jwt_secret,
                 tls,
                 max_connections,
@@ -187,6 +202,10 @@ fn main() -> ExitCode {
                 presence_ttl_ms,
             } => {
                 let mut config = rfc6455::chat::ChatConfig::new(db);
+                config.db_sync = match db_sync {
+                    DbSyncArg::Normal => rfc6455::chat::DbSync::Normal,
+                    DbSyncArg::Full => rfc6455::chat::DbSync::Full,
+                };
                 config.jwt_secret = jwt_secret;
                 config.tls = tls.load()?;
                 let scheme = if config.tls.is_some() {

@@ -28,13 +28,7 @@ use tokio::net::TcpStream;
 /// One attack at a time: each test measures a server's memory and its
 /// bystander's latency, which other tests' servers on the same two cores
 /// would disturb.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The server under test, killed (by its PID, which we started) on drop.
 struct Server {
@@ -233,7 +227,7 @@ impl Bystander {
 /// counts as a refusal: 1008 after 100 of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_flood_is_closed_with_1008_at_bounded_memory() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = Server::start("binary", &["--no-rate-limit"]).await;
     let bystander = Bystander::start(&server).await;
     let before = server.rss_mib();
@@ -296,7 +290,7 @@ async fn fill_general(server: &Server, n: usize, len: usize) {
 /// holds at most 256 KiB and says `gap` for the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_replays_are_bounded_and_say_gap() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = Server::start("resume", &["--no-rate-limit"]).await;
     fill_general(&server, 1000, 4000).await;
 
@@ -354,7 +348,7 @@ async fn resume_replays_are_bounded_and_say_gap() {
 /// grew the server by 59 MB/s. Now the server stops reading them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_from_clients_that_never_read_stop_being_read() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = Server::start("paging", &["--no-rate-limit"]).await;
     fill_general(&server, 300, 4000).await;
     let bystander = Bystander::start(&server).await;
@@ -415,7 +409,7 @@ async fn requests_from_clients_that_never_read_stop_being_read() {
 /// message limit (32 KiB) now applies while inflating: 1009.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deflate_bomb_is_closed_with_1009_as_it_inflates() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = Server::start("bomb", &[]).await;
     let bystander = Bystander::start(&server).await;
     let before = server.rss_mib();
@@ -455,7 +449,7 @@ async fn a_deflate_bomb_is_closed_with_1009_as_it_inflates() {
 /// `--max-rooms` bounds those that remain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_leave_memory_when_empty_and_are_bounded() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = Server::start("rooms", &["--no-rate-limit"]).await;
     let bystander = Bystander::start(&server).await;
     let rss_before = server.rss_mib();
@@ -526,7 +520,7 @@ async fn rooms_leave_memory_when_empty_and_are_bounded() {
 /// Row 12: text that shows nothing is refused with `invalid_field`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_that_shows_nothing_is_refused() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let server = Server::start("invisible", &[]).await;
     let mut ws = server.client(json!({"type": "hello", "nick": "zed"})).await;
     next_of(&mut ws, "history").await;

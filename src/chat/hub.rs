@@ -1,10 +1,12 @@
 //! The hub: rooms, their members, message ids, and fan-out.
 //!
-//! Each room has its own lock; posting to a room assigns the next id,
-//! queues the message for the history thread and hands the encoded frame
-//! to every member's outbox, all under that lock, so that ids, history and
-//! delivery agree on one order. A frame is encoded once ([`PreparedFrame`])
-//! and the same bytes are shared by every recipient.
+//! Each room has its own lock; posting to a room assigns the next id and
+//! queues the message for the history thread under that lock, with its
+//! delivery (the encoded frame for the members present, the ack for the
+//! sender) to run once it is committed. The history thread is first in,
+//! first out, so ids, history and delivery agree on one order, and an ack
+//! means the message is on disk. A frame is encoded once
+//! ([`PreparedFrame`]) and the same bytes are shared by every recipient.
 //!
 //! Each connection has an [`Outbox`] bounded in bytes. When it is full,
 //! ephemeral events (typing, presence) are dropped; a chat message that
@@ -23,7 +25,7 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 use super::cluster::{Bus, Cluster, Post};
 use super::metrics::Metrics;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
-use super::store::{Page, Store};
+use super::store::{Outcome, Page, Store};
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -335,6 +337,58 @@ impl Room {
     fn send_to_members(&self, frame: &PreparedFrame, metrics: &Metrics) {
         for member in self.members.values() {
             member.outbox.push(frame, Kind::Chat, metrics);
+        }
+    }
+}
+
+/// What a local post does once the history thread has its batch on disk:
+/// built by [`Hub::post`] or [`Hub::dm`] under the lock that gave the id,
+/// run on the history thread ([`super::store::OnCommit`]).
+///
+/// An ack means the message is durable, and no one sees an id before the
+/// disk has it: a crash then loses only ids nobody saw, and the next
+/// server, continuing from the ids on disk, may hand them out again
+/// without anyone skipping or dropping a message.
+struct Delivery {
+    /// The `msg` or `dm` frame, encoded once.
+    frame: PreparedFrame,
+    /// Who was there when the id was given.
+    recipients: Vec<Arc<Client>>,
+    /// A room message's room: members who left it since get nothing.
+    room: Option<String>,
+    sender: Arc<Client>,
+    ack: PreparedFrame,
+    client_id: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Delivery {
+    fn run(self, outcome: Outcome) {
+        match outcome {
+            Outcome::Committed => {
+                for c in &self.recipients {
+                    if self.room.as_deref().is_none_or(|room| c.in_room(room)) {
+                        c.outbox.push(&self.frame, Kind::Chat, &self.metrics);
+                    }
+                }
+                self.sender
+                    .outbox
+                    .push(&self.ack, Kind::Chat, &self.metrics);
+            }
+            Outcome::Failed => {
+                // No one saw it: the sender's UI marks the post failed, and
+                // it may send it again.
+                self.metrics.errors.inc();
+                let json = ServerMsg::Error {
+                    code: "unavailable",
+                    message: "the message could not be saved; try again",
+                    client_id: Some(&self.client_id),
+                }
+                .to_json();
+                self.sender
+                    .outbox
+                    .push(&PreparedFrame::text(json), Kind::Chat, &self.metrics);
+            }
         }
     }
 }
@@ -663,7 +717,8 @@ impl Hub {
         }
     }
 
-    /// Posts to a room: the next id, history, every member, then the ack.
+    /// Posts to a room: the next id, then history; once the message is
+    /// committed, every member and then the ack (see [`Delivery`]).
     /// Scaled out, the post goes to Redis, which gives the id; members
     /// get it from the bus, the sender its ack when Redis has it.
     pub fn post(
@@ -698,24 +753,36 @@ impl Hub {
             text: text.to_owned(),
             ts: now_ms(),
         };
-        let frame = self.prepare(ServerMsg::Msg(&message).to_json());
-        for member in r.members.values() {
-            member.outbox.push(&frame, Kind::Chat, &self.metrics);
-        }
-        let id = message.id;
-        store.insert(message);
-        drop(r);
-        self.acked(client, client_id, id);
+        let delivery = Delivery {
+            frame: self.prepare(ServerMsg::Msg(&message).to_json()),
+            // The members now: whoever joins later has this id or a later
+            // one as its starting point, and gets this message from the
+            // history read it queues behind this insert.
+            recipients: r.members.values().cloned().collect(),
+            room: Some(message.room.clone()),
+            sender: client.clone(),
+            ack: self.ack_frame(client_id, message.id),
+            client_id: client_id.to_owned(),
+            metrics: self.metrics.clone(),
+        };
+        // Under the room's lock, so that the history thread, first in
+        // first out, commits and delivers the room's messages in id order.
+        store.insert(message, Box::new(move |outcome| delivery.run(outcome)));
         Ok(())
     }
 
     /// Tells `client` its post got `id`.
     pub fn acked(&self, client: &Arc<Client>, client_id: &str, id: u64) {
-        let ack = self.prepare(ServerMsg::Ack { client_id, id }.to_json());
+        let ack = self.ack_frame(client_id, id);
         client.outbox.push(&ack, Kind::Chat, &self.metrics);
     }
 
-    /// A private message to every connection of `to` and of the sender.
+    fn ack_frame(&self, client_id: &str, id: u64) -> PreparedFrame {
+        self.prepare(ServerMsg::Ack { client_id, id }.to_json())
+    }
+
+    /// A private message to every connection of `to` and of the sender,
+    /// once it is committed, then the ack.
     pub fn dm(
         &self,
         client: &Arc<Client>,
@@ -764,23 +831,27 @@ impl Hub {
             text: text.to_owned(),
             ts: now_ms(),
         };
-        let frame = self.prepare(
-            ServerMsg::Dm {
-                id: message.id,
-                from: &message.from,
-                to,
-                text,
-                ts: message.ts,
-            }
-            .to_json(),
-        );
-        for r in &recipients {
-            r.outbox.push(&frame, Kind::Chat, &self.metrics);
-        }
-        let id = message.id;
-        store.insert(message);
+        let delivery = Delivery {
+            frame: self.prepare(
+                ServerMsg::Dm {
+                    id: message.id,
+                    from: &message.from,
+                    to,
+                    text,
+                    ts: message.ts,
+                }
+                .to_json(),
+            ),
+            recipients,
+            room: None,
+            sender: client.clone(),
+            ack: self.ack_frame(client_id, message.id),
+            client_id: client_id.to_owned(),
+            metrics: self.metrics.clone(),
+        };
+        // Under the ids' lock, as for rooms: commit order is id order.
+        store.insert(message, Box::new(move |outcome| delivery.run(outcome)));
         drop(ids);
-        self.acked(client, client_id, id);
         Ok(())
     }
 

@@ -16,9 +16,10 @@
 //!
 //! History is written by one thread in batches, off the hot path; reads go
 //! through the same thread, after the writes queued before them, which is
-//! what makes resume exact. On shutdown the hub stops taking messages,
-//! every client gets close 1001, and the history thread commits what it
-//! has before [`serve`] returns.
+//! what makes resume exact. A message reaches its room and its sender's
+//! ack only once its batch is committed. On shutdown the hub stops taking
+//! messages, the last acks go out, every client gets close 1001, and the
+//! history thread commits what it has before [`serve`] returns.
 
 pub mod cluster;
 mod http;
@@ -41,12 +42,19 @@ use tracing::{debug, info, warn};
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
 pub use metrics::Metrics;
+pub use store::DbSync;
 
 /// How the chat server runs.
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
-    /// The SQLite file for history (created if missing).
+    /// The SQLite file for history (created if missing). The server holds
+    /// it locked while it runs: a second server on the same file is
+    /// refused, and so are other processes' reads.
     pub db: PathBuf,
+    /// How hard each commit of [`db`](Self::db) insists on the disk.
+    /// Default [`DbSync::Normal`]: acked messages survive the server's
+    /// process being killed, not a power loss.
+    pub db_sync: DbSync,
     /// With a secret, clients need an HS256 token signed with it.
     pub jwt_secret: Option<String>,
     /// Serve https and `wss://` with this TLS configuration (feature
@@ -132,6 +140,7 @@ impl ChatConfig {
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Self {
             db: db.into(),
+            db_sync: DbSync::Normal,
             jwt_secret: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -165,8 +174,9 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let (backend, last_ids) = match &config.redis {
         None => {
+            // Refused, naming the file, if another server holds it.
             let (store, last_ids) =
-                store::Store::open(&config.db, metrics.clone()).map_err(io::Error::other)?;
+                store::Store::open(&config.db, config.db_sync, metrics.clone())?;
             (hub::Backend::Local(store), last_ids)
         }
         Some(redis) => {
@@ -251,6 +261,11 @@ pub async fn serve(
         if left > 0 {
             warn!(left, "redis unreachable: posts never acked are dropped");
         }
+    }
+    if let Some(store) = hub.store() {
+        // Acks wait for their commit: let the last ones reach their
+        // clients before the connections are closed.
+        store.flush().await;
     }
     hub.shutdown();
     let drained = tokio::time::timeout(config.close_timeout + Duration::from_secs(1), async {

@@ -1,4 +1,5 @@
-//! Chat history in SQLite, off the hot path.
+//! Chat history in SQLite, off the hot path, and the rule that makes an
+//! ack mean "on disk".
 //!
 //! One thread owns the database. Everything goes to it through one queue:
 //! writes (every accepted message) and reads (history pages, resume
@@ -6,21 +7,33 @@
 //!
 //! - Writes are batched: the thread takes every insert waiting in the
 //!   queue and commits them in one transaction, so a burst costs one
-//!   `fsync`, and the hub, which only enqueues, never waits on the disk.
+//!   commit, and the hub, which only enqueues, never waits on the disk.
+//! - Each insert carries what to do once it is on disk ([`OnCommit`]):
+//!   the hub's delivery to the recipients and the ack to the sender. The
+//!   thread runs these after the batch's commit, in queue order, so no one
+//!   ever sees an id the disk does not have. An id lost in a crash was
+//!   seen by nobody, and the next server continues from the ids on disk.
+//!   If a batch fails, its inserts are told [`Outcome::Failed`] instead.
 //! - A read queued after a write sees it, because the thread commits all
 //!   earlier inserts before it answers. A resume that asks for "everything
 //!   after id N up to id L" gets all of it, even messages accepted a
 //!   microsecond before.
 //! - Shutting down drains the queue: every accepted message is on disk
 //!   before [`Store::close`] returns.
+//!
+//! The database is SQLite in WAL mode, `synchronous` as [`DbSync`] says,
+//! and held in exclusive locking mode for the server's life: a second
+//! server on the same file would hand out the same ids, so it is refused
+//! at [`Store::open`].
 
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
@@ -29,8 +42,57 @@ use super::protocol::ChatMessage;
 /// A page of history: messages oldest first, and whether older ones exist.
 pub type Page = (Vec<ChatMessage>, bool);
 
+/// What became of the batch holding a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed: the message survives the server's process.
+    Committed,
+    /// Not written (the transaction failed, or the store was closed).
+    Failed,
+}
+
+/// Run by the history thread once the batch holding a message has
+/// committed or failed, in the order the inserts were queued. It runs on
+/// that thread between batches, so it must be quick and must not block:
+/// handing frames to outboxes is both.
+pub type OnCommit = Box<dyn FnOnce(Outcome) + Send>;
+
+/// How hard a commit insists on reaching the disk: SQLite's `synchronous`
+/// setting, in WAL mode.
+///
+/// In WAL mode a commit appends to the `-wal` file. With `Normal` that
+/// file is fsynced only at checkpoints, so a commit is in the kernel's
+/// page cache when it returns: it survives the process being killed
+/// (SIGKILL, a panic, the OOM killer), but a power loss or kernel crash
+/// may roll back the last commits (the database stays consistent). With
+/// `Full` the WAL is fsynced at every commit, which here is once per batch,
+/// not per message: a commit then survives power loss too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DbSync {
+    /// Survives a process crash; the default.
+    #[default]
+    Normal,
+    /// Survives a power loss, at an fsync per batch.
+    Full,
+}
+
+impl DbSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            DbSync::Normal => "NORMAL",
+            DbSync::Full => "FULL",
+        }
+    }
+}
+
+struct Queued {
+    message: ChatMessage,
+    at: Instant,
+    on_commit: OnCommit,
+}
+
 enum Command {
-    Insert(ChatMessage, Instant),
+    Insert(Queued),
     History {
         room: String,
         before: u64,
@@ -44,6 +106,8 @@ enum Command {
         limit: u32,
         reply: oneshot::Sender<Vec<ChatMessage>>,
     },
+    /// Commit what came before (and run its `OnCommit`s), then answer.
+    Flush(oneshot::Sender<()>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -59,39 +123,51 @@ pub struct Store {
 const MAX_BATCH: usize = 1024;
 
 impl Store {
-    /// Opens (or creates) the database and starts its thread. Returns the
-    /// highest message id of every room, for the hub to continue from.
+    /// Opens (or creates) the database, locks it for this process, and
+    /// starts its thread. Returns the highest message id of every room,
+    /// for the hub to continue from.
+    ///
+    /// Fails, naming the file, if another process holds the database.
     pub fn open(
         path: &Path,
+        sync: DbSync,
         metrics: Arc<Metrics>,
-    ) -> rusqlite::Result<(Self, Vec<(String, u64)>)> {
-        let db = Connection::open(path)?;
-        // WAL: readers never block the writer; NORMAL: a commit survives a
-        // process crash (the WAL is fsynced at checkpoints, the OS keeps
-        // the rest), which is what "accepted means kept" needs here.
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS messages (
-                room TEXT NOT NULL,
-                id INTEGER NOT NULL,
-                sender TEXT NOT NULL,
-                text TEXT NOT NULL,
-                ts INTEGER NOT NULL,
-                PRIMARY KEY (room, id)
-            ) WITHOUT ROWID;",
-        )?;
+    ) -> io::Result<(Self, Vec<(String, u64)>)> {
+        let failed = |e: rusqlite::Error| {
+            let busy = matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            );
+            if busy {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "history database {} is in use by another process \
+                         (is another chat server running on it?): one server per database",
+                        path.display()
+                    ),
+                )
+            } else {
+                io::Error::other(format!("history database {}: {e}", path.display()))
+            }
+        };
+        let db = Connection::open(path).map_err(failed)?;
+        Self::prepare(&db, sync).map_err(failed)?;
         let last_ids = {
-            let mut stmt = db.prepare("SELECT room, MAX(id) FROM messages GROUP BY room")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut stmt = db
+                .prepare("SELECT room, MAX(id) FROM messages GROUP BY room")
+                .map_err(failed)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(failed)?;
             rows.map(|r| r.map(|(room, id)| (room, u64::try_from(id).unwrap_or(0))))
-                .collect::<rusqlite::Result<Vec<_>>>()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(failed)?
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chat-history".into())
-            .spawn(move || run(db, rx, &metrics))
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            .spawn(move || run(db, rx, &metrics))?;
         Ok((
             Self {
                 tx,
@@ -101,11 +177,65 @@ impl Store {
         ))
     }
 
-    /// Queues a message for writing. Never blocks.
-    pub fn insert(&self, message: ChatMessage) {
+    /// Settings, the lock and the schema.
+    fn prepare(db: &Connection, sync: DbSync) -> rusqlite::Result<()> {
+        // A second server must fail now, not wait for the lock: it would
+        // only get it when the first one exits.
+        db.busy_timeout(Duration::ZERO)?;
+        // One server per database: with ids taken from MAX(id) at start,
+        // two writers would hand out the same ids. In exclusive locking
+        // mode the first write takes a lock that is kept until the
+        // connection closes (or the process dies, which the OS cleans up
+        // after); set before WAL mode, it also keeps the WAL index in
+        // this process's memory instead of a shared `-shm` file. The cost:
+        // other processes cannot read the file while the server runs.
+        db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        // WAL: a commit is one append to the log, and readers never
+        // block the writer.
+        let mode: String = db.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, "SQLite refused WAL mode; commits will be slower");
+        }
+        // See `DbSync`: NORMAL survives a process crash, FULL a power loss.
+        db.pragma_update(None, "synchronous", sync.pragma())?;
+        // Take the lock now, so that a second server is refused at start
+        // rather than at its first message.
+        db.execute_batch(
+            "BEGIN EXCLUSIVE;
+             CREATE TABLE IF NOT EXISTS messages (
+                room TEXT NOT NULL,
+                id INTEGER NOT NULL,
+                sender TEXT NOT NULL,
+                text TEXT NOT NULL,
+                ts INTEGER NOT NULL,
+                PRIMARY KEY (room, id)
+             ) WITHOUT ROWID;
+             COMMIT;",
+        )
+    }
+
+    /// Queues a message for writing; `on_commit` runs once its batch is
+    /// committed (or has failed). Never blocks.
+    pub fn insert(&self, message: ChatMessage, on_commit: OnCommit) {
+        let queued = Queued {
+            message,
+            at: Instant::now(),
+            on_commit,
+        };
         // A closed queue means the server is shutting down after the
-        // final flush; nothing is accepted then (the hub stops first).
-        let _ = self.tx.send(Command::Insert(message, Instant::now()));
+        // final flush: the message is not kept, and its sender is told.
+        if let Err(mpsc::SendError(Command::Insert(q))) = self.tx.send(Command::Insert(queued)) {
+            (q.on_commit)(Outcome::Failed);
+        }
+    }
+
+    /// Waits until everything queued before it is committed and its
+    /// [`OnCommit`]s have run (acks are in the outboxes).
+    pub async fn flush(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(reply)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Up to `limit` messages of `room` with ids below `before`, oldest
@@ -135,9 +265,10 @@ impl Store {
         rx.await.unwrap_or_default()
     }
 
-    /// Commits everything queued and stops the thread. Blocks (call from
-    /// `spawn_blocking`, or at the very end). Inserts after this are lost:
-    /// the hub stops accepting messages first.
+    /// Commits everything queued and stops the thread, which releases the
+    /// database's lock. Blocks (call from `spawn_blocking`, or at the very
+    /// end). Inserts after this fail: the hub stops accepting messages
+    /// first.
     pub fn close(&self) {
         let _ = self.tx.send(Command::Shutdown);
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
@@ -148,18 +279,18 @@ impl Store {
 }
 
 fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
-    let mut batch: Vec<(ChatMessage, Instant)> = Vec::new();
+    let mut batch: Vec<Queued> = Vec::new();
     // Ends when every `Store` handle is dropped and the queue is empty.
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
-                Command::Insert(m, at) => {
-                    batch.push((m, at));
+                Command::Insert(q) => {
+                    batch.push(q);
                     if batch.len() < MAX_BATCH {
                         next = rx.try_recv().ok();
                     }
-                    if next.is_none() || !matches!(next, Some(Command::Insert(..))) {
+                    if !matches!(next, Some(Command::Insert(..))) {
                         commit(&mut db, &mut batch, metrics);
                     }
                 }
@@ -180,6 +311,10 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
                 } => {
                     let _ = reply.send(range(&db, &room, after, upto, limit).unwrap_or_default());
                 }
+                Command::Flush(reply) => {
+                    commit(&mut db, &mut batch, metrics);
+                    let _ = reply.send(());
+                }
                 Command::Shutdown => {
                     commit(&mut db, &mut batch, metrics);
                     return;
@@ -190,34 +325,44 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
     commit(&mut db, &mut batch, metrics);
 }
 
-fn commit(db: &mut Connection, batch: &mut Vec<(ChatMessage, Instant)>, metrics: &Metrics) {
+/// Writes `batch` in one transaction, then tells each insert how it went,
+/// in order.
+fn commit(db: &mut Connection, batch: &mut Vec<Queued>, metrics: &Metrics) {
     if batch.is_empty() {
         return;
     }
     let result = (|| -> rusqlite::Result<()> {
         let tx = db.transaction()?;
         {
+            // A plain INSERT: with one writer and ids continued from the
+            // disk, a conflict is a bug, and it fails the batch loudly
+            // rather than dropping a message that was about to be acked.
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO messages (room, id, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (room, id, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (m, _) in batch.iter() {
+            for q in batch.iter() {
+                let m = &q.message;
                 stmt.execute(params![m.room, m.id as i64, m.from, m.text, m.ts as i64])?;
             }
         }
         tx.commit()
     })();
-    match result {
+    let outcome = match result {
         Ok(()) => {
-            for (_, queued) in batch.iter() {
-                metrics.history_write.observe(queued.elapsed());
+            for q in batch.iter() {
+                metrics.history_write.observe(q.at.elapsed());
             }
+            Outcome::Committed
         }
         Err(e) => {
             metrics.history_write_errors.inc();
-            tracing::warn!(error = %e, lost = batch.len(), "history write failed");
+            tracing::warn!(error = %e, lost = batch.len(), "history write failed: posts refused");
+            Outcome::Failed
         }
+    };
+    for q in batch.drain(..) {
+        (q.on_commit)(outcome);
     }
-    batch.clear();
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
@@ -235,10 +380,8 @@ fn history(db: &Connection, room: &str, before: u64, limit: u32) -> rusqlite::Re
     let mut stmt = db.prepare_cached(
         "SELECT room, id, sender, text, ts FROM messages WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
     )?;
-    let mut page = stmt
-        .query_map(params![room, before, i64::from(limit) + 1], row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let more = page.len() > limit as usize;
+    let (mut page, stopped) = newest(stmt.query(params![room, before, i64::from(limit) + 1])?)?;
+    let more = stopped || page.len() > limit as usize;
     page.truncate(limit as usize);
     page.reverse();
     Ok((page, more))
@@ -256,9 +399,169 @@ fn range(
     )?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let upto = i64::try_from(upto).unwrap_or(i64::MAX);
-    let mut page = stmt
-        .query_map(params![room, after, upto, i64::from(limit)], row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let (mut page, _) = newest(stmt.query(params![room, after, upto, i64::from(limit)])?)?;
     page.reverse();
     Ok(page)
+}
+
+/// The most text one read collects: twice what a reply may carry
+/// (`session::MAX_REPLY`), so the session always has enough to fill one,
+/// and a request for a thousand long messages costs no more than that.
+const READ_BUDGET: usize = 512 * 1024;
+
+/// Rows, newest first, until [`READ_BUDGET`] bytes of text are collected;
+/// and whether it stopped there.
+fn newest(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    while let Some(r) = rows.next()? {
+        let m = row(r)?;
+        bytes += m.text.len() + m.from.len();
+        page.push(m);
+        if bytes > READ_BUDGET {
+            return Ok((page, true));
+        }
+    }
+    Ok((page, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rfc6455-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("chat.db")
+    }
+
+    fn message(room: &str, id: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            room: room.into(),
+            id,
+            from: "alice".into(),
+            text: text.into(),
+            ts: 1,
+        }
+    }
+
+    type Log = Arc<Mutex<Vec<(String, u64, Outcome)>>>;
+
+    fn recorder(log: &Log, m: &ChatMessage) -> OnCommit {
+        let (log, room, id) = (log.clone(), m.room.clone(), m.id);
+        Box::new(move |outcome| log.lock().unwrap().push((room, id, outcome)))
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_database_is_refused_naming_the_file() {
+        let path = temp_db("lock");
+        let metrics = Arc::new(Metrics::default());
+        let (store, _) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        let Err(e) = Store::open(&path, DbSync::Normal, metrics.clone()) else {
+            panic!("a second open succeeded");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert!(e.to_string().contains("in use"), "{e}");
+        store.close();
+        let (again, _) = Store::open(&path, DbSync::Full, metrics).unwrap();
+        again.close();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn on_commit_runs_once_per_insert_in_queue_order() {
+        let path = temp_db("order");
+        let metrics = Arc::new(Metrics::default());
+        let (store, last) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        assert!(last.is_empty());
+        let log: Log = Arc::default();
+        let mut expected = Vec::new();
+        // More than one batch's worth, across two rooms.
+        for i in 1..=3000u64 {
+            let room = if i % 3 == 0 { "b" } else { "a" };
+            let m = message(room, i, &format!("m{i}"));
+            expected.push((room.to_owned(), i, Outcome::Committed));
+            store.insert(m.clone(), recorder(&log, &m));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(store.flush());
+        assert_eq!(*log.lock().unwrap(), expected);
+        assert_eq!(metrics.history_write_errors.get(), 0);
+        store.close();
+        let (store, mut last) = Store::open(&path, DbSync::Normal, metrics).unwrap();
+        last.sort();
+        assert_eq!(last, vec![("a".into(), 2999), ("b".into(), 3000)]);
+        let b = rt.block_on(store.range("b", 0, 3000, 2000));
+        assert_eq!(b.len(), 1000);
+        assert!(b.iter().all(|m| m.text == format!("m{}", m.id)));
+        store.close();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_batch_that_fails_is_reported_failed_and_nothing_of_it_is_kept() {
+        let path = temp_db("fail");
+        {
+            // A trigger stands in for a failing disk: it aborts any
+            // transaction that inserts the text "poison".
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL,
+                    sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
+                    PRIMARY KEY (room, id)) WITHOUT ROWID;
+                 CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+            )
+            .unwrap();
+        }
+        let metrics = Arc::new(Metrics::default());
+        let (store, _) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let log: Log = Arc::default();
+        let first = message("a", 1, "kept");
+        store.insert(first.clone(), recorder(&log, &first));
+        rt.block_on(store.flush());
+        let poison = message("a", 2, "poison");
+        store.insert(poison.clone(), recorder(&log, &poison));
+        rt.block_on(store.flush());
+        let after = message("a", 3, "after");
+        store.insert(after.clone(), recorder(&log, &after));
+        rt.block_on(store.flush());
+        // A conflict is refused too: INSERT OR IGNORE would have dropped
+        // this one silently and reported it kept.
+        let dup = message("a", 1, "same id");
+        store.insert(dup.clone(), recorder(&log, &dup));
+        rt.block_on(store.flush());
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![
+                ("a".into(), 1, Outcome::Committed),
+                ("a".into(), 2, Outcome::Failed),
+                ("a".into(), 3, Outcome::Committed),
+                ("a".into(), 1, Outcome::Failed),
+            ]
+        );
+        assert_eq!(metrics.history_write_errors.get(), 2);
+        let kept = rt.block_on(store.range("a", 0, 10, 10));
+        let kept: Vec<(u64, &str)> = kept.iter().map(|m| (m.id, m.text.as_str())).collect();
+        assert_eq!(kept, vec![(1, "kept"), (3, "after")]);
+        store.close();
+        // After close, an insert fails at once rather than vanishing.
+        let late = message("a", 4, "late");
+        store.insert(late.clone(), recorder(&log, &late));
+        assert_eq!(
+            log.lock().unwrap().last(),
+            Some(&("a".into(), 4, Outcome::Failed))
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }

@@ -626,6 +626,48 @@ async fn sink_is_not_ready_while_output_is_over_the_limit() {
 }
 
 #[tokio::test]
+async fn split_reader_waits_on_the_writers_backlog_and_wakes_when_it_drains() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(raw_connect(addr));
+    let (stream, _) = listener.accept().await.unwrap();
+    let ws = transport::accept(stream, Config::default()).await.unwrap();
+    let mut peer = peer.await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    // 32 MiB: more than the peer's socket buffers take unread.
+    let big = vec![9u8; 32 << 20];
+    let writing = tokio::spawn(async move {
+        writer.send(Message::binary(big)).await.unwrap();
+        writer
+    });
+    let (tx, mut got) = mpsc::unbounded_channel();
+    let reading = tokio::spawn(async move {
+        while let Some(Ok(m)) = reader.recv().await {
+            let _ = tx.send(m);
+        }
+    });
+    peer.write_all(&masked(0x81, b"after the backlog"))
+        .await
+        .unwrap();
+    // The writer's backlog is over the limit: the reader returns nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        got.try_recv().is_err(),
+        "the reader read past the writer's backlog"
+    );
+    // The peer reads it; the writer's flush drains it and must wake the
+    // reader, which then delivers what waited.
+    let (b0, payload) = read_frame(&mut peer).await;
+    assert_eq!((b0, payload.len()), (0x82, 32 << 20));
+    let message = tokio::time::timeout(Duration::from_secs(10), got.recv())
+        .await
+        .expect("the reader was not woken");
+    assert_eq!(message, Some(Message::text("after the backlog")));
+    let _writer = writing.await.unwrap();
+    reading.abort();
+}
+
+#[tokio::test]
 async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
     // Before the limit, such a peer kept the server reading, so the
     // keepalive never found the silence it waits for. Paused, the server

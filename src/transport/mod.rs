@@ -76,7 +76,10 @@
 //! - The close, keepalive and pong timers run as usual. A peer that
 //!   neither reads nor answers is dropped by the pong timeout: the
 //!   keepalive finds no bytes read (none are), sends a Ping, and the Pong
-//!   cannot come in time. The frame timer waits, and the time paused is
+//!   cannot come in time. (A Pong counts once parsed, so one that waits in
+//!   the buffer behind data counts only when the peer has read enough of
+//!   ours: a peer that reads nothing for the whole pong timeout is dropped
+//!   even if it answered.) The frame timer waits, and the time paused is
 //!   not charged to the frame: the peer could not send what we do not read.
 //! - `Sink::poll_ready` waits (writing meanwhile) while over the limit.
 //!   [`WebSocket::send`] writes everything queued before it returns, so

@@ -43,10 +43,10 @@ pub struct WebSocket<S> {
     keepalive: Option<KeepaliveTimer>,
     /// [`Config::write_buffer_limit`].
     write_buffer_limit: usize,
-    /// [`Config::frame_timeout`].
-    frame_timeout: Option<Duration>,
-    /// Runs while part of a frame is buffered (with `frame_timeout`).
-    frame_timer: Option<FrameTimer>,
+    /// With [`Config::frame_timeout`] only, and boxed: a connection without
+    /// it (the default) carries one pointer, not the timer (idle memory is
+    /// counted in `tests/idle_memory.rs`).
+    frame_timer: Option<Box<FrameTimer>>,
     /// We shut down our side of TCP and are draining the peer's (see
     /// "lingering close" in `poll_recv`).
     shut_down: bool,
@@ -67,9 +67,12 @@ struct KeepaliveTimer {
 /// The deadline of the frame being read ([`Config::frame_timeout`]).
 #[derive(Debug)]
 struct FrameTimer {
-    /// The frame it times ([`Connection::frame_in_progress`]).
+    timeout: Duration,
+    /// The frame being timed ([`Connection::frame_in_progress`]); only
+    /// meaningful while `sleep` is set.
     frame: u64,
-    sleep: Pin<Box<Sleep>>,
+    /// Set while part of a frame is buffered.
+    sleep: Option<Pin<Box<Sleep>>>,
     /// Since when reading has been paused by the write buffer limit: time
     /// in which the peer could not have sent the rest, so not charged to
     /// it.
@@ -95,8 +98,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_timer: None,
             keepalive,
             write_buffer_limit: config.write_buffer_limit,
-            frame_timeout: config.frame_timeout,
-            frame_timer: None,
+            frame_timer: config.frame_timeout.map(|timeout| {
+                Box::new(FrameTimer {
+                    timeout,
+                    frame: 0,
+                    sleep: None,
+                    paused_since: None,
+                })
+            }),
             shut_down: false,
             read_eof: false,
             finished: false,
@@ -409,37 +418,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// from the poll that first finds part of it buffered until the poll
     /// that finds it complete.
     fn poll_frame_timer(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Option<Error>> {
-        let Some(timeout) = self.frame_timeout else {
+        let Some(timer) = &mut self.frame_timer else {
             return Poll::Pending;
         };
         // Exact when step 1 has just parsed all it could, which it has
         // unless reading is paused; then this is at worst a frame already
         // whole in the buffer, whose timer is paused too.
         let Some(frame) = self.conn.frame_in_progress() else {
-            self.frame_timer = None;
+            timer.sleep = None;
+            timer.paused_since = None;
             return Poll::Pending;
         };
-        let timer = match &mut self.frame_timer {
-            Some(timer) if timer.frame == frame => timer,
+        let sleep = match &mut timer.sleep {
+            Some(sleep) if timer.frame == frame => sleep,
             // A new frame (or the first): its own full timeout.
-            slot => slot.insert(FrameTimer {
-                frame,
-                sleep: Box::pin(tokio::time::sleep(timeout)),
-                paused_since: None,
-            }),
+            slot => {
+                timer.frame = frame;
+                timer.paused_since = None;
+                slot.insert(Box::pin(tokio::time::sleep(timer.timeout)))
+            }
         };
         if !reading {
             timer.paused_since.get_or_insert_with(Instant::now);
             return Poll::Pending;
         }
         if let Some(since) = timer.paused_since.take() {
-            let deadline = timer.sleep.deadline() + since.elapsed();
-            timer.sleep.as_mut().reset(deadline);
+            let deadline = sleep.deadline() + since.elapsed();
+            sleep.as_mut().reset(deadline);
         }
-        if timer.sleep.as_mut().poll(cx).is_pending() {
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        self.frame_timer = None;
         if self.conn.state() == State::Open {
             // §7.4.1: 1008 "indicates that an endpoint is terminating the
             // connection because it has received a message that violates

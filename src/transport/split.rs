@@ -10,6 +10,12 @@
 //! call. tokio's streams keep one waker per direction, and both halves may
 //! wait on the socket being writable, so a write that cannot finish
 //! registers a waker that wakes both.
+//!
+//! The reader drives [`WebSocket::poll_recv`], so it obeys the write buffer
+//! limit too ([`Config::write_buffer_limit`](super::Config::write_buffer_limit)):
+//! while the writer's output is over it, the reader returns nothing and
+//! waits until the socket can take more; the waker the halves share then
+//! wakes the reader, whichever half wrote last.
 
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -86,7 +86,12 @@ enum Command {
         /// lives in Redis streams, not in --db.
         /// The URL may hold a password (redis://:PASSWORD@host:port): it is
         /// masked in logs, and the variable's value is never shown here.
-        #[arg(long, env = "RFC6455_REDIS", value_name = "URL", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "RFC6455_REDIS",
+            value_name = "URL",
+            hide_env_values = true
+        )]
         redis: Option<String>,
         /// With --redis: messages kept per room.
         #[arg(long, default_value_t = 10_000, requires = "redis")]

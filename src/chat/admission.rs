@@ -231,9 +231,7 @@ impl AcceptBackoff {
     /// when it is time to log (at most once a second), how many failures
     /// there were since the last line.
     pub fn failure(&mut self, now: Instant) -> (Duration, Option<u64>) {
-        let delay = self
-            .delay
-            .map_or(BACKOFF_MIN, |d| (d * 2).min(BACKOFF_MAX));
+        let delay = self.delay.map_or(BACKOFF_MIN, |d| (d * 2).min(BACKOFF_MAX));
         self.delay = Some(delay);
         self.unlogged += 1;
         let due = self
@@ -293,10 +291,17 @@ mod tests {
         let a = admission(100, 3, 0);
         let held: Vec<_> = (0..3).map(|_| a.admit(ip("127.0.0.1")).unwrap()).collect();
         assert_eq!(a.admit(ip("127.0.0.1")).unwrap_err(), Refusal::PerIp);
-        assert!(a.admit(ip("127.0.0.2")).is_ok(), "another address is not affected");
+        assert!(
+            a.admit(ip("127.0.0.2")).is_ok(),
+            "another address is not affected"
+        );
         drop(held);
         assert!(a.admit(ip("127.0.0.1")).is_ok());
-        assert_eq!(a.lock().ips.len(), 0, "addresses are forgotten with their sockets");
+        assert_eq!(
+            a.lock().ips.len(),
+            0,
+            "addresses are forgotten with their sockets"
+        );
     }
 
     #[test]
@@ -325,10 +330,7 @@ mod tests {
         );
         assert!(a.admit(ip("2001:db8:1:3::1")).is_ok());
         let _v4 = a.admit(ip("192.0.2.7")).unwrap();
-        assert_eq!(
-            a.admit(ip("::ffff:192.0.2.7")).unwrap_err(),
-            Refusal::PerIp
-        );
+        assert_eq!(a.admit(ip("::ffff:192.0.2.7")).unwrap_err(), Refusal::PerIp);
     }
 
     #[test]

@@ -164,8 +164,11 @@ pub async fn refuse(mut stream: TcpStream, refusal: Refusal, shared: Arc<Shared>
     response.push_str(body);
     // A few hundred bytes into an empty send buffer: done at once, unless
     // the client's receive window is zero, which must not hold us.
-    let written =
-        tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+    let written = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
     if !matches!(written, Ok(Ok(()))) {
         return;
     }
@@ -340,7 +343,9 @@ async fn serve<S>(
                 let origin = origins.first().map(|o| String::from_utf8_lossy(o));
                 debug!(%peer, ?origin, ?why, "WebSocket refused for its Origin");
                 let body: &[u8] = match why {
-                    OriginRefusal::Null => b"pages with an opaque origin (Origin: null) may not connect here\n",
+                    OriginRefusal::Null => {
+                        b"pages with an opaque origin (Origin: null) may not connect here\n"
+                    }
                     OriginRefusal::Several | OriginRefusal::Unparsable => {
                         b"the Origin header must be one origin\n"
                     }

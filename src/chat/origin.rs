@@ -234,7 +234,12 @@ impl OriginPolicy {
     /// Judges one handshake: `origins`, every value of its `Origin`
     /// headers; `host`, its `Host` header (if exactly one); `tls`, whether
     /// it came over TLS.
-    pub fn check(&self, origins: &[&[u8]], host: Option<&[u8]>, tls: bool) -> Result<(), OriginRefusal> {
+    pub fn check(
+        &self,
+        origins: &[&[u8]],
+        host: Option<&[u8]>,
+        tls: bool,
+    ) -> Result<(), OriginRefusal> {
         if self.any {
             return Ok(());
         }
@@ -280,7 +285,10 @@ mod tests {
     #[test]
     fn scheme_and_host_compare_case_insensitively() {
         assert_eq!(o("HTTP://Chat.Example.COM"), o("http://chat.example.com"));
-        assert_eq!(o("HTTP://Chat.Example.COM").to_string(), "http://chat.example.com");
+        assert_eq!(
+            o("HTTP://Chat.Example.COM").to_string(),
+            "http://chat.example.com"
+        );
     }
 
     #[test]
@@ -291,7 +299,10 @@ mod tests {
         assert_eq!(o("https://a.example:443").to_string(), "https://a.example");
         assert_ne!(o("http://a.example:443"), o("http://a.example"));
         assert_ne!(o("https://a.example:80"), o("https://a.example"));
-        assert_eq!(o("http://a.example:8080").to_string(), "http://a.example:8080");
+        assert_eq!(
+            o("http://a.example:8080").to_string(),
+            "http://a.example:8080"
+        );
     }
 
     #[test]
@@ -305,21 +316,42 @@ mod tests {
     fn ipv6_literals_keep_their_brackets_and_ports() {
         assert_eq!(o("http://[::1]:3000").to_string(), "http://[::1]:3000");
         assert_eq!(o("http://[::1]:80"), o("http://[::1]"));
-        assert_eq!(Origin::own(false, "[::1]:3000").unwrap(), o("http://[::1]:3000"));
+        assert_eq!(
+            Origin::own(false, "[::1]:3000").unwrap(),
+            o("http://[::1]:3000")
+        );
         assert_eq!(Origin::parse("http://[::1"), Err(OriginError::BadHost));
         assert_eq!(Origin::parse("http://[::1]x"), Err(OriginError::BadHost));
     }
 
     #[test]
     fn what_is_not_an_origin_is_refused() {
-        assert_eq!(Origin::parse("chat.example.com"), Err(OriginError::MissingScheme));
+        assert_eq!(
+            Origin::parse("chat.example.com"),
+            Err(OriginError::MissingScheme)
+        );
         assert_eq!(Origin::parse("http://"), Err(OriginError::MissingHost));
         assert_eq!(Origin::parse("http://:80"), Err(OriginError::MissingHost));
-        assert_eq!(Origin::parse("http://a.example/"), Err(OriginError::NotAnOrigin));
-        assert_eq!(Origin::parse("http://u@a.example"), Err(OriginError::BadHost));
-        assert_eq!(Origin::parse("http://a.example:99999"), Err(OriginError::BadPort));
-        assert_eq!(Origin::parse("http://a.example:+80"), Err(OriginError::BadPort));
-        assert_eq!(Origin::parse("1http://a.example"), Err(OriginError::BadScheme));
+        assert_eq!(
+            Origin::parse("http://a.example/"),
+            Err(OriginError::NotAnOrigin)
+        );
+        assert_eq!(
+            Origin::parse("http://u@a.example"),
+            Err(OriginError::BadHost)
+        );
+        assert_eq!(
+            Origin::parse("http://a.example:99999"),
+            Err(OriginError::BadPort)
+        );
+        assert_eq!(
+            Origin::parse("http://a.example:+80"),
+            Err(OriginError::BadPort)
+        );
+        assert_eq!(
+            Origin::parse("1http://a.example"),
+            Err(OriginError::BadScheme)
+        );
         assert_eq!(Origin::parse("http://a b"), Err(OriginError::BadHost));
     }
 
@@ -329,23 +361,46 @@ mod tests {
             Origin::from_url("https://Chat.example.com:443/rooms?x=1").unwrap(),
             o("https://chat.example.com")
         );
-        assert_eq!(Origin::from_url("http://a.example/").unwrap(), o("http://a.example"));
-        assert_eq!(Origin::from_url("http://u:p@a.example/"), Err(OriginError::BadHost));
+        assert_eq!(
+            Origin::from_url("http://a.example/").unwrap(),
+            o("http://a.example")
+        );
+        assert_eq!(
+            Origin::from_url("http://u:p@a.example/"),
+            Err(OriginError::BadHost)
+        );
     }
 
     // The policy.
 
-    fn check(policy: &OriginPolicy, origin: &str, host: &str, tls: bool) -> Result<(), OriginRefusal> {
+    fn check(
+        policy: &OriginPolicy,
+        origin: &str,
+        host: &str,
+        tls: bool,
+    ) -> Result<(), OriginRefusal> {
         policy.check(&[origin.as_bytes()], Some(host.as_bytes()), tls)
     }
 
     #[test]
     fn the_own_origin_is_the_scheme_served_and_the_host_reached() {
         let p = OriginPolicy::default();
-        assert_eq!(check(&p, "http://127.0.0.1:3000", "127.0.0.1:3000", false), Ok(()));
-        assert_eq!(check(&p, "http://LocalHost:3000", "localhost:3000", false), Ok(()));
-        assert_eq!(check(&p, "https://chat.example", "chat.example:443", true), Ok(()));
-        assert_eq!(check(&p, "http://chat.example", "chat.example", false), Ok(()));
+        assert_eq!(
+            check(&p, "http://127.0.0.1:3000", "127.0.0.1:3000", false),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, "http://LocalHost:3000", "localhost:3000", false),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, "https://chat.example", "chat.example:443", true),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, "http://chat.example", "chat.example", false),
+            Ok(())
+        );
         // Another scheme, host or port is another origin.
         assert_eq!(
             check(&p, "https://127.0.0.1:3000", "127.0.0.1:3000", false),
@@ -368,7 +423,10 @@ mod tests {
 
     #[test]
     fn no_origin_is_a_non_browser_client_and_allowed() {
-        assert_eq!(OriginPolicy::default().check(&[], Some(b"x"), false), Ok(()));
+        assert_eq!(
+            OriginPolicy::default().check(&[], Some(b"x"), false),
+            Ok(())
+        );
     }
 
     #[test]
@@ -397,8 +455,14 @@ mod tests {
             allowed: vec![o("https://app.example")],
             any: false,
         };
-        assert_eq!(check(&p, "https://chat.example", "10.0.0.5:3000", false), Ok(()));
-        assert_eq!(check(&p, "https://app.example", "10.0.0.5:3000", false), Ok(()));
+        assert_eq!(
+            check(&p, "https://chat.example", "10.0.0.5:3000", false),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, "https://app.example", "10.0.0.5:3000", false),
+            Ok(())
+        );
         // The Host no longer makes an origin its own.
         assert_eq!(
             check(&p, "http://10.0.0.5:3000", "10.0.0.5:3000", false),

@@ -103,7 +103,11 @@ mod tests {
 
     #[test]
     fn a_url_without_a_password_is_unchanged() {
-        for url in ["redis://127.0.0.1:6379", "redis://h:1/3?db=3", "redis://[::1]:6379"] {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://h:1/3?db=3",
+            "redis://[::1]:6379",
+        ] {
             assert_eq!(shown(url), url);
         }
     }

@@ -805,3 +805,20 @@ async fn the_startup_output_masks_the_redis_password() {
     );
     assert!(out.contains("redis=redis://:***@127.0.0.1:1"), "{out}");
 }
+
+#[tokio::test]
+async fn origin_refusals_are_logged_at_info_once_a_minute_with_a_hint() {
+    let server = Binary::start("origin-log", None, &[], &[]).await;
+    let host = server.addr.to_string();
+    for _ in 0..3 {
+        let got = status(server.addr, &host, Some("http://evil.example")).await;
+        assert_eq!(got, "HTTP/1.1 403 Forbidden");
+    }
+    let out = server.output();
+    assert_eq!(
+        out.matches("WebSocket refused for its Origin").count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains("set --public-url"), "{out}");
+}

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::proto;
 use crate::transport;
@@ -52,6 +52,9 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// Permits for refused connections to linger (see [`refuse`]).
     pub lingering: Arc<Semaphore>,
+    /// When an Origin refusal was last logged at info (see
+    /// [`ORIGIN_LOG_EVERY`]).
+    pub origin_logged: std::sync::Mutex<Option<Instant>>,
     /// The server's settings.
     pub config: ChatConfig,
 }
@@ -79,15 +82,25 @@ const REFERRER_POLICY: &str = "no-referrer";
 const RETRY_AFTER_SECS: u32 = 5;
 
 /// Refused connections allowed to linger at once (see [`refuse`]); more
-/// are closed at once. Each lingers at most [`LINGER`].
+/// are closed at once. 64 × [`LINGER`] bounds what refusals can hold: 64
+/// descriptors for half a second, however fast they come.
 pub const MAX_LINGERING: usize = 64;
 
 /// How long a refused connection is read from (and what it sends thrown
 /// away) after its response, so that closing it does not reset it
-/// before the client has read the response.
+/// before the client has read the response. A client's request follows
+/// its connect within a round trip; half a second covers several on a
+/// slow mobile link.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Most bytes read from a lingering connection.
+/// Origin refusals are logged at info at most this often (each one at
+/// debug): a server behind a proxy without `--public-url` refuses every
+/// browser, and its operator should see why without a log per attempt.
+pub const ORIGIN_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Most bytes read from a lingering connection: eight times the longest
+/// request head we accept (8 KiB, `proto::Config::max_handshake_bytes`),
+/// so a well-behaved client's request is always drained whole.
 const LINGER_BYTES: usize = 64 * 1024;
 
 /// How long a client has to send its request head (after the TLS
@@ -342,6 +355,27 @@ async fn serve<S>(
                 hub.metrics.origin_refused.inc();
                 let origin = origins.first().map(|o| String::from_utf8_lossy(o));
                 debug!(%peer, ?origin, ?why, "WebSocket refused for its Origin");
+                let now = Instant::now();
+                let due = {
+                    let mut last = shared
+                        .origin_logged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let due = last.is_none_or(|t| now.duration_since(t) >= ORIGIN_LOG_EVERY);
+                    if due {
+                        *last = Some(now);
+                    }
+                    due
+                };
+                if due {
+                    let host = request.header("host").map(String::from_utf8_lossy);
+                    info!(
+                        ?origin,
+                        ?host,
+                        refused = hub.metrics.origin_refused.get(),
+                        "WebSocket refused for its Origin (behind a proxy? set --public-url; other sites: --allow-origin)"
+                    );
+                }
                 let body: &[u8] = match why {
                     OriginRefusal::Null => {
                         b"pages with an opaque origin (Origin: null) may not connect here\n"

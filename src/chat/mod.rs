@@ -228,6 +228,7 @@ pub async fn serve(
             any: config.allow_any_origin,
         },
         lingering: Arc::new(tokio::sync::Semaphore::new(http::MAX_LINGERING)),
+        origin_logged: std::sync::Mutex::new(None),
         config: config.clone(),
     });
     let admission = admission::Admission::new(

@@ -111,7 +111,7 @@ start_server() {
     case $name in
         ours) cmd=("$rfc6455" echo --listen "$listen") ;;
         ours-broadcast) cmd=("$bin/ours-broadcast" --listen "$listen") ;;
-        ours-chat) cmd=("$rfc6455" chat --listen "$listen" --db "$workdir/chat-$server_port.db" --no-rate-limit --no-deflate) ;;
+        ours-chat) cmd=("$rfc6455" chat --listen "$listen" --db "$workdir/chat-$server_port.db" --no-rate-limit --no-deflate --max-per-ip 0 --max-handshakes-per-ip 0) ;;
         tungstenite) cmd=("$bin/peer-tungstenite" "$mode" --listen "$listen") ;;
         fastwebsockets) cmd=("$bin/peer-fastwebsockets" "$mode" --listen "$listen") ;;
         node-ws) cmd=(node "$here/node/ws-server.js" "$mode" --listen "$listen") ;;
@@ -230,7 +230,7 @@ run_broadcast() {
         echo
         echo "### $title"
         echo
-        echo "\`loadgen broadcast ${args[*]} --proto raw|socketio|chat\` (raw: every text frame to every connection; socketio: the tutorial's chat; ours-chat: \`rfc6455 chat --no-rate-limit --no-deflate\`, JSON protocol, room \`general\`)"
+        echo "\`loadgen broadcast ${args[*]} --proto raw|socketio|chat\` (raw: every text frame to every connection; socketio: the tutorial's chat; ours-chat: \`rfc6455 chat --no-rate-limit --no-deflate --max-per-ip 0 --max-handshakes-per-ip 0\`, JSON protocol, room \`general\`)"
         echo
         throughput_table "$jsonl"
     } >>"$report"

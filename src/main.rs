@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use rfc6455::chat::{Origin, RedactedUrl};
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::tls::{self, tokio_rustls::TlsAcceptor};
 use rfc6455::transport::{self, Config, Connector, WebSocket, trace::Traced};
@@ -56,13 +57,34 @@ enum Command {
         jwt_secret: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
-        /// Most simultaneous WebSocket connections.
+        /// Most TCP connections open at once: WebSockets, page requests
+        /// and handshakes in progress. Beyond it: HTTP 503.
         #[arg(long, default_value_t = 10_000)]
         max_connections: usize,
         /// Most rooms held in memory at once (a room with nobody in it
         /// leaves memory; its history stays in --db).
         #[arg(long, default_value_t = 50_000)]
         max_rooms: usize,
+        /// Most TCP connections open at once from one client address (IPv6:
+        /// one /64; loopback included). Beyond it: HTTP 429. 0: no limit.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        max_per_ip: usize,
+        /// Most connections from one client address not yet upgraded to a
+        /// WebSocket (TLS and HTTP handshakes, page requests). Beyond it:
+        /// HTTP 429. 0: no limit.
+        #[arg(long, default_value_t = 16, value_name = "N")]
+        max_handshakes_per_ip: usize,
+        /// The URL users open, e.g. https://chat.example.com/: its origin
+        /// (RFC 6454) is the server's own, the one whose pages may open
+        /// WebSockets. Default: the scheme served with each request's
+        /// Host. Set it behind a proxy that terminates TLS or rewrites Host.
+        #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+        public_url: Option<Origin>,
+        /// Also let pages from ORIGIN (scheme://host[:port]) open
+        /// WebSockets; repeat for more. '*' allows every origin, and
+        /// Origin: null, turning the check off.
+        #[arg(long, value_name = "ORIGIN", value_parser = parse_allowed_origin)]
+        allow_origin: Vec<AllowedOrigin>,
         /// Lift the per-connection rate limit (for benchmarks only).
         #[arg(long)]
         no_rate_limit: bool,
@@ -73,7 +95,14 @@ enum Command {
         /// Scale out: share rooms, ids, history and presence with every
         /// server on this Redis (e.g. redis://127.0.0.1:6379). History then
         /// lives in Redis streams, not in --db.
-        #[arg(long, env = "RFC6455_REDIS", value_name = "URL")]
+        /// The URL may hold a password (redis://:PASSWORD@host:port): it is
+        /// masked in logs, and the variable's value is never shown here.
+        #[arg(
+            long,
+            env = "RFC6455_REDIS",
+            value_name = "URL",
+            hide_env_values = true
+        )]
         redis: Option<String>,
         /// With --redis: messages kept per room.
         #[arg(long, default_value_t = 10_000, requires = "redis")]
@@ -133,6 +162,35 @@ enum Command {
 enum DbSyncArg {
     Normal,
     Full,
+}
+
+/// `--public-url`: the origin of the page's URL, which is http or https.
+fn parse_public_url(s: &str) -> Result<Origin, String> {
+    let origin = Origin::from_url(s).map_err(|e| e.to_string())?;
+    match origin.scheme() {
+        "http" | "https" => Ok(origin),
+        other => Err(format!(
+            "the page's URL is http:// or https://, not {other}://"
+        )),
+    }
+}
+
+/// One `--allow-origin`.
+#[derive(Clone)]
+enum AllowedOrigin {
+    /// `*`: every origin.
+    Any,
+    /// That one.
+    One(Origin),
+}
+
+fn parse_allowed_origin(s: &str) -> Result<AllowedOrigin, String> {
+    if s.trim() == "*" {
+        return Ok(AllowedOrigin::Any);
+    }
+    Origin::from_url(s)
+        .map(AllowedOrigin::One)
+        .map_err(|e| e.to_string())
 }
 
 /// Serve TLS (https, wss://): both files, or neither.
@@ -195,6 +253,10 @@ fn main() -> ExitCode {
                 tls,
                 max_connections,
                 max_rooms,
+                max_per_ip,
+                max_handshakes_per_ip,
+                public_url,
+                allow_origin,
                 no_rate_limit,
                 no_deflate,
                 redis,
@@ -215,6 +277,15 @@ fn main() -> ExitCode {
                 };
                 config.max_connections = max_connections;
                 config.max_rooms = max_rooms;
+                config.max_per_ip = max_per_ip;
+                config.max_handshakes_per_ip = max_handshakes_per_ip;
+                config.public_origin = public_url;
+                for allowed in allow_origin {
+                    match allowed {
+                        AllowedOrigin::Any => config.allow_any_origin = true,
+                        AllowedOrigin::One(origin) => config.allowed_origins.push(origin),
+                    }
+                }
                 if no_rate_limit {
                     config.rate_limit = None;
                 }
@@ -231,7 +302,10 @@ fn main() -> ExitCode {
                 let listener = TcpListener::bind(listen).await?;
                 match &config.redis {
                     Some(r) => {
-                        println!("chat: {scheme}://{listen}/  (scaled out through {})", r.url)
+                        println!(
+                            "chat: {scheme}://{listen}/  (scaled out through {})",
+                            RedactedUrl(&r.url)
+                        )
                     }
                     None => println!(
                         "chat: {scheme}://{listen}/  (history in {})",

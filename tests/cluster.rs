@@ -168,6 +168,9 @@ impl Chat {
         let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
             .args(["chat", "--listen", &addr.to_string(), "--redis", redis_url])
             .args(["--no-rate-limit", "--no-deflate"])
+            // The load test opens its subscribers at once, all from
+            // 127.0.0.1.
+            .args(["--max-per-ip", "0", "--max-handshakes-per-ip", "0"])
             .args(["--presence-ttl-ms", &presence_ttl.as_millis().to_string()])
             .env(
                 "RUST_LOG",

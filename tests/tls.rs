@@ -474,10 +474,17 @@ async fn the_chat_answers_healthz_over_https_and_hello_over_wss() {
 
     let page = https_get(port, "/", pki.client_config()).await;
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
-    assert!(
-        page.contains("connect-src 'self' ws: wss:"),
-        "the CSP allows wss:"
-    );
+    // 'self' covers the page's own wss: URL (CSP Level 3), and nothing else.
+    assert!(page.contains("connect-src 'self';"), "{page}");
+
+    // Over TLS the server's own origin is https (RFC 6454: scheme, host,
+    // port); the same host over http is another origin.
+    let own = format!("https://localhost:{port}");
+    let status = wss_upgrade_status(port, &own, pki.client_config()).await;
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols", "{own}");
+    let plain = format!("http://localhost:{port}");
+    let status = wss_upgrade_status(port, &plain, pki.client_config()).await;
+    assert_eq!(status, "HTTP/1.1 403 Forbidden", "{plain}");
 
     let url = format!("wss://localhost:{port}/ws");
     let (mut ws, _) = pki
@@ -511,6 +518,23 @@ async fn the_chat_answers_healthz_over_https_and_hello_over_wss() {
         .await
         .unwrap();
     server.stop().await;
+}
+
+/// The status line of a wss:// upgrade to `/ws` sent with `Origin: origin`.
+async fn wss_upgrade_status(port: u16, origin: &str, config: Arc<rustls::ClientConfig>) -> String {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut stream = TlsConnector::from(config).connect(name, tcp).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n") && stream.read(&mut b).await.unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).trim_end().to_owned()
 }
 
 async fn next_event<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Value {

@@ -9,23 +9,37 @@
 //! The request head is read by [`transport::read_request`] (the protocol
 //! layer's incremental head reader, with its size limits) under a timeout,
 //! then routed on its path. Only `/ws` goes on to the WebSocket handshake, with
-//! the head already read ([`transport::accept_request`]). From there on
+//! the head already read ([`transport::accept_request`]), once its
+//! `Origin` is allowed (RFC 6455 §10.2, `origin.rs`). From there on
 //! nothing depends on the stream being TCP or TLS.
+//!
+//! Every connection arrives with its [`Slot`] (`admission.rs`), taken in
+//! the accept loop; one refused there gets [`refuse`] instead: a 503 or
+//! 429 written at once, without waiting for a request.
+//!
+//! | status | when |
+//! |--------|------|
+//! | 403 | `/ws` with an `Origin` that is not allowed, or `Origin: null` |
+//! | 429 | too many connections (`max_per_ip`), or too many not yet upgraded (`max_handshakes_per_ip`), from the client's address |
+//! | 503 | `max_connections` connections open, or shutting down |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::proto;
 use crate::transport;
 
 use super::ChatConfig;
+use super::admission::{Refusal, Slot};
 use super::hub::Hub;
+use super::origin::{OriginPolicy, OriginRefusal};
 use super::session::{self, Auth};
 
 /// What every connection handler shares.
@@ -34,6 +48,13 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// How clients authenticate.
     pub auth: Arc<Auth>,
+    /// Which pages may open WebSockets (from the config).
+    pub origins: OriginPolicy,
+    /// Permits for refused connections to linger (see [`refuse`]).
+    pub lingering: Arc<Semaphore>,
+    /// When an Origin refusal was last logged at info (see
+    /// [`ORIGIN_LOG_EVERY`]).
+    pub origin_logged: std::sync::Mutex<Option<Instant>>,
     /// The server's settings.
     pub config: ChatConfig,
 }
@@ -43,33 +64,152 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
 
 /// The page may load only its own scripts and styles and talk only to its
-/// own origin: no CDN, no inline script.
-const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// own origin: no CDN, no inline script. `connect-src 'self'` covers the
+/// page's own WebSocket URL too (CSP Level 3, "Does url match expression
+/// in origin": `'self'` matches the page's host and port over `ws:` from
+/// an http page and `wss:` from either), so an injected script cannot
+/// open a WebSocket to anywhere else.
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// `no-referrer` rather than `same-origin`: the page's own URL may hold
+/// the user's token (`/?token=…`), and the page never needs a `Referer`,
+/// not even from itself, so none is ever sent.
+const REFERRER_POLICY: &str = "no-referrer";
+
+/// Seconds a refused client is asked to wait before trying again (RFC
+/// 9110 §10.2.3): long enough not to come straight back into a full
+/// server, short enough for a browser tab reconnecting.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// Refused connections allowed to linger at once (see [`refuse`]); more
+/// are closed at once. 64 × [`LINGER`] bounds what refusals can hold: 64
+/// descriptors for half a second, however fast they come.
+pub const MAX_LINGERING: usize = 64;
+
+/// How long a refused connection is read from (and what it sends thrown
+/// away) after its response, so that closing it does not reset it
+/// before the client has read the response. A client's request follows
+/// its connect within a round trip; half a second covers several on a
+/// slow mobile link.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Origin refusals are logged at info at most this often (each one at
+/// debug): a server behind a proxy without `--public-url` refuses every
+/// browser, and its operator should see why without a log per attempt.
+pub const ORIGIN_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Most bytes read from a lingering connection: eight times the longest
+/// request head we accept (8 KiB, `proto::Config::max_handshake_bytes`),
+/// so a well-behaved client's request is always drained whole.
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// How long a client has to send its request head (after the TLS
 /// handshake, if any, within the same time).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether the server serves TLS (its own origin is then `https`).
+fn serves_tls(config: &ChatConfig) -> bool {
+    #[cfg(feature = "tls")]
+    return config.tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        false
+    }
+}
+
 /// Serves one TCP connection: the TLS handshake if the server has TLS,
-/// then one request, or one WebSocket session.
-pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// then one request, or one WebSocket session. `slot` is the connection's
+/// place in the limits, given back when this returns.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut slot: Slot) {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.config.tls {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
         match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve(stream, peer, shared, deadline).await,
+            Ok(Ok(stream)) => serve(stream, peer, shared, deadline, &mut slot).await,
             Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => debug!(%peer, "TLS handshake timed out"),
         }
         return;
     }
-    serve(stream, peer, shared, deadline).await
+    serve(stream, peer, shared, deadline, &mut slot).await
+}
+
+/// Answers a connection refused at the door, without reading its
+/// request: it may never send one, and reading costs the time the limits
+/// are there to save. Plain http gets 503 (server full) or 429 (its
+/// address over a limit, RFC 6585 §4), with `Retry-After`. Over TLS
+/// nothing is written: a plaintext response would reach the client as a
+/// malformed TLS record, and a TLS handshake is the very cost being
+/// refused, so the connection is just closed.
+///
+/// After the response, our side is shut down and what the client sends is
+/// read and dropped for up to [`LINGER`]: closing a socket with unread
+/// bytes resets it (RFC 2525 §2.17; Linux does so on `close`),
+/// and a reset can destroy the response before the client reads it. At
+/// most [`MAX_LINGERING`] linger at once, so refusals cannot pile up
+/// descriptors; the rest are closed at once.
+pub async fn refuse(mut stream: TcpStream, refusal: Refusal, shared: Arc<Shared>) {
+    if serves_tls(&shared.config) {
+        return;
+    }
+    let (status, reason, body) = match refusal {
+        Refusal::Full => (503, "Service Unavailable", "server full, try again later\n"),
+        Refusal::PerIp => (
+            429,
+            "Too Many Requests",
+            "too many connections from your address\n",
+        ),
+        Refusal::Handshakes => (
+            429,
+            "Too Many Requests",
+            "too many connections from your address still opening\n",
+        ),
+    };
+    let mut response = head(
+        status,
+        reason,
+        "text/plain",
+        body.len(),
+        &format!("Retry-After: {RETRY_AFTER_SECS}\r\n"),
+    );
+    response.push_str(body);
+    // A few hundred bytes into an empty send buffer: done at once, unless
+    // the client's receive window is zero, which must not hold us.
+    let written = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let Ok(_permit) = shared.lingering.clone().try_acquire_owned() else {
+        return;
+    };
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut buf = [0u8; 2048];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves one request, or one WebSocket session, on a TCP or TLS stream.
-async fn serve<S>(mut stream: S, peer: SocketAddr, shared: Arc<Shared>, deadline: Instant)
-where
+async fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    deadline: Instant,
+    slot: &mut Slot,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = proto::Config::default();
@@ -187,24 +327,70 @@ where
             .await
         }
         "/ws" => {
-            let full = hub.metrics.connections.get() as usize >= shared.config.max_connections;
-            if hub.is_shutting_down() || full {
-                if full {
-                    hub.metrics.connections_refused.inc();
-                }
+            // How many may connect was settled at the door (`admission.rs`).
+            if hub.is_shutting_down() {
                 return respond(
                     &mut stream,
                     503,
                     "Service Unavailable",
                     "text/plain",
-                    b"try again later\n",
+                    b"shutting down, try again later\n",
                     false,
                 )
                 .await;
             }
+            // RFC 6455 §10.2: a server that serves browsers checks the
+            // `Origin` of the page that opens the WebSocket, and "If the
+            // server does not wish to accept this connection, it MUST
+            // return an appropriate HTTP error code (e.g., 403 Forbidden)
+            // and abort the WebSocket handshake" (also §4.2.2 item 4).
+            let origins: Vec<&[u8]> = request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("origin"))
+                .map(|h| h.value.as_slice())
+                .collect();
+            let tls = serves_tls(&shared.config);
+            if let Err(why) = shared.origins.check(&origins, request.header("host"), tls) {
+                hub.metrics.origin_refused.inc();
+                let origin = origins.first().map(|o| String::from_utf8_lossy(o));
+                debug!(%peer, ?origin, ?why, "WebSocket refused for its Origin");
+                let now = Instant::now();
+                let due = {
+                    let mut last = shared
+                        .origin_logged
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let due = last.is_none_or(|t| now.duration_since(t) >= ORIGIN_LOG_EVERY);
+                    if due {
+                        *last = Some(now);
+                    }
+                    due
+                };
+                if due {
+                    let host = request.header("host").map(String::from_utf8_lossy);
+                    info!(
+                        ?origin,
+                        ?host,
+                        refused = hub.metrics.origin_refused.get(),
+                        "WebSocket refused for its Origin (behind a proxy? set --public-url; other sites: --allow-origin)"
+                    );
+                }
+                let body: &[u8] = match why {
+                    OriginRefusal::Null => {
+                        b"pages with an opaque origin (Origin: null) may not connect here\n"
+                    }
+                    OriginRefusal::Several | OriginRefusal::Unparsable => {
+                        b"the Origin header must be one origin\n"
+                    }
+                    OriginRefusal::NotAllowed => b"pages from your origin may not connect here\n",
+                };
+                return respond(&mut stream, 403, "Forbidden", "text/plain", body, false).await;
+            }
             let config = shared.config.transport_config();
             match transport::accept_request(stream, &request, &leftover, config).await {
                 Ok(ws) => {
+                    slot.upgraded();
                     let token = query_param(query, "token");
                     session::run(
                         ws,
@@ -241,15 +427,20 @@ async fn respond<S: AsyncWrite + Unpin>(
     body: &[u8],
     head_only: bool,
 ) {
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let head = head(status, reason, content_type, body.len(), "");
     let _ = stream.write_all(head.as_bytes()).await;
     if !head_only {
         let _ = stream.write_all(body).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// A response head with the headers every response carries, and `extra`
+/// (whole lines, each ending in CRLF).
+fn head(status: u16, reason: &str, content_type: &str, len: usize, extra: &str) -> String {
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {CSP}\r\nReferrer-Policy: {REFERRER_POLICY}\r\n{extra}Connection: close\r\n\r\n"
+    )
 }
 
 /// A parameter of a query string (no percent-decoding: the only one we

@@ -71,8 +71,25 @@ pub struct Metrics {
     pub connections: Gauge,
     /// WebSocket connections accepted since start.
     pub connections_total: Counter,
-    /// Connections refused because the server was full.
+    /// TCP connections refused because `max_connections` sockets were
+    /// open (HTTP 503).
     pub connections_refused: Counter,
+    /// Open TCP connections of every kind: TLS and HTTP handshakes in
+    /// progress, page requests and WebSockets (what `max_connections`
+    /// counts).
+    pub sockets: Gauge,
+    /// Open TCP connections not yet upgraded to a WebSocket.
+    pub handshakes: Gauge,
+    /// TCP connections refused because their address had `max_per_ip`
+    /// open (HTTP 429).
+    pub refused_per_ip: Counter,
+    /// TCP connections refused because their address had
+    /// `max_handshakes_per_ip` handshakes in flight (HTTP 429).
+    pub refused_handshakes: Counter,
+    /// WebSocket handshakes refused for their `Origin` (HTTP 403).
+    pub origin_refused: Counter,
+    /// `accept` failures (out of file descriptors, mostly).
+    pub accept_errors: Counter,
     /// Connections that negotiated permessage-deflate (RFC 7692).
     pub connections_deflate: Counter,
     /// Frames received from clients.
@@ -126,8 +143,44 @@ impl Metrics {
         metric(
             "chat_connections_refused_total",
             "counter",
-            "Connections refused: server full.",
+            "TCP connections refused: max-connections sockets open (503).",
             self.connections_refused.get(),
+        );
+        metric(
+            "chat_sockets",
+            "gauge",
+            "Open TCP connections: handshakes, page requests and WebSockets.",
+            self.sockets.get(),
+        );
+        metric(
+            "chat_handshakes",
+            "gauge",
+            "Open TCP connections not yet upgraded to a WebSocket.",
+            self.handshakes.get(),
+        );
+        metric(
+            "chat_refused_per_ip_total",
+            "counter",
+            "TCP connections refused: max-per-ip sockets open from the address (429).",
+            self.refused_per_ip.get(),
+        );
+        metric(
+            "chat_refused_handshakes_per_ip_total",
+            "counter",
+            "TCP connections refused: max-handshakes-per-ip in flight from the address (429).",
+            self.refused_handshakes.get(),
+        );
+        metric(
+            "chat_origin_refused_total",
+            "counter",
+            "WebSocket handshakes refused for their Origin (403).",
+            self.origin_refused.get(),
+        );
+        metric(
+            "chat_accept_errors_total",
+            "counter",
+            "Failed accepts (out of file descriptors, mostly).",
+            self.accept_errors.get(),
         );
         metric(
             "chat_messages_in_total",

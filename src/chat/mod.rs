@@ -21,11 +21,14 @@
 //! messages, the last acks go out, every client gets close 1001, and the
 //! history thread commits what it has before [`serve`] returns.
 
+mod admission;
 pub mod cluster;
 mod http;
 mod hub;
 mod metrics;
+pub mod origin;
 pub mod protocol;
+mod redact;
 mod session;
 mod store;
 
@@ -42,6 +45,8 @@ use tracing::{debug, info, warn};
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
 pub use metrics::Metrics;
+pub use origin::Origin;
+pub use redact::RedactedUrl;
 pub use store::DbSync;
 
 /// How the chat server runs.
@@ -63,8 +68,46 @@ pub struct ChatConfig {
     /// allowed for the request head. Default `None`: plain http and `ws://`.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Connections beyond this get HTTP 503. Default 10,000.
+    /// Most TCP connections open at once, of every kind: a TLS or HTTP
+    /// handshake in progress, a page being served, a WebSocket. Each holds
+    /// a file descriptor and a task from the moment it is accepted, so
+    /// each counts from then. One beyond gets HTTP 503 with `Retry-After`,
+    /// before its request is read (over TLS: closed, see `http.rs`).
+    /// Default 10,000. Each connection is a file descriptor: with `ulimit
+    /// -n` below this, `accept` runs out first (EMFILE) and the accept
+    /// loop waits (10 ms doubling to 1 s) until connections close.
     pub max_connections: usize,
+    /// Most TCP connections open at once from one client address (IPv6:
+    /// one /64), so one client cannot take every slot. `0`: no limit.
+    /// Loopback counts like any address. Default 64: a browser holds one
+    /// WebSocket per tab and briefly up to 6 connections per host for the
+    /// page (Chromium's and Firefox's per-host limit), so 64 leaves room
+    /// for several users behind one NAT while one client takes at most
+    /// 0.64% of the default `max_connections`. Over it: HTTP 429.
+    pub max_per_ip: usize,
+    /// Most connections from one client address (IPv6: one /64) that are
+    /// accepted but not yet upgraded to a WebSocket: TLS handshakes, request
+    /// heads still arriving, pages being served. `0`: no limit. Each may
+    /// sit idle for the whole request timeout (10 s), which makes them the
+    /// cheap way to hold slots. Default 16: a page load takes up to 6 at
+    /// once (the browsers' per-host limit) plus one per tab reconnecting.
+    /// Over it: HTTP 429.
+    pub max_handshakes_per_ip: usize,
+    /// The server's own origin (RFC 6454), as the browser sees it: the
+    /// scheme, host and port of the URL its users open. Pages from it may
+    /// open WebSockets. `None` (the default): the scheme served (`http`, or
+    /// `https` with [`tls`](Self::tls)) with the `Host` of each request;
+    /// set it behind a proxy that terminates TLS or rewrites `Host`, and
+    /// to pin the origin against DNS rebinding (a hostile name resolving
+    /// to this server sends a `Host` of that name).
+    pub public_origin: Option<Origin>,
+    /// Other origins whose pages may open WebSockets (RFC 6455 §10.2).
+    /// Default: none.
+    pub allowed_origins: Vec<Origin>,
+    /// Pages from any origin, and `Origin: null`, may open WebSockets: the
+    /// Origin check is off (cross-site WebSocket hijacking is then the
+    /// operator's to prevent). Default `false`.
+    pub allow_any_origin: bool,
     /// Bytes a client's outbound queue may hold. Default 1 MiB.
     pub outbox_limit: usize,
     /// The most rooms held in memory at once; a join that would bring in
@@ -145,6 +188,11 @@ impl ChatConfig {
             #[cfg(feature = "tls")]
             tls: None,
             max_connections: 10_000,
+            max_per_ip: 64,
+            max_handshakes_per_ip: 16,
+            public_origin: None,
+            allowed_origins: Vec::new(),
+            allow_any_origin: false,
             outbox_limit: 1 << 20,
             max_rooms: 50_000,
             keepalive: Keepalive {
@@ -204,7 +252,7 @@ pub async fn serve(
     ));
     let cluster_tasks = match hub.cluster() {
         Some(cluster) => {
-            info!(redis = %cluster.config.url, server = %cluster.id, "scaled out through redis");
+            info!(redis = %RedactedUrl(&cluster.config.url), server = %cluster.id, "scaled out through redis");
             cluster.start(&hub)
         }
         None => Vec::new(),
@@ -223,25 +271,80 @@ pub async fn serve(
     let shared = Arc::new(http::Shared {
         hub: hub.clone(),
         auth,
+        origins: origin::OriginPolicy {
+            public: config.public_origin.clone(),
+            allowed: config.allowed_origins.clone(),
+            any: config.allow_any_origin,
+        },
+        lingering: Arc::new(tokio::sync::Semaphore::new(http::MAX_LINGERING)),
+        origin_logged: std::sync::Mutex::new(None),
         config: config.clone(),
     });
+    let admission = admission::Admission::new(
+        admission::Limits {
+            max_connections: config.max_connections,
+            max_per_ip: config.max_per_ip,
+            max_handshakes_per_ip: config.max_handshakes_per_ip,
+        },
+        metrics.clone(),
+    );
+    let mut backoff = admission::AcceptBackoff::default();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     info!(addr = %listener.local_addr()?, db = %config.db.display(), "chat server listening");
-    loop {
+    if config.allow_any_origin {
+        warn!("--allow-origin '*': pages from any site may open WebSockets here as their visitors");
+    }
+    'accept: loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff.success();
                     let shared = shared.clone();
-                    connections.spawn(async move {
-                        let _ = stream.set_nodelay(true);
-                        http::handle(stream, peer, shared).await;
-                    });
+                    // The slot is taken here, before the connection has
+                    // cost anything but its descriptor, and is held by the
+                    // connection's task until it ends.
+                    match admission.admit(peer.ip()) {
+                        Ok(slot) => {
+                            connections.spawn(async move {
+                                let _ = stream.set_nodelay(true);
+                                http::handle(stream, peer, shared, slot).await;
+                            });
+                        }
+                        Err(refusal) => {
+                            match refusal {
+                                admission::Refusal::Full => metrics.connections_refused.inc(),
+                                admission::Refusal::PerIp => metrics.refused_per_ip.inc(),
+                                admission::Refusal::Handshakes => {
+                                    metrics.refused_handshakes.inc()
+                                }
+                            }
+                            debug!(%peer, ?refusal, "connection refused at the door");
+                            connections.spawn(http::refuse(stream, refusal, shared));
+                        }
+                    }
                 }
-                // Out of file descriptors and the like: wait, don't spin.
+                Err(e) if admission::is_connection_error(&e) => {
+                    debug!(error = %e, "a connection was gone before it was accepted");
+                }
+                // Out of file descriptors or kernel memory: the backlog
+                // still holds connections, so `accept` would fail again at
+                // once; wait, and let closing connections free descriptors.
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    metrics.accept_errors.inc();
+                    let (wait, log) = backoff.failure(std::time::Instant::now());
+                    if let Some(failures) = log {
+                        warn!(
+                            error = %e,
+                            failures,
+                            retry_in = ?wait,
+                            "accept failed (out of file descriptors? raise ulimit -n or lower --max-connections)"
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = &mut shutdown => break 'accept,
+                    }
                 }
             },
             _ = &mut shutdown => break,

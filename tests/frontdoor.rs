@@ -1,0 +1,824 @@
+//! The chat's front door, against a real server: which pages may open a
+//! WebSocket (RFC 6455 §10.2, origins per RFC 6454), how many sockets a
+//! server and one address may hold (counted from the accept, before any
+//! request), what happens out of file descriptors, and that secrets stay
+//! out of `--help` and the logs.
+//!
+//! Most tests run `chat::serve` in-process on a free loopback port; the
+//! file-descriptor and command-line tests run the `rfc6455` binary.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rfc6455::chat::{self, ChatConfig, Origin};
+use rfc6455::proto::{Message, WsUrl};
+use rfc6455::transport::{self, Config, WebSocket};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rfc6455-frontdoor-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config(name: &str) -> ChatConfig {
+    let mut c = ChatConfig::new(temp_dir(name).join("chat.db"));
+    c.close_timeout = Duration::from_millis(300);
+    c
+}
+
+/// `chat::serve` on a free loopback port, in this test's runtime.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(config: ChatConfig) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(chat::serve(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `from`
+/// (127.0.0.2 and up are other addresses on Linux, all on `lo`).
+async fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A WebSocket upgrade request for `/ws` with this `Host` and, if any,
+/// this `Origin`.
+fn upgrade(host: &str, origin: Option<&str>) -> String {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    common::request_for("/ws").replacen(
+        "Host: localhost\r\n",
+        &format!("Host: {host}\r\n{origin}"),
+        1,
+    )
+}
+
+/// Sends `request` on a new connection; the whole response up to EOF (or
+/// the head only, for a 101, whose connection stays open).
+async fn exchange(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let head = tokio::time::timeout(WAIT, common::read_head(&mut s))
+        .await
+        .expect("no response head");
+    if head.starts_with("HTTP/1.1 101 ") {
+        return head;
+    }
+    let mut rest = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut rest))
+        .await
+        .expect("the server did not close")
+        .unwrap();
+    head + &rest
+}
+
+/// The status line of the answer to an upgrade with this `Host` and
+/// `Origin`.
+async fn status(addr: SocketAddr, host: &str, origin: Option<&str>) -> String {
+    let response = exchange(addr, &upgrade(host, origin)).await;
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+async fn http_get_from(from: IpAddr, addr: SocketAddr, path: &str) -> String {
+    let mut s = connect_from(from, addr).await;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .expect("no response")
+        .unwrap();
+    out
+}
+
+/// `/metrics`, asked from 127.0.0.3 (so that a cap on 127.0.0.1 does not
+/// refuse it), retried while the server is full.
+async fn metrics(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = http_get_from(ip("127.0.0.3"), addr, "/metrics").await;
+        if m.starts_with("HTTP/1.1 200 ") {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no metrics: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of one metric line, e.g. `chat_sockets 3`.
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+}
+
+/// A chat client on `stream` says hello and is welcomed: the client, and
+/// the welcome.
+async fn welcomed_on(
+    stream: TcpStream,
+    addr: SocketAddr,
+    nick: &str,
+) -> (WebSocket<TcpStream>, Value) {
+    let url = WsUrl::parse(&format!("ws://{addr}/ws")).unwrap();
+    let (mut ws, _) = transport::connect_with(stream, &url, Config::default())
+        .await
+        .expect("upgraded");
+    let hello = serde_json::json!({"type": "hello", "nick": nick});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, ws.recv())
+            .await
+            .expect("no welcome")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "welcome" {
+                    return (ws, v);
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("closed before the welcome: {other:?}"),
+        }
+    }
+}
+
+/// A client from `from` is welcomed, retrying (for up to `within`) while
+/// the server still refuses: slots come back when the server sees the
+/// sockets that held them close.
+async fn eventually_welcomed(from: IpAddr, addr: SocketAddr, nick: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut probe = connect_from(from, addr).await;
+        probe
+            .write_all(upgrade(&addr.to_string(), None).as_bytes())
+            .await
+            .unwrap();
+        let head = tokio::time::timeout(WAIT, common::read_head(&mut probe))
+            .await
+            .unwrap_or_default();
+        drop(probe);
+        if head.starts_with("HTTP/1.1 101 ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused after {within:?}: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_ws, welcome) = welcomed_on(connect_from(from, addr).await, addr, nick).await;
+    assert_eq!(welcome["user"], nick, "{welcome}");
+}
+
+/// Reads what a socket that sent nothing receives within `window`:
+/// `None` if nothing (it is held open), or the bytes until EOF.
+async fn unprompted(s: &mut TcpStream, window: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    match tokio::time::timeout(window, s.read_to_end(&mut out)).await {
+        Err(_) if out.is_empty() => None,
+        _ => Some(String::from_utf8_lossy(&out).into_owned()),
+    }
+}
+
+// RFC 6455 §10.2: the Origin of the page that opens the WebSocket.
+
+#[tokio::test]
+async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
+    let server = Server::start(config("evil")).await;
+    // The hijacking attempt: the request, then a hello right behind it,
+    // as a page's script would send once open.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(upgrade(&server.host(), Some("http://evil.example")).as_bytes())
+        .await
+        .unwrap();
+    let hello = serde_json::json!({"type": "hello", "nick": "mallory"}).to_string();
+    let _ = s.write_all(&common::masked(0x81, hello.as_bytes())).await;
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut response))
+        .await
+        .expect("the server did not close")
+        .ok();
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("pages from your origin may not connect here\n"),
+        "{response}"
+    );
+    assert!(
+        !response.contains("101") && !response.contains("welcome"),
+        "{response}"
+    );
+    assert!(
+        response.contains("Referrer-Policy: no-referrer\r\n"),
+        "{response}"
+    );
+    let m = metrics(server.addr).await;
+    assert_eq!(metric(&m, "chat_origin_refused_total"), 1);
+    assert_eq!(metric(&m, "chat_connections_total"), 0, "nobody got in");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn origin_null_gets_403() {
+    let server = Server::start(config("null")).await;
+    let response = exchange(server.addr, &upgrade(&server.host(), Some("null"))).await;
+    assert!(response.starts_with("HTTP/1.1 403 "), "{response}");
+    assert!(
+        response.contains("Origin: null"),
+        "the body says why: {response}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_servers_own_origin_and_clients_without_origin_are_upgraded() {
+    let server = Server::start(config("own")).await;
+    let port = server.addr.port();
+    let host = server.host();
+    let own = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        status(server.addr, &host, Some(&own)).await,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    assert_eq!(
+        status(server.addr, &host, None).await,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    // Host compared case-insensitively, against the Host it was reached at.
+    assert_eq!(
+        status(
+            server.addr,
+            &format!("localhost:{port}"),
+            Some(&format!("http://LocalHost:{port}"))
+        )
+        .await,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    // Another scheme, port or host is another origin (RFC 6454 §5).
+    for other in [
+        format!("https://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        format!("http://localhost:{port}"),
+        "http://127.0.0.1".to_owned(),
+    ] {
+        assert_eq!(
+            status(server.addr, &host, Some(&other)).await,
+            "HTTP/1.1 403 Forbidden",
+            "{other}"
+        );
+    }
+    // Two Origin headers are not one page's origin.
+    let twice =
+        upgrade(&host, Some(&own)).replacen("\r\n\r\n", &format!("\r\nOrigin: {own}\r\n\r\n"), 1);
+    assert!(
+        exchange(server.addr, &twice)
+            .await
+            .starts_with("HTTP/1.1 403 ")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allow_origin_adds_one_and_only_that_one() {
+    let mut c = config("allow");
+    c.allowed_origins = vec![Origin::from_url("https://app.example").unwrap()];
+    let server = Server::start(c).await;
+    let host = server.host();
+    // A default port written out is the same origin.
+    for allowed in ["https://app.example", "https://APP.example:443"] {
+        assert_eq!(
+            status(server.addr, &host, Some(allowed)).await,
+            "HTTP/1.1 101 Switching Protocols",
+            "{allowed}"
+        );
+    }
+    for refused in [
+        "http://app.example",
+        "https://app.example:8443",
+        "https://evil.example",
+    ] {
+        assert_eq!(
+            status(server.addr, &host, Some(refused)).await,
+            "HTTP/1.1 403 Forbidden",
+            "{refused}"
+        );
+    }
+    // The server's own origin still is.
+    let own = format!("http://{host}");
+    assert_eq!(
+        status(server.addr, &host, Some(&own)).await,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn public_url_sets_the_own_origin_instead_of_host() {
+    let mut c = config("public");
+    c.public_origin = Some(Origin::from_url("https://chat.example/").unwrap());
+    let server = Server::start(c).await;
+    let host = server.host();
+    // Behind a proxy that terminates TLS: the page is https, we serve http.
+    assert_eq!(
+        status(server.addr, &host, Some("https://chat.example")).await,
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    // The Host no longer makes an origin the server's own.
+    assert_eq!(
+        status(server.addr, &host, Some(&format!("http://{host}"))).await,
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        status(server.addr, "evil.example", Some("http://evil.example")).await,
+        "HTTP/1.1 403 Forbidden",
+        "DNS rebinding: a hostile name pointed at us"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn allow_any_origin_turns_the_check_off() {
+    let mut c = config("any");
+    c.allow_any_origin = true;
+    let server = Server::start(c).await;
+    for origin in ["http://evil.example", "null"] {
+        assert_eq!(
+            status(server.addr, &server.host(), Some(origin)).await,
+            "HTTP/1.1 101 Switching Protocols"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_has_the_policies() {
+    let server = Server::start(config("headers")).await;
+    let page = http_get_from(ip("127.0.0.1"), server.addr, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    assert!(page.contains("Referrer-Policy: no-referrer\r\n"), "{page}");
+    // The page may connect to its own origin only (ws/wss included).
+    assert!(page.contains("connect-src 'self';"), "{page}");
+    assert!(!page.contains("ws:") && !page.contains("wss:"), "{page}");
+    let missing = http_get_from(ip("127.0.0.1"), server.addr, "/nope").await;
+    assert!(
+        missing.contains("Referrer-Policy: no-referrer\r\n"),
+        "{missing}"
+    );
+    server.stop().await;
+}
+
+// Connection limits, counted from the accept.
+
+#[tokio::test]
+async fn max_connections_counts_sockets_that_never_send_a_request() {
+    let mut c = config("max");
+    c.max_connections = 20;
+    c.max_per_ip = 0;
+    c.max_handshakes_per_ip = 0;
+    let server = Server::start(c).await;
+    let mut sockets = Vec::new();
+    for _ in 0..60 {
+        sockets.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    // The 21st and later: 503 at once, without a request; the first 20
+    // are held open, waiting for theirs.
+    let started = Instant::now();
+    for (i, s) in sockets.iter_mut().enumerate().skip(20) {
+        let got = unprompted(s, WAIT).await.unwrap_or_default();
+        assert!(
+            got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "socket {i}: {got}"
+        );
+        assert!(got.contains("\r\nRetry-After: 5\r\n"), "{got}");
+    }
+    eprintln!("40 refusals read in {:?}", started.elapsed());
+    for (i, s) in sockets.iter_mut().enumerate().take(20) {
+        assert_eq!(
+            unprompted(s, Duration::from_millis(100)).await,
+            None,
+            "socket {i}"
+        );
+    }
+    // Full: a real client is refused too.
+    let refused = transport::connect(&format!("ws://{}/ws", server.addr), Config::default()).await;
+    assert!(
+        matches!(refused, Err(transport::Error::Protocol(_))),
+        "{refused:?}"
+    );
+    drop(sockets);
+    eventually_welcomed(ip("127.0.0.1"), server.addr, "alice", WAIT).await;
+    let m = metrics(server.addr).await;
+    assert!(metric(&m, "chat_connections_refused_total") >= 41, "{m}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_is_capped_at_max_per_ip_and_another_is_not() {
+    let mut c = config("per-ip");
+    c.max_handshakes_per_ip = 0; // this test is about open sockets only
+    assert_eq!(c.max_per_ip, 64, "the default");
+    let server = Server::start(c).await;
+    let local = ip("127.0.0.1");
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        held.push(connect_from(local, server.addr).await);
+    }
+    let mut over = connect_from(local, server.addr).await;
+    let got = unprompted(&mut over, WAIT).await.unwrap_or_default();
+    assert!(
+        got.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("Retry-After: 5\r\n") && got.contains("too many connections"),
+        "{got}"
+    );
+    for (i, s) in held.iter_mut().enumerate() {
+        assert_eq!(
+            unprompted(s, Duration::from_millis(20)).await,
+            None,
+            "socket {i}"
+        );
+    }
+    // Another address is not affected.
+    let (_bob, welcome) = welcomed_on(
+        connect_from(ip("127.0.0.2"), server.addr).await,
+        server.addr,
+        "bob",
+    )
+    .await;
+    assert_eq!(welcome["user"], "bob");
+    let m = metrics(server.addr).await;
+    assert_eq!(metric(&m, "chat_refused_per_ip_total"), 1);
+    assert_eq!(
+        metric(&m, "chat_connections_refused_total"),
+        0,
+        "the server is not full"
+    );
+    // 64 idle, bob, and the metrics request itself.
+    assert_eq!(metric(&m, "chat_sockets"), 66);
+    drop(held);
+    eventually_welcomed(local, server.addr, "alice", WAIT).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn handshakes_in_flight_are_capped_and_websockets_no_longer_count() {
+    let mut c = config("handshakes");
+    assert_eq!(c.max_handshakes_per_ip, 16, "the default");
+    c.max_per_ip = 64;
+    let server = Server::start(c).await;
+    let local = ip("127.0.0.1");
+    // Five WebSockets, past their upgrade: they do not count as handshakes.
+    let mut upgraded = Vec::new();
+    for i in 0..5 {
+        let mut s = connect_from(local, server.addr).await;
+        s.write_all(upgrade(&server.host(), None).as_bytes())
+            .await
+            .unwrap();
+        let head = tokio::time::timeout(WAIT, common::read_head(&mut s))
+            .await
+            .unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "websocket {i}: {head}");
+        upgraded.push(s);
+    }
+    let mut pending = Vec::new();
+    for _ in 0..16 {
+        pending.push(connect_from(local, server.addr).await);
+    }
+    let mut over = connect_from(local, server.addr).await;
+    let got = unprompted(&mut over, WAIT).await.unwrap_or_default();
+    assert!(
+        got.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("still opening"), "{got}");
+    for (i, s) in pending.iter_mut().enumerate() {
+        assert_eq!(
+            unprompted(s, Duration::from_millis(20)).await,
+            None,
+            "pending {i}"
+        );
+    }
+    let m = metrics(server.addr).await;
+    assert_eq!(metric(&m, "chat_refused_handshakes_per_ip_total"), 1);
+    assert_eq!(metric(&m, "chat_refused_per_ip_total"), 0);
+    // 16 pending from 127.0.0.1, and the metrics request itself.
+    assert_eq!(metric(&m, "chat_handshakes"), 17);
+    // One pending socket finishing its upgrade makes room for another.
+    let mut first = pending.remove(0);
+    first
+        .write_all(upgrade(&server.host(), None).as_bytes())
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(WAIT, common::read_head(&mut first))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut next = connect_from(local, server.addr).await;
+    assert_eq!(
+        unprompted(&mut next, Duration::from_millis(200)).await,
+        None,
+        "admitted"
+    );
+    server.stop().await;
+}
+
+// The binary: file descriptors and the command line.
+
+/// `rfc6455 chat` as a child process (killed by its PID on drop), its
+/// stdout and stderr in files.
+struct Binary {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Binary {
+    /// Starts `rfc6455 chat` with `args`, under `ulimit -n nofile` if
+    /// given, with `env` set, and waits for it to listen.
+    async fn start(name: &str, nofile: Option<u32>, args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let dir = temp_dir(name);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let bin = env!("CARGO_BIN_EXE_rfc6455");
+        // `exec` keeps the PID: the child is the server itself.
+        let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!("{limit}exec \"$0\" \"$@\""))
+            .arg(bin)
+            .args(["chat", "--listen", &addr.to_string(), "--db"])
+            .arg(dir.join("chat.db"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("RFC6455_REDIS")
+            .env_remove("RFC6455_JWT_SECRET")
+            .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start rfc6455 chat");
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Binary { child, addr, dir }
+    }
+
+    /// Everything it printed so far, without the log's colours.
+    fn output(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        strip_ansi(&(read("stdout") + &read("stderr")))
+    }
+
+    /// CPU time used so far (user + system), from /proc/PID/stat.
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which is in parentheses and may
+        // hold spaces): state is field 3, utime 14, stime 15.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 1000 / clock_ticks())
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `text` without ANSI SGR sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
+    let server = Binary::start(
+        "emfile",
+        Some(64),
+        &["--max-per-ip", "0", "--max-handshakes-per-ip", "0"],
+        &[("RUST_LOG", "warn")],
+    )
+    .await;
+    let base_fds = server.open_fds();
+    // More sockets than the server has descriptors: it accepts until
+    // EMFILE, the rest wait in the listen backlog.
+    let mut sockets = Vec::new();
+    for _ in 0..150 {
+        sockets.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let deadline = Instant::now() + WAIT;
+    while server.open_fds() < 64 {
+        assert!(
+            Instant::now() < deadline,
+            "never ran out: {} fds",
+            server.open_fds()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = server.cpu_time();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = server.cpu_time() - before;
+    let window = t0.elapsed();
+    let log = server.output();
+    let log_lines = log.matches("accept failed").count();
+    eprintln!(
+        "out of fds ({base_fds} at start, {} now): {cpu:?} of CPU in {window:?}; {log_lines} log lines",
+        server.open_fds()
+    );
+    // A spinning accept loop burns a whole core (about 2 s here); waiting
+    // 10 ms doubling to 1 s costs nothing measurable (one 10 ms tick is the
+    // resolution). 300 ms leaves room for a busy machine.
+    assert!(
+        cpu < Duration::from_millis(300),
+        "{cpu:?} of CPU in {window:?}"
+    );
+    // At most one line a second, with the count of failures.
+    assert!(log_lines >= 1, "{log}");
+    assert!(log_lines <= 4, "{log_lines} lines:\n{log}");
+    assert!(log.contains("failures="), "{log}");
+    drop(sockets);
+    eventually_welcomed(
+        ip("127.0.0.1"),
+        server.addr,
+        "alice",
+        Duration::from_secs(20),
+    )
+    .await;
+    let m = http_get_from(ip("127.0.0.1"), server.addr, "/metrics").await;
+    assert!(metric(&m, "chat_accept_errors_total") >= 1, "{m}");
+}
+
+const REDIS_SECRET: &str = "s3cret-redis-pw";
+const JWT_SECRET: &str = "s3cret-jwt-key";
+
+fn secret_env() -> [(&'static str, String); 2] {
+    [
+        (
+            "RFC6455_REDIS",
+            format!("redis://:{REDIS_SECRET}@127.0.0.1:1"),
+        ),
+        ("RFC6455_JWT_SECRET", JWT_SECRET.to_owned()),
+    ]
+}
+
+#[test]
+fn help_never_prints_the_secrets_in_the_environment() {
+    for args in [
+        &["chat", "--help"][..],
+        &["chat", "-h"],
+        &["--help"],
+        &["chat", "--no-such-flag"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+            .args(args)
+            .envs(secret_env())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let all = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(!all.is_empty(), "{args:?} printed nothing");
+        for secret in [REDIS_SECRET, JWT_SECRET] {
+            assert!(!all.contains(secret), "{args:?} shows {secret}:\n{all}");
+        }
+        if args == ["chat", "--help"] {
+            assert!(all.contains("[env: RFC6455_REDIS]"), "{all}");
+            assert!(all.contains("[env: RFC6455_JWT_SECRET]"), "{all}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_startup_output_masks_the_redis_password() {
+    let env = secret_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Binary::start("redis-log", None, &[], &env).await;
+    // The startup lines come before the port opens; give the log a moment.
+    let deadline = Instant::now() + WAIT;
+    let mut out = server.output();
+    while !out.contains("scaled out through redis") {
+        assert!(Instant::now() < deadline, "no startup log:\n{out}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        out = server.output();
+    }
+    // Redis (port 1) is unreachable: let the retries log something too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = server.output();
+    assert!(
+        !out.contains(REDIS_SECRET) && !out.contains(JWT_SECRET),
+        "{out}"
+    );
+    assert!(
+        out.contains("(scaled out through redis://:***@127.0.0.1:1)"),
+        "{out}"
+    );
+    assert!(out.contains("redis=redis://:***@127.0.0.1:1"), "{out}");
+}
+
+#[tokio::test]
+async fn origin_refusals_are_logged_at_info_once_a_minute_with_a_hint() {
+    let server = Binary::start("origin-log", None, &[], &[]).await;
+    let host = server.addr.to_string();
+    for _ in 0..3 {
+        let got = status(server.addr, &host, Some("http://evil.example")).await;
+        assert_eq!(got, "HTTP/1.1 403 Forbidden");
+    }
+    let out = server.output();
+    assert_eq!(
+        out.matches("WebSocket refused for its Origin").count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains("set --public-url"), "{out}");
+}

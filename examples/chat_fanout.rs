@@ -3,7 +3,7 @@
 //! per second and checks that every subscriber got every message in order.
 //!
 //! ```sh
-//! rfc6455 chat --listen 127.0.0.1:3999 --db /tmp/fanout.db --no-rate-limit &
+//! rfc6455 chat --listen 127.0.0.1:3999 --db /tmp/fanout.db --no-rate-limit --max-per-ip 0 --max-handshakes-per-ip 0 &
 //! cargo run --release --example chat_fanout -- 127.0.0.1:3999 500 2000
 //! ```
 //! Bounded: N connections, M messages, a 60 s limit; loopback only.

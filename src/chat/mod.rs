@@ -27,6 +27,7 @@ mod http;
 mod hub;
 mod metrics;
 pub mod origin;
+mod outbox;
 pub mod protocol;
 mod redact;
 mod session;

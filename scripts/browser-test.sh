@@ -4,7 +4,10 @@
 # scenario runs twice: over http and ws://, then over https and wss://
 # with the server started with --tls-cert/--tls-key on a self-signed
 # certificate made here (Chromium runs with --ignore-certificate-errors;
-# node trusts the certificate through NODE_EXTRA_CA_CERTS).
+# node trusts the certificate through NODE_EXTRA_CA_CERTS). A third test
+# takes a page off the network while 300 long messages are posted, and
+# checks that its resume shows the newest ones and pages back through the
+# `gap` (docs/PROTOCOL.md).
 #
 # Installs what it needs when missing (Debian's chromium and openssl
 # packages; the npm dependencies in tests/browser/), builds the server,

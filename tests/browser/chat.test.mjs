@@ -1,6 +1,7 @@
 // End-to-end: the chat server and its web UI (web/) in a real Chromium,
 // over http and ws://, then again over https and wss:// (the server started
-// with --tls-cert/--tls-key). Run through scripts/browser-test.sh, which
+// with --tls-cert/--tls-key); and a long absence, whose resume says `gap`
+// (the server started with --no-rate-limit). Run through scripts/browser-test.sh, which
 // installs Chromium, builds the server and makes the certificate first
 // (CHAT_TLS_CERT, CHAT_TLS_KEY; NODE_EXTRA_CA_CERTS so that node's fetch
 // trusts it). Everything stays on 127.0.0.1.
@@ -46,11 +47,13 @@ function freePort() {
 
 /** The chat server as a child process, its output kept for failure reports. */
 class Server {
-  /** `tls`: serve https and wss:// with the test's certificate. */
-  constructor(port, db, tls) {
+  /** `tls`: serve https and wss:// with the test's certificate; `extra`:
+   * more arguments for `rfc6455 chat`. */
+  constructor(port, db, tls, extra = []) {
     this.port = port;
     this.db = db;
     this.tls = tls;
+    this.extra = extra;
     this.base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`;
     this.log = '';
     this.proc = null;
@@ -59,6 +62,7 @@ class Server {
   async start() {
     const args = ['chat', '--listen', `127.0.0.1:${this.port}`, '--db', this.db];
     if (this.tls) args.push('--tls-cert', TLS_CERT, '--tls-key', TLS_KEY);
+    args.push(...this.extra);
     const proc = spawn(SERVER, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -388,3 +392,115 @@ async function scenario(t, { tls }) {
     await rm(tmp, { recursive: true, force: true });
   }
 }
+
+// --- a long absence: the resume says `gap` -----------------------------------------
+
+test('after a long absence the page shows the newest messages and pages back through the gap', { timeout: 120_000 }, async (t) => {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'chat-browser-gap-'));
+  // No rate limit: carol posts 300 messages in a moment.
+  const server = new Server(await freePort(), path.join(tmp, 'chat.db'), false, ['--no-rate-limit']);
+  let browser;
+  const problems = [];
+  try {
+    await server.start();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      timeout: WAIT,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    ctx.setDefaultTimeout(WAIT);
+    // Lets the test take alice's page off the network and back: every
+    // WebSocket it opens is recorded, and while `__away` is set a new one
+    // goes to a port where nothing listens, so reconnects fail.
+    await ctx.addInitScript(() => {
+      const Real = window.WebSocket;
+      window.__sockets = [];
+      window.__away = false;
+      window.WebSocket = function (url, protocols) {
+        const ws = new Real(window.__away ? 'ws://127.0.0.1:9/' : url, protocols);
+        window.__sockets.push(ws);
+        return ws;
+      };
+      window.WebSocket.prototype = Real.prototype;
+      Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+    });
+    const alice = await ctx.newPage();
+    alice.on('pageerror', (e) => problems.push(e.message));
+    await signIn(alice, server.base, 'alice');
+
+    // carol speaks the protocol from a page of her own.
+    const carol = await (await browser.newContext()).newPage();
+    await carol.goto(`${server.base}healthz`);
+    const post = (texts) => carol.evaluate(async ([url, texts]) => {
+      const ws = new WebSocket(url);
+      const events = [];
+      await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+      ws.onmessage = (e) => events.push(JSON.parse(e.data));
+      ws.send(JSON.stringify({ type: 'hello', nick: 'carol' }));
+      texts.forEach((text, i) => ws.send(JSON.stringify({ type: 'msg', room: 'general', text, client_id: `c${i}` })));
+      const deadline = Date.now() + 10_000;
+      while (events.filter((e) => e.type === 'ack').length < texts.length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      ws.close();
+      return events.filter((e) => e.type === 'ack').length;
+    }, [server.base.replace('http', 'ws') + 'ws', texts]);
+
+    await t.test('alice sees what is posted while she is here', async () => {
+      assert.equal(await post(['before 1', 'before 2']), 2);
+      await waitMessage(alice, 'before 2', { from: 'carol' });
+    });
+
+    const long = (i) => `long ${i} ` + 'x'.repeat(1000);
+    await t.test('while alice is away, 300 long messages (300 KB, more than one replay holds) are posted', async () => {
+      await alice.evaluate(() => {
+        window.__away = true;
+        for (const ws of window.__sockets) ws.close();
+      });
+      await statusIs(alice, 'reconnecting');
+      assert.equal(await post(Array.from({ length: 300 }, (_, i) => long(i))), 300);
+    });
+
+    await t.test('back online, the page shows the newest messages and drops what the gap cut off', async () => {
+      await alice.evaluate(() => {
+        window.__away = false;
+        window.dispatchEvent(new Event('online'));
+      });
+      await statusIs(alice, 'online');
+      await waitMessage(alice, long(299), { from: 'carol' });
+      const view = await shown(alice);
+      assertNoDuplicates(view, 'alice');
+      const texts = view.map((m) => m.text);
+      assert.ok(!texts.includes('before 2'), 'messages from before the gap are gone');
+      assert.ok(view.length < 300, `a replay of ${view.length} messages, fewer than were missed`);
+      // What is shown is contiguous, up to the newest.
+      const ids = view.map((m) => Number(m.id));
+      assert.deepEqual(ids, ids.map((_, i) => ids[0] + i));
+      await id(alice, 'load-earlier').waitFor({ state: 'visible' });
+    });
+
+    await t.test('"Load earlier messages" pages back through the messages she missed', async () => {
+      const first = Number((await shown(alice))[0].id);
+      await id(alice, 'load-earlier').click();
+      await alice.waitForFunction((first) => {
+        const el = document.querySelector('[data-testid="messages"] [data-testid="message"]');
+        return el && Number(el.dataset.id) < first;
+      }, first);
+      const view = await shown(alice);
+      assertNoDuplicates(view, 'alice');
+      const ids = view.map((m) => Number(m.id));
+      assert.deepEqual(ids, ids.map((_, i) => ids[0] + i), 'contiguous after paging back');
+      assert.equal(view.at(-1).text, long(299));
+      assert.deepEqual(problems, [], 'no page errors');
+    });
+  } catch (e) {
+    e.message += `\n--- server log (last part) ---\n${server.log}`;
+    throw e;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    server.kill();
+    await rm(tmp, { recursive: true, force: true });
+  }
+});

@@ -757,6 +757,8 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     let mut c = config("trickle");
     c.frame_timeout = Duration::from_millis(500);
     let server = Server::start(c).await;
+    // Row 13 of issue 13: a user posting whole frames beside the trickle.
+    let bystander = common::bystander::Bystander::start(server.addr).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     raw_hello(&mut s, "slow").await;
     let head = common::read_head(&mut s).await;
@@ -792,7 +794,9 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
         "closed after {:?}",
         started.elapsed()
     );
-    // A client that sends whole frames is unaffected.
+    // Clients that send whole frames are unaffected: the one that posted
+    // throughout, and one that connects now.
+    bystander.finish_and_reread("trickle").await;
     let (mut ok, _) = server.client(hello("quick")).await;
     ok.post("general", "whole frames", "q1").await;
     server.stop().await;

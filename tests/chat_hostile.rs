@@ -14,10 +14,9 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::bystander::Bystander;
 use common::process::{cpu_seconds, free_port, rss_kib};
 use rfc6455::proto::{DeflateConfig, Message};
 use rfc6455::transport::{self, Config, MaybeTlsStream, WebSocket};
@@ -153,74 +152,6 @@ async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// A well-behaved user in `general`: posts every 200 ms and times each
-/// post's ack, until told to stop. Returns the latencies and the acked ids.
-struct Bystander {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(Vec<Duration>, Vec<u64>)>,
-}
-
-impl Bystander {
-    async fn start(server: &Server) -> Bystander {
-        let mut ws = server
-            .client(json!({"type": "hello", "nick": "bystander"}))
-            .await;
-        next_of(&mut ws, "history").await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut ids = Vec::new();
-            let mut n = 0;
-            while !flag.load(Ordering::Relaxed) {
-                n += 1;
-                let cid = format!("b{n}");
-                let sent = Instant::now();
-                let post = json!({"type": "msg", "room": "general", "text": format!("hello {n}"), "client_id": cid});
-                ws.send(Message::text(post.to_string())).await.unwrap();
-                loop {
-                    let e = event(&mut ws, Duration::from_secs(20))
-                        .await
-                        .expect("the bystander's connection ended");
-                    assert_ne!(e["type"], "close", "the bystander was closed: {e}");
-                    if e["type"] == "ack" && e["client_id"] == cid {
-                        latencies.push(sent.elapsed());
-                        ids.push(e["id"].as_u64().unwrap());
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            (latencies, ids)
-        });
-        Bystander { stop, task }
-    }
-
-    /// Stops it; checks it got acks throughout, fast enough; returns p50,
-    /// p99 and the ids it was acked.
-    async fn finish(self, what: &str) -> (Duration, Duration, Vec<u64>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (mut latencies, ids) = self.task.await.unwrap();
-        assert!(
-            latencies.len() >= 3,
-            "{what}: only {} acks",
-            latencies.len()
-        );
-        latencies.sort();
-        let p50 = latencies[latencies.len() / 2];
-        let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
-        println!(
-            "{what}: bystander {} posts, ack p50 {p50:?} p99 {p99:?}",
-            latencies.len()
-        );
-        assert!(
-            p99 < Duration::from_secs(5),
-            "{what}: bystander p99 {p99:?}"
-        );
-        (p50, p99, ids)
-    }
-}
-
 /// Row 1: empty binary frames after `hello`, never reading. They used to
 /// skip the token bucket and the abuse counter, each queueing an error
 /// straight to the socket (1.5 GB in 8 s). Now each costs a token and
@@ -229,7 +160,7 @@ impl Bystander {
 async fn a_binary_flood_is_closed_with_1008_at_bounded_memory() {
     let _serial = SERIAL.lock().await;
     let server = Server::start("binary", &["--no-rate-limit"]).await;
-    let bystander = Bystander::start(&server).await;
+    let bystander = Bystander::start(server.addr).await;
     let before = server.rss_mib();
     let mut attacker = server
         .client(json!({"type": "hello", "nick": "mallory"}))
@@ -323,7 +254,7 @@ async fn resume_replays_are_bounded_and_say_gap() {
     assert!(page.to_string().len() <= 256 * 1024 + 1024);
     reader.close(None).await.unwrap();
 
-    let bystander = Bystander::start(&server).await;
+    let bystander = Bystander::start(server.addr).await;
     let before = server.rss_mib();
     let mut attackers = Vec::new();
     for _ in 0..40 {
@@ -351,7 +282,7 @@ async fn requests_from_clients_that_never_read_stop_being_read() {
     let _serial = SERIAL.lock().await;
     let server = Server::start("paging", &["--no-rate-limit"]).await;
     fill_general(&server, 300, 4000).await;
-    let bystander = Bystander::start(&server).await;
+    let bystander = Bystander::start(server.addr).await;
     let before = server.rss_mib();
     let mut pagers = Vec::new();
     for i in 0..4 {
@@ -411,7 +342,7 @@ async fn requests_from_clients_that_never_read_stop_being_read() {
 async fn a_deflate_bomb_is_closed_with_1009_as_it_inflates() {
     let _serial = SERIAL.lock().await;
     let server = Server::start("bomb", &[]).await;
-    let bystander = Bystander::start(&server).await;
+    let bystander = Bystander::start(server.addr).await;
     let before = server.rss_mib();
     let mut config = Config::default();
     config.protocol.deflate = Some(DeflateConfig::default());
@@ -451,7 +382,7 @@ async fn a_deflate_bomb_is_closed_with_1009_as_it_inflates() {
 async fn rooms_leave_memory_when_empty_and_are_bounded() {
     let _serial = SERIAL.lock().await;
     let server = Server::start("rooms", &["--no-rate-limit"]).await;
-    let bystander = Bystander::start(&server).await;
+    let bystander = Bystander::start(server.addr).await;
     let rss_before = server.rss_mib();
     for round in 0..100 {
         let resume: serde_json::Map<String, Value> = (0..20)
@@ -491,7 +422,7 @@ async fn rooms_leave_memory_when_empty_and_are_bounded() {
 
     // Past --max-rooms, a join is refused and the connection stays.
     let server = Server::start("max-rooms", &["--no-rate-limit", "--max-rooms", "100"]).await;
-    let bystander = Bystander::start(&server).await;
+    let bystander = Bystander::start(server.addr).await;
     let mut holders = Vec::new();
     for h in 0..5 {
         let resume: serde_json::Map<String, Value> =

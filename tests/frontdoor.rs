@@ -6,6 +6,9 @@
 //!
 //! Most tests run `chat::serve` in-process on a free loopback port; the
 //! file-descriptor and command-line tests run the `rfc6455` binary.
+//! The attacks of issue 13's table (rows 6 to 8) each run beside a
+//! well-behaved client posting and timing its acks (`common::bystander`),
+//! on another loopback address where the attacker fills its own.
 
 mod common;
 
@@ -14,6 +17,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::bystander::Bystander;
+use common::process::rss_kib;
 use rfc6455::chat::{self, ChatConfig, Origin};
 use rfc6455::proto::{Message, WsUrl};
 use rfc6455::transport::{self, Config, WebSocket};
@@ -23,6 +28,10 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// How long an attacker holds what it took while the bystander posts
+/// beside it: ten posts' worth.
+const HOLD: Duration = Duration::from_secs(2);
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rfc6455-frontdoor-{}-{name}", std::process::id()));
@@ -227,13 +236,12 @@ async fn unprompted(s: &mut TcpStream, window: Duration) -> Option<String> {
 
 // RFC 6455 §10.2: the Origin of the page that opens the WebSocket.
 
-#[tokio::test]
-async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
-    let server = Server::start(config("evil")).await;
-    // The hijacking attempt: the request, then a hello right behind it,
-    // as a page's script would send once open.
+/// The hijacking attempt of a page from `origin`: the upgrade request,
+/// then a hello right behind it, as the page's script would send once
+/// open. The whole response, up to EOF.
+async fn hijack(server: &Server, origin: &str) -> String {
     let mut s = TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(upgrade(&server.host(), Some("http://evil.example")).as_bytes())
+    s.write_all(upgrade(&server.host(), Some(origin)).as_bytes())
         .await
         .unwrap();
     let hello = serde_json::json!({"type": "hello", "nick": "mallory"}).to_string();
@@ -243,7 +251,16 @@ async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
         .await
         .expect("the server did not close")
         .ok();
-    let response = String::from_utf8_lossy(&response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Row 6 of issue 13: an evil page upgrading, again and again, beside a
+/// user of the real page.
+#[tokio::test]
+async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
+    let server = Server::start(config("evil")).await;
+    let bystander = Bystander::start(server.addr).await;
+    let response = hijack(&server, "http://evil.example").await;
     assert!(
         response.starts_with("HTTP/1.1 403 Forbidden\r\n"),
         "{response}"
@@ -260,9 +277,26 @@ async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
         response.contains("Referrer-Policy: no-referrer\r\n"),
         "{response}"
     );
+    // Pages keep trying, from another origin and from none (`null`).
+    let mut attempts = 1;
+    let until = Instant::now() + HOLD;
+    while Instant::now() < until {
+        for origin in ["http://evil.example", "null"] {
+            let response = hijack(&server, origin).await;
+            assert!(response.starts_with("HTTP/1.1 403 "), "{response}");
+            assert!(!response.contains("welcome"), "{response}");
+            attempts += 1;
+        }
+    }
+    println!("{attempts} hijacking attempts in {HOLD:?}, every one 403");
+    bystander.finish_and_reread("evil pages").await;
     let m = metrics(server.addr).await;
-    assert_eq!(metric(&m, "chat_origin_refused_total"), 1);
-    assert_eq!(metric(&m, "chat_connections_total"), 0, "nobody got in");
+    assert_eq!(metric(&m, "chat_origin_refused_total"), attempts);
+    assert_eq!(
+        metric(&m, "chat_connections_total"),
+        1,
+        "nobody got in but the bystander"
+    );
     server.stop().await;
 }
 
@@ -424,14 +458,17 @@ async fn max_connections_counts_sockets_that_never_send_a_request() {
     c.max_per_ip = 0;
     c.max_handshakes_per_ip = 0;
     let server = Server::start(c).await;
+    // Row 7 of issue 13: a user, connected before the flood, holds one of
+    // the 20 slots and keeps posting while the others are taken.
+    let bystander = Bystander::start(server.addr).await;
     let mut sockets = Vec::new();
     for _ in 0..60 {
         sockets.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    // The 21st and later: 503 at once, without a request; the first 20
-    // are held open, waiting for theirs.
+    // The 20th socket and later: 503 at once, without a request; the
+    // first 19 are held open, waiting for theirs.
     let started = Instant::now();
-    for (i, s) in sockets.iter_mut().enumerate().skip(20) {
+    for (i, s) in sockets.iter_mut().enumerate().skip(19) {
         let got = unprompted(s, WAIT).await.unwrap_or_default();
         assert!(
             got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -439,8 +476,8 @@ async fn max_connections_counts_sockets_that_never_send_a_request() {
         );
         assert!(got.contains("\r\nRetry-After: 5\r\n"), "{got}");
     }
-    eprintln!("40 refusals read in {:?}", started.elapsed());
-    for (i, s) in sockets.iter_mut().enumerate().take(20) {
+    eprintln!("41 refusals read in {:?}", started.elapsed());
+    for (i, s) in sockets.iter_mut().enumerate().take(19) {
         assert_eq!(
             unprompted(s, Duration::from_millis(100)).await,
             None,
@@ -453,10 +490,14 @@ async fn max_connections_counts_sockets_that_never_send_a_request() {
         matches!(refused, Err(transport::Error::Protocol(_))),
         "{refused:?}"
     );
+    tokio::time::sleep(HOLD).await;
+    bystander
+        .finish_and_reread("max connections held by silent sockets")
+        .await;
     drop(sockets);
     eventually_welcomed(ip("127.0.0.1"), server.addr, "alice", WAIT).await;
     let m = metrics(server.addr).await;
-    assert!(metric(&m, "chat_connections_refused_total") >= 41, "{m}");
+    assert!(metric(&m, "chat_connections_refused_total") >= 42, "{m}");
     server.stop().await;
 }
 
@@ -466,6 +507,8 @@ async fn one_address_is_capped_at_max_per_ip_and_another_is_not() {
     c.max_handshakes_per_ip = 0; // this test is about open sockets only
     assert_eq!(c.max_per_ip, 64, "the default");
     let server = Server::start(c).await;
+    // Row 8 of issue 13: a user on another address posts throughout.
+    let bystander = Bystander::start_from(ip("127.0.0.2"), server.addr, "general").await;
     let local = ip("127.0.0.1");
     let mut held = Vec::new();
     for _ in 0..64 {
@@ -503,8 +546,12 @@ async fn one_address_is_capped_at_max_per_ip_and_another_is_not() {
         0,
         "the server is not full"
     );
-    // 64 idle, bob, and the metrics request itself.
-    assert_eq!(metric(&m, "chat_sockets"), 66);
+    // 64 idle, bob, the bystander and the metrics request itself.
+    assert_eq!(metric(&m, "chat_sockets"), 67);
+    tokio::time::sleep(HOLD).await;
+    bystander
+        .finish_and_reread("127.0.0.1 at max-per-ip, bystander on 127.0.0.2")
+        .await;
     drop(held);
     eventually_welcomed(local, server.addr, "alice", WAIT).await;
     server.stop().await;
@@ -516,6 +563,8 @@ async fn handshakes_in_flight_are_capped_and_websockets_no_longer_count() {
     assert_eq!(c.max_handshakes_per_ip, 16, "the default");
     c.max_per_ip = 64;
     let server = Server::start(c).await;
+    // Row 8 of issue 13: a user on another address posts throughout.
+    let bystander = Bystander::start_from(ip("127.0.0.2"), server.addr, "general").await;
     let local = ip("127.0.0.1");
     // Five WebSockets, past their upgrade: they do not count as handshakes.
     let mut upgraded = Vec::new();
@@ -553,6 +602,10 @@ async fn handshakes_in_flight_are_capped_and_websockets_no_longer_count() {
     assert_eq!(metric(&m, "chat_refused_per_ip_total"), 0);
     // 16 pending from 127.0.0.1, and the metrics request itself.
     assert_eq!(metric(&m, "chat_handshakes"), 17);
+    tokio::time::sleep(HOLD).await;
+    bystander
+        .finish_and_reread("127.0.0.1 at max-handshakes-per-ip, bystander on 127.0.0.2")
+        .await;
     // One pending socket finishing its upgrade makes room for another.
     let mut first = pending.remove(0);
     first
@@ -688,7 +741,11 @@ async fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
         &[("RUST_LOG", "warn")],
     )
     .await;
+    // Row 8 of issue 13: a user connected before the descriptors run out
+    // keeps posting while they are.
+    let bystander = Bystander::start(server.addr).await;
     let base_fds = server.open_fds();
+    let rss_before = rss_kib(server.child.id());
     // More sockets than the server has descriptors: it accepts until
     // EMFILE, the rest wait in the listen backlog.
     let mut sockets = Vec::new();
@@ -727,6 +784,14 @@ async fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
     assert!(log_lines >= 1, "{log}");
     assert!(log_lines <= 4, "{log_lines} lines:\n{log}");
     assert!(log.contains("failures="), "{log}");
+    let rss_after = rss_kib(server.child.id());
+    let grown = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
+    println!(
+        "out of fds: server RSS {:.1} MiB, +{grown:.1} MiB",
+        rss_after as f64 / 1024.0
+    );
+    assert!(grown < 16.0, "server RSS grew {grown:.1} MiB");
+    bystander.finish_and_reread("out of file descriptors").await;
     drop(sockets);
     eventually_welcomed(
         ip("127.0.0.1"),

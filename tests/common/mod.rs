@@ -1,7 +1,9 @@
-//! Raw-socket helpers shared by the integration tests: a peer that speaks
-//! the protocol by hand, to misbehave on purpose.
+//! Helpers shared by the integration tests: a peer that speaks the
+//! protocol by hand, to misbehave on purpose; the well-behaved client that
+//! posts beside it (`bystander`); what a server process costs (`process`).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod bystander;
 pub mod process;
 
 use tokio::io::AsyncReadExt;

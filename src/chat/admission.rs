@@ -111,7 +111,7 @@ impl Admission {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The counts are updated in single statements under the lock, so a
         // panic elsewhere cannot leave them half-changed.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.state)
     }
 
     /// A slot for a socket just accepted from `ip`, counted as a handshake

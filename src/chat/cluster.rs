@@ -63,7 +63,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::hub::{Client, Hub, lock};
+use super::hub::{Client, Hub};
+use super::lock;
 use super::protocol::ChatMessage;
 use super::store::Page;
 

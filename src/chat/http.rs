@@ -357,10 +357,7 @@ async fn serve<S>(
                 debug!(%peer, ?origin, ?why, "WebSocket refused for its Origin");
                 let now = Instant::now();
                 let due = {
-                    let mut last = shared
-                        .origin_logged
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut last = super::lock(&shared.origin_logged);
                     let due = last.is_none_or(|t| now.duration_since(t) >= ORIGIN_LOG_EVERY);
                     if due {
                         *last = Some(now);

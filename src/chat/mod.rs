@@ -36,7 +36,7 @@ mod store;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -49,6 +49,13 @@ pub use metrics::Metrics;
 pub use origin::Origin;
 pub use redact::RedactedUrl;
 pub use store::DbSync;
+
+/// Locks one of the chat's mutexes, through a poisoned one: every lock
+/// here guards plain data updated in single steps, so a panic while one
+/// was held leaves nothing half-changed for the next holder to trip on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// How the chat server runs.
 #[derive(Debug, Clone)]
@@ -173,9 +180,12 @@ impl ChatConfig {
         let limits = &mut config.protocol;
         limits.max_frame_size = protocol::MAX_REQUEST;
         limits.max_message_size = protocol::MAX_REQUEST;
-        // A browser sends each request in one frame; a few more allow
-        // clients that fragment, and bound the work of tiny fragments.
-        limits.max_fragments = 64;
+        // A request is one frame, as browsers and the common client
+        // libraries send it: a fragmented one could be held open between
+        // fragments for ever (the frame timeout bounds a frame, not a
+        // message), holding its buffer. A second frame of one message
+        // closes the connection with 1009.
+        limits.max_fragments = 1;
         limits.deflate = self.deflate.clone();
         config
     }

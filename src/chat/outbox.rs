@@ -13,7 +13,7 @@ use std::task::{Context, Waker};
 
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
-use super::hub::lock;
+use super::lock;
 use super::metrics::Metrics;
 
 /// Whether an event may be dropped under pressure.

@@ -29,6 +29,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -117,6 +118,8 @@ enum Command {
 pub struct Store {
     tx: mpsc::Sender<Command>,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Inserts queued whose [`OnCommit`] has not run yet.
+    backlog: Arc<AtomicUsize>,
 }
 
 /// Most inserts committed in one transaction.
@@ -172,6 +175,7 @@ impl Store {
             Self {
                 tx,
                 thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+                backlog: Arc::new(AtomicUsize::new(0)),
             },
             last_ids,
         ))
@@ -217,6 +221,12 @@ impl Store {
     /// Queues a message for writing; `on_commit` runs once its batch is
     /// committed (or has failed). Never blocks.
     pub fn insert(&self, message: ChatMessage, on_commit: OnCommit) {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        let backlog = self.backlog.clone();
+        let on_commit: OnCommit = Box::new(move |outcome| {
+            backlog.fetch_sub(1, Ordering::Relaxed);
+            on_commit(outcome);
+        });
         let queued = Queued {
             message,
             at: Instant::now(),
@@ -227,6 +237,12 @@ impl Store {
         if let Err(mpsc::SendError(Command::Insert(q))) = self.tx.send(Command::Insert(queued)) {
             (q.on_commit)(Outcome::Failed);
         }
+    }
+
+    /// Inserts queued and not yet committed (or failed): what a stalled
+    /// disk leaves waiting, each with its delivery.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Waits until everything queued before it is committed and its

@@ -503,3 +503,46 @@ async fn client_flooding_1_mib_frames_without_reading_is_held_at_bounded_memory(
     drop(flooder);
     server.assert_serves().await;
 }
+
+/// Open file descriptors of the server process, from /proc/PID/fd.
+fn open_fds(server: &Server) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn ping_flood_then_close_without_reading_releases_the_socket() {
+    let server = Server::start().await;
+    server.assert_serves().await;
+    // The warm-up's socket closes just after its client returns.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = open_fds(&server);
+    let mut s = server.raw().await;
+    // 100,000 Pings of 125 bytes: 12.7 MB of Pongs if each were answered,
+    // past the socket buffers (about 4 MiB on loopback), while the queued
+    // Pongs collapse into one (§5.5.3) and never pause the server's
+    // reading: so it reads our Close, and its reply is stuck behind them.
+    let mut flood = Vec::with_capacity(100_000 * 131 + 8);
+    for _ in 0..100_000 {
+        flood.extend(masked(0x89, &[9; 125]));
+    }
+    flood.extend(masked(0x88, &1000u16.to_be_bytes()));
+    s.write_all(&flood).await.unwrap();
+    let started = Instant::now();
+    let during = open_fds(&server);
+    // Released within the close timeout (5 s by default) and a margin.
+    let mut after = during;
+    while after > before && started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = open_fds(&server);
+    }
+    eprintln!(
+        "ping flood, Close, no reading: server fds {before} -> {during} -> {after} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(during, before + 1, "the connection's socket");
+    assert_eq!(after, before, "the socket was still open after 15 s");
+    drop(s);
+    server.assert_serves().await;
+}

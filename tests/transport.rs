@@ -798,3 +798,117 @@ async fn frames_each_within_the_frame_timeout_never_trip_it() {
     let outcome = outcomes.recv().await.unwrap();
     assert!(outcome.is_none(), "{outcome:?}");
 }
+
+// Closing under a peer that never reads: the close timer bounds the wait
+// for our last output (RFC 6455 §7.1.1, §7.1.7: TCP closes after it).
+
+/// Floods an echo server (whose write buffer limit is too high to pause
+/// it, so it reads everything) with 16 MiB of messages, reading none of
+/// the echoes, then writes `tail` and still never reads. Returns how the
+/// server's loop ended and how long after `tail` was written.
+async fn flood_then(tail: Vec<u8>) -> (Option<Error>, Duration) {
+    const LEN: usize = 16 * 1024;
+    // 16 MiB of echoes: past what the two directions' socket buffers take
+    // on loopback (about 4 MiB sent plus 128 KiB received, unread), so our
+    // reply to `tail` is stuck behind the rest.
+    const COUNT: u32 = 1024;
+    let config = Config {
+        close_timeout: Duration::from_millis(300),
+        write_buffer_limit: 64 << 20,
+        ..Config::default()
+    };
+    let (addr, mut outcomes) = server(config, echo).await;
+    let raw = raw_connect(addr).await;
+    let (_rx, mut tx) = raw.into_split();
+    let frame = masked(0x82, &[7; LEN]);
+    for _ in 0..COUNT {
+        tx.write_all(&frame).await.unwrap();
+    }
+    tx.write_all(&tail).await.unwrap();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), outcomes.recv())
+        .await
+        .expect("the server still held the connection after 10 s")
+        .unwrap();
+    // `_rx` and `tx` live to here: the peer is still there, never reading.
+    (outcome, started.elapsed())
+}
+
+#[tokio::test]
+async fn close_from_a_peer_that_never_reads_ends_at_the_close_timeout() {
+    let (outcome, took) = flood_then(masked(0x88, &1000u16.to_be_bytes())).await;
+    eprintln!("Close, then no reading: the server ended after {took:?}: {outcome:?}");
+    // Our reply never went out, so the close did not complete.
+    assert!(matches!(outcome, Some(Error::CloseTimeout)), "{outcome:?}");
+    assert!(took >= Duration::from_millis(250), "ended after {took:?}");
+    assert!(took < Duration::from_millis(300) + Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn violation_from_a_peer_that_never_reads_ends_at_the_close_timeout() {
+    // An unmasked client frame (§5.1: the server MUST close the
+    // connection).
+    let (outcome, took) = flood_then(vec![0x82, 0x00]).await;
+    eprintln!("violation, then no reading: the server ended after {took:?}: {outcome:?}");
+    // The failure is what the caller sees, not the timeout that ended it.
+    assert!(
+        matches!(
+            outcome,
+            Some(Error::Protocol(ProtoError::Protocol(
+                ProtocolError::UnmaskedFrame
+            )))
+        ),
+        "{outcome:?}"
+    );
+    assert!(took >= Duration::from_millis(250), "ended after {took:?}");
+    assert!(took < Duration::from_millis(300) + Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn close_queued_behind_a_paused_backlog_ends_at_the_close_timeout() {
+    // The default write buffer limit: the flood pauses the server, then
+    // the server closes, and its Close waits behind output nobody reads.
+    let config = Config {
+        close_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let limit = config.write_buffer_limit;
+    let (addr, mut outcomes) = server(config, |mut ws: WebSocket<TcpStream>| async move {
+        // Echo until nothing comes for 500 ms: paused (or the flood ended).
+        loop {
+            tokio::select! {
+                event = ws.recv() => match event {
+                    Some(Ok(m @ Message::Binary(_))) => ws.queue(m).unwrap(),
+                    other => panic!("{other:?}"),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(500)) => break,
+            }
+        }
+        let backlog = ws.pending_output_len();
+        let started = std::time::Instant::now();
+        let result = ws.close(None).await;
+        (backlog, started.elapsed(), result)
+    })
+    .await;
+    let raw = raw_connect(addr).await;
+    let (_rx, mut tx) = raw.into_split();
+    let flooding = tokio::spawn(async move {
+        let frame = masked(0x82, &[1; 16 * 1024]);
+        let started = std::time::Instant::now();
+        // Until the server hangs up (or, at worst, 30 s).
+        while started.elapsed() < Duration::from_secs(30) && tx.write_all(&frame).await.is_ok() {}
+    });
+    let (backlog, took, result) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
+        .await
+        .expect("close() still waited after 20 s")
+        .unwrap();
+    eprintln!("close() behind a {backlog} B backlog returned after {took:?}: {result:?}");
+    assert!(
+        backlog > limit,
+        "the server was not paused: {backlog} B queued"
+    );
+    assert!(matches!(result, Err(Error::CloseTimeout)), "{result:?}");
+    assert!(took >= Duration::from_millis(250), "ended after {took:?}");
+    assert!(took < Duration::from_millis(300) + Duration::from_secs(5));
+    flooding.abort();
+}

@@ -19,7 +19,9 @@
 //! 4. **Output.** Write every chunk [`poll_transmit`](Connection::poll_transmit)
 //!    returns, in order (several at once with a vectored write).
 //! 5. **Closing.** When [`should_close_tcp`](Connection::should_close_tcp)
-//!    is true, close TCP once the output is written. While
+//!    is true, close TCP once the output is written, under a close timer:
+//!    a peer that never reads would keep the output, and the connection,
+//!    waiting for ever. While
 //!    [`awaiting_close`](Connection::awaiting_close) is true, run a close
 //!    timer; when it fires, close TCP.
 //!
@@ -467,6 +469,9 @@ impl Connection {
     /// the server closes first after the close handshake (§7.1.1: "the
     /// server MUST close the underlying TCP connection immediately"), and
     /// either side closes after failing (§7.1.7) or after the peer closed.
+    /// Waiting for the output to be written needs a timer too: a peer that
+    /// sends a Close, or breaks a rule, and then never reads would
+    /// otherwise hold the connection for ever.
     pub fn should_close_tcp(&self) -> bool {
         self.state == State::Closed
             && (self.role == Role::Server || self.failure.is_some() || self.eof)

@@ -45,7 +45,11 @@
 //!    reading must not wait on writing.
 //! 3. If the connection says TCP should close
 //!    ([`should_close_tcp`](crate::proto::Connection::should_close_tcp)),
-//!    finish writing, shut the socket down, and end the stream.
+//!    finish writing, shut the socket down, read and discard until the
+//!    peer's FIN (the lingering close), and end the stream. The close timer
+//!    bounds all of it: a peer that never reads would otherwise keep the
+//!    socket full, and the connection waiting, for ever. When it fires
+//!    before the output is written, that output is dropped (see "Timers").
 //! 4. If step 1 was skipped and the write made room, go back to 1: what is
 //!    buffered comes before anything new. Otherwise check the timers,
 //!    listed in one place below.
@@ -73,7 +77,13 @@
 //!   `recv`, then `queue`, loop really stops. Nothing is dropped: Pings,
 //!   Pongs and Closes that are buffered wait their turn behind the data
 //!   before them, and replies already queued go out first.
-//! - The close, keepalive and pong timers run as usual. A peer that
+//! - The close, keepalive and pong timers run as usual. Once the
+//!   connection is closing (our Close is queued, or it failed, or the
+//!   peer's Close was read), the close timer bounds how long it waits on
+//!   a peer that does not read. Before that it is open, and a peer's Close
+//!   or violation that waits in the buffer, or in the socket, behind the
+//!   backlog is not seen: only the keepalive, below, or the application
+//!   ends such a peer. A peer that
 //!   neither reads nor answers is dropped by the pong timeout: the
 //!   keepalive finds no bytes read (none are), sends a Ping, and the Pong
 //!   cannot come in time. (A Pong counts once parsed, so one that waits in
@@ -91,13 +101,28 @@
 //!
 //! # Timers
 //!
-//! | timer     | starts                                                                      | on expiry                                        | default          |
-//! |-----------|-----------------------------------------------------------------------------|--------------------------------------------------|------------------|
-//! | handshake | when `accept`/`connect` begin (TLS: once more before)                       | [`Error::HandshakeTimeout`]                      | 10 s             |
-//! | close     | when we wait on the peer's Close or FIN                                     | close TCP                                        | 5 s              |
-//! | keepalive | after `interval` without a read                                             | send a Ping                                      | off              |
-//! | pong      | when the keepalive Ping is sent                                             | close TCP, [`Error::PongTimeout`]                | (with keepalive) |
-//! | frame     | at a frame's first byte, anew for each frame; paused while reading is     | send Close 1008 if open, [`Error::FrameTimeout`] | off              |
+//! | timer     | starts                                                                                                   | on expiry                                                  | default          |
+//! |-----------|----------------------------------------------------------------------------------------------------------|------------------------------------------------------------|------------------|
+//! | handshake | when `accept`/`connect` begin (TLS: once more before)                                                    | [`Error::HandshakeTimeout`]                                | 10 s             |
+//! | close     | when we wait on the peer's Close or FIN, or TCP must close (step 3) and our output must go out first     | drop unwritten output, close TCP; result below             | 5 s              |
+//! | keepalive | after `interval` without a read                                                                          | send a Ping                                                | off              |
+//! | pong      | when the keepalive Ping is sent                                                                          | close TCP, [`Error::PongTimeout`]                          | (with keepalive) |
+//! | frame     | at a frame's first byte, anew for each frame; paused while reading is                                  | send Close 1008 if open, [`Error::FrameTimeout`]           | off              |
+//!
+//! The close timer starts once and is never restarted: from our Close (or
+//! the first poll that finds TCP must close) to the end of the lingering
+//! close, closing takes at most [`Config::close_timeout`] in all. What
+//! `recv` returns when it fires, the same whichever wait it ends:
+//!
+//! - the error the connection failed with, if it failed (a protocol
+//!   violation, or the peer's FIN before its Close): errors are sticky,
+//!   and the timeout is only how the failure ended;
+//! - otherwise `None`, if the close handshake was complete and everything
+//!   we queued was written: only the peer's FIN was missing, which a client
+//!   need not wait for (§7.1.1) and a server closing first does not need;
+//! - otherwise [`Error::CloseTimeout`]: the peer did not answer our Close,
+//!   or did not read what had to go out before TCP could close (our Close,
+//!   or our reply to its Close, among it), so the close did not complete.
 //!
 //! # Memory
 //!
@@ -148,9 +173,13 @@ pub struct Config {
     /// the TCP connection and the TLS handshake get as long again, before
     /// it ([`Connector::connect`], [`tls::accept`]).
     pub handshake_timeout: Duration,
-    /// How long to wait for the peer's Close frame after sending ours, or
-    /// (a client) for the server to close TCP after the close handshake.
-    /// Default 5 s, about what browsers allow.
+    /// How long closing may take: waiting for the peer's Close frame after
+    /// sending ours, for the peer to take our last output (a Close among
+    /// it) when TCP must close, and for its FIN (a client, after the close
+    /// handshake; a server, draining after its own FIN). One deadline for
+    /// all, from the first of them; on expiry unwritten output is dropped
+    /// (see "Timers" in the [module documentation](self)). Default 5 s,
+    /// about what browsers allow.
     pub close_timeout: Duration,
     /// Send a Ping after this much silence, and give up when the Pong does
     /// not come in time. Default off.
@@ -221,7 +250,10 @@ pub enum Error {
     /// The opening handshake took longer than
     /// [`Config::handshake_timeout`].
     HandshakeTimeout,
-    /// The peer did not answer our Close within [`Config::close_timeout`].
+    /// The close did not complete within [`Config::close_timeout`]: the
+    /// peer did not answer our Close, or did not read the output (our
+    /// Close, or our reply to its Close, among it) that had to go out
+    /// before TCP could close. Unwritten output was dropped.
     CloseTimeout,
     /// The peer did not answer a keepalive Ping in time.
     PongTimeout,
@@ -257,7 +289,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "I/O error: {e}"),
             Error::Protocol(e) => write!(f, "{e}"),
             Error::HandshakeTimeout => f.write_str("opening handshake timed out"),
-            Error::CloseTimeout => f.write_str("peer did not answer our Close in time"),
+            Error::CloseTimeout => f.write_str("peer did not complete the close in time"),
             Error::PongTimeout => f.write_str("peer did not answer a keepalive Ping in time"),
             Error::FrameTimeout => f.write_str("peer did not finish sending a frame in time"),
             #[cfg(feature = "tls")]

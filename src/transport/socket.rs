@@ -218,7 +218,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Starts the close handshake (§7.1.2) and drives it to the end:
     /// waits for the peer's Close (messages arriving meanwhile are
-    /// dropped) and for TCP to close, at most [`Config::close_timeout`].
+    /// dropped), for our output to be written and for TCP to close, at most
+    /// [`Config::close_timeout`] in all; [`Error::CloseTimeout`] if the
+    /// peer did not answer or did not read (see "Timers" in the
+    /// [module documentation](super)).
     ///
     /// # Cancel safety
     ///
@@ -286,14 +289,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // 3. Closing TCP: after the close handshake (server), a failure,
             //    or the peer's FIN.
             if self.conn.should_close_tcp() {
-                if !flushed {
-                    return Poll::Pending;
-                }
                 if !self.shut_down {
-                    // The peer may already be gone; its absence is not our
-                    // error.
-                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                    self.shut_down = true;
+                    // Our output goes first (our Close among it: §7.1.1's
+                    // server closes "immediately" after the handshake and
+                    // §7.1.7 "SHOULD first send a Close frame"), then our
+                    // FIN. The peer may already be gone; its absence is not
+                    // our error, so a failed shutdown still counts as done.
+                    if flushed && Pin::new(&mut self.io).poll_shutdown(cx).is_ready() {
+                        self.shut_down = true;
+                    } else if self.close_timer_expired(cx) {
+                        // A peer that never reads keeps our socket full for
+                        // ever, and with it this connection and its task:
+                        // the close timer bounds the wait, as it bounds the
+                        // lingering close below. What is left unwritten is
+                        // dropped.
+                        let error = self.failure().unwrap_or(Error::CloseTimeout);
+                        return self.finish(Some(error));
+                    } else {
+                        // Woken by the socket (it can take more) or by the
+                        // close timer, whichever comes first.
+                        return Poll::Pending;
+                    }
                 }
                 // Lingering close: closing a socket with unread input makes
                 // the kernel answer with RST, which can destroy our Close
@@ -301,11 +317,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // discard until the peer's FIN or the close timer, as
                 // nginx's `lingering_close` does. A well-behaved peer sends
                 // its FIN at once, and this costs nothing.
-                if self.read_eof || self.linger_expired(cx) {
-                    let error = match self.conn.poll_message() {
-                        Err(e) => Some(Error::Protocol(e)),
-                        Ok(_) => None,
-                    };
+                if self.read_eof || self.close_timer_expired(cx) {
+                    // Everything we had to send went out: the close itself
+                    // succeeded, whatever the peer does with its side.
+                    let error = self.failure();
                     return self.finish(error);
                 }
                 match self.poll_read_more(cx) {
@@ -359,8 +374,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(error.map(Err))
     }
 
-    /// Whether the lingering close has lasted [`Config::close_timeout`].
-    fn linger_expired(&mut self, cx: &mut Context<'_>) -> bool {
+    /// The error the connection failed with, if it did (sticky, §7.1.7).
+    /// Only called once the connection is closed: then `poll_message`
+    /// returns that error or `Ok(None)` (after the peer's Close, input is
+    /// discarded, §5.5.1), never a message, so nothing is lost.
+    fn failure(&mut self) -> Option<Error> {
+        self.conn.poll_message().err().map(Error::Protocol)
+    }
+
+    /// Whether the close timer, started now if it is not running yet, has
+    /// fired: closing, from our Close (or the first poll that finds TCP
+    /// must close) to the end of the lingering close, takes at most
+    /// [`Config::close_timeout`] in all.
+    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
         let timeout = self.close_timeout;
         let timer = self
             .close_timer
@@ -372,19 +398,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// false while the write buffer limit pauses reading; every timer runs
     /// then but the frame timer, which waits for bytes we are not reading.
     fn poll_timers(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Option<Error>> {
-        if self.conn.awaiting_close() {
-            let timeout = self.close_timeout;
-            let timer = self
-                .close_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-            if timer.as_mut().poll(cx).is_ready() {
-                // A client waiting for the server's FIN after a complete
-                // close handshake may close itself (§7.1.1): not an error.
-                return Poll::Ready(match self.conn.state() {
-                    State::Closed => None,
-                    State::Open | State::Closing => Some(Error::CloseTimeout),
-                });
-            }
+        if self.conn.awaiting_close() && self.close_timer_expired(cx) {
+            // A client waiting for the server's FIN after a complete close
+            // handshake may close itself (§7.1.1): not an error, once its
+            // reply to the server's Close has gone out. Still queued, the
+            // peer never read it: the close did not complete.
+            return Poll::Ready(match self.conn.state() {
+                State::Closed if self.pending_output_len() == 0 => None,
+                State::Open | State::Closing | State::Closed => Some(Error::CloseTimeout),
+            });
         }
         if let Some(k) = &mut self.keepalive {
             while k.sleep.as_mut().poll(cx).is_ready() {

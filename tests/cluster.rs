@@ -12,6 +12,10 @@
 //! - the benchmarks' broadcast scenario across two servers, with its
 //!   figures printed (deliveries/s, p99, Redis CPU).
 
+mod common;
+
+use common::process::cpu_seconds;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
@@ -131,20 +135,6 @@ impl Drop for Redis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command's closing parenthesis; utime and stime are
-    // the 14th and 15th fields of the whole line, in clock ticks (100/s).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    f.get(11)
-        .zip(f.get(12))
-        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
 }
 
 /// A `rfc6455 chat --redis` process.

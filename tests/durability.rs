@@ -33,11 +33,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn free_addr() -> SocketAddr {
-    // Bind, note the port, release it for the child.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], common::process::free_port()))
 }
 
 /// A `rfc6455 chat` process, SIGKILLed (by its PID) when dropped.

@@ -681,13 +681,7 @@ impl Binary {
 
     /// CPU time used so far (user + system), from /proc/PID/stat.
     fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which is in parentheses and may
-        // hold spaces): state is field 3, utime 14, stime 15.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 1000 / clock_ticks())
+        Duration::from_secs_f64(common::process::cpu_seconds(self.child.id()))
     }
 
     fn open_fds(&self) -> usize {
@@ -723,15 +717,6 @@ fn strip_ansi(text: &str) -> String {
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
     let server = Binary::start(

@@ -49,12 +49,7 @@ impl Server {
 
     /// Resident set size in KiB, from /proc.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        common::process::rss_kib(self.child.id())
     }
 
     /// Upgrades a raw TCP connection by hand.

@@ -14,7 +14,8 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command's closing parenthesis; utime and stime are
-    // the 14th and 15th fields of the whole line, in clock ticks (100/s).
+    // the 14th and 15th fields of the whole line, in clock ticks: USER_HZ,
+    // which Linux fixes at 100 for /proc whatever the kernel's own HZ.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<u64> = rest
         .split_whitespace()

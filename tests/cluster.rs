@@ -439,8 +439,33 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
     let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
-    let (_dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
+    let (mut dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
     alice.expect(is_presence("joined", "dave")).await;
+    // dave is also in a room nobody on A is in: A never holds it in
+    // memory, yet must clear B's entry from its presence hash when B dies.
+    dave.send(json!({"type": "join", "room": "only-b"})).await;
+    dave.expect(|e| e["type"] == "history" && e["room"] == "only-b")
+        .await;
+    let redis_client = redis::Client::open(redis.url()).unwrap();
+    let mut con = redis_client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let fields = |con: &mut redis::aio::MultiplexedConnection| {
+        let mut con = con.clone();
+        async move {
+            redis::cmd("HLEN")
+                .arg("chat:presence:only-b")
+                .query_async::<u64>(&mut con)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fields(&mut con).await == 0 {
+        assert!(Instant::now() < deadline, "B never published only-b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for i in 0..10 {
         alice
             .post("general", &format!("before {i}"), &format!("b{i}"))
@@ -479,6 +504,14 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
 
     alice.expect(is_presence("left", "dave")).await;
     let gone_after = killed.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fields(&mut con).await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "B's entry stayed in only-b's presence hash"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     eprintln!("dave left presence {gone_after:?} after his server was killed");
     assert!(
         gone_after < PRESENCE_TTL + Duration::from_secs(2),

@@ -239,6 +239,10 @@ pub struct Hub {
     servers: Mutex<HashMap<String, Instant>>,
     /// Scaled out: the nicks online on each other server.
     remote_users: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Scaled out: the rooms each other server last said it has users in,
+    /// whether or not they are in memory here, so that a dead server's
+    /// entries leave every room's presence hash in Redis. A leaf lock.
+    remote_rooms: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Scaled out: our own online nicks changed since last published.
     users_changed: AtomicBool,
     /// Rooms in memory: those with members here (or being joined), and
@@ -283,6 +287,7 @@ impl Hub {
             backend,
             servers: Mutex::new(HashMap::new()),
             remote_users: Mutex::new(HashMap::new()),
+            remote_rooms: Mutex::new(HashMap::new()),
             users_changed: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),

@@ -153,6 +153,15 @@ impl Hub {
                     lock(&self.remote_users).insert(s, nicks);
                     return;
                 }
+                {
+                    let mut rooms = lock(&self.remote_rooms);
+                    let held = rooms.entry(s.clone()).or_default();
+                    if nicks.is_empty() {
+                        held.remove(&room);
+                    } else {
+                        held.insert(room.clone());
+                    }
+                }
                 // Looked up, not created: a room nobody here is in needs no
                 // roster (a first join reads it from Redis).
                 let Some(room_arc) = self.find_room(&room) else {
@@ -366,6 +375,16 @@ impl Hub {
             users.remove(s);
         }
         drop(users);
+        // Every room a dead server had users in, in memory here or not.
+        let mut forget: BTreeSet<(String, String)> = {
+            let mut held = lock(&self.remote_rooms);
+            dead.iter()
+                .flat_map(|s| {
+                    let rooms = held.remove(s).unwrap_or_default();
+                    rooms.into_iter().map(move |room| (room, s.clone()))
+                })
+                .collect()
+        };
         let rooms: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -376,13 +395,14 @@ impl Hub {
                 if let Some(nicks) = r.remote.remove(s) {
                     r.changed.extend(nicks);
                     self.mark(&name);
-                    if let Some(cluster) = self.cluster() {
-                        cluster.forget(&name, s);
-                    }
+                    forget.insert((name.clone(), s.clone()));
                 }
             }
         }
         if let Some(cluster) = self.cluster() {
+            for (room, s) in &forget {
+                cluster.forget(room, s);
+            }
             for s in &dead {
                 cluster.forget(ONLINE, s);
             }

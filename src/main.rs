@@ -123,6 +123,12 @@ enum Command {
         /// Accept permessage-deflate (RFC 7692) offers.
         #[arg(long)]
         deflate: bool,
+        /// End a connection whose socket accepts none of our output for
+        /// this long (ms): a client that stopped reading. 0: never. The
+        /// transport's default is 60,000 (nginx's send_timeout); the flag
+        /// exists so tests can see it fire.
+        #[arg(long, default_value_t = 60_000, value_name = "MS")]
+        send_timeout_ms: u64,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -318,11 +324,15 @@ fn main() -> ExitCode {
             Command::Echo {
                 listen,
                 deflate,
+                send_timeout_ms,
                 tls,
                 ..
             } => {
                 let tls = tls.load()?.map(TlsAcceptor::from);
-                echo_server(listen, ws_config(deflate), tls).await
+                let mut config = ws_config(deflate);
+                config.send_timeout = (send_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(send_timeout_ms));
+                echo_server(listen, config, tls).await
             }
             Command::AutobahnClient {
                 url,
@@ -364,7 +374,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// The transport's defaults, with permessage-deflate's if asked for.
+/// The transport's defaults, with permessage-deflate's if asked for. The
+/// send timeout stays at 60 s: Autobahn's fuzzing client and server read
+/// all the time, their largest cases (16 MiB) included, so only a peer
+/// that stops reading for a minute trips it.
 fn ws_config(deflate: bool) -> Config {
     let mut config = Config::default();
     if deflate {
@@ -442,7 +455,8 @@ async fn echo_server(
 /// queued, and leave together when `recv` next finds nothing buffered.
 /// `recv` returns nothing more while over the transport's write buffer
 /// limit (64 KiB by default), so a client that sends without reading
-/// holds at most that plus one message here, not every echo.
+/// holds at most that plus one message here, not every echo, and only
+/// until the send timeout (`--send-timeout-ms`) ends it.
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     while let Some(event) = ws.recv().await {
         match event {

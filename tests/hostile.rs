@@ -25,6 +25,11 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(&[]).await
+    }
+
+    /// Started with `args` after the defaults.
+    async fn start_with(args: &[&str]) -> Server {
         // A free loopback port: bind, note it, release it for the child.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -34,6 +39,7 @@ impl Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
             .args(["echo", "--listen", &addr.to_string(), "--threads", "1"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -539,5 +545,63 @@ async fn ping_flood_then_close_without_reading_releases_the_socket() {
     assert_eq!(during, before + 1, "the connection's socket");
     assert_eq!(after, before, "the socket was still open after 15 s");
     drop(s);
+    server.assert_serves().await;
+}
+
+#[tokio::test]
+async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_timeout() {
+    // Held at bounded memory (above), but held: with the connection open
+    // and reading paused, only the send timeout ends it. The default
+    // (60 s) is too long for a test; the flag sets 500 ms.
+    let server = Server::start_with(&["--send-timeout-ms", "500"]).await;
+    server.assert_serves().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = open_fds(&server);
+    let (mut rx, mut tx) = server.raw().await.into_split();
+    let during = open_fds(&server);
+    let frame = masked(0x82, &vec![0x5a; 1 << 20]);
+    let started = Instant::now();
+    let flooding = tokio::spawn(async move {
+        let mut sent = 0u32;
+        // Until the server hangs up, or at worst 30 s.
+        while started.elapsed() < Duration::from_secs(30) {
+            if tx.write_all(&frame).await.is_err() {
+                return (sent, Some(started.elapsed()));
+            }
+            sent += 1;
+        }
+        (sent, None)
+    });
+    let mut after = during;
+    while after > before && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = open_fds(&server);
+    }
+    let released = started.elapsed();
+    let (sent, hung_up) = tokio::time::timeout(Duration::from_secs(20), flooding)
+        .await
+        .expect("the flooder could still write 20 s later")
+        .unwrap();
+    // Its reads end too (a reset, or EOF), after whatever was buffered.
+    let mut buf = vec![0u8; 1 << 16];
+    let end = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    })
+    .await
+    .expect("the flooder's socket still open 20 s later");
+    eprintln!(
+        "1 MiB flood, no reading, 500 ms send timeout: server fds {before} -> {during} -> {after}, \
+         released after {released:?}; flooder wrote {sent} frames, its write failed after \
+         {hung_up:?}, its read gave {end:?}"
+    );
+    assert_eq!(during, before + 1, "the connection's socket");
+    assert_eq!(after, before, "the socket was still open after 20 s");
+    assert!(hung_up.is_some(), "the flooder's writes never failed");
     server.assert_serves().await;
 }

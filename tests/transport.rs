@@ -912,3 +912,253 @@ async fn close_queued_behind_a_paused_backlog_ends_at_the_close_timeout() {
     assert!(took < Duration::from_millis(300) + Duration::from_secs(5));
     flooding.abort();
 }
+
+// Send timeout (`Config::send_timeout`): a peer that stops reading.
+
+/// A server's config with a 300 ms send timeout.
+fn send_timeout_300ms() -> Config {
+    Config {
+        send_timeout: Some(Duration::from_millis(300)),
+        ..Config::default()
+    }
+}
+
+/// Reads and discards until the peer's end of TCP: `Ok` on EOF, the error
+/// kind on a reset. Panics if the socket is still open after 20 s.
+async fn read_until_closed(
+    rx: &mut tokio::net::tcp::OwnedReadHalf,
+) -> Result<(), std::io::ErrorKind> {
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    })
+    .await
+    .expect("the server's socket was still open after 20 s")
+}
+
+/// A server connection and a raw peer that never reads from it (until
+/// the test says so), over one accepted socket.
+async fn pair_with_silent_peer(
+    config: Config,
+) -> (
+    WebSocket<TcpStream>,
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(raw_connect(addr));
+    let (stream, _) = listener.accept().await.unwrap();
+    let ws = transport::accept(stream, config).await.unwrap();
+    let (rx, tx) = peer.await.unwrap().into_split();
+    (ws, rx, tx)
+}
+
+/// 16 MiB: past what loopback's socket buffers take unread (about 4 MiB
+/// sent plus 128 KiB received), so the write is refused for good.
+const UNREADABLE: usize = 16 << 20;
+
+#[tokio::test]
+async fn peer_that_floods_and_never_reads_is_dropped_at_the_send_timeout() {
+    // The hole the write buffer limit left: paused, the server reads
+    // nothing and the connection is open, so no close timer runs and (no
+    // keepalive) nothing ended it. The send timer does.
+    let (addr, mut outcomes) = server(send_timeout_300ms(), echo_noting_backlog).await;
+    let raw = raw_connect(addr).await;
+    let (mut rx, mut tx) = raw.into_split();
+    let started = std::time::Instant::now();
+    let flooding = tokio::spawn(async move {
+        let frame = masked(0x82, &[1; 16 * 1024]);
+        let started = std::time::Instant::now();
+        // Until the server hangs up (true), or at worst 30 s (false).
+        while started.elapsed() < Duration::from_secs(30) {
+            if tx.write_all(&frame).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let (most, echoed, error) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
+        .await
+        .expect("the server kept the flooder for 20 s")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(matches!(error, Some(Error::SendTimeout)), "{error:?}");
+    // Its socket closed with it: our reads end, and so do our writes.
+    let end = read_until_closed(&mut rx).await;
+    let hung_up = tokio::time::timeout(Duration::from_secs(20), flooding)
+        .await
+        .expect("the flooder could still write 20 s later")
+        .unwrap();
+    eprintln!(
+        "flooder ended with SendTimeout {took:?} after its first frame ({echoed} echoed, \
+         backlog at most {most} B); then its read gave {end:?}"
+    );
+    assert!(hung_up, "the flooder's writes never failed");
+    assert!(took >= Duration::from_millis(300), "ended after {took:?}");
+}
+
+#[tokio::test]
+async fn peer_reading_slowly_but_steadily_is_never_cut_by_the_send_timeout() {
+    // Small socket buffers on both sides (the server's inherited from its
+    // listener), so the server's writes are refused within the first
+    // few messages and progress comes in small steps: Linux wakes a
+    // blocked writer once a third of its send buffer is free, which with
+    // loopback's autotuned buffers (up to 4 MiB) would take this reader
+    // seconds. Here it is a few KiB, every read or so.
+    const LEN: usize = 16 * 1024;
+    const COUNT: u32 = 24;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = transport::accept(stream, send_timeout_300ms())
+            .await
+            .unwrap();
+        // One long wait: all of it queued, then one flush, so only the
+        // restart on progress keeps the timer from firing.
+        for i in 0..COUNT {
+            ws.queue(Message::binary(numbered(i, LEN))).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let result = ws.flush().await;
+        (result, started.elapsed(), ws)
+    });
+    let client = tokio::net::TcpSocket::new_v4().unwrap();
+    client.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut peer = client.connect(addr).await.unwrap();
+    peer.write_all(REQUEST.as_bytes()).await.unwrap();
+    assert!(read_head(&mut peer).await.starts_with("HTTP/1.1 101 "));
+    // 16 KiB every 100 ms: 160 KiB/s.
+    let total = COUNT as usize * (LEN + 4);
+    let mut got = Vec::with_capacity(total);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let reading = std::time::Instant::now();
+    while got.len() < total && reading.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = tokio::time::timeout(Duration::from_secs(5), peer.read(&mut chunk))
+            .await
+            .expect("nothing to read for 5 s")
+            .unwrap();
+        assert!(n > 0, "the server closed after {} of {total} B", got.len());
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let (result, took, _ws) = server.await.unwrap();
+    eprintln!(
+        "slow reader: {} B in {:?}; the server's flush waited {took:?}: {result:?}",
+        got.len(),
+        reading.elapsed()
+    );
+    assert!(result.is_ok(), "{result:?}");
+    // The flush outlasted several timeouts, so it was the restarts that
+    // kept it alive, not a socket fast enough to never refuse.
+    assert!(
+        took >= Duration::from_secs(1),
+        "the flush took only {took:?}"
+    );
+    // Everything, in order: a 16 KiB binary frame has a 4-byte header.
+    for (i, frame) in got.chunks(LEN + 4).enumerate() {
+        assert_eq!(frame[..4], [0x82, 126, 0x40, 0x00], "frame {i}'s header");
+        assert!(frame[4..] == numbered(i as u32, LEN), "frame {i}'s payload");
+    }
+}
+
+#[tokio::test]
+async fn send_to_a_peer_that_never_reads_fails_with_send_timeout() {
+    let (mut ws, mut rx, _tx) = pair_with_silent_peer(send_timeout_300ms()).await;
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        ws.send(Message::binary(vec![3u8; UNREADABLE])),
+    )
+    .await
+    .expect("send() still waited after 20 s");
+    let took = started.elapsed();
+    eprintln!("send() of 16 MiB to a silent peer: {result:?} after {took:?}");
+    assert!(matches!(result, Err(Error::SendTimeout)), "{result:?}");
+    assert!(took >= Duration::from_millis(300), "failed after {took:?}");
+    // The output is gone, and the error sticks: every later call says so,
+    // and `recv` ends the stream with it.
+    assert_eq!(ws.pending_output_len(), 0);
+    assert!(matches!(ws.flush().await, Err(Error::SendTimeout)));
+    assert!(matches!(
+        ws.queue(Message::text("more")),
+        Err(Error::SendTimeout)
+    ));
+    assert!(matches!(ws.recv().await, Some(Err(Error::SendTimeout))));
+    assert!(ws.recv().await.is_none());
+    drop(ws);
+    read_until_closed(&mut rx).await.ok();
+}
+
+#[tokio::test]
+async fn sink_flush_to_a_peer_that_never_reads_fails_with_send_timeout() {
+    let (mut ws, _rx, _tx) = pair_with_silent_peer(send_timeout_300ms()).await;
+    // `SinkExt::send`: `poll_ready`, `start_send`, then `poll_flush`.
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        SinkExt::send(&mut ws, Message::binary(vec![3u8; UNREADABLE])),
+    )
+    .await
+    .expect("the Sink still waited after 20 s");
+    assert!(matches!(result, Err(Error::SendTimeout)), "{result:?}");
+    // And `poll_ready` after it.
+    let ready =
+        std::future::poll_fn(|cx| futures_util::Sink::poll_ready(std::pin::Pin::new(&mut ws), cx))
+            .await;
+    assert!(matches!(ready, Err(Error::SendTimeout)), "{ready:?}");
+}
+
+#[tokio::test]
+async fn split_writer_to_a_peer_that_never_reads_fails_and_the_reader_sees_it() {
+    let (ws, _rx, _tx) = pair_with_silent_peer(send_timeout_300ms()).await;
+    let (mut reader, mut writer) = ws.split();
+    // The reader waits on the writer's backlog (over the write buffer
+    // limit) and must be woken by the timeout, not left waiting.
+    let reading = tokio::spawn(async move { reader.recv().await });
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        writer.send(Message::binary(vec![3u8; UNREADABLE])),
+    )
+    .await
+    .expect("the writer still waited after 20 s");
+    assert!(matches!(result, Err(Error::SendTimeout)), "{result:?}");
+    let read = tokio::time::timeout(Duration::from_secs(10), reading)
+        .await
+        .expect("the reader was not woken")
+        .unwrap();
+    assert!(matches!(read, Some(Err(Error::SendTimeout))), "{read:?}");
+}
+
+#[tokio::test]
+async fn without_a_send_timeout_a_peer_that_never_reads_is_waited_for() {
+    let config = Config {
+        send_timeout: None,
+        ..Config::default()
+    };
+    let (mut ws, mut rx, _tx) = pair_with_silent_peer(config).await;
+    let sending = tokio::spawn(async move {
+        let result = ws.send(Message::binary(vec![3u8; UNREADABLE])).await;
+        (result, ws)
+    });
+    // Many times what the timeout is elsewhere in these tests.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!sending.is_finished(), "send() gave up without a timeout");
+    // Still open and whole: reading lets it finish.
+    let (b0, payload) = read_half_frame(&mut rx).await;
+    assert_eq!((b0, payload.len()), (0x82, UNREADABLE));
+    let (result, _ws) = tokio::time::timeout(Duration::from_secs(20), sending)
+        .await
+        .expect("send() did not finish once the peer read")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}

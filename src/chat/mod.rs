@@ -172,6 +172,16 @@ impl ChatConfig {
             keepalive: Some(self.keepalive),
             close_timeout: self.close_timeout,
             frame_timeout: Some(self.frame_timeout),
+            // A client that takes none of our output for as long as the
+            // keepalive allows a silent one (interval + timeout: 50 s by
+            // default, the bound `keepalive` promises for a dead client)
+            // is as dead, and the keepalive alone can miss it: it counts
+            // reads, and we go on reading a client that keeps sending
+            // while our output to it is stuck under the write buffer
+            // limit. Not shorter, so a stalled link the keepalive would
+            // spare is spared; not the transport's 60 s, which is looser
+            // than that promise.
+            send_timeout: Some(self.keepalive.interval + self.keepalive.timeout),
             // The session moves its outbox to the socket up to this mark;
             // over it, the transport stops reading the client's requests.
             write_buffer_limit: session::SOCKET_HIGH_WATER,

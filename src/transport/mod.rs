@@ -42,7 +42,9 @@
 //! 2. Write what the connection wants sent: replies to pings, the reply to
 //!    a Close, messages the application queued. Chunks go out together in
 //!    one vectored write. If the socket is full, carry on: below the limit,
-//!    reading must not wait on writing.
+//!    reading must not wait on writing. The send timer runs while the
+//!    socket refuses output, and ends the connection if it accepts none
+//!    for [`Config::send_timeout`] (see "Timers").
 //! 3. If the connection says TCP should close
 //!    ([`should_close_tcp`](crate::proto::Connection::should_close_tcp)),
 //!    finish writing, shut the socket down, read and discard until the
@@ -82,8 +84,10 @@
 //!   peer's Close was read), the close timer bounds how long it waits on
 //!   a peer that does not read. Before that it is open, and a peer's Close
 //!   or violation that waits in the buffer, or in the socket, behind the
-//!   backlog is not seen: only the keepalive, below, or the application
-//!   ends such a peer. A peer that
+//!   backlog is not seen: the send timer ends such a peer once it has
+//!   taken none of our output for [`Config::send_timeout`] (60 s by
+//!   default), and so, if sooner, do the keepalive, below, or the
+//!   application. A peer that
 //!   neither reads nor answers is dropped by the pong timeout: the
 //!   keepalive finds no bytes read (none are), sends a Ping, and the Pong
 //!   cannot come in time. (A Pong counts once parsed, so one that waits in
@@ -108,6 +112,7 @@
 //! | keepalive | after `interval` without a read                                                                          | send a Ping                                                | off              |
 //! | pong      | when the keepalive Ping is sent                                                                          | close TCP, [`Error::PongTimeout`]                          | (with keepalive) |
 //! | frame     | at a frame's first byte, anew for each frame; paused while reading is                                  | send Close 1008 if open, [`Error::FrameTimeout`]           | off              |
+//! | send      | when a write is refused (`Pending`), anew after each write that takes bytes; stops once all is written   | drop unwritten output, shut TCP, [`Error::SendTimeout`]    | 60 s             |
 //!
 //! The close timer starts once and is never restarted: from our Close (or
 //! the first poll that finds TCP must close) to the end of the lingering
@@ -123,6 +128,20 @@
 //! - otherwise [`Error::CloseTimeout`]: the peer did not answer our Close,
 //!   or did not read what had to go out before TCP could close (our Close,
 //!   or our reply to its Close, among it), so the close did not complete.
+//!
+//! The send timer runs while closing too, and the first of the two to
+//! fire ends the connection. If it is the send timer, `recv` returns the
+//! error the connection failed with, if it failed (as above), and
+//! otherwise [`Error::SendTimeout`]; `flush` and `send` return
+//! [`Error::SendTimeout`]. With the defaults (5 s against 60 s) the close
+//! timer always comes first.
+//!
+//! The send timer is set at most once per refused write and only read
+//! again when the next write is refused: a socket that keeps up costs
+//! each write one store, no clock read and no allocation. A send timeout
+//! is sticky: once it fired, `queue`, `send`, `flush` and `recv` all
+//! return it (`recv` once, then `None`). Nothing is written after it, not
+//! even a Close, so the peer sees TCP end without one.
 //!
 //! # Memory
 //!
@@ -140,7 +159,8 @@
 //! within the limit. With the read side's bound, a connection's worst case
 //! is about the limit, plus one outgoing message, plus
 //! [`max_message_size`](proto::Config::max_message_size) and one read
-//! coming in.
+//! coming in. A peer that stops reading holds it for at most
+//! [`Config::send_timeout`] after the socket last took a byte.
 
 mod handshake;
 mod socket;
@@ -212,6 +232,33 @@ pub struct Config {
     /// knows the sizes and links it serves. The chat server, whose messages
     /// are small JSON, sets 30 s.
     pub frame_timeout: Option<Duration>,
+    /// How long queued output may wait while the socket accepts none of
+    /// it. The timer starts when a write is refused (the socket's buffer
+    /// is full because the peer is not reading), starts again after every
+    /// write that makes progress, and stops once everything queued is
+    /// written: it bounds the time between two successful writes, not a
+    /// whole message. On expiry the connection ends at once: unwritten
+    /// output is dropped, no Close frame is attempted (the peer reads
+    /// nothing), our side of TCP is shut down, and `recv`, `send`,
+    /// `flush`, the `Sink` and the split writer return
+    /// [`Error::SendTimeout`] (see "Timers" in the
+    /// [module documentation](self)). It bounds how long a peer that stops
+    /// reading can hold the connection, its task and its output (up to
+    /// [`write_buffer_limit`](Self::write_buffer_limit) plus one message),
+    /// and how long a `send` or `flush` can wait on it.
+    ///
+    /// "Progress" is what the kernel reports: Linux wakes a blocked writer
+    /// only once a third of the socket's send buffer is free, so a peer
+    /// that reads `r` bytes a second restarts the timer about every
+    /// `send buffer / (3 r)` seconds (loopback's buffer grows to 4 MiB;
+    /// a slow link's stays near its bandwidth-delay product).
+    ///
+    /// Default `Some(60 s)`: nginx's `send_timeout`, which is likewise
+    /// "set only between two successive write operations" and defaults to
+    /// 60 s. A peer reading at all, however slowly, is not cut; one that
+    /// reads nothing for a minute is. `None` waits for ever (then only the
+    /// keepalive, or the application, ends such a peer).
+    pub send_timeout: Option<Duration>,
 }
 
 /// Keepalive settings (§5.5.2: "A Ping frame MAY be sent ... as a
@@ -234,6 +281,7 @@ impl Default for Config {
             subprotocols: Vec::new(),
             write_buffer_limit: 64 * 1024,
             frame_timeout: None,
+            send_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -262,6 +310,11 @@ pub enum Error {
     /// (Policy Violation, §7.4.1) was queued and, socket permitting,
     /// written.
     FrameTimeout,
+    /// The socket accepted none of our output for
+    /// [`Config::send_timeout`]: the peer stopped reading. The output was
+    /// dropped and TCP shut down without a Close frame, which the peer
+    /// would not have read. Sticky: later sends and flushes return it too.
+    SendTimeout,
     /// The TLS handshake failed (feature `tls`): the server's certificate
     /// did not verify (`InvalidCertificate`, with the reason), the peer
     /// sent an alert, or it speaks no version or cipher we do.
@@ -278,6 +331,9 @@ impl Error {
             Error::Protocol(e) => e.close_code(),
             // Unless our own Close (with its code) had gone out before.
             Error::FrameTimeout => Some(proto::CloseCode::POLICY_VIOLATION),
+            // Nothing more reaches a peer that does not read, a Close
+            // included, so none is sent.
+            Error::SendTimeout => None,
             _ => None,
         }
     }
@@ -292,6 +348,7 @@ impl fmt::Display for Error {
             Error::CloseTimeout => f.write_str("peer did not complete the close in time"),
             Error::PongTimeout => f.write_str("peer did not answer a keepalive Ping in time"),
             Error::FrameTimeout => f.write_str("peer did not finish sending a frame in time"),
+            Error::SendTimeout => f.write_str("peer did not read our output in time"),
             #[cfg(feature = "tls")]
             Error::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             Error::TlsUnsupported => {

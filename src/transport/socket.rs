@@ -47,6 +47,19 @@ pub struct WebSocket<S> {
     /// it (the default) carries one pointer, not the timer (idle memory is
     /// counted in `tests/idle_memory.rs`).
     frame_timer: Option<Box<FrameTimer>>,
+    /// [`Config::send_timeout`].
+    send_timeout: Option<Duration>,
+    /// The send timer: only while the socket refuses output (a write
+    /// returned `Pending`), and boxed, so a connection whose socket keeps
+    /// up holds one null pointer and allocates nothing for it.
+    send_timer: Option<Pin<Box<Sleep>>>,
+    /// A write took bytes since the send timer was last started. Set on
+    /// every write, read only when one is refused: the socket keeping up
+    /// costs a store, not a clock read.
+    progressed: bool,
+    /// The send timer fired: the connection is dead, and every later
+    /// write, send and `recv` says so ([`Error::SendTimeout`]).
+    send_timed_out: bool,
     /// We shut down our side of TCP and are draining the peer's (see
     /// "lingering close" in `poll_recv`).
     shut_down: bool,
@@ -106,6 +119,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     paused_since: None,
                 })
             }),
+            send_timeout: config.send_timeout,
+            send_timer: None,
+            progressed: false,
+            send_timed_out: false,
             shut_down: false,
             read_eof: false,
             finished: false,
@@ -171,12 +188,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `Sink::poll_ready`. A caller that queues without ever calling those,
     /// or `send`, bounds its output itself, with
     /// [`pending_output_len`](Self::pending_output_len).
+    ///
+    /// After [`Error::SendTimeout`] it refuses with that error: nothing
+    /// queued would ever be written.
     pub fn queue(&mut self, message: Message) -> Result<(), Error> {
+        if self.send_timed_out {
+            return Err(Error::SendTimeout);
+        }
         Ok(self.conn.send(message)?)
     }
 
     /// Queues a frame encoded once for many connections (servers only).
     pub fn queue_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
+        if self.send_timed_out {
+            return Err(Error::SendTimeout);
+        }
         Ok(self.conn.send_prepared(frame)?)
     }
 
@@ -184,6 +210,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// returns once the socket has taken it all, so a loop of `send`s never
     /// leaves more than one message queued, within
     /// [`Config::write_buffer_limit`] (unless that one message is larger).
+    /// A peer that stops reading makes it wait at most
+    /// [`Config::send_timeout`] from the last write that made progress,
+    /// then fail with [`Error::SendTimeout`].
     ///
     /// # Cancel safety
     ///
@@ -205,15 +234,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.flush().await
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued; [`Error::SendTimeout`] if the socket
+    /// accepts none of it for [`Config::send_timeout`].
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: what is left to write stays queued in the `WebSocket`.
+    /// Cancel-safe: what is left to write stays queued in the `WebSocket`,
+    /// and the send timer with it (a new `flush` does not restart it).
     pub async fn flush(&mut self) -> Result<(), Error> {
-        poll_fn(|cx| self.poll_write_out(cx))
-            .await
-            .map_err(Error::Io)
+        poll_fn(|cx| self.poll_write_out(cx)).await
     }
 
     /// Starts the close handshake (§7.1.2) and drives it to the end:
@@ -254,6 +283,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.finished {
                 return Poll::Ready(None);
             }
+            if self.send_timed_out {
+                // A `flush`, `send` or the split writer saw it first.
+                return self.write_failed(Error::SendTimeout);
+            }
             // 1. Events from bytes already read, unless our output is over
             //    its limit: a caller that answers every message must stop
             //    getting them, or a peer that sends and never reads makes
@@ -272,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // in case the caller does not poll again soon.
                     Message::Ping(_) | Message::Close(_) => {
                         if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                            return self.finish(Some(Error::Io(e)));
+                            return self.write_failed(e);
                         }
                     }
                     Message::Text(_) | Message::Binary(_) => {}
@@ -283,7 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             //    write buffer limit (step 5).
             let flushed = match self.poll_write_out(cx) {
                 Poll::Ready(Ok(())) => true,
-                Poll::Ready(Err(e)) => return self.finish(Some(Error::Io(e))),
+                Poll::Ready(Err(e)) => return self.write_failed(e),
                 Poll::Pending => false,
             };
             // 3. Closing TCP: after the close handshake (server), a failure,
@@ -370,8 +403,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.close_timer = None;
         self.keepalive = None;
         self.frame_timer = None;
+        self.send_timer = None;
         self.out.clear();
         Poll::Ready(error.map(Err))
+    }
+
+    /// Ends the stream on a write that failed or timed out. A send timeout
+    /// on a connection that had failed (a protocol violation whose Close
+    /// was stuck behind output the peer did not read) returns that
+    /// failure, as the close timer does: errors are sticky, and the
+    /// timeout is only how the failure ended.
+    fn write_failed(&mut self, error: Error) -> Poll<Option<Result<Message, Error>>> {
+        let error = match error {
+            Error::SendTimeout if self.conn.state() == State::Closed => {
+                self.failure().unwrap_or(Error::SendTimeout)
+            }
+            e => e,
+        };
+        self.finish(Some(error))
     }
 
     /// The error the connection failed with, if it did (sticky, §7.1.7).
@@ -429,7 +478,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if k.awaiting_pong {
                 // The Ping just queued should not wait for the next read.
                 if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                    return Poll::Ready(Some(Error::Io(e)));
+                    return Poll::Ready(Some(e));
                 }
             }
         }
@@ -523,8 +572,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Writes queued output until none is left (`Ready(Ok)`) or the socket
-    /// is full (`Pending`).
-    pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// is full (`Pending`), under the send timer: `Err(SendTimeout)` once
+    /// the socket has refused output for [`Config::send_timeout`], and
+    /// for ever after.
+    pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.send_timed_out {
+            return Poll::Ready(Err(Error::SendTimeout));
+        }
+        match self.poll_write_queued(cx) {
+            Poll::Ready(Ok(())) => {
+                // All written: the timer stops, and its memory goes.
+                self.send_timer = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Io(e))),
+            // A refused write, or a stream's flush that cannot finish
+            // (TLS, whose own buffer waits on the socket): either way our
+            // output is not being taken.
+            Poll::Pending => self.poll_send_timer(cx),
+        }
+    }
+
+    /// The socket refused output: starts the send timer, or restarts it if
+    /// a write took bytes since it last started, and polls it. `Pending`
+    /// until it fires; then the connection ends (`Err(SendTimeout)`).
+    fn poll_send_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(timeout) = self.send_timeout else {
+            return Poll::Pending;
+        };
+        // Progress made before the timer started counts for nothing: it
+        // starts full now.
+        let progressed = std::mem::take(&mut self.progressed);
+        let timer = match &mut self.send_timer {
+            Some(timer) => {
+                if progressed {
+                    timer.as_mut().reset(Instant::now() + timeout);
+                }
+                timer
+            }
+            slot => slot.insert(Box::pin(tokio::time::sleep(timeout))),
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The peer took nothing for the whole timeout. No Close frame:
+        // it would wait behind what the peer is not reading. The output
+        // (ours and the connection's) is freed now, not when the
+        // application drops the socket; the shutdown (one try, no
+        // waiting) closes our side of TCP even if it never does.
+        self.send_timed_out = true;
+        self.send_timer = None;
+        self.out = VecDeque::new();
+        while self.conn.poll_transmit().is_some() {}
+        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        Poll::Ready(Err(Error::SendTimeout))
+    }
+
+    /// [`poll_write_out`](Self::poll_write_out)'s writes, without the
+    /// timer.
+    fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             while self.out.len() < MAX_IOVECS {
                 match self.conn.poll_transmit() {
@@ -550,6 +656,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            self.progressed = true;
             let mut left = written;
             while left > 0 {
                 let Some(front) = self.out.front_mut() else {
@@ -577,15 +684,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
 
 /// `poll_ready` waits while more than [`Config::write_buffer_limit`] bytes
 /// are queued, writing meanwhile; `start_send` queues; `poll_flush` writes
-/// all; `poll_close` runs the close handshake to its end.
+/// all; `poll_close` runs the close handshake to its end. Each returns
+/// [`Error::SendTimeout`] once the send timer has fired
+/// ([`Config::send_timeout`]).
 impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
+        if this.send_timed_out {
+            // Sticky: nothing sent now would be written.
+            return Poll::Ready(Err(Error::SendTimeout));
+        }
         if this.over_write_limit() {
             if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
-                return Poll::Ready(Err(Error::Io(e)));
+                return Poll::Ready(Err(e));
             }
             // Still over means the write returned Pending: the socket wakes
             // us when it can take more.
@@ -601,7 +714,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_write_out(cx).map_err(Error::Io)
+        self.get_mut().poll_write_out(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

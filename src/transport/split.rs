@@ -135,7 +135,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         self.flush().await
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued; see [`WebSocket::flush`]. When the send
+    /// timeout fires ([`Error::SendTimeout`]), the reader is woken and
+    /// returns the same error.
     ///
     /// # Cancel safety
     ///
@@ -146,7 +148,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
                 .poll_with(cx, false, |ws, cx| ws.poll_write_out(cx))
         })
         .await
-        .map_err(Error::Io)
     }
 
     /// Queues a Close frame and writes it. The reader sees the peer's reply

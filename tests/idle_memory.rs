@@ -25,7 +25,7 @@ const N: usize = 400;
 /// The budget per idle connection: the 2 KiB target of the benchmarks
 /// issue (node-ws and fastwebsockets sit near 6 KiB of RSS, and
 /// tokio-tungstenite holds a 128 KiB read buffer per connection). Measured
-/// at 1,792 bytes: the task (1,328 bytes of future, most of it the
+/// at 1,920 bytes: the task (1,504 bytes of future, most of it the
 /// `WebSocket`), tokio's per-task and per-socket bookkeeping.
 const BUDGET: usize = 2 * 1024;
 

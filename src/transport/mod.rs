@@ -334,7 +334,14 @@ impl Error {
             // Nothing more reaches a peer that does not read, a Close
             // included, so none is sent.
             Error::SendTimeout => None,
-            _ => None,
+            // No frame was exchanged, or the failure was below the
+            // protocol: no Close was sent.
+            Error::Io(_) | Error::HandshakeTimeout | Error::CloseTimeout | Error::PongTimeout => {
+                None
+            }
+            #[cfg(feature = "tls")]
+            Error::Tls(_) => None,
+            Error::TlsUnsupported => None,
         }
     }
 }

@@ -8,7 +8,8 @@
 #           report in autobahn/reports/server/
 #   client  our client (`rfc6455 autobahn-client --deflate --url ws://127.0.0.1:... --agent rfc6455`)
 #           is tested by wstest's fuzzingserver; report in autobahn/reports/client/
-#   all     both, server first
+#   all     both at once (each role is one Python process; on two cores
+#           they run side by side), then both reports are checked
 #
 # Each role's report is then checked with autobahn/check.py; the exit status is
 # non-zero if any role fails. Everything listens and connects on 127.0.0.1.
@@ -47,7 +48,7 @@ AGENT=rfc6455
 STARTUP_TIMEOUT=30     # seconds to wait for a background server's port
 LOG_DIR="$REPO_ROOT/target/autobahn-logs"
 
-log() { echo "[autobahn] $*" >&2; }
+log() { echo "[autobahn${AUTOBAHN_LOG_TAG:+ $AUTOBAHN_LOG_TAG}] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # --- background processes: started here, killed by PID on exit ----------------
@@ -196,10 +197,25 @@ if [[ "${AUTOBAHN_NO_BUILD:-0}" != 1 ]]; then
 fi
 [[ -x "$TESTEE" ]] || die "testee binary $TESTEE not found"
 
-case "$ROLE" in
-    all) ROLES=(server client) ;;
-    *) ROLES=("$ROLE") ;;
-esac
+if [[ "$ROLE" == all ]]; then
+    # The two roles share nothing but the binary just built: their own
+    # ports, logs and report folders. Each runs as this script with one
+    # role, in the background; the exit status is non-zero if either fails.
+    log "running both roles at once"
+    AUTOBAHN_NO_BUILD=1 AUTOBAHN_LOG_TAG=server bash "${BASH_SOURCE[0]}" server &
+    server_pid=$!
+    BG_PIDS+=("$server_pid")
+    AUTOBAHN_NO_BUILD=1 AUTOBAHN_LOG_TAG=client bash "${BASH_SOURCE[0]}" client &
+    client_pid=$!
+    BG_PIDS+=("$client_pid")
+    status=0
+    wait "$server_pid" || { log "server role FAILED"; status=1; }
+    wait "$client_pid" || { log "client role FAILED"; status=1; }
+    BG_PIDS=()
+    [[ $status -eq 0 ]] && log "both roles PASS"
+    exit $status
+fi
+ROLES=("$ROLE")
 
 declare -A ROLE_TIME=()
 declare -A ROLE_RESULT=()

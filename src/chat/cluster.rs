@@ -65,6 +65,7 @@ use tracing::{debug, info, warn};
 
 use super::hub::{Client, Hub};
 use super::lock;
+use super::metrics;
 use super::protocol::ChatMessage;
 use super::store::Page;
 
@@ -397,6 +398,86 @@ fn to_message(key: &str, entry: &redis::streams::StreamId) -> ChatMessage {
 }
 
 impl Cluster {
+    /// The scale-out section of `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let cluster = self;
+        let m = &cluster.metrics;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let rows: [(&str, &str, &str, u64); 11] = [
+            (
+                "chat_redis_up",
+                "gauge",
+                "1 while Redis answers and our subscription is proven by our own heartbeat.",
+                u64::from(m.up.load(Ordering::Relaxed)),
+            ),
+            (
+                "chat_redis_down_seconds",
+                "gauge",
+                "How long Redis has been unreachable (0 when up).",
+                cluster.health().err().map_or(0, |d| d.as_secs()),
+            ),
+            (
+                "chat_redis_connects_total",
+                "counter",
+                "Command connections made to Redis.",
+                get(&m.reconnects),
+            ),
+            (
+                "chat_redis_probe_failures_total",
+                "counter",
+                "Subscriptions dropped because our own heartbeat did not come back.",
+                get(&m.probe_failures),
+            ),
+            (
+                "chat_redis_gap_fills_total",
+                "counter",
+                "Holes in a room's ids filled from its stream.",
+                get(&m.gap_fills),
+            ),
+            (
+                "chat_redis_gap_messages_total",
+                "counter",
+                "Messages read from streams to fill holes.",
+                get(&m.gap_messages),
+            ),
+            (
+                "chat_redis_queued_posts",
+                "gauge",
+                "Posts waiting for Redis.",
+                get(&m.queued),
+            ),
+            (
+                "chat_redis_published_total",
+                "counter",
+                "Posts Redis took and we acked.",
+                get(&m.published),
+            ),
+            (
+                "chat_redis_abandoned_total",
+                "counter",
+                "Posts dropped unacked: their client left while Redis was away.",
+                get(&m.abandoned),
+            ),
+            (
+                "chat_redis_bus_events_total",
+                "counter",
+                "Events received on the bus.",
+                get(&m.bus_in),
+            ),
+            (
+                "chat_redis_bus_unreadable_total",
+                "counter",
+                "Events on the bus that did not parse (dropped).",
+                get(&m.bus_bad),
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            metrics::write(&mut out, name, kind, help, value);
+        }
+        out
+    }
+
     /// A link to the Redis of `config` (nothing is connected yet).
     pub fn new(config: ClusterConfig) -> RedisResult<Arc<Self>> {
         use sha1::Digest;

@@ -314,7 +314,7 @@ async fn serve<S>(
         "/metrics" => {
             let mut body = hub.metrics.render();
             if let Some(cluster) = hub.cluster() {
-                body.push_str(&super::metrics::render_cluster(cluster));
+                body.push_str(&cluster.render_metrics());
             }
             respond(
                 &mut stream,

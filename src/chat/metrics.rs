@@ -117,10 +117,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            write(&mut out, name, kind, help, value)
         };
         metric(
             "chat_connections",
@@ -237,84 +234,10 @@ impl Metrics {
     }
 }
 
-/// The scale-out section of `/metrics` (only when scaled out).
-pub fn render_cluster(cluster: &super::cluster::Cluster) -> String {
-    let m = &cluster.metrics;
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
-    let mut out = String::new();
-    let rows: [(&str, &str, &str, u64); 11] = [
-        (
-            "chat_redis_up",
-            "gauge",
-            "1 while Redis answers and our subscription is proven by our own heartbeat.",
-            u64::from(m.up.load(Relaxed)),
-        ),
-        (
-            "chat_redis_down_seconds",
-            "gauge",
-            "How long Redis has been unreachable (0 when up).",
-            cluster.health().err().map_or(0, |d| d.as_secs()),
-        ),
-        (
-            "chat_redis_connects_total",
-            "counter",
-            "Command connections made to Redis.",
-            get(&m.reconnects),
-        ),
-        (
-            "chat_redis_probe_failures_total",
-            "counter",
-            "Subscriptions dropped because our own heartbeat did not come back.",
-            get(&m.probe_failures),
-        ),
-        (
-            "chat_redis_gap_fills_total",
-            "counter",
-            "Holes in a room's ids filled from its stream.",
-            get(&m.gap_fills),
-        ),
-        (
-            "chat_redis_gap_messages_total",
-            "counter",
-            "Messages read from streams to fill holes.",
-            get(&m.gap_messages),
-        ),
-        (
-            "chat_redis_queued_posts",
-            "gauge",
-            "Posts waiting for Redis.",
-            get(&m.queued),
-        ),
-        (
-            "chat_redis_published_total",
-            "counter",
-            "Posts Redis took and we acked.",
-            get(&m.published),
-        ),
-        (
-            "chat_redis_abandoned_total",
-            "counter",
-            "Posts dropped unacked: their client left while Redis was away.",
-            get(&m.abandoned),
-        ),
-        (
-            "chat_redis_bus_events_total",
-            "counter",
-            "Events received on the bus.",
-            get(&m.bus_in),
-        ),
-        (
-            "chat_redis_bus_unreadable_total",
-            "counter",
-            "Events on the bus that did not parse (dropped).",
-            get(&m.bus_bad),
-        ),
-    ];
-    for (name, kind, help, value) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
-    out
+/// One metric in the text exposition: its help, its type, its value.
+pub fn write(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }

@@ -381,6 +381,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Moves frames worth up to `budget` bytes from the outbox to the
+    /// socket, and the close request once the outbox is empty; true if
+    /// that close was taken.
+    fn move_outbox(&mut self, budget: usize) -> bool {
+        let (frames, close) = self.client.outbox.take(budget);
+        for frame in &frames {
+            let _ = self.ws.queue_prepared(frame);
+        }
+        let Some(frame) = close else {
+            return false;
+        };
+        if !self.ws.connection().close_sent() {
+            debug!(code = %frame.code, "closing");
+            let _ = self.ws.queue(Message::Close(Some(frame)));
+        }
+        true
+    }
+
     /// Before a reply that may be large: sends what the outbox holds until
     /// it is at most half full, so that 20 rooms' replays never sit in
     /// memory at once. False if the client did not read in time (it is
@@ -389,13 +407,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let half = self.client.outbox.limit() / 2;
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while self.client.outbox.len() > half {
-                let (frames, close) = self.client.outbox.take(SOCKET_HIGH_WATER);
-                for frame in &frames {
-                    let _ = self.ws.queue_prepared(frame);
-                }
-                if let Some(frame) = close {
+                if self.move_outbox(SOCKET_HIGH_WATER) {
                     // Closing: `serve` sends the Close and sees the end.
-                    let _ = self.ws.queue(Message::Close(Some(frame)));
                     return false;
                 }
                 if self.ws.flush().await.is_err() {
@@ -496,16 +509,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match next {
                 Next::Outbox => {
                     let budget = SOCKET_HIGH_WATER.saturating_sub(self.ws.pending_output_len());
-                    let (frames, close) = self.client.outbox.take(budget);
-                    for frame in &frames {
-                        let _ = self.ws.queue_prepared(frame);
-                    }
-                    if let Some(frame) = close
-                        && !self.ws.connection().close_sent()
-                    {
-                        debug!(code = %frame.code, "closing");
-                        let _ = self.ws.queue(Message::Close(Some(frame)));
-                    }
+                    self.move_outbox(budget);
                 }
                 Next::Event(Some(Ok(Message::Text(text)))) => {
                     self.hub.metrics.messages_in.inc();

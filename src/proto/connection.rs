@@ -66,17 +66,8 @@ use super::error::{Error, ProtocolError};
 use super::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode};
 use super::mask::apply_mask;
 use super::rng::MaskRng;
+use super::role::Role;
 use super::utf8::{Utf8Bytes, Utf8Validator};
-
-/// Which end of the connection we are. It decides who masks (§5.1: a client
-/// masks every frame, a server none) and who closes TCP first (§7.1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Accepted the connection.
-    Server,
-    /// Opened the connection.
-    Client,
-}
 
 /// The RFC's connection states after the handshake (§4.1, §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

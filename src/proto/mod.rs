@@ -14,6 +14,7 @@
 //! | `rng.rs`        | §5.3, §4.1      | unpredictable mask keys and handshake nonces      |
 //! | `utf8.rs`       | §8.1            | incremental, fail-fast UTF-8 validation           |
 //! | `close.rs`      | §5.5.1, §7.4    | close codes and the Close payload                 |
+//! | `role.rs`       | §5.1            | [`Role`]: which end masks, which closes TCP first |
 //! | `connection.rs` | §5.4–5.5, §7    | the state machine                                 |
 //! | `deflate.rs`    | RFC 7692        | permessage-deflate: negotiation, and (feature `deflate`) compression |
 //! | `error.rs`      | §7.1.7, §7.4.1  | every violation and the close code it sends       |
@@ -50,11 +51,12 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod rng;
+pub mod role;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
 pub use config::Config;
-pub use connection::{Connection, Message, PreparedFrame, Role, State};
+pub use connection::{Connection, Message, PreparedFrame, State};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ProtocolError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
@@ -64,4 +66,5 @@ pub use handshake::{
 };
 pub use mask::{apply_mask, apply_mask_naive};
 pub use rng::MaskRng;
+pub use role::Role;
 pub use utf8::{InvalidUtf8, Utf8Bytes, Utf8Validator};

@@ -117,7 +117,8 @@ impl Connector {
                     Some(config) => config.clone(),
                     None => super::tls::webpki_client_config(),
                 };
-                super::tls::connect_tls(stream, &url.host, config).await
+                let tls = super::tls::connect_tls(stream, &url.host, config).await?;
+                Ok(MaybeTlsStream::Tls(Box::new(tls)))
             }
             #[cfg(not(feature = "tls"))]
             Err(Error::TlsUnsupported)

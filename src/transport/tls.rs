@@ -56,7 +56,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::stream::MaybeTlsStream;
 use super::{Config, Error, WebSocket};
 
 pub use rustls;
@@ -212,18 +211,17 @@ pub(super) async fn connect_tls(
     stream: TcpStream,
     host: &str,
     config: Arc<ClientConfig>,
-) -> Result<MaybeTlsStream, Error> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
     let name = ServerName::try_from(host.to_owned()).map_err(|_| {
         Error::Io(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{host:?} is not a valid TLS server name"),
         ))
     })?;
-    let tls = TlsConnector::from(config)
+    TlsConnector::from(config)
         .connect(name, stream)
         .await
-        .map_err(handshake_error)?;
-    Ok(MaybeTlsStream::Tls(Box::new(tls)))
+        .map_err(handshake_error)
 }
 
 /// Accepts a WebSocket connection over TLS (server side): the TLS

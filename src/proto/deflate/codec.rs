@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::{DeflateConfig, DeflateParams, MAX_WINDOW_BITS};
-use crate::proto::connection::Role;
+use crate::proto::role::Role;
 
 /// §7.2.1: "Remove 4 octets (that are 0x00 0x00 0xff 0xff) from the tail
 /// end": the empty stored block a sync flush ends with.

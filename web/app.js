@@ -8,6 +8,10 @@
   const TYPING_SHOW_MS = 3000;
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
+  // An attempt still not open after this long is given up and retried: a
+  // browser may leave a socket connecting for minutes (or, when a policy
+  // blocks it, closed without a close event), and the page must not wait on it.
+  const CONNECT_TIMEOUT_MS = 10000;
 
   const $ = (id) => document.getElementById(id);
   const saved = (key, fallback) => {
@@ -151,23 +155,37 @@
       try { m = JSON.parse(e.data); } catch { return; }
       if (S.ws === ws && m && typeof m.type === 'string') handle(m);
     };
-    ws.onclose = (e) => {
-      if (S.ws !== ws) return;
-      console.info(`chat: connection closed (${e.code}${e.reason ? ': ' + e.reason : ''})`);
-      S.ws = null;
-      S.ready = false;
-      // Sent but never acknowledged: we cannot know whether it was stored.
-      for (const c of S.convs.values()) {
-        for (const p of c.pending.values()) if (p.state === 'pending' && p.sent) p.state = 'failed';
-      }
-      if (e.code === 4001) return stop('authentication required');
-      if (e.code === 4000) return stop('this nick connected from somewhere else');
-      S.attempt += 1;
-      const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (S.attempt - 1));
-      S.timer = setTimeout(connect, base * (0.5 + Math.random()));
-      setStatus('reconnecting');
-      renderMessages();
-    };
+    ws.onclose = (e) => lost(ws, e.code, e.reason);
+    const watchdog = setTimeout(() => {
+      if (S.ws === ws && ws.readyState !== WebSocket.OPEN) abandon(ws, 'not open after ' + CONNECT_TIMEOUT_MS + ' ms');
+    }, CONNECT_TIMEOUT_MS);
+    ws.addEventListener('open', () => clearTimeout(watchdog));
+  }
+
+  /** Gives up on an attempt that has not opened, as if it had failed. */
+  function abandon(ws, why) {
+    ws.onclose = null;
+    try { ws.close(); } catch { /* already closed */ }
+    lost(ws, 1006, why);
+  }
+
+  /** The connection `ws` is gone: mark unacknowledged sends failed and schedule a retry. */
+  function lost(ws, code, reason) {
+    if (S.ws !== ws) return;
+    console.info(`chat: connection closed (${code}${reason ? ': ' + reason : ''})`);
+    S.ws = null;
+    S.ready = false;
+    // Sent but never acknowledged: we cannot know whether it was stored.
+    for (const c of S.convs.values()) {
+      for (const p of c.pending.values()) if (p.state === 'pending' && p.sent) p.state = 'failed';
+    }
+    if (code === 4001) return stop('authentication required');
+    if (code === 4000) return stop('this nick connected from somewhere else');
+    S.attempt += 1;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (S.attempt - 1));
+    S.timer = setTimeout(connect, base * (0.5 + Math.random()));
+    setStatus('reconnecting');
+    renderMessages();
   }
 
   function stop(why) {
@@ -503,8 +521,12 @@
   }
 
   // Back on the network: don't wait out the backoff.
+  // An attempt made while offline is stale: drop it and try now.
   window.addEventListener('online', () => {
-    if (S.timer && !S.ws && !S.stopped) connect();
+    if (S.stopped || S.attempt === 0) return; // connected, or the first attempt is under way
+    if (S.ws && S.ws.readyState === WebSocket.OPEN) return; // open; the welcome is on its way
+    if (S.ws) abandon(S.ws, 'back online');
+    connect();
   });
 
   S.current = S.rooms.length ? '#' + S.rooms[0] : null;

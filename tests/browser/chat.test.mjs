@@ -108,6 +108,14 @@ class Server {
 
 const id = (page, testId) => page.getByTestId(testId);
 
+/** Records the page's uncaught errors and CSP refusals in `problems`. */
+function watchProblems(page, who, problems) {
+  page.on('pageerror', (e) => problems.push(`${who}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Uncaught/i.test(m.text())) problems.push(`${who}: ${m.text()}`);
+  });
+}
+
 async function statusIs(page, state) {
   await id(page, 'status').and(page.locator(`[data-state="${state}"]`)).waitFor({ timeout: WAIT });
   assert.equal(await id(page, 'status').textContent(), state);
@@ -229,10 +237,9 @@ async function scenario(t, { tls }) {
         ws.on('framereceived', (f) => logFrame(`${who} < ${f.payload}`));
         ws.on('close', () => logFrame(`${who} closed`));
       });
-      page.on('pageerror', (e) => problems.push(`${who}: ${e.message}`));
+      watchProblems(page, who, problems);
       page.on('console', (m) => {
         if (m.text().startsWith('chat:')) logFrame(`${who} ${m.text()}`);
-        if (m.type() === 'error' && /Content Security Policy|Uncaught/i.test(m.text())) problems.push(`${who}: ${m.text()}`);
       });
     }
 
@@ -413,13 +420,15 @@ test('after a long absence the page shows the newest messages and pages back thr
     ctx.setDefaultTimeout(WAIT);
     // Lets the test take alice's page off the network and back: every
     // WebSocket it opens is recorded, and while `__away` is set a new one
-    // goes to a port where nothing listens, so reconnects fail.
+    // asks for a path the server answers with 404, so reconnects fail the
+    // way they do when the network is gone (error, then close 1006). Same
+    // origin, so the page's CSP (`connect-src 'self'`) allows the attempt.
     await ctx.addInitScript(() => {
       const Real = window.WebSocket;
       window.__sockets = [];
       window.__away = false;
       window.WebSocket = function (url, protocols) {
-        const ws = new Real(window.__away ? 'ws://127.0.0.1:9/' : url, protocols);
+        const ws = new Real(window.__away ? String(url).replace(/\/ws$/, '/away') : url, protocols);
         window.__sockets.push(ws);
         return ws;
       };
@@ -427,7 +436,7 @@ test('after a long absence the page shows the newest messages and pages back thr
       Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
     });
     const alice = await ctx.newPage();
-    alice.on('pageerror', (e) => problems.push(e.message));
+    watchProblems(alice, 'alice', problems);
     await signIn(alice, server.base, 'alice');
 
     // carol speaks the protocol from a page of her own.
@@ -461,6 +470,9 @@ test('after a long absence the page shows the newest messages and pages back thr
       });
       await statusIs(alice, 'reconnecting');
       assert.equal(await post(Array.from({ length: 300 }, (_, i) => long(i))), 300);
+      // At least one reconnect has been tried, and failed, while away.
+      await alice.waitForFunction(() => window.__sockets.some((ws) => ws.url.endsWith('/away') && ws.readyState === 3));
+      await statusIs(alice, 'reconnecting');
     });
 
     await t.test('back online, the page shows the newest messages and drops what the gap cut off', async () => {
@@ -493,7 +505,7 @@ test('after a long absence the page shows the newest messages and pages back thr
       const ids = view.map((m) => Number(m.id));
       assert.deepEqual(ids, ids.map((_, i) => ids[0] + i), 'contiguous after paging back');
       assert.equal(view.at(-1).text, long(299));
-      assert.deepEqual(problems, [], 'no page errors');
+      assert.deepEqual(problems, [], 'no page errors or CSP refusals');
     });
   } catch (e) {
     e.message += `\n--- server log (last part) ---\n${server.log}`;

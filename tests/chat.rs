@@ -771,23 +771,7 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
         let _ = s.write_all(&[*b]).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut conn = rfc6455::proto::Connection::new(
-        rfc6455::proto::Role::Client,
-        rfc6455::proto::Config::default(),
-    );
-    let mut buf = vec![0u8; 64 * 1024];
-    let code = 'read: loop {
-        let n = match tokio::time::timeout(WAIT, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => break None,
-        };
-        conn.receive(&buf[..n]);
-        while let Ok(Some(m)) = conn.poll_message() {
-            if let Message::Close(frame) = m {
-                break 'read frame.map(|f| f.code.as_u16());
-            }
-        }
-    };
+    let code = common::close_code(&mut s, WAIT).await;
     assert_eq!(code, Some(1008));
     assert!(
         started.elapsed() < WAIT,
@@ -799,5 +783,85 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     bystander.finish_and_reread("trickle").await;
     let (mut ok, _) = server.client(hello("quick")).await;
     ok.post("general", "whole frames", "q1").await;
+    server.stop().await;
+}
+
+// Limits and timers the chat hands its transport (`ChatConfig::transport_config`).
+
+/// 100 KiB: three times the chat's largest request (32 KiB,
+/// `protocol::MAX_REQUEST`), and within what the transport's defaults
+/// would accept (16 MiB frames), so only the chat's own limit refuses it.
+const OVERSIZE: usize = 100 * 1024;
+
+/// Upgrades a raw socket, says `hello`, then sends the header of a
+/// 100 KiB text frame and its first 16 payload bytes, and never the rest.
+async fn announce_oversize_frame(server: &Server) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    raw_hello(&mut s, "big").await;
+    let head = common::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let frame = common::masked(0x81, &vec![b'x'; OVERSIZE]);
+    // 2 bytes, a 64-bit length (§5.2) and the masking key: 14 bytes.
+    s.write_all(&frame[..14 + 16]).await.unwrap();
+    s
+}
+
+/// RFC 6455 §7.4.1: 1009 "indicates that an endpoint is terminating the
+/// connection because it has received a message that is too big for it
+/// to process". The server knows from the header alone: the Close must
+/// come while all but 16 bytes of the payload are still unsent, so it
+/// cannot have waited for (or buffered) the frame.
+#[tokio::test]
+async fn a_100_kib_text_frame_is_closed_with_1009_from_its_header_alone() {
+    let server = Server::start(config("oversize")).await;
+    let mut s = announce_oversize_frame(&server).await;
+    assert_eq!(common::close_code(&mut s, WAIT).await, Some(1009));
+    // The server failed the connection (§7.1.7): its FIN follows its Close.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{} bytes after the Close", rest.len());
+    server.stop().await;
+}
+
+/// `ChatConfig::close_timeout` is the transport's close timer: a client
+/// that never answers the server's Close (nor closes TCP) is dropped once
+/// it runs out, not at the transport's default.
+#[tokio::test]
+async fn a_client_that_never_answers_the_close_is_dropped_at_the_chats_close_timeout() {
+    const CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
+    // Far above 300 ms for a busy machine, and below the transport's
+    // default, so a chat that kept the default fails here.
+    const BOUND: Duration = Duration::from_millis(2500);
+    assert!(BOUND < transport::Config::default().close_timeout);
+    let mut c = config("close-timeout");
+    c.close_timeout = CLOSE_TIMEOUT;
+    let server = Server::start(c).await;
+    let started = Instant::now();
+    let mut s = announce_oversize_frame(&server).await;
+    assert_eq!(common::close_code(&mut s, WAIT).await, Some(1009));
+    // We never answer, and keep our side of TCP open. While the server
+    // lingers it reads (and drops) what we send; once it has closed its
+    // socket, what we send is answered with a reset (RFC 9293 §3.10.7.1).
+    let dropped = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 64];
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if s.write_all(b"?").await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+                Ok(Err(_)) => return,
+                Ok(Ok(0)) | Err(_) => {}
+                Ok(Ok(n)) => panic!("{n} bytes after the server's Close"),
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert!(dropped.is_ok(), "still connected after {elapsed:?}");
+    // The close timer starts after our header reached the server, so the
+    // drop cannot come sooner than the timeout after we sent it.
+    assert!(elapsed >= CLOSE_TIMEOUT, "dropped after {elapsed:?}");
+    assert!(elapsed < BOUND, "dropped after {elapsed:?}");
     server.stop().await;
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{REQUEST, masked, read_head};
+use common::{REQUEST, close_code, masked, read_head};
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -88,44 +88,12 @@ impl Drop for Server {
     }
 }
 
-/// Reads frames (masked or not) until a Close; returns its status code
-/// (None if empty). Panics if TCP closes first or nothing comes in 10 s.
-async fn close_code(s: &mut TcpStream) -> Option<u16> {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let mut h = [0u8; 2];
-            s.read_exact(&mut h)
-                .await
-                .expect("a Close frame before EOF");
-            let len = match h[1] & 0x7f {
-                126 => s.read_u16().await.unwrap() as usize,
-                127 => s.read_u64().await.unwrap() as usize,
-                n => n as usize,
-            };
-            let mut key = [0u8; 4];
-            if h[1] & 0x80 != 0 {
-                s.read_exact(&mut key).await.unwrap();
-            }
-            let mut payload = vec![0u8; len];
-            s.read_exact(&mut payload).await.unwrap();
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= key[i % 4];
-            }
-            if h[0] & 0x0f == 0x8 {
-                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-            }
-        }
-    })
-    .await
-    .expect("no Close within 10 s")
-}
-
 /// Sends `frames` on a fresh connection and expects a Close with `code`.
 async fn expect_close(server: &Server, frames: &[u8], code: u16) {
     let mut s = server.raw().await;
     s.write_all(frames).await.unwrap();
     assert_eq!(
-        close_code(&mut s).await,
+        close_code(&mut s, Duration::from_secs(10)).await,
         Some(code),
         "after {:02x?}",
         &frames[..frames.len().min(16)]
@@ -339,7 +307,7 @@ async fn masking_violations_get_1002_in_both_roles() {
         );
         s.write_all(response.as_bytes()).await.unwrap();
         s.write_all(&masked(0x81, b"masked")).await.unwrap();
-        close_code(&mut s).await
+        close_code(&mut s, Duration::from_secs(10)).await
     });
     let (mut ws, _) = transport::connect(&format!("ws://{addr}/"), Config::default())
         .await
@@ -388,7 +356,10 @@ async fn data_after_close_is_ignored_and_the_close_is_clean() {
     frames.extend(masked(0x81, b"after close"));
     frames.extend(masked(0x89, b"after close"));
     s.write_all(&frames).await.unwrap();
-    assert_eq!(close_code(&mut s).await, Some(1000));
+    assert_eq!(
+        close_code(&mut s, Duration::from_secs(10)).await,
+        Some(1000)
+    );
     // Nothing else: no echo, no pong; then the server closes TCP.
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))

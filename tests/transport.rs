@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{REQUEST, masked, read_head};
+use common::{REQUEST, masked, read_frame, read_head};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,20 +63,6 @@ async fn client(addr: SocketAddr) -> WebSocket<MaybeTlsStream> {
         .await
         .unwrap()
         .0
-}
-
-/// Reads one unmasked server frame: (first byte, payload).
-async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    stream.read_exact(&mut h).await.unwrap();
-    let len = match h[1] & 0x7f {
-        126 => stream.read_u16().await.unwrap() as usize,
-        127 => stream.read_u64().await.unwrap() as usize,
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.unwrap();
-    (h[0], payload)
 }
 
 async fn raw_connect(addr: SocketAddr) -> TcpStream {
@@ -545,11 +531,11 @@ async fn echo_loop_stops_reading_from_a_peer_that_never_reads_and_loses_nothing(
     let reading = tokio::time::timeout(Duration::from_secs(120), async {
         let mut rx = rx;
         for i in 0..COUNT {
-            let (b0, payload) = read_half_frame(&mut rx).await;
+            let (b0, payload) = read_frame(&mut rx).await;
             assert_eq!(b0, 0x82, "frame {i}");
             assert!(payload == numbered(i, LEN), "echo {i} is not message {i}");
         }
-        let (b0, payload) = read_half_frame(&mut rx).await;
+        let (b0, payload) = read_frame(&mut rx).await;
         assert_eq!((b0, &payload[..]), (0x88, &1000u16.to_be_bytes()[..]));
     });
     reading
@@ -562,20 +548,6 @@ async fn echo_loop_stops_reading_from_a_peer_that_never_reads_and_loses_nothing(
     assert_eq!(echoed, COUNT as usize);
     // The limit, one message and its header (at most 10 bytes, §5.2).
     assert!(most <= limit + LEN + 10, "backlog reached {most} B");
-}
-
-/// `read_frame` for a read half.
-async fn read_half_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    stream.read_exact(&mut h).await.unwrap();
-    let len = match h[1] & 0x7f {
-        126 => stream.read_u16().await.unwrap() as usize,
-        127 => stream.read_u64().await.unwrap() as usize,
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.unwrap();
-    (h[0], payload)
 }
 
 #[tokio::test]
@@ -1154,7 +1126,7 @@ async fn without_a_send_timeout_a_peer_that_never_reads_is_waited_for() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!sending.is_finished(), "send() gave up without a timeout");
     // Still open and whole: reading lets it finish.
-    let (b0, payload) = read_half_frame(&mut rx).await;
+    let (b0, payload) = read_frame(&mut rx).await;
     assert_eq!((b0, payload.len()), (0x82, UNREADABLE));
     let (result, _ws) = tokio::time::timeout(Duration::from_secs(20), sending)
         .await

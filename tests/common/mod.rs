@@ -6,7 +6,9 @@
 pub mod bystander;
 pub mod process;
 
-use tokio::io::AsyncReadExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 /// The RFC's example opening handshake (§1.3), for the resource `/`.
@@ -47,4 +49,42 @@ pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
+}
+
+/// Reads one frame by hand (§5.2), masked or not: its first byte and its
+/// unmasked payload. Reads exactly the frame, so what follows it stays in
+/// the socket (or read half). Panics if TCP closes first.
+pub async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await.expect("a frame before EOF");
+    let len = match h[1] & 0x7f {
+        126 => s.read_u16().await.unwrap() as usize,
+        127 => s.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    if h[1] & 0x80 != 0 {
+        s.read_exact(&mut key).await.unwrap();
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    (h[0], payload)
+}
+
+/// Reads frames until a Close; returns its status code (None if empty).
+/// Panics if TCP closes first or no Close comes `within`.
+pub async fn close_code(s: &mut TcpStream, within: Duration) -> Option<u16> {
+    tokio::time::timeout(within, async {
+        loop {
+            let (b0, payload) = read_frame(s).await;
+            if b0 & 0x0f == 0x8 {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no Close within {within:?}"))
 }

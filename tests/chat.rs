@@ -752,6 +752,36 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     server.stop().await;
 }
 
+/// The route table's method rule: HEAD is GET without the body (RFC 9110
+/// §9.3.2), any other method is 405 on every path, known or not.
+#[tokio::test]
+async fn head_gets_the_head_alone_and_other_methods_get_405() {
+    let server = Server::start(config("methods")).await;
+    let exchange = |request: &'static str| async move {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let get = exchange("GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = exchange("HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (get_head, body) = get.split_once("\r\n\r\n").unwrap();
+    assert!(!body.is_empty());
+    assert_eq!(head, format!("{get_head}\r\n\r\n"));
+    for request in [
+        "POST /app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = exchange(request).await;
+        assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nGET only\n"), "{answer}");
+    }
+    let missing = exchange("HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 ") && missing.ends_with("\r\n\r\n"));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     let mut c = config("trickle");

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::chat::Client;
 use rfc6455::chat::{self, ChatConfig};
 use rfc6455::proto::Message;
-use rfc6455::transport::{self, Config, Keepalive, MaybeTlsStream, WebSocket};
+use rfc6455::transport::{self, Config, Keepalive};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -89,89 +90,6 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-struct Client {
-    ws: WebSocket<MaybeTlsStream>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, path: &str, hello: Value) -> (Client, Value) {
-        let (ws, _) = transport::connect(&format!("ws://{addr}{path}"), Config::default())
-            .await
-            .unwrap();
-        let mut c = Client { ws };
-        c.send(hello).await;
-        let welcome = c.next("welcome").await;
-        (c, welcome)
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    /// The next event, whatever its type.
-    async fn event(&mut self) -> Option<Value> {
-        match tokio::time::timeout(WAIT, self.ws.recv())
-            .await
-            .expect("no event in time")?
-        {
-            Ok(Message::Text(t)) => Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(frame)) => {
-                Some(json!({"type": "close", "code": frame.map(|f| f.code.as_u16())}))
-            }
-            Ok(_) => Some(json!({"type": "control"})),
-            Err(e) => Some(json!({"type": "error_transport", "message": e.to_string()})),
-        }
-    }
-
-    /// The next event of `kind`, skipping others.
-    async fn next(&mut self, kind: &str) -> Value {
-        loop {
-            let e = self
-                .event()
-                .await
-                .unwrap_or_else(|| panic!("closed while waiting for {kind}"));
-            if e["type"] == kind {
-                return e;
-            }
-        }
-    }
-
-    /// Every event that arrives within `window`.
-    async fn drain(&mut self, window: Duration) -> Vec<Value> {
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + window;
-        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, self.ws.recv()).await {
-            if let Message::Text(t) = m {
-                out.push(serde_json::from_str(t.as_str()).unwrap());
-            }
-        }
-        out
-    }
-
-    async fn post(&mut self, room: &str, text: &str, client_id: &str) -> u64 {
-        self.send(json!({"type": "msg", "room": room, "text": text, "client_id": client_id}))
-            .await;
-        loop {
-            let e = self.event().await.expect("closed");
-            if e["type"] == "ack" && e["client_id"] == client_id {
-                return e["id"].as_u64().unwrap();
-            }
-            assert_ne!(e["type"], "error", "refused: {e}");
-        }
-    }
-
-    /// The close code the server ends the connection with.
-    async fn close_code(&mut self) -> Option<u64> {
-        loop {
-            match self.event().await {
-                Some(e) if e["type"] == "close" => return e["code"].as_u64(),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    }
-}
-
 /// Upgrades a raw socket by hand and says `hello`; reads nothing back.
 async fn raw_hello(s: &mut TcpStream, nick: &str) {
     s.write_all(common::request_for("/ws").as_bytes())
@@ -198,12 +116,12 @@ async fn messages_reach_the_room_and_only_the_room() {
     let (mut bob, _) = server.client(hello("bob")).await;
     let (mut carol, _) = server.client(hello("carol")).await;
     alice.send(json!({"type": "join", "room": "dev"})).await;
-    while alice.next("history").await["room"] != "dev" {}
+    while alice.next_of("history").await["room"] != "dev" {}
     bob.send(json!({"type": "join", "room": "dev"})).await;
-    while bob.next("history").await["room"] != "dev" {}
-    let id = alice.post("dev", "in dev", "c1").await;
+    while bob.next_of("history").await["room"] != "dev" {}
+    let id = alice.acked("dev", "in dev", "c1").await;
     assert_eq!(id, 1);
-    let got = bob.next("msg").await;
+    let got = bob.next_of("msg").await;
     assert_eq!(
         (
             got["room"].as_str(),
@@ -215,11 +133,11 @@ async fn messages_reach_the_room_and_only_the_room() {
     );
     assert!(got["ts"].as_u64().unwrap() > 1_700_000_000_000);
     assert_eq!(
-        alice.post("general", "to all", "c2").await,
+        alice.acked("general", "to all", "c2").await,
         1,
         "ids count per room"
     );
-    let seen = carol.next("msg").await;
+    let seen = carol.next_of("msg").await;
     assert_eq!(
         (seen["room"].as_str(), seen["text"].as_str()),
         (Some("general"), Some("to all"))
@@ -244,13 +162,13 @@ async fn direct_messages_reach_only_their_target() {
     alice
         .send(json!({"type": "dm", "to": "bob", "text": "psst", "client_id": "d1"}))
         .await;
-    let dm = bob.next("dm").await;
+    let dm = bob.next_of("dm").await;
     assert_eq!(
         (dm["from"].as_str(), dm["to"].as_str(), dm["text"].as_str()),
         (Some("alice"), Some("bob"), Some("psst"))
     );
     assert_eq!(
-        alice.next("dm").await["text"],
+        alice.next_of("dm").await["text"],
         "psst",
         "the sender's own copy"
     );
@@ -264,7 +182,7 @@ async fn direct_messages_reach_only_their_target() {
     alice
         .send(json!({"type": "dm", "to": "nobody", "text": "hi", "client_id": "d2"}))
         .await;
-    let err = alice.next("error").await;
+    let err = alice.next_of("error").await;
     assert_eq!(
         (err["code"].as_str(), err["client_id"].as_str()),
         (Some("unknown_user"), Some("d2"))
@@ -278,7 +196,7 @@ async fn direct_messages_reach_only_their_target() {
 async fn presence_sends_a_roster_then_coalesced_deltas() {
     let server = Server::start(config("presence")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
-    let roster = alice.next("presence").await;
+    let roster = alice.next_of("presence").await;
     assert_eq!(roster["joined"], json!(["alice"]));
     alice.drain(Duration::from_millis(100)).await;
     // A storm: 30 clients at once.
@@ -313,7 +231,7 @@ async fn presence_sends_a_roster_then_coalesced_deltas() {
     // A newcomer's roster has everyone.
     let (mut late, _) = server.client(hello("late")).await;
     assert_eq!(
-        late.next("presence").await["joined"]
+        late.next_of("presence").await["joined"]
             .as_array()
             .unwrap()
             .len(),
@@ -370,11 +288,11 @@ async fn history_pages_back_through_a_room() {
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 1..=120 {
         alice
-            .post("general", &format!("m{i}"), &format!("c{i}"))
+            .acked("general", &format!("m{i}"), &format!("c{i}"))
             .await;
     }
     let (mut bob, _) = server.client(hello("bob")).await;
-    let page = bob.next("history").await;
+    let page = bob.next_of("history").await;
     let ids: Vec<u64> = page["messages"]
         .as_array()
         .unwrap()
@@ -385,13 +303,13 @@ async fn history_pages_back_through_a_room() {
     assert_eq!(page["more"], true);
     bob.send(json!({"type": "history", "room": "general", "before": 71, "limit": 100}))
         .await;
-    let older = bob.next("history").await;
+    let older = bob.next_of("history").await;
     assert_eq!(older["messages"].as_array().unwrap().len(), 70);
     assert_eq!(older["messages"][0]["text"], "m1");
     assert_eq!(older["more"], false);
     bob.send(json!({"type": "history", "room": "elsewhere"}))
         .await;
-    assert_eq!(bob.next("error").await["code"], "not_in_room");
+    assert_eq!(bob.next_of("error").await["code"], "not_in_room");
     server.stop().await;
 }
 
@@ -405,19 +323,19 @@ async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 0..5 {
         alice
-            .post("general", &format!("before {i}"), &format!("b{i}"))
+            .acked("general", &format!("before {i}"), &format!("b{i}"))
             .await;
     }
     let mut last_seen = 0;
     while last_seen < 5 {
-        last_seen = bob.next("msg").await["id"].as_u64().unwrap();
+        last_seen = bob.next_of("msg").await["id"].as_u64().unwrap();
     }
     drop(bob);
     // Alice keeps posting while bob is away and while he comes back.
     let poster = tokio::spawn(async move {
         for i in 0..200 {
             alice
-                .post("general", &format!("during {i}"), &format!("d{i}"))
+                .acked("general", &format!("during {i}"), &format!("d{i}"))
                 .await;
         }
         alice
@@ -428,7 +346,7 @@ async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
     let _alice = poster.await.unwrap();
     let mut ids = Vec::new();
     while ids.last() != Some(&205) {
-        let m = bob.next("msg").await;
+        let m = bob.next_of("msg").await;
         ids.push(m["id"].as_u64().unwrap());
     }
     assert_eq!(ids, (6..=205).collect::<Vec<_>>(), "a gap or a duplicate");
@@ -443,13 +361,13 @@ async fn history_survives_a_restart_and_ids_continue() {
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 1..=3 {
         alice
-            .post("general", &format!("kept {i}"), &format!("k{i}"))
+            .acked("general", &format!("kept {i}"), &format!("k{i}"))
             .await;
     }
     assert_eq!(server.stop().await, db);
     let server = Server::start(c).await;
     let (mut bob, _) = server.client(hello("bob")).await;
-    let page = bob.next("history").await;
+    let page = bob.next_of("history").await;
     let texts: Vec<&str> = page["messages"]
         .as_array()
         .unwrap()
@@ -457,7 +375,7 @@ async fn history_survives_a_restart_and_ids_continue() {
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["kept 1", "kept 2", "kept 3"]);
-    assert_eq!(bob.post("general", "after", "a").await, 4);
+    assert_eq!(bob.acked("general", "after", "a").await, 4);
     server.stop().await;
 }
 
@@ -470,12 +388,12 @@ async fn shutdown_closes_with_1001_after_saving_every_accepted_message() {
     let mut acked = 0;
     for i in 0..500 {
         alice
-            .post("general", &format!("n{i}"), &format!("n{i}"))
+            .acked("general", &format!("n{i}"), &format!("n{i}"))
             .await;
         acked += 1;
     }
     let stopping = tokio::spawn(server.stop());
-    assert_eq!(alice.close_code().await, Some(1001));
+    assert_eq!(alice.close_code(WAIT).await, Some(1001));
     let db = stopping.await.unwrap();
     let conn = rusqlite::Connection::open(db).unwrap();
     let stored: i64 = conn
@@ -504,14 +422,14 @@ async fn a_slow_consumer_is_closed_with_1013_and_delays_no_one() {
     let receiver = tokio::spawn(async move {
         let mut n = 0;
         while n < 3000 {
-            if fast.next("msg").await["from"] == "sender" {
+            if fast.next_of("msg").await["from"] == "sender" {
                 n += 1;
             }
         }
         fast
     });
     for i in 0..3000 {
-        sender.post("general", &text, &format!("s{i}")).await;
+        sender.acked("general", &text, &format!("s{i}")).await;
     }
     receiver.await.unwrap();
     let took = started.elapsed();
@@ -537,24 +455,24 @@ async fn bad_input_gets_an_error_event_and_the_connection_stays() {
     let server = Server::start(config("bad")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     alice.ws.send(Message::text("{not json")).await.unwrap();
-    assert_eq!(alice.next("error").await["code"], "bad_json");
+    assert_eq!(alice.next_of("error").await["code"], "bad_json");
     alice.send(json!({"type": "shout"})).await;
-    assert_eq!(alice.next("error").await["code"], "unknown_type");
+    assert_eq!(alice.next_of("error").await["code"], "unknown_type");
     alice
         .send(
             json!({"type": "msg", "room": "general", "text": "x".repeat(5000), "client_id": "big"}),
         )
         .await;
-    assert_eq!(alice.next("error").await["code"], "invalid_field");
+    assert_eq!(alice.next_of("error").await["code"], "invalid_field");
     alice
         .send(json!({"type": "msg", "room": "nowhere", "text": "x", "client_id": "n"}))
         .await;
-    let e = alice.next("error").await;
+    let e = alice.next_of("error").await;
     assert_eq!(
         (e["code"].as_str(), e["client_id"].as_str()),
         (Some("not_in_room"), Some("n"))
     );
-    assert_eq!(alice.post("general", "still here", "ok").await, 1);
+    assert_eq!(alice.acked("general", "still here", "ok").await, 1);
     server.stop().await;
 }
 
@@ -566,9 +484,9 @@ async fn hello_must_come_first() {
         .unwrap();
     let mut c = Client { ws };
     c.send(json!({"type": "join", "room": "x"})).await;
-    assert_eq!(c.next("error").await["code"], "hello_required");
+    assert_eq!(c.next_of("error").await["code"], "hello_required");
     c.send(hello("late")).await;
-    assert_eq!(c.next("welcome").await["user"], "late");
+    assert_eq!(c.next_of("welcome").await["user"], "late");
     server.stop().await;
 }
 
@@ -585,7 +503,7 @@ async fn sustained_abuse_is_closed_with_1008() {
     let events = {
         let mut codes = Vec::new();
         loop {
-            match alice.event().await {
+            match alice.event(WAIT).await {
                 Some(e) if e["type"] == "close" => break (codes, e["code"].as_u64()),
                 Some(e) if e["type"] == "error" => {
                     codes.push(e["code"].as_str().unwrap().to_owned())
@@ -618,7 +536,7 @@ async fn nicks_are_unique_and_a_session_reclaims_one() {
         .client(json!({"type": "hello", "nick": "sam", "session": w1["session"]}))
         .await;
     assert_eq!(w3["user"], "sam");
-    assert_eq!(first.close_code().await, Some(4000));
+    assert_eq!(first.close_code(WAIT).await, Some(4000));
     server.stop().await;
 }
 
@@ -636,7 +554,7 @@ async fn a_dead_client_leaves_presence_within_the_keepalive_timeout() {
     raw_hello(&mut dead, "ghost").await;
     let started = Instant::now();
     loop {
-        let p = alice.next("presence").await;
+        let p = alice.next_of("presence").await;
         if p["left"].as_array().unwrap().iter().any(|n| n == "ghost") {
             break;
         }
@@ -692,7 +610,7 @@ async fn tokens_are_required_and_checked_when_a_secret_is_set() {
             .unwrap();
         let mut c = Client { ws };
         c.send(bad.clone()).await;
-        assert_eq!(c.close_code().await, Some(4001), "{bad}");
+        assert_eq!(c.close_code(WAIT).await, Some(4001), "{bad}");
     }
     server.stop().await;
 }
@@ -812,7 +730,7 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     // throughout, and one that connects now.
     bystander.finish_and_reread("trickle").await;
     let (mut ok, _) = server.client(hello("quick")).await;
-    ok.post("general", "whole frames", "q1").await;
+    ok.acked("general", "whole frames", "q1").await;
     server.stop().await;
 }
 

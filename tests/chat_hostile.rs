@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bystander::Bystander;
+use common::chat::{close_code, event, next_of};
 use common::process::{cpu_seconds, free_port, rss_kib};
 use rfc6455::proto::{DeflateConfig, Message};
 use rfc6455::transport::{self, Config, MaybeTlsStream, WebSocket};
@@ -114,43 +115,6 @@ impl Drop for Server {
 }
 
 type Ws = WebSocket<MaybeTlsStream>;
-
-/// The next JSON event, skipping control frames; a Close becomes
-/// `{"type": "close", "code": …}`; `None` when the connection ends.
-async fn event(ws: &mut Ws, within: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(within, ws.recv()).await.ok()?? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(frame)) => {
-                return Some(json!({"type": "close", "code": frame.map(|f| f.code.as_u16())}));
-            }
-            Ok(_) => {}
-            Err(e) => return Some(json!({"type": "transport_error", "error": e.to_string()})),
-        }
-    }
-}
-
-/// Reads until the Close (or the end), for at most `within`; its code.
-async fn close_code(ws: &mut Ws, within: Duration) -> Option<u64> {
-    let deadline = Instant::now() + within;
-    while let Some(e) = event(ws, deadline.saturating_duration_since(Instant::now())).await {
-        if e["type"] == "close" {
-            return e["code"].as_u64();
-        }
-    }
-    None
-}
-
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        let e = event(ws, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("no {kind}"));
-        if e["type"] == kind {
-            return e;
-        }
-    }
-}
 
 /// Row 1: empty binary frames after `hello`, never reading. They used to
 /// skip the token bucket and the abuse counter, each queueing an error

@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bystander::Bystander;
+use common::chat::Client;
 use common::process::rss_kib;
 use rfc6455::chat::{self, ChatConfig};
-use rfc6455::proto::Message;
-use rfc6455::transport::{self, Config, MaybeTlsStream, WebSocket};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -97,65 +96,17 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-struct Client {
-    ws: WebSocket<MaybeTlsStream>,
-}
-
-impl Client {
-    /// Connects as `nick` and joins `room` (besides `general`), waiting
-    /// for its history so that every later message reaches us live.
-    async fn connect(addr: SocketAddr, nick: &str, room: &str) -> Client {
-        let (ws, _) = transport::connect(&format!("ws://{addr}/ws"), Config::default())
-            .await
-            .unwrap();
-        let mut c = Client { ws };
-        c.send(json!({"type": "hello", "nick": nick})).await;
-        c.next(|e| e["type"] == "history").await;
-        if room != "general" {
-            c.send(json!({"type": "join", "room": room})).await;
-            c.next(|e| e["type"] == "history" && e["room"] == room)
-                .await;
-        }
-        c
+/// Connects as `nick` and joins `room` (besides `general`), waiting for
+/// its history so that every later message reaches us live.
+async fn joined(addr: SocketAddr, nick: &str, room: &str) -> Client {
+    let (mut c, _) = Client::connect(addr, "/ws", json!({"type": "hello", "nick": nick})).await;
+    c.next(|e| e["type"] == "history").await;
+    if room != "general" {
+        c.send(json!({"type": "join", "room": room})).await;
+        c.next(|e| e["type"] == "history" && e["room"] == room)
+            .await;
     }
-
-    async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    /// The next event, or `None` once the connection is gone (or silent
-    /// for [`WAIT`]).
-    async fn event(&mut self) -> Option<Value> {
-        match tokio::time::timeout(WAIT, self.ws.recv()).await {
-            Ok(Some(Ok(Message::Text(t)))) => Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) | Err(_) => None,
-            Ok(Some(Ok(_))) => Some(json!({"type": "control"})),
-        }
-    }
-
-    async fn next(&mut self, want: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let e = self.event().await.expect("connection ended");
-            if want(&e) {
-                return e;
-            }
-        }
-    }
-
-    /// Posts and waits for the answer to this `client_id`: `ack` or
-    /// `error`. `None` if the connection ended first.
-    async fn post(&mut self, room: &str, text: &str, client_id: &str) -> Option<Value> {
-        let msg = json!({"type": "msg", "room": room, "text": text, "client_id": client_id});
-        if self.ws.send(Message::text(msg.to_string())).await.is_err() {
-            return None;
-        }
-        loop {
-            let e = self.event().await?;
-            if (e["type"] == "ack" || e["type"] == "error") && e["client_id"] == client_id {
-                return Some(e);
-            }
-        }
-    }
+    c
 }
 
 /// (room, id) -> text.
@@ -164,7 +115,7 @@ type Seen = BTreeMap<(String, u64), String>;
 /// Posts to `room` as fast as acks come back, until the connection dies.
 /// Returns what was acked, and each post's time to its ack.
 async fn poster(addr: SocketAddr, nick: String, room: &'static str) -> (Seen, Vec<Duration>) {
-    let mut c = Client::connect(addr, &nick, room).await;
+    let mut c = joined(addr, &nick, room).await;
     let mut acked = Seen::new();
     let mut latencies = Vec::new();
     for n in 0u64.. {
@@ -220,12 +171,12 @@ async fn every_acked_message_survives_sigkill_and_no_id_seen_is_reused() {
         };
         let mut server = Server::start_with(&db, sync).await;
         // Watches both rooms, recording every id anyone could have seen.
-        let mut observer = Client::connect(server.addr, &format!("watch{trial}"), "second").await;
+        let mut observer = joined(server.addr, &format!("watch{trial}"), "second").await;
         let observed = Arc::new(Mutex::new(Seen::new()));
         let watching = {
             let observed = observed.clone();
             tokio::spawn(async move {
-                while let Some(e) = observer.event().await {
+                while let Some(e) = observer.event(WAIT).await {
                     if e["type"] == "msg" {
                         let key = (
                             e["room"].as_str().unwrap().to_owned(),
@@ -308,7 +259,7 @@ async fn every_acked_message_survives_sigkill_and_no_id_seen_is_reused() {
             *top = (*top).max(*id);
         }
         let server = Server::start(&db).await;
-        let mut c = Client::connect(server.addr, &format!("after{trial}"), "second").await;
+        let mut c = joined(server.addr, &format!("after{trial}"), "second").await;
         for room in ROOMS {
             let answer = c.post(room, "after the restart", "after").await.unwrap();
             assert_eq!(answer["type"], "ack", "{answer}");
@@ -365,7 +316,7 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
     let dir = temp_dir("lock");
     let db = dir.join("chat.db");
     let mut first = Server::start(&db).await;
-    let mut alice = Client::connect(first.addr, "alice", "general").await;
+    let mut alice = joined(first.addr, "alice", "general").await;
     let answer = alice.post("general", "one", "1").await.unwrap();
     assert_eq!(answer["id"], 1, "{answer}");
     // In a room of its own, so that the ids in `general` stay 1, 2, 3.
@@ -418,7 +369,7 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
         .await;
     let answer = alice.post("general", "two", "2").await.unwrap();
     assert_eq!(answer["id"], 2, "{answer}");
-    let mut bob = Client::connect(first.addr, "bob", "general").await;
+    let mut bob = joined(first.addr, "bob", "general").await;
     assert_eq!(bob.post("general", "three", "3").await.unwrap()["id"], 3);
     first.kill();
     let disk = on_disk(&db);
@@ -458,8 +409,8 @@ async fn a_post_whose_commit_fails_is_refused_and_reaches_no_one() {
     let server = tokio::spawn(chat::serve(listener, config, async move {
         let _ = stopped.await;
     }));
-    let mut alice = Client::connect(addr, "alice", "general").await;
-    let mut bob = Client::connect(addr, "bob", "general").await;
+    let mut alice = joined(addr, "alice", "general").await;
+    let mut bob = joined(addr, "bob", "general").await;
 
     // Before the fix, this was acked (and delivered) before the commit
     // that then failed.

@@ -179,21 +179,8 @@ async fn welcomed_on(
         .expect("upgraded");
     let hello = serde_json::json!({"type": "hello", "nick": nick});
     ws.send(Message::text(hello.to_string())).await.unwrap();
-    loop {
-        match tokio::time::timeout(WAIT, ws.recv())
-            .await
-            .expect("no welcome")
-        {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["type"] == "welcome" {
-                    return (ws, v);
-                }
-            }
-            Some(Ok(_)) => {}
-            other => panic!("closed before the welcome: {other:?}"),
-        }
-    }
+    let welcome = common::chat::next_of(&mut ws, "welcome").await;
+    (ws, welcome)
 }
 
 /// A client from `from` is welcomed, retrying (for up to `within`) while

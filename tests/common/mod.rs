@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: a peer that speaks the
-//! protocol by hand, to misbehave on purpose; the well-behaved client that
-//! posts beside it (`bystander`); what a server process costs (`process`).
+//! protocol by hand, to misbehave on purpose; a chat client (`chat`); the
+//! well-behaved client that posts beside an attack (`bystander`); what a
+//! server process costs (`process`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod bystander;
+pub mod chat;
 pub mod process;
 
 use std::time::Duration;

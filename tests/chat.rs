@@ -4,90 +4,26 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::chat::Client;
-use rfc6455::chat::{self, ChatConfig};
+use common::server::{ChatServer, http_get};
+use rfc6455::chat::ChatConfig;
 use rfc6455::proto::Message;
 use rfc6455::transport::{self, Config, Keepalive};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    db: PathBuf,
-}
-
-impl Server {
-    async fn start(config: ChatConfig) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let db = config.db.clone();
-        let task = tokio::spawn(chat::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-            db,
-        }
-    }
-
-    /// Shuts down gracefully and waits for `serve` to return.
-    async fn stop(mut self) -> PathBuf {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        self.db.clone()
-    }
-
-    async fn client(&self, hello: Value) -> (Client, Value) {
-        Client::connect(self.addr, "/ws", hello).await
-    }
-
-    async fn metrics(&self) -> String {
-        http_get(self.addr, "/metrics").await
-    }
-}
-
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rfc6455-chat-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("chat.db")
-}
-
 fn config(name: &str) -> ChatConfig {
-    let mut c = ChatConfig::new(temp_db(name));
+    let mut c = ChatConfig::new(common::temp_dir("chat", name).join("chat.db"));
     c.presence_interval = Duration::from_millis(20);
     // Test clients that stop reading would hold shutdown up for the full
     // default of 5 s.
     c.close_timeout = Duration::from_millis(300);
     c
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 /// Upgrades a raw socket by hand and says `hello`; reads nothing back.
@@ -109,7 +45,7 @@ fn hello(nick: &str) -> Value {
 
 #[tokio::test]
 async fn messages_reach_the_room_and_only_the_room() {
-    let server = Server::start(config("rooms")).await;
+    let server = ChatServer::start(config("rooms")).await;
     let (mut alice, welcome) = server.client(hello("alice")).await;
     assert_eq!(welcome["user"], "alice");
     assert_eq!(welcome["rooms"], json!(["general"]));
@@ -155,7 +91,7 @@ async fn messages_reach_the_room_and_only_the_room() {
 
 #[tokio::test]
 async fn direct_messages_reach_only_their_target() {
-    let server = Server::start(config("dm")).await;
+    let server = ChatServer::start(config("dm")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let (mut bob, _) = server.client(hello("bob")).await;
     let (mut carol, _) = server.client(hello("carol")).await;
@@ -194,7 +130,7 @@ async fn direct_messages_reach_only_their_target() {
 
 #[tokio::test]
 async fn presence_sends_a_roster_then_coalesced_deltas() {
-    let server = Server::start(config("presence")).await;
+    let server = ChatServer::start(config("presence")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let roster = alice.next_of("presence").await;
     assert_eq!(roster["joined"], json!(["alice"]));
@@ -251,7 +187,7 @@ async fn presence_sends_a_roster_then_coalesced_deltas() {
 
 #[tokio::test]
 async fn typing_is_relayed_at_most_once_per_two_seconds() {
-    let server = Server::start(config("typing")).await;
+    let server = ChatServer::start(config("typing")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let (mut bob, _) = server.client(hello("bob")).await;
     alice.drain(Duration::from_millis(100)).await;
@@ -284,7 +220,7 @@ async fn typing_is_relayed_at_most_once_per_two_seconds() {
 async fn history_pages_back_through_a_room() {
     let mut c = config("history");
     c.rate_limit = None;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 1..=120 {
         alice
@@ -317,7 +253,7 @@ async fn history_pages_back_through_a_room() {
 async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
     let mut c = config("resume");
     c.rate_limit = None;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut bob, welcome) = server.client(hello("bob")).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
     let (mut alice, _) = server.client(hello("alice")).await;
@@ -357,7 +293,7 @@ async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
 async fn history_survives_a_restart_and_ids_continue() {
     let c = config("restart");
     let db = c.db.clone();
-    let server = Server::start(c.clone()).await;
+    let server = ChatServer::start(c.clone()).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 1..=3 {
         alice
@@ -365,7 +301,7 @@ async fn history_survives_a_restart_and_ids_continue() {
             .await;
     }
     assert_eq!(server.stop().await, db);
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut bob, _) = server.client(hello("bob")).await;
     let page = bob.next_of("history").await;
     let texts: Vec<&str> = page["messages"]
@@ -383,7 +319,7 @@ async fn history_survives_a_restart_and_ids_continue() {
 async fn shutdown_closes_with_1001_after_saving_every_accepted_message() {
     let mut c = config("shutdown");
     c.rate_limit = None;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let mut acked = 0;
     for i in 0..500 {
@@ -409,7 +345,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_delays_no_one() {
     let mut c = config("slow");
     c.rate_limit = None;
     c.outbox_limit = 64 * 1024;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // The slow client: upgraded by hand, says hello, then never reads.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -433,7 +369,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_delays_no_one() {
     }
     receiver.await.unwrap();
     let took = started.elapsed();
-    let metrics = server.metrics().await;
+    let metrics = http_get(server.addr, "/metrics").await;
     assert!(
         metrics.contains("chat_slow_consumer_closes_total 1"),
         "{metrics}"
@@ -452,7 +388,7 @@ fn hello_value(nick: &str) -> Value {
 
 #[tokio::test]
 async fn bad_input_gets_an_error_event_and_the_connection_stays() {
-    let server = Server::start(config("bad")).await;
+    let server = ChatServer::start(config("bad")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     alice.ws.send(Message::text("{not json")).await.unwrap();
     assert_eq!(alice.next_of("error").await["code"], "bad_json");
@@ -478,7 +414,7 @@ async fn bad_input_gets_an_error_event_and_the_connection_stays() {
 
 #[tokio::test]
 async fn hello_must_come_first() {
-    let server = Server::start(config("hello")).await;
+    let server = ChatServer::start(config("hello")).await;
     let (ws, _) = transport::connect(&format!("ws://{}/ws", server.addr), Config::default())
         .await
         .unwrap();
@@ -492,7 +428,7 @@ async fn hello_must_come_first() {
 
 #[tokio::test]
 async fn sustained_abuse_is_closed_with_1008() {
-    let server = Server::start(config("abuse")).await;
+    let server = ChatServer::start(config("abuse")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 0..150 {
         let _ = alice.ws.queue(Message::text(
@@ -525,7 +461,7 @@ async fn sustained_abuse_is_closed_with_1008() {
 
 #[tokio::test]
 async fn nicks_are_unique_and_a_session_reclaims_one() {
-    let server = Server::start(config("nicks")).await;
+    let server = ChatServer::start(config("nicks")).await;
     let (mut first, w1) = server.client(hello("sam")).await;
     let (_second, w2) = server.client(hello("sam")).await;
     assert_eq!(
@@ -547,7 +483,7 @@ async fn a_dead_client_leaves_presence_within_the_keepalive_timeout() {
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(200),
     };
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     // A client that says hello and then never answers a ping again.
     let mut dead = TcpStream::connect(server.addr).await.unwrap();
@@ -588,7 +524,7 @@ fn token(secret: &str, name: &str, exp_in: i64) -> String {
 async fn tokens_are_required_and_checked_when_a_secret_is_set() {
     let mut c = config("jwt");
     c.jwt_secret = Some("s3cret".into());
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (_, welcome) = server
         .client(json!({"type": "hello", "nick": "ignored", "token": token("s3cret", "dana", 600)}))
         .await;
@@ -623,7 +559,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     // Every TCP connection counts, from its accept: alice's WebSocket and
     // one idle socket fill the server.
     c.max_connections = 2;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     assert!(
         http_get(server.addr, "/healthz")
             .await
@@ -652,7 +588,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     drop(idle);
     let deadline = Instant::now() + WAIT;
     let metrics = loop {
-        let m = server.metrics().await;
+        let m = http_get(server.addr, "/metrics").await;
         if m.starts_with("HTTP/1.1 200 ") {
             break m;
         }
@@ -674,7 +610,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
 /// §9.3.2), any other method is 405 on every path, known or not.
 #[tokio::test]
 async fn head_gets_the_head_alone_and_other_methods_get_405() {
-    let server = Server::start(config("methods")).await;
+    let server = ChatServer::start(config("methods")).await;
     let exchange = |request: &'static str| async move {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
@@ -704,7 +640,7 @@ async fn head_gets_the_head_alone_and_other_methods_get_405() {
 async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     let mut c = config("trickle");
     c.frame_timeout = Duration::from_millis(500);
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // Row 13 of issue 13: a user posting whole frames beside the trickle.
     let bystander = common::bystander::Bystander::start(server.addr).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -743,7 +679,7 @@ const OVERSIZE: usize = 100 * 1024;
 
 /// Upgrades a raw socket, says `hello`, then sends the header of a
 /// 100 KiB text frame and its first 16 payload bytes, and never the rest.
-async fn announce_oversize_frame(server: &Server) -> TcpStream {
+async fn announce_oversize_frame(server: &ChatServer) -> TcpStream {
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     raw_hello(&mut s, "big").await;
     let head = common::read_head(&mut s).await;
@@ -761,7 +697,7 @@ async fn announce_oversize_frame(server: &Server) -> TcpStream {
 /// cannot have waited for (or buffered) the frame.
 #[tokio::test]
 async fn a_100_kib_text_frame_is_closed_with_1009_from_its_header_alone() {
-    let server = Server::start(config("oversize")).await;
+    let server = ChatServer::start(config("oversize")).await;
     let mut s = announce_oversize_frame(&server).await;
     assert_eq!(common::close_code(&mut s, WAIT).await, Some(1009));
     // The server failed the connection (§7.1.7): its FIN follows its Close.
@@ -783,7 +719,7 @@ async fn a_client_that_never_answers_the_close_is_dropped_at_the_chats_close_tim
     assert!(BOUND < transport::Config::default().close_timeout);
     let mut c = config("close-timeout");
     c.close_timeout = CLOSE_TIMEOUT;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let started = Instant::now();
     let mut s = announce_oversize_frame(&server).await;
     assert_eq!(common::close_code(&mut s, WAIT).await, Some(1009));

@@ -15,12 +15,13 @@
 mod common;
 
 use common::chat::Client;
-use common::process::cpu_seconds;
+use common::process::{Spawned, cpu_seconds, free_addr, free_port, rfc6455};
+use common::server::{http_get, metric};
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rfc6455::proto::Message;
@@ -32,19 +33,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// What the servers here take as a dead server's silence.
 const PRESENCE_TTL: Duration = Duration::from_millis(1500);
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rfc6455-cluster-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("cluster", name)
 }
 
 /// Waits until `addr` accepts TCP and answers `probe` with a line
@@ -74,7 +64,7 @@ async fn wait_for(addr: SocketAddr, probe: &[u8], expect: &str) {
 struct Redis {
     port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    process: Option<Spawned>,
 }
 
 impl Redis {
@@ -82,14 +72,15 @@ impl Redis {
         let mut r = Redis {
             port: free_port(),
             dir: temp_dir(name),
-            child: None,
+            process: None,
         };
         r.spawn().await;
         r
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -101,10 +92,9 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: scripts/check.sh installs Debian's redis-server");
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        let what = "redis-server (scripts/check.sh installs Debian's redis-server)";
+        self.process = Some(Spawned::start(&mut command, what));
         wait_for(self.addr(), b"PING\r\n", "+PONG").await;
     }
 
@@ -117,16 +107,12 @@ impl Redis {
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     /// CPU seconds the server has used (user + system), from /proc.
     fn cpu_seconds(&self) -> f64 {
-        let pid = self.child.as_ref().map_or(0, Child::id);
-        cpu_seconds(pid)
+        cpu_seconds(self.process.as_ref().map_or(0, Spawned::pid))
     }
 }
 
@@ -140,7 +126,7 @@ impl Drop for Redis {
 /// A `rfc6455 chat --redis` process.
 struct Chat {
     addr: SocketAddr,
-    child: Option<Child>,
+    process: Option<Spawned>,
 }
 
 impl Chat {
@@ -153,26 +139,19 @@ impl Chat {
     }
 
     async fn start_opts(redis_url: &str, presence_ttl: Duration) -> Chat {
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        let addr = free_addr();
+        let log = std::env::var("CHAT_LOG").unwrap_or_else(|_| "error".into());
+        let mut command = rfc6455(&log);
+        command
             .args(["chat", "--listen", &addr.to_string(), "--redis", redis_url])
             .args(["--no-rate-limit", "--no-deflate"])
             // The load test opens its subscribers at once, all from
             // 127.0.0.1.
             .args(["--max-per-ip", "0", "--max-handshakes-per-ip", "0"])
             .args(["--presence-ttl-ms", &presence_ttl.as_millis().to_string()])
-            .env(
-                "RUST_LOG",
-                std::env::var("CHAT_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let chat = Chat {
-            addr,
-            child: Some(child),
-        };
+            .stderr(Stdio::inherit());
+        let process = Some(Spawned::start(&mut command, "rfc6455 chat --redis"));
+        let chat = Chat { addr, process };
         chat.wait_healthy().await;
         chat
     }
@@ -188,52 +167,29 @@ impl Chat {
     }
 
     async fn get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+        http_get(self.addr, path).await
     }
 
     /// A metric's value from `/metrics`.
     async fn metric(&self, name: &str) -> u64 {
-        let body = self.get("/metrics").await;
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        metric(&self.get("/metrics").await, name)
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.as_ref().map_or(0, Spawned::pid)
     }
 
     /// SIGTERM: a graceful stop.
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.as_ref().expect("running").terminate();
     }
 
     async fn client(&self, hello: Value) -> (Client, Value) {
         Client::connect(self.addr, "/ws", hello).await
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

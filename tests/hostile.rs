@@ -6,10 +6,10 @@
 
 mod common;
 
+use common::process::{Spawned, free_addr, open_fds, rfc6455};
 use common::{REQUEST, close_code, masked, read_head};
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rfc6455::proto::Message;
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The server under test, killed (by its PID, which we started) on drop.
 struct Server {
-    child: Child,
+    process: Spawned,
     addr: SocketAddr,
 }
 
@@ -30,32 +30,18 @@ impl Server {
 
     /// Started with `args` after the defaults.
     async fn start_with(args: &[&str]) -> Server {
-        // A free loopback port: bind, note it, release it for the child.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        let addr = free_addr();
+        let mut command = rfc6455("warn");
+        command
             .args(["echo", "--listen", &addr.to_string(), "--threads", "1"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the echo server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Server { child, addr }
+            .args(args);
+        let process = Spawned::listening(&mut command, addr, "the echo server").await;
+        Server { process, addr }
     }
 
     /// Resident set size in KiB, from /proc.
     fn rss_kib(&self) -> u64 {
-        common::process::rss_kib(self.child.id())
+        common::process::rss_kib(self.process.pid())
     }
 
     /// Upgrades a raw TCP connection by hand.
@@ -78,13 +64,6 @@ impl Server {
             Message::text("still there?")
         );
         ws.close(None).await.unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -476,20 +455,13 @@ async fn client_flooding_1_mib_frames_without_reading_is_held_at_bounded_memory(
     server.assert_serves().await;
 }
 
-/// Open file descriptors of the server process, from /proc/PID/fd.
-fn open_fds(server: &Server) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn ping_flood_then_close_without_reading_releases_the_socket() {
     let server = Server::start().await;
     server.assert_serves().await;
     // The warm-up's socket closes just after its client returns.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = open_fds(&server);
+    let before = open_fds(server.process.pid());
     let mut s = server.raw().await;
     // 100,000 Pings of 125 bytes: 12.7 MB of Pongs if each were answered,
     // past the socket buffers (about 4 MiB on loopback), while the queued
@@ -502,12 +474,12 @@ async fn ping_flood_then_close_without_reading_releases_the_socket() {
     flood.extend(masked(0x88, &1000u16.to_be_bytes()));
     s.write_all(&flood).await.unwrap();
     let started = Instant::now();
-    let during = open_fds(&server);
+    let during = open_fds(server.process.pid());
     // Released within the close timeout (5 s by default) and a margin.
     let mut after = during;
     while after > before && started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        after = open_fds(&server);
+        after = open_fds(server.process.pid());
     }
     eprintln!(
         "ping flood, Close, no reading: server fds {before} -> {during} -> {after} after {:?}",
@@ -527,9 +499,9 @@ async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_tim
     let server = Server::start_with(&["--send-timeout-ms", "500"]).await;
     server.assert_serves().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = open_fds(&server);
+    let before = open_fds(server.process.pid());
     let (mut rx, mut tx) = server.raw().await.into_split();
-    let during = open_fds(&server);
+    let during = open_fds(server.process.pid());
     let frame = masked(0x82, &vec![0x5a; 1 << 20]);
     let started = Instant::now();
     let flooding = tokio::spawn(async move {
@@ -546,7 +518,7 @@ async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_tim
     let mut after = during;
     while after > before && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        after = open_fds(&server);
+        after = open_fds(server.process.pid());
     }
     let released = started.elapsed();
     let (sent, hung_up) = tokio::time::timeout(Duration::from_secs(20), flooding)

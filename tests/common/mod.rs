@@ -1,17 +1,30 @@
 //! Helpers shared by the integration tests: a peer that speaks the
 //! protocol by hand, to misbehave on purpose; a chat client (`chat`); the
 //! well-behaved client that posts beside an attack (`bystander`); what a
-//! server process costs (`process`).
+//! server process costs (`process`); the chat server in-process, and HTTP
+//! requests to it (`server`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod bystander;
 pub mod chat;
 pub mod process;
+pub mod server;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
+
+/// A fresh, empty directory for test `name` of the suite `suite`, under
+/// the system's temporary directory and named after this process, so
+/// that runs and suites do not meet.
+pub fn temp_dir(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rfc6455-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// The RFC's example opening handshake (§1.3), for the resource `/`.
 pub const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";

@@ -7,7 +7,7 @@
 mod common;
 
 use common::process::{Spawned, free_addr, open_fds, rfc6455};
-use common::{REQUEST, close_code, masked, read_head};
+use common::{REQUEST, close_code, flood, masked, read_head, read_until_closed};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -504,17 +504,9 @@ async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_tim
     let during = open_fds(server.process.pid());
     let frame = masked(0x82, &vec![0x5a; 1 << 20]);
     let started = Instant::now();
-    let flooding = tokio::spawn(async move {
-        let mut sent = 0u32;
-        // Until the server hangs up, or at worst 30 s.
-        while started.elapsed() < Duration::from_secs(30) {
-            if tx.write_all(&frame).await.is_err() {
-                return (sent, Some(started.elapsed()));
-            }
-            sent += 1;
-        }
-        (sent, None)
-    });
+    // Until the server hangs up, or at worst 30 s.
+    let flooding =
+        tokio::spawn(async move { flood(&mut tx, &frame, Duration::from_secs(30)).await });
     let mut after = during;
     while after > before && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -526,18 +518,7 @@ async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_tim
         .expect("the flooder could still write 20 s later")
         .unwrap();
     // Its reads end too (a reset, or EOF), after whatever was buffered.
-    let mut buf = vec![0u8; 1 << 16];
-    let end = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match rx.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.kind()),
-            }
-        }
-    })
-    .await
-    .expect("the flooder's socket still open 20 s later");
+    let end = read_until_closed(&mut rx, Duration::from_secs(20)).await;
     eprintln!(
         "1 MiB flood, no reading, 500 ms send timeout: server fds {before} -> {during} -> {after}, \
          released after {released:?}; flooder wrote {sent} frames, its write failed after \

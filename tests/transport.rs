@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{REQUEST, masked, read_frame, read_head};
+use common::{REQUEST, flood, masked, read_frame, read_head, read_until_closed};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,14 +48,7 @@ where
 
 /// Echoes until the end; returns the error that ended it, if any.
 async fn echo(mut ws: WebSocket<TcpStream>) -> Option<Error> {
-    while let Some(event) = ws.recv().await {
-        match event {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.queue(m).unwrap(),
-            Ok(_) => {}
-            Err(e) => return Some(e),
-        }
-    }
-    None
+    common::echo(&mut ws).await.error
 }
 
 async fn client(addr: SocketAddr) -> WebSocket<MaybeTlsStream> {
@@ -438,22 +431,11 @@ async fn keepalive_pings_an_idle_peer_and_drops_a_silent_one() {
 
 // Backpressure: the write buffer limit (`Config::write_buffer_limit`).
 
-/// A `recv` → `queue` echo loop that notes the most output it ever held
-/// queued; returns that, the messages it echoed, and how it ended.
+/// An echo that notes the most output it ever held queued; returns that,
+/// the messages it echoed, and how it ended.
 async fn echo_noting_backlog(mut ws: WebSocket<TcpStream>) -> (usize, usize, Option<Error>) {
-    let (mut most, mut echoed) = (0, 0);
-    while let Some(event) = ws.recv().await {
-        match event {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                ws.queue(m).unwrap();
-                echoed += 1;
-                most = most.max(ws.pending_output_len());
-            }
-            Ok(_) => {}
-            Err(e) => return (most, echoed, Some(e)),
-        }
-    }
-    (most, echoed, None)
+    let echoed = common::echo(&mut ws).await;
+    (echoed.most_queued, echoed.messages, echoed.error)
 }
 
 /// Message `i` of a flood: its number, then filler.
@@ -656,10 +638,13 @@ async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
     let raw = raw_connect(addr).await;
     let (_rx, mut tx) = raw.into_split();
     let flooding = tokio::spawn(async move {
-        let frame = masked(0x82, &[1; 16 * 1024]);
-        let started = std::time::Instant::now();
         // Until the server hangs up (or, at worst, 30 s).
-        while started.elapsed() < Duration::from_secs(30) && tx.write_all(&frame).await.is_ok() {}
+        flood(
+            &mut tx,
+            &masked(0x82, &[1; 16 * 1024]),
+            Duration::from_secs(30),
+        )
+        .await
     });
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
@@ -865,10 +850,13 @@ async fn close_queued_behind_a_paused_backlog_ends_at_the_close_timeout() {
     let raw = raw_connect(addr).await;
     let (_rx, mut tx) = raw.into_split();
     let flooding = tokio::spawn(async move {
-        let frame = masked(0x82, &[1; 16 * 1024]);
-        let started = std::time::Instant::now();
         // Until the server hangs up (or, at worst, 30 s).
-        while started.elapsed() < Duration::from_secs(30) && tx.write_all(&frame).await.is_ok() {}
+        flood(
+            &mut tx,
+            &masked(0x82, &[1; 16 * 1024]),
+            Duration::from_secs(30),
+        )
+        .await
     });
     let (backlog, took, result) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
@@ -893,25 +881,6 @@ fn send_timeout_300ms() -> Config {
         send_timeout: Some(Duration::from_millis(300)),
         ..Config::default()
     }
-}
-
-/// Reads and discards until the peer's end of TCP: `Ok` on EOF, the error
-/// kind on a reset. Panics if the socket is still open after 20 s.
-async fn read_until_closed(
-    rx: &mut tokio::net::tcp::OwnedReadHalf,
-) -> Result<(), std::io::ErrorKind> {
-    let mut buf = vec![0u8; 64 * 1024];
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match rx.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.kind()),
-            }
-        }
-    })
-    .await
-    .expect("the server's socket was still open after 20 s")
 }
 
 /// A server connection and a raw peer that never reads from it (until
@@ -946,15 +915,13 @@ async fn peer_that_floods_and_never_reads_is_dropped_at_the_send_timeout() {
     let (mut rx, mut tx) = raw.into_split();
     let started = std::time::Instant::now();
     let flooding = tokio::spawn(async move {
-        let frame = masked(0x82, &[1; 16 * 1024]);
-        let started = std::time::Instant::now();
-        // Until the server hangs up (true), or at worst 30 s (false).
-        while started.elapsed() < Duration::from_secs(30) {
-            if tx.write_all(&frame).await.is_err() {
-                return true;
-            }
-        }
-        false
+        // Until the server hangs up (or, at worst, 30 s).
+        flood(
+            &mut tx,
+            &masked(0x82, &[1; 16 * 1024]),
+            Duration::from_secs(30),
+        )
+        .await
     });
     let (most, echoed, error) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
@@ -963,11 +930,13 @@ async fn peer_that_floods_and_never_reads_is_dropped_at_the_send_timeout() {
     let took = started.elapsed();
     assert!(matches!(error, Some(Error::SendTimeout)), "{error:?}");
     // Its socket closed with it: our reads end, and so do our writes.
-    let end = read_until_closed(&mut rx).await;
+    let end = read_until_closed(&mut rx, Duration::from_secs(20)).await;
     let hung_up = tokio::time::timeout(Duration::from_secs(20), flooding)
         .await
         .expect("the flooder could still write 20 s later")
-        .unwrap();
+        .unwrap()
+        .1
+        .is_some();
     eprintln!(
         "flooder ended with SendTimeout {took:?} after its first frame ({echoed} echoed, \
          backlog at most {most} B); then its read gave {end:?}"
@@ -1069,7 +1038,9 @@ async fn send_to_a_peer_that_never_reads_fails_with_send_timeout() {
     assert!(matches!(ws.recv().await, Some(Err(Error::SendTimeout))));
     assert!(ws.recv().await.is_none());
     drop(ws);
-    read_until_closed(&mut rx).await.ok();
+    read_until_closed(&mut rx, Duration::from_secs(20))
+        .await
+        .ok();
 }
 
 #[tokio::test]

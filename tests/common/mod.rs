@@ -11,9 +11,11 @@ pub mod process;
 pub mod server;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use rfc6455::proto::Message;
+use rfc6455::transport::{Error, WebSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A fresh, empty directory for test `name` of the suite `suite`, under
@@ -102,4 +104,79 @@ pub async fn close_code(s: &mut TcpStream, within: Duration) -> Option<u16> {
     })
     .await
     .unwrap_or_else(|_| panic!("no Close within {within:?}"))
+}
+
+/// How an echo loop ([`echo`]) went.
+#[derive(Debug)]
+pub struct Echoed {
+    /// Messages echoed.
+    pub messages: usize,
+    /// The most output it ever held queued, in bytes.
+    pub most_queued: usize,
+    /// The error that ended it, if any.
+    pub error: Option<Error>,
+}
+
+/// A `recv` → `queue` echo of every text and binary message, until the
+/// end.
+pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Echoed {
+    let mut echoed = Echoed {
+        messages: 0,
+        most_queued: 0,
+        error: None,
+    };
+    while let Some(event) = ws.recv().await {
+        match event {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                ws.queue(m).unwrap();
+                echoed.messages += 1;
+                echoed.most_queued = echoed.most_queued.max(ws.pending_output_len());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                echoed.error = Some(e);
+                break;
+            }
+        }
+    }
+    echoed
+}
+
+/// Writes `frame` again and again, never reading, until a write fails
+/// (the peer hung up) or `for_at_most` has passed: how many were written
+/// whole, and how long until the write failed (`None` if none did).
+pub async fn flood<W: AsyncWrite + Unpin>(
+    tx: &mut W,
+    frame: &[u8],
+    for_at_most: Duration,
+) -> (u32, Option<Duration>) {
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < for_at_most {
+        if tx.write_all(frame).await.is_err() {
+            return (sent, Some(started.elapsed()));
+        }
+        sent += 1;
+    }
+    (sent, None)
+}
+
+/// Reads and discards until the peer's end of TCP: `Ok` on EOF, the error
+/// kind on a reset. Panics if the socket is still open after `within`.
+pub async fn read_until_closed<R: AsyncRead + Unpin>(
+    rx: &mut R,
+    within: Duration,
+) -> Result<(), std::io::ErrorKind> {
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the socket was still open after {within:?}"))
 }

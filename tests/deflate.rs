@@ -14,17 +14,16 @@
 //!   allocated between messages; a `PreparedFrame` is the same bytes for
 //!   every recipient and leaves each connection's stream valid.
 
-#[path = "common/workload.rs"]
-mod workload;
+mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use common::workload::{Op, apply, drain, messages};
 use proptest::prelude::*;
 use rfc6455::proto::deflate::codec::Compressor;
 use rfc6455::proto::{
     ClientHandshake, Config, Connection, DeflateConfig, DeflateParams, Error, FrameHeader, MaskRng,
     Message, OpCode, PreparedFrame, Role, ServerHandshake, WsUrl,
 };
-use workload::{Op, apply, drain, messages};
 
 // --- plumbing ----------------------------------------------------------------
 
@@ -102,14 +101,8 @@ fn deflate_server(config: Config) -> Connection {
 /// A client's frame, masked with the all-zero key so that the payload
 /// bytes appear on the wire as written (§5.3: XOR with zero).
 fn client_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
-    let mut header = FrameHeader::new(opcode, payload.len() as u64);
-    header.fin = fin;
-    header.rsv1 = rsv1;
-    header.mask = Some([0; 4]);
-    let mut out = BytesMut::new();
-    header.encode(&mut out);
-    out.extend_from_slice(payload);
-    out.to_vec()
+    let b0 = u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode.as_u8();
+    common::masked_with(b0, [0; 4], payload)
 }
 
 /// Feeds `bytes` to `conn` and returns the close code it failed with,

@@ -3,12 +3,11 @@
 //! §5.5 (control frames between fragments) and §5.2 (framing, whatever the
 //! read boundaries) over arbitrary inputs.
 
-#[path = "common/workload.rs"]
-mod workload;
+mod common;
 
+use common::workload::{Op, apply, drain, feed, feed_in_pieces, messages};
 use proptest::prelude::*;
 use rfc6455::proto::{CloseCode, CloseFrame, Config, Connection, MaskRng, Message, Role, State};
-use workload::{Op, apply, drain, feed, feed_in_pieces, messages};
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![

@@ -1,14 +1,16 @@
 //! Helpers shared by the integration tests: a peer that speaks the
-//! protocol by hand, to misbehave on purpose; a chat client (`chat`); the
-//! well-behaved client that posts beside an attack (`bystander`); what a
-//! server process costs (`process`); the chat server in-process, and HTTP
-//! requests to it (`server`).
+//! protocol by hand, to misbehave on purpose (here); a chat client
+//! (`chat`); the well-behaved client that posts beside an attack
+//! (`bystander`); the processes we start and what they cost (`process`);
+//! the chat server in-process, and HTTP requests to it (`server`); the
+//! in-memory pair tests' workload (`workload`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod bystander;
 pub mod chat;
 pub mod process;
 pub mod server;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -50,7 +52,13 @@ pub async fn read_head(s: &mut TcpStream) -> String {
 /// A client frame written by hand: first byte `b0`, masked with a fixed
 /// key, length in its minimal form (§5.2).
 pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0xa1, 0xb2, 0xc3, 0xd4];
+    masked_with(b0, [0xa1, 0xb2, 0xc3, 0xd4], payload)
+}
+
+/// A client frame written by hand (§5.2): first byte `b0` (FIN, RSV1-3
+/// and the opcode), the mask bit and the length in its minimal form, the
+/// masking key `key`, and the payload masked with it (§5.3).
+pub fn masked_with(b0: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut out = vec![b0];
     match payload.len() {
         n @ 0..=125 => out.push(0x80 | n as u8),

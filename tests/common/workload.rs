@@ -2,7 +2,6 @@
 //! `tests/deflate.rs` compressed): messages whole, in fragments with a
 //! control frame between them (RFC 6455 §5.4, §5.5), and pings; and how
 //! both feed a `Connection` its peer's bytes in pieces.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use bytes::Bytes;
 use rfc6455::proto::{Connection, Error, Message};

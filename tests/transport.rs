@@ -621,6 +621,17 @@ async fn split_reader_waits_on_the_writers_backlog_and_wakes_when_it_drains() {
     reading.abort();
 }
 
+/// A peer that sends 16 KiB binary frames and never reads, in a task of
+/// its own, until the server hangs up (or, at worst, 30 s): see [`flood`].
+fn flood_16_kib_frames(
+    mut tx: tokio::net::tcp::OwnedWriteHalf,
+) -> tokio::task::JoinHandle<(u32, Option<Duration>)> {
+    tokio::spawn(async move {
+        let frame = masked(0x82, &[1; 16 * 1024]);
+        flood(&mut tx, &frame, Duration::from_secs(30)).await
+    })
+}
+
 #[tokio::test]
 async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
     // Before the limit, such a peer kept the server reading, so the
@@ -636,16 +647,8 @@ async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
     };
     let (addr, mut outcomes) = server(config, echo_noting_backlog).await;
     let raw = raw_connect(addr).await;
-    let (_rx, mut tx) = raw.into_split();
-    let flooding = tokio::spawn(async move {
-        // Until the server hangs up (or, at worst, 30 s).
-        flood(
-            &mut tx,
-            &masked(0x82, &[1; 16 * 1024]),
-            Duration::from_secs(30),
-        )
-        .await
-    });
+    let (_rx, tx) = raw.into_split();
+    let flooding = flood_16_kib_frames(tx);
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
@@ -848,16 +851,8 @@ async fn close_queued_behind_a_paused_backlog_ends_at_the_close_timeout() {
     })
     .await;
     let raw = raw_connect(addr).await;
-    let (_rx, mut tx) = raw.into_split();
-    let flooding = tokio::spawn(async move {
-        // Until the server hangs up (or, at worst, 30 s).
-        flood(
-            &mut tx,
-            &masked(0x82, &[1; 16 * 1024]),
-            Duration::from_secs(30),
-        )
-        .await
-    });
+    let (_rx, tx) = raw.into_split();
+    let flooding = flood_16_kib_frames(tx);
     let (backlog, took, result) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
         .expect("close() still waited after 20 s")
@@ -912,17 +907,9 @@ async fn peer_that_floods_and_never_reads_is_dropped_at_the_send_timeout() {
     // keepalive) nothing ended it. The send timer does.
     let (addr, mut outcomes) = server(send_timeout_300ms(), echo_noting_backlog).await;
     let raw = raw_connect(addr).await;
-    let (mut rx, mut tx) = raw.into_split();
+    let (mut rx, tx) = raw.into_split();
     let started = std::time::Instant::now();
-    let flooding = tokio::spawn(async move {
-        // Until the server hangs up (or, at worst, 30 s).
-        flood(
-            &mut tx,
-            &masked(0x82, &[1; 16 * 1024]),
-            Duration::from_secs(30),
-        )
-        .await
-    });
+    let flooding = flood_16_kib_frames(tx);
     let (most, echoed, error) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
         .expect("the server kept the flooder for 20 s")

@@ -797,3 +797,32 @@ async fn origin_refusals_are_logged_at_info_once_a_minute_with_a_hint() {
     );
     assert!(out.contains("set --public-url"), "{out}");
 }
+
+/// `--no-deflate` reaches the transport: the same offer of
+/// permessage-deflate (RFC 7692 §5) is accepted by a server started
+/// without it and declined (no `Sec-WebSocket-Extensions` in the 101)
+/// by one started with it.
+#[tokio::test]
+async fn no_deflate_on_the_command_line_declines_permessage_deflate() {
+    let offer = common::request_for("/ws").replacen(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        1,
+    );
+    for (name, args, accepted) in [
+        ("deflate", &[][..], true),
+        ("no-deflate", &["--no-deflate"][..], false),
+    ] {
+        let server = Binary::start(name, None, args, &[]).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(offer.as_bytes()).await.unwrap();
+        let head = tokio::time::timeout(WAIT, common::read_head(&mut s))
+            .await
+            .unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        let agreed = head
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate");
+        assert_eq!(agreed, accepted, "{name}: {head}");
+    }
+}

@@ -27,7 +27,8 @@ use super::lock;
 
 mod scaled;
 use super::metrics::Metrics;
-use super::protocol::{ChatMessage, ErrorCode, MAX_ROOMS, Refusal, ServerMsg};
+use super::protocol::ErrorCode::{NotInRoom, RoomsFull, TooManyRooms, Unavailable, UnknownUser};
+use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
 use super::store::{Outcome, Page, Store};
 
 /// A connection's number, unique for the server's life.
@@ -187,7 +188,7 @@ impl Delivery {
                 // it may send it again.
                 self.metrics.errors.inc();
                 let json = ServerMsg::Error {
-                    code: ErrorCode::Unavailable,
+                    code: Unavailable,
                     message: "the message could not be saved; try again",
                     client_id: Some(&self.client_id),
                 }
@@ -319,7 +320,7 @@ impl Hub {
         }
         if rooms.len() >= self.config.max_rooms {
             return Err(Refusal::new(
-                ErrorCode::RoomsFull,
+                RoomsFull,
                 format!(
                     "the server holds its maximum of {} rooms; try again later",
                     self.config.max_rooms
@@ -475,7 +476,7 @@ impl Hub {
             let rooms = lock(&client.rooms);
             if !rooms.contains(room) && rooms.len() >= MAX_ROOMS {
                 return Err(JoinError::Refused(Refusal::new(
-                    ErrorCode::TooManyRooms,
+                    TooManyRooms,
                     format!("at most {MAX_ROOMS} rooms"),
                 )));
             }
@@ -546,16 +547,10 @@ impl Hub {
         client_id: &str,
     ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(
-                ErrorCode::Unavailable,
-                "the server is shutting down",
-            ));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         if !client.in_room(room) {
-            return Err(Refusal::new(
-                ErrorCode::NotInRoom,
-                format!("join {room} first"),
-            ));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         }
         let store = match &self.backend {
             Backend::Local(store) => store,
@@ -568,20 +563,14 @@ impl Hub {
             return Err(busy());
         }
         let Some(room_arc) = self.find_room(room) else {
-            return Err(Refusal::new(
-                ErrorCode::NotInRoom,
-                format!("join {room} first"),
-            ));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         };
         let mut r = lock(&room_arc);
         // Checked again under the lock that gives the id: `stop_posts`
         // takes every such lock once after setting the flag, so no post
         // that passed this check can be queued after shutdown's flush.
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(
-                ErrorCode::Unavailable,
-                "the server is shutting down",
-            ));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         r.last_id += 1;
         let message = ChatMessage {
@@ -629,10 +618,7 @@ impl Hub {
         client_id: &str,
     ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(
-                ErrorCode::Unavailable,
-                "the server is shutting down",
-            ));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         let store = match &self.backend {
             Backend::Local(store) => store,
@@ -640,10 +626,7 @@ impl Hub {
                 let online = lock(&self.users).contains_key(to)
                     || lock(&self.remote_users).values().any(|s| s.contains(to));
                 if !online {
-                    return Err(Refusal::new(
-                        ErrorCode::UnknownUser,
-                        format!("{to} is not online"),
-                    ));
+                    return Err(Refusal::new(UnknownUser, format!("{to} is not online")));
                 }
                 let conv = conversation(&client.nick, to);
                 let post = Post::dm(client, &conv, to, text, client_id, now_ms());
@@ -653,10 +636,7 @@ impl Hub {
         let recipients: Vec<Arc<Client>> = {
             let users = lock(&self.users);
             let Some(targets) = users.get(to) else {
-                return Err(Refusal::new(
-                    ErrorCode::UnknownUser,
-                    format!("{to} is not online"),
-                ));
+                return Err(Refusal::new(UnknownUser, format!("{to} is not online")));
             };
             let mine = users.get(&client.nick).cloned().unwrap_or_default();
             targets
@@ -672,10 +652,7 @@ impl Hub {
         let mut ids = lock(&self.dm_ids);
         // As in `post`: checked again under the lock that gives the id.
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(
-                ErrorCode::Unavailable,
-                "the server is shutting down",
-            ));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         let id = ids
             .entry(key.clone())
@@ -716,16 +693,10 @@ impl Hub {
     /// user and room every 2 s.
     pub fn typing(&self, client: &Arc<Client>, room: &str) -> Result<(), Refusal> {
         if !client.in_room(room) {
-            return Err(Refusal::new(
-                ErrorCode::NotInRoom,
-                format!("join {room} first"),
-            ));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         }
         let Some(room_arc) = self.find_room(room) else {
-            return Err(Refusal::new(
-                ErrorCode::NotInRoom,
-                format!("join {room} first"),
-            ));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         };
         let mut r = lock(&room_arc);
         let now = Instant::now();
@@ -906,10 +877,7 @@ impl Hub {
 }
 
 fn down() -> Refusal {
-    Refusal::new(
-        ErrorCode::Unavailable,
-        "the message store is unreachable; try again",
-    )
+    Refusal::new(Unavailable, "the message store is unreachable; try again")
 }
 
 /// The "room" of a DM conversation: both nicks, sorted; '@' keeps it out
@@ -924,7 +892,7 @@ const ONLINE: &str = "*";
 
 fn busy() -> Refusal {
     Refusal::new(
-        ErrorCode::Unavailable,
+        Unavailable,
         "too many messages are waiting for the message store; try again",
     )
 }

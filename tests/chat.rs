@@ -4,172 +4,26 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rfc6455::chat::{self, ChatConfig};
+use common::chat::Client;
+use common::server::{ChatServer, http_get};
+use rfc6455::chat::ChatConfig;
 use rfc6455::proto::Message;
-use rfc6455::transport::{self, Config, Keepalive, MaybeTlsStream, WebSocket};
+use rfc6455::transport::{self, Config, Keepalive};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    db: PathBuf,
-}
-
-impl Server {
-    async fn start(config: ChatConfig) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let db = config.db.clone();
-        let task = tokio::spawn(chat::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-            db,
-        }
-    }
-
-    /// Shuts down gracefully and waits for `serve` to return.
-    async fn stop(mut self) -> PathBuf {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        self.db.clone()
-    }
-
-    async fn client(&self, hello: Value) -> (Client, Value) {
-        Client::connect(self.addr, "/ws", hello).await
-    }
-
-    async fn metrics(&self) -> String {
-        http_get(self.addr, "/metrics").await
-    }
-}
-
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rfc6455-chat-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("chat.db")
-}
-
 fn config(name: &str) -> ChatConfig {
-    let mut c = ChatConfig::new(temp_db(name));
+    let mut c = ChatConfig::new(common::temp_dir("chat", name).join("chat.db"));
     c.presence_interval = Duration::from_millis(20);
     // Test clients that stop reading would hold shutdown up for the full
     // default of 5 s.
     c.close_timeout = Duration::from_millis(300);
     c
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-struct Client {
-    ws: WebSocket<MaybeTlsStream>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, path: &str, hello: Value) -> (Client, Value) {
-        let (ws, _) = transport::connect(&format!("ws://{addr}{path}"), Config::default())
-            .await
-            .unwrap();
-        let mut c = Client { ws };
-        c.send(hello).await;
-        let welcome = c.next("welcome").await;
-        (c, welcome)
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    /// The next event, whatever its type.
-    async fn event(&mut self) -> Option<Value> {
-        match tokio::time::timeout(WAIT, self.ws.recv())
-            .await
-            .expect("no event in time")?
-        {
-            Ok(Message::Text(t)) => Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(frame)) => {
-                Some(json!({"type": "close", "code": frame.map(|f| f.code.as_u16())}))
-            }
-            Ok(_) => Some(json!({"type": "control"})),
-            Err(e) => Some(json!({"type": "error_transport", "message": e.to_string()})),
-        }
-    }
-
-    /// The next event of `kind`, skipping others.
-    async fn next(&mut self, kind: &str) -> Value {
-        loop {
-            let e = self
-                .event()
-                .await
-                .unwrap_or_else(|| panic!("closed while waiting for {kind}"));
-            if e["type"] == kind {
-                return e;
-            }
-        }
-    }
-
-    /// Every event that arrives within `window`.
-    async fn drain(&mut self, window: Duration) -> Vec<Value> {
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + window;
-        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, self.ws.recv()).await {
-            if let Message::Text(t) = m {
-                out.push(serde_json::from_str(t.as_str()).unwrap());
-            }
-        }
-        out
-    }
-
-    async fn post(&mut self, room: &str, text: &str, client_id: &str) -> u64 {
-        self.send(json!({"type": "msg", "room": room, "text": text, "client_id": client_id}))
-            .await;
-        loop {
-            let e = self.event().await.expect("closed");
-            if e["type"] == "ack" && e["client_id"] == client_id {
-                return e["id"].as_u64().unwrap();
-            }
-            assert_ne!(e["type"], "error", "refused: {e}");
-        }
-    }
-
-    /// The close code the server ends the connection with.
-    async fn close_code(&mut self) -> Option<u64> {
-        loop {
-            match self.event().await {
-                Some(e) if e["type"] == "close" => return e["code"].as_u64(),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    }
 }
 
 /// Upgrades a raw socket by hand and says `hello`; reads nothing back.
@@ -191,19 +45,19 @@ fn hello(nick: &str) -> Value {
 
 #[tokio::test]
 async fn messages_reach_the_room_and_only_the_room() {
-    let server = Server::start(config("rooms")).await;
+    let server = ChatServer::start(config("rooms")).await;
     let (mut alice, welcome) = server.client(hello("alice")).await;
     assert_eq!(welcome["user"], "alice");
     assert_eq!(welcome["rooms"], json!(["general"]));
     let (mut bob, _) = server.client(hello("bob")).await;
     let (mut carol, _) = server.client(hello("carol")).await;
     alice.send(json!({"type": "join", "room": "dev"})).await;
-    while alice.next("history").await["room"] != "dev" {}
+    while alice.next_of("history").await["room"] != "dev" {}
     bob.send(json!({"type": "join", "room": "dev"})).await;
-    while bob.next("history").await["room"] != "dev" {}
-    let id = alice.post("dev", "in dev", "c1").await;
+    while bob.next_of("history").await["room"] != "dev" {}
+    let id = alice.acked("dev", "in dev", "c1").await;
     assert_eq!(id, 1);
-    let got = bob.next("msg").await;
+    let got = bob.next_of("msg").await;
     assert_eq!(
         (
             got["room"].as_str(),
@@ -215,11 +69,11 @@ async fn messages_reach_the_room_and_only_the_room() {
     );
     assert!(got["ts"].as_u64().unwrap() > 1_700_000_000_000);
     assert_eq!(
-        alice.post("general", "to all", "c2").await,
+        alice.acked("general", "to all", "c2").await,
         1,
         "ids count per room"
     );
-    let seen = carol.next("msg").await;
+    let seen = carol.next_of("msg").await;
     assert_eq!(
         (seen["room"].as_str(), seen["text"].as_str()),
         (Some("general"), Some("to all"))
@@ -237,20 +91,20 @@ async fn messages_reach_the_room_and_only_the_room() {
 
 #[tokio::test]
 async fn direct_messages_reach_only_their_target() {
-    let server = Server::start(config("dm")).await;
+    let server = ChatServer::start(config("dm")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let (mut bob, _) = server.client(hello("bob")).await;
     let (mut carol, _) = server.client(hello("carol")).await;
     alice
         .send(json!({"type": "dm", "to": "bob", "text": "psst", "client_id": "d1"}))
         .await;
-    let dm = bob.next("dm").await;
+    let dm = bob.next_of("dm").await;
     assert_eq!(
         (dm["from"].as_str(), dm["to"].as_str(), dm["text"].as_str()),
         (Some("alice"), Some("bob"), Some("psst"))
     );
     assert_eq!(
-        alice.next("dm").await["text"],
+        alice.next_of("dm").await["text"],
         "psst",
         "the sender's own copy"
     );
@@ -264,7 +118,7 @@ async fn direct_messages_reach_only_their_target() {
     alice
         .send(json!({"type": "dm", "to": "nobody", "text": "hi", "client_id": "d2"}))
         .await;
-    let err = alice.next("error").await;
+    let err = alice.next_of("error").await;
     assert_eq!(
         (err["code"].as_str(), err["client_id"].as_str()),
         (Some("unknown_user"), Some("d2"))
@@ -276,9 +130,9 @@ async fn direct_messages_reach_only_their_target() {
 
 #[tokio::test]
 async fn presence_sends_a_roster_then_coalesced_deltas() {
-    let server = Server::start(config("presence")).await;
+    let server = ChatServer::start(config("presence")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
-    let roster = alice.next("presence").await;
+    let roster = alice.next_of("presence").await;
     assert_eq!(roster["joined"], json!(["alice"]));
     alice.drain(Duration::from_millis(100)).await;
     // A storm: 30 clients at once.
@@ -313,7 +167,7 @@ async fn presence_sends_a_roster_then_coalesced_deltas() {
     // A newcomer's roster has everyone.
     let (mut late, _) = server.client(hello("late")).await;
     assert_eq!(
-        late.next("presence").await["joined"]
+        late.next_of("presence").await["joined"]
             .as_array()
             .unwrap()
             .len(),
@@ -333,7 +187,7 @@ async fn presence_sends_a_roster_then_coalesced_deltas() {
 
 #[tokio::test]
 async fn typing_is_relayed_at_most_once_per_two_seconds() {
-    let server = Server::start(config("typing")).await;
+    let server = ChatServer::start(config("typing")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let (mut bob, _) = server.client(hello("bob")).await;
     alice.drain(Duration::from_millis(100)).await;
@@ -366,15 +220,15 @@ async fn typing_is_relayed_at_most_once_per_two_seconds() {
 async fn history_pages_back_through_a_room() {
     let mut c = config("history");
     c.rate_limit = None;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 1..=120 {
         alice
-            .post("general", &format!("m{i}"), &format!("c{i}"))
+            .acked("general", &format!("m{i}"), &format!("c{i}"))
             .await;
     }
     let (mut bob, _) = server.client(hello("bob")).await;
-    let page = bob.next("history").await;
+    let page = bob.next_of("history").await;
     let ids: Vec<u64> = page["messages"]
         .as_array()
         .unwrap()
@@ -385,13 +239,13 @@ async fn history_pages_back_through_a_room() {
     assert_eq!(page["more"], true);
     bob.send(json!({"type": "history", "room": "general", "before": 71, "limit": 100}))
         .await;
-    let older = bob.next("history").await;
+    let older = bob.next_of("history").await;
     assert_eq!(older["messages"].as_array().unwrap().len(), 70);
     assert_eq!(older["messages"][0]["text"], "m1");
     assert_eq!(older["more"], false);
     bob.send(json!({"type": "history", "room": "elsewhere"}))
         .await;
-    assert_eq!(bob.next("error").await["code"], "not_in_room");
+    assert_eq!(bob.next_of("error").await["code"], "not_in_room");
     server.stop().await;
 }
 
@@ -399,25 +253,25 @@ async fn history_pages_back_through_a_room() {
 async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
     let mut c = config("resume");
     c.rate_limit = None;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut bob, welcome) = server.client(hello("bob")).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 0..5 {
         alice
-            .post("general", &format!("before {i}"), &format!("b{i}"))
+            .acked("general", &format!("before {i}"), &format!("b{i}"))
             .await;
     }
     let mut last_seen = 0;
     while last_seen < 5 {
-        last_seen = bob.next("msg").await["id"].as_u64().unwrap();
+        last_seen = bob.next_of("msg").await["id"].as_u64().unwrap();
     }
     drop(bob);
     // Alice keeps posting while bob is away and while he comes back.
     let poster = tokio::spawn(async move {
         for i in 0..200 {
             alice
-                .post("general", &format!("during {i}"), &format!("d{i}"))
+                .acked("general", &format!("during {i}"), &format!("d{i}"))
                 .await;
         }
         alice
@@ -428,7 +282,7 @@ async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
     let _alice = poster.await.unwrap();
     let mut ids = Vec::new();
     while ids.last() != Some(&205) {
-        let m = bob.next("msg").await;
+        let m = bob.next_of("msg").await;
         ids.push(m["id"].as_u64().unwrap());
     }
     assert_eq!(ids, (6..=205).collect::<Vec<_>>(), "a gap or a duplicate");
@@ -439,17 +293,17 @@ async fn resume_replays_exactly_what_was_missed_while_others_keep_posting() {
 async fn history_survives_a_restart_and_ids_continue() {
     let c = config("restart");
     let db = c.db.clone();
-    let server = Server::start(c.clone()).await;
+    let server = ChatServer::start(c.clone()).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 1..=3 {
         alice
-            .post("general", &format!("kept {i}"), &format!("k{i}"))
+            .acked("general", &format!("kept {i}"), &format!("k{i}"))
             .await;
     }
     assert_eq!(server.stop().await, db);
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut bob, _) = server.client(hello("bob")).await;
-    let page = bob.next("history").await;
+    let page = bob.next_of("history").await;
     let texts: Vec<&str> = page["messages"]
         .as_array()
         .unwrap()
@@ -457,7 +311,7 @@ async fn history_survives_a_restart_and_ids_continue() {
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["kept 1", "kept 2", "kept 3"]);
-    assert_eq!(bob.post("general", "after", "a").await, 4);
+    assert_eq!(bob.acked("general", "after", "a").await, 4);
     server.stop().await;
 }
 
@@ -465,17 +319,17 @@ async fn history_survives_a_restart_and_ids_continue() {
 async fn shutdown_closes_with_1001_after_saving_every_accepted_message() {
     let mut c = config("shutdown");
     c.rate_limit = None;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     let mut acked = 0;
     for i in 0..500 {
         alice
-            .post("general", &format!("n{i}"), &format!("n{i}"))
+            .acked("general", &format!("n{i}"), &format!("n{i}"))
             .await;
         acked += 1;
     }
     let stopping = tokio::spawn(server.stop());
-    assert_eq!(alice.close_code().await, Some(1001));
+    assert_eq!(alice.close_code(WAIT).await, Some(1001));
     let db = stopping.await.unwrap();
     let conn = rusqlite::Connection::open(db).unwrap();
     let stored: i64 = conn
@@ -491,7 +345,7 @@ async fn a_slow_consumer_is_closed_with_1013_and_delays_no_one() {
     let mut c = config("slow");
     c.rate_limit = None;
     c.outbox_limit = 64 * 1024;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // The slow client: upgraded by hand, says hello, then never reads.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -504,18 +358,18 @@ async fn a_slow_consumer_is_closed_with_1013_and_delays_no_one() {
     let receiver = tokio::spawn(async move {
         let mut n = 0;
         while n < 3000 {
-            if fast.next("msg").await["from"] == "sender" {
+            if fast.next_of("msg").await["from"] == "sender" {
                 n += 1;
             }
         }
         fast
     });
     for i in 0..3000 {
-        sender.post("general", &text, &format!("s{i}")).await;
+        sender.acked("general", &text, &format!("s{i}")).await;
     }
     receiver.await.unwrap();
     let took = started.elapsed();
-    let metrics = server.metrics().await;
+    let metrics = http_get(server.addr, "/metrics").await;
     assert!(
         metrics.contains("chat_slow_consumer_closes_total 1"),
         "{metrics}"
@@ -534,47 +388,47 @@ fn hello_value(nick: &str) -> Value {
 
 #[tokio::test]
 async fn bad_input_gets_an_error_event_and_the_connection_stays() {
-    let server = Server::start(config("bad")).await;
+    let server = ChatServer::start(config("bad")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     alice.ws.send(Message::text("{not json")).await.unwrap();
-    assert_eq!(alice.next("error").await["code"], "bad_json");
+    assert_eq!(alice.next_of("error").await["code"], "bad_json");
     alice.send(json!({"type": "shout"})).await;
-    assert_eq!(alice.next("error").await["code"], "unknown_type");
+    assert_eq!(alice.next_of("error").await["code"], "unknown_type");
     alice
         .send(
             json!({"type": "msg", "room": "general", "text": "x".repeat(5000), "client_id": "big"}),
         )
         .await;
-    assert_eq!(alice.next("error").await["code"], "invalid_field");
+    assert_eq!(alice.next_of("error").await["code"], "invalid_field");
     alice
         .send(json!({"type": "msg", "room": "nowhere", "text": "x", "client_id": "n"}))
         .await;
-    let e = alice.next("error").await;
+    let e = alice.next_of("error").await;
     assert_eq!(
         (e["code"].as_str(), e["client_id"].as_str()),
         (Some("not_in_room"), Some("n"))
     );
-    assert_eq!(alice.post("general", "still here", "ok").await, 1);
+    assert_eq!(alice.acked("general", "still here", "ok").await, 1);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn hello_must_come_first() {
-    let server = Server::start(config("hello")).await;
+    let server = ChatServer::start(config("hello")).await;
     let (ws, _) = transport::connect(&format!("ws://{}/ws", server.addr), Config::default())
         .await
         .unwrap();
     let mut c = Client { ws };
     c.send(json!({"type": "join", "room": "x"})).await;
-    assert_eq!(c.next("error").await["code"], "hello_required");
+    assert_eq!(c.next_of("error").await["code"], "hello_required");
     c.send(hello("late")).await;
-    assert_eq!(c.next("welcome").await["user"], "late");
+    assert_eq!(c.next_of("welcome").await["user"], "late");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn sustained_abuse_is_closed_with_1008() {
-    let server = Server::start(config("abuse")).await;
+    let server = ChatServer::start(config("abuse")).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     for i in 0..150 {
         let _ = alice.ws.queue(Message::text(
@@ -585,7 +439,7 @@ async fn sustained_abuse_is_closed_with_1008() {
     let events = {
         let mut codes = Vec::new();
         loop {
-            match alice.event().await {
+            match alice.event(WAIT).await {
                 Some(e) if e["type"] == "close" => break (codes, e["code"].as_u64()),
                 Some(e) if e["type"] == "error" => {
                     codes.push(e["code"].as_str().unwrap().to_owned())
@@ -607,7 +461,7 @@ async fn sustained_abuse_is_closed_with_1008() {
 
 #[tokio::test]
 async fn nicks_are_unique_and_a_session_reclaims_one() {
-    let server = Server::start(config("nicks")).await;
+    let server = ChatServer::start(config("nicks")).await;
     let (mut first, w1) = server.client(hello("sam")).await;
     let (_second, w2) = server.client(hello("sam")).await;
     assert_eq!(
@@ -618,7 +472,7 @@ async fn nicks_are_unique_and_a_session_reclaims_one() {
         .client(json!({"type": "hello", "nick": "sam", "session": w1["session"]}))
         .await;
     assert_eq!(w3["user"], "sam");
-    assert_eq!(first.close_code().await, Some(4000));
+    assert_eq!(first.close_code(WAIT).await, Some(4000));
     server.stop().await;
 }
 
@@ -629,14 +483,14 @@ async fn a_dead_client_leaves_presence_within_the_keepalive_timeout() {
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(200),
     };
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (mut alice, _) = server.client(hello("alice")).await;
     // A client that says hello and then never answers a ping again.
     let mut dead = TcpStream::connect(server.addr).await.unwrap();
     raw_hello(&mut dead, "ghost").await;
     let started = Instant::now();
     loop {
-        let p = alice.next("presence").await;
+        let p = alice.next_of("presence").await;
         if p["left"].as_array().unwrap().iter().any(|n| n == "ghost") {
             break;
         }
@@ -670,7 +524,7 @@ fn token(secret: &str, name: &str, exp_in: i64) -> String {
 async fn tokens_are_required_and_checked_when_a_secret_is_set() {
     let mut c = config("jwt");
     c.jwt_secret = Some("s3cret".into());
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let (_, welcome) = server
         .client(json!({"type": "hello", "nick": "ignored", "token": token("s3cret", "dana", 600)}))
         .await;
@@ -692,7 +546,7 @@ async fn tokens_are_required_and_checked_when_a_secret_is_set() {
             .unwrap();
         let mut c = Client { ws };
         c.send(bad.clone()).await;
-        assert_eq!(c.close_code().await, Some(4001), "{bad}");
+        assert_eq!(c.close_code(WAIT).await, Some(4001), "{bad}");
     }
     server.stop().await;
 }
@@ -705,7 +559,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     // Every TCP connection counts, from its accept: alice's WebSocket and
     // one idle socket fill the server.
     c.max_connections = 2;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     assert!(
         http_get(server.addr, "/healthz")
             .await
@@ -734,7 +588,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     drop(idle);
     let deadline = Instant::now() + WAIT;
     let metrics = loop {
-        let m = server.metrics().await;
+        let m = http_get(server.addr, "/metrics").await;
         if m.starts_with("HTTP/1.1 200 ") {
             break m;
         }
@@ -752,11 +606,41 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     server.stop().await;
 }
 
+/// The route table's method rule: HEAD is GET without the body (RFC 9110
+/// §9.3.2), any other method is 405 on every path, known or not.
+#[tokio::test]
+async fn head_gets_the_head_alone_and_other_methods_get_405() {
+    let server = ChatServer::start(config("methods")).await;
+    let exchange = |request: &'static str| async move {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let get = exchange("GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = exchange("HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (get_head, body) = get.split_once("\r\n\r\n").unwrap();
+    assert!(!body.is_empty());
+    assert_eq!(head, format!("{get_head}\r\n\r\n"));
+    for request in [
+        "POST /app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = exchange(request).await;
+        assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nGET only\n"), "{answer}");
+    }
+    let missing = exchange("HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 ") && missing.ends_with("\r\n\r\n"));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     let mut c = config("trickle");
     c.frame_timeout = Duration::from_millis(500);
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // Row 13 of issue 13: a user posting whole frames beside the trickle.
     let bystander = common::bystander::Bystander::start(server.addr).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -771,23 +655,7 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
         let _ = s.write_all(&[*b]).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut conn = rfc6455::proto::Connection::new(
-        rfc6455::proto::Role::Client,
-        rfc6455::proto::Config::default(),
-    );
-    let mut buf = vec![0u8; 64 * 1024];
-    let code = 'read: loop {
-        let n = match tokio::time::timeout(WAIT, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => break None,
-        };
-        conn.receive(&buf[..n]);
-        while let Ok(Some(m)) = conn.poll_message() {
-            if let Message::Close(frame) = m {
-                break 'read frame.map(|f| f.code.as_u16());
-            }
-        }
-    };
+    let code = common::close_code(&mut s, WAIT).await;
     assert_eq!(code, Some(1008));
     assert!(
         started.elapsed() < WAIT,
@@ -798,6 +666,86 @@ async fn a_frame_trickled_past_the_frame_timeout_is_closed_with_1008() {
     // throughout, and one that connects now.
     bystander.finish_and_reread("trickle").await;
     let (mut ok, _) = server.client(hello("quick")).await;
-    ok.post("general", "whole frames", "q1").await;
+    ok.acked("general", "whole frames", "q1").await;
+    server.stop().await;
+}
+
+// Limits and timers the chat hands its transport (`ChatConfig::transport_config`).
+
+/// 100 KiB: three times the chat's largest request (32 KiB,
+/// `protocol::MAX_REQUEST`), and within what the transport's defaults
+/// would accept (16 MiB frames), so only the chat's own limit refuses it.
+const OVERSIZE: usize = 100 * 1024;
+
+/// Upgrades a raw socket, says `hello`, then sends the header of a
+/// 100 KiB text frame and its first 16 payload bytes, and never the rest.
+async fn announce_oversize_frame(server: &ChatServer) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    raw_hello(&mut s, "big").await;
+    let head = common::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let frame = common::masked(0x81, &vec![b'x'; OVERSIZE]);
+    // 2 bytes, a 64-bit length (§5.2) and the masking key: 14 bytes.
+    s.write_all(&frame[..14 + 16]).await.unwrap();
+    s
+}
+
+/// RFC 6455 §7.4.1: 1009 "indicates that an endpoint is terminating the
+/// connection because it has received a message that is too big for it
+/// to process". The server knows from the header alone: the Close must
+/// come while all but 16 bytes of the payload are still unsent, so it
+/// cannot have waited for (or buffered) the frame.
+#[tokio::test]
+async fn a_100_kib_text_frame_is_closed_with_1009_from_its_header_alone() {
+    let server = ChatServer::start(config("oversize")).await;
+    let mut s = announce_oversize_frame(&server).await;
+    assert_eq!(common::close_code(&mut s, WAIT).await, Some(1009));
+    // The server failed the connection (§7.1.7): its FIN follows its Close.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{} bytes after the Close", rest.len());
+    server.stop().await;
+}
+
+/// `ChatConfig::close_timeout` is the transport's close timer: a client
+/// that never answers the server's Close (nor closes TCP) is dropped once
+/// it runs out, not at the transport's default.
+#[tokio::test]
+async fn a_client_that_never_answers_the_close_is_dropped_at_the_chats_close_timeout() {
+    const CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
+    // Far above 300 ms for a busy machine, and below the transport's
+    // default, so a chat that kept the default fails here.
+    const BOUND: Duration = Duration::from_millis(2500);
+    assert!(BOUND < transport::Config::default().close_timeout);
+    let mut c = config("close-timeout");
+    c.close_timeout = CLOSE_TIMEOUT;
+    let server = ChatServer::start(c).await;
+    let started = Instant::now();
+    let mut s = announce_oversize_frame(&server).await;
+    assert_eq!(common::close_code(&mut s, WAIT).await, Some(1009));
+    // We never answer, and keep our side of TCP open. While the server
+    // lingers it reads (and drops) what we send; once it has closed its
+    // socket, what we send is answered with a reset (RFC 9293 §3.10.7.1).
+    let dropped = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 64];
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if s.write_all(b"?").await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+                Ok(Err(_)) => return,
+                Ok(Ok(0)) | Err(_) => {}
+                Ok(Ok(n)) => panic!("{n} bytes after the server's Close"),
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert!(dropped.is_ok(), "still connected after {elapsed:?}");
+    // The close timer starts after our header reached the server, so the
+    // drop cannot come sooner than the timeout after we sent it.
+    assert!(elapsed >= CLOSE_TIMEOUT, "dropped after {elapsed:?}");
+    assert!(elapsed < BOUND, "dropped after {elapsed:?}");
     server.stop().await;
 }

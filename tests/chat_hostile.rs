@@ -13,16 +13,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bystander::Bystander;
-use common::process::{cpu_seconds, free_port, rss_kib};
+use common::chat::{close_code, event, next_of};
+use common::process::{Spawned, cpu_seconds, free_addr, rfc6455, rss_kib};
+use common::server::{http_get, metric};
 use rfc6455::proto::{DeflateConfig, Message};
 use rfc6455::transport::{self, Config, MaybeTlsStream, WebSocket};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// One attack at a time: each test measures a server's memory and its
 /// bystander's latency, which other tests' servers on the same two cores
@@ -31,48 +30,29 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The server under test, killed (by its PID, which we started) on drop.
 struct Server {
-    child: Child,
+    process: Spawned,
     addr: SocketAddr,
     dir: PathBuf,
 }
 
 impl Server {
     async fn start(name: &str, extra: &[&str]) -> Server {
-        let dir =
-            std::env::temp_dir().join(format!("rfc6455-hostile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self::start_in(dir, extra).await
+        Self::start_in(common::temp_dir("hostile", name), extra).await
     }
 
     async fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let db = dir.join("chat.db");
-        let mut args = vec![
-            "chat".to_owned(),
-            "--listen".to_owned(),
-            addr.to_string(),
-            "--db".to_owned(),
-            db.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the chat server");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Server { child, addr, dir }
+        let addr = free_addr();
+        let mut command = rfc6455("warn");
+        command
+            .args(["chat", "--listen", &addr.to_string(), "--db"])
+            .arg(dir.join("chat.db"))
+            .args(extra);
+        let process = Spawned::listening(&mut command, addr, "the chat server").await;
+        Server { process, addr, dir }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn rss_mib(&self) -> f64 {
@@ -80,16 +60,7 @@ impl Server {
     }
 
     async fn metric(&self, name: &str) -> u64 {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).await.unwrap();
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        metric(&http_get(self.addr, "/metrics").await, name)
     }
 
     async fn client(&self, hello: Value) -> Ws {
@@ -107,50 +78,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Its files go once it no longer writes them.
+        self.process.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 type Ws = WebSocket<MaybeTlsStream>;
-
-/// The next JSON event, skipping control frames; a Close becomes
-/// `{"type": "close", "code": …}`; `None` when the connection ends.
-async fn event(ws: &mut Ws, within: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(within, ws.recv()).await.ok()?? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(frame)) => {
-                return Some(json!({"type": "close", "code": frame.map(|f| f.code.as_u16())}));
-            }
-            Ok(_) => {}
-            Err(e) => return Some(json!({"type": "transport_error", "error": e.to_string()})),
-        }
-    }
-}
-
-/// Reads until the Close (or the end), for at most `within`; its code.
-async fn close_code(ws: &mut Ws, within: Duration) -> Option<u64> {
-    let deadline = Instant::now() + within;
-    while let Some(e) = event(ws, deadline.saturating_duration_since(Instant::now())).await {
-        if e["type"] == "close" {
-            return e["code"].as_u64();
-        }
-    }
-    None
-}
-
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        let e = event(ws, Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|| panic!("no {kind}"));
-        if e["type"] == kind {
-            return e;
-        }
-    }
-}
 
 /// Row 1: empty binary frames after `hello`, never reading. They used to
 /// skip the token bucket and the abuse counter, each queueing an error

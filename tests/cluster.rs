@@ -14,16 +14,17 @@
 
 mod common;
 
-use common::process::cpu_seconds;
+use common::chat::Client;
+use common::process::{Spawned, cpu_seconds, free_addr, free_port, rfc6455};
+use common::server::{http_get, metric};
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rfc6455::proto::Message;
-use rfc6455::transport::{self, Config, WebSocket};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,19 +33,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// What the servers here take as a dead server's silence.
 const PRESENCE_TTL: Duration = Duration::from_millis(1500);
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rfc6455-cluster-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("cluster", name)
 }
 
 /// Waits until `addr` accepts TCP and answers `probe` with a line
@@ -74,7 +64,7 @@ async fn wait_for(addr: SocketAddr, probe: &[u8], expect: &str) {
 struct Redis {
     port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    process: Option<Spawned>,
 }
 
 impl Redis {
@@ -82,14 +72,15 @@ impl Redis {
         let mut r = Redis {
             port: free_port(),
             dir: temp_dir(name),
-            child: None,
+            process: None,
         };
         r.spawn().await;
         r
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--save",
@@ -101,10 +92,9 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: scripts/check.sh installs Debian's redis-server");
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        let what = "redis-server (scripts/check.sh installs Debian's redis-server)";
+        self.process = Some(Spawned::start(&mut command, what));
         wait_for(self.addr(), b"PING\r\n", "+PONG").await;
     }
 
@@ -117,16 +107,12 @@ impl Redis {
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     /// CPU seconds the server has used (user + system), from /proc.
     fn cpu_seconds(&self) -> f64 {
-        let pid = self.child.as_ref().map_or(0, Child::id);
-        cpu_seconds(pid)
+        cpu_seconds(self.process.as_ref().map_or(0, Spawned::pid))
     }
 }
 
@@ -140,7 +126,7 @@ impl Drop for Redis {
 /// A `rfc6455 chat --redis` process.
 struct Chat {
     addr: SocketAddr,
-    child: Option<Child>,
+    process: Option<Spawned>,
 }
 
 impl Chat {
@@ -153,26 +139,19 @@ impl Chat {
     }
 
     async fn start_opts(redis_url: &str, presence_ttl: Duration) -> Chat {
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        let addr = free_addr();
+        let log = std::env::var("CHAT_LOG").unwrap_or_else(|_| "error".into());
+        let mut command = rfc6455(&log);
+        command
             .args(["chat", "--listen", &addr.to_string(), "--redis", redis_url])
             .args(["--no-rate-limit", "--no-deflate"])
             // The load test opens its subscribers at once, all from
             // 127.0.0.1.
             .args(["--max-per-ip", "0", "--max-handshakes-per-ip", "0"])
             .args(["--presence-ttl-ms", &presence_ttl.as_millis().to_string()])
-            .env(
-                "RUST_LOG",
-                std::env::var("CHAT_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let chat = Chat {
-            addr,
-            child: Some(child),
-        };
+            .stderr(Stdio::inherit());
+        let process = Some(Spawned::start(&mut command, "rfc6455 chat --redis"));
+        let chat = Chat { addr, process };
         chat.wait_healthy().await;
         chat
     }
@@ -188,109 +167,29 @@ impl Chat {
     }
 
     async fn get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(self.addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+        http_get(self.addr, path).await
     }
 
     /// A metric's value from `/metrics`.
     async fn metric(&self, name: &str) -> u64 {
-        let body = self.get("/metrics").await;
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        metric(&self.get("/metrics").await, name)
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.as_ref().map_or(0, Spawned::pid)
     }
 
     /// SIGTERM: a graceful stop.
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.as_ref().expect("running").terminate();
     }
 
     async fn client(&self, hello: Value) -> (Client, Value) {
-        Client::connect(self.addr, hello).await
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A chat client: JSON events in, requests out.
-struct Client {
-    ws: WebSocket<transport::MaybeTlsStream>,
-}
-
-impl Client {
-    /// Connects, says `hello`, returns the client and its `welcome`.
-    async fn connect(addr: SocketAddr, hello: Value) -> (Client, Value) {
-        let (ws, _) = transport::connect(&format!("ws://{addr}/ws"), Config::default())
-            .await
-            .unwrap();
-        let mut c = Client { ws };
-        c.send(hello).await;
-        let welcome = c.expect(|e| e["type"] == "welcome").await;
-        (c, welcome)
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    /// The next event, or `None` if none comes within `wait`.
-    async fn next_within(&mut self, wait: Duration) -> Option<Value> {
-        loop {
-            match tokio::time::timeout(wait, self.ws.recv()).await {
-                Err(_) => return None,
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    return Some(serde_json::from_str(t.as_str()).unwrap());
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(other) => panic!("connection ended: {other:?}"),
-            }
-        }
-    }
-
-    /// Skips events until one matches.
-    async fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let e = self.next_within(left).await.expect("event did not come");
-            if pred(&e) {
-                return e;
-            }
-        }
-    }
-
-    async fn post(&mut self, room: &str, text: &str, cid: &str) {
-        self.send(json!({"type": "msg", "room": room, "text": text, "client_id": cid}))
-            .await;
-    }
-
-    async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        Client::connect(self.addr, "/ws", hello).await
     }
 }
 
@@ -320,7 +219,7 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     let b = Chat::start(&redis).await;
     let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
     let bob_session = welcome["session"].as_str().unwrap().to_owned();
-    bob.expect(|e| {
+    bob.next(|e| {
         e["type"] == "presence"
             && e["joined"]
                 .as_array()
@@ -328,15 +227,15 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     })
     .await;
     // ... and alice, on A, hears that bob joined on B.
-    alice.expect(is_presence("joined", "bob")).await;
+    alice.next(is_presence("joined", "bob")).await;
 
     // A room message crosses servers; ids come from Redis.
-    alice.post("general", "hello from A", "c1").await;
-    let ack = alice.expect(|e| e["type"] == "ack").await;
+    alice.send_msg("general", "hello from A", "c1").await;
+    let ack = alice.next(|e| e["type"] == "ack").await;
     assert_eq!(ack["client_id"], "c1");
     let id = ack["id"].as_u64().unwrap();
     assert_eq!(id, 1);
-    let got = bob.expect(is_msg_from("alice")).await;
+    let got = bob.next(is_msg_from("alice")).await;
     assert_eq!(
         (got["id"].as_u64(), got["text"].as_str()),
         (Some(id), Some("hello from A"))
@@ -345,16 +244,16 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     // A DM from B to A, and "unknown_user" only for someone online nowhere.
     bob.send(json!({"type": "dm", "to": "alice", "text": "psst", "client_id": "d1"}))
         .await;
-    let dm = alice.expect(|e| e["type"] == "dm").await;
+    let dm = alice.next(|e| e["type"] == "dm").await;
     assert_eq!(
         (dm["from"].as_str(), dm["text"].as_str()),
         (Some("bob"), Some("psst"))
     );
-    bob.expect(|e| e["type"] == "ack" && e["client_id"] == "d1")
+    bob.next(|e| e["type"] == "ack" && e["client_id"] == "d1")
         .await;
     bob.send(json!({"type": "dm", "to": "nobody", "text": "x", "client_id": "d2"}))
         .await;
-    let err = bob.expect(|e| e["type"] == "error").await;
+    let err = bob.next(|e| e["type"] == "error").await;
     assert_eq!(err["code"], "unknown_user");
 
     // Nicks are unique across servers: another "alice" on B is "alice-2";
@@ -367,7 +266,7 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
 
     // History is shared: carol, new on B, gets A's message in her first page.
     let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
-    let page = carol.expect(|e| e["type"] == "history").await;
+    let page = carol.next(|e| e["type"] == "history").await;
     let texts: Vec<&str> = page["messages"]
         .as_array()
         .unwrap()
@@ -377,14 +276,14 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     assert_eq!(texts, ["hello from A"]);
     // Presence is coalesced per interval: wait until A has seen her, so
     // that her leaving below is news to alice.
-    alice.expect(is_presence("joined", "carol")).await;
+    alice.next(is_presence("joined", "carol")).await;
 
     // bob moves from B to A while carol (on B) keeps posting: he resumes
     // on A with exactly the ids he missed.
     let poster = tokio::spawn(async move {
         for i in 0..200 {
             carol
-                .post("general", &format!("n{i}"), &format!("p{i}"))
+                .send_msg("general", &format!("n{i}"), &format!("p{i}"))
                 .await;
             if i % 20 == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -392,7 +291,7 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
         }
         let mut acked = 0;
         while acked < 200 {
-            if carol.expect(|e| e["type"] == "ack").await.is_object() {
+            if carol.next(|e| e["type"] == "ack").await.is_object() {
                 acked += 1;
             }
         }
@@ -400,7 +299,7 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
     });
     let mut seen = vec![id];
     while seen.len() < 40 {
-        let m = bob.expect(|e| e["type"] == "msg").await;
+        let m = bob.next(|e| e["type"] == "msg").await;
         seen.push(m["id"].as_u64().unwrap());
     }
     let welcome_session = {
@@ -411,7 +310,7 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
             .await;
         assert_eq!(welcome["user"], "bob", "his session secret keeps his nick");
         while seen.len() < 201 {
-            let m = bob2.expect(|e| e["type"] == "msg").await;
+            let m = bob2.next(|e| e["type"] == "msg").await;
             seen.push(m["id"].as_u64().unwrap());
         }
         bob2
@@ -425,7 +324,7 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
 
     // Leaving is seen across servers too.
     carol.close().await;
-    alice.expect(is_presence("left", "carol")).await;
+    alice.next(is_presence("left", "carol")).await;
     drop(welcome_session);
     assert_eq!(a.metric("chat_redis_up").await, 1);
     assert!(b.metric("chat_redis_published_total").await >= 201);
@@ -440,11 +339,11 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
     let (mut dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
-    alice.expect(is_presence("joined", "dave")).await;
+    alice.next(is_presence("joined", "dave")).await;
     // dave is also in a room nobody on A is in: A never holds it in
     // memory, yet must clear B's entry from its presence hash when B dies.
     dave.send(json!({"type": "join", "room": "only-b"})).await;
-    dave.expect(|e| e["type"] == "history" && e["room"] == "only-b")
+    dave.next(|e| e["type"] == "history" && e["room"] == "only-b")
         .await;
     let redis_client = redis::Client::open(redis.url()).unwrap();
     let mut con = redis_client
@@ -468,12 +367,12 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     }
     for i in 0..10 {
         alice
-            .post("general", &format!("before {i}"), &format!("b{i}"))
+            .send_msg("general", &format!("before {i}"), &format!("b{i}"))
             .await;
     }
     let mut last = 0;
     while last < 10 {
-        last = bob.expect(|e| e["type"] == "msg").await["id"]
+        last = bob.next(|e| e["type"] == "msg").await["id"]
             .as_u64()
             .unwrap();
     }
@@ -483,7 +382,7 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     b.kill();
     for i in 0..10 {
         alice
-            .post("general", &format!("after {i}"), &format!("a{i}"))
+            .send_msg("general", &format!("after {i}"), &format!("a{i}"))
             .await;
     }
     // With his session secret he keeps his nick on A, though B's presence
@@ -495,14 +394,14 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let mut ids = Vec::new();
     while ids.len() < 10 {
         ids.push(
-            bob2.expect(|e| e["type"] == "msg").await["id"]
+            bob2.next(|e| e["type"] == "msg").await["id"]
                 .as_u64()
                 .unwrap(),
         );
     }
     assert_eq!(ids, (11..=20).collect::<Vec<u64>>());
 
-    alice.expect(is_presence("left", "dave")).await;
+    alice.next(is_presence("left", "dave")).await;
     let gone_after = killed.elapsed();
     let deadline = Instant::now() + Duration::from_secs(5);
     while fields(&mut con).await != 0 {
@@ -520,7 +419,7 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     // bob is on A now: he never left the room as far as anyone sees.
     let roster_check = a.client(json!({"type": "hello", "nick": "erin"})).await.0;
     let mut erin = roster_check;
-    let p = erin.expect(|e| e["type"] == "presence").await;
+    let p = erin.next(|e| e["type"] == "presence").await;
     let joined = p["joined"].as_array().unwrap();
     assert!(joined.contains(&json!("bob")) && !joined.contains(&json!("dave")));
 }
@@ -532,7 +431,7 @@ async fn redis_restart_loses_no_accepted_message() {
     let b = Chat::start(&redis).await;
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
     let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
-    alice.expect(is_presence("joined", "bob")).await;
+    alice.next(is_presence("joined", "bob")).await;
 
     const TOTAL: usize = 150;
     let sender = tokio::spawn(async move {
@@ -540,9 +439,9 @@ async fn redis_restart_loses_no_accepted_message() {
         let mut acked: BTreeMap<String, u64> = BTreeMap::new();
         for i in 0..TOTAL {
             alice
-                .post("general", &format!("m{i}"), &format!("c{i}"))
+                .send_msg("general", &format!("m{i}"), &format!("c{i}"))
                 .await;
-            while let Some(e) = alice.next_within(Duration::from_millis(20)).await {
+            while let Some(e) = alice.event(Duration::from_millis(20)).await {
                 if e["type"] == "ack" {
                     acked.insert(
                         e["client_id"].as_str().unwrap().into(),
@@ -553,7 +452,7 @@ async fn redis_restart_loses_no_accepted_message() {
             }
         }
         while acked.len() < TOTAL {
-            let e = alice.expect(|e| e["type"] == "ack").await;
+            let e = alice.next(|e| e["type"] == "ack").await;
             acked.insert(
                 e["client_id"].as_str().unwrap().into(),
                 e["id"].as_u64().unwrap(),
@@ -577,7 +476,7 @@ async fn redis_restart_loses_no_accepted_message() {
 
     let mut received = Vec::new();
     while received.len() < TOTAL {
-        let m = bob.expect(|e| e["type"] == "msg").await;
+        let m = bob.next(|e| e["type"] == "msg").await;
         received.push((
             m["id"].as_u64().unwrap(),
             m["text"].as_str().unwrap().to_owned(),
@@ -594,7 +493,7 @@ async fn redis_restart_loses_no_accepted_message() {
     }
     // No duplicate afterwards either.
     assert!(
-        bob.next_within(Duration::from_millis(500))
+        bob.event(Duration::from_millis(500))
             .await
             .is_none_or(|e| e["type"] != "msg")
     );
@@ -616,18 +515,18 @@ async fn shutdown_during_an_outage_flushes_queued_posts_first() {
     let b = Chat::start(&redis).await;
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
     let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
-    alice.expect(is_presence("joined", "bob")).await;
+    alice.next(is_presence("joined", "bob")).await;
 
     // Redis goes away; alice's posts wait in A's queue, unacked.
     redis.kill();
     for i in 0..20 {
         alice
-            .post("general", &format!("m{i}"), &format!("c{i}"))
+            .send_msg("general", &format!("m{i}"), &format!("c{i}"))
             .await;
     }
     assert!(
         alice
-            .next_within(Duration::from_millis(300))
+            .event(Duration::from_millis(300))
             .await
             .is_none_or(|e| e["type"] != "ack"),
         "nothing is acked while Redis is away"
@@ -658,7 +557,7 @@ async fn shutdown_during_an_outage_flushes_queued_posts_first() {
     let mut ids = Vec::new();
     while ids.len() < 20 {
         ids.push(
-            bob.expect(|e| e["type"] == "msg").await["id"]
+            bob.next(|e| e["type"] == "msg").await["id"]
                 .as_u64()
                 .unwrap(),
         );
@@ -675,12 +574,12 @@ async fn a_stopped_server_users_leave_presence_at_once() {
     let b = Chat::start_opts(&redis.url(), Duration::from_secs(30)).await;
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
     let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
-    alice.expect(is_presence("joined", "bob")).await;
+    alice.next(is_presence("joined", "bob")).await;
     // bob reads on, as a browser would, so he answers the server's Close.
     let reader = tokio::spawn(async move { while let Some(Ok(_)) = bob.ws.recv().await {} });
     let stopped = Instant::now();
     b.terminate();
-    alice.expect(is_presence("left", "bob")).await;
+    alice.next(is_presence("left", "bob")).await;
     let took = stopped.elapsed();
     eprintln!("bob left presence {took:?} after his server was told to stop");
     assert!(took < Duration::from_secs(3), "{took:?}");
@@ -690,7 +589,7 @@ async fn a_stopped_server_users_leave_presence_at_once() {
         .send(json!({"type": "dm", "to": "bob", "text": "still there?", "client_id": "d"}))
         .await;
     assert_eq!(
-        alice.expect(|e| e["type"] == "error").await["code"],
+        alice.next(|e| e["type"] == "error").await["code"],
         "unknown_user"
     );
 }
@@ -762,7 +661,7 @@ async fn silently_dead_subscription_is_probed_and_nothing_is_lost() {
     let b = Chat::start_with_url(&format!("redis://{}", proxy.addr)).await;
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
     let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
-    alice.expect(is_presence("joined", "bob")).await;
+    alice.next(is_presence("joined", "bob")).await;
 
     // B's links to Redis go silent; its sockets stay open. alice goes on
     // posting on A: B must notice by its probe, not by a closed socket.
@@ -771,14 +670,14 @@ async fn silently_dead_subscription_is_probed_and_nothing_is_lost() {
     const TOTAL: u64 = 60;
     for i in 0..TOTAL {
         alice
-            .post("general", &format!("m{i}"), &format!("c{i}"))
+            .send_msg("general", &format!("m{i}"), &format!("c{i}"))
             .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut ids = Vec::new();
     while ids.len() < TOTAL as usize {
         ids.push(
-            bob.expect(|e| e["type"] == "msg").await["id"]
+            bob.next(|e| e["type"] == "msg").await["id"]
                 .as_u64()
                 .unwrap(),
         );
@@ -833,14 +732,18 @@ async fn broadcast_load_across_two_servers() {
         let addr = servers[i % 2].addr;
         let ready = ready_tx.clone();
         receivers.push(tokio::spawn(async move {
-            let (mut c, _) =
-                Client::connect(addr, json!({"type": "hello", "nick": format!("sub{i}")})).await;
-            c.expect(|e| e["type"] == "history").await;
+            let (mut c, _) = Client::connect(
+                addr,
+                "/ws",
+                json!({"type": "hello", "nick": format!("sub{i}")}),
+            )
+            .await;
+            c.next(|e| e["type"] == "history").await;
             ready.send(()).await.unwrap();
             let mut latencies = Vec::with_capacity(total);
             let mut last_id = 0u64;
             while latencies.len() < total {
-                let Some(e) = c.next_within(Duration::from_secs(10)).await else {
+                let Some(e) = c.event(Duration::from_secs(10)).await else {
                     break;
                 };
                 if e["type"] != "msg" {
@@ -874,18 +777,22 @@ async fn broadcast_load_across_two_servers() {
     for s in 0..senders {
         let addr = servers[s % 2].addr;
         send_tasks.push(tokio::spawn(async move {
-            let (mut c, _) =
-                Client::connect(addr, json!({"type": "hello", "nick": format!("sender{s}")})).await;
+            let (mut c, _) = Client::connect(
+                addr,
+                "/ws",
+                json!({"type": "hello", "nick": format!("sender{s}")}),
+            )
+            .await;
             let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
             for i in 0..per_sender {
                 tick.tick().await;
-                c.post(
+                c.send_msg(
                     "general",
                     &format!("{} s{s}-{i}", now_us()),
                     &format!("{s}-{i}"),
                 )
                 .await;
-                while c.next_within(Duration::ZERO).await.is_some() {}
+                while c.event(Duration::ZERO).await.is_some() {}
             }
             c
         }));

@@ -14,17 +14,16 @@
 //!   allocated between messages; a `PreparedFrame` is the same bytes for
 //!   every recipient and leaves each connection's stream valid.
 
-#[path = "common/workload.rs"]
-mod workload;
+mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use common::workload::{Op, apply, drain, messages};
 use proptest::prelude::*;
 use rfc6455::proto::deflate::codec::Compressor;
 use rfc6455::proto::{
     ClientHandshake, Config, Connection, DeflateConfig, DeflateParams, Error, FrameHeader, MaskRng,
     Message, OpCode, PreparedFrame, Role, ServerHandshake, WsUrl,
 };
-use workload::{Op, apply, drain};
 
 // --- plumbing ----------------------------------------------------------------
 
@@ -99,37 +98,11 @@ fn deflate_server(config: Config) -> Connection {
     Connection::new(Role::Server, config).with_deflate(params)
 }
 
-/// Feeds `bytes` to `conn` in pieces cut at `cuts` and returns every
-/// message but pongs; valid input is required.
-fn feed(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
-    let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    points.push(bytes.len());
-    let mut events = Vec::new();
-    let mut start = 0;
-    for p in points {
-        conn.receive(&bytes[start..p]);
-        start = p;
-        while let Some(m) = conn.poll_message().expect("valid traffic") {
-            if !matches!(m, Message::Pong(_)) {
-                events.push(m);
-            }
-        }
-    }
-    events
-}
-
 /// A client's frame, masked with the all-zero key so that the payload
 /// bytes appear on the wire as written (§5.3: XOR with zero).
 fn client_frame(opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Vec<u8> {
-    let mut header = FrameHeader::new(opcode, payload.len() as u64);
-    header.fin = fin;
-    header.rsv1 = rsv1;
-    header.mask = Some([0; 4]);
-    let mut out = BytesMut::new();
-    header.encode(&mut out);
-    out.extend_from_slice(payload);
-    out.to_vec()
+    let b0 = u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode.as_u8();
+    common::masked_with(b0, [0; 4], payload)
 }
 
 /// Feeds `bytes` to `conn` and returns the close code it failed with,
@@ -224,7 +197,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// every message must arrive intact and in order.
 fn exchange(from: &mut Connection, to: &mut Connection, ops: &[Op], cuts: &[usize]) {
     let expected: Vec<Message> = ops.iter().map(|op| apply(from, op)).collect();
-    let got = feed(to, &drain(from), cuts);
+    let got = messages(to, &drain(from), cuts);
     assert_eq!(got, expected);
 }
 
@@ -233,7 +206,7 @@ fn exchange(from: &mut Connection, to: &mut Connection, ops: &[Op], cuts: &[usiz
 fn check_long_text(from: &mut Connection, to: &mut Connection, compressed: bool, seed: usize) {
     // Pongs owed for earlier pings go first, so that the text's first
     // frame leads the bytes.
-    assert_eq!(feed(to, &drain(from), &[]), vec![]);
+    assert_eq!(messages(to, &drain(from), &[]), vec![]);
     let text = long_text(seed);
     from.send_text(text.as_str()).unwrap();
     let wire = drain(from);
@@ -248,7 +221,7 @@ fn check_long_text(from: &mut Connection, to: &mut Connection, compressed: bool,
     } else {
         assert_eq!(sent, text.len());
     }
-    assert_eq!(feed(to, &wire, &[]), vec![Message::text(text)]);
+    assert_eq!(messages(to, &wire, &[]), vec![Message::text(text)]);
 }
 
 /// Every combination of the four parameters an agreement has.
@@ -403,7 +376,7 @@ fn server_inflates_the_rfc_7692_hello_frames() {
     // §7.2.3.6: the empty message.
     wire.extend(client_frame(OpCode::Text, true, true, &[0x00]));
     assert_eq!(
-        feed(&mut server, &wire, &[1, 9, 20]),
+        messages(&mut server, &wire, &[1, 9, 20]),
         vec![
             Message::text("Hello"),
             Message::text("Hello"),
@@ -454,7 +427,7 @@ fn compressed_text_that_inflates_to_invalid_utf8_fails_with_1007() {
     let mut server = deflate_server(Config::default());
     let wire = client_frame(OpCode::Binary, true, true, &z);
     assert_eq!(
-        feed(&mut server, &wire, &[]),
+        messages(&mut server, &wire, &[]),
         vec![Message::binary(&b"valid so far \xff\xfe"[..])]
     );
 }
@@ -545,7 +518,7 @@ fn prepared_deflated_frame_is_the_same_for_every_recipient_and_keeps_streams_val
     let first = long_text(0);
     s2.send_text(first.as_str()).unwrap();
     assert_eq!(
-        feed(&mut c2, &drain(&mut s2), &[]),
+        messages(&mut c2, &drain(&mut s2), &[]),
         vec![Message::text(first.as_str())]
     );
 
@@ -554,8 +527,14 @@ fn prepared_deflated_frame_is_the_same_for_every_recipient_and_keeps_streams_val
     let (w1, w2) = (drain(&mut s1), drain(&mut s2));
     assert_eq!(w1, w2, "the same bytes for both");
     assert_eq!(&w1[..], &deflated[..]);
-    assert_eq!(feed(&mut c1, &w1, &[3]), vec![Message::text(text.as_str())]);
-    assert_eq!(feed(&mut c2, &w2, &[3]), vec![Message::text(text.as_str())]);
+    assert_eq!(
+        messages(&mut c1, &w1, &[3]),
+        vec![Message::text(text.as_str())]
+    );
+    assert_eq!(
+        messages(&mut c2, &w2, &[3]),
+        vec![Message::text(text.as_str())]
+    );
 
     // The first message again: without the compressor's reset it would
     // refer back past the prepared frame, which the client's window holds
@@ -564,7 +543,7 @@ fn prepared_deflated_frame_is_the_same_for_every_recipient_and_keeps_streams_val
     let wire = drain(&mut s2);
     assert!(rsv1(&wire));
     assert_eq!(
-        feed(&mut c2, &wire, &[7]),
+        messages(&mut c2, &wire, &[7]),
         vec![Message::text(first.as_str())]
     );
 }
@@ -595,7 +574,7 @@ fn client_decodes_a_server_limited_to_a_512_byte_window() {
     let far: Vec<u8> = random.iter().chain(random.iter()).copied().collect();
     s.send_binary(far.clone()).unwrap();
     assert_eq!(
-        feed(&mut c, &drain(&mut s), &[100]),
+        messages(&mut c, &drain(&mut s), &[100]),
         vec![Message::binary(far)]
     );
 }
@@ -619,7 +598,10 @@ fn connection_whose_compress_window_is_256_bytes_sends_uncompressed() {
         .unwrap();
     let wire = drain(&mut c);
     assert!(!rsv1(&wire));
-    assert_eq!(feed(&mut s, &wire, &[]), vec![Message::text(text.as_str())]);
+    assert_eq!(
+        messages(&mut s, &wire, &[]),
+        vec![Message::text(text.as_str())]
+    );
     // The other way is compressed as usual.
     check_long_text(&mut s, &mut c, true, 2);
 }
@@ -640,7 +622,7 @@ fn an_empty_last_fragment_keeps_the_stream_valid() {
     c.send_text_fragment(Bytes::new(), true).unwrap();
     c.send_text(long_text(0).as_str()).unwrap();
     assert_eq!(
-        feed(&mut s, &drain(&mut c), &[]),
+        messages(&mut s, &drain(&mut c), &[]),
         vec![Message::text("Hello"), Message::text(long_text(0))]
     );
 }
@@ -658,7 +640,7 @@ fn an_empty_message_after_a_compressed_one_keeps_the_stream_valid() {
         s.send_text(text).unwrap();
     }
     assert_eq!(
-        feed(&mut c, &drain(&mut s), &[]),
+        messages(&mut c, &drain(&mut s), &[]),
         vec![
             Message::text("Hello"),
             Message::text(""),

@@ -8,38 +8,29 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bystander::Bystander;
-use common::process::rss_kib;
+use common::chat::Client;
+use common::process::{Spawned, free_addr, rfc6455, rss_kib};
+use common::server::{ChatServer, http_get};
 use rfc6455::chat::{self, ChatConfig};
-use rfc6455::proto::Message;
-use rfc6455::transport::{self, Config, MaybeTlsStream, WebSocket};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use serde_json::json;
+use tokio::net::TcpListener;
 
 /// Generous: a debug build on a busy two-core machine.
 const WAIT: Duration = Duration::from_secs(10);
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("rfc6455-durability-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], common::process::free_port()))
+    common::temp_dir("durability", name)
 }
 
 /// A `rfc6455 chat` process, SIGKILLed (by its PID) when dropped.
 struct Server {
     addr: SocketAddr,
-    child: Child,
+    process: Spawned,
 }
 
 impl Server {
@@ -50,19 +41,16 @@ impl Server {
     /// With `--db-sync sync`.
     async fn start_with(db: &Path, sync: &str) -> Server {
         let addr = free_addr();
-        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        let mut command = rfc6455("error");
+        command
             .args(["chat", "--listen", &addr.to_string()])
             .arg("--db")
             .arg(db)
             .args(["--db-sync", sync, "--no-rate-limit"])
             // 21 clients connect at once from one loopback address.
-            .args(["--max-per-ip", "0", "--max-handshakes-per-ip", "0"])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server { addr, child };
+            .args(["--max-per-ip", "0", "--max-handshakes-per-ip", "0"]);
+        let process = Spawned::start(&mut command, "the chat server");
+        let server = Server { addr, process };
         let deadline = Instant::now() + WAIT;
         while !http_get(addr, "/healthz").await.contains("\r\n\r\nok") {
             assert!(Instant::now() < deadline, "server did not start");
@@ -73,89 +61,21 @@ impl Server {
 
     /// SIGKILL: no flush, no goodbye.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+/// Connects as `nick` and joins `room` (besides `general`), waiting for
+/// its history so that every later message reaches us live.
+async fn joined(addr: SocketAddr, nick: &str, room: &str) -> Client {
+    let (mut c, _) = Client::connect(addr, "/ws", json!({"type": "hello", "nick": nick})).await;
+    c.next(|e| e["type"] == "history").await;
+    if room != "general" {
+        c.send(json!({"type": "join", "room": room})).await;
+        c.next(|e| e["type"] == "history" && e["room"] == room)
+            .await;
     }
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
-}
-
-struct Client {
-    ws: WebSocket<MaybeTlsStream>,
-}
-
-impl Client {
-    /// Connects as `nick` and joins `room` (besides `general`), waiting
-    /// for its history so that every later message reaches us live.
-    async fn connect(addr: SocketAddr, nick: &str, room: &str) -> Client {
-        let (ws, _) = transport::connect(&format!("ws://{addr}/ws"), Config::default())
-            .await
-            .unwrap();
-        let mut c = Client { ws };
-        c.send(json!({"type": "hello", "nick": nick})).await;
-        c.next(|e| e["type"] == "history").await;
-        if room != "general" {
-            c.send(json!({"type": "join", "room": room})).await;
-            c.next(|e| e["type"] == "history" && e["room"] == room)
-                .await;
-        }
-        c
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    /// The next event, or `None` once the connection is gone (or silent
-    /// for [`WAIT`]).
-    async fn event(&mut self) -> Option<Value> {
-        match tokio::time::timeout(WAIT, self.ws.recv()).await {
-            Ok(Some(Ok(Message::Text(t)))) => Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) | Err(_) => None,
-            Ok(Some(Ok(_))) => Some(json!({"type": "control"})),
-        }
-    }
-
-    async fn next(&mut self, want: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let e = self.event().await.expect("connection ended");
-            if want(&e) {
-                return e;
-            }
-        }
-    }
-
-    /// Posts and waits for the answer to this `client_id`: `ack` or
-    /// `error`. `None` if the connection ended first.
-    async fn post(&mut self, room: &str, text: &str, client_id: &str) -> Option<Value> {
-        let msg = json!({"type": "msg", "room": room, "text": text, "client_id": client_id});
-        if self.ws.send(Message::text(msg.to_string())).await.is_err() {
-            return None;
-        }
-        loop {
-            let e = self.event().await?;
-            if (e["type"] == "ack" || e["type"] == "error") && e["client_id"] == client_id {
-                return Some(e);
-            }
-        }
-    }
+    c
 }
 
 /// (room, id) -> text.
@@ -164,7 +84,7 @@ type Seen = BTreeMap<(String, u64), String>;
 /// Posts to `room` as fast as acks come back, until the connection dies.
 /// Returns what was acked, and each post's time to its ack.
 async fn poster(addr: SocketAddr, nick: String, room: &'static str) -> (Seen, Vec<Duration>) {
-    let mut c = Client::connect(addr, &nick, room).await;
+    let mut c = joined(addr, &nick, room).await;
     let mut acked = Seen::new();
     let mut latencies = Vec::new();
     for n in 0u64.. {
@@ -220,12 +140,12 @@ async fn every_acked_message_survives_sigkill_and_no_id_seen_is_reused() {
         };
         let mut server = Server::start_with(&db, sync).await;
         // Watches both rooms, recording every id anyone could have seen.
-        let mut observer = Client::connect(server.addr, &format!("watch{trial}"), "second").await;
+        let mut observer = joined(server.addr, &format!("watch{trial}"), "second").await;
         let observed = Arc::new(Mutex::new(Seen::new()));
         let watching = {
             let observed = observed.clone();
             tokio::spawn(async move {
-                while let Some(e) = observer.event().await {
+                while let Some(e) = observer.event(WAIT).await {
                     if e["type"] == "msg" {
                         let key = (
                             e["room"].as_str().unwrap().to_owned(),
@@ -308,7 +228,7 @@ async fn every_acked_message_survives_sigkill_and_no_id_seen_is_reused() {
             *top = (*top).max(*id);
         }
         let server = Server::start(&db).await;
-        let mut c = Client::connect(server.addr, &format!("after{trial}"), "second").await;
+        let mut c = joined(server.addr, &format!("after{trial}"), "second").await;
         for room in ROOMS {
             let answer = c.post(room, "after the restart", "after").await.unwrap();
             assert_eq!(answer["type"], "ack", "{answer}");
@@ -339,11 +259,10 @@ async fn every_acked_message_survives_sigkill_and_no_id_seen_is_reused() {
 /// A second `rfc6455 chat` on `db`: how long it took to give up, and
 /// its exit status and stderr.
 async fn second_server(db: &Path) -> (Duration, std::process::Output) {
-    let second = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+    let second = rfc6455("error")
         .args(["chat", "--listen", &free_addr().to_string()])
         .arg("--db")
         .arg(db)
-        .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -365,12 +284,12 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
     let dir = temp_dir("lock");
     let db = dir.join("chat.db");
     let mut first = Server::start(&db).await;
-    let mut alice = Client::connect(first.addr, "alice", "general").await;
+    let mut alice = joined(first.addr, "alice", "general").await;
     let answer = alice.post("general", "one", "1").await.unwrap();
     assert_eq!(answer["id"], 1, "{answer}");
     // In a room of its own, so that the ids in `general` stay 1, 2, 3.
     let bystander = Bystander::start_from("127.0.0.1".parse().unwrap(), first.addr, "side").await;
-    let rss_before = rss_kib(first.child.id());
+    let rss_before = rss_kib(first.process.pid());
 
     // The binary: exits non-zero, naming the file; again and again, for
     // a while, as a supervisor restarting it would.
@@ -406,7 +325,7 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
     assert!(e.to_string().contains(&db.display().to_string()), "{e}");
 
     // The first one never noticed.
-    let rss_after = rss_kib(first.child.id());
+    let rss_after = rss_kib(first.process.pid());
     let grown = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
     println!(
         "first server RSS {:.1} MiB, +{grown:.1} MiB",
@@ -418,7 +337,7 @@ async fn a_second_server_on_the_same_database_refuses_to_start() {
         .await;
     let answer = alice.post("general", "two", "2").await.unwrap();
     assert_eq!(answer["id"], 2, "{answer}");
-    let mut bob = Client::connect(first.addr, "bob", "general").await;
+    let mut bob = joined(first.addr, "bob", "general").await;
     assert_eq!(bob.post("general", "three", "3").await.unwrap()["id"], 3);
     first.kill();
     let disk = on_disk(&db);
@@ -450,16 +369,12 @@ async fn a_post_whose_commit_fails_is_refused_and_reaches_no_one() {
         )
         .unwrap();
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut config = ChatConfig::new(&db);
     config.close_timeout = Duration::from_millis(300);
-    let server = tokio::spawn(chat::serve(listener, config, async move {
-        let _ = stopped.await;
-    }));
-    let mut alice = Client::connect(addr, "alice", "general").await;
-    let mut bob = Client::connect(addr, "bob", "general").await;
+    let server = ChatServer::start(config).await;
+    let addr = server.addr;
+    let mut alice = joined(addr, "alice", "general").await;
+    let mut bob = joined(addr, "bob", "general").await;
 
     // Before the fix, this was acked (and delivered) before the commit
     // that then failed.
@@ -482,12 +397,7 @@ async fn a_post_whose_commit_fails_is_refused_and_reaches_no_one() {
         metrics.contains("\nchat_history_write_errors_total 1\n"),
         "{metrics}"
     );
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(15), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    server.stop().await;
     let disk = on_disk(&db);
     assert_eq!(disk.values().collect::<Vec<_>>(), ["fine"]);
     let _ = std::fs::remove_dir_all(&dir);

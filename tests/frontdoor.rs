@@ -14,18 +14,18 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bystander::Bystander;
-use common::process::rss_kib;
-use rfc6455::chat::{self, ChatConfig, Origin};
+use common::process::{Spawned, free_addr, rss_kib};
+use common::server::{ChatServer, metric};
+use rfc6455::chat::{ChatConfig, Origin};
 use rfc6455::proto::{Message, WsUrl};
 use rfc6455::transport::{self, Config, WebSocket};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -34,52 +34,13 @@ const WAIT: Duration = Duration::from_secs(10);
 const HOLD: Duration = Duration::from_secs(2);
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rfc6455-frontdoor-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("frontdoor", name)
 }
 
 fn config(name: &str) -> ChatConfig {
     let mut c = ChatConfig::new(temp_dir(name).join("chat.db"));
     c.close_timeout = Duration::from_millis(300);
     c
-}
-
-/// `chat::serve` on a free loopback port, in this test's runtime.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(config: ChatConfig) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(chat::serve(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.addr.port())
-    }
 }
 
 /// A TCP connection to `addr` from the loopback address `from`
@@ -158,14 +119,6 @@ async fn metrics(addr: SocketAddr) -> String {
     }
 }
 
-/// The value of one metric line, e.g. `chat_sockets 3`.
-fn metric(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
-}
-
 /// A chat client on `stream` says hello and is welcomed: the client, and
 /// the welcome.
 async fn welcomed_on(
@@ -179,21 +132,8 @@ async fn welcomed_on(
         .expect("upgraded");
     let hello = serde_json::json!({"type": "hello", "nick": nick});
     ws.send(Message::text(hello.to_string())).await.unwrap();
-    loop {
-        match tokio::time::timeout(WAIT, ws.recv())
-            .await
-            .expect("no welcome")
-        {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["type"] == "welcome" {
-                    return (ws, v);
-                }
-            }
-            Some(Ok(_)) => {}
-            other => panic!("closed before the welcome: {other:?}"),
-        }
-    }
+    let welcome = common::chat::next_of(&mut ws, "welcome").await;
+    (ws, welcome)
 }
 
 /// A client from `from` is welcomed, retrying (for up to `within`) while
@@ -239,7 +179,7 @@ async fn unprompted(s: &mut TcpStream, window: Duration) -> Option<String> {
 /// The hijacking attempt of a page from `origin`: the upgrade request,
 /// then a hello right behind it, as the page's script would send once
 /// open. The whole response, up to EOF.
-async fn hijack(server: &Server, origin: &str) -> String {
+async fn hijack(server: &ChatServer, origin: &str) -> String {
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(upgrade(&server.host(), Some(origin)).as_bytes())
         .await
@@ -258,7 +198,7 @@ async fn hijack(server: &Server, origin: &str) -> String {
 /// user of the real page.
 #[tokio::test]
 async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
-    let server = Server::start(config("evil")).await;
+    let server = ChatServer::start(config("evil")).await;
     let bystander = Bystander::start(server.addr).await;
     let response = hijack(&server, "http://evil.example").await;
     assert!(
@@ -302,7 +242,7 @@ async fn a_page_from_another_origin_gets_403_and_no_upgrade() {
 
 #[tokio::test]
 async fn origin_null_gets_403() {
-    let server = Server::start(config("null")).await;
+    let server = ChatServer::start(config("null")).await;
     let response = exchange(server.addr, &upgrade(&server.host(), Some("null"))).await;
     assert!(response.starts_with("HTTP/1.1 403 "), "{response}");
     assert!(
@@ -314,7 +254,7 @@ async fn origin_null_gets_403() {
 
 #[tokio::test]
 async fn the_servers_own_origin_and_clients_without_origin_are_upgraded() {
-    let server = Server::start(config("own")).await;
+    let server = ChatServer::start(config("own")).await;
     let port = server.addr.port();
     let host = server.host();
     let own = format!("http://127.0.0.1:{port}");
@@ -364,7 +304,7 @@ async fn the_servers_own_origin_and_clients_without_origin_are_upgraded() {
 async fn allow_origin_adds_one_and_only_that_one() {
     let mut c = config("allow");
     c.allowed_origins = vec![Origin::from_url("https://app.example").unwrap()];
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let host = server.host();
     // A default port written out is the same origin.
     for allowed in ["https://app.example", "https://APP.example:443"] {
@@ -398,7 +338,7 @@ async fn allow_origin_adds_one_and_only_that_one() {
 async fn public_url_sets_the_own_origin_instead_of_host() {
     let mut c = config("public");
     c.public_origin = Some(Origin::from_url("https://chat.example/").unwrap());
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     let host = server.host();
     // Behind a proxy that terminates TLS: the page is https, we serve http.
     assert_eq!(
@@ -422,7 +362,7 @@ async fn public_url_sets_the_own_origin_instead_of_host() {
 async fn allow_any_origin_turns_the_check_off() {
     let mut c = config("any");
     c.allow_any_origin = true;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     for origin in ["http://evil.example", "null"] {
         assert_eq!(
             status(server.addr, &server.host(), Some(origin)).await,
@@ -434,7 +374,7 @@ async fn allow_any_origin_turns_the_check_off() {
 
 #[tokio::test]
 async fn every_response_has_the_policies() {
-    let server = Server::start(config("headers")).await;
+    let server = ChatServer::start(config("headers")).await;
     let page = http_get_from(ip("127.0.0.1"), server.addr, "/").await;
     assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
     assert!(page.contains("Referrer-Policy: no-referrer\r\n"), "{page}");
@@ -457,7 +397,7 @@ async fn max_connections_counts_sockets_that_never_send_a_request() {
     c.max_connections = 20;
     c.max_per_ip = 0;
     c.max_handshakes_per_ip = 0;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // Row 7 of issue 13: a user, connected before the flood, holds one of
     // the 20 slots and keeps posting while the others are taken.
     let bystander = Bystander::start(server.addr).await;
@@ -506,7 +446,7 @@ async fn one_address_is_capped_at_max_per_ip_and_another_is_not() {
     let mut c = config("per-ip");
     c.max_handshakes_per_ip = 0; // this test is about open sockets only
     assert_eq!(c.max_per_ip, 64, "the default");
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // Row 8 of issue 13: a user on another address posts throughout.
     let bystander = Bystander::start_from(ip("127.0.0.2"), server.addr, "general").await;
     let local = ip("127.0.0.1");
@@ -562,7 +502,7 @@ async fn handshakes_in_flight_are_capped_and_websockets_no_longer_count() {
     let mut c = config("handshakes");
     assert_eq!(c.max_handshakes_per_ip, 16, "the default");
     c.max_per_ip = 64;
-    let server = Server::start(c).await;
+    let server = ChatServer::start(c).await;
     // Row 8 of issue 13: a user on another address posts throughout.
     let bystander = Bystander::start_from(ip("127.0.0.2"), server.addr, "general").await;
     let local = ip("127.0.0.1");
@@ -630,7 +570,7 @@ async fn handshakes_in_flight_are_capped_and_websockets_no_longer_count() {
 /// `rfc6455 chat` as a child process (killed by its PID on drop), its
 /// stdout and stderr in files.
 struct Binary {
-    child: Child,
+    process: Spawned,
     addr: SocketAddr,
     dir: PathBuf,
 }
@@ -640,12 +580,7 @@ impl Binary {
     /// given, with `env` set, and waits for it to listen.
     async fn start(name: &str, nofile: Option<u32>, args: &[&str], env: &[(&str, &str)]) -> Binary {
         let dir = temp_dir(name);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
         let bin = env!("CARGO_BIN_EXE_rfc6455");
         // `exec` keeps the PID: the child is the server itself.
         let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
@@ -664,13 +599,8 @@ impl Binary {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start rfc6455 chat");
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Binary { child, addr, dir }
+        let process = Spawned::listening(&mut cmd, addr, "rfc6455 chat").await;
+        Binary { process, addr, dir }
     }
 
     /// Everything it printed so far, without the log's colours.
@@ -679,22 +609,17 @@ impl Binary {
         strip_ansi(&(read("stdout") + &read("stderr")))
     }
 
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// CPU time used so far (user + system), from /proc/PID/stat.
     fn cpu_time(&self) -> Duration {
-        Duration::from_secs_f64(common::process::cpu_seconds(self.child.id()))
+        Duration::from_secs_f64(common::process::cpu_seconds(self.pid()))
     }
 
     fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::process::open_fds(self.pid())
     }
 }
 
@@ -730,7 +655,7 @@ async fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
     // keeps posting while they are.
     let bystander = Bystander::start(server.addr).await;
     let base_fds = server.open_fds();
-    let rss_before = rss_kib(server.child.id());
+    let rss_before = rss_kib(server.pid());
     // More sockets than the server has descriptors: it accepts until
     // EMFILE, the rest wait in the listen backlog.
     let mut sockets = Vec::new();
@@ -769,7 +694,7 @@ async fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
     assert!(log_lines >= 1, "{log}");
     assert!(log_lines <= 4, "{log_lines} lines:\n{log}");
     assert!(log.contains("failures="), "{log}");
-    let rss_after = rss_kib(server.child.id());
+    let rss_after = rss_kib(server.pid());
     let grown = rss_after.saturating_sub(rss_before) as f64 / 1024.0;
     println!(
         "out of fds: server RSS {:.1} MiB, +{grown:.1} MiB",
@@ -871,4 +796,33 @@ async fn origin_refusals_are_logged_at_info_once_a_minute_with_a_hint() {
         "{out}"
     );
     assert!(out.contains("set --public-url"), "{out}");
+}
+
+/// `--no-deflate` reaches the transport: the same offer of
+/// permessage-deflate (RFC 7692 §5) is accepted by a server started
+/// without it and declined (no `Sec-WebSocket-Extensions` in the 101)
+/// by one started with it.
+#[tokio::test]
+async fn no_deflate_on_the_command_line_declines_permessage_deflate() {
+    let offer = common::request_for("/ws").replacen(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        1,
+    );
+    for (name, args, accepted) in [
+        ("deflate", &[][..], true),
+        ("no-deflate", &["--no-deflate"][..], false),
+    ] {
+        let server = Binary::start(name, None, args, &[]).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(offer.as_bytes()).await.unwrap();
+        let head = tokio::time::timeout(WAIT, common::read_head(&mut s))
+            .await
+            .unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        let agreed = head
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions: permessage-deflate");
+        assert_eq!(agreed, accepted, "{name}: {head}");
+    }
 }

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{REQUEST, masked, read_head};
+use common::process::{Spawned, free_addr, open_fds, rfc6455};
+use common::{REQUEST, close_code, flood, masked, read_head, read_until_closed};
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rfc6455::proto::Message;
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The server under test, killed (by its PID, which we started) on drop.
 struct Server {
-    child: Child,
+    process: Spawned,
     addr: SocketAddr,
 }
 
@@ -30,32 +30,18 @@ impl Server {
 
     /// Started with `args` after the defaults.
     async fn start_with(args: &[&str]) -> Server {
-        // A free loopback port: bind, note it, release it for the child.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+        let addr = free_addr();
+        let mut command = rfc6455("warn");
+        command
             .args(["echo", "--listen", &addr.to_string(), "--threads", "1"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the echo server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Server { child, addr }
+            .args(args);
+        let process = Spawned::listening(&mut command, addr, "the echo server").await;
+        Server { process, addr }
     }
 
     /// Resident set size in KiB, from /proc.
     fn rss_kib(&self) -> u64 {
-        common::process::rss_kib(self.child.id())
+        common::process::rss_kib(self.process.pid())
     }
 
     /// Upgrades a raw TCP connection by hand.
@@ -81,51 +67,12 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads frames (masked or not) until a Close; returns its status code
-/// (None if empty). Panics if TCP closes first or nothing comes in 10 s.
-async fn close_code(s: &mut TcpStream) -> Option<u16> {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let mut h = [0u8; 2];
-            s.read_exact(&mut h)
-                .await
-                .expect("a Close frame before EOF");
-            let len = match h[1] & 0x7f {
-                126 => s.read_u16().await.unwrap() as usize,
-                127 => s.read_u64().await.unwrap() as usize,
-                n => n as usize,
-            };
-            let mut key = [0u8; 4];
-            if h[1] & 0x80 != 0 {
-                s.read_exact(&mut key).await.unwrap();
-            }
-            let mut payload = vec![0u8; len];
-            s.read_exact(&mut payload).await.unwrap();
-            for (i, b) in payload.iter_mut().enumerate() {
-                *b ^= key[i % 4];
-            }
-            if h[0] & 0x0f == 0x8 {
-                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-            }
-        }
-    })
-    .await
-    .expect("no Close within 10 s")
-}
-
 /// Sends `frames` on a fresh connection and expects a Close with `code`.
 async fn expect_close(server: &Server, frames: &[u8], code: u16) {
     let mut s = server.raw().await;
     s.write_all(frames).await.unwrap();
     assert_eq!(
-        close_code(&mut s).await,
+        close_code(&mut s, Duration::from_secs(10)).await,
         Some(code),
         "after {:02x?}",
         &frames[..frames.len().min(16)]
@@ -339,7 +286,7 @@ async fn masking_violations_get_1002_in_both_roles() {
         );
         s.write_all(response.as_bytes()).await.unwrap();
         s.write_all(&masked(0x81, b"masked")).await.unwrap();
-        close_code(&mut s).await
+        close_code(&mut s, Duration::from_secs(10)).await
     });
     let (mut ws, _) = transport::connect(&format!("ws://{addr}/"), Config::default())
         .await
@@ -388,7 +335,10 @@ async fn data_after_close_is_ignored_and_the_close_is_clean() {
     frames.extend(masked(0x81, b"after close"));
     frames.extend(masked(0x89, b"after close"));
     s.write_all(&frames).await.unwrap();
-    assert_eq!(close_code(&mut s).await, Some(1000));
+    assert_eq!(
+        close_code(&mut s, Duration::from_secs(10)).await,
+        Some(1000)
+    );
     // Nothing else: no echo, no pong; then the server closes TCP.
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
@@ -505,20 +455,13 @@ async fn client_flooding_1_mib_frames_without_reading_is_held_at_bounded_memory(
     server.assert_serves().await;
 }
 
-/// Open file descriptors of the server process, from /proc/PID/fd.
-fn open_fds(server: &Server) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn ping_flood_then_close_without_reading_releases_the_socket() {
     let server = Server::start().await;
     server.assert_serves().await;
     // The warm-up's socket closes just after its client returns.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = open_fds(&server);
+    let before = open_fds(server.process.pid());
     let mut s = server.raw().await;
     // 100,000 Pings of 125 bytes: 12.7 MB of Pongs if each were answered,
     // past the socket buffers (about 4 MiB on loopback), while the queued
@@ -531,12 +474,12 @@ async fn ping_flood_then_close_without_reading_releases_the_socket() {
     flood.extend(masked(0x88, &1000u16.to_be_bytes()));
     s.write_all(&flood).await.unwrap();
     let started = Instant::now();
-    let during = open_fds(&server);
+    let during = open_fds(server.process.pid());
     // Released within the close timeout (5 s by default) and a margin.
     let mut after = during;
     while after > before && started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        after = open_fds(&server);
+        after = open_fds(server.process.pid());
     }
     eprintln!(
         "ping flood, Close, no reading: server fds {before} -> {during} -> {after} after {:?}",
@@ -556,26 +499,18 @@ async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_tim
     let server = Server::start_with(&["--send-timeout-ms", "500"]).await;
     server.assert_serves().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = open_fds(&server);
+    let before = open_fds(server.process.pid());
     let (mut rx, mut tx) = server.raw().await.into_split();
-    let during = open_fds(&server);
+    let during = open_fds(server.process.pid());
     let frame = masked(0x82, &vec![0x5a; 1 << 20]);
     let started = Instant::now();
-    let flooding = tokio::spawn(async move {
-        let mut sent = 0u32;
-        // Until the server hangs up, or at worst 30 s.
-        while started.elapsed() < Duration::from_secs(30) {
-            if tx.write_all(&frame).await.is_err() {
-                return (sent, Some(started.elapsed()));
-            }
-            sent += 1;
-        }
-        (sent, None)
-    });
+    // Until the server hangs up, or at worst 30 s.
+    let flooding =
+        tokio::spawn(async move { flood(&mut tx, &frame, Duration::from_secs(30)).await });
     let mut after = during;
     while after > before && started.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        after = open_fds(&server);
+        after = open_fds(server.process.pid());
     }
     let released = started.elapsed();
     let (sent, hung_up) = tokio::time::timeout(Duration::from_secs(20), flooding)
@@ -583,18 +518,7 @@ async fn client_flooding_1_mib_frames_without_reading_is_dropped_at_the_send_tim
         .expect("the flooder could still write 20 s later")
         .unwrap();
     // Its reads end too (a reset, or EOF), after whatever was buffered.
-    let mut buf = vec![0u8; 1 << 16];
-    let end = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match rx.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.kind()),
-            }
-        }
-    })
-    .await
-    .expect("the flooder's socket still open 20 s later");
+    let end = read_until_closed(&mut rx, Duration::from_secs(20)).await;
     eprintln!(
         "1 MiB flood, no reading, 500 ms send timeout: server fds {before} -> {during} -> {after}, \
          released after {released:?}; flooder wrote {sent} frames, its write failed after \

@@ -3,14 +3,11 @@
 //! §5.5 (control frames between fragments) and §5.2 (framing, whatever the
 //! read boundaries) over arbitrary inputs.
 
-#[path = "common/workload.rs"]
-mod workload;
+mod common;
 
+use common::workload::{Op, apply, drain, feed, feed_in_pieces, messages};
 use proptest::prelude::*;
-use rfc6455::proto::{
-    CloseCode, CloseFrame, Config, Connection, Error, MaskRng, Message, Role, State,
-};
-use workload::{Op, apply, drain};
+use rfc6455::proto::{CloseCode, CloseFrame, Config, Connection, MaskRng, Message, Role, State};
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -31,46 +28,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Feeds `bytes` to `conn` in pieces cut at `cuts`, collecting every event
-/// up to and including the first error (errors are sticky).
-fn feed(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Result<Message, Error>> {
-    let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    points.push(bytes.len());
-    let mut events = Vec::new();
-    let mut start = 0;
-    for p in points {
-        conn.receive(&bytes[start..p]);
-        start = p;
-        loop {
-            match conn.poll_message() {
-                Ok(Some(m)) => events.push(Ok(m)),
-                Ok(None) => break,
-                Err(e) => {
-                    events.push(Err(e));
-                    return events;
-                }
-            }
-        }
-    }
-    events
-}
-
-/// [`feed`] for input that must be valid.
-fn feed_in_pieces(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
-    feed(conn, bytes, cuts)
-        .into_iter()
-        .map(|e| e.expect("valid input"))
-        .collect()
-}
-
-fn without_pongs(events: Vec<Message>) -> Vec<Message> {
-    events
-        .into_iter()
-        .filter(|m| !matches!(m, Message::Pong(_)))
-        .collect()
-}
-
 fn pair() -> (Connection, Connection) {
     let client =
         Connection::new(Role::Client, Config::default()).with_rng(MaskRng::from_seed([1; 32]));
@@ -89,7 +46,7 @@ proptest! {
         let (mut client, mut server) = pair();
         let expected: Vec<Message> = ops.iter().map(|op| apply(&mut client, op)).collect();
         let wire = drain(&mut client);
-        let got = without_pongs(feed_in_pieces(&mut server, &wire, &cuts));
+        let got = messages(&mut server, &wire, &cuts);
         prop_assert_eq!(&got, &expected);
         let pings: Vec<_> = expected.iter().filter_map(|m| match m { Message::Ping(p) => Some(p.clone()), _ => None }).collect();
         let back = feed_in_pieces(&mut client, &drain(&mut server), &[]);
@@ -106,7 +63,7 @@ proptest! {
         let mut server = Connection::new(Role::Server, config);
         let mut client = Connection::new(Role::Client, Config::default());
         let expected: Vec<Message> = ops.iter().map(|op| apply(&mut server, op)).collect();
-        let got = without_pongs(feed_in_pieces(&mut client, &drain(&mut server), &cuts));
+        let got = messages(&mut client, &drain(&mut server), &cuts);
         prop_assert_eq!(got, expected);
     }
 

@@ -4,14 +4,17 @@
 //! fail, PEM files that are wrong in each way, the chat served over TLS,
 //! and the `rfc6455 client --ca` command.
 
-use std::net::SocketAddr;
+mod common;
+
+use common::server::ChatServer;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rfc6455::chat::{self, ChatConfig};
+use rfc6455::chat::ChatConfig;
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::tls::rustls::{self, CertificateError, pki_types::ServerName};
 use rfc6455::transport::tls::tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -20,7 +23,7 @@ use rfc6455::transport::{self, Config, Connector, Error, WebSocket};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// The longest any step may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
@@ -130,14 +133,7 @@ async fn tls_echo_server(
 
 /// Echoes until the end; returns the error that ended it, if any.
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Option<Error> {
-    while let Some(event) = ws.recv().await {
-        match event {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.queue(m).unwrap(),
-            Ok(_) => {}
-            Err(e) => return Some(e),
-        }
-    }
-    None
+    common::echo(ws).await.error
 }
 
 async fn outcome(rx: &mut mpsc::UnboundedReceiver<Outcome>) -> Outcome {
@@ -412,37 +408,11 @@ fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
 
 // The chat over TLS.
 
-struct ChatServer {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
 async fn chat_over_tls(pki: &Pki, name: &str) -> ChatServer {
-    let dir = std::env::temp_dir().join(format!("rfc6455-tls-chat-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut config = ChatConfig::new(dir.join("chat.db"));
+    let mut config = ChatConfig::new(common::temp_dir("tls-chat", name).join("chat.db"));
     config.tls = Some(pki.server_config());
     config.close_timeout = Duration::from_millis(300);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(chat::serve(listener, config, async move {
-        let _ = stopped.await;
-    }));
-    ChatServer { addr, stop, task }
-}
-
-impl ChatServer {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
+    ChatServer::start(config).await
 }
 
 /// One https request; the whole response (the server closes after it).

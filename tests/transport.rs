@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{REQUEST, masked, read_head};
+use common::{REQUEST, flood, masked, read_frame, read_head, read_until_closed};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,14 +48,7 @@ where
 
 /// Echoes until the end; returns the error that ended it, if any.
 async fn echo(mut ws: WebSocket<TcpStream>) -> Option<Error> {
-    while let Some(event) = ws.recv().await {
-        match event {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.queue(m).unwrap(),
-            Ok(_) => {}
-            Err(e) => return Some(e),
-        }
-    }
-    None
+    common::echo(&mut ws).await.error
 }
 
 async fn client(addr: SocketAddr) -> WebSocket<MaybeTlsStream> {
@@ -63,20 +56,6 @@ async fn client(addr: SocketAddr) -> WebSocket<MaybeTlsStream> {
         .await
         .unwrap()
         .0
-}
-
-/// Reads one unmasked server frame: (first byte, payload).
-async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    stream.read_exact(&mut h).await.unwrap();
-    let len = match h[1] & 0x7f {
-        126 => stream.read_u16().await.unwrap() as usize,
-        127 => stream.read_u64().await.unwrap() as usize,
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.unwrap();
-    (h[0], payload)
 }
 
 async fn raw_connect(addr: SocketAddr) -> TcpStream {
@@ -452,22 +431,11 @@ async fn keepalive_pings_an_idle_peer_and_drops_a_silent_one() {
 
 // Backpressure: the write buffer limit (`Config::write_buffer_limit`).
 
-/// A `recv` → `queue` echo loop that notes the most output it ever held
-/// queued; returns that, the messages it echoed, and how it ended.
+/// An echo that notes the most output it ever held queued; returns that,
+/// the messages it echoed, and how it ended.
 async fn echo_noting_backlog(mut ws: WebSocket<TcpStream>) -> (usize, usize, Option<Error>) {
-    let (mut most, mut echoed) = (0, 0);
-    while let Some(event) = ws.recv().await {
-        match event {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                ws.queue(m).unwrap();
-                echoed += 1;
-                most = most.max(ws.pending_output_len());
-            }
-            Ok(_) => {}
-            Err(e) => return (most, echoed, Some(e)),
-        }
-    }
-    (most, echoed, None)
+    let echoed = common::echo(&mut ws).await;
+    (echoed.most_queued, echoed.messages, echoed.error)
 }
 
 /// Message `i` of a flood: its number, then filler.
@@ -545,11 +513,11 @@ async fn echo_loop_stops_reading_from_a_peer_that_never_reads_and_loses_nothing(
     let reading = tokio::time::timeout(Duration::from_secs(120), async {
         let mut rx = rx;
         for i in 0..COUNT {
-            let (b0, payload) = read_half_frame(&mut rx).await;
+            let (b0, payload) = read_frame(&mut rx).await;
             assert_eq!(b0, 0x82, "frame {i}");
             assert!(payload == numbered(i, LEN), "echo {i} is not message {i}");
         }
-        let (b0, payload) = read_half_frame(&mut rx).await;
+        let (b0, payload) = read_frame(&mut rx).await;
         assert_eq!((b0, &payload[..]), (0x88, &1000u16.to_be_bytes()[..]));
     });
     reading
@@ -562,20 +530,6 @@ async fn echo_loop_stops_reading_from_a_peer_that_never_reads_and_loses_nothing(
     assert_eq!(echoed, COUNT as usize);
     // The limit, one message and its header (at most 10 bytes, §5.2).
     assert!(most <= limit + LEN + 10, "backlog reached {most} B");
-}
-
-/// `read_frame` for a read half.
-async fn read_half_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    stream.read_exact(&mut h).await.unwrap();
-    let len = match h[1] & 0x7f {
-        126 => stream.read_u16().await.unwrap() as usize,
-        127 => stream.read_u64().await.unwrap() as usize,
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.unwrap();
-    (h[0], payload)
 }
 
 #[tokio::test]
@@ -667,6 +621,17 @@ async fn split_reader_waits_on_the_writers_backlog_and_wakes_when_it_drains() {
     reading.abort();
 }
 
+/// A peer that sends 16 KiB binary frames and never reads, in a task of
+/// its own, until the server hangs up (or, at worst, 30 s): see [`flood`].
+fn flood_16_kib_frames(
+    mut tx: tokio::net::tcp::OwnedWriteHalf,
+) -> tokio::task::JoinHandle<(u32, Option<Duration>)> {
+    tokio::spawn(async move {
+        let frame = masked(0x82, &[1; 16 * 1024]);
+        flood(&mut tx, &frame, Duration::from_secs(30)).await
+    })
+}
+
 #[tokio::test]
 async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
     // Before the limit, such a peer kept the server reading, so the
@@ -682,13 +647,8 @@ async fn keepalive_drops_a_peer_that_floods_and_neither_reads_nor_answers() {
     };
     let (addr, mut outcomes) = server(config, echo_noting_backlog).await;
     let raw = raw_connect(addr).await;
-    let (_rx, mut tx) = raw.into_split();
-    let flooding = tokio::spawn(async move {
-        let frame = masked(0x82, &[1; 16 * 1024]);
-        let started = std::time::Instant::now();
-        // Until the server hangs up (or, at worst, 30 s).
-        while started.elapsed() < Duration::from_secs(30) && tx.write_all(&frame).await.is_ok() {}
-    });
+    let (_rx, tx) = raw.into_split();
+    let flooding = flood_16_kib_frames(tx);
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
@@ -891,13 +851,8 @@ async fn close_queued_behind_a_paused_backlog_ends_at_the_close_timeout() {
     })
     .await;
     let raw = raw_connect(addr).await;
-    let (_rx, mut tx) = raw.into_split();
-    let flooding = tokio::spawn(async move {
-        let frame = masked(0x82, &[1; 16 * 1024]);
-        let started = std::time::Instant::now();
-        // Until the server hangs up (or, at worst, 30 s).
-        while started.elapsed() < Duration::from_secs(30) && tx.write_all(&frame).await.is_ok() {}
-    });
+    let (_rx, tx) = raw.into_split();
+    let flooding = flood_16_kib_frames(tx);
     let (backlog, took, result) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
         .expect("close() still waited after 20 s")
@@ -921,25 +876,6 @@ fn send_timeout_300ms() -> Config {
         send_timeout: Some(Duration::from_millis(300)),
         ..Config::default()
     }
-}
-
-/// Reads and discards until the peer's end of TCP: `Ok` on EOF, the error
-/// kind on a reset. Panics if the socket is still open after 20 s.
-async fn read_until_closed(
-    rx: &mut tokio::net::tcp::OwnedReadHalf,
-) -> Result<(), std::io::ErrorKind> {
-    let mut buf = vec![0u8; 64 * 1024];
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match rx.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.kind()),
-            }
-        }
-    })
-    .await
-    .expect("the server's socket was still open after 20 s")
 }
 
 /// A server connection and a raw peer that never reads from it (until
@@ -971,19 +907,9 @@ async fn peer_that_floods_and_never_reads_is_dropped_at_the_send_timeout() {
     // keepalive) nothing ended it. The send timer does.
     let (addr, mut outcomes) = server(send_timeout_300ms(), echo_noting_backlog).await;
     let raw = raw_connect(addr).await;
-    let (mut rx, mut tx) = raw.into_split();
+    let (mut rx, tx) = raw.into_split();
     let started = std::time::Instant::now();
-    let flooding = tokio::spawn(async move {
-        let frame = masked(0x82, &[1; 16 * 1024]);
-        let started = std::time::Instant::now();
-        // Until the server hangs up (true), or at worst 30 s (false).
-        while started.elapsed() < Duration::from_secs(30) {
-            if tx.write_all(&frame).await.is_err() {
-                return true;
-            }
-        }
-        false
-    });
+    let flooding = flood_16_kib_frames(tx);
     let (most, echoed, error) = tokio::time::timeout(Duration::from_secs(20), outcomes.recv())
         .await
         .expect("the server kept the flooder for 20 s")
@@ -991,11 +917,13 @@ async fn peer_that_floods_and_never_reads_is_dropped_at_the_send_timeout() {
     let took = started.elapsed();
     assert!(matches!(error, Some(Error::SendTimeout)), "{error:?}");
     // Its socket closed with it: our reads end, and so do our writes.
-    let end = read_until_closed(&mut rx).await;
+    let end = read_until_closed(&mut rx, Duration::from_secs(20)).await;
     let hung_up = tokio::time::timeout(Duration::from_secs(20), flooding)
         .await
         .expect("the flooder could still write 20 s later")
-        .unwrap();
+        .unwrap()
+        .1
+        .is_some();
     eprintln!(
         "flooder ended with SendTimeout {took:?} after its first frame ({echoed} echoed, \
          backlog at most {most} B); then its read gave {end:?}"
@@ -1097,7 +1025,9 @@ async fn send_to_a_peer_that_never_reads_fails_with_send_timeout() {
     assert!(matches!(ws.recv().await, Some(Err(Error::SendTimeout))));
     assert!(ws.recv().await.is_none());
     drop(ws);
-    read_until_closed(&mut rx).await.ok();
+    read_until_closed(&mut rx, Duration::from_secs(20))
+        .await
+        .ok();
 }
 
 #[tokio::test]
@@ -1154,7 +1084,7 @@ async fn without_a_send_timeout_a_peer_that_never_reads_is_waited_for() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!sending.is_finished(), "send() gave up without a timeout");
     // Still open and whole: reading lets it finish.
-    let (b0, payload) = read_half_frame(&mut rx).await;
+    let (b0, payload) = read_frame(&mut rx).await;
     assert_eq!((b0, payload.len()), (0x82, UNREADABLE));
     let (result, _ws) = tokio::time::timeout(Duration::from_secs(20), sending)
         .await

@@ -7,8 +7,9 @@
 //! accept loop. The TLS handshake and the request head share one deadline.
 //!
 //! The request head is read by [`transport::read_request`] (the protocol
-//! layer's incremental head reader, with its size limits) under a timeout,
-//! then routed on its path. Only `/ws` goes on to the WebSocket handshake, with
+//! layer's incremental head reader, with the chat's size limits) under a
+//! timeout, then routed by method and path ([`ROUTES`]), each route its own
+//! function. Only `/ws` goes on to the WebSocket handshake, with
 //! the head already read ([`transport::accept_request`]), once its
 //! `Origin` is allowed (RFC 6455 §10.2, `origin.rs`). From there on
 //! nothing depends on the stream being TCP or TLS.
@@ -23,6 +24,7 @@
 //! | 429 | too many connections (`max_per_ip`), or too many not yet upgraded (`max_handshakes_per_ip`), from the client's address |
 //! | 503 | `max_connections` connections open, or shutting down |
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +204,57 @@ pub async fn refuse(mut stream: TcpStream, refusal: Refusal, shared: Arc<Shared>
     .await;
 }
 
+/// What a request is served by.
+#[derive(Clone, Copy)]
+enum Route {
+    /// A whole response made from the server's state and the query.
+    Page(fn(&Shared, &str) -> Response),
+    /// The WebSocket endpoint: the opening handshake (RFC 6455 §4.2) and
+    /// the session.
+    WebSocket,
+}
+
+/// Every method and path served. HEAD is served as GET without the body
+/// (RFC 9110 §9.3.2). A request no row matches gets 404, or 405 if no row
+/// has its method.
+const ROUTES: [(&str, &str, Route); 7] = [
+    ("GET", "/", Route::Page(index)),
+    ("GET", "/index.html", Route::Page(index)),
+    ("GET", "/app.js", Route::Page(app_js)),
+    ("GET", "/style.css", Route::Page(style_css)),
+    ("GET", "/healthz", Route::Page(healthz)),
+    ("GET", "/metrics", Route::Page(metrics)),
+    ("GET", "/ws", Route::WebSocket),
+];
+
+/// A response, whole.
+struct Response {
+    status: u16,
+    reason: &'static str,
+    content_type: &'static str,
+    body: Cow<'static, [u8]>,
+}
+
+impl Response {
+    fn ok(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Self {
+            status: 200,
+            reason: "OK",
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    fn text(status: u16, reason: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Self {
+            status,
+            reason,
+            content_type: "text/plain",
+            body: body.into(),
+        }
+    }
+}
+
 /// Serves one request, or one WebSocket session, on a TCP or TLS stream.
 async fn serve<S>(
     mut stream: S,
@@ -212,9 +265,14 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let limits = proto::Config::default();
-    let head =
-        tokio::time::timeout_at(deadline, transport::read_request(&mut stream, &limits)).await;
+    // The head is read with the chat's own limits, the ones its
+    // WebSocket handshake is then checked with.
+    let config = shared.config.transport_config();
+    let head = tokio::time::timeout_at(
+        deadline,
+        transport::read_request(&mut stream, &config.protocol),
+    )
+    .await;
     let (request, leftover) = match head {
         Ok(Ok(read)) => read,
         Ok(Err(transport::Error::Protocol(proto::Error::Handshake(e)))) => {
@@ -230,201 +288,183 @@ async fn serve<S>(
         .unwrap_or((request.target.as_str(), ""));
     debug!(%peer, method = %request.method, path, "request");
     let head_only = request.method == "HEAD";
-    if request.method != "GET" && !head_only {
-        return respond(
-            &mut stream,
-            405,
-            "Method Not Allowed",
-            "text/plain",
-            b"GET only\n",
-            head_only,
-        )
-        .await;
-    }
-    let hub = &shared.hub;
-    match path {
-        "/" | "/index.html" => {
-            respond(
-                &mut stream,
-                200,
-                "OK",
-                "text/html; charset=utf-8",
-                INDEX_HTML.as_bytes(),
-                head_only,
-            )
-            .await
-        }
-        "/app.js" => {
-            respond(
-                &mut stream,
-                200,
-                "OK",
-                "text/javascript; charset=utf-8",
-                APP_JS.as_bytes(),
-                head_only,
-            )
-            .await
-        }
-        "/style.css" => {
-            respond(
-                &mut stream,
-                200,
-                "OK",
-                "text/css; charset=utf-8",
-                STYLE_CSS.as_bytes(),
-                head_only,
-            )
-            .await
-        }
-        "/healthz" if hub.is_shutting_down() => {
-            respond(
-                &mut stream,
-                503,
-                "Service Unavailable",
-                "text/plain",
-                b"shutting down\n",
-                head_only,
-            )
-            .await
-        }
-        "/healthz" => {
-            // Scaled out and Redis away: still serving our own clients, so
-            // still 200 (a balancer that drained every server for it would
-            // take the whole chat down); `?strict` answers 503 for
-            // balancers that prefer to route around a degraded server.
-            let body = match hub.cluster().map(|c| c.health()) {
-                Some(Err(down)) => format!("degraded: redis unreachable for {}s\n", down.as_secs()),
-                _ => "ok\n".to_owned(),
+    let method = if head_only { "GET" } else { &request.method };
+    let route = ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, r)| *r);
+    match route {
+        Some(Route::Page(page)) => respond(&mut stream, &page(&shared, query), head_only).await,
+        Some(Route::WebSocket) => {
+            let upgrade = Upgrade {
+                request: &request,
+                leftover: &leftover,
+                query,
+                config,
             };
-            let (status, reason) = if body != "ok\n" && query == "strict" {
-                (503, "Service Unavailable")
-            } else {
-                (200, "OK")
-            };
-            respond(
-                &mut stream,
-                status,
-                reason,
-                "text/plain",
-                body.as_bytes(),
-                head_only,
-            )
-            .await
+            websocket(stream, peer, &shared, upgrade, slot).await
         }
-        "/metrics" => {
-            let mut body = hub.metrics.render();
-            if let Some(cluster) = hub.cluster() {
-                body.push_str(&cluster.render_metrics());
-            }
-            respond(
-                &mut stream,
-                200,
-                "OK",
-                "text/plain; version=0.0.4",
-                body.as_bytes(),
-                head_only,
-            )
-            .await
+        None if ROUTES.iter().any(|(m, _, _)| *m == method) => {
+            let missing = Response::text(404, "Not Found", b"not found\n".as_slice());
+            respond(&mut stream, &missing, head_only).await
         }
-        "/ws" => {
-            // How many may connect was settled at the door (`admission.rs`).
-            if hub.is_shutting_down() {
-                return respond(
-                    &mut stream,
-                    503,
-                    "Service Unavailable",
-                    "text/plain",
-                    b"shutting down, try again later\n",
-                    false,
-                )
-                .await;
-            }
-            // RFC 6455 §10.2: a server that serves browsers checks the
-            // `Origin` of the page that opens the WebSocket, and "If the
-            // server does not wish to accept this connection, it MUST
-            // return an appropriate HTTP error code (e.g., 403 Forbidden)
-            // and abort the WebSocket handshake" (also §4.2.2 item 4).
-            let origins: Vec<&[u8]> = request
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("origin"))
-                .map(|h| h.value.as_slice())
-                .collect();
-            let tls = serves_tls(&shared.config);
-            if let Err(why) = shared.origins.check(&origins, request.header("host"), tls) {
-                hub.metrics.origin_refused.inc();
-                let origin = origins.first().map(|o| String::from_utf8_lossy(o));
-                debug!(%peer, ?origin, ?why, "WebSocket refused for its Origin");
-                let now = Instant::now();
-                let due = {
-                    let mut last = super::lock(&shared.origin_logged);
-                    let due = last.is_none_or(|t| now.duration_since(t) >= ORIGIN_LOG_EVERY);
-                    if due {
-                        *last = Some(now);
-                    }
-                    due
-                };
-                if due {
-                    let host = request.header("host").map(String::from_utf8_lossy);
-                    info!(
-                        ?origin,
-                        ?host,
-                        refused = hub.metrics.origin_refused.get(),
-                        "WebSocket refused for its Origin (behind a proxy? set --public-url; other sites: --allow-origin)"
-                    );
-                }
-                let body: &[u8] = match why {
-                    OriginRefusal::Null => {
-                        b"pages with an opaque origin (Origin: null) may not connect here\n"
-                    }
-                    OriginRefusal::Several | OriginRefusal::Unparsable => {
-                        b"the Origin header must be one origin\n"
-                    }
-                    OriginRefusal::NotAllowed => b"pages from your origin may not connect here\n",
-                };
-                return respond(&mut stream, 403, "Forbidden", "text/plain", body, false).await;
-            }
-            let config = shared.config.transport_config();
-            match transport::accept_request(stream, &request, &leftover, config).await {
-                Ok(ws) => {
-                    slot.upgraded();
-                    let token = query_param(query, "token");
-                    session::run(
-                        ws,
-                        hub.clone(),
-                        shared.auth.clone(),
-                        shared.config.rate_limit,
-                        token,
-                    )
-                    .await
-                }
-                Err(e) => debug!(%peer, error = %e, "upgrade refused"),
-            }
-        }
-        _ => {
-            respond(
-                &mut stream,
-                404,
-                "Not Found",
-                "text/plain",
-                b"not found\n",
-                head_only,
-            )
-            .await
+        None => {
+            let refused = Response::text(405, "Method Not Allowed", b"GET only\n".as_slice());
+            respond(&mut stream, &refused, head_only).await
         }
     }
 }
 
-/// Writes a whole response and closes our side.
-async fn respond<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    head_only: bool,
-) {
-    let head = head(status, reason, content_type, body.len(), "");
+fn index(_: &Shared, _: &str) -> Response {
+    Response::ok("text/html; charset=utf-8", INDEX_HTML.as_bytes())
+}
+
+fn app_js(_: &Shared, _: &str) -> Response {
+    Response::ok("text/javascript; charset=utf-8", APP_JS.as_bytes())
+}
+
+fn style_css(_: &Shared, _: &str) -> Response {
+    Response::ok("text/css; charset=utf-8", STYLE_CSS.as_bytes())
+}
+
+/// `/healthz`: 503 while shutting down, else 200. Scaled out and Redis
+/// away: still serving our own clients, so still 200 (a balancer that
+/// drained every server for it would take the whole chat down);
+/// `?strict` answers 503 for balancers that prefer to route around a
+/// degraded server.
+fn healthz(shared: &Shared, query: &str) -> Response {
+    let hub = &shared.hub;
+    if hub.is_shutting_down() {
+        return Response::text(503, "Service Unavailable", b"shutting down\n".as_slice());
+    }
+    let Some(Err(down)) = hub.cluster().map(|c| c.health()) else {
+        return Response::text(200, "OK", b"ok\n".as_slice());
+    };
+    let body = format!("degraded: redis unreachable for {}s\n", down.as_secs()).into_bytes();
+    if query == "strict" {
+        Response::text(503, "Service Unavailable", body)
+    } else {
+        Response::text(200, "OK", body)
+    }
+}
+
+/// `/metrics`: the hub's counters, and the cluster's when scaled out.
+fn metrics(shared: &Shared, _: &str) -> Response {
+    let hub = &shared.hub;
+    let mut body = hub.metrics.render();
+    if let Some(cluster) = hub.cluster() {
+        body.push_str(&cluster.render_metrics());
+    }
+    Response::ok("text/plain; version=0.0.4", body.into_bytes())
+}
+
+/// What the WebSocket handshake takes from the request already read.
+struct Upgrade<'a> {
+    request: &'a proto::Request,
+    /// Bytes read past the head: the client's first frames, maybe.
+    leftover: &'a [u8],
+    query: &'a str,
+    /// The chat's transport settings, whose limits read the head.
+    config: transport::Config,
+}
+
+/// `/ws`: refused while shutting down or for its `Origin`, else upgraded
+/// and run as a session. How many may connect was settled at the door
+/// (`admission.rs`).
+async fn websocket<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Shared,
+    upgrade: Upgrade<'_>,
+    slot: &mut Slot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let hub = &shared.hub;
+    if hub.is_shutting_down() {
+        let body = b"shutting down, try again later\n".as_slice();
+        let refused = Response::text(503, "Service Unavailable", body);
+        return respond(&mut stream, &refused, false).await;
+    }
+    let request = upgrade.request;
+    // RFC 6455 §10.2: a server that serves browsers checks the `Origin` of
+    // the page that opens the WebSocket, and "If the server does not wish
+    // to accept this connection, it MUST return an appropriate HTTP error
+    // code (e.g., 403 Forbidden) and abort the WebSocket handshake" (also
+    // §4.2.2 item 4).
+    let origins: Vec<&[u8]> = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("origin"))
+        .map(|h| h.value.as_slice())
+        .collect();
+    let tls = serves_tls(&shared.config);
+    if let Err(why) = shared.origins.check(&origins, request.header("host"), tls) {
+        let refused = origin_refused(peer, shared, request, &origins, why);
+        return respond(&mut stream, &refused, false).await;
+    }
+    match transport::accept_request(stream, request, upgrade.leftover, upgrade.config).await {
+        Ok(ws) => {
+            slot.upgraded();
+            let token = query_param(upgrade.query, "token");
+            let (auth, rate) = (shared.auth.clone(), shared.config.rate_limit);
+            session::run(ws, hub.clone(), auth, rate, token).await
+        }
+        Err(e) => debug!(%peer, error = %e, "upgrade refused"),
+    }
+}
+
+/// The 403 for a WebSocket refused for its `Origin`, counted and logged:
+/// each at debug, and at info at most every [`ORIGIN_LOG_EVERY`].
+fn origin_refused(
+    peer: SocketAddr,
+    shared: &Shared,
+    request: &proto::Request,
+    origins: &[&[u8]],
+    why: OriginRefusal,
+) -> Response {
+    let metrics = &shared.hub.metrics;
+    metrics.origin_refused.inc();
+    let origin = origins.first().map(|o| String::from_utf8_lossy(o));
+    debug!(%peer, ?origin, ?why, "WebSocket refused for its Origin");
+    let now = Instant::now();
+    let due = {
+        let mut last = super::lock(&shared.origin_logged);
+        let due = last.is_none_or(|t| now.duration_since(t) >= ORIGIN_LOG_EVERY);
+        if due {
+            *last = Some(now);
+        }
+        due
+    };
+    if due {
+        let host = request.header("host").map(String::from_utf8_lossy);
+        info!(
+            ?origin,
+            ?host,
+            refused = metrics.origin_refused.get(),
+            "WebSocket refused for its Origin (behind a proxy? set --public-url; other sites: --allow-origin)"
+        );
+    }
+    let body: &'static [u8] = match why {
+        OriginRefusal::Null => b"pages with an opaque origin (Origin: null) may not connect here\n",
+        OriginRefusal::Several | OriginRefusal::Unparsable => {
+            b"the Origin header must be one origin\n"
+        }
+        OriginRefusal::NotAllowed => b"pages from your origin may not connect here\n",
+    };
+    Response::text(403, "Forbidden", body)
+}
+
+/// Writes a whole response (its head alone for HEAD) and closes our side.
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, response: &Response, head_only: bool) {
+    let body = &response.body;
+    let head = head(
+        response.status,
+        response.reason,
+        response.content_type,
+        body.len(),
+        "",
+    );
     let _ = stream.write_all(head.as_bytes()).await;
     if !head_only {
         let _ = stream.write_all(body).await;

@@ -27,6 +27,7 @@ use super::lock;
 
 mod scaled;
 use super::metrics::Metrics;
+use super::protocol::ErrorCode::{NotInRoom, RoomsFull, TooManyRooms, Unavailable, UnknownUser};
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
 use super::store::{Outcome, Page, Store};
 
@@ -187,7 +188,7 @@ impl Delivery {
                 // it may send it again.
                 self.metrics.errors.inc();
                 let json = ServerMsg::Error {
-                    code: "unavailable",
+                    code: Unavailable,
                     message: "the message could not be saved; try again",
                     client_id: Some(&self.client_id),
                 }
@@ -319,7 +320,7 @@ impl Hub {
         }
         if rooms.len() >= self.config.max_rooms {
             return Err(Refusal::new(
-                "rooms_full",
+                RoomsFull,
                 format!(
                     "the server holds its maximum of {} rooms; try again later",
                     self.config.max_rooms
@@ -475,7 +476,7 @@ impl Hub {
             let rooms = lock(&client.rooms);
             if !rooms.contains(room) && rooms.len() >= MAX_ROOMS {
                 return Err(JoinError::Refused(Refusal::new(
-                    "too_many_rooms",
+                    TooManyRooms,
                     format!("at most {MAX_ROOMS} rooms"),
                 )));
             }
@@ -546,10 +547,10 @@ impl Hub {
         client_id: &str,
     ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new("unavailable", "the server is shutting down"));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         if !client.in_room(room) {
-            return Err(Refusal::new("not_in_room", format!("join {room} first")));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         }
         let store = match &self.backend {
             Backend::Local(store) => store,
@@ -562,14 +563,14 @@ impl Hub {
             return Err(busy());
         }
         let Some(room_arc) = self.find_room(room) else {
-            return Err(Refusal::new("not_in_room", format!("join {room} first")));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         };
         let mut r = lock(&room_arc);
         // Checked again under the lock that gives the id: `stop_posts`
         // takes every such lock once after setting the flag, so no post
         // that passed this check can be queued after shutdown's flush.
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new("unavailable", "the server is shutting down"));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         r.last_id += 1;
         let message = ChatMessage {
@@ -617,7 +618,7 @@ impl Hub {
         client_id: &str,
     ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new("unavailable", "the server is shutting down"));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         let store = match &self.backend {
             Backend::Local(store) => store,
@@ -625,7 +626,7 @@ impl Hub {
                 let online = lock(&self.users).contains_key(to)
                     || lock(&self.remote_users).values().any(|s| s.contains(to));
                 if !online {
-                    return Err(Refusal::new("unknown_user", format!("{to} is not online")));
+                    return Err(Refusal::new(UnknownUser, format!("{to} is not online")));
                 }
                 let conv = conversation(&client.nick, to);
                 let post = Post::dm(client, &conv, to, text, client_id, now_ms());
@@ -635,7 +636,7 @@ impl Hub {
         let recipients: Vec<Arc<Client>> = {
             let users = lock(&self.users);
             let Some(targets) = users.get(to) else {
-                return Err(Refusal::new("unknown_user", format!("{to} is not online")));
+                return Err(Refusal::new(UnknownUser, format!("{to} is not online")));
             };
             let mine = users.get(&client.nick).cloned().unwrap_or_default();
             targets
@@ -651,7 +652,7 @@ impl Hub {
         let mut ids = lock(&self.dm_ids);
         // As in `post`: checked again under the lock that gives the id.
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new("unavailable", "the server is shutting down"));
+            return Err(Refusal::new(Unavailable, "the server is shutting down"));
         }
         let id = ids
             .entry(key.clone())
@@ -692,10 +693,10 @@ impl Hub {
     /// user and room every 2 s.
     pub fn typing(&self, client: &Arc<Client>, room: &str) -> Result<(), Refusal> {
         if !client.in_room(room) {
-            return Err(Refusal::new("not_in_room", format!("join {room} first")));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         }
         let Some(room_arc) = self.find_room(room) else {
-            return Err(Refusal::new("not_in_room", format!("join {room} first")));
+            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
         };
         let mut r = lock(&room_arc);
         let now = Instant::now();
@@ -876,7 +877,7 @@ impl Hub {
 }
 
 fn down() -> Refusal {
-    Refusal::new("unavailable", "the message store is unreachable; try again")
+    Refusal::new(Unavailable, "the message store is unreachable; try again")
 }
 
 /// The "room" of a DM conversation: both nicks, sorted; '@' keeps it out
@@ -891,7 +892,7 @@ const ONLINE: &str = "*";
 
 fn busy() -> Refusal {
     Refusal::new(
-        "unavailable",
+        Unavailable,
         "too many messages are waiting for the message store; try again",
     )
 }

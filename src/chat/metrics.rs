@@ -1,6 +1,6 @@
 //! Counters for `/metrics`, in the Prometheus text format (version 0.0.4).
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -115,129 +115,178 @@ pub struct Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let rows: [(&str, &str, &str, u64); 18] = [
+            (
+                "chat_connections",
+                "gauge",
+                "Open WebSocket connections.",
+                self.connections.get(),
+            ),
+            (
+                "chat_connections_total",
+                "counter",
+                "WebSocket connections accepted.",
+                self.connections_total.get(),
+            ),
+            (
+                "chat_connections_deflate_total",
+                "counter",
+                "WebSocket connections with permessage-deflate.",
+                self.connections_deflate.get(),
+            ),
+            (
+                "chat_connections_refused_total",
+                "counter",
+                "TCP connections refused: max-connections sockets open (503).",
+                self.connections_refused.get(),
+            ),
+            (
+                "chat_sockets",
+                "gauge",
+                "Open TCP connections: handshakes, page requests and WebSockets.",
+                self.sockets.get(),
+            ),
+            (
+                "chat_handshakes",
+                "gauge",
+                "Open TCP connections not yet upgraded to a WebSocket.",
+                self.handshakes.get(),
+            ),
+            (
+                "chat_refused_per_ip_total",
+                "counter",
+                "TCP connections refused: max-per-ip sockets open from the address (429).",
+                self.refused_per_ip.get(),
+            ),
+            (
+                "chat_refused_handshakes_per_ip_total",
+                "counter",
+                "TCP connections refused: max-handshakes-per-ip in flight from the address (429).",
+                self.refused_handshakes.get(),
+            ),
+            (
+                "chat_origin_refused_total",
+                "counter",
+                "WebSocket handshakes refused for their Origin (403).",
+                self.origin_refused.get(),
+            ),
+            (
+                "chat_accept_errors_total",
+                "counter",
+                "Failed accepts (out of file descriptors, mostly).",
+                self.accept_errors.get(),
+            ),
+            (
+                "chat_messages_in_total",
+                "counter",
+                "Frames received from clients.",
+                self.messages_in.get(),
+            ),
+            (
+                "chat_messages_out_total",
+                "counter",
+                "Frames queued to clients.",
+                self.messages_out.get(),
+            ),
+            (
+                "chat_bytes_out_total",
+                "counter",
+                "Bytes queued to clients.",
+                self.bytes_out.get(),
+            ),
+            (
+                "chat_drops_total",
+                "counter",
+                "Ephemeral events dropped for full queues.",
+                self.drops.get(),
+            ),
+            (
+                "chat_slow_consumer_closes_total",
+                "counter",
+                "Connections closed (1013) for reading too slowly.",
+                self.slow_closes.get(),
+            ),
+            (
+                "chat_errors_total",
+                "counter",
+                "Requests refused with an error event.",
+                self.errors.get(),
+            ),
+            ("chat_rooms", "gauge", "Rooms in memory.", self.rooms.get()),
+            (
+                "chat_history_write_errors_total",
+                "counter",
+                "Failed history commits.",
+                self.history_write_errors.get(),
+            ),
+        ];
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            write(&mut out, name, kind, help, value)
-        };
-        metric(
-            "chat_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            self.connections.get(),
-        );
-        metric(
-            "chat_connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-            self.connections_total.get(),
-        );
-        metric(
-            "chat_connections_deflate_total",
-            "counter",
-            "WebSocket connections with permessage-deflate.",
-            self.connections_deflate.get(),
-        );
-        metric(
-            "chat_connections_refused_total",
-            "counter",
-            "TCP connections refused: max-connections sockets open (503).",
-            self.connections_refused.get(),
-        );
-        metric(
-            "chat_sockets",
-            "gauge",
-            "Open TCP connections: handshakes, page requests and WebSockets.",
-            self.sockets.get(),
-        );
-        metric(
-            "chat_handshakes",
-            "gauge",
-            "Open TCP connections not yet upgraded to a WebSocket.",
-            self.handshakes.get(),
-        );
-        metric(
-            "chat_refused_per_ip_total",
-            "counter",
-            "TCP connections refused: max-per-ip sockets open from the address (429).",
-            self.refused_per_ip.get(),
-        );
-        metric(
-            "chat_refused_handshakes_per_ip_total",
-            "counter",
-            "TCP connections refused: max-handshakes-per-ip in flight from the address (429).",
-            self.refused_handshakes.get(),
-        );
-        metric(
-            "chat_origin_refused_total",
-            "counter",
-            "WebSocket handshakes refused for their Origin (403).",
-            self.origin_refused.get(),
-        );
-        metric(
-            "chat_accept_errors_total",
-            "counter",
-            "Failed accepts (out of file descriptors, mostly).",
-            self.accept_errors.get(),
-        );
-        metric(
-            "chat_messages_in_total",
-            "counter",
-            "Frames received from clients.",
-            self.messages_in.get(),
-        );
-        metric(
-            "chat_messages_out_total",
-            "counter",
-            "Frames queued to clients.",
-            self.messages_out.get(),
-        );
-        metric(
-            "chat_bytes_out_total",
-            "counter",
-            "Bytes queued to clients.",
-            self.bytes_out.get(),
-        );
-        metric(
-            "chat_drops_total",
-            "counter",
-            "Ephemeral events dropped for full queues.",
-            self.drops.get(),
-        );
-        metric(
-            "chat_slow_consumer_closes_total",
-            "counter",
-            "Connections closed (1013) for reading too slowly.",
-            self.slow_closes.get(),
-        );
-        metric(
-            "chat_errors_total",
-            "counter",
-            "Requests refused with an error event.",
-            self.errors.get(),
-        );
-        metric("chat_rooms", "gauge", "Rooms in memory.", self.rooms.get());
-        metric(
-            "chat_history_write_errors_total",
-            "counter",
-            "Failed history commits.",
-            self.history_write_errors.get(),
-        );
+        for (name, kind, help, value) in rows {
+            write(&mut out, name, kind, help, value);
+        }
         let h = &self.history_write;
-        let _ = writeln!(
-            out,
-            "# HELP chat_history_write_seconds From accepting a message to its commit.\n# TYPE chat_history_write_seconds summary\nchat_history_write_seconds_sum {}\nchat_history_write_seconds_count {}\n# HELP chat_history_write_seconds_max Longest write so far.\n# TYPE chat_history_write_seconds_max gauge\nchat_history_write_seconds_max {}",
-            h.sum_us.load(Relaxed) as f64 / 1e6,
-            h.count.load(Relaxed),
-            h.max_us.load(Relaxed) as f64 / 1e6,
+        let seconds = |us: &AtomicU64| us.load(Relaxed) as f64 / 1e6;
+        write_samples(
+            &mut out,
+            "chat_history_write_seconds",
+            "summary",
+            "From accepting a message to its commit.",
+            &[
+                ("_sum", &seconds(&h.sum_us)),
+                ("_count", &h.count.load(Relaxed)),
+            ],
+        );
+        write(
+            &mut out,
+            "chat_history_write_seconds_max",
+            "gauge",
+            "Longest write so far.",
+            seconds(&h.max_us),
         );
         out
     }
 }
 
 /// One metric in the text exposition: its help, its type, its value.
-pub fn write(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
+pub fn write(out: &mut String, name: &str, kind: &str, help: &str, value: impl Display) {
+    write_samples(out, name, kind, help, &[("", &value)]);
+}
+
+/// One metric family: its help and type lines, then a line per sample,
+/// named `name` and the sample's suffix (a summary's `_sum` and
+/// `_count`). Every line of `/metrics` is written here.
+pub fn write_samples(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(&str, &dyn Display)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (suffix, value) in samples {
+        let _ = writeln!(out, "{name}{suffix} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text format (version 0.0.4): each family's `# HELP` and
+    /// `# TYPE`, then its samples; a summary's `_sum` and `_count` share
+    /// one family.
+    #[test]
+    fn render_writes_each_family_in_the_text_format() {
+        let m = Metrics::default();
+        m.connections.inc();
+        m.history_write.observe(Duration::from_micros(1500));
+        let text = m.render();
+        assert!(text.starts_with(
+            "# HELP chat_connections Open WebSocket connections.\n# TYPE chat_connections gauge\nchat_connections 1\n# HELP chat_connections_total "
+        ));
+        assert!(text.ends_with(
+            "chat_history_write_errors_total 0\n# HELP chat_history_write_seconds From accepting a message to its commit.\n# TYPE chat_history_write_seconds summary\nchat_history_write_seconds_sum 0.0015\nchat_history_write_seconds_count 1\n# HELP chat_history_write_seconds_max Longest write so far.\n# TYPE chat_history_write_seconds_max gauge\nchat_history_write_seconds_max 0.0015\n"
+        ));
+        assert_eq!(text.matches("# TYPE ").count(), 20);
+    }
 }

@@ -99,11 +99,57 @@ pub enum ClientMsg {
 /// The `type`s a client may send, to tell an unknown type from a bad field.
 const CLIENT_TYPES: [&str; 7] = ["hello", "join", "leave", "msg", "dm", "typing", "history"];
 
+/// The `code` of an `error`: why a request was refused. These are the
+/// codes of `docs/PROTOCOL.md` ("Error codes"), serialized as the same
+/// snake_case strings; the wire strings are a contract with every client,
+/// pinned by a test against that document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a JSON object with a string `type`, or is binary.
+    BadJson,
+    /// The `type` is none the protocol has.
+    UnknownType,
+    /// A field is missing, unknown or out of its range; the message names it.
+    InvalidField,
+    /// Something other than `hello` came first.
+    HelloRequired,
+    /// A request names a room the client has not joined.
+    NotInRoom,
+    /// The client is already in [`MAX_ROOMS`] rooms.
+    TooManyRooms,
+    /// The server holds its maximum of rooms in memory.
+    RoomsFull,
+    /// A `dm` to a nick nobody online holds.
+    UnknownUser,
+    /// Over the connection's rate (its token bucket is empty).
+    RateLimited,
+    /// Shutting down, or the message store cannot take the post: it was
+    /// not accepted and may be sent again later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, in the order `docs/PROTOCOL.md` lists them.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidField,
+        ErrorCode::HelloRequired,
+        ErrorCode::NotInRoom,
+        ErrorCode::TooManyRooms,
+        ErrorCode::RoomsFull,
+        ErrorCode::UnknownUser,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+    ];
+}
+
 /// Why a client frame was refused: the `code` and `message` of an `error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// One of the codes of `docs/PROTOCOL.md`.
-    pub code: &'static str,
+    /// Why, for the client's code.
+    pub code: ErrorCode,
     /// A sentence for a human.
     pub message: String,
 }
@@ -111,7 +157,7 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal with a code and a message, cut to [`MAX_REFUSAL`] bytes
     /// (at a character boundary, marked with `…`).
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let mut message = message.into();
         if message.len() > MAX_REFUSAL {
             let mut end = MAX_REFUSAL - '…'.len_utf8();
@@ -125,17 +171,17 @@ impl Refusal {
     }
 
     fn field(message: impl Into<String>) -> Self {
-        Self::new("invalid_field", message)
+        Self::new(ErrorCode::InvalidField, message)
     }
 }
 
 /// Parses and checks one client frame.
 pub fn parse(text: &str) -> Result<ClientMsg, Refusal> {
     let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| Refusal::new("bad_json", format!("not JSON: {e}")))?;
+        .map_err(|e| Refusal::new(ErrorCode::BadJson, format!("not JSON: {e}")))?;
     let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
         return Err(Refusal::new(
-            "bad_json",
+            ErrorCode::BadJson,
             "expected an object with a string \"type\"",
         ));
     };
@@ -143,7 +189,7 @@ pub fn parse(text: &str) -> Result<ClientMsg, Refusal> {
         // Named, but only a short prefix of it: see `MAX_REFUSAL`.
         let shown: String = kind.chars().take(32).collect();
         return Err(Refusal::new(
-            "unknown_type",
+            ErrorCode::UnknownType,
             format!("unknown type {shown:?}"),
         ));
     }
@@ -395,8 +441,8 @@ pub enum ServerMsg<'a> {
     },
     /// A refused request.
     Error {
-        /// The code.
-        code: &'a str,
+        /// Why.
+        code: ErrorCode,
         /// For a human.
         message: &'a str,
         /// The `client_id` of the refused `msg` or `dm`.
@@ -430,48 +476,48 @@ mod tests {
 
     #[test]
     fn bad_input_gets_the_right_code() {
-        assert_eq!(parse("{").unwrap_err().code, "bad_json");
-        assert_eq!(parse("[1]").unwrap_err().code, "bad_json");
+        assert_eq!(parse("{").unwrap_err().code, ErrorCode::BadJson);
+        assert_eq!(parse("[1]").unwrap_err().code, ErrorCode::BadJson);
         assert_eq!(
             parse(r#"{"type":"shout"}"#).unwrap_err().code,
-            "unknown_type"
+            ErrorCode::UnknownType
         );
         assert_eq!(
             parse(r#"{"type":"join"}"#).unwrap_err().code,
-            "invalid_field"
+            ErrorCode::InvalidField
         );
         assert_eq!(
             parse(r#"{"type":"join","room":"General"}"#)
                 .unwrap_err()
                 .code,
-            "invalid_field"
+            ErrorCode::InvalidField
         );
         assert_eq!(
             parse(r#"{"type":"join","room":"a","x":1}"#)
                 .unwrap_err()
                 .code,
-            "invalid_field"
+            ErrorCode::InvalidField
         );
         let long = "x".repeat(MAX_TEXT + 1);
         let msg = format!(r#"{{"type":"msg","room":"a","text":"{long}","client_id":"1"}}"#);
-        assert_eq!(parse(&msg).unwrap_err().code, "invalid_field");
+        assert_eq!(parse(&msg).unwrap_err().code, ErrorCode::InvalidField);
         assert_eq!(
             parse(r#"{"type":"msg","room":"a","text":"  ","client_id":"1"}"#)
                 .unwrap_err()
                 .code,
-            "invalid_field"
+            ErrorCode::InvalidField
         );
         assert_eq!(
             parse(r#"{"type":"history","room":"a","limit":0}"#)
                 .unwrap_err()
                 .code,
-            "invalid_field"
+            ErrorCode::InvalidField
         );
         assert_eq!(
             parse(r#"{"type":"hello","nick":"bad nick"}"#)
                 .unwrap_err()
                 .code,
-            "invalid_field"
+            ErrorCode::InvalidField
         );
     }
 
@@ -490,12 +536,63 @@ mod tests {
         );
         assert_eq!(
             ServerMsg::Error {
-                code: "rate_limited",
+                code: ErrorCode::RateLimited,
                 message: "slow down",
                 client_id: None
             }
             .to_json(),
             r#"{"type":"error","code":"rate_limited","message":"slow down"}"#
         );
+    }
+
+    /// The string each code is on the wire, written out: changing one
+    /// breaks every client that matches on it.
+    fn wire(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::RoomsFull => "rooms_full",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    #[test]
+    fn error_codes_serialize_as_their_wire_strings() {
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", wire(code))
+            );
+        }
+    }
+
+    /// `ErrorCode::ALL` is every variant once: `wire` matches every
+    /// variant, and no two variants share a string.
+    #[test]
+    fn error_code_list_has_every_variant_once() {
+        let strings: std::collections::BTreeSet<_> =
+            ErrorCode::ALL.iter().map(|c| wire(*c)).collect();
+        assert_eq!(strings.len(), ErrorCode::ALL.len());
+    }
+
+    /// The codes of `docs/PROTOCOL.md` ("Error codes") are exactly ours.
+    #[test]
+    fn error_codes_are_the_documented_ones() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let section = doc
+            .split("\n## Error codes\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("PROTOCOL.md has an Error codes section");
+        // Each code opens a backquoted span; parenthesised notes quote none.
+        let documented: Vec<&str> = section.split('`').skip(1).step_by(2).collect();
+        let ours: Vec<&str> = ErrorCode::ALL.iter().map(|c| wire(*c)).collect();
+        assert_eq!(documented, ours);
     }
 }

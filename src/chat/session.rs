@@ -32,7 +32,8 @@ use crate::transport::WebSocket;
 use super::RateLimit;
 use super::hub::{Client, Hub, JoinError, slow_close};
 use super::protocol::{
-    self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, MAX_ROOMS, Refusal, ServerMsg,
+    self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_ROOMS, Refusal,
+    ServerMsg,
 };
 
 /// Outbox frames move to the socket while less than this is waiting to be
@@ -226,7 +227,7 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(None | Some(Err(_))) => return None,
             Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limiter.allow() => {
-                Refusal::new("rate_limited", "slow down")
+                Refusal::new(ErrorCode::RateLimited, "slow down")
             }
             Ok(Some(Ok(Message::Text(t)))) => match protocol::parse(t.as_str()) {
                 Ok(hello @ ClientMsg::Hello { .. }) => {
@@ -238,7 +239,7 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
                     limiter.charge(rooms as f64 - 1.0);
                     return Some(hello);
                 }
-                Ok(_) => Refusal::new("hello_required", "say hello first"),
+                Ok(_) => Refusal::new(ErrorCode::HelloRequired, "say hello first"),
                 Err(refusal) => refusal,
             },
             Ok(Some(Ok(Message::Binary(_)))) => binary_refusal(),
@@ -255,7 +256,10 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn binary_refusal() -> Refusal {
-    Refusal::new("bad_json", "binary frames are not part of the protocol")
+    Refusal::new(
+        ErrorCode::BadJson,
+        "binary frames are not part of the protocol",
+    )
 }
 
 fn error_json(refusal: &Refusal, client_id: Option<&str>) -> String {
@@ -523,7 +527,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     let refusal = if self.limiter.allow() {
                         binary_refusal()
                     } else {
-                        Refusal::new("rate_limited", "slow down")
+                        Refusal::new(ErrorCode::RateLimited, "slow down")
                     };
                     self.refuse(&refusal, None);
                 }
@@ -543,7 +547,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if !self.limiter.allow() {
             let client_id = protocol::client_id_of(text);
-            let refusal = Refusal::new("rate_limited", "slow down");
+            let refusal = Refusal::new(ErrorCode::RateLimited, "slow down");
             return self.refuse(&refusal, client_id.as_deref());
         }
         let msg = match protocol::parse(text) {
@@ -555,7 +559,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         match msg {
             ClientMsg::Hello { .. } => self.refuse(
-                &Refusal::new("invalid_field", "hello was already said"),
+                &Refusal::new(ErrorCode::InvalidField, "hello was already said"),
                 None,
             ),
             ClientMsg::Join { room } => self.join(&room, None).await,
@@ -591,7 +595,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } => {
                 if !self.client.in_room(&room) {
                     return self.refuse(
-                        &Refusal::new("not_in_room", format!("join {room} first")),
+                        &Refusal::new(ErrorCode::NotInRoom, format!("join {room} first")),
                         None,
                     );
                 }

@@ -211,24 +211,17 @@ async fn send(ws: &mut WebSocket<TcpStream>, v: Value) {
         .expect("the bystander could not send");
 }
 
-/// The next JSON event, skipping control frames; a Close becomes
-/// `{"type": "close", "code": …}`. Panics if the connection ends or
-/// stays silent for [`PATIENCE`].
+/// The next JSON event ([`super::chat::event`]). Panics if the connection
+/// fails, ends or stays silent for [`PATIENCE`].
 async fn event(ws: &mut WebSocket<TcpStream>) -> Value {
-    loop {
-        let next = tokio::time::timeout(PATIENCE, ws.recv())
-            .await
-            .expect("the bystander heard nothing for 20 s")
-            .expect("the bystander's connection ended");
-        match next {
-            Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).unwrap(),
-            Ok(Message::Close(frame)) => {
-                return json!({"type": "close", "code": frame.map(|f| f.code.as_u16())});
-            }
-            Ok(_) => {}
-            Err(e) => panic!("the bystander's connection failed: {e}"),
-        }
-    }
+    let e = super::chat::event(ws, PATIENCE)
+        .await
+        .expect("the bystander heard nothing for 20 s, or its connection ended");
+    assert_ne!(
+        e["type"], "transport_error",
+        "the bystander's connection failed: {e}"
+    );
+    e
 }
 
 async fn next_history(ws: &mut WebSocket<TcpStream>, room: &str) -> Value {

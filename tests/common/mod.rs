@@ -1,13 +1,34 @@
 //! Helpers shared by the integration tests: a peer that speaks the
-//! protocol by hand, to misbehave on purpose; the well-behaved client that
-//! posts beside it (`bystander`); what a server process costs (`process`).
+//! protocol by hand, to misbehave on purpose (here); a chat client
+//! (`chat`); the well-behaved client that posts beside an attack
+//! (`bystander`); the processes we start and what they cost (`process`);
+//! the chat server in-process, and HTTP requests to it (`server`); the
+//! in-memory pair tests' workload (`workload`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod bystander;
+pub mod chat;
 pub mod process;
+pub mod server;
+pub mod workload;
 
-use tokio::io::AsyncReadExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rfc6455::proto::Message;
+use rfc6455::transport::{Error, WebSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A fresh, empty directory for test `name` of the suite `suite`, under
+/// the system's temporary directory and named after this process, so
+/// that runs and suites do not meet.
+pub fn temp_dir(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rfc6455-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// The RFC's example opening handshake (§1.3), for the resource `/`.
 pub const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -31,7 +52,13 @@ pub async fn read_head(s: &mut TcpStream) -> String {
 /// A client frame written by hand: first byte `b0`, masked with a fixed
 /// key, length in its minimal form (§5.2).
 pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0xa1, 0xb2, 0xc3, 0xd4];
+    masked_with(b0, [0xa1, 0xb2, 0xc3, 0xd4], payload)
+}
+
+/// A client frame written by hand (§5.2): first byte `b0` (FIN, RSV1-3
+/// and the opcode), the mask bit and the length in its minimal form, the
+/// masking key `key`, and the payload masked with it (§5.3).
+pub fn masked_with(b0: u8, key: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut out = vec![b0];
     match payload.len() {
         n @ 0..=125 => out.push(0x80 | n as u8),
@@ -47,4 +74,117 @@ pub fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
+}
+
+/// Reads one frame by hand (§5.2), masked or not: its first byte and its
+/// unmasked payload. Reads exactly the frame, so what follows it stays in
+/// the socket (or read half). Panics if TCP closes first.
+pub async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await.expect("a frame before EOF");
+    let len = match h[1] & 0x7f {
+        126 => s.read_u16().await.unwrap() as usize,
+        127 => s.read_u64().await.unwrap() as usize,
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    if h[1] & 0x80 != 0 {
+        s.read_exact(&mut key).await.unwrap();
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.unwrap();
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    (h[0], payload)
+}
+
+/// Reads frames until a Close; returns its status code (None if empty).
+/// Panics if TCP closes first or no Close comes `within`.
+pub async fn close_code(s: &mut TcpStream, within: Duration) -> Option<u16> {
+    tokio::time::timeout(within, async {
+        loop {
+            let (b0, payload) = read_frame(s).await;
+            if b0 & 0x0f == 0x8 {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no Close within {within:?}"))
+}
+
+/// How an echo loop ([`echo`]) went.
+#[derive(Debug)]
+pub struct Echoed {
+    /// Messages echoed.
+    pub messages: usize,
+    /// The most output it ever held queued, in bytes.
+    pub most_queued: usize,
+    /// The error that ended it, if any.
+    pub error: Option<Error>,
+}
+
+/// A `recv` → `queue` echo of every text and binary message, until the
+/// end.
+pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Echoed {
+    let mut echoed = Echoed {
+        messages: 0,
+        most_queued: 0,
+        error: None,
+    };
+    while let Some(event) = ws.recv().await {
+        match event {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                ws.queue(m).unwrap();
+                echoed.messages += 1;
+                echoed.most_queued = echoed.most_queued.max(ws.pending_output_len());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                echoed.error = Some(e);
+                break;
+            }
+        }
+    }
+    echoed
+}
+
+/// Writes `frame` again and again, never reading, until a write fails
+/// (the peer hung up) or `for_at_most` has passed: how many were written
+/// whole, and how long until the write failed (`None` if none did).
+pub async fn flood<W: AsyncWrite + Unpin>(
+    tx: &mut W,
+    frame: &[u8],
+    for_at_most: Duration,
+) -> (u32, Option<Duration>) {
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < for_at_most {
+        if tx.write_all(frame).await.is_err() {
+            return (sent, Some(started.elapsed()));
+        }
+        sent += 1;
+    }
+    (sent, None)
+}
+
+/// Reads and discards until the peer's end of TCP: `Ok` on EOF, the error
+/// kind on a reset. Panics if the socket is still open after `within`.
+pub async fn read_until_closed<R: AsyncRead + Unpin>(
+    rx: &mut R,
+    within: Duration,
+) -> Result<(), std::io::ErrorKind> {
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the socket was still open after {within:?}"))
 }

@@ -1,9 +1,10 @@
 //! The workload both in-memory pair tests send (`tests/pair.rs` plain,
 //! `tests/deflate.rs` compressed): messages whole, in fragments with a
-//! control frame between them (RFC 6455 §5.4, §5.5), and pings.
+//! control frame between them (RFC 6455 §5.4, §5.5), and pings; and how
+//! both feed a `Connection` its peer's bytes in pieces.
 
 use bytes::Bytes;
-use rfc6455::proto::{Connection, Message};
+use rfc6455::proto::{Connection, Error, Message};
 
 /// One thing the sender does.
 #[derive(Debug, Clone)]
@@ -65,4 +66,47 @@ pub fn drain(conn: &mut Connection) -> Vec<u8> {
         out.extend_from_slice(&chunk);
     }
     out
+}
+
+/// Feeds `bytes` to `conn` in pieces cut at `cuts` (taken modulo the
+/// length, in any order), collecting every event up to and including the
+/// first error (errors are sticky).
+pub fn feed(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Result<Message, Error>> {
+    let mut points: Vec<usize> = cuts.iter().map(|&c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    points.push(bytes.len());
+    let mut events = Vec::new();
+    let mut start = 0;
+    for p in points {
+        conn.receive(&bytes[start..p]);
+        start = p;
+        loop {
+            match conn.poll_message() {
+                Ok(Some(m)) => events.push(Ok(m)),
+                Ok(None) => break,
+                Err(e) => {
+                    events.push(Err(e));
+                    return events;
+                }
+            }
+        }
+    }
+    events
+}
+
+/// [`feed`] for input that must be valid.
+pub fn feed_in_pieces(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
+    feed(conn, bytes, cuts)
+        .into_iter()
+        .map(|e| e.expect("valid input"))
+        .collect()
+}
+
+/// [`feed_in_pieces`], without the pongs: what the peer sent as messages
+/// and pings (the workload puts a pong between fragments).
+pub fn messages(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Vec<Message> {
+    feed_in_pieces(conn, bytes, cuts)
+        .into_iter()
+        .filter(|m| !matches!(m, Message::Pong(_)))
+        .collect()
 }

@@ -292,8 +292,8 @@ async fn serve<S>(
             // still 200 (a balancer that drained every server for it would
             // take the whole chat down); `?strict` answers 503 for
             // balancers that prefer to route around a degraded server.
-            let body = match hub.cluster().map(|c| c.health()) {
-                Some(Err(down)) => format!("degraded: redis unreachable for {}s\n", down.as_secs()),
+            let body = match hub.backend().health() {
+                Err(down) => format!("degraded: redis unreachable for {}s\n", down.as_secs()),
                 _ => "ok\n".to_owned(),
             };
             let (status, reason) = if body != "ok\n" && query == "strict" {
@@ -313,9 +313,7 @@ async fn serve<S>(
         }
         "/metrics" => {
             let mut body = hub.metrics.render();
-            if let Some(cluster) = hub.cluster() {
-                body.push_str(&cluster.render_metrics());
-            }
+            body.push_str(&hub.backend().render_metrics());
             respond(
                 &mut stream,
                 200,

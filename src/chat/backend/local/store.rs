@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::oneshot;
 
-use super::metrics::Metrics;
-use super::protocol::ChatMessage;
+use crate::chat::metrics::Metrics;
+use crate::chat::protocol::ChatMessage;
 
 /// A page of history: messages oldest first, and whether older ones exist.
 pub type Page = (Vec<ChatMessage>, bool);
@@ -106,6 +106,14 @@ enum Command {
         upto: u64,
         limit: u32,
         reply: oneshot::Sender<Vec<ChatMessage>>,
+    },
+    /// As `Range`, answered by running `then` on the history thread.
+    Fill {
+        room: String,
+        after: u64,
+        upto: u64,
+        limit: u32,
+        then: Box<dyn FnOnce(Vec<ChatMessage>) + Send>,
     },
     /// Commit what came before (and run its `OnCommit`s), then answer.
     Flush(oneshot::Sender<()>),
@@ -281,6 +289,30 @@ impl Store {
         rx.await.unwrap_or_default()
     }
 
+    /// Reads what [`range`](Self::range) reads and runs `then` with it,
+    /// on the history thread (so it needs no runtime): a fill asked for
+    /// from an [`OnCommit`]. It must be quick and must not block.
+    pub fn fill(
+        &self,
+        room: String,
+        after: u64,
+        upto: u64,
+        limit: u32,
+        then: Box<dyn FnOnce(Vec<ChatMessage>) + Send>,
+    ) {
+        let command = Command::Fill {
+            room,
+            after,
+            upto,
+            limit,
+            then,
+        };
+        // Closed (the server is past its final flush): nobody waits for
+        // live delivery any more, so `then` is dropped, not run. Running it
+        // here could also take a lock its caller holds.
+        let _ = self.tx.send(command);
+    }
+
     /// Commits everything queued and stops the thread, which releases the
     /// database's lock. Blocks (call from `spawn_blocking`, or at the very
     /// end). Inserts after this fail: the hub stops accepting messages
@@ -327,6 +359,13 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
                 } => {
                     let _ = reply.send(range(&db, &room, after, upto, limit).unwrap_or_default());
                 }
+                Command::Fill {
+                    room,
+                    after,
+                    upto,
+                    limit,
+                    then,
+                } => then(range(&db, &room, after, upto, limit).unwrap_or_default()),
                 Command::Flush(reply) => {
                     commit(&mut db, &mut batch, metrics);
                     let _ = reply.send(());

@@ -17,6 +17,7 @@ use crate::chat::lock;
 use crate::chat::protocol::ChatMessage;
 
 type Waiting = (Event, Box<dyn Ack>);
+type Present = HashMap<Scope, Vec<(Peer, Vec<String>)>>;
 
 /// Events in memory; ids given at append, delivered at [`commit`](Self::commit).
 #[derive(Default)]
@@ -31,15 +32,31 @@ pub struct Memory {
     /// Signals the hub published, in order.
     pub signals: Mutex<Vec<Signal>>,
     /// Appends beyond this many waiting get [`Busy`].
-    pub limit: Option<usize>,
+    limit: Option<usize>,
     /// Presence other servers have, as [`Backend::presence`] answers it.
-    pub others: Mutex<HashMap<Scope, Vec<(Peer, Vec<String>)>>>,
+    pub others: Mutex<Present>,
     /// Whether presence is shared (as with Redis) or not (as locally).
-    pub shared: bool,
+    shared: bool,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
 impl Memory {
+    /// A backend whose presence is shared with other servers, as Redis's.
+    pub fn shared() -> Self {
+        Self {
+            shared: true,
+            ..Self::default()
+        }
+    }
+
+    /// A backend that holds at most `limit` events waiting to be stored.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::default()
+        }
+    }
+
     fn hub(&self) -> Arc<dyn HubEvents> {
         self.hub
             .get()

@@ -8,18 +8,24 @@
 //! ```text
 //!  TCP ─ http.rs ─┬─ GET /, /app.js, /style.css, /healthz, /metrics
 //!                 └─ GET /ws ─ session.rs (a task per connection)
-//!                                 │  requests ─▶ hub.rs (rooms, ids, fan-out)
-//!                                 │  ◀─ outbox (bounded, bytes)   │
-//!                                                                 ▼
-//!                                            store.rs (SQLite, its own thread)
+//!                                 │  requests ─▶ hub.rs (rooms, presence, fan-out)
+//!                                 │  ◀─ outbox (bounded, bytes)   │ backend::Backend ▼
+//!                                                                 │ ▲ backend::HubEvents
+//!                  backend/local.rs (SQLite, its own thread)  |  backend/redis/ (scale-out)
 //! ```
 //!
-//! History is written by one thread in batches, off the hot path; reads go
-//! through the same thread, after the writes queued before them, which is
-//! what makes resume exact. A message reaches its room and its sender's
-//! ack only once its batch is committed. On shutdown the hub stops taking
-//! messages, the last acks go out, every client gets close 1001, and the
-//! history thread commits what it has before [`serve`] returns.
+//! The hub keeps what is in memory: rooms, members, presence, fan-out.
+//! Where conversations live (ids, history, what other servers do) is its
+//! backend's, behind one seam (`backend/mod.rs`): the local backend, one
+//! server with history in SQLite, or the Redis one, several servers as one.
+//!
+//! Locally, history is written by one thread in batches, off the hot path;
+//! reads go through the same thread, after the writes queued before them,
+//! which is what makes resume exact. With either backend a message reaches
+//! its room and its sender's ack only once it is stored. On shutdown the
+//! hub stops taking messages, the last acks go out, every client gets
+//! close 1001, and the backend stores what it has before [`serve`]
+//! returns.
 
 mod admission;
 mod backend;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use self::store::{DbSync, Outcome, Page, Store};
 use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Peer, Reply, Scope, Signal,
-    Unavailable,
+    Unavailable, ready,
 };
 use crate::chat::lock;
 use crate::chat::metrics::Metrics;
@@ -62,10 +62,6 @@ impl Local {
     fn hub(&self) -> Option<Arc<dyn HubEvents>> {
         self.hub.get().and_then(Weak::upgrade)
     }
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> Reply<'a, T> {
-    Box::pin(std::future::ready(Ok(value)))
 }
 
 impl Backend for Local {

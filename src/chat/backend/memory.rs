@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Unavailable,
+    Unavailable, ready,
 };
 use crate::chat::lock;
 use crate::chat::protocol::ChatMessage;
@@ -121,10 +121,6 @@ impl Memory {
     pub fn waiting(&self) -> usize {
         lock(&self.waiting).len()
     }
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> Reply<'a, T> {
-    Box::pin(std::future::ready(Ok(value)))
 }
 
 impl Backend for Memory {

@@ -44,6 +44,11 @@ pub use local::store::{DbSync, Page};
 /// to Redis). Boxed so that the hub holds any backend as `dyn Backend`.
 pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unavailable>> + Send + 'a>>;
 
+/// An answer that is ready at once (a backend in memory).
+fn ready<'a, T: Send + 'a>(value: T) -> Reply<'a, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
 /// The store could not be reached (Redis away); the request may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;

@@ -28,7 +28,7 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 pub use super::outbox::{Kind, Outbox, slow_close};
 
 use super::backend::{
-    Ack, Backend, Conversation, Event, NewEvent, Page, Peer, Scope, Signal, Unavailable,
+    Ack, Backend, Conversation, Event, NewEvent, Peer, Scope, Signal, Unavailable,
 };
 use super::metrics::Metrics;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
@@ -744,12 +744,19 @@ impl Hub {
     }
 
     /// A page of `room`'s history before `before`.
-    pub async fn history(&self, room: &str, before: u64, limit: u32) -> Result<Page, Refusal> {
+    pub async fn history(
+        &self,
+        room: &str,
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), Refusal> {
         let conv = Conversation::Room(room.to_owned());
-        self.backend
+        let (page, more) = self
+            .backend
             .history(&conv, before, limit)
             .await
-            .map_err(down)
+            .map_err(down)?;
+        Ok((page.iter().map(Event::to_message).collect(), more))
     }
 
     /// `room`'s messages with `after < id <= upto` (the newest `limit`).
@@ -761,10 +768,12 @@ impl Hub {
         limit: u32,
     ) -> Result<Vec<ChatMessage>, Refusal> {
         let conv = Conversation::Room(room.to_owned());
-        self.backend
+        let events = self
+            .backend
             .range(&conv, after, upto, limit)
             .await
-            .map_err(down)
+            .map_err(down)?;
+        Ok(events.iter().map(Event::to_message).collect())
     }
 
     /// Before a DM to a nick this server does not know to be online: ask

@@ -19,14 +19,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use self::store::{DbSync, Outcome, Page, Store};
+use self::store::{DbSync, Outcome, Store};
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Peer, Reply, Scope, Signal,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
     Unavailable, ready,
 };
 use crate::chat::lock;
 use crate::chat::metrics::Metrics;
-use crate::chat::protocol::ChatMessage;
 
 /// Appends that may wait for the history thread (a stalled disk) before
 /// new ones get [`Busy`]: each holds its event and its ack until its
@@ -62,6 +61,11 @@ impl Local {
     fn hub(&self) -> Option<Arc<dyn HubEvents>> {
         self.hub.get().and_then(Weak::upgrade)
     }
+}
+
+/// The events the rows of the history table are.
+fn events(rows: Vec<crate::chat::protocol::ChatMessage>) -> Vec<Event> {
+    rows.into_iter().map(Event::from_message).collect()
 }
 
 impl Backend for Local {
@@ -104,7 +108,10 @@ impl Backend for Local {
 
     fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page> {
         let key = conv.key();
-        Box::pin(async move { Ok(self.store.history(&key, before, limit).await) })
+        Box::pin(async move {
+            let (rows, more) = self.store.history(&key, before, limit).await;
+            Ok((events(rows), more))
+        })
     }
 
     fn range(
@@ -113,9 +120,9 @@ impl Backend for Local {
         after: u64,
         upto: u64,
         limit: u32,
-    ) -> Reply<'_, Vec<ChatMessage>> {
+    ) -> Reply<'_, Vec<Event>> {
         let key = conv.key();
-        Box::pin(async move { Ok(self.store.range(&key, after, upto, limit).await) })
+        Box::pin(async move { Ok(events(self.store.range(&key, after, upto, limit).await)) })
     }
 
     /// A hole here is a batch that failed: the read finds nothing of it,
@@ -131,8 +138,7 @@ impl Backend for Local {
             MAX_FILL,
             Box::new(move |messages| {
                 if let Some(hub) = hub.as_ref().and_then(Weak::upgrade) {
-                    let events = messages.into_iter().map(Event::from_message).collect();
-                    hub.filled(&conv, upto, events);
+                    hub.filled(&conv, upto, events(messages));
                 }
             }),
         );

@@ -14,7 +14,6 @@ use super::{
     Unavailable, ready,
 };
 use crate::chat::lock;
-use crate::chat::protocol::ChatMessage;
 
 type Waiting = (Event, Box<dyn Ack>);
 type Present = HashMap<Scope, Vec<(Peer, Vec<String>)>>;
@@ -146,12 +145,12 @@ impl Backend for Memory {
     }
 
     fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page> {
-        let older: Vec<ChatMessage> = lock(&self.log)
+        let older: Vec<Event> = lock(&self.log)
             .get(conv)
             .into_iter()
             .flatten()
             .filter(|e| e.id < before)
-            .map(Event::to_message)
+            .cloned()
             .collect();
         let skip = older.len().saturating_sub(limit as usize);
         ready((older[skip..].to_vec(), skip > 0))
@@ -163,13 +162,13 @@ impl Backend for Memory {
         after: u64,
         upto: u64,
         limit: u32,
-    ) -> Reply<'_, Vec<ChatMessage>> {
-        let within: Vec<ChatMessage> = lock(&self.log)
+    ) -> Reply<'_, Vec<Event>> {
+        let within: Vec<Event> = lock(&self.log)
             .get(conv)
             .into_iter()
             .flatten()
             .filter(|e| e.id > after && e.id <= upto)
-            .map(Event::to_message)
+            .cloned()
             .collect();
         let skip = within.len().saturating_sub(limit as usize);
         ready(within[skip..].to_vec())

@@ -38,7 +38,10 @@ use std::time::Duration;
 
 use super::protocol::ChatMessage;
 
-pub use local::store::{DbSync, Page};
+pub use local::store::DbSync;
+
+/// A page of history: events oldest first, and whether older ones exist.
+pub type Page = (Vec<Event>, bool);
 
 /// A backend's answer that may take a round trip (to the history thread,
 /// to Redis). Boxed so that the hub holds any backend as `dyn Backend`.
@@ -256,7 +259,7 @@ pub trait Backend: Send + Sync {
         after: u64,
         upto: u64,
         limit: u32,
-    ) -> Reply<'_, Vec<ChatMessage>>;
+    ) -> Reply<'_, Vec<Event>>;
 
     /// Reads `after < id <= upto` of `conv` for the hub, which saw a hole
     /// in the ids it was given, retrying until the store answers; the

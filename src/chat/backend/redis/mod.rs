@@ -78,10 +78,9 @@ use tokio::sync::Notify;
 use self::link::Command;
 use self::posts::Post;
 use super::{
-    Ack, Backend, Busy, Conversation, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
     Unavailable,
 };
-use crate::chat::protocol::ChatMessage;
 use crate::chat::{RedactedUrl, lock, metrics, random_token};
 
 /// Scale-out settings.
@@ -277,9 +276,9 @@ impl Backend for Redis {
     }
 
     fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page> {
-        let key = conv.key();
+        let conv = conv.clone();
         Box::pin(async move {
-            self.read_page(&key, before, limit)
+            self.read_page(&conv, before, limit)
                 .await
                 .map_err(unavailable)
         })
@@ -291,10 +290,10 @@ impl Backend for Redis {
         after: u64,
         upto: u64,
         limit: u32,
-    ) -> Reply<'_, Vec<ChatMessage>> {
-        let key = conv.key();
+    ) -> Reply<'_, Vec<Event>> {
+        let conv = conv.clone();
         Box::pin(async move {
-            self.read_range(&key, after, upto, limit as usize)
+            self.read_range(&conv, after, upto, limit as usize)
                 .await
                 .map_err(unavailable)
         })

@@ -17,7 +17,6 @@ use tracing::debug;
 
 use super::{Backoff, Redis, key_id, key_log};
 use crate::chat::backend::{Conversation, Event, HubEvents, Page};
-use crate::chat::protocol::ChatMessage;
 
 /// Most messages read to fill one gap.
 const MAX_FILL: usize = 10_000;
@@ -30,7 +29,7 @@ fn entry_id(id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn to_message(key: &str, entry: &redis::streams::StreamId) -> ChatMessage {
+fn to_event(conv: &Conversation, entry: &redis::streams::StreamId) -> Event {
     let field = |name: &str| -> String {
         entry
             .map
@@ -38,8 +37,8 @@ fn to_message(key: &str, entry: &redis::streams::StreamId) -> ChatMessage {
             .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
             .unwrap_or_default()
     };
-    ChatMessage {
-        room: key.to_owned(),
+    Event {
+        conv: conv.clone(),
         id: entry_id(&entry.id),
         from: field("from"),
         text: field("text"),
@@ -59,13 +58,18 @@ impl Redis {
 
     /// Up to `limit` messages of `key` with ids below `before`, oldest
     /// first, and whether older ones exist.
-    pub(super) async fn read_page(&self, key: &str, before: u64, limit: u32) -> RedisResult<Page> {
+    pub(super) async fn read_page(
+        &self,
+        conv: &Conversation,
+        before: u64,
+        limit: u32,
+    ) -> RedisResult<Page> {
         let end = if before == u64::MAX {
             "+".to_owned()
         } else {
             format!("({before}-0")
         };
-        let k = key_log(key);
+        let k = key_log(&conv.key());
         let reply: redis::streams::StreamRangeReply = self
             .with_conn(|mut c| async move {
                 redis::cmd("XREVRANGE")
@@ -78,7 +82,7 @@ impl Redis {
                     .await
             })
             .await?;
-        let mut page: Vec<ChatMessage> = reply.ids.iter().map(|e| to_message(key, e)).collect();
+        let mut page: Vec<Event> = reply.ids.iter().map(|e| to_event(conv, e)).collect();
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
         page.reverse();
@@ -89,15 +93,15 @@ impl Redis {
     /// newest `limit` if there are more.
     pub(super) async fn read_range(
         &self,
-        key: &str,
+        conv: &Conversation,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> RedisResult<Vec<ChatMessage>> {
+    ) -> RedisResult<Vec<Event>> {
         if upto <= after {
             return Ok(Vec::new());
         }
-        let k = key_log(key);
+        let k = key_log(&conv.key());
         let reply: redis::streams::StreamRangeReply = self
             .with_conn(|mut c| async move {
                 redis::cmd("XREVRANGE")
@@ -110,7 +114,7 @@ impl Redis {
                     .await
             })
             .await?;
-        let mut page: Vec<ChatMessage> = reply.ids.iter().map(|e| to_message(key, e)).collect();
+        let mut page: Vec<Event> = reply.ids.iter().map(|e| to_event(conv, e)).collect();
         page.reverse();
         Ok(page)
     }
@@ -122,17 +126,15 @@ impl Redis {
             return;
         };
         tokio::spawn(async move {
-            let key = conv.key();
             let mut backoff = Backoff::new();
             loop {
-                match this.read_range(&key, after, upto, MAX_FILL).await {
-                    Ok(messages) => {
+                match this.read_range(&conv, after, upto, MAX_FILL).await {
+                    Ok(events) => {
                         this.metrics.gap_fills.fetch_add(1, Ordering::Relaxed);
                         this.metrics
                             .gap_messages
-                            .fetch_add(messages.len() as u64, Ordering::Relaxed);
-                        debug!(%conv, after, upto, got = messages.len(), "gap filled");
-                        let events = messages.into_iter().map(Event::from_message).collect();
+                            .fetch_add(events.len() as u64, Ordering::Relaxed);
+                        debug!(%conv, after, upto, got = events.len(), "gap filled");
                         hub.filled(&conv, upto, events);
                         return;
                     }

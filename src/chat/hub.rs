@@ -4,14 +4,15 @@
 //! Where conversations live is its [`Backend`] (`backend/`): the hub asks
 //! it for ids (by appending), history and ranges, and publishes presence
 //! and signals through it; the backend tells the hub what was stored and
-//! what other servers did through [`HubEvents`], which the hub implements
-//! (`hub/events.rs`). Every stored event reaches the hub that one way, and
-//! the hub delivers each room's events to its members in id order,
-//! holding back any that follow a hole until the backend has filled it.
-//! So a message reaches its room, and its sender's ack, only once it is
-//! stored: nobody sees an id the store does not have. A frame is encoded
-//! once ([`PreparedFrame`]) and the same bytes are shared by every
-//! recipient.
+//! what other servers did through [`HubEvents`](super::backend::HubEvents),
+//! which the hub implements (`hub/events.rs`; presence, the tick and what
+//! other servers hold, is `hub/presence.rs`). Every stored event reaches
+//! the hub that one way, and the hub delivers each room's events to its
+//! members in id order, holding back any that follow a hole until the
+//! backend has filled it. So a message reaches its room, and its sender's
+//! ack, only once it is stored: nobody sees an id the store does not
+//! have. A frame is encoded once ([`PreparedFrame`]) and the same bytes
+//! are shared by every recipient.
 //!
 //! Each connection has an [`Outbox`] bounded in bytes (`outbox.rs`, with
 //! its policy for slow readers): the hub only ever pushes into it, so a
@@ -27,14 +28,13 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
 pub use super::outbox::{Kind, Outbox, slow_close};
 
-use super::backend::{
-    Ack, Backend, Conversation, Event, NewEvent, Peer, Scope, Signal, Unavailable,
-};
+use super::backend::{Ack, Backend, Conversation, Event, NewEvent, Peer, Signal, Unavailable};
 use super::metrics::Metrics;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
 use super::{lock, random_token};
 
 mod events;
+mod presence;
 #[cfg(test)]
 mod tests;
 
@@ -334,58 +334,6 @@ impl Hub {
         self.metrics.rooms.set(rooms.len() as u64);
     }
 
-    /// Before the first local member joins `room`: learn its last id and
-    /// who is in it on other servers. Events already delivered with ids
-    /// up to that one are history for the new member.
-    async fn prepare_room(&self, room: &str, room_arc: &Mutex<Room>) -> Result<(), Refusal> {
-        if !lock(room_arc).members.is_empty() {
-            return Ok(());
-        }
-        let conv = Conversation::Room(room.to_owned());
-        let last = self.backend.last_id(&conv).await.map_err(down)?;
-        let others = self
-            .backend
-            .presence(&Scope::Room(room.to_owned()))
-            .await
-            .map_err(down)?;
-        let mut r = lock(room_arc);
-        if r.members.is_empty() {
-            r.last_id = r.last_id.max(last);
-            r.pending.retain(|id, _| *id > last);
-        }
-        for (server, nicks) in others {
-            r.remote
-                .entry(server)
-                .or_insert_with(|| nicks.into_iter().collect());
-        }
-        Ok(())
-    }
-
-    /// Before [`register`](Self::register): whether `wanted`, online on
-    /// another server, may be taken over with `session` (the secret its
-    /// owner got in `welcome`, checked with the backend).
-    pub async fn claim_remote(&self, wanted: Option<&str>, session: Option<&str>) -> bool {
-        let (Some(nick), Some(session)) = (wanted, session) else {
-            return false;
-        };
-        if self.config.authenticated || !self.online_elsewhere(nick) {
-            return false;
-        }
-        self.backend
-            .session_of(nick)
-            .await
-            .ok()
-            .flatten()
-            .as_deref()
-            == Some(session)
-    }
-
-    fn online_elsewhere(&self, nick: &str) -> bool {
-        lock(&self.remote_users)
-            .values()
-            .any(|held| held.contains(nick))
-    }
-
     /// Registers a connection under `wanted` (or a guest name). Without
     /// authentication, nicks are unique: a taken one gets a suffix, unless
     /// `session` proves it is the caller's own from before, in which case
@@ -649,68 +597,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Sends one `presence` per room whose roster changed since the last
-    /// call: the nicks that are now present as `joined`, the ones now gone
-    /// as `left`. A storm of reconnects becomes one event per room per
-    /// call, not one roster per connection per member.
-    ///
-    /// Only rooms marked since the last call are visited, so an idle
-    /// server's tick costs nothing however many rooms it holds; a room
-    /// left with nobody in it leaves memory here.
-    pub fn flush_presence(&self) {
-        let dirty = std::mem::take(&mut *lock(&self.dirty));
-        let shared = self.backend.shares_presence();
-        if shared && self.users_changed.swap(false, Ordering::Relaxed) {
-            let online: Vec<String> = lock(&self.users).keys().cloned().collect();
-            self.backend.publish_presence(&Scope::Online, online);
-        }
-        for name in dirty {
-            let Some(room_arc) = self.find_room(&name) else {
-                continue;
-            };
-            let mut r = lock(&room_arc);
-            if shared && std::mem::take(&mut r.local_changed) {
-                let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
-                nicks.sort();
-                tracing::debug!(room = %name, ?nicks, "publishing our presence");
-                self.backend
-                    .publish_presence(&Scope::Room(name.clone()), nicks);
-            }
-            r.local_changed = false;
-            if !r.changed.is_empty() {
-                let changed = std::mem::take(&mut r.changed);
-                // A nick that left here but is still on another server has
-                // not left the room.
-                let (joined, left): (Vec<String>, Vec<String>) =
-                    changed.into_iter().partition(|n| r.present(n));
-                if !r.members.is_empty() {
-                    let frame = self.prepare(
-                        ServerMsg::Presence {
-                            room: &name,
-                            joined: &joined,
-                            left: &left,
-                        }
-                        .to_json(),
-                    );
-                    r.send_to_members(&frame, Kind::Ephemeral, &self.metrics);
-                }
-            }
-            self.drop_if_idle(&name, &room_arc, &mut r);
-        }
-    }
-
-    /// The rooms with members here. Copied out of the map before any
-    /// room is locked: the lock order is room, then map (see `rooms`).
-    fn rooms_with_members(&self) -> Vec<(String, Arc<Mutex<Room>>)> {
-        let all: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.into_iter()
-            .filter(|(_, r)| !lock(r).members.is_empty())
-            .collect()
-    }
-
     /// The number of rooms in memory.
     #[cfg(test)]
     pub fn rooms_in_memory(&self) -> usize {
@@ -774,20 +660,6 @@ impl Hub {
             .await
             .map_err(down)?;
         Ok(events.iter().map(Event::to_message).collect())
-    }
-
-    /// Before a DM to a nick this server does not know to be online: ask
-    /// the backend (it may have come online a moment ago, elsewhere).
-    pub async fn refresh_online(&self, nick: &str) {
-        if lock(&self.users).contains_key(nick) || self.online_elsewhere(nick) {
-            return;
-        }
-        if let Ok(others) = self.backend.presence(&Scope::Online).await {
-            let mut users = lock(&self.remote_users);
-            for (server, nicks) in others {
-                users.insert(server, nicks.into_iter().collect());
-            }
-        }
     }
 }
 

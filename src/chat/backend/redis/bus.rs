@@ -2,6 +2,11 @@
 //! once (not per client or room). What travels on it ([`Bus`], JSON
 //! written and read by serde), the subscription that reads it and proves
 //! itself with our own heartbeat, and where each event goes in the hub.
+//!
+//! The servers of one chat share this format and nothing negotiates it:
+//! they run the same version (a stored event travels as
+//! `{"t":"stored","id":…,"event":{…}}` since the backend seam; before it,
+//! as `msg` and `dm` events).
 
 use std::collections::BTreeSet;
 use std::future::poll_fn;

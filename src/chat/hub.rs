@@ -28,7 +28,9 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
 pub use super::outbox::{Kind, Outbox, slow_close};
 
-use super::backend::{Ack, Backend, Conversation, Event, NewEvent, Peer, Signal, Unavailable};
+use super::backend::{
+    Ack, Backend, Conversation, Event, NewEvent, Peer, Signal, Span, Unavailable,
+};
 use super::metrics::Metrics;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
 use super::{lock, random_token};
@@ -656,7 +658,7 @@ impl Hub {
         let conv = Conversation::Room(room.to_owned());
         let events = self
             .backend
-            .range(&conv, after, upto, limit)
+            .range(&conv, Span { after, upto }, limit)
             .await
             .map_err(down)?;
         Ok(events.iter().map(Event::to_message).collect())

@@ -22,7 +22,7 @@ use std::time::Duration;
 use self::store::{DbSync, Outcome, Store};
 use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Unavailable, ready,
+    Span, Unavailable, ready,
 };
 use crate::chat::lock;
 use crate::chat::metrics::Metrics;
@@ -114,31 +114,28 @@ impl Backend for Local {
         })
     }
 
-    fn range(
-        &self,
-        conv: &Conversation,
-        after: u64,
-        upto: u64,
-        limit: u32,
-    ) -> Reply<'_, Vec<Event>> {
+    fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>> {
         let key = conv.key();
-        Box::pin(async move { Ok(events(self.store.range(&key, after, upto, limit).await)) })
+        Box::pin(async move {
+            let rows = self.store.range(&key, span.after, span.upto, limit).await;
+            Ok(events(rows))
+        })
     }
 
     /// A hole here is a batch that failed: the read finds nothing of it,
     /// and the hub skips it. Runs on the history thread, which may be the
     /// caller's (a hub delivering from an `OnCommit`).
-    fn fill(&self, conv: Conversation, after: u64, upto: u64) {
+    fn fill(&self, conv: Conversation, span: Span) {
         let hub = self.hub.get().cloned();
         let key = conv.key();
         self.store.fill(
             key,
-            after,
-            upto,
+            span.after,
+            span.upto,
             MAX_FILL,
             Box::new(move |messages| {
                 if let Some(hub) = hub.as_ref().and_then(Weak::upgrade) {
-                    hub.filled(&conv, upto, events(messages));
+                    hub.filled(&conv, span, events(messages));
                 }
             }),
         );

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Unavailable, ready,
+    Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -25,7 +25,7 @@ pub struct Memory {
     log: Mutex<HashMap<Conversation, Vec<Event>>>,
     waiting: Mutex<Vec<Waiting>>,
     /// Fills asked for, not answered yet.
-    pub fills: Mutex<Vec<(Conversation, u64, u64)>>,
+    pub fills: Mutex<Vec<(Conversation, Span)>>,
     /// Presence the hub published, in order.
     pub published: Mutex<Vec<(Scope, Vec<String>)>>,
     /// Signals the hub published, in order.
@@ -92,15 +92,15 @@ impl Memory {
     pub fn answer_fills(&self) {
         let fills = std::mem::take(&mut *lock(&self.fills));
         let hub = self.hub();
-        for (conv, after, upto) in fills {
+        for (conv, span) in fills {
             let events: Vec<Event> = lock(&self.log)
                 .get(&conv)
                 .into_iter()
                 .flatten()
-                .filter(|e| e.id > after && e.id <= upto)
+                .filter(|e| span.contains(e.id))
                 .cloned()
                 .collect();
-            hub.filled(&conv, upto, events);
+            hub.filled(&conv, span, events);
         }
     }
 
@@ -156,26 +156,20 @@ impl Backend for Memory {
         ready((older[skip..].to_vec(), skip > 0))
     }
 
-    fn range(
-        &self,
-        conv: &Conversation,
-        after: u64,
-        upto: u64,
-        limit: u32,
-    ) -> Reply<'_, Vec<Event>> {
+    fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>> {
         let within: Vec<Event> = lock(&self.log)
             .get(conv)
             .into_iter()
             .flatten()
-            .filter(|e| e.id > after && e.id <= upto)
+            .filter(|e| span.contains(e.id))
             .cloned()
             .collect();
         let skip = within.len().saturating_sub(limit as usize);
         ready(within[skip..].to_vec())
     }
 
-    fn fill(&self, conv: Conversation, after: u64, upto: u64) {
-        lock(&self.fills).push((conv, after, upto));
+    fn fill(&self, conv: Conversation, span: Span) {
+        lock(&self.fills).push((conv, span));
     }
 
     fn publish(&self, signal: Signal) {

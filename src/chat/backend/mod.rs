@@ -171,6 +171,23 @@ impl Event {
     }
 }
 
+/// The ids `after < id <= upto` of a conversation: what a resume
+/// replays, what a fill reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The last id before the span (the last one seen).
+    pub after: u64,
+    /// The last id in it.
+    pub upto: u64,
+}
+
+impl Span {
+    /// Whether `id` is in the span.
+    pub fn contains(self, id: u64) -> bool {
+        id > self.after && id <= self.upto
+    }
+}
+
 /// An event not yet stored: [`Backend::append`] gives it its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
@@ -251,20 +268,14 @@ pub trait Backend: Send + Sync {
     /// first, and whether older ones exist.
     fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page>;
 
-    /// The events of `conv` with `after < id <= upto`, oldest first; the
-    /// newest `limit` if there are more.
-    fn range(
-        &self,
-        conv: &Conversation,
-        after: u64,
-        upto: u64,
-        limit: u32,
-    ) -> Reply<'_, Vec<Event>>;
+    /// The events of `conv` in `span`, oldest first; the newest `limit`
+    /// if there are more.
+    fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>>;
 
-    /// Reads `after < id <= upto` of `conv` for the hub, which saw a hole
-    /// in the ids it was given, retrying until the store answers; the
-    /// result goes to [`HubEvents::filled`].
-    fn fill(&self, conv: Conversation, after: u64, upto: u64);
+    /// Reads `span` of `conv` for the hub, which saw a hole in the ids it
+    /// was given, retrying until the store answers; the result goes to
+    /// [`HubEvents::filled`].
+    fn fill(&self, conv: Conversation, span: Span);
 
     /// Sends `signal` to every server, this one included
     /// ([`HubEvents::signal`]); lost if the store is away.
@@ -308,9 +319,9 @@ pub trait HubEvents: Send + Sync {
     /// order (an id beyond the next one waits for a [`Backend::fill`]).
     fn stored(&self, event: Event);
 
-    /// The result of a [`Backend::fill`]: the events it found in
-    /// `after < id <= upto` (any missing are lost, and are skipped).
-    fn filled(&self, conv: &Conversation, upto: u64, events: Vec<Event>);
+    /// The result of a [`Backend::fill`]: the events it found in `span`
+    /// (any missing are lost, and are skipped).
+    fn filled(&self, conv: &Conversation, span: Span, events: Vec<Event>);
 
     /// A published [`Signal`] arrived.
     fn signal(&self, signal: Signal);

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::proto::{CloseCode, CloseFrame};
 
-use super::super::backend::{Conversation, Event, HubEvents, Scope, Signal};
+use super::super::backend::{Conversation, Event, HubEvents, Scope, Signal, Span};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
 use super::{Hub, Kind, Room};
@@ -44,7 +44,7 @@ impl HubEvents for Hub {
         }
     }
 
-    fn filled(&self, conv: &Conversation, upto: u64, events: Vec<Event>) {
+    fn filled(&self, conv: &Conversation, span: Span, events: Vec<Event>) {
         let Conversation::Room(room) = conv else {
             return; // DMs are delivered as they come: never filled
         };
@@ -54,8 +54,9 @@ impl HubEvents for Hub {
         let mut r = lock(&room_arc);
         r.filling = false;
         self.mark(room);
+        // Only what was asked for: anything else comes, in order, by `stored`.
         for e in events {
-            if e.id > r.last_id {
+            if span.contains(e.id) && e.id > r.last_id {
                 r.pending.insert(e.id, e);
             }
         }
@@ -73,7 +74,7 @@ impl HubEvents for Hub {
             let first = r.pending.first_key_value().map(|(&k, _)| k);
             if let Some(first) = first
                 && first > r.last_id + 1
-                && first <= upto + 1
+                && first <= span.upto + 1
             {
                 r.last_id = first - 1;
             }
@@ -173,8 +174,13 @@ impl HubEvents for Hub {
         let known = r.pending.last_key_value().map_or(r.last_id, |(&k, _)| k);
         if last > known && !r.filling && !r.members.is_empty() {
             r.filling = true;
-            self.backend
-                .fill(Conversation::Room(room.to_owned()), r.last_id, last);
+            self.backend.fill(
+                Conversation::Room(room.to_owned()),
+                Span {
+                    after: r.last_id,
+                    upto: last,
+                },
+            );
         }
     }
 
@@ -233,8 +239,13 @@ impl Hub {
         }
         if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {
             r.filling = true;
-            self.backend
-                .fill(Conversation::Room(room.to_owned()), r.last_id, next - 1);
+            self.backend.fill(
+                Conversation::Room(room.to_owned()),
+                Span {
+                    after: r.last_id,
+                    upto: next - 1,
+                },
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::super::backend::memory::Memory;
-use super::super::backend::{Backend, Conversation, Event, HubEvents, Scope, Signal};
+use super::super::backend::{Backend, Conversation, Event, HubEvents, Scope, Signal, Span};
 use super::super::metrics::Metrics;
 use super::{Client, Hub, HubConfig};
 
@@ -137,7 +137,10 @@ fn an_event_after_a_hole_waits_for_the_fill_and_all_go_out_in_id_order() {
     assert!(frames(&bob).is_empty(), "3 must wait for 1 and 2");
     assert_eq!(
         *memory.fills.lock().unwrap(),
-        [(Conversation::Room("general".into()), 0, 2)]
+        [(
+            Conversation::Room("general".into()),
+            Span { after: 0, upto: 2 }
+        )]
     );
     // A fourth arrives while the fill runs: it waits too, and asks for
     // no second fill.

@@ -79,7 +79,7 @@ use self::link::Command;
 use self::posts::Post;
 use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Unavailable,
+    Span, Unavailable,
 };
 use crate::chat::{RedactedUrl, lock, metrics, random_token};
 
@@ -284,23 +284,17 @@ impl Backend for Redis {
         })
     }
 
-    fn range(
-        &self,
-        conv: &Conversation,
-        after: u64,
-        upto: u64,
-        limit: u32,
-    ) -> Reply<'_, Vec<Event>> {
+    fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>> {
         let conv = conv.clone();
         Box::pin(async move {
-            self.read_range(&conv, after, upto, limit as usize)
+            self.read_range(&conv, span, limit as usize)
                 .await
                 .map_err(unavailable)
         })
     }
 
-    fn fill(&self, conv: Conversation, after: u64, upto: u64) {
-        self.spawn_fill(conv, after, upto);
+    fn fill(&self, conv: Conversation, span: Span) {
+        self.spawn_fill(conv, span);
     }
 
     fn publish(&self, signal: Signal) {

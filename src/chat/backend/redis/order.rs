@@ -16,7 +16,7 @@ use redis::RedisResult;
 use tracing::debug;
 
 use super::{Backoff, Redis, key_id, key_log};
-use crate::chat::backend::{Conversation, Event, HubEvents, Page};
+use crate::chat::backend::{Conversation, Event, HubEvents, Page, Span};
 
 /// Most messages read to fill one gap.
 const MAX_FILL: usize = 10_000;
@@ -89,15 +89,15 @@ impl Redis {
         Ok((page, more))
     }
 
-    /// The messages of `key` with `after < id <= upto`, oldest first; the
-    /// newest `limit` if there are more.
+    /// The events of `conv` in `span`, oldest first; the newest `limit`
+    /// if there are more.
     pub(super) async fn read_range(
         &self,
         conv: &Conversation,
-        after: u64,
-        upto: u64,
+        span: Span,
         limit: usize,
     ) -> RedisResult<Vec<Event>> {
+        let Span { after, upto } = span;
         if upto <= after {
             return Ok(Vec::new());
         }
@@ -119,23 +119,23 @@ impl Redis {
         Ok(page)
     }
 
-    /// Fills a hole in `conv`'s delivery, `after < id <= upto`, from its
-    /// stream, retrying until Redis answers or the server shuts down.
-    pub(super) fn spawn_fill(&self, conv: Conversation, after: u64, upto: u64) {
+    /// Fills a hole in `conv`'s delivery, `span`, from its stream,
+    /// retrying until Redis answers or the server shuts down.
+    pub(super) fn spawn_fill(&self, conv: Conversation, span: Span) {
         let (Some(hub), Some(this)) = (self.hub(), self.me.upgrade()) else {
             return;
         };
         tokio::spawn(async move {
             let mut backoff = Backoff::new();
             loop {
-                match this.read_range(&conv, after, upto, MAX_FILL).await {
+                match this.read_range(&conv, span, MAX_FILL).await {
                     Ok(events) => {
                         this.metrics.gap_fills.fetch_add(1, Ordering::Relaxed);
                         this.metrics
                             .gap_messages
                             .fetch_add(events.len() as u64, Ordering::Relaxed);
-                        debug!(%conv, after, upto, got = events.len(), "gap filled");
-                        hub.filled(&conv, upto, events);
+                        debug!(%conv, ?span, got = events.len(), "gap filled");
+                        hub.filled(&conv, span, events);
                         return;
                     }
                     Err(_) if hub.is_shutting_down() => return,

@@ -78,6 +78,20 @@ fn joined(hub: &Hub, client: &Arc<Client>, room: &str) -> (Vec<String>, u64) {
     rt().block_on(hub.join(client, room)).unwrap()
 }
 
+/// Connections with these nicks, each joined to `general`.
+fn in_general<const N: usize>(hub: &Hub, nicks: [&str; N]) -> [Arc<Client>; N] {
+    nicks.map(|nick| {
+        let client = hub.register(Some(nick), None, false);
+        joined(hub, &client, "general");
+        client
+    })
+}
+
+/// A delivered message and then its ack, as its sender sees them.
+fn msg_then_ack(id: u64) -> [(String, u64); 2] {
+    [("msg".into(), id), ("ack".into(), id)]
+}
+
 fn event(room: &str, id: u64, text: &str) -> Event {
     Event {
         conv: Conversation::Room(room.into()),
@@ -91,10 +105,7 @@ fn event(room: &str, id: u64, text: &str) -> Event {
 #[test]
 fn ids_follow_the_order_of_posts_and_members_get_them_only_once_stored() {
     let (hub, memory) = hub();
-    let alice = hub.register(Some("alice"), None, false);
-    let bob = hub.register(Some("bob"), None, false);
-    joined(&hub, &alice, "general");
-    joined(&hub, &bob, "general");
+    let [alice, bob] = in_general(&hub, ["alice", "bob"]);
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
         hub.post(&alice, "general", text, &format!("c{i}")).unwrap();
     }
@@ -164,10 +175,7 @@ fn an_event_after_a_hole_waits_for_the_fill_and_all_go_out_in_id_order() {
 #[test]
 fn an_append_that_fails_is_refused_to_its_writer_and_its_hole_is_skipped() {
     let (hub, memory) = hub();
-    let alice = hub.register(Some("alice"), None, false);
-    let bob = hub.register(Some("bob"), None, false);
-    joined(&hub, &alice, "general");
-    joined(&hub, &bob, "general");
+    let [alice, bob] = in_general(&hub, ["alice", "bob"]);
     for i in 1..=3 {
         hub.post(&alice, "general", "x", &format!("c{i}")).unwrap();
     }
@@ -217,8 +225,7 @@ fn a_join_gives_the_last_id_and_resume_reads_exactly_the_range_after_it() {
 #[test]
 fn a_room_that_left_memory_continues_its_ids_from_the_backend() {
     let (hub, memory) = hub();
-    let alice = hub.register(Some("alice"), None, false);
-    joined(&hub, &alice, "general");
+    let [alice] = in_general(&hub, ["alice"]);
     hub.post(&alice, "general", "x", "c").unwrap();
     hub.post(&alice, "general", "y", "c").unwrap();
     memory.commit();
@@ -230,10 +237,7 @@ fn a_room_that_left_memory_continues_its_ids_from_the_backend() {
     drain(&alice);
     hub.post(&alice, "general", "z", "c").unwrap();
     memory.commit();
-    assert_eq!(
-        kinds(&frames(&alice)),
-        [("msg".into(), 3), ("ack".into(), 3)]
-    );
+    assert_eq!(kinds(&frames(&alice)), msg_then_ack(3));
 }
 
 #[test]
@@ -352,10 +356,7 @@ fn a_slow_reader_loses_typing_first_and_is_closed_with_1013_before_losing_a_mess
         ..config()
     };
     let (hub, memory) = hub_on(Memory::default(), small);
-    let alice = hub.register(Some("alice"), None, false);
-    let bob = hub.register(Some("bob"), None, false);
-    joined(&hub, &alice, "general");
-    joined(&hub, &bob, "general");
+    let [alice, bob] = in_general(&hub, ["alice", "bob"]);
     // Alice reads hers; Bob does not.
     for _ in 0..2 {
         hub.post(&alice, "general", &text, "c").unwrap();
@@ -373,19 +374,13 @@ fn a_slow_reader_loses_typing_first_and_is_closed_with_1013_before_losing_a_mess
     assert_eq!(close, Some(1013));
     assert!(left.is_empty(), "a slow close drops what waited");
     // Nobody else was held up.
-    assert_eq!(
-        kinds(&frames(&alice)),
-        [("msg".into(), 3), ("ack".into(), 3)]
-    );
+    assert_eq!(kinds(&frames(&alice)), msg_then_ack(3));
 }
 
 #[test]
 fn typing_reaches_the_others_in_the_room_at_most_once_per_two_seconds() {
     let (hub, memory) = hub();
-    let alice = hub.register(Some("alice"), None, false);
-    let bob = hub.register(Some("bob"), None, false);
-    joined(&hub, &alice, "general");
-    joined(&hub, &bob, "general");
+    let [alice, bob] = in_general(&hub, ["alice", "bob"]);
     hub.typing(&alice, "general").unwrap();
     hub.typing(&alice, "general").unwrap();
     assert_eq!(
@@ -407,8 +402,7 @@ fn typing_reaches_the_others_in_the_room_at_most_once_per_two_seconds() {
 fn a_busy_backend_refuses_posts_with_unavailable() {
     let limited = Memory::with_limit(1);
     let (hub, memory) = hub_on(limited, config());
-    let alice = hub.register(Some("alice"), None, false);
-    joined(&hub, &alice, "general");
+    let [alice] = in_general(&hub, ["alice"]);
     hub.post(&alice, "general", "one", "c").unwrap();
     let refused = hub.post(&alice, "general", "two", "c").unwrap_err();
     assert_eq!(refused.code, "unavailable");
@@ -420,10 +414,7 @@ fn a_busy_backend_refuses_posts_with_unavailable() {
 #[test]
 fn shutdown_refuses_new_posts_lets_the_last_acks_out_then_closes_everyone_with_1001() {
     let (hub, memory) = hub();
-    let alice = hub.register(Some("alice"), None, false);
-    let bob = hub.register(Some("bob"), None, false);
-    joined(&hub, &alice, "general");
-    joined(&hub, &bob, "general");
+    let [alice, bob] = in_general(&hub, ["alice", "bob"]);
     hub.post(&alice, "general", "last", "c").unwrap();
     hub.stop_posts();
     assert!(hub.is_shutting_down());

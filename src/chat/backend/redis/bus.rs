@@ -19,8 +19,7 @@ use redis::RedisResult;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::link::IO_TIMEOUT;
-use super::{Backoff, Redis};
+use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{Conversation, Event, HubEvents, NewEvent, Scope, Signal};
 use crate::chat::lock;
 

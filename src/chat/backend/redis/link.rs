@@ -10,11 +10,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult};
 use tracing::{debug, info, warn};
 
-use super::{Redis, posts};
+use super::{IO_TIMEOUT, Redis, posts};
 use crate::chat::lock;
-
-/// How long a connection attempt or a command may take.
-pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the command writer sends: commands, pipelined; or a marker to
 /// answer once everything before it is written.

@@ -212,6 +212,9 @@ impl Redis {
     }
 }
 
+/// How long a connection attempt or a command may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Doubling waits between reconnection attempts, 100 ms to 5 s.
 struct Backoff(Duration);
 

@@ -255,9 +255,12 @@ pub trait Backend: Send + Sync {
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;
 
     /// Gives `event` the next id of its conversation and stores it; once
-    /// stored, the event goes to [`HubEvents::stored`] and the id to `ack`.
-    /// Ids are given in the order of the calls, per conversation. Never
-    /// waits; `Err(Busy)` if too many events wait for the store already.
+    /// stored, the event goes to [`HubEvents::stored`] (on every server
+    /// sharing the store) and the id to `ack` (locally, after the event;
+    /// through Redis, whichever comes first). Ids are given in the order of
+    /// the calls, per conversation, and an event is never reported before
+    /// it is stored. Never waits; `Err(Busy)` if too many events wait for
+    /// the store already.
     fn append(&self, event: NewEvent, ack: Box<dyn Ack>) -> Result<(), Busy>;
 
     /// The last id given in `conv` (0 if none): a room coming into memory

@@ -299,7 +299,7 @@ fn main() -> ExitCode {
                     config.deflate = None;
                 }
                 if let Some(url) = redis {
-                    let mut cluster = rfc6455::chat::cluster::ClusterConfig::new(url);
+                    let mut cluster = rfc6455::chat::ClusterConfig::new(url);
                     cluster.history_len = redis_history;
                     cluster.presence_ttl = std::time::Duration::from_millis(presence_ttl_ms);
                     cluster.probe_timeout = cluster.probe_timeout.min(cluster.presence_ttl);

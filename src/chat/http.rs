@@ -337,7 +337,7 @@ fn healthz(shared: &Shared, query: &str) -> Response {
     if hub.is_shutting_down() {
         return Response::text(503, "Service Unavailable", b"shutting down\n".as_slice());
     }
-    let Some(Err(down)) = hub.cluster().map(|c| c.health()) else {
+    let Err(down) = hub.backend().health() else {
         return Response::text(200, "OK", b"ok\n".as_slice());
     };
     let body = format!("degraded: redis unreachable for {}s\n", down.as_secs()).into_bytes();
@@ -348,13 +348,12 @@ fn healthz(shared: &Shared, query: &str) -> Response {
     }
 }
 
-/// `/metrics`: the hub's counters, and the cluster's when scaled out.
+/// `/metrics`: the hub's counters, then the backend's (Redis's when
+/// scaled out; none for the local one).
 fn metrics(shared: &Shared, _: &str) -> Response {
     let hub = &shared.hub;
     let mut body = hub.metrics.render();
-    if let Some(cluster) = hub.cluster() {
-        body.push_str(&cluster.render_metrics());
-    }
+    body.push_str(&hub.backend().render_metrics());
     Response::ok("text/plain; version=0.0.4", body.into_bytes())
 }
 

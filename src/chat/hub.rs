@@ -1,12 +1,18 @@
-//! The hub: rooms, their members, message ids, and fan-out.
+//! The hub: rooms, their members, presence, and fan-out, in memory and
+//! with no I/O of its own.
 //!
-//! Each room has its own lock; posting to a room assigns the next id and
-//! queues the message for the history thread under that lock, with its
-//! delivery (the encoded frame for the members present, the ack for the
-//! sender) to run once it is committed. The history thread is first in,
-//! first out, so ids, history and delivery agree on one order, and an ack
-//! means the message is on disk. A frame is encoded once
-//! ([`PreparedFrame`]) and the same bytes are shared by every recipient.
+//! Where conversations live is its [`Backend`] (`backend/`): the hub asks
+//! it for ids (by appending), history and ranges, and publishes presence
+//! and signals through it; the backend tells the hub what was stored and
+//! what other servers did through [`HubEvents`](super::backend::HubEvents),
+//! which the hub implements (`hub/events.rs`; presence, the tick and what
+//! other servers hold, is `hub/presence.rs`). Every stored event reaches
+//! the hub that one way, and the hub delivers each room's events to its
+//! members in id order, holding back any that follow a hole until the
+//! backend has filled it. So a message reaches its room, and its sender's
+//! ack, only once it is stored: nobody sees an id the store does not
+//! have. A frame is encoded once ([`PreparedFrame`]) and the same bytes
+//! are shared by every recipient.
 //!
 //! Each connection has an [`Outbox`] bounded in bytes (`outbox.rs`, with
 //! its policy for slow readers): the hub only ever pushes into it, so a
@@ -15,21 +21,25 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
 pub use super::outbox::{Kind, Outbox, slow_close};
 
-use super::cluster::{Bus, Cluster, Post};
-use super::lock;
-
-mod scaled;
+use super::backend::{
+    Ack, Backend, Conversation, Event, NewEvent, Peer, Signal, Span, Unavailable,
+};
 use super::metrics::Metrics;
-use super::protocol::ErrorCode::{NotInRoom, RoomsFull, TooManyRooms, Unavailable, UnknownUser};
+use super::protocol::ErrorCode;
 use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
-use super::store::{Outcome, Page, Store};
+use super::{lock, random_token};
+
+mod events;
+mod presence;
+#[cfg(test)]
+mod tests;
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -42,7 +52,7 @@ pub type Joined = (Vec<String>, u64);
 pub enum JoinError {
     /// Refused (too many rooms): the connection carries on.
     Refused(Refusal),
-    /// The room's state could not be read (scaled out, Redis away).
+    /// The room's state could not be read (the backend is unreachable).
     Unavailable(Refusal),
 }
 
@@ -88,9 +98,8 @@ impl Client {
 
 #[derive(Debug, Default)]
 struct Room {
-    /// The last id handed to members: every later message reaches their
-    /// outboxes, every earlier one is in history. Alone, the last id
-    /// given; scaled out, the last one delivered from the bus.
+    /// The last id handed to members: every later event reaches their
+    /// outboxes, every earlier one is in history.
     last_id: u64,
     members: HashMap<ConnId, Arc<Client>>,
     /// Connections per nick: a nick is present while it has one.
@@ -99,17 +108,16 @@ struct Room {
     changed: BTreeSet<String>,
     /// When each nick last had a typing event relayed.
     typing: HashMap<String, Instant>,
-    /// Scaled out: messages from the bus waiting for a hole before them
-    /// to be filled from the room's stream.
-    pending: BTreeMap<u64, ChatMessage>,
-    /// Scaled out: a fill is under way.
+    /// Stored events waiting for a hole before them to be filled.
+    pending: BTreeMap<u64, Event>,
+    /// A fill is under way.
     filling: bool,
-    /// Scaled out: the room's nicks on other servers, by server.
-    remote: HashMap<String, BTreeSet<String>>,
-    /// Scaled out: our own nicks changed since we last published them.
+    /// The room's nicks on other servers, by server.
+    remote: HashMap<Peer, BTreeSet<String>>,
+    /// Our own nicks changed since we last published them.
     local_changed: bool,
-    /// Joins under way (scaled out, a join first reads Redis): the room
-    /// is not dropped while one is.
+    /// Joins under way (a join first asks the backend): the room is not
+    /// dropped while one is.
     joining: usize,
     /// Dropped from the hub's map: whoever still holds it must look again.
     dropped: bool,
@@ -131,8 +139,8 @@ impl Room {
     }
 
     /// Whether the room may leave memory: nobody here is in it or joining
-    /// it, and nothing waits to be sent or published. Its history stays in
-    /// the database, and its last id in [`Hub::start_ids`].
+    /// it, and nothing waits to be sent or published. Its history and
+    /// its last id stay with the backend.
     fn idle(&self) -> bool {
         self.members.is_empty()
             && self.joining == 0
@@ -141,78 +149,64 @@ impl Room {
             && !self.local_changed
     }
 
-    /// Hands a message to every member, in the order called.
-    fn send_to_members(&self, frame: &PreparedFrame, metrics: &Metrics) {
+    /// Hands a frame to every member, in the order called.
+    fn send_to_members(&self, frame: &PreparedFrame, kind: Kind, metrics: &Metrics) {
         for member in self.members.values() {
-            member.outbox.push(frame, Kind::Chat, metrics);
+            member.outbox.push(frame, kind, metrics);
         }
     }
 }
 
-/// What a local post does once the history thread has its batch on disk:
-/// built by [`Hub::post`] or [`Hub::dm`] under the lock that gave the id,
-/// run on the history thread ([`super::store::OnCommit`]).
-///
-/// An ack means the message is durable, and no one sees an id before the
-/// disk has it: a crash then loses only ids nobody saw, and the next
-/// server, continuing from the ids on disk, may hand them out again
-/// without anyone skipping or dropping a message.
-struct Delivery {
-    /// The `msg` or `dm` frame, encoded once.
-    frame: PreparedFrame,
-    /// Who was there when the id was given.
-    recipients: Vec<Arc<Client>>,
-    /// A room message's room: members who left it since get nothing.
-    room: Option<String>,
+/// A server frame for one or many recipients, also compressed once when
+/// deflate is on (each connection picks the form it negotiated).
+fn prepare(deflate: Option<&DeflateConfig>, json: String) -> PreparedFrame {
+    match deflate {
+        Some(deflate) => PreparedFrame::text_deflated(json, deflate),
+        None => PreparedFrame::text(json),
+    }
+}
+
+/// What the writer of a `msg` or `dm` is told once the backend has
+/// stored it, or failed to: its [`Ack`].
+struct Pending {
     sender: Arc<Client>,
-    ack: PreparedFrame,
     client_id: String,
+    deflate: Option<DeflateConfig>,
     metrics: Arc<Metrics>,
 }
 
-impl Delivery {
-    fn run(self, outcome: Outcome) {
-        match outcome {
-            Outcome::Committed => {
-                for c in &self.recipients {
-                    if self.room.as_deref().is_none_or(|room| c.in_room(room)) {
-                        c.outbox.push(&self.frame, Kind::Chat, &self.metrics);
-                    }
+impl Ack for Pending {
+    fn abandoned(&self) -> bool {
+        self.sender.is_gone()
+    }
+
+    fn done(self: Box<Self>, outcome: Result<u64, Unavailable>) {
+        let frame = match outcome {
+            Ok(id) => prepare(
+                self.deflate.as_ref(),
+                ServerMsg::Ack {
+                    client_id: &self.client_id,
+                    id,
                 }
-                self.sender
-                    .outbox
-                    .push(&self.ack, Kind::Chat, &self.metrics);
-            }
-            Outcome::Failed => {
+                .to_json(),
+            ),
+            Err(Unavailable) => {
                 // No one saw it: the sender's UI marks the post failed, and
                 // it may send it again.
                 self.metrics.errors.inc();
-                let json = ServerMsg::Error {
-                    code: Unavailable,
-                    message: "the message could not be saved; try again",
-                    client_id: Some(&self.client_id),
-                }
-                .to_json();
-                self.sender
-                    .outbox
-                    .push(&PreparedFrame::text(json), Kind::Chat, &self.metrics);
+                PreparedFrame::text(
+                    ServerMsg::Error {
+                        code: ErrorCode::Unavailable,
+                        message: "the message could not be saved; try again",
+                        client_id: Some(&self.client_id),
+                    }
+                    .to_json(),
+                )
             }
-        }
+        };
+        self.sender.outbox.push(&frame, Kind::Chat, &self.metrics);
     }
 }
-
-/// Where ids, history and fan-out live.
-pub enum Backend {
-    /// In this process, history in SQLite.
-    Local(Store),
-    /// In Redis, shared with other servers.
-    Cluster(Arc<Cluster>),
-}
-
-/// Posts that may wait for the history thread (a stalled disk) before new
-/// ones get `unavailable`: each holds its frame and recipients until its
-/// commit. The same bound as the Redis queue's (`ClusterConfig`).
-const LOCAL_QUEUE_LIMIT: usize = 10_000;
 
 /// How often typing events are relayed per user and room.
 const TYPING_INTERVAL: Duration = Duration::from_secs(2);
@@ -234,17 +228,11 @@ pub struct HubConfig {
 
 /// All rooms and clients.
 pub struct Hub {
-    /// Ids, history and fan-out.
-    backend: Backend,
-    /// Scaled out: other servers, and when each was last heard from.
-    servers: Mutex<HashMap<String, Instant>>,
-    /// Scaled out: the nicks online on each other server.
-    remote_users: Mutex<HashMap<String, BTreeSet<String>>>,
-    /// Scaled out: the rooms each other server last said it has users in,
-    /// whether or not they are in memory here, so that a dead server's
-    /// entries leave every room's presence hash in Redis. A leaf lock.
-    remote_rooms: Mutex<HashMap<String, BTreeSet<String>>>,
-    /// Scaled out: our own online nicks changed since last published.
+    /// Where conversations live.
+    backend: Arc<dyn Backend>,
+    /// The nicks online on each other server.
+    remote_users: Mutex<HashMap<Peer, BTreeSet<String>>>,
+    /// Our own online nicks changed since last published.
     users_changed: AtomicBool,
     /// Rooms in memory: those with members here (or being joined), and
     /// for a moment after the last one leaves. Lock order: a room's lock
@@ -254,56 +242,46 @@ pub struct Hub {
     /// the last presence tick: the tick walks these and no others. Taken
     /// last: nothing else is locked while holding it.
     dirty: Mutex<BTreeSet<String>>,
-    /// The highest id per room (and DM conversation) not in memory: read
-    /// from disk at start, and kept when a room leaves memory, so ids
-    /// continue where they were.
-    start_ids: Mutex<HashMap<String, u64>>,
-    dm_ids: Mutex<HashMap<String, u64>>,
     users: Mutex<HashMap<String, Vec<Arc<Client>>>>,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
+    /// Held (shared) by every append from its shutdown check until the
+    /// backend has queued it; [`stop_posts`](Hub::stop_posts) takes it
+    /// once, exclusively, after setting the flag.
+    appending: RwLock<()>,
     config: HubConfig,
     /// The counters of `/metrics`.
     pub metrics: Arc<Metrics>,
 }
 
 impl Hub {
-    /// A server frame for one or many recipients, also compressed once
-    /// when deflate is on (each connection picks the form it negotiated).
+    /// A server frame for one or many recipients (see [`prepare`]).
     pub(super) fn prepare(&self, json: String) -> PreparedFrame {
-        match &self.config.deflate {
-            Some(deflate) => PreparedFrame::text_deflated(json, deflate),
-            None => PreparedFrame::text(json),
-        }
+        prepare(self.config.deflate.as_ref(), json)
     }
 
-    /// A hub continuing from the ids already in `store`.
-    pub fn new(
-        backend: Backend,
-        last_ids: Vec<(String, u64)>,
-        metrics: Arc<Metrics>,
-        config: HubConfig,
-    ) -> Self {
+    /// A hub on `backend`; the caller then starts the backend with it
+    /// ([`Backend::start`]).
+    pub fn new(backend: Arc<dyn Backend>, metrics: Arc<Metrics>, config: HubConfig) -> Self {
         Self {
             backend,
-            servers: Mutex::new(HashMap::new()),
             remote_users: Mutex::new(HashMap::new()),
-            remote_rooms: Mutex::new(HashMap::new()),
             users_changed: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
-            start_ids: Mutex::new(last_ids.into_iter().collect()),
-            dm_ids: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            appending: RwLock::new(()),
             config,
             metrics,
         }
     }
 
-    fn start_id(&self, key: &str) -> u64 {
-        lock(&self.start_ids).get(key).copied().unwrap_or(0)
+    /// Where conversations live: for `/healthz` and `/metrics`, and for
+    /// the server's start and shutdown.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// The room, if it is in memory.
@@ -312,7 +290,8 @@ impl Hub {
     }
 
     /// The room, brought into memory if it is not, within
-    /// [`HubConfig::max_rooms`].
+    /// [`HubConfig::max_rooms`]. Its last id comes from the backend at
+    /// the first join ([`prepare_room`](Self::prepare_room)).
     fn room(&self, name: &str) -> Result<Arc<Mutex<Room>>, Refusal> {
         let mut rooms = lock(&self.rooms);
         if let Some(room) = rooms.get(name) {
@@ -320,17 +299,14 @@ impl Hub {
         }
         if rooms.len() >= self.config.max_rooms {
             return Err(Refusal::new(
-                RoomsFull,
+                ErrorCode::RoomsFull,
                 format!(
                     "the server holds its maximum of {} rooms; try again later",
                     self.config.max_rooms
                 ),
             ));
         }
-        let room = Arc::new(Mutex::new(Room {
-            last_id: self.start_id(name),
-            ..Room::default()
-        }));
+        let room = Arc::new(Mutex::new(Room::default()));
         rooms.insert(name.to_owned(), room.clone());
         self.metrics.rooms.set(rooms.len() as u64);
         Ok(room)
@@ -345,15 +321,12 @@ impl Hub {
     }
 
     /// Drops `r` (the room `name`, locked by the caller) from memory if it
-    /// is idle, keeping its last id for when it comes back.
+    /// is idle.
     fn drop_if_idle(&self, name: &str, room_arc: &Arc<Mutex<Room>>, r: &mut Room) {
         if r.dropped || !r.idle() {
             return;
         }
         r.dropped = true;
-        if r.last_id > 0 {
-            lock(&self.start_ids).insert(name.to_owned(), r.last_id);
-        }
         let mut rooms = lock(&self.rooms);
         if rooms
             .get(name)
@@ -369,7 +342,7 @@ impl Hub {
     /// `session` proves it is the caller's own from before, in which case
     /// the old connection is replaced (closed with 4000).
     ///
-    /// Scaled out, a nick online on another server is taken too, unless
+    /// A nick online on another server is taken too, unless
     /// [`claim_remote`](Self::claim_remote) found that `session` is its
     /// owner's (`remote_reclaim`): then that server closes its connection.
     pub fn register(
@@ -408,11 +381,9 @@ impl Hub {
             }
         }
         drop(remote);
-        if reclaimed_remote && let Some(cluster) = self.cluster() {
-            cluster.publish(&Bus::Replace {
-                s: cluster.id.clone(),
-                nick: nick.clone(),
-            });
+        if reclaimed_remote {
+            self.backend
+                .publish(Signal::Replaced { nick: nick.clone() });
         }
         let session = match &reclaimed {
             Some(old) => {
@@ -428,10 +399,8 @@ impl Hub {
             None if reclaimed_remote => session.unwrap_or_default().to_owned(),
             None => random_token(),
         };
-        if let Some(cluster) = self.cluster()
-            && !self.config.authenticated
-        {
-            cluster.remember_session(&nick, &session);
+        if !self.config.authenticated {
+            self.backend.remember_session(&nick, &session);
         }
         let client = Arc::new(Client {
             id,
@@ -468,15 +437,15 @@ impl Hub {
     /// message id at the moment of joining: every later message reaches
     /// the client's outbox, every earlier one is in history.
     ///
-    /// Scaled out, the first local member makes the room read its last id
-    /// and who is in it elsewhere from Redis first; failing that, the join
-    /// fails with [`JoinError::Unavailable`].
+    /// The first local member makes the room read its last id and who is
+    /// in it on other servers from the backend first; failing that, the
+    /// join fails with [`JoinError::Unavailable`].
     pub async fn join(&self, client: &Arc<Client>, room: &str) -> Result<Joined, JoinError> {
         {
             let rooms = lock(&client.rooms);
             if !rooms.contains(room) && rooms.len() >= MAX_ROOMS {
                 return Err(JoinError::Refused(Refusal::new(
-                    TooManyRooms,
+                    ErrorCode::TooManyRooms,
                     format!("at most {MAX_ROOMS} rooms"),
                 )));
             }
@@ -535,10 +504,8 @@ impl Hub {
         }
     }
 
-    /// Posts to a room: the next id, then history; once the message is
-    /// committed, every member and then the ack (see [`Delivery`]).
-    /// Scaled out, the post goes to Redis, which gives the id; members
-    /// get it from the bus, the sender its ack when Redis has it.
+    /// Posts to a room. Once the backend has stored it, every member gets
+    /// it (in id order) and the sender its ack.
     pub fn post(
         &self,
         client: &Arc<Client>,
@@ -547,69 +514,22 @@ impl Hub {
         client_id: &str,
     ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(Unavailable, "the server is shutting down"));
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the server is shutting down",
+            ));
         }
         if !client.in_room(room) {
-            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
+            return Err(Refusal::new(
+                ErrorCode::NotInRoom,
+                format!("join {room} first"),
+            ));
         }
-        let store = match &self.backend {
-            Backend::Local(store) => store,
-            Backend::Cluster(cluster) => {
-                let post = Post::room(client, room, text, client_id, now_ms());
-                return cluster.enqueue(post).map_err(|_| busy());
-            }
-        };
-        if store.backlog() >= LOCAL_QUEUE_LIMIT {
-            return Err(busy());
-        }
-        let Some(room_arc) = self.find_room(room) else {
-            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
-        };
-        let mut r = lock(&room_arc);
-        // Checked again under the lock that gives the id: `stop_posts`
-        // takes every such lock once after setting the flag, so no post
-        // that passed this check can be queued after shutdown's flush.
-        if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(Unavailable, "the server is shutting down"));
-        }
-        r.last_id += 1;
-        let message = ChatMessage {
-            room: room.to_owned(),
-            id: r.last_id,
-            from: client.nick.clone(),
-            text: text.to_owned(),
-            ts: now_ms(),
-        };
-        let delivery = Delivery {
-            frame: self.prepare(ServerMsg::Msg(&message).to_json()),
-            // The members now: whoever joins later has this id or a later
-            // one as its starting point, and gets this message from the
-            // history read it queues behind this insert.
-            recipients: r.members.values().cloned().collect(),
-            room: Some(message.room.clone()),
-            sender: client.clone(),
-            ack: self.ack_frame(client_id, message.id),
-            client_id: client_id.to_owned(),
-            metrics: self.metrics.clone(),
-        };
-        // Under the room's lock, so that the history thread, first in
-        // first out, commits and delivers the room's messages in id order.
-        store.insert(message, Box::new(move |outcome| delivery.run(outcome)));
-        Ok(())
+        self.append(client, Conversation::Room(room.to_owned()), text, client_id)
     }
 
-    /// Tells `client` its post got `id`.
-    pub fn acked(&self, client: &Arc<Client>, client_id: &str, id: u64) {
-        let ack = self.ack_frame(client_id, id);
-        client.outbox.push(&ack, Kind::Chat, &self.metrics);
-    }
-
-    fn ack_frame(&self, client_id: &str, id: u64) -> PreparedFrame {
-        self.prepare(ServerMsg::Ack { client_id, id }.to_json())
-    }
-
-    /// A private message to every connection of `to` and of the sender,
-    /// once it is committed, then the ack.
+    /// A private message: once stored, to every connection of `to` and of
+    /// the sender, then the ack.
     pub fn dm(
         &self,
         client: &Arc<Client>,
@@ -618,199 +538,101 @@ impl Hub {
         client_id: &str,
     ) -> Result<(), Refusal> {
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(Unavailable, "the server is shutting down"));
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the server is shutting down",
+            ));
         }
-        let store = match &self.backend {
-            Backend::Local(store) => store,
-            Backend::Cluster(cluster) => {
-                let online = lock(&self.users).contains_key(to)
-                    || lock(&self.remote_users).values().any(|s| s.contains(to));
-                if !online {
-                    return Err(Refusal::new(UnknownUser, format!("{to} is not online")));
-                }
-                let conv = conversation(&client.nick, to);
-                let post = Post::dm(client, &conv, to, text, client_id, now_ms());
-                return cluster.enqueue(post).map_err(|_| busy());
-            }
-        };
-        let recipients: Vec<Arc<Client>> = {
-            let users = lock(&self.users);
-            let Some(targets) = users.get(to) else {
-                return Err(Refusal::new(UnknownUser, format!("{to} is not online")));
-            };
-            let mine = users.get(&client.nick).cloned().unwrap_or_default();
-            targets
-                .iter()
-                .chain(mine.iter().filter(|c| c.nick != to))
-                .cloned()
-                .collect()
-        };
-        if store.backlog() >= LOCAL_QUEUE_LIMIT {
-            return Err(busy());
+        if !lock(&self.users).contains_key(to) && !self.online_elsewhere(to) {
+            return Err(Refusal::new(
+                ErrorCode::UnknownUser,
+                format!("{to} is not online"),
+            ));
         }
-        let key = conversation(&client.nick, to);
-        let mut ids = lock(&self.dm_ids);
-        // As in `post`: checked again under the lock that gives the id.
+        self.append(client, Conversation::dm(&client.nick, to), text, client_id)
+    }
+
+    /// Hands an event to the backend, which gives it its id.
+    fn append(
+        &self,
+        client: &Arc<Client>,
+        conv: Conversation,
+        text: &str,
+        client_id: &str,
+    ) -> Result<(), Refusal> {
+        let _open = self.appending.read().unwrap_or_else(|p| p.into_inner());
+        // Checked again under the lock `stop_posts` takes: no post that
+        // passed this check can be queued after shutdown's drain.
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::new(Unavailable, "the server is shutting down"));
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the server is shutting down",
+            ));
         }
-        let id = ids
-            .entry(key.clone())
-            .or_insert_with(|| self.start_id(&key));
-        *id += 1;
-        let message = ChatMessage {
-            room: key,
-            id: *id,
+        let event = NewEvent {
+            conv,
             from: client.nick.clone(),
             text: text.to_owned(),
             ts: now_ms(),
         };
-        let delivery = Delivery {
-            frame: self.prepare(
-                ServerMsg::Dm {
-                    id: message.id,
-                    from: &message.from,
-                    to,
-                    text,
-                    ts: message.ts,
-                }
-                .to_json(),
-            ),
-            recipients,
-            room: None,
+        let ack = Pending {
             sender: client.clone(),
-            ack: self.ack_frame(client_id, message.id),
             client_id: client_id.to_owned(),
+            deflate: self.config.deflate.clone(),
             metrics: self.metrics.clone(),
         };
-        // Under the ids' lock, as for rooms: commit order is id order.
-        store.insert(message, Box::new(move |outcome| delivery.run(outcome)));
-        drop(ids);
-        Ok(())
+        self.backend
+            .append(event, Box::new(ack))
+            .map_err(|_| busy())
     }
 
     /// Relays a typing event to the room's other nicks, at most one per
     /// user and room every 2 s.
     pub fn typing(&self, client: &Arc<Client>, room: &str) -> Result<(), Refusal> {
         if !client.in_room(room) {
-            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
+            return Err(Refusal::new(
+                ErrorCode::NotInRoom,
+                format!("join {room} first"),
+            ));
         }
         let Some(room_arc) = self.find_room(room) else {
-            return Err(Refusal::new(NotInRoom, format!("join {room} first")));
+            return Err(Refusal::new(
+                ErrorCode::NotInRoom,
+                format!("join {room} first"),
+            ));
         };
-        let mut r = lock(&room_arc);
-        let now = Instant::now();
-        if r.typing
-            .get(&client.nick)
-            .is_some_and(|t| now.duration_since(*t) < TYPING_INTERVAL)
         {
-            return Ok(());
-        }
-        r.typing.insert(client.nick.clone(), now);
-        if let Backend::Cluster(cluster) = &self.backend {
-            // Every server relays it, this one too, when it comes back.
-            cluster.publish(&Bus::Typing {
-                room: room.to_owned(),
-                user: client.nick.clone(),
-            });
-            return Ok(());
-        }
-        let frame = self.prepare(
-            ServerMsg::Typing {
-                room,
-                user: &client.nick,
+            let mut r = lock(&room_arc);
+            let now = Instant::now();
+            if r.typing
+                .get(&client.nick)
+                .is_some_and(|t| now.duration_since(*t) < TYPING_INTERVAL)
+            {
+                return Ok(());
             }
-            .to_json(),
-        );
-        for member in r.members.values().filter(|m| m.nick != client.nick) {
-            member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
+            r.typing.insert(client.nick.clone(), now);
         }
+        // Out of the room's lock: it comes back through `signal`, maybe
+        // at once.
+        self.backend.publish(Signal::Typing {
+            room: room.to_owned(),
+            user: client.nick.clone(),
+        });
         Ok(())
     }
 
-    /// Sends one `presence` per room whose roster changed since the last
-    /// call: the nicks that are now present as `joined`, the ones now gone
-    /// as `left`. A storm of reconnects becomes one event per room per
-    /// call, not one roster per connection per member.
-    ///
-    /// Only rooms marked since the last call are visited, so an idle
-    /// server's tick costs nothing however many rooms it holds; a room
-    /// left with nobody in it leaves memory here.
-    pub fn flush_presence(&self) {
-        let dirty = std::mem::take(&mut *lock(&self.dirty));
-        let cluster = self.cluster();
-        if let Some(cluster) = cluster
-            && self.users_changed.swap(false, Ordering::Relaxed)
-        {
-            let online: Vec<String> = lock(&self.users).keys().cloned().collect();
-            cluster.publish_presence(ONLINE, online);
-        }
-        for name in dirty {
-            let Some(room_arc) = self.find_room(&name) else {
-                continue;
-            };
-            let mut r = lock(&room_arc);
-            if let Some(cluster) = cluster
-                && std::mem::take(&mut r.local_changed)
-            {
-                let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
-                nicks.sort();
-                tracing::debug!(room = %name, ?nicks, "publishing our presence");
-                cluster.publish_presence(&name, nicks);
-            }
-            r.local_changed = false;
-            if !r.changed.is_empty() {
-                let changed = std::mem::take(&mut r.changed);
-                // Scaled out, a nick that left here but is still on another
-                // server has not left the room.
-                let (joined, left): (Vec<String>, Vec<String>) =
-                    changed.into_iter().partition(|n| r.present(n));
-                if !r.members.is_empty() {
-                    let frame = self.prepare(
-                        ServerMsg::Presence {
-                            room: &name,
-                            joined: &joined,
-                            left: &left,
-                        }
-                        .to_json(),
-                    );
-                    for member in r.members.values() {
-                        member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
-                    }
-                }
-            }
-            self.drop_if_idle(&name, &room_arc, &mut r);
-        }
-    }
-
-    /// The rooms with members here. Copied out of the map before any
-    /// room is locked: the lock order is room, then map (see `rooms`).
-    fn rooms_with_members(&self) -> Vec<(String, Arc<Mutex<Room>>)> {
-        let all: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        all.into_iter()
-            .filter(|(_, r)| !lock(r).members.is_empty())
-            .collect()
-    }
-
     /// The number of rooms in memory.
+    #[cfg(test)]
     pub fn rooms_in_memory(&self) -> usize {
         lock(&self.rooms).len()
     }
 
     /// Stops accepting messages (they get `unavailable`). When it returns,
-    /// every post that got an id is in the history queue: each lock under
-    /// which ids are given is taken once after the flag is set, so a post
-    /// that read the flag before it was set has finished queueing.
+    /// every post that passed the check is in the backend's hands: each
+    /// append holds `appending` from its check until the backend has it.
     pub fn stop_posts(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let rooms: Vec<Arc<Mutex<Room>>> = lock(&self.rooms).values().cloned().collect();
-        for room in rooms {
-            drop(lock(&room));
-        }
-        drop(lock(&self.dm_ids));
+        drop(self.appending.write().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Stops accepting messages and asks every connection to close (1001).
@@ -830,32 +652,21 @@ impl Hub {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
-}
-
-/// Where history lives.
-impl Hub {
-    /// The Redis link, when scaled out.
-    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        match &self.backend {
-            Backend::Cluster(c) => Some(c),
-            Backend::Local(_) => None,
-        }
-    }
-
-    /// The SQLite history, when not scaled out.
-    pub fn store(&self) -> Option<&Store> {
-        match &self.backend {
-            Backend::Local(s) => Some(s),
-            Backend::Cluster(_) => None,
-        }
-    }
 
     /// A page of `room`'s history before `before`.
-    pub async fn history(&self, room: &str, before: u64, limit: u32) -> Result<Page, Refusal> {
-        match &self.backend {
-            Backend::Local(store) => Ok(store.history(room, before, limit).await),
-            Backend::Cluster(c) => c.history(room, before, limit).await.map_err(|_| down()),
-        }
+    pub async fn history(
+        &self,
+        room: &str,
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), Refusal> {
+        let conv = Conversation::Room(room.to_owned());
+        let (page, more) = self
+            .backend
+            .history(&conv, before, limit)
+            .await
+            .map_err(down)?;
+        Ok((page.iter().map(Event::to_message).collect(), more))
     }
 
     /// `room`'s messages with `after < id <= upto` (the newest `limit`).
@@ -866,40 +677,26 @@ impl Hub {
         upto: u64,
         limit: u32,
     ) -> Result<Vec<ChatMessage>, Refusal> {
-        match &self.backend {
-            Backend::Local(store) => Ok(store.range(room, after, upto, limit).await),
-            Backend::Cluster(c) => c
-                .range(room, after, upto, limit as usize)
-                .await
-                .map_err(|_| down()),
-        }
+        let conv = Conversation::Room(room.to_owned());
+        let events = self
+            .backend
+            .range(&conv, Span { after, upto }, limit)
+            .await
+            .map_err(down)?;
+        Ok(events.iter().map(Event::to_message).collect())
     }
 }
 
-fn down() -> Refusal {
-    Refusal::new(Unavailable, "the message store is unreachable; try again")
-}
-
-/// The "room" of a DM conversation: both nicks, sorted; '@' keeps it out
-/// of the room namespace.
-fn conversation(me: &str, to: &str) -> String {
-    let (a, b) = if me <= to { (me, to) } else { (to, me) };
-    format!("@{a}|{b}")
-}
-
-/// The presence "room" of online users, scaled out (not a valid room name).
-const ONLINE: &str = "*";
-
-fn busy() -> Refusal {
+fn down(_: Unavailable) -> Refusal {
     Refusal::new(
-        Unavailable,
-        "too many messages are waiting for the message store; try again",
+        ErrorCode::Unavailable,
+        "the message store is unreachable; try again",
     )
 }
 
-/// 128 random bits, hex: a session secret.
-pub(super) fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    crate::proto::MaskRng::from_entropy().fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn busy() -> Refusal {
+    Refusal::new(
+        ErrorCode::Unavailable,
+        "too many messages are waiting for the message store; try again",
+    )
 }

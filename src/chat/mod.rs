@@ -8,21 +8,27 @@
 //! ```text
 //!  TCP ─ http.rs ─┬─ GET /, /app.js, /style.css, /healthz, /metrics
 //!                 └─ GET /ws ─ session.rs (a task per connection)
-//!                                 │  requests ─▶ hub.rs (rooms, ids, fan-out)
-//!                                 │  ◀─ outbox (bounded, bytes)   │
-//!                                                                 ▼
-//!                                            store.rs (SQLite, its own thread)
+//!                                 │  requests ─▶ hub.rs (rooms, presence, fan-out)
+//!                                 │  ◀─ outbox (bounded, bytes)   │ backend::Backend ▼
+//!                                                                 │ ▲ backend::HubEvents
+//!                  backend/local.rs (SQLite, its own thread)  |  backend/redis/ (scale-out)
 //! ```
 //!
-//! History is written by one thread in batches, off the hot path; reads go
-//! through the same thread, after the writes queued before them, which is
-//! what makes resume exact. A message reaches its room and its sender's
-//! ack only once its batch is committed. On shutdown the hub stops taking
-//! messages, the last acks go out, every client gets close 1001, and the
-//! history thread commits what it has before [`serve`] returns.
+//! The hub keeps what is in memory: rooms, members, presence, fan-out.
+//! Where conversations live (ids, history, what other servers do) is its
+//! backend's, behind one seam (`backend/mod.rs`): the local backend, one
+//! server with history in SQLite, or the Redis one, several servers as one.
+//!
+//! Locally, history is written by one thread in batches, off the hot path;
+//! reads go through the same thread, after the writes queued before them,
+//! which is what makes resume exact. With either backend a message reaches
+//! its room and its sender's ack only once it is stored. On shutdown the
+//! hub stops taking messages, the last acks go out, every client gets
+//! close 1001, and the backend stores what it has before [`serve`]
+//! returns.
 
 mod admission;
-pub mod cluster;
+mod backend;
 mod http;
 mod hub;
 mod metrics;
@@ -31,7 +37,6 @@ mod outbox;
 pub mod protocol;
 mod redact;
 mod session;
-mod store;
 
 use std::future::Future;
 use std::io;
@@ -45,16 +50,24 @@ use tracing::{debug, info, warn};
 
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
+pub use backend::DbSync;
+pub use backend::redis::ClusterConfig;
 pub use metrics::Metrics;
 pub use origin::Origin;
 pub use redact::RedactedUrl;
-pub use store::DbSync;
 
 /// Locks one of the chat's mutexes, through a poisoned one: every lock
 /// here guards plain data updated in single steps, so a panic while one
 /// was held leaves nothing half-changed for the next holder to trip on.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// 128 random bits, hex: a session secret, an operation id.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    crate::proto::MaskRng::from_entropy().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How the chat server runs.
@@ -151,7 +164,7 @@ pub struct ChatConfig {
     /// Scale out through Redis: ids, history, fan-out and presence are
     /// shared with every server on the same Redis. `None` (the default):
     /// one server, history in [`db`](Self::db).
-    pub redis: Option<cluster::ClusterConfig>,
+    pub redis: Option<ClusterConfig>,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
@@ -241,17 +254,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let (backend, last_ids) = match &config.redis {
-        None => {
-            // Refused, naming the file, if another server holds it.
-            let (store, last_ids) =
-                store::Store::open(&config.db, config.db_sync, metrics.clone())?;
-            (hub::Backend::Local(store), last_ids)
-        }
-        Some(redis) => {
-            let cluster = cluster::Cluster::new(redis.clone()).map_err(io::Error::other)?;
-            (hub::Backend::Cluster(cluster), Vec::new())
-        }
+    let backend: Arc<dyn backend::Backend> = match &config.redis {
+        // Refused, naming the file, if another server holds it.
+        None => backend::local::Local::open(&config.db, config.db_sync, metrics.clone())?,
+        Some(redis) => backend::redis::Redis::new(redis.clone()).map_err(io::Error::other)?,
     };
     let auth = Arc::new(match &config.jwt_secret {
         Some(secret) => {
@@ -265,19 +271,8 @@ pub async fn serve(
         deflate: config.deflate.clone(),
         max_rooms: config.max_rooms,
     };
-    let hub = Arc::new(hub::Hub::new(
-        backend,
-        last_ids,
-        metrics.clone(),
-        hub_config,
-    ));
-    let cluster_tasks = match hub.cluster() {
-        Some(cluster) => {
-            info!(redis = %RedactedUrl(&cluster.config.url), server = %cluster.id, "scaled out through redis");
-            cluster.start(&hub)
-        }
-        None => Vec::new(),
-    };
+    let hub = Arc::new(hub::Hub::new(backend.clone(), metrics.clone(), hub_config));
+    let backend_tasks = backend.clone().start(hub.clone());
     let presence = {
         let hub = hub.clone();
         let every = config.presence_interval;
@@ -378,18 +373,14 @@ pub async fn serve(
     );
     drop(listener);
     hub.stop_posts();
-    if let Some(cluster) = hub.cluster() {
-        // Posts queued for Redis go out, and their acks reach clients that
-        // are still connected, before anyone is asked to leave.
-        let left = cluster.flush(config.close_timeout).await;
-        if left > 0 {
-            warn!(left, "redis unreachable: posts never acked are dropped");
-        }
-    }
-    if let Some(store) = hub.store() {
-        // Acks wait for their commit: let the last ones reach their
-        // clients before the connections are closed.
-        store.flush().await;
+    // Posts the backend holds are stored, and their acks reach clients
+    // that are still connected, before anyone is asked to leave.
+    let left = backend.drain(config.close_timeout).await;
+    if left > 0 {
+        warn!(
+            left,
+            "the message store is unreachable: posts never acked are dropped"
+        );
     }
     hub.shutdown();
     let drained = tokio::time::timeout(config.close_timeout + Duration::from_secs(1), async {
@@ -401,17 +392,11 @@ pub async fn serve(
         connections.abort_all();
     }
     presence.abort();
-    if let Some(cluster) = hub.cluster() {
-        // Our users have all left: tell the other servers now.
-        hub.flush_presence();
-        cluster.sync_events(Duration::from_secs(1)).await;
-    }
-    if let Some(store) = hub.store().cloned() {
-        tokio::task::spawn_blocking(move || store.close())
-            .await
-            .map_err(io::Error::other)?;
-    }
-    for task in cluster_tasks {
+    // Our users have all left: tell the other servers now, then let the
+    // backend send what it holds and release the history database.
+    hub.flush_presence();
+    backend.close().await;
+    for task in backend_tasks {
         task.abort();
     }
     info!("history saved");

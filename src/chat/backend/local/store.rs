@@ -7,9 +7,11 @@
 //!
 //! - Writes are batched: the thread takes every insert waiting in the
 //!   queue and commits them in one transaction, so a burst costs one
-//!   commit, and the hub, which only enqueues, never waits on the disk.
+//!   commit, and the hub, whose appends only enqueue, never waits on the
+//!   disk.
 //! - Each insert carries what to do once it is on disk ([`OnCommit`]):
-//!   the hub's delivery to the recipients and the ack to the sender. The
+//!   the local backend's report to the hub (which delivers to the
+//!   recipients) and the ack to the sender (`super::Local`). The
 //!   thread runs these after the batch's commit, in queue order, so no one
 //!   ever sees an id the disk does not have. An id lost in a crash was
 //!   seen by nobody, and the next server continues from the ids on disk.
@@ -37,8 +39,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::oneshot;
 
-use super::metrics::Metrics;
-use super::protocol::ChatMessage;
+use crate::chat::metrics::Metrics;
+use crate::chat::protocol::ChatMessage;
 
 /// A page of history: messages oldest first, and whether older ones exist.
 pub type Page = (Vec<ChatMessage>, bool);
@@ -100,12 +102,14 @@ enum Command {
         limit: u32,
         reply: oneshot::Sender<Page>,
     },
+    /// Answered by running `then` on the history thread: a resume's
+    /// replay sends it on to its task, a fill hands it to the hub.
     Range {
         room: String,
         after: u64,
         upto: u64,
         limit: u32,
-        reply: oneshot::Sender<Vec<ChatMessage>>,
+        then: Box<dyn FnOnce(Vec<ChatMessage>) + Send>,
     },
     /// Commit what came before (and run its `OnCommit`s), then answer.
     Flush(oneshot::Sender<()>),
@@ -271,14 +275,40 @@ impl Store {
     /// there are more than `limit`, the newest `limit` of them.
     pub async fn range(&self, room: &str, after: u64, upto: u64, limit: u32) -> Vec<ChatMessage> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Range {
-            room: room.to_owned(),
+        self.fill(
+            room.to_owned(),
             after,
             upto,
             limit,
-            reply,
-        });
+            Box::new(move |messages| {
+                let _ = reply.send(messages);
+            }),
+        );
         rx.await.unwrap_or_default()
+    }
+
+    /// Reads what [`range`](Self::range) reads and runs `then` with it,
+    /// on the history thread (so it needs no runtime: a fill may be asked
+    /// for from an [`OnCommit`]). It must be quick and must not block.
+    pub fn fill(
+        &self,
+        room: String,
+        after: u64,
+        upto: u64,
+        limit: u32,
+        then: Box<dyn FnOnce(Vec<ChatMessage>) + Send>,
+    ) {
+        let command = Command::Range {
+            room,
+            after,
+            upto,
+            limit,
+            then,
+        };
+        // Closed (the server is past its final flush): nobody waits for
+        // live delivery any more, so `then` is dropped, not run. Running it
+        // here could also take a lock its caller holds.
+        let _ = self.tx.send(command);
     }
 
     /// Commits everything queued and stops the thread, which releases the
@@ -323,10 +353,8 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
                     after,
                     upto,
                     limit,
-                    reply,
-                } => {
-                    let _ = reply.send(range(&db, &room, after, upto, limit).unwrap_or_default());
-                }
+                    then,
+                } => then(range(&db, &room, after, upto, limit).unwrap_or_default()),
                 Command::Flush(reply) => {
                     commit(&mut db, &mut batch, metrics);
                     let _ = reply.send(());

@@ -1,0 +1,215 @@
+//! A backend in memory, for the hub's unit tests: the test decides when
+//! appended events are "committed" ([`Memory::commit`]) and when fills
+//! are answered ([`Memory::answer_fills`]), so orderings that a real
+//! store makes rare can be played out one step at a time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use super::{
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
+    Span, Unavailable, ready,
+};
+use crate::chat::lock;
+
+type Waiting = (Event, Box<dyn Ack>);
+type Present = HashMap<Scope, Vec<(Peer, Vec<String>)>>;
+
+/// Events in memory; ids given at append, delivered at [`commit`](Self::commit).
+#[derive(Default)]
+pub struct Memory {
+    ids: Mutex<HashMap<Conversation, u64>>,
+    log: Mutex<HashMap<Conversation, Vec<Event>>>,
+    waiting: Mutex<Vec<Waiting>>,
+    /// Fills asked for, not answered yet.
+    pub fills: Mutex<Vec<(Conversation, Span)>>,
+    /// Presence the hub published, in order.
+    pub published: Mutex<Vec<(Scope, Vec<String>)>>,
+    /// Signals the hub published, in order.
+    pub signals: Mutex<Vec<Signal>>,
+    /// Appends beyond this many waiting get [`Busy`].
+    limit: Option<usize>,
+    /// Presence other servers have, as [`Backend::presence`] answers it.
+    pub others: Mutex<Present>,
+    /// Whether presence is shared (as with Redis) or not (as locally).
+    shared: bool,
+    hub: OnceLock<Weak<dyn HubEvents>>,
+}
+
+impl Memory {
+    /// A backend whose presence is shared with other servers, as Redis's.
+    pub fn shared() -> Self {
+        Self {
+            shared: true,
+            ..Self::default()
+        }
+    }
+
+    /// A backend that holds at most `limit` events waiting to be stored.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::default()
+        }
+    }
+
+    fn hub(&self) -> Arc<dyn HubEvents> {
+        self.hub
+            .get()
+            .and_then(Weak::upgrade)
+            .expect("started, and the hub is alive")
+    }
+
+    /// Stores every waiting event for which `keep` says so, in append
+    /// order, telling the hub and then the writer; the others fail.
+    pub fn commit_where(&self, keep: impl Fn(&Event) -> bool) {
+        let waiting = std::mem::take(&mut *lock(&self.waiting));
+        let hub = self.hub();
+        for (event, ack) in waiting {
+            if keep(&event) {
+                let id = event.id;
+                lock(&self.log)
+                    .entry(event.conv.clone())
+                    .or_default()
+                    .push(event.clone());
+                hub.stored(event);
+                ack.done(Ok(id));
+            } else {
+                ack.done(Err(Unavailable));
+            }
+        }
+    }
+
+    /// Stores every waiting event.
+    pub fn commit(&self) {
+        self.commit_where(|_| true);
+    }
+
+    /// Answers the fills asked for, from what is stored.
+    pub fn answer_fills(&self) {
+        let fills = std::mem::take(&mut *lock(&self.fills));
+        let hub = self.hub();
+        for (conv, span) in fills {
+            let events: Vec<Event> = lock(&self.log)
+                .get(&conv)
+                .into_iter()
+                .flatten()
+                .filter(|e| span.contains(e.id))
+                .cloned()
+                .collect();
+            hub.filled(&conv, span, events);
+        }
+    }
+
+    /// Stores an event written elsewhere (another server) without telling
+    /// the hub, as a bus that lost it would.
+    pub fn store_unseen(&self, event: Event) {
+        let mut ids = lock(&self.ids);
+        let id = ids.entry(event.conv.clone()).or_insert(0);
+        *id = (*id).max(event.id);
+        lock(&self.log)
+            .entry(event.conv.clone())
+            .or_default()
+            .push(event);
+    }
+
+    /// Events waiting for [`commit`](Self::commit).
+    pub fn waiting(&self) -> usize {
+        lock(&self.waiting).len()
+    }
+}
+
+impl Backend for Memory {
+    fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>> {
+        let _ = self.hub.set(Arc::downgrade(&hub));
+        Vec::new()
+    }
+
+    fn append(&self, event: NewEvent, ack: Box<dyn Ack>) -> Result<(), Busy> {
+        let mut waiting = lock(&self.waiting);
+        if self.limit.is_some_and(|l| waiting.len() >= l) {
+            return Err(Busy);
+        }
+        let mut ids = lock(&self.ids);
+        let id = ids.entry(event.conv.clone()).or_insert(0);
+        *id += 1;
+        waiting.push((event.with_id(*id), ack));
+        Ok(())
+    }
+
+    fn last_id(&self, conv: &Conversation) -> Reply<'_, u64> {
+        ready(lock(&self.ids).get(conv).copied().unwrap_or(0))
+    }
+
+    fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page> {
+        let older: Vec<Event> = lock(&self.log)
+            .get(conv)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.id < before)
+            .cloned()
+            .collect();
+        let skip = older.len().saturating_sub(limit as usize);
+        ready((older[skip..].to_vec(), skip > 0))
+    }
+
+    fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>> {
+        let within: Vec<Event> = lock(&self.log)
+            .get(conv)
+            .into_iter()
+            .flatten()
+            .filter(|e| span.contains(e.id))
+            .cloned()
+            .collect();
+        let skip = within.len().saturating_sub(limit as usize);
+        ready(within[skip..].to_vec())
+    }
+
+    fn fill(&self, conv: Conversation, span: Span) {
+        lock(&self.fills).push((conv, span));
+    }
+
+    fn publish(&self, signal: Signal) {
+        lock(&self.signals).push(signal.clone());
+        if let Signal::Typing { .. } = signal {
+            self.hub().signal(signal);
+        }
+    }
+
+    fn shares_presence(&self) -> bool {
+        self.shared
+    }
+
+    fn publish_presence(&self, scope: &Scope, nicks: Vec<String>) {
+        lock(&self.published).push((scope.clone(), nicks));
+    }
+
+    fn presence(&self, scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>> {
+        ready(lock(&self.others).get(scope).cloned().unwrap_or_default())
+    }
+
+    fn remember_session(&self, _nick: &str, _session: &str) {}
+
+    fn session_of(&self, _nick: &str) -> Reply<'_, Option<String>> {
+        ready(None)
+    }
+
+    fn drain(&self, _limit: Duration) -> Pin<Box<dyn Future<Output = usize> + Send + '_>> {
+        Box::pin(std::future::ready(self.waiting()))
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+
+    fn health(&self) -> Result<(), Duration> {
+        Ok(())
+    }
+
+    fn render_metrics(&self) -> String {
+        String::new()
+    }
+}

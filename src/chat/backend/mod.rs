@@ -1,0 +1,350 @@
+//! The seam between the hub and where conversations live.
+//!
+//! ```text
+//!            hub (rooms, members, presence, fan-out)
+//!    Backend ▼                         ▲ HubEvents
+//!   append, read ranges, publish,      │ stored, filled, signal,
+//!   shared presence, health            │ presence, peer_gone, …
+//!       local.rs (SQLite thread)  |  redis/ (link, posts, bus, order, presence)
+//! ```
+//!
+//! Two traits, one each way. The hub calls down through [`Backend`]; the
+//! backend calls up through [`HubEvents`], which the hub implements and
+//! hands over once at [`Backend::start`]. Neither side sees the other's
+//! state: the backend never touches a room, the hub never knows whether
+//! it talks to SQLite or Redis.
+//!
+//! Everything that happens in a room or a DM conversation is an [`Event`]
+//! with an id in that [`Conversation`]'s ordered stream: the backend gives
+//! the id, stores the event and then reports it with
+//! [`HubEvents::stored`], the same way for both backends (local: after its
+//! batch commits; Redis: when the bus brings it). The hub fans it out in
+//! id order, asking [`Backend::fill`] for any hole, so fan-out, resume and
+//! replay are written once. A new kind of event (an edit, a reaction, a
+//! read marker) is a new field of [`Event`] and of the two stores, not a
+//! new path through the hub.
+
+pub mod local;
+#[cfg(test)]
+pub mod memory;
+pub mod redis;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::protocol::ChatMessage;
+
+pub use local::store::DbSync;
+
+/// A page of history: events oldest first, and whether older ones exist.
+pub type Page = (Vec<Event>, bool);
+
+/// A backend's answer that may take a round trip (to the history thread,
+/// to Redis). Boxed so that the hub holds any backend as `dyn Backend`.
+pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unavailable>> + Send + 'a>>;
+
+/// An answer that is ready at once (a backend in memory).
+fn ready<'a, T: Send + 'a>(value: T) -> Reply<'a, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+/// The store could not be reached (Redis away); the request may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// Too many appends wait for the store already; the post may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// An ordered stream of events: a room, or the DM conversation of two
+/// nicks (the same conversation whichever of them writes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conversation {
+    /// A room, by its name.
+    Room(String),
+    /// Two nicks, sorted.
+    Dm(String, String),
+}
+
+impl Conversation {
+    /// The conversation of `me` and `to`.
+    pub fn dm(me: &str, to: &str) -> Self {
+        let (a, b) = if me <= to { (me, to) } else { (to, me) };
+        Self::Dm(a.to_owned(), b.to_owned())
+    }
+
+    /// The stores' key: the room's name, or `@a|b` for a DM. Neither `@`
+    /// nor `|` may be in a room name or a nick, so the two never meet.
+    /// SQLite's `room` column and the Redis keys hold it, so it must not
+    /// change.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Room(name) => name.clone(),
+            Self::Dm(a, b) => format!("@{a}|{b}"),
+        }
+    }
+
+    /// The conversation stored under `key` (see [`key`](Self::key)).
+    pub fn from_key(key: &str) -> Self {
+        match key.strip_prefix('@').and_then(|pair| pair.split_once('|')) {
+            Some((a, b)) => Self::Dm(a.to_owned(), b.to_owned()),
+            None => Self::Room(key.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// Where a presence set applies: a room, or the server as a whole (who is
+/// online, which DMs need).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// The nicks in a room.
+    Room(String),
+    /// The nicks online.
+    Online,
+}
+
+impl Scope {
+    /// The shared key: the room's name, or `*` (not a valid room name).
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Room(name) => name,
+            Self::Online => "*",
+        }
+    }
+
+    /// The scope stored under `key`.
+    pub fn from_key(key: &str) -> Self {
+        if key == "*" {
+            Self::Online
+        } else {
+            Self::Room(key.to_owned())
+        }
+    }
+}
+
+/// Something that happened in a conversation, once stored: it has its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Where.
+    pub conv: Conversation,
+    /// Its place in the conversation's stream: one more than the last.
+    pub id: u64,
+    /// Who wrote it.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Server time, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+impl Event {
+    /// The wire form of a stored message (`msg`, `history`).
+    pub fn to_message(&self) -> ChatMessage {
+        ChatMessage {
+            room: self.conv.key(),
+            id: self.id,
+            from: self.from.clone(),
+            text: self.text.clone(),
+            ts: self.ts,
+        }
+    }
+
+    /// The event a stored message is (see [`Conversation::key`]).
+    pub fn from_message(m: ChatMessage) -> Self {
+        Self {
+            conv: Conversation::from_key(&m.room),
+            id: m.id,
+            from: m.from,
+            text: m.text,
+            ts: m.ts,
+        }
+    }
+}
+
+/// The ids `after < id <= upto` of a conversation: what a resume
+/// replays, what a fill reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The last id before the span (the last one seen).
+    pub after: u64,
+    /// The last id in it.
+    pub upto: u64,
+}
+
+impl Span {
+    /// Whether `id` is in the span.
+    pub fn contains(self, id: u64) -> bool {
+        id > self.after && id <= self.upto
+    }
+}
+
+/// An event not yet stored: [`Backend::append`] gives it its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Where.
+    pub conv: Conversation,
+    /// Who writes it.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// Server time, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+impl NewEvent {
+    /// The event once it has `id`.
+    pub fn with_id(self, id: u64) -> Event {
+        Event {
+            conv: self.conv,
+            id,
+            from: self.from,
+            text: self.text,
+            ts: self.ts,
+        }
+    }
+}
+
+/// What the writer of an appended event is told, once: the id it got
+/// (after [`HubEvents::stored`] for a local backend, whenever Redis answers
+/// for a shared one), or that it was not stored.
+pub trait Ack: Send {
+    /// The writer has gone: a backend still waiting to store the event may
+    /// drop it (its writer was never told it was accepted).
+    fn abandoned(&self) -> bool;
+    /// The outcome: the id, or `Err` if the event was not stored.
+    fn done(self: Box<Self>, outcome: Result<u64, Unavailable>);
+}
+
+/// An event that is not stored: it reaches whoever is there when it is
+/// published, and nobody later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// `user` is typing in `room`.
+    Typing {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// `nick`'s owner proved its session here: its connections elsewhere
+    /// are stale and close (4000).
+    Replaced {
+        /// The nick.
+        nick: String,
+    },
+}
+
+/// A peer's identity (another server sharing the backend), as the backend
+/// names it. Opaque to the hub.
+pub type Peer = String;
+
+/// What the hub asks of the place where conversations live.
+pub trait Backend: Send + Sync {
+    /// Starts whatever runs in the background (Redis: the link's tasks),
+    /// reporting to `hub`. Called once, before any other method.
+    fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;
+
+    /// Gives `event` the next id of its conversation and stores it; once
+    /// stored, the event goes to [`HubEvents::stored`] (on every server
+    /// sharing the store) and the id to `ack` (locally, after the event;
+    /// through Redis, whichever comes first). Ids are given in the order of
+    /// the calls, per conversation, and an event is never reported before
+    /// it is stored. Never waits; `Err(Busy)` if too many events wait for
+    /// the store already.
+    fn append(&self, event: NewEvent, ack: Box<dyn Ack>) -> Result<(), Busy>;
+
+    /// The last id given in `conv` (0 if none): a room coming into memory
+    /// continues from it.
+    fn last_id(&self, conv: &Conversation) -> Reply<'_, u64>;
+
+    /// Up to `limit` events of `conv` with ids below `before`, oldest
+    /// first, and whether older ones exist.
+    fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page>;
+
+    /// The events of `conv` in `span`, oldest first; the newest `limit`
+    /// if there are more.
+    fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>>;
+
+    /// Reads `span` of `conv` for the hub, which saw a hole in the ids it
+    /// was given, retrying until the store answers; the result goes to
+    /// [`HubEvents::filled`].
+    fn fill(&self, conv: Conversation, span: Span);
+
+    /// Sends `signal` to every server, this one included
+    /// ([`HubEvents::signal`]); lost if the store is away.
+    fn publish(&self, signal: Signal);
+
+    /// Whether other servers share presence through this backend: if not,
+    /// [`publish_presence`](Self::publish_presence) is never needed.
+    fn shares_presence(&self) -> bool;
+
+    /// Tells the other servers which nicks are in `scope` here.
+    fn publish_presence(&self, scope: &Scope, nicks: Vec<String>);
+
+    /// Who is in `scope` on each other live server.
+    fn presence(&self, scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>>;
+
+    /// Keeps `nick`'s session secret where every server can check it.
+    fn remember_session(&self, nick: &str, session: &str);
+
+    /// The session secret last kept for `nick`, by any server.
+    fn session_of(&self, nick: &str) -> Reply<'_, Option<String>>;
+
+    /// On shutdown, after the hub stops appending: waits (up to `limit`)
+    /// until every appended event is stored and acked. Returns how many
+    /// were not.
+    fn drain(&self, limit: Duration) -> Pin<Box<dyn Future<Output = usize> + Send + '_>>;
+
+    /// Last: sends what is still queued (our users leaving) and releases
+    /// the store (the history database's lock).
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// `Ok` while the store works; if not, since how long it has not.
+    fn health(&self) -> Result<(), Duration>;
+
+    /// The backend's own lines of `/metrics` (none for a local one).
+    fn render_metrics(&self) -> String;
+}
+
+/// What a backend tells the hub: the only way it reaches the hub.
+pub trait HubEvents: Send + Sync {
+    /// `event` is stored: it goes to the conversation's members, in id
+    /// order (an id beyond the next one waits for a [`Backend::fill`]).
+    fn stored(&self, event: Event);
+
+    /// The result of a [`Backend::fill`]: the events it found in `span`
+    /// (any missing are lost, and are skipped).
+    fn filled(&self, conv: &Conversation, span: Span, events: Vec<Event>);
+
+    /// A published [`Signal`] arrived.
+    fn signal(&self, signal: Signal);
+
+    /// `peer` now has `nicks` in `scope` (empty: none).
+    fn presence(&self, peer: &str, scope: &Scope, nicks: BTreeSet<String>);
+
+    /// `peer` is gone: its nicks leave every scope.
+    fn peer_gone(&self, peer: &str);
+
+    /// The rooms with members here.
+    fn rooms(&self) -> Vec<String>;
+
+    /// `room`'s stream reaches `last`: what this server has not delivered
+    /// up to it is filled (after a subscription was lost).
+    fn stream_head(&self, room: &str, last: u64);
+
+    /// Our presence may be lost elsewhere: publish all of it again.
+    fn republish(&self);
+
+    /// Whether the hub is shutting down (a retry loop may stop).
+    fn is_shutting_down(&self) -> bool;
+}

@@ -1,0 +1,289 @@
+//! The bus, `chat:bus`: one pub/sub channel every server subscribes to
+//! once (not per client or room). What travels on it ([`Bus`], JSON
+//! written and read by serde), the subscription that reads it and proves
+//! itself with our own heartbeat, and where each event goes in the hub.
+//!
+//! The servers of one chat share this format and nothing negotiates it:
+//! they run the same version (a stored event travels as
+//! `{"t":"stored","id":…,"event":{…}}` since the backend seam; before it,
+//! as `msg` and `dm` events).
+
+use std::collections::BTreeSet;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_core::Stream;
+use redis::RedisResult;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::{Backoff, IO_TIMEOUT, Redis};
+use crate::chat::backend::{Conversation, Event, HubEvents, NewEvent, Scope, Signal};
+use crate::chat::lock;
+
+/// The channel every server subscribes to.
+pub(super) const BUS: &str = "chat:bus";
+
+/// An event on the bus.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub(super) enum Bus {
+    /// An event was stored with `id` (published by the post script).
+    Stored {
+        /// Its id in its conversation.
+        id: u64,
+        /// The event.
+        event: Posted,
+    },
+    /// Someone is typing.
+    Typing {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Who is in a room on one server (`*`: who is online there).
+    Presence {
+        /// The server.
+        s: String,
+        /// The presence key ([`Scope::key`]).
+        room: String,
+        /// Its nicks there.
+        nicks: Vec<String>,
+    },
+    /// A nick's owner reconnected elsewhere, with its session secret:
+    /// the server holding it closes that connection (4000).
+    Replace {
+        /// The server the owner is on now (which keeps its connection).
+        s: String,
+        /// The nick.
+        nick: String,
+    },
+    /// A server is alive.
+    Hb {
+        /// The server.
+        s: String,
+    },
+}
+
+impl Bus {
+    pub(super) fn to_json(&self) -> String {
+        // Strings and numbers only: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A stored event as the bus carries it, without its id (the script puts
+/// that beside it, in [`Bus::Stored`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Posted {
+    /// The conversation's key ([`Conversation::key`]).
+    conv: String,
+    from: String,
+    text: String,
+    ts: u64,
+}
+
+impl Posted {
+    pub(super) fn of(event: &NewEvent) -> Self {
+        Self {
+            conv: event.conv.key(),
+            from: event.from.clone(),
+            text: event.text.clone(),
+            ts: event.ts,
+        }
+    }
+
+    pub(super) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn with_id(self, id: u64) -> Event {
+        Event {
+            conv: Conversation::from_key(&self.conv),
+            id,
+            from: self.from,
+            text: self.text,
+            ts: self.ts,
+        }
+    }
+}
+
+impl Redis {
+    /// Publishes a [`Signal`]; dropped if Redis is away or too slow.
+    pub(super) fn publish_signal(&self, signal: Signal) {
+        let event = match signal {
+            // Every server relays it, this one too, when it comes back.
+            Signal::Typing { room, user } => Bus::Typing { room, user },
+            Signal::Replaced { nick } => Bus::Replace {
+                s: self.id.clone(),
+                nick,
+            },
+        };
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(BUS).arg(event.to_json());
+        self.send(vec![cmd]);
+    }
+
+    pub(super) async fn subscriber(self: Arc<Self>, hub: Arc<dyn HubEvents>) {
+        let mut backoff = Backoff::new();
+        loop {
+            let reason = self.subscribe_once(&hub, &mut backoff).await;
+            self.set_state(None, Some(false));
+            warn!(%reason, "redis: subscription lost; resubscribing");
+            backoff.wait().await;
+        }
+    }
+
+    /// One subscription's life; returns why it ended.
+    async fn subscribe_once(
+        self: &Arc<Self>,
+        hub: &Arc<dyn HubEvents>,
+        backoff: &mut Backoff,
+    ) -> String {
+        let made = tokio::time::timeout(IO_TIMEOUT, async {
+            let mut ps = self.client.get_async_pubsub().await?;
+            ps.subscribe(BUS).await?;
+            RedisResult::Ok(ps)
+        })
+        .await;
+        let ps = match made {
+            Ok(Ok(ps)) => ps,
+            Ok(Err(e)) => return format!("subscribe: {e}"),
+            Err(_) => return "subscribe: timed out".into(),
+        };
+        let mut stream = ps.into_on_message();
+        // Until our own heartbeat comes back, the path is not proven.
+        self.beat().await;
+        let mut confirmed = false;
+        let mut last_own = Instant::now();
+        let mut probe = tokio::time::interval(self.config.heartbeat);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)) => {
+                    let Some(msg) = msg else {
+                        return "the subscription's connection closed".into();
+                    };
+                    self.metrics.bus_in.fetch_add(1, Ordering::Relaxed);
+                    match serde_json::from_slice::<Bus>(msg.get_payload_bytes()) {
+                        Ok(Bus::Hb { s }) if s == self.id => {
+                            last_own = Instant::now();
+                            if !confirmed {
+                                confirmed = true;
+                                backoff.reset();
+                                // Whatever was published while we were not
+                                // listening is in the streams; who is where
+                                // is in the presence hashes. Read both
+                                // before saying we are up.
+                                self.resync(hub).await;
+                                self.set_state(None, Some(true));
+                            }
+                        }
+                        Ok(event) => self.on_bus(hub, event),
+                        Err(e) => {
+                            self.metrics.bus_bad.fetch_add(1, Ordering::Relaxed);
+                            warn!(error = %e, "redis: unreadable bus event");
+                        }
+                    }
+                }
+                _ = probe.tick() => {
+                    if last_own.elapsed() > self.config.probe_timeout {
+                        self.metrics.probe_failures.fetch_add(1, Ordering::Relaxed);
+                        return format!(
+                            "probe: our heartbeat did not come back within {:?}",
+                            self.config.probe_timeout
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// An event from another server (or, for stored events and typing,
+    /// from this one too), to the hub.
+    fn on_bus(self: &Arc<Self>, hub: &Arc<dyn HubEvents>, event: Bus) {
+        match event {
+            Bus::Stored { id, event } => hub.stored(event.with_id(id)),
+            Bus::Typing { room, user } => hub.signal(Signal::Typing { room, user }),
+            Bus::Replace { s, nick } => {
+                if s != self.id {
+                    // Its owner came back on another server: the
+                    // connections here are the stale ones.
+                    hub.signal(Signal::Replaced { nick });
+                }
+            }
+            Bus::Presence { s, room, nicks } => {
+                if s == self.id {
+                    return;
+                }
+                let scope = Scope::from_key(&room);
+                self.seen(&s, &scope, !nicks.is_empty());
+                let nicks: BTreeSet<String> = nicks.into_iter().collect();
+                tracing::debug!(%room, ?nicks, "presence from another server");
+                hub.presence(&s, &scope, nicks);
+            }
+            Bus::Hb { s } => {
+                let new = lock(&self.servers)
+                    .insert(s.clone(), Instant::now())
+                    .is_none();
+                if new && s != self.id {
+                    // A server we did not know (or had given up on): learn
+                    // where its users are.
+                    let (this, hub) = (self.clone(), hub.clone());
+                    tokio::spawn(async move { this.load_presence(&hub).await });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the script publishes, `{"t":"stored","id":…,"event":…}` around
+    /// serde's JSON of the event, parses back to that event with that id,
+    /// whatever the text holds.
+    #[test]
+    fn the_published_envelope_carries_the_id_redis_gives() {
+        for text in [
+            "hi",
+            "0}",
+            "\"id\":0}",
+            "{\"t\":\"hb\"}",
+            "é ✓ 0",
+            "\"},\"id\":1",
+        ] {
+            for conv in [
+                Conversation::Room("general".into()),
+                Conversation::dm("bob", "alice"),
+            ] {
+                let posted = Posted::of(&NewEvent {
+                    conv: conv.clone(),
+                    from: "alice".into(),
+                    text: text.into(),
+                    ts: 1_700_000_000_000,
+                });
+                let id = 4_294_967_301u64;
+                // As the Lua script writes it.
+                let published = format!(
+                    "{{\"t\":\"stored\",\"id\":{id},\"event\":{}}}",
+                    posted.to_json()
+                );
+                match serde_json::from_str::<Bus>(&published).unwrap() {
+                    Bus::Stored { id: got, event } => {
+                        let event = event.with_id(got);
+                        assert_eq!(event.id, id);
+                        assert_eq!(event.conv, conv);
+                        assert_eq!(event.text, text);
+                        assert_eq!(event.ts, 1_700_000_000_000);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+}

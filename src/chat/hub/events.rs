@@ -1,0 +1,251 @@
+//! The hub's side of the seam: what it does with what its backend tells
+//! it ([`HubEvents`]), whichever backend that is. Stored events are
+//! delivered here, in id order, with holes filled first; presence from
+//! other servers updates the rosters; signals are relayed.
+//!
+//! A child module of the hub, so it works on the same rooms under the same
+//! lock order (a room, then the rooms map; never the other way round).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use crate::proto::{CloseCode, CloseFrame};
+
+use super::super::backend::{Conversation, Event, HubEvents, Scope, Signal, Span};
+use super::super::lock;
+use super::super::protocol::ServerMsg;
+use super::{Hub, Kind, Room};
+
+impl HubEvents for Hub {
+    fn stored(&self, event: Event) {
+        match &event.conv {
+            Conversation::Room(_) => self.deliver(event),
+            Conversation::Dm(a, b) => {
+                let to = if event.from == *a { b } else { a };
+                let frame = self.prepare(
+                    ServerMsg::Dm {
+                        id: event.id,
+                        from: &event.from,
+                        to,
+                        text: &event.text,
+                        ts: event.ts,
+                    }
+                    .to_json(),
+                );
+                let users = lock(&self.users);
+                let mut nicks = vec![to];
+                if event.from != *to {
+                    nicks.push(&event.from);
+                }
+                for c in nicks.into_iter().filter_map(|n| users.get(n)).flatten() {
+                    c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                }
+            }
+        }
+    }
+
+    fn filled(&self, conv: &Conversation, span: Span, events: Vec<Event>) {
+        let Conversation::Room(room) = conv else {
+            return; // DMs are delivered as they come: never filled
+        };
+        let Some(room_arc) = self.find_room(room) else {
+            return;
+        };
+        let mut r = lock(&room_arc);
+        r.filling = false;
+        self.mark(room);
+        // Only what was asked for: anything else comes, in order, by `stored`.
+        for e in events {
+            if span.contains(e.id) && e.id > r.last_id {
+                r.pending.insert(e.id, e);
+            }
+        }
+        if r.members.is_empty() {
+            // Everyone left while the fill ran: as in `deliver`, nothing
+            // waits for anyone, so the room may leave memory.
+            if let Some((&newest, _)) = r.pending.last_key_value() {
+                r.last_id = r.last_id.max(newest);
+            }
+            r.pending.clear();
+        } else {
+            // Whatever the store no longer has (a Redis stream trimmed
+            // past its length, a local batch that failed) is lost for live
+            // delivery: skip it rather than wait forever.
+            let first = r.pending.first_key_value().map(|(&k, _)| k);
+            if let Some(first) = first
+                && first > r.last_id + 1
+                && first <= span.upto + 1
+            {
+                r.last_id = first - 1;
+            }
+            self.drain(room, &mut r);
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        match signal {
+            Signal::Typing { room, user } => {
+                // Looked up, not created: typing in a room nobody here is
+                // in needs no entry.
+                let Some(room_arc) = self.find_room(&room) else {
+                    return;
+                };
+                let r = lock(&room_arc);
+                if r.members.is_empty() {
+                    return;
+                }
+                let frame = self.prepare(
+                    ServerMsg::Typing {
+                        room: &room,
+                        user: &user,
+                    }
+                    .to_json(),
+                );
+                for member in r.members.values().filter(|m| m.nick != user) {
+                    member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
+                }
+            }
+            Signal::Replaced { nick } => {
+                for c in lock(&self.users).get(&nick).into_iter().flatten() {
+                    c.outbox.close(CloseFrame::new(
+                        CloseCode::try_from(4000).unwrap_or(CloseCode::NORMAL),
+                        "replaced by a newer connection",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn presence(&self, peer: &str, scope: &Scope, nicks: BTreeSet<String>) {
+        let room = match scope {
+            Scope::Online => {
+                lock(&self.remote_users).insert(peer.to_owned(), nicks);
+                return;
+            }
+            Scope::Room(room) => room,
+        };
+        // Looked up, not created: a room nobody here is in needs no
+        // roster (a first join asks the backend).
+        let Some(room_arc) = self.find_room(room) else {
+            return;
+        };
+        let mut r = lock(&room_arc);
+        let old = if nicks.is_empty() {
+            r.remote.remove(peer).unwrap_or_default()
+        } else {
+            r.remote
+                .insert(peer.to_owned(), nicks.clone())
+                .unwrap_or_default()
+        };
+        let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
+        if !diff.is_empty() {
+            r.changed.extend(diff);
+            self.mark(room);
+        }
+    }
+
+    fn peer_gone(&self, peer: &str) {
+        lock(&self.remote_users).remove(peer);
+        let rooms: Vec<_> = lock(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, room_arc) in rooms {
+            let mut r = lock(&room_arc);
+            if let Some(nicks) = r.remote.remove(peer) {
+                r.changed.extend(nicks);
+                self.mark(&name);
+            }
+        }
+    }
+
+    fn rooms(&self) -> Vec<String> {
+        self.rooms_with_members()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    fn stream_head(&self, room: &str, last: u64) {
+        let Some(room_arc) = self.find_room(room) else {
+            return;
+        };
+        let mut r = lock(&room_arc);
+        let known = r.pending.last_key_value().map_or(r.last_id, |(&k, _)| k);
+        if last > known && !r.filling && !r.members.is_empty() {
+            r.filling = true;
+            self.backend.fill(
+                Conversation::Room(room.to_owned()),
+                Span {
+                    after: r.last_id,
+                    upto: last,
+                },
+            );
+        }
+    }
+
+    fn republish(&self) {
+        for (name, room_arc) in self.rooms_with_members() {
+            lock(&room_arc).local_changed = true;
+            self.mark(&name);
+        }
+        self.users_changed.store(true, Ordering::Relaxed);
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        Hub::is_shutting_down(self)
+    }
+}
+
+impl Hub {
+    /// Delivers a stored room event in id order: a hole before it is
+    /// filled by the backend first.
+    fn deliver(&self, event: Event) {
+        let Conversation::Room(room) = &event.conv else {
+            return;
+        };
+        let Some(room_arc) = self.find_room(room) else {
+            return; // nobody here is in it: a later join asks the backend
+        };
+        let room = room.clone();
+        let mut r = lock(&room_arc);
+        if event.id <= r.last_id {
+            return; // already delivered, or history for everyone here
+        }
+        if r.members.is_empty() {
+            // Nobody to deliver to: just keep count (a later join asks the
+            // backend anyway), and let the tick see whether the room can
+            // leave memory.
+            r.last_id = event.id;
+            r.pending.clear();
+            self.mark(&room);
+            return;
+        }
+        r.pending.insert(event.id, event);
+        self.drain(&room, &mut r);
+    }
+
+    /// Sends the pending events that follow `last_id` without a hole, and
+    /// asks for a fill if a hole is left.
+    fn drain(&self, room: &str, r: &mut Room) {
+        while let Some(entry) = r.pending.first_entry() {
+            if *entry.key() != r.last_id + 1 {
+                break;
+            }
+            let e = entry.remove();
+            r.last_id = e.id;
+            let frame = self.prepare(ServerMsg::Msg(&e.to_message()).to_json());
+            r.send_to_members(&frame, Kind::Chat, &self.metrics);
+        }
+        if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {
+            r.filling = true;
+            self.backend.fill(
+                Conversation::Room(room.to_owned()),
+                Span {
+                    after: r.last_id,
+                    upto: next - 1,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Who is where: the presence tick that turns roster changes into one
+//! `presence` event per room (and publishes ours when presence is
+//! shared), what the backend says of other servers' users before a
+//! first join, a takeover or a DM, and the rooms a resync walks.
+//!
+//! A child module of the hub: the same rooms, the same lock order (a
+//! room, then the rooms map; never the other way round).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::super::backend::{Conversation, Scope};
+use super::super::lock;
+use super::super::protocol::{Refusal, ServerMsg};
+use super::{Hub, Kind, Room, down};
+
+impl Hub {
+    /// Before the first local member joins `room`: learn its last id and
+    /// who is in it on other servers. Events already delivered with ids
+    /// up to that one are history for the new member.
+    pub(super) async fn prepare_room(
+        &self,
+        room: &str,
+        room_arc: &Mutex<Room>,
+    ) -> Result<(), Refusal> {
+        if !lock(room_arc).members.is_empty() {
+            return Ok(());
+        }
+        let conv = Conversation::Room(room.to_owned());
+        let last = self.backend.last_id(&conv).await.map_err(down)?;
+        let others = self
+            .backend
+            .presence(&Scope::Room(room.to_owned()))
+            .await
+            .map_err(down)?;
+        let mut r = lock(room_arc);
+        if r.members.is_empty() {
+            r.last_id = r.last_id.max(last);
+            r.pending.retain(|id, _| *id > last);
+        }
+        for (server, nicks) in others {
+            r.remote
+                .entry(server)
+                .or_insert_with(|| nicks.into_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// Before [`register`](Self::register): whether `wanted`, online on
+    /// another server, may be taken over with `session` (the secret its
+    /// owner got in `welcome`, checked with the backend).
+    pub async fn claim_remote(&self, wanted: Option<&str>, session: Option<&str>) -> bool {
+        let (Some(nick), Some(session)) = (wanted, session) else {
+            return false;
+        };
+        if self.config.authenticated || !self.online_elsewhere(nick) {
+            return false;
+        }
+        self.backend
+            .session_of(nick)
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some(session)
+    }
+
+    pub(super) fn online_elsewhere(&self, nick: &str) -> bool {
+        lock(&self.remote_users)
+            .values()
+            .any(|held| held.contains(nick))
+    }
+
+    /// Sends one `presence` per room whose roster changed since the last
+    /// call: the nicks that are now present as `joined`, the ones now gone
+    /// as `left`. A storm of reconnects becomes one event per room per
+    /// call, not one roster per connection per member.
+    ///
+    /// Only rooms marked since the last call are visited, so an idle
+    /// server's tick costs nothing however many rooms it holds; a room
+    /// left with nobody in it leaves memory here.
+    pub fn flush_presence(&self) {
+        let dirty = std::mem::take(&mut *lock(&self.dirty));
+        let shared = self.backend.shares_presence();
+        if shared && self.users_changed.swap(false, Ordering::Relaxed) {
+            let online: Vec<String> = lock(&self.users).keys().cloned().collect();
+            self.backend.publish_presence(&Scope::Online, online);
+        }
+        for name in dirty {
+            let Some(room_arc) = self.find_room(&name) else {
+                continue;
+            };
+            let mut r = lock(&room_arc);
+            if shared && std::mem::take(&mut r.local_changed) {
+                let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
+                nicks.sort();
+                tracing::debug!(room = %name, ?nicks, "publishing our presence");
+                self.backend
+                    .publish_presence(&Scope::Room(name.clone()), nicks);
+            }
+            r.local_changed = false;
+            if !r.changed.is_empty() {
+                let changed = std::mem::take(&mut r.changed);
+                // A nick that left here but is still on another server has
+                // not left the room.
+                let (joined, left): (Vec<String>, Vec<String>) =
+                    changed.into_iter().partition(|n| r.present(n));
+                if !r.members.is_empty() {
+                    let frame = self.prepare(
+                        ServerMsg::Presence {
+                            room: &name,
+                            joined: &joined,
+                            left: &left,
+                        }
+                        .to_json(),
+                    );
+                    r.send_to_members(&frame, Kind::Ephemeral, &self.metrics);
+                }
+            }
+            self.drop_if_idle(&name, &room_arc, &mut r);
+        }
+    }
+
+    /// The rooms with members here. Copied out of the map before any
+    /// room is locked: the lock order is room, then map (see `rooms`).
+    pub(super) fn rooms_with_members(&self) -> Vec<(String, Arc<Mutex<Room>>)> {
+        let all: Vec<(String, Arc<Mutex<Room>>)> = lock(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.into_iter()
+            .filter(|(_, r)| !lock(r).members.is_empty())
+            .collect()
+    }
+
+    /// Before a DM to a nick this server does not know to be online: ask
+    /// the backend (it may have come online a moment ago, elsewhere).
+    pub async fn refresh_online(&self, nick: &str) {
+        if lock(&self.users).contains_key(nick) || self.online_elsewhere(nick) {
+            return;
+        }
+        if let Ok(others) = self.backend.presence(&Scope::Online).await {
+            let mut users = lock(&self.remote_users);
+            for (server, nicks) in others {
+                users.insert(server, nicks.into_iter().collect());
+            }
+        }
+    }
+}

@@ -217,7 +217,7 @@ async fn serve<S>(
         tokio::time::timeout_at(deadline, transport::read_request(&mut stream, &limits)).await;
     let (request, leftover) = match head {
         Ok(Ok(read)) => read,
-        Ok(Err(transport::Error::Protocol(proto::Error::Handshake(e)))) => {
+        Ok(Err(transport::Error::Handshake(e))) => {
             let _ = stream.write_all(&e.response()).await;
             return;
         }

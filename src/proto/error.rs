@@ -1,4 +1,4 @@
-//! Errors of the protocol layer, and the close code each one sends (§7.4.1).
+//! Errors of a connection, and the close code each one sends (§7.4.1).
 //!
 //! [`ProtocolError`] is everything a *peer* can do wrong after the handshake,
 //! one variant per rule broken, named after what the peer did. Its
@@ -8,14 +8,16 @@
 //! happens next: we send a Close frame with that code, stop reading, and
 //! close the TCP connection.
 //!
-//! [`Error`] wraps it together with the handshake's errors and the mistakes
-//! a *caller* can make (sending after Close, an oversized ping), which close
-//! nothing.
+//! [`Error`] wraps it together with the mistakes a *caller* can make
+//! (sending after Close, an oversized ping), which close nothing. Everything
+//! here is something a [`Connection`](super::Connection) can produce; the
+//! opening handshake, which fails before there is a connection and answers
+//! with an HTTP status instead of a close code, has its own
+//! [`HandshakeError`](super::HandshakeError).
 
 use std::fmt;
 
 use super::close::{CloseCode, InvalidCloseCode};
-use super::handshake::HandshakeError;
 
 /// A rule of RFC 6455 the peer broke. Each becomes a Close frame with the
 /// code returned by [`close_code`](Self::close_code).
@@ -153,15 +155,13 @@ impl From<InvalidCloseCode> for ProtocolError {
     }
 }
 
-/// Everything that can go wrong in the protocol layer.
+/// Everything that can go wrong on a connection, after the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The peer broke the protocol; a Close frame with
     /// [`ProtocolError::close_code`] has been queued. Sticky: once returned,
     /// every later read returns it again.
     Protocol(ProtocolError),
-    /// The opening handshake failed (§4).
-    Handshake(HandshakeError),
     /// The TCP connection ended before the close handshake did: §7.1.5 calls
     /// this status 1006, which is reported, never sent.
     AbnormalClosure,
@@ -192,8 +192,7 @@ impl Error {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(e) => Some(e.close_code()),
-            Error::Handshake(_)
-            | Error::AbnormalClosure
+            Error::AbnormalClosure
             | Error::Closed
             | Error::ControlPayloadTooLong
             | Error::FragmentedMessageInProgress
@@ -209,7 +208,6 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
-            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
             Error::AbnormalClosure => {
                 f.write_str("connection closed without a close handshake (1006)")
             }
@@ -236,7 +234,6 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Protocol(e) => Some(e),
-            Error::Handshake(e) => Some(e),
             _ => None,
         }
     }
@@ -245,12 +242,6 @@ impl std::error::Error for Error {
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
         Error::Protocol(e)
-    }
-}
-
-impl From<HandshakeError> for Error {
-    fn from(e: HandshakeError) -> Self {
-        Error::Handshake(e)
     }
 }
 

@@ -206,27 +206,19 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Protocol(e) => write!(f, "protocol error: {e}"),
-            Error::AbnormalClosure => {
-                f.write_str("connection closed without a close handshake (1006)")
-            }
-            Error::Closed => f.write_str("connection closed"),
+        f.write_str(match self {
+            Error::Protocol(e) => return write!(f, "protocol error: {e}"),
+            Error::AbnormalClosure => "connection closed without a close handshake (1006)",
+            Error::Closed => "connection closed",
             Error::ControlPayloadTooLong => {
-                f.write_str("control frame payload over 125 bytes (close reason over 123)")
+                "control frame payload over 125 bytes (reason over 123)"
             }
-            Error::FragmentedMessageInProgress => {
-                f.write_str("a fragmented message is being sent; finish it first")
-            }
-            Error::NoFragmentedMessage => {
-                f.write_str("no fragmented message of this type to continue")
-            }
-            Error::InvalidUtf8Sent => f.write_str("text fragments are not valid UTF-8"),
-            Error::PreparedFrameFromClient => {
-                f.write_str("prepared frames are unmasked and may only be sent by a server")
-            }
-            Error::CompressionFailed => f.write_str("permessage-deflate compressor failed"),
-        }
+            Error::FragmentedMessageInProgress => "a fragmented message is being sent; finish it",
+            Error::NoFragmentedMessage => "no fragmented message of this type to continue",
+            Error::InvalidUtf8Sent => "text fragments are not valid UTF-8",
+            Error::PreparedFrameFromClient => "prepared frames are unmasked: for servers only",
+            Error::CompressionFailed => "permessage-deflate compressor failed",
+        })
     }
 }
 

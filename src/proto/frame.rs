@@ -21,7 +21,7 @@
 //! one from the front of a byte slice, [`FrameHeader::encode`] writes one.
 //! The rules that need to know *who* is reading (masking direction, §5.1),
 //! *what was negotiated* (RSV bits, §5.2) or *what came before*
-//! (continuation frames, §5.4) live in `connection.rs`. The rules that hold
+//! (continuation frames, §5.4) live in `connection/read.rs`. The rules that hold
 //! for every header are checked here, in the order the figure reads: the
 //! opcode (§5.2), control frames being unfragmented and short (§5.5), and the
 //! length in its minimal form (§5.2).

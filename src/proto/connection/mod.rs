@@ -312,13 +312,12 @@ impl Connection {
     /// table): failing and the peer's Close both end the connection; our
     /// Close alone starts the close handshake.
     pub fn state(&self) -> State {
-        match (
-            self.close_sent,
-            self.close_received || self.failure.is_some(),
-        ) {
-            (_, true) => State::Closed,
-            (true, false) => State::Closing,
-            (false, false) => State::Open,
+        if self.close_received || self.failure.is_some() {
+            State::Closed
+        } else if self.close_sent {
+            State::Closing
+        } else {
+            State::Open
         }
     }
 

@@ -231,54 +231,48 @@ impl Connection {
                 }
                 Ok(Step::Deliver(Message::Close(frame)))
             }
-            OpCode::Text => self.on_first_frame(DataKind::Text, header, payload),
-            OpCode::Binary => self.on_first_frame(DataKind::Binary, header, payload),
-            OpCode::Continuation => {
-                let Some(mut message) = self.message.take() else {
-                    return Err(ProtocolError::UnexpectedContinuation);
-                };
-                message.wire_len += payload.len();
-                message.fragments += 1;
-                self.take_payload(&mut message, &payload, header.fin)?;
-                self.deliver_or_gather(message, header.fin)
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                self.on_data_frame(header, payload)
             }
         }
     }
 
-    /// The first frame of a message: the whole message when it has FIN
-    /// and is not compressed; otherwise the start of one to gather.
-    fn on_first_frame(
+    /// A frame of a data message (§5.4): a whole message when it is the
+    /// first and last frame and not compressed (the payload is handed out
+    /// without a copy); otherwise added to the message being gathered, which
+    /// is handed out after its frame with FIN.
+    fn on_data_frame(
         &mut self,
-        kind: DataKind,
         header: FrameHeader,
         payload: Bytes,
     ) -> Result<Step, ProtocolError> {
-        if header.fin && !header.rsv1 {
-            return Ok(Step::Deliver(self.complete(kind, payload)?));
-        }
-        let mut message = InMessage {
-            kind,
-            buf: BytesMut::new(),
-            fragments: 1,
-            wire_len: payload.len(),
-            compressed: header.rsv1,
+        let mut message = match (DataKind::of(header.opcode), self.message.take()) {
+            (Some(kind), _) if header.fin && !header.rsv1 => {
+                return Ok(Step::Deliver(self.complete(kind, payload)?));
+            }
+            // A new message while one is gathered was refused by
+            // `check_header` (§5.4), so nothing is dropped here.
+            (Some(kind), _) => InMessage {
+                kind,
+                buf: BytesMut::new(),
+                fragments: 0,
+                wire_len: 0,
+                compressed: header.rsv1,
+            },
+            (None, Some(message)) => message,
+            // `check_header` lets no such continuation through.
+            (None, None) => return Err(ProtocolError::UnexpectedContinuation),
         };
-        // A single-frame message gets here only when compressed.
+        message.wire_len += payload.len();
+        message.fragments += 1;
         self.take_payload(&mut message, &payload, header.fin)?;
-        self.deliver_or_gather(message, header.fin)
-    }
-
-    /// The message is whole after its last frame (`fin`); until then it
-    /// waits for its continuations (§5.4).
-    fn deliver_or_gather(&mut self, message: InMessage, fin: bool) -> Result<Step, ProtocolError> {
-        if fin {
-            Ok(Step::Deliver(
-                self.complete(message.kind, message.buf.freeze())?,
-            ))
-        } else {
+        if !header.fin {
             self.message = Some(message);
-            Ok(Step::Continue)
+            return Ok(Step::Continue);
         }
+        Ok(Step::Deliver(
+            self.complete(message.kind, message.buf.freeze())?,
+        ))
     }
 
     /// Adds one frame's payload to the message being gathered: as it is, or

@@ -43,45 +43,37 @@ pub struct PreparedFrame {
 impl PreparedFrame {
     /// A text message in one frame.
     pub fn text(text: impl Into<Utf8Bytes>) -> Self {
-        Self::new(OpCode::Text, text.into().as_bytes())
+        Self::new(OpCode::Text, text.into().as_bytes(), None)
     }
 
     /// A binary message in one frame.
     pub fn binary(data: impl AsRef<[u8]>) -> Self {
-        Self::new(OpCode::Binary, data.as_ref())
+        Self::new(OpCode::Binary, data.as_ref(), None)
     }
 
     /// A text message in one frame, also compressed once (RFC 7692 §7.2.1)
     /// with the level and window of `config` if it is at least
-    /// `config.threshold` bytes long.
+    /// `config.threshold` bytes long (and the build has feature `deflate`).
     pub fn text_deflated(text: impl Into<Utf8Bytes>, config: &DeflateConfig) -> Self {
-        let text = text.into();
-        Self::new(OpCode::Text, text.as_bytes()).with_deflated(
-            OpCode::Text,
-            text.as_bytes(),
-            config,
-        )
+        Self::new(OpCode::Text, text.into().as_bytes(), Some(config))
     }
 
     /// A binary message in one frame, also compressed once.
     pub fn binary_deflated(data: impl AsRef<[u8]>, config: &DeflateConfig) -> Self {
-        let data = data.as_ref();
-        Self::new(OpCode::Binary, data).with_deflated(OpCode::Binary, data, config)
+        Self::new(OpCode::Binary, data.as_ref(), Some(config))
     }
 
-    fn with_deflated(mut self, opcode: OpCode, payload: &[u8], config: &DeflateConfig) -> Self {
-        self.deflated = deflate::compress_once(payload, config).map(|(compressed, bits)| {
+    fn new(opcode: OpCode, payload: &[u8], deflate: Option<&DeflateConfig>) -> Self {
+        let compressed = deflate.and_then(|config| deflate::compress_once(payload, config));
+        let deflated = compressed.map(|(compressed, bits)| {
+            // RFC 7692 §6: RSV1 marks the message compressed.
             let mut header = FrameHeader::new(opcode, compressed.len() as u64);
             header.rsv1 = true;
             (encode_frame(header, &compressed), bits)
         });
-        self
-    }
-
-    fn new(opcode: OpCode, payload: &[u8]) -> Self {
         Self {
             plain: encode_frame(FrameHeader::new(opcode, payload.len() as u64), payload),
-            deflated: None,
+            deflated,
         }
     }
 

@@ -298,22 +298,11 @@ impl PerMessageDeflate {
     /// defaults if it is unset).
     pub fn new(role: Role, params: Option<&DeflateParams>, config: &Config) -> Self {
         Self(params.map(|params| {
-            let server = (
-                params.server_max_window_bits,
-                params.server_no_context_takeover,
-            );
-            let client = (
-                params.client_max_window_bits,
-                params.client_no_context_takeover,
-            );
-            let (ours, theirs) = match role {
-                Role::Server => (server, client),
-                Role::Client => (client, server),
-            };
             let config = config.deflate.clone().unwrap_or_default();
+            let ((bits, reset), (peer_bits, peer_resets)) = params.sides(role);
             Box::new(Codec {
-                tx: Compressor::new(config.level, ours.0, ours.1),
-                rx: Decompressor::new(theirs.0, theirs.1),
+                tx: Compressor::new(config.level, bits, reset),
+                rx: Decompressor::new(peer_bits, peer_resets),
                 threshold: config.threshold,
             })
         }))
@@ -333,15 +322,12 @@ impl PerMessageDeflate {
     }
 
     /// A whole message's payload as it goes on the wire, and its RSV1
-    /// (§7.2.1): messages of at least the threshold are compressed.
+    /// (§7.2.1): messages of at least the threshold are compressed, like a
+    /// message's only fragment.
     pub fn compress_message(&mut self, payload: Bytes) -> Result<(Bytes, bool), Error> {
-        match self.0.as_deref_mut() {
-            Some(codec) if codec.tx.can_compress() && payload.len() >= codec.threshold => {
-                let compressed = codec
-                    .tx
-                    .compress(&payload, true)
-                    .map_err(|_| Error::CompressionFailed)?;
-                Ok((compressed, true))
+        match &self.0 {
+            Some(codec) if payload.len() >= codec.threshold => {
+                self.compress_fragment(payload, true, true)
             }
             _ => Ok((payload, false)),
         }

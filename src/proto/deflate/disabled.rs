@@ -15,6 +15,11 @@ use crate::proto::config::{Config, DeflateConfig};
 use crate::proto::error::{Error, ProtocolError};
 use crate::proto::role::Role;
 
+/// A payload as it goes on the wire, and its RSV1.
+type BytesAndRsv1 = Result<(Bytes, bool), Error>;
+/// Inflating's outcome.
+type Inflated = Result<(), ProtocolError>;
+
 /// Stands in for the codec of a build with the feature: holds nothing,
 /// compresses nothing.
 #[derive(Debug)]
@@ -27,7 +32,7 @@ impl PerMessageDeflate {
     }
 
     /// Off, whatever was agreed: this build cannot compress.
-    pub fn new(_role: Role, _params: Option<&DeflateParams>, _config: &Config) -> Self {
+    pub fn new(_: Role, _: Option<&DeflateParams>, _: &Config) -> Self {
         Self
     }
 
@@ -42,38 +47,27 @@ impl PerMessageDeflate {
     }
 
     /// The payload as it is, RSV1 clear.
-    pub fn compress_message(&mut self, payload: Bytes) -> Result<(Bytes, bool), Error> {
+    pub fn compress_message(&mut self, payload: Bytes) -> BytesAndRsv1 {
         Ok((payload, false))
     }
 
     /// The payload as it is, RSV1 clear.
-    pub fn compress_fragment(
-        &mut self,
-        payload: Bytes,
-        _first: bool,
-        _fin: bool,
-    ) -> Result<(Bytes, bool), Error> {
+    pub fn compress_fragment(&mut self, payload: Bytes, _: bool, _: bool) -> BytesAndRsv1 {
         Ok((payload, false))
     }
 
     /// Refuses: a compressed frame cannot have been negotiated (§5.2).
-    pub fn inflate(
-        &mut self,
-        _payload: &[u8],
-        _out: &mut BytesMut,
-        _fin: bool,
-        _limit: usize,
-    ) -> Result<(), ProtocolError> {
+    pub fn inflate(&mut self, _: &[u8], _: &mut BytesMut, _: bool, _: usize) -> Inflated {
         Err(ProtocolError::ReservedBitsSet)
     }
 
     /// Never: a shared frame goes out in its plain form.
-    pub fn take_prepared(&mut self, _bits: u8) -> bool {
+    pub fn take_prepared(&mut self, _: u8) -> bool {
         false
     }
 }
 
 /// Nothing to compress with: a prepared frame keeps only its plain form.
-pub fn compress_once(_data: &[u8], _config: &DeflateConfig) -> Option<(Bytes, u8)> {
+pub fn compress_once(_: &[u8], _: &DeflateConfig) -> Option<(Bytes, u8)> {
     None
 }

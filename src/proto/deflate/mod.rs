@@ -48,7 +48,10 @@
 //! message with no back-references at all is within every window. So no
 //! offer is declined for its window size.
 
+use std::fmt::Write as _;
+
 use super::config::{Config, DeflateConfig};
+use super::role::Role;
 
 #[cfg(feature = "deflate")]
 pub mod codec;
@@ -106,6 +109,17 @@ pub struct DeflateParams {
 }
 
 impl DeflateParams {
+    /// What `role`'s compressor and its peer's obey, each as (window bits,
+    /// context reset after every message): ours first.
+    pub fn sides(&self, role: Role) -> ((u8, bool), (u8, bool)) {
+        let server = (self.server_max_window_bits, self.server_no_context_takeover);
+        let client = (self.client_max_window_bits, self.client_no_context_takeover);
+        match role {
+            Role::Server => (server, client),
+            Role::Client => (client, server),
+        }
+    }
+
     /// The `Sec-WebSocket-Extensions` value a server answers with.
     pub fn response(&self) -> String {
         let mut out = String::from(PERMESSAGE_DEFLATE);
@@ -115,17 +129,20 @@ impl DeflateParams {
         if self.client_no_context_takeover {
             out.push_str("; client_no_context_takeover");
         }
+        // Writing to a String cannot fail.
         if self.server_window_in_response {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "; server_max_window_bits={}",
                 self.server_max_window_bits
-            ));
+            );
         }
         if self.client_window_in_response {
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "; client_max_window_bits={}",
                 self.client_max_window_bits
-            ));
+            );
         }
         out
     }
@@ -178,14 +195,7 @@ fn parse(params: &Params) -> Option<Parsed> {
 /// and has no leading zeros (`%x38-39 / "1" %x30-35`).
 fn window_bits(value: &str) -> Option<u8> {
     match value {
-        "8" => Some(8),
-        "9" => Some(9),
-        "10" => Some(10),
-        "11" => Some(11),
-        "12" => Some(12),
-        "13" => Some(13),
-        "14" => Some(14),
-        "15" => Some(15),
+        "8" | "9" | "10" | "11" | "12" | "13" | "14" | "15" => value.parse().ok(),
         _ => None,
     }
 }
@@ -209,11 +219,11 @@ pub fn offer(config: &DeflateConfig) -> String {
     }
     let server_bits = clamp_bits(config.server_max_window_bits);
     if server_bits < MAX_WINDOW_BITS {
-        out.push_str(&format!("; server_max_window_bits={server_bits}"));
+        let _ = write!(out, "; server_max_window_bits={server_bits}");
     }
     let client_bits = clamp_bits(config.client_max_window_bits);
     if client_bits < MAX_WINDOW_BITS {
-        out.push_str(&format!("; client_max_window_bits={client_bits}"));
+        let _ = write!(out, "; client_max_window_bits={client_bits}");
     } else {
         out.push_str("; client_max_window_bits");
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::accept_key;
 use super::error::HandshakeError;
 use super::extension::{Extension, parse_extensions};
-use super::head::{HeadReader, Header, check_parsed, collect_headers};
+use super::head::{HeadReader, Header, check_parsed, collect_headers, write_header};
 use super::lists::{header_values, is_token, list_contains, single_value};
 use super::url::WsUrl;
 use crate::proto::config::{Config, DeflateConfig};
@@ -75,36 +75,33 @@ impl ClientHandshake {
             }
         }
         let key = BASE64.encode(nonce);
-        let mut request = format!(
+        let mut head = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
             url.resource,
             url.host_header()
         );
         if !protocols.is_empty() {
-            request.push_str("Sec-WebSocket-Protocol: ");
-            request.push_str(&protocols.join(", "));
-            request.push_str("\r\n");
+            write_header(&mut head, "Sec-WebSocket-Protocol", &protocols.join(", "));
         }
         let deflate = deflate::configured(config).cloned();
         if let Some(offer) = &deflate {
-            request.push_str("Sec-WebSocket-Extensions: ");
-            request.push_str(&deflate::offer(offer));
-            request.push_str("\r\n");
+            write_header(
+                &mut head,
+                "Sec-WebSocket-Extensions",
+                &deflate::offer(offer),
+            );
         }
         for (name, value) in extra_headers {
-            request.push_str(name);
-            request.push_str(": ");
-            request.push_str(value);
-            request.push_str("\r\n");
+            write_header(&mut head, name, value);
         }
-        request.push_str("\r\n");
+        head.push_str("\r\n");
         let state = Self {
             accept: accept_key(key.as_bytes()),
             protocols: protocols.iter().map(|p| (*p).to_owned()).collect(),
             deflate,
             head: HeadReader::new(config),
         };
-        Ok((state, Bytes::from(request)))
+        Ok((state, Bytes::from(head)))
     }
 
     /// Takes the next bytes from the server. Returns `Ok(None)` while the
@@ -150,18 +147,11 @@ impl ClientHandshake {
         // handshake" fails the connection; so does naming more than one.
         let protocol = match header_values(&headers, "sec-websocket-protocol").count() {
             0 => None,
-            1 => {
-                let p = single_value(&headers, "sec-websocket-protocol").unwrap_or_default();
-                match self
-                    .protocols
-                    .iter()
-                    .find(|offered| offered.as_bytes() == p)
-                {
-                    Some(offered) => Some(offered.clone()),
-                    None => return Err(HandshakeError::UnrequestedProtocol),
-                }
+            _ => {
+                let p = single_value(&headers, "sec-websocket-protocol");
+                let offered = self.protocols.iter().find(|o| Some(o.as_bytes()) == p);
+                Some(offered.ok_or(HandshakeError::UnrequestedProtocol)?.clone())
             }
-            _ => return Err(HandshakeError::UnrequestedProtocol),
         };
         Ok(Some((
             Response {

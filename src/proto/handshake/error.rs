@@ -67,28 +67,44 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// The HTTP status a server answers this failure with (0 for failures
+    /// that only a client sees), and the one-line reason it gives: the
+    /// whole table of handshake failures, one row each.
+    fn row(&self) -> (u16, &'static str) {
+        match self {
+            Self::HeadTooLarge => (431, "request head too large"),
+            Self::TooManyHeaders => (431, "too many header fields"),
+            Self::MalformedHttp => (400, "malformed HTTP"),
+            Self::MethodNotGet => (405, "a WebSocket upgrade must be a GET request"),
+            Self::HttpVersion => (400, "a WebSocket upgrade needs HTTP/1.1 or later"),
+            Self::MissingHost => (400, "missing Host header"),
+            Self::MissingUpgrade => (400, "missing 'Upgrade: websocket' header"),
+            Self::MissingConnectionUpgrade => (400, "missing 'Connection: Upgrade' header"),
+            Self::InvalidKey => (
+                400,
+                "Sec-WebSocket-Key must be one base64-encoded 16-byte value",
+            ),
+            Self::UnsupportedVersion => (426, "only Sec-WebSocket-Version 13 is supported"),
+            Self::InvalidProtocolHeader => (400, "malformed Sec-WebSocket-Protocol header"),
+            Self::InvalidExtensionsHeader => (400, "malformed Sec-WebSocket-Extensions header"),
+            Self::NotSwitchingProtocols(_) => (0, "server answered with an HTTP status, not 101"),
+            Self::InvalidAccept => (0, "wrong or missing Sec-WebSocket-Accept"),
+            Self::UnrequestedProtocol => (0, "server chose a subprotocol we did not offer"),
+            Self::UnrequestedExtension => (0, "server accepted an extension we did not offer"),
+            Self::InvalidDeflateResponse => {
+                (0, "server accepted permessage-deflate beyond our offer")
+            }
+            // A bug in the caller, not the peer.
+            Self::ProtocolNotOffered => {
+                (500, "accepting with a subprotocol the client did not offer")
+            }
+            Self::InvalidUrl(_) => (0, "invalid WebSocket URL"),
+        }
+    }
+
+    /// The HTTP status a server answers this failure with (0 for failures
     /// that only a client sees).
     pub fn status(&self) -> u16 {
-        match self {
-            HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders => 431,
-            HandshakeError::MethodNotGet => 405,
-            HandshakeError::UnsupportedVersion => 426,
-            HandshakeError::ProtocolNotOffered => 500,
-            HandshakeError::MalformedHttp
-            | HandshakeError::HttpVersion
-            | HandshakeError::MissingHost
-            | HandshakeError::MissingUpgrade
-            | HandshakeError::MissingConnectionUpgrade
-            | HandshakeError::InvalidKey
-            | HandshakeError::InvalidProtocolHeader
-            | HandshakeError::InvalidExtensionsHeader => 400,
-            HandshakeError::NotSwitchingProtocols(_)
-            | HandshakeError::InvalidAccept
-            | HandshakeError::UnrequestedProtocol
-            | HandshakeError::UnrequestedExtension
-            | HandshakeError::InvalidDeflateResponse
-            | HandshakeError::InvalidUrl(_) => 0,
-        }
+        self.row().0
     }
 
     /// A complete HTTP/1.1 error response for this failure: status line,
@@ -99,27 +115,24 @@ impl HandshakeError {
             0 => 400,
             s => s,
         };
-        let body = format!("{self}\n");
-        let mut head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-            reason_phrase(status),
-            body.len()
-        );
-        match self {
+        let extra = match self {
             // §4.4: "the server MUST ... include a |Sec-WebSocket-Version|
             // header field with the version(s) it supports".
-            HandshakeError::UnsupportedVersion => {
-                head.push_str("Sec-WebSocket-Version: 13\r\n");
-            }
-            HandshakeError::MethodNotGet => head.push_str("Allow: GET\r\n"),
-            _ => {}
-        }
-        head.push_str("\r\n");
-        head.push_str(&body);
-        Bytes::from(head)
+            Self::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
+            // RFC 9110 §15.5.6: a 405 "MUST generate an Allow header field".
+            Self::MethodNotGet => "Allow: GET\r\n",
+            _ => "",
+        };
+        let body = format!("{self}\n");
+        Bytes::from(format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            reason_phrase(status),
+            body.len()
+        ))
     }
 }
 
+/// RFC 9110 §15: the reason phrase of each status we answer with.
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
@@ -133,49 +146,11 @@ fn reason_phrase(status: u16) -> &'static str {
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HandshakeError::HeadTooLarge => f.write_str("request head too large"),
-            HandshakeError::TooManyHeaders => f.write_str("too many header fields"),
-            HandshakeError::MalformedHttp => f.write_str("malformed HTTP"),
-            HandshakeError::MethodNotGet => {
-                f.write_str("a WebSocket upgrade must be a GET request")
-            }
-            HandshakeError::HttpVersion => {
-                f.write_str("a WebSocket upgrade needs HTTP/1.1 or later")
-            }
-            HandshakeError::MissingHost => f.write_str("missing Host header"),
-            HandshakeError::MissingUpgrade => f.write_str("missing 'Upgrade: websocket' header"),
-            HandshakeError::MissingConnectionUpgrade => {
-                f.write_str("missing 'Connection: Upgrade' header")
-            }
-            HandshakeError::InvalidKey => {
-                f.write_str("Sec-WebSocket-Key must be one base64-encoded 16-byte value")
-            }
-            HandshakeError::UnsupportedVersion => {
-                f.write_str("only Sec-WebSocket-Version 13 is supported")
-            }
-            HandshakeError::InvalidProtocolHeader => {
-                f.write_str("malformed Sec-WebSocket-Protocol header")
-            }
-            HandshakeError::InvalidExtensionsHeader => {
-                f.write_str("malformed Sec-WebSocket-Extensions header")
-            }
-            HandshakeError::NotSwitchingProtocols(status) => {
+            Self::NotSwitchingProtocols(status) => {
                 write!(f, "server answered with HTTP status {status}, not 101")
             }
-            HandshakeError::InvalidAccept => f.write_str("wrong or missing Sec-WebSocket-Accept"),
-            HandshakeError::UnrequestedProtocol => {
-                f.write_str("server chose a subprotocol we did not offer")
-            }
-            HandshakeError::UnrequestedExtension => {
-                f.write_str("server accepted an extension we did not offer")
-            }
-            HandshakeError::InvalidDeflateResponse => {
-                f.write_str("server accepted permessage-deflate with parameters we did not offer")
-            }
-            HandshakeError::ProtocolNotOffered => {
-                f.write_str("accepting with a subprotocol the client did not offer")
-            }
-            HandshakeError::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
+            Self::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
+            other => f.write_str(other.row().1),
         }
     }
 }

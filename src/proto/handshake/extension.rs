@@ -8,7 +8,7 @@
 
 use super::error::HandshakeError;
 use super::head::Header;
-use super::lists::{header_values, is_tchar, is_token};
+use super::lists::{self, list_elements};
 
 /// One extension in a `Sec-WebSocket-Extensions` header, with its
 /// parameters in order (§9.1).
@@ -39,113 +39,57 @@ impl Extension {
 ///
 /// "When using the quoted-string syntax variant, the value after
 /// quoted-string unescaping MUST conform to the 'token' ABNF."
+///
+/// Every character these rules allow in a name or a value is a `tchar`
+/// (RFC 9110 §5.6.2), and neither `,` nor `;` is one, so splitting an
+/// element at them first and checking each piece after cannot accept what
+/// the grammar rejects: a quoted value holding either is cut in two, and
+/// the halves fail.
 pub fn parse_extensions(headers: &[Header]) -> Result<Vec<Extension>, HandshakeError> {
-    let mut out = Vec::new();
-    for value in header_values(headers, "sec-websocket-extensions") {
-        let mut p = ListParser { s: value, pos: 0 };
-        loop {
-            p.skip_ows();
-            if p.at_end() {
-                break;
-            }
-            if p.eat(b',') {
-                // Empty list elements are allowed and ignored (RFC 9110 §5.6.1).
-                continue;
-            }
-            let name = p.token()?;
-            let mut params = Vec::new();
-            loop {
-                p.skip_ows();
-                if !p.eat(b';') {
-                    break;
-                }
-                p.skip_ows();
-                let key = p.token()?;
-                p.skip_ows();
-                let value = if p.eat(b'=') {
-                    p.skip_ows();
-                    Some(if p.peek() == Some(b'"') {
-                        p.quoted_token()?
-                    } else {
-                        p.token()?
-                    })
-                } else {
-                    None
-                };
-                params.push((key, value));
-            }
-            out.push(Extension { name, params });
-            p.skip_ows();
-            if !p.at_end() && !p.eat(b',') {
-                return Err(HandshakeError::InvalidExtensionsHeader);
-            }
-        }
+    // Empty list elements are allowed and ignored (RFC 9110 §5.6.1).
+    list_elements(headers, "sec-websocket-extensions")
+        .map(|element| {
+            let mut pieces = element.split(|&b| b == b';').map(<[u8]>::trim_ascii);
+            let name = token(pieces.next().unwrap_or_default())?;
+            let params = pieces
+                .map(|param| match param.iter().position(|&b| b == b'=') {
+                    None => Ok((token(param)?, None)),
+                    Some(eq) => {
+                        let (key, value) = param.split_at(eq);
+                        let value = value.get(1..).unwrap_or_default().trim_ascii();
+                        Ok((token(key.trim_ascii())?, Some(token(&unquote(value)?)?)))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Extension { name, params })
+        })
+        .collect()
+}
+
+/// A token, as a string; anything else is a malformed header.
+fn token(s: &[u8]) -> Result<String, HandshakeError> {
+    lists::token(s, HandshakeError::InvalidExtensionsHeader)
+}
+
+/// RFC 9110 §5.6.4: `quoted-string = DQUOTE *( qdtext / quoted-pair )
+/// DQUOTE`, with each `quoted-pair` (`\` and a character) unescaped; a
+/// value without quotes is returned as it is.
+fn unquote(value: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+    let Some(inner) = value.strip_prefix(b"\"") else {
+        return Ok(value.to_vec());
+    };
+    let inner = inner
+        .strip_suffix(b"\"")
+        .ok_or(HandshakeError::InvalidExtensionsHeader)?;
+    let mut out = Vec::with_capacity(inner.len());
+    let mut bytes = inner.iter();
+    while let Some(&b) = bytes.next() {
+        out.push(match b {
+            b'\\' => *bytes
+                .next()
+                .ok_or(HandshakeError::InvalidExtensionsHeader)?,
+            b => b,
+        });
     }
     Ok(out)
-}
-
-/// A cursor over one header value, for the §9.1 grammar.
-struct ListParser<'a> {
-    s: &'a [u8],
-    pos: usize,
-}
-
-impl ListParser<'_> {
-    fn at_end(&self) -> bool {
-        self.pos >= self.s.len()
-    }
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.pos).copied()
-    }
-    fn eat(&mut self, b: u8) -> bool {
-        if self.peek() == Some(b) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.pos += 1;
-        }
-    }
-    fn token(&mut self) -> Result<String, HandshakeError> {
-        let start = self.pos;
-        while self.peek().is_some_and(is_tchar) {
-            self.pos += 1;
-        }
-        let t = self.s.get(start..self.pos).unwrap_or_default();
-        if t.is_empty() {
-            return Err(HandshakeError::InvalidExtensionsHeader);
-        }
-        Ok(String::from_utf8_lossy(t).into_owned())
-    }
-    fn quoted_token(&mut self) -> Result<String, HandshakeError> {
-        self.pos += 1; // the opening quote
-        let mut value = Vec::new();
-        loop {
-            match self.peek() {
-                None => return Err(HandshakeError::InvalidExtensionsHeader),
-                Some(b'"') => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let escaped = self.peek().ok_or(HandshakeError::InvalidExtensionsHeader)?;
-                    value.push(escaped);
-                    self.pos += 1;
-                }
-                Some(b) => {
-                    value.push(b);
-                    self.pos += 1;
-                }
-            }
-        }
-        if !is_token(&value) {
-            return Err(HandshakeError::InvalidExtensionsHeader);
-        }
-        Ok(String::from_utf8_lossy(&value).into_owned())
-    }
 }

@@ -125,3 +125,12 @@ pub(super) fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
         })
         .collect()
 }
+
+/// Appends one header line, `name: value` and CRLF (RFC 9112 §5), to a head
+/// being written.
+pub(super) fn write_header(head: &mut String, name: &str, value: &str) {
+    head.push_str(name);
+    head.push_str(": ");
+    head.push_str(value);
+    head.push_str("\r\n");
+}

@@ -5,6 +5,7 @@
 //! value"; these say what that means for fields repeated, comma-separated,
 //! or written in another case.
 
+use super::error::HandshakeError;
 use super::head::Header;
 
 /// The values of every header named `name` (case-insensitive).
@@ -58,4 +59,13 @@ pub(super) fn is_tchar(b: u8) -> bool {
 /// RFC 9110 §5.6.2: `token = 1*tchar`.
 pub(super) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// `s` as a string if it is a token, `err` if it is not.
+pub(super) fn token(s: &[u8], err: HandshakeError) -> Result<String, HandshakeError> {
+    if is_token(s) {
+        Ok(String::from_utf8_lossy(s).into_owned())
+    } else {
+        Err(err)
+    }
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use super::error::HandshakeError;
 use super::extension::{Extension, parse_extensions};
-use super::head::{HeadReader, Header, check_parsed, collect_headers};
-use super::lists::{is_token, list_contains, list_elements, single_value};
+use super::head::{HeadReader, Header, check_parsed, collect_headers, write_header};
+use super::lists::{list_contains, list_elements, single_value, token};
 use super::{VERSION, accept_key};
 use crate::proto::config::{Config, DeflateConfig};
 use crate::proto::deflate::{self, DeflateParams, PERMESSAGE_DEFLATE};
@@ -205,22 +205,18 @@ impl UpgradeRequest {
         {
             return Err(HandshakeError::ProtocolNotOffered);
         }
-        let mut response = format!(
+        let mut head = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
             self.accept
         );
         if let Some(p) = protocol {
-            response.push_str("Sec-WebSocket-Protocol: ");
-            response.push_str(p);
-            response.push_str("\r\n");
+            write_header(&mut head, "Sec-WebSocket-Protocol", p);
         }
         if let Some(params) = deflate {
-            response.push_str("Sec-WebSocket-Extensions: ");
-            response.push_str(&params.response());
-            response.push_str("\r\n");
+            write_header(&mut head, "Sec-WebSocket-Extensions", &params.response());
         }
-        response.push_str("\r\n");
-        Ok(Bytes::from(response))
+        head.push_str("\r\n");
+        Ok(Bytes::from(head))
     }
 }
 /// §4.2.1 item 8: `Sec-WebSocket-Protocol` is a list of tokens (§4.1
@@ -229,13 +225,7 @@ impl UpgradeRequest {
 /// separator characters as defined in \[RFC2616\]").
 fn parse_protocols(headers: &[Header]) -> Result<Vec<String>, HandshakeError> {
     list_elements(headers, "sec-websocket-protocol")
-        .map(|p| {
-            if is_token(p) {
-                Ok(String::from_utf8_lossy(p).into_owned())
-            } else {
-                Err(HandshakeError::InvalidProtocolHeader)
-            }
-        })
+        .map(|p| token(p, HandshakeError::InvalidProtocolHeader))
         .collect()
 }
 

@@ -20,26 +20,23 @@ pub struct WsUrl {
 impl WsUrl {
     /// Parses `ws://host[:port][/path][?query]` or the same with `wss`.
     pub fn parse(url: &str) -> Result<Self, HandshakeError> {
+        let bad = HandshakeError::InvalidUrl;
         let (secure, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "ws://") {
             (false, rest)
         } else if let Some(rest) = strip_prefix_ignore_case(url, "wss://") {
             (true, rest)
         } else {
-            return Err(HandshakeError::InvalidUrl(
-                "the scheme must be ws:// or wss://",
-            ));
+            return Err(bad("the scheme must be ws:// or wss://"));
         };
         // §3: "Fragment identifiers are meaningless in the context of
         // WebSocket URIs and MUST NOT be used on these URIs."
         if rest.contains('#') {
-            return Err(HandshakeError::InvalidUrl("fragments (#) are not allowed"));
+            return Err(bad("fragments (#) are not allowed"));
         }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split);
         if authority.contains('@') {
-            return Err(HandshakeError::InvalidUrl(
-                "user information is not supported",
-            ));
+            return Err(bad("user information is not supported"));
         }
         let resource = match resource {
             "" => "/".to_owned(),
@@ -47,21 +44,14 @@ impl WsUrl {
             r => r.to_owned(),
         };
         if resource.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(HandshakeError::InvalidUrl(
-                "spaces or control characters in the path",
-            ));
+            return Err(bad("spaces or control characters in the path"));
         }
         let default_port = if secure { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or(HandshakeError::InvalidUrl("unclosed [ in host"))?;
+            let (host, after) = v6.split_once(']').ok_or(bad("unclosed [ in host"))?;
             let port = match after {
                 "" => default_port,
-                p => parse_port(
-                    p.strip_prefix(':')
-                        .ok_or(HandshakeError::InvalidUrl("junk after ]"))?,
-                )?,
+                p => parse_port(p.strip_prefix(':').ok_or(bad("junk after ]"))?)?,
             };
             (host, port)
         } else {
@@ -71,13 +61,13 @@ impl WsUrl {
             }
         };
         if host.is_empty() {
-            return Err(HandshakeError::InvalidUrl("empty host"));
+            return Err(bad("empty host"));
         }
         if !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._:~%!$&'()*+,;=".contains(&b))
         {
-            return Err(HandshakeError::InvalidUrl("invalid character in host"));
+            return Err(bad("invalid character in host"));
         }
         Ok(Self {
             secure,

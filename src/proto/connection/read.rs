@@ -265,7 +265,22 @@ impl Connection {
         };
         message.wire_len += payload.len();
         message.fragments += 1;
-        self.take_payload(&mut message, &payload, header.fin)?;
+        if message.compressed {
+            // RFC 7692 §7.2.2: inflated as it comes, the text checked as it
+            // comes out.
+            let start = message.buf.len();
+            let limit = self.config.max_message_size;
+            self.deflate
+                .inflate(&payload, &mut message.buf, header.fin, limit)?;
+            if message.kind == DataKind::Text {
+                let fresh = message.buf.get(start..).unwrap_or_default();
+                self.rx_utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        } else {
+            message.buf.extend_from_slice(&payload);
+        }
         if !header.fin {
             self.message = Some(message);
             return Ok(Step::Continue);
@@ -273,31 +288,6 @@ impl Connection {
         Ok(Step::Deliver(
             self.complete(message.kind, message.buf.freeze())?,
         ))
-    }
-
-    /// Adds one frame's payload to the message being gathered: as it is, or
-    /// inflated (RFC 7692 §7.2.2), text checked as it comes out.
-    fn take_payload(
-        &mut self,
-        message: &mut InMessage,
-        payload: &[u8],
-        fin: bool,
-    ) -> Result<(), ProtocolError> {
-        if !message.compressed {
-            message.buf.extend_from_slice(payload);
-            return Ok(());
-        }
-        let start = message.buf.len();
-        let limit = self.config.max_message_size;
-        self.deflate
-            .inflate(payload, &mut message.buf, fin, limit)?;
-        if message.kind == DataKind::Text {
-            let fresh = message.buf.get(start..).unwrap_or_default();
-            self.rx_utf8
-                .feed(fresh)
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
-        }
-        Ok(())
     }
 
     /// A whole message has arrived; text was validated on the way in, so

@@ -108,19 +108,19 @@ impl ClientHandshake {
     /// head is incomplete, or the checked response and how many bytes of
     /// `data` it used: any after that are the server's first frames.
     pub fn receive(&mut self, data: &[u8]) -> Result<Option<(Response, usize)>, HandshakeError> {
-        let Some(used) = self.head.feed(data)? else {
+        let read = self.head.read(data, |slots, head| {
+            let mut resp = httparse::Response::new(slots);
+            check_parsed(resp.parse(head))?;
+            Ok((resp.code.unwrap_or_default(), collect_headers(resp.headers)))
+        })?;
+        let Some(((status, headers), used)) = read else {
             return Ok(None);
         };
-        let mut slots = self.head.header_slots();
-        let mut resp = httparse::Response::new(&mut slots);
-        check_parsed(resp.parse(self.head.head()))?;
         // §4.1: "If the status code received from the server is not 101,
         // the client handles the response per HTTP procedures."
-        let status = resp.code.unwrap_or_default();
         if status != 101 {
             return Err(HandshakeError::NotSwitchingProtocols(status));
         }
-        let headers = collect_headers(resp.headers);
         // §4.1 items 2 and 3 of the response checks: "If the response lacks
         // an |Upgrade| header field or the |Upgrade| header field contains a
         // value that is not an ASCII case-insensitive match for the value

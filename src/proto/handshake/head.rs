@@ -89,10 +89,22 @@ impl HeadReader {
         &self.buf
     }
 
-    /// Header slots for httparse: as many as lines were counted, bounded by
-    /// the limit, so that nothing is allocated for headers that are not there.
-    pub(super) fn header_slots(&self) -> Vec<httparse::Header<'static>> {
-        vec![httparse::EMPTY_HEADER; self.lines.min(self.max_headers + 1)]
+    /// Takes the next piece of input as [`feed`](Self::feed) does and, once
+    /// the head is whole, hands it to `parse` (httparse's request or
+    /// response parser) with as many header slots as lines were counted,
+    /// bounded by the limit: nothing is allocated for headers that are not
+    /// there. Returns what `parse` made and how many bytes of `data` the
+    /// head used.
+    pub(super) fn read<T>(
+        &mut self,
+        data: &[u8],
+        parse: impl for<'h> FnOnce(&mut [httparse::Header<'h>], &'h [u8]) -> Result<T, HandshakeError>,
+    ) -> Result<Option<(T, usize)>, HandshakeError> {
+        let Some(used) = self.feed(data)? else {
+            return Ok(None);
+        };
+        let mut slots = vec![httparse::EMPTY_HEADER; self.lines.min(self.max_headers + 1)];
+        Ok(Some((parse(&mut slots, &self.buf)?, used)))
     }
 }
 

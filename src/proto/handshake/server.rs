@@ -132,19 +132,16 @@ impl ServerHandshake {
     /// `data` it used: bytes after that are the client's first frames and
     /// belong to the connection.
     pub fn receive(&mut self, data: &[u8]) -> Result<Option<(Request, usize)>, HandshakeError> {
-        let Some(used) = self.head.feed(data)? else {
-            return Ok(None);
-        };
-        let mut slots = self.head.header_slots();
-        let mut req = httparse::Request::new(&mut slots);
-        check_parsed(req.parse(self.head.head()))?;
-        let request = Request {
-            method: req.method.unwrap_or_default().to_owned(),
-            target: req.path.unwrap_or_default().to_owned(),
-            version_minor: req.version.unwrap_or_default(),
-            headers: collect_headers(req.headers),
-        };
-        Ok(Some((request, used)))
+        self.head.read(data, |slots, head| {
+            let mut req = httparse::Request::new(slots);
+            check_parsed(req.parse(head))?;
+            Ok(Request {
+                method: req.method.unwrap_or_default().to_owned(),
+                target: req.path.unwrap_or_default().to_owned(),
+                version_minor: req.version.unwrap_or_default(),
+                headers: collect_headers(req.headers),
+            })
+        })
     }
 }
 

@@ -107,8 +107,9 @@ impl Connection {
 
     fn check_can_send(&self) -> Result<(), Error> {
         // §5.5.1: "After sending a Close frame, the application MUST NOT
-        // send any more data frames."
-        if self.close_sent || self.state() == State::Closed {
+        // send any more data frames." Only OPEN sends: CLOSING means our
+        // Close is out, CLOSED that the connection is over.
+        if self.state() != State::Open {
             return Err(Error::Closed);
         }
         Ok(())

@@ -371,13 +371,10 @@ impl PerMessageDeflate {
         let Some(codec) = self.0.as_deref_mut() else {
             return Err(ProtocolError::ReservedBitsSet);
         };
-        let inflated = codec.rx.decompress(payload, out, limit).and_then(|()| {
-            if fin {
-                codec.rx.finish(out, limit)
-            } else {
-                Ok(())
-            }
-        });
+        let mut inflated = codec.rx.decompress(payload, out, limit);
+        if fin && inflated.is_ok() {
+            inflated = codec.rx.finish(out, limit);
+        }
         inflated.map_err(|e| match e {
             InflateError::TooLarge => ProtocolError::MessageTooLarge,
             InflateError::Corrupt => ProtocolError::InvalidCompressedData,

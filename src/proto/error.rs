@@ -202,12 +202,16 @@ impl fmt::Display for Error {
             Error::AbnormalClosure => "connection closed without a close handshake (1006)",
             Error::Closed => "connection closed",
             Error::ControlPayloadTooLong => {
-                "control frame payload over 125 bytes (reason over 123)"
+                "control frame payload over 125 bytes (close reason over 123)"
             }
-            Error::FragmentedMessageInProgress => "a fragmented message is being sent; finish it",
+            Error::FragmentedMessageInProgress => {
+                "a fragmented message is being sent; finish it first"
+            }
             Error::NoFragmentedMessage => "no fragmented message of this type to continue",
             Error::InvalidUtf8Sent => "text fragments are not valid UTF-8",
-            Error::PreparedFrameFromClient => "prepared frames are unmasked: for servers only",
+            Error::PreparedFrameFromClient => {
+                "prepared frames are unmasked and may only be sent by a server"
+            }
             Error::CompressionFailed => "permessage-deflate compressor failed",
         })
     }

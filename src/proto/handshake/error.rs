@@ -90,9 +90,10 @@ impl HandshakeError {
             Self::InvalidAccept => (0, "wrong or missing Sec-WebSocket-Accept"),
             Self::UnrequestedProtocol => (0, "server chose a subprotocol we did not offer"),
             Self::UnrequestedExtension => (0, "server accepted an extension we did not offer"),
-            Self::InvalidDeflateResponse => {
-                (0, "server accepted permessage-deflate beyond our offer")
-            }
+            Self::InvalidDeflateResponse => (
+                0,
+                "server accepted permessage-deflate with parameters we did not offer",
+            ),
             // A bug in the caller, not the peer.
             Self::ProtocolNotOffered => {
                 (500, "accepting with a subprotocol the client did not offer")

@@ -581,7 +581,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     let idle = TcpStream::connect(server.addr).await.unwrap();
     let refused = transport::connect(&format!("ws://{}/ws", server.addr), Config::default()).await;
     assert!(
-        matches!(refused, Err(transport::Error::Protocol(_))),
+        matches!(refused, Err(transport::Error::Handshake(_))),
         "a third connection got in"
     );
     // The idle socket's slot comes back when the server sees it close.

@@ -427,7 +427,7 @@ async fn max_connections_counts_sockets_that_never_send_a_request() {
     // Full: a real client is refused too.
     let refused = transport::connect(&format!("ws://{}/ws", server.addr), Config::default()).await;
     assert!(
-        matches!(refused, Err(transport::Error::Protocol(_))),
+        matches!(refused, Err(transport::Error::Handshake(_))),
         "{refused:?}"
     );
     tokio::time::sleep(HOLD).await;

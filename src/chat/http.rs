@@ -275,7 +275,7 @@ async fn serve<S>(
     .await;
     let (request, leftover) = match head {
         Ok(Ok(read)) => read,
-        Ok(Err(transport::Error::Protocol(proto::Error::Handshake(e)))) => {
+        Ok(Err(transport::Error::Handshake(e))) => {
             let _ = stream.write_all(&e.response()).await;
             return;
         }

@@ -5,6 +5,10 @@
 //! header's length, a header line's count) and before anything is allocated
 //! for it. Going over one during the handshake answers HTTP 431; after it,
 //! the connection is failed with 1009 (§7.4.1, "Message Too Big").
+//!
+//! [`DeflateConfig`] is here too: what permessage-deflate (RFC 7692) may
+//! agree to is a limit like the others (window sizes bound memory), and
+//! both the handshake and `deflate/` read it.
 
 /// Limits and options of a connection and its handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +42,9 @@ pub struct Config {
     /// permessage-deflate (RFC 7692): `None` (the default) neither offers
     /// nor accepts it. A client offers this configuration; a server accepts
     /// the first offer it allows. Compressed messages obey the same limits
-    /// as others, counted after decompression.
-    #[cfg(feature = "deflate")]
-    pub deflate: Option<super::deflate::DeflateConfig>,
+    /// as others, counted after decompression. A build without the
+    /// `deflate` feature ignores it: it neither offers nor accepts.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -52,8 +56,69 @@ impl Default for Config {
             max_handshake_bytes: 8 << 10,
             max_handshake_headers: 64,
             fragment_size: None,
-            #[cfg(feature = "deflate")]
             deflate: None,
+        }
+    }
+}
+
+/// What one end is willing to agree to: an offer to write (client), or the
+/// limits applied to offers (server).
+///
+/// Off unless configured: [`Config::deflate`] is `None` by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// Server: always promise to reset the compression context after each
+    /// message (so one compressed frame suits every recipient of a
+    /// broadcast, and no compressor outlives a message). Client: ask the
+    /// server for it. Default `false`.
+    pub server_no_context_takeover: bool,
+    /// Server: require the client to reset its context after each message
+    /// (so no decompressor outlives a message here). Client: promise it.
+    /// Default `false`.
+    pub client_no_context_takeover: bool,
+    /// The largest window the server compresses with, 8–15. Server: the
+    /// most it answers with. Client: below 15, asked for in the offer.
+    /// Default 15.
+    pub server_max_window_bits: u8,
+    /// The largest window the client compresses with, 8–15. Server: asked
+    /// of a client that allows it. Client: below 15, promised in the offer.
+    /// Default 15.
+    pub client_max_window_bits: u8,
+    /// Messages shorter than this many bytes are sent uncompressed (RFC
+    /// 7692 §6 leaves the choice per message to the sender). Default 64:
+    /// below it, DEFLATE's block header and Huffman tables cost more than a
+    /// fresh context saves on chat-sized JSON (measured in
+    /// `deflate::codec::tests::small_messages_do_not_shrink`).
+    pub threshold: usize,
+    /// zlib compression level, 0 (store) to 9 (smallest). Default 6, zlib's
+    /// own default. The level changes speed, not memory.
+    pub level: u8,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        Self {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            // RFC 7692 §7.1.2: 2^15, the largest LZ77 window, is what applies
+            // when no `*_max_window_bits` parameter is named.
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            threshold: 64,
+            level: 6,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Resets both contexts after every message: the least memory (no
+    /// compressor or decompressor between messages) and, for a server, one
+    /// compressed frame that fits every recipient of a broadcast.
+    pub fn no_context_takeover() -> Self {
+        Self {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..Self::default()
         }
     }
 }

@@ -1,21 +1,24 @@
-//! Errors of the protocol layer, and the close code each one sends (§7.4.1).
+//! Errors of a connection, and the close code each one sends (§7.4.1).
 //!
 //! [`ProtocolError`] is everything a *peer* can do wrong after the handshake,
 //! one variant per rule broken, named after what the peer did. Its
-//! [`close_code`](ProtocolError::close_code) is an exhaustive `match` with no
-//! catch-all arm: a new variant does not compile until someone decides which
-//! code it sends. §7.1.7 ("_Fail the WebSocket Connection_") says what
+//! [`close_code`](ProtocolError::close_code) and
+//! [`reason`](ProtocolError::reason) come from one exhaustive `match`, a row
+//! per variant, with no catch-all arm: a new variant does not compile until
+//! someone decides which code it sends. §7.1.7 ("_Fail the WebSocket Connection_") says what
 //! happens next: we send a Close frame with that code, stop reading, and
 //! close the TCP connection.
 //!
-//! [`Error`] wraps it together with the handshake's errors and the mistakes
-//! a *caller* can make (sending after Close, an oversized ping), which close
-//! nothing.
+//! [`Error`] wraps it together with the mistakes a *caller* can make
+//! (sending after Close, an oversized ping), which close nothing. Everything
+//! here is something a [`Connection`](super::Connection) can produce; the
+//! opening handshake, which fails before there is a connection and answers
+//! with an HTTP status instead of a close code, has its own
+//! [`HandshakeError`](super::HandshakeError).
 
 use std::fmt;
 
 use super::close::{CloseCode, InvalidCloseCode};
-use super::handshake::HandshakeError;
 
 /// A rule of RFC 6455 the peer broke. Each becomes a Close frame with the
 /// code returned by [`close_code`](Self::close_code).
@@ -75,62 +78,52 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// The status code of the Close frame this violation sends (§7.4.1),
+    /// and the reason sent with it: the whole table, one row per rule.
+    fn row(&self) -> (CloseCode, &'static str) {
+        // 1002: "an endpoint is terminating the connection due to a protocol
+        // error".
+        const PROTOCOL: CloseCode = CloseCode::PROTOCOL_ERROR;
+        // 1007: "data within a message that was not consistent with the type
+        // of the message (e.g., non-UTF-8 [RFC3629] data within a text
+        // message)". RFC 7692 names no code for data that does not inflate;
+        // like invalid UTF-8, it is a payload inconsistent with its framing,
+        // which is what 1007 is for (as python-websockets does).
+        const PAYLOAD: CloseCode = CloseCode::INVALID_PAYLOAD;
+        // 1009: "a message that is too big for it to process".
+        const TOO_BIG: CloseCode = CloseCode::MESSAGE_TOO_BIG;
+        match self {
+            ProtocolError::ReservedOpcode(_) => (PROTOCOL, "reserved opcode"),
+            ProtocolError::LengthHighBitSet => (PROTOCOL, "payload length too large"),
+            ProtocolError::NonMinimalLength => (PROTOCOL, "payload length not minimally encoded"),
+            ProtocolError::ReservedBitsSet => (PROTOCOL, "reserved bits set"),
+            ProtocolError::UnmaskedFrame => (PROTOCOL, "client frame not masked"),
+            ProtocolError::MaskedFrame => (PROTOCOL, "server frame masked"),
+            ProtocolError::FragmentedControlFrame => (PROTOCOL, "fragmented control frame"),
+            ProtocolError::ControlFrameTooLong => (PROTOCOL, "control frame too long"),
+            ProtocolError::UnexpectedContinuation => (PROTOCOL, "unexpected continuation frame"),
+            ProtocolError::ExpectedContinuation => (PROTOCOL, "expected continuation frame"),
+            ProtocolError::ClosePayloadTooShort => (PROTOCOL, "close payload of 1 byte"),
+            ProtocolError::InvalidCloseCode(_) => (PROTOCOL, "invalid close code"),
+            ProtocolError::CompressedControlFrame => (PROTOCOL, "compressed control frame"),
+            ProtocolError::CompressedContinuation => (PROTOCOL, "RSV1 set on a continuation frame"),
+            ProtocolError::InvalidUtf8 => (PAYLOAD, "invalid UTF-8"),
+            ProtocolError::InvalidCompressedData => (PAYLOAD, "invalid compressed data"),
+            ProtocolError::FrameTooLarge => (TOO_BIG, "frame too large"),
+            ProtocolError::MessageTooLarge => (TOO_BIG, "message too large"),
+            ProtocolError::TooManyFragments => (TOO_BIG, "too many fragments"),
+        }
+    }
+
     /// The status code of the Close frame this violation sends (§7.4.1).
     pub fn close_code(&self) -> CloseCode {
-        match self {
-            ProtocolError::ReservedOpcode(_)
-            | ProtocolError::LengthHighBitSet
-            | ProtocolError::NonMinimalLength
-            | ProtocolError::ReservedBitsSet
-            | ProtocolError::UnmaskedFrame
-            | ProtocolError::MaskedFrame
-            | ProtocolError::FragmentedControlFrame
-            | ProtocolError::ControlFrameTooLong
-            | ProtocolError::UnexpectedContinuation
-            | ProtocolError::ExpectedContinuation
-            | ProtocolError::ClosePayloadTooShort
-            | ProtocolError::InvalidCloseCode(_)
-            | ProtocolError::CompressedControlFrame
-            | ProtocolError::CompressedContinuation => CloseCode::PROTOCOL_ERROR,
-            // 1007: "data within a message that was not consistent with the
-            // type of the message (e.g., non-UTF-8 [RFC3629] data within a
-            // text message)".
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            // RFC 7692 names no code for data that does not inflate; like
-            // invalid UTF-8, it is a payload inconsistent with its framing,
-            // which is what 1007 is for (as python-websockets does).
-            ProtocolError::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
-            // 1009: "a message that is too big for it to process".
-            ProtocolError::FrameTooLarge
-            | ProtocolError::MessageTooLarge
-            | ProtocolError::TooManyFragments => CloseCode::MESSAGE_TOO_BIG,
-        }
+        self.row().0
     }
 
     /// The reason sent in the Close frame: short, fixed, and free of any
     /// detail of our internals.
     pub fn reason(&self) -> &'static str {
-        match self {
-            ProtocolError::ReservedOpcode(_) => "reserved opcode",
-            ProtocolError::LengthHighBitSet => "payload length too large",
-            ProtocolError::NonMinimalLength => "payload length not minimally encoded",
-            ProtocolError::ReservedBitsSet => "reserved bits set",
-            ProtocolError::UnmaskedFrame => "client frame not masked",
-            ProtocolError::MaskedFrame => "server frame masked",
-            ProtocolError::FragmentedControlFrame => "fragmented control frame",
-            ProtocolError::ControlFrameTooLong => "control frame too long",
-            ProtocolError::UnexpectedContinuation => "unexpected continuation frame",
-            ProtocolError::ExpectedContinuation => "expected continuation frame",
-            ProtocolError::InvalidUtf8 => "invalid UTF-8",
-            ProtocolError::ClosePayloadTooShort => "close payload of 1 byte",
-            ProtocolError::InvalidCloseCode(_) => "invalid close code",
-            ProtocolError::FrameTooLarge => "frame too large",
-            ProtocolError::MessageTooLarge => "message too large",
-            ProtocolError::TooManyFragments => "too many fragments",
-            ProtocolError::CompressedControlFrame => "compressed control frame",
-            ProtocolError::CompressedContinuation => "RSV1 set on a continuation frame",
-            ProtocolError::InvalidCompressedData => "invalid compressed data",
-        }
+        self.row().1
     }
 }
 
@@ -153,15 +146,13 @@ impl From<InvalidCloseCode> for ProtocolError {
     }
 }
 
-/// Everything that can go wrong in the protocol layer.
+/// Everything that can go wrong on a connection, after the handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The peer broke the protocol; a Close frame with
     /// [`ProtocolError::close_code`] has been queued. Sticky: once returned,
     /// every later read returns it again.
     Protocol(ProtocolError),
-    /// The opening handshake failed (§4).
-    Handshake(HandshakeError),
     /// The TCP connection ended before the close handshake did: §7.1.5 calls
     /// this status 1006, which is reported, never sent.
     AbnormalClosure,
@@ -192,8 +183,7 @@ impl Error {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(e) => Some(e.close_code()),
-            Error::Handshake(_)
-            | Error::AbnormalClosure
+            Error::AbnormalClosure
             | Error::Closed
             | Error::ControlPayloadTooLong
             | Error::FragmentedMessageInProgress
@@ -207,28 +197,23 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Protocol(e) => write!(f, "protocol error: {e}"),
-            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
-            Error::AbnormalClosure => {
-                f.write_str("connection closed without a close handshake (1006)")
-            }
-            Error::Closed => f.write_str("connection closed"),
+        f.write_str(match self {
+            Error::Protocol(e) => return write!(f, "protocol error: {e}"),
+            Error::AbnormalClosure => "connection closed without a close handshake (1006)",
+            Error::Closed => "connection closed",
             Error::ControlPayloadTooLong => {
-                f.write_str("control frame payload over 125 bytes (close reason over 123)")
+                "control frame payload over 125 bytes (close reason over 123)"
             }
             Error::FragmentedMessageInProgress => {
-                f.write_str("a fragmented message is being sent; finish it first")
+                "a fragmented message is being sent; finish it first"
             }
-            Error::NoFragmentedMessage => {
-                f.write_str("no fragmented message of this type to continue")
-            }
-            Error::InvalidUtf8Sent => f.write_str("text fragments are not valid UTF-8"),
+            Error::NoFragmentedMessage => "no fragmented message of this type to continue",
+            Error::InvalidUtf8Sent => "text fragments are not valid UTF-8",
             Error::PreparedFrameFromClient => {
-                f.write_str("prepared frames are unmasked and may only be sent by a server")
+                "prepared frames are unmasked and may only be sent by a server"
             }
-            Error::CompressionFailed => f.write_str("permessage-deflate compressor failed"),
-        }
+            Error::CompressionFailed => "permessage-deflate compressor failed",
+        })
     }
 }
 
@@ -236,7 +221,6 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Protocol(e) => Some(e),
-            Error::Handshake(e) => Some(e),
             _ => None,
         }
     }
@@ -245,12 +229,6 @@ impl std::error::Error for Error {
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
         Error::Protocol(e)
-    }
-}
-
-impl From<HandshakeError> for Error {
-    fn from(e: HandshakeError) -> Self {
-        Error::Handshake(e)
     }
 }
 

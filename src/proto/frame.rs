@@ -21,7 +21,7 @@
 //! one from the front of a byte slice, [`FrameHeader::encode`] writes one.
 //! The rules that need to know *who* is reading (masking direction, §5.1),
 //! *what was negotiated* (RSV bits, §5.2) or *what came before*
-//! (continuation frames, §5.4) live in `connection.rs`. The rules that hold
+//! (continuation frames, §5.4) live in `connection/read.rs`. The rules that hold
 //! for every header are checked here, in the order the figure reads: the
 //! opcode (§5.2), control frames being unfragmented and short (§5.5), and the
 //! length in its minimal form (§5.2).
@@ -214,17 +214,12 @@ impl FrameHeader {
     /// buffer in memory, far smaller); a larger value has its top bit cleared
     /// rather than producing a header no peer may accept.
     pub fn encode(&self, out: &mut BytesMut) {
-        let mut b0 = self.opcode.as_u8();
-        for (bit, set) in [
-            (0x80, self.fin),
-            (0x40, self.rsv1),
-            (0x20, self.rsv2),
-            (0x10, self.rsv3),
-        ] {
-            if set {
-                b0 |= bit;
-            }
-        }
+        // FIN, RSV1, RSV2, RSV3, then the opcode, from the high bit down.
+        let b0 = u8::from(self.fin) << 7
+            | u8::from(self.rsv1) << 6
+            | u8::from(self.rsv2) << 5
+            | u8::from(self.rsv3) << 4
+            | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         // Built on the stack and appended once: one capacity check instead
         // of one per field (the header of a small frame is most of the

@@ -8,17 +8,23 @@
 //!
 //! | file            | RFC 6455        | what                                              |
 //! |-----------------|-----------------|---------------------------------------------------|
-//! | `handshake.rs`  | §4              | opening handshake, both roles                     |
+//! | `handshake/`    | §4, §3, §9.1    | opening handshake, both roles; [`HandshakeError`] |
 //! | `frame.rs`      | §5.2            | [`FrameHeader`], [`OpCode`]: parse and encode     |
 //! | `mask.rs`       | §5.3            | XOR masking                                       |
 //! | `rng.rs`        | §5.3, §4.1      | unpredictable mask keys and handshake nonces      |
 //! | `utf8.rs`       | §8.1            | incremental, fail-fast UTF-8 validation           |
 //! | `close.rs`      | §5.5.1, §7.4    | close codes and the Close payload                 |
 //! | `role.rs`       | §5.1            | [`Role`]: which end masks, which closes TCP first |
-//! | `connection.rs` | §5.4–5.5, §7    | the state machine                                 |
-//! | `deflate.rs`    | RFC 7692        | permessage-deflate: negotiation, and (feature `deflate`) compression |
+//! | `connection/`   | §5.4–5.5, §7    | the state machine: shared state, reading, writing |
+//! | `deflate/`      | RFC 7692        | permessage-deflate: negotiation, and (feature `deflate`) compression |
 //! | `error.rs`      | §7.1.7, §7.4.1  | every violation and the close code it sends       |
 //! | `config.rs`     |                 | every limit, with its default and its source      |
+//!
+//! Modules depend on each other one way, never in a circle: `config`,
+//! `role`, `mask`, `rng`, `utf8`, `close`, `frame` and `error` need nothing
+//! but each other's lower layers; `deflate` needs those; `handshake` needs
+//! `deflate` (to negotiate it); `connection` needs `deflate` (to compress)
+//! but never `handshake`.
 //!
 //! A server's life, end to end:
 //!
@@ -55,9 +61,9 @@ pub mod role;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
-pub use config::Config;
+pub use config::{Config, DeflateConfig};
 pub use connection::{Connection, Message, PreparedFrame, State};
-pub use deflate::{DeflateConfig, DeflateParams};
+pub use deflate::DeflateParams;
 pub use error::{Error, ProtocolError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{

@@ -1,6 +1,7 @@
 //! The opening handshake over a stream (RFC 6455 §4), with its timeout.
 //!
-//! The rules are `proto::handshake`'s; this file reads and writes the
+//! The rules are `proto::handshake`'s (and, for permessage-deflate,
+//! `proto::deflate`'s); this file reads and writes the
 //! bytes. A server that routes HTTP itself (serving pages and WebSockets on
 //! one port) reads the request head with
 //! [`ServerHandshake`](crate::proto::ServerHandshake) and hands it to
@@ -11,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::{Config, Connector, Error, MaybeTlsStream, WebSocket};
 use crate::proto::{
     ClientHandshake, Connection, Request, Response, Role, ServerHandshake, UpgradeRequest, WsUrl,
+    deflate,
 };
 
 /// Handshake reads go into a heap buffer of this size, dropped after the
@@ -37,7 +39,7 @@ where
     Box::pin(tokio::time::timeout(deadline, async {
         let (request, leftover) = match read_request(&mut stream, &config.protocol).await {
             Ok(read) => read,
-            Err(Error::Protocol(crate::proto::Error::Handshake(e))) => {
+            Err(Error::Handshake(e)) => {
                 reject(&mut stream, &e).await;
                 return Err(e.into());
             }
@@ -55,7 +57,7 @@ where
 /// and the bytes read past its head.
 ///
 /// A head that breaks the limits or the grammar is
-/// `Err(Error::Protocol(proto::Error::Handshake(e)))`: answer it with
+/// `Err(Error::Handshake(e))`: answer it with
 /// `e.response()`. A peer that leaves first is an `UnexpectedEof` I/O error.
 /// Apply your own timeout.
 ///
@@ -133,24 +135,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let protocol = upgrade.choose_protocol(&config.subprotocols);
-    #[cfg(feature = "deflate")]
-    let deflate = config
-        .protocol
-        .deflate
-        .as_ref()
-        .and_then(|offer| upgrade.negotiate_deflate(offer));
-    #[cfg(not(feature = "deflate"))]
-    let deflate = None;
+    let deflate = deflate::configured(&config.protocol).and_then(|c| upgrade.negotiate_deflate(c));
     let response = upgrade.accept_with(protocol, deflate.as_ref())?;
     stream.write_all(&response).await?;
     stream.flush().await?;
-    let conn = Connection::new(Role::Server, config.protocol.clone());
-    #[cfg(feature = "deflate")]
-    let conn = match deflate {
-        Some(params) => conn.with_deflate(params),
-        None => conn,
-    };
-    let mut conn = conn;
+    let mut conn = Connection::new(Role::Server, config.protocol.clone()).with_deflate(deflate);
     conn.receive(leftover);
     Ok(WebSocket::from_parts(stream, conn, &config))
 }
@@ -200,13 +189,8 @@ where
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
             if let Some((response, used)) = handshake.receive(&buf[..n])? {
-                let conn = Connection::new(Role::Client, config.protocol.clone());
-                #[cfg(feature = "deflate")]
-                let conn = match response.deflate {
-                    Some(params) => conn.with_deflate(params),
-                    None => conn,
-                };
-                let mut conn = conn;
+                let mut conn = Connection::new(Role::Client, config.protocol.clone())
+                    .with_deflate(response.deflate);
                 conn.receive(&buf[used..n]);
                 return Ok((WebSocket::from_parts(stream, conn, &config), response));
             }

@@ -291,9 +291,12 @@ impl Default for Config {
 pub enum Error {
     /// The socket failed.
     Io(io::Error),
-    /// The protocol layer failed: a peer's violation (a Close frame with
-    /// its code was sent), a failed handshake, an abnormal closure (1006),
-    /// or a send after Close.
+    /// The opening handshake failed (RFC 6455 §4): a server has answered
+    /// it with [`HandshakeError::response`](proto::HandshakeError::response)
+    /// where it could; no WebSocket connection exists.
+    Handshake(proto::HandshakeError),
+    /// The connection failed: a peer's violation (a Close frame with its
+    /// code was sent), an abnormal closure (1006), or a send after Close.
     Protocol(proto::Error),
     /// The opening handshake took longer than
     /// [`Config::handshake_timeout`].
@@ -329,6 +332,8 @@ impl Error {
     pub fn close_code(&self) -> Option<proto::CloseCode> {
         match self {
             Error::Protocol(e) => e.close_code(),
+            // A handshake answers with an HTTP status, not a close code.
+            Error::Handshake(_) => None,
             // Unless our own Close (with its code) had gone out before.
             Error::FrameTimeout => Some(proto::CloseCode::POLICY_VIOLATION),
             // Nothing more reaches a peer that does not read, a Close
@@ -350,6 +355,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
             Error::Protocol(e) => write!(f, "{e}"),
             Error::HandshakeTimeout => f.write_str("opening handshake timed out"),
             Error::CloseTimeout => f.write_str("peer did not complete the close in time"),
@@ -369,6 +375,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Handshake(e) => Some(e),
             Error::Protocol(e) => Some(e),
             #[cfg(feature = "tls")]
             Error::Tls(e) => Some(e),
@@ -391,6 +398,6 @@ impl From<proto::Error> for Error {
 
 impl From<proto::HandshakeError> for Error {
     fn from(e: proto::HandshakeError) -> Self {
-        Error::Protocol(proto::Error::Handshake(e))
+        Error::Handshake(e)
     }
 }

@@ -2,7 +2,9 @@
 //! bytes.
 
 use super::*;
-use crate::proto::{CloseCode, MaskRng};
+use bytes::BytesMut;
+
+use crate::proto::{CloseCode, MaskRng, ProtocolError, apply_mask};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 

@@ -29,7 +29,9 @@
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::{DeflateConfig, DeflateParams, MAX_WINDOW_BITS};
+use super::{DeflateParams, MAX_WINDOW_BITS};
+use crate::proto::config::{Config, DeflateConfig};
+use crate::proto::error::{Error, ProtocolError};
 use crate::proto::role::Role;
 
 /// §7.2.1: "Remove 4 octets (that are 0x00 0x00 0xff 0xff) from the tail
@@ -266,43 +268,132 @@ impl Decompressor {
     }
 }
 
-/// Both directions of one connection's permessage-deflate.
+/// Both directions of one connection's permessage-deflate, once agreed.
 #[derive(Debug)]
-pub struct Codec {
+struct Codec {
     /// Compresses what we send.
-    pub tx: Compressor,
+    tx: Compressor,
     /// Inflates what we receive.
-    pub rx: Decompressor,
+    rx: Decompressor,
     /// Messages shorter than this go uncompressed.
-    pub threshold: usize,
+    threshold: usize,
 }
 
-impl Codec {
-    /// Our side of the agreement `params`, for `role`, with the level and
-    /// threshold of `config`.
-    pub fn new(role: Role, params: &DeflateParams, config: &DeflateConfig) -> Self {
-        let server = (
-            params.server_max_window_bits,
-            params.server_no_context_takeover,
-        );
-        let client = (
-            params.client_max_window_bits,
-            params.client_no_context_takeover,
-        );
-        let (ours, theirs) = match role {
-            Role::Server => (server, client),
-            Role::Client => (client, server),
-        };
-        Self {
-            tx: Compressor::new(config.level, ours.0, ours.1),
-            rx: Decompressor::new(theirs.0, theirs.1),
-            threshold: config.threshold,
+/// One connection's permessage-deflate: both directions' codecs when the
+/// handshake agreed to it, nothing (one null pointer) when it did not.
+///
+/// The [`Connection`](crate::proto::Connection) asks it about every data
+/// frame; in a build without the feature, `disabled.rs` stands in for it.
+#[derive(Debug)]
+pub struct PerMessageDeflate(Option<Box<Codec>>);
+
+impl PerMessageDeflate {
+    /// Not negotiated: RSV1 keeps no meaning, nothing is compressed.
+    pub fn off() -> Self {
+        Self(None)
+    }
+
+    /// Our side of the agreement `params`, if the handshake reached one,
+    /// for `role`, with the level and threshold of `config.deflate` (or the
+    /// defaults if it is unset).
+    pub fn new(role: Role, params: Option<&DeflateParams>, config: &Config) -> Self {
+        Self(params.map(|params| {
+            let config = config.deflate.clone().unwrap_or_default();
+            let ((bits, reset), (peer_bits, peer_resets)) = params.sides(role);
+            Box::new(Codec {
+                tx: Compressor::new(config.level, bits, reset),
+                rx: Decompressor::new(peer_bits, peer_resets),
+                threshold: config.threshold,
+            })
+        }))
+    }
+
+    /// Whether permessage-deflate is in use: RSV1 has a meaning (§6).
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether a compressor or decompressor is held between messages (for
+    /// memory tests): `(compressor, decompressor)`.
+    pub fn is_allocated(&self) -> (bool, bool) {
+        self.0.as_ref().map_or((false, false), |c| {
+            (c.tx.is_allocated(), c.rx.is_allocated())
+        })
+    }
+
+    /// A whole message's payload as it goes on the wire, and its RSV1
+    /// (§7.2.1): messages of at least the threshold are compressed, like a
+    /// message's only fragment.
+    pub fn compress_message(&mut self, payload: Bytes) -> Result<(Bytes, bool), Error> {
+        match &self.0 {
+            Some(codec) if payload.len() >= codec.threshold => {
+                self.compress_fragment(payload, true, true)
+            }
+            _ => Ok((payload, false)),
         }
     }
 
-    /// Whether a whole message of `len` bytes should be compressed.
-    pub fn should_compress(&self, len: usize) -> bool {
-        self.tx.can_compress() && len >= self.threshold
+    /// One fragment's payload as it goes on the wire, and its RSV1 (§6.1:
+    /// set on the `first` fragment only). A message sent in fragments is
+    /// compressed whatever its size (it is not known at the first
+    /// fragment), each fragment with a sync flush so that it leaves at once.
+    /// Whether this side can compress is fixed by the agreement, so every
+    /// fragment of a message makes the same choice as its first.
+    pub fn compress_fragment(
+        &mut self,
+        payload: Bytes,
+        first: bool,
+        fin: bool,
+    ) -> Result<(Bytes, bool), Error> {
+        match self.0.as_deref_mut() {
+            Some(codec) if codec.tx.can_compress() => {
+                let compressed = codec
+                    .tx
+                    .compress(&payload, fin)
+                    .map_err(|_| Error::CompressionFailed)?;
+                Ok((compressed, first))
+            }
+            _ => Ok((payload, false)),
+        }
+    }
+
+    /// Inflates one frame's payload of a compressed message onto `out`, the
+    /// message so far (§7.2.2), the `fin` frame with the flush tail put
+    /// back; `limit` bounds the inflated message (1009 past it).
+    pub fn inflate(
+        &mut self,
+        payload: &[u8],
+        out: &mut BytesMut,
+        fin: bool,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
+        // The connection lets RSV1 through only with deflate negotiated.
+        let Some(codec) = self.0.as_deref_mut() else {
+            return Err(ProtocolError::ReservedBitsSet);
+        };
+        let mut inflated = codec.rx.decompress(payload, out, limit);
+        if fin && inflated.is_ok() {
+            inflated = codec.rx.finish(out, limit);
+        }
+        inflated.map_err(|e| match e {
+            InflateError::TooLarge => ProtocolError::MessageTooLarge,
+            InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+        })
+    }
+
+    /// Whether a frame compressed once for many connections with a window
+    /// of 2^`bits` may go out compressed here: our compressor may compress
+    /// and the window fits the agreement. If so, our compressor forgets its
+    /// context, since the peer's window now holds a message it did not
+    /// write, and the next message must not refer back past it.
+    pub fn take_prepared(&mut self, bits: u8) -> bool {
+        match self.0.as_deref_mut() {
+            Some(codec) if codec.tx.can_compress() && bits <= codec.tx.window_bits() => {
+                codec.tx.reset();
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -75,8 +75,10 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Joins: the first page of members, and the last id.
 fn joined(hub: &Hub, client: &Arc<Client>, room: &str) -> (Vec<String>, u64) {
-    rt().block_on(hub.join(client, room)).unwrap()
+    let (page, last) = rt().block_on(hub.join(client, room)).unwrap();
+    (page.members, last)
 }
 
 /// Connections with these nicks, each joined to `general`.
@@ -249,7 +251,7 @@ fn presence_changes_between_ticks_coalesce_into_one_event_per_room() {
     hub.flush_presence();
     assert_eq!(
         frames(&bob),
-        [json!({"type":"presence","room":"general","joined":["bob"],"left":[]})]
+        [json!({"type":"presence","room":"general","joined":["bob"],"left":[],"count":1})]
     );
     let carol = hub.register(Some("carol"), None, false);
     let dave = hub.register(Some("dave"), None, false);
@@ -262,7 +264,7 @@ fn presence_changes_between_ticks_coalesce_into_one_event_per_room() {
     hub.flush_presence();
     assert_eq!(
         frames(&bob),
-        [json!({"type":"presence","room":"general","joined":["carol"],"left":["dave"]})]
+        [json!({"type":"presence","room":"general","joined":["carol"],"left":["dave"],"count":2})]
     );
     hub.flush_presence();
     assert!(frames(&bob).is_empty(), "no change, no event");

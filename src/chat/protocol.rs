@@ -618,6 +618,96 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_members_request_parses_and_a_bad_one_names_its_field() {
+        assert_eq!(
+            parse(r#"{"type":"members","room":"general","after":"bob","limit":5,"q":"Al"}"#)
+                .unwrap(),
+            ClientMsg::Members {
+                room: "general".into(),
+                after: Some("bob".into()),
+                limit: Some(5),
+                q: Some("Al".into()),
+            }
+        );
+        assert!(parse(r#"{"type":"members","room":"general"}"#).is_ok());
+        for (bad, field) in [
+            (r#"{"type":"members"}"#, "room"),
+            (r#"{"type":"members","room":"general","limit":0}"#, "limit"),
+            (
+                r#"{"type":"members","room":"general","limit":101}"#,
+                "limit",
+            ),
+            (
+                r#"{"type":"members","room":"general","after":"a b"}"#,
+                "after",
+            ),
+            (r#"{"type":"members","room":"general","q":"<b>"}"#, "q"),
+            (
+                r#"{"type":"members","room":"general","cursor":"x"}"#,
+                "cursor",
+            ),
+        ] {
+            let refusal = parse(bad).unwrap_err();
+            assert_eq!(refusal.code, ErrorCode::InvalidField, "{bad}");
+            assert!(
+                refusal.message.contains(field),
+                "{bad}: {}",
+                refusal.message
+            );
+        }
+    }
+
+    #[test]
+    fn presence_and_members_serialize_as_documented() {
+        let page = ["ann".to_owned(), "bob".to_owned()];
+        let first = ServerMsg::Presence {
+            room: "general",
+            joined: &page,
+            left: &[],
+            count: 3,
+            next: Some(Some("bob")),
+            truncated: false,
+        };
+        assert_eq!(
+            first.to_json(),
+            r#"{"type":"presence","room":"general","joined":["ann","bob"],"left":[],"count":3,"next":"bob"}"#
+        );
+        let whole = ServerMsg::Presence {
+            room: "general",
+            joined: &page,
+            left: &[],
+            count: 2,
+            next: Some(None),
+            truncated: false,
+        };
+        assert!(whole.to_json().ends_with(r#""count":2,"next":null}"#));
+        let storm = ServerMsg::Presence {
+            room: "general",
+            joined: &[],
+            left: &[],
+            count: 9000,
+            next: None,
+            truncated: true,
+        };
+        assert_eq!(
+            storm.to_json(),
+            r#"{"type":"presence","room":"general","joined":[],"left":[],"count":9000,"truncated":true}"#
+        );
+        let reply = ServerMsg::Members {
+            room: "general",
+            q: Some("a"),
+            after: None,
+            members: &page[..1],
+            count: 3,
+            next: None,
+        };
+        assert_eq!(
+            reply.to_json(),
+            r#"{"type":"members","room":"general","q":"a","members":["ann"],"count":3,"next":null}"#
+        );
+    }
+
     /// The string each code is on the wire, written out: changing one
     /// breaks every client that matches on it.
     fn wire(code: ErrorCode) -> &'static str {

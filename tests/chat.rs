@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::chat::Client;
+use common::chat::{Client, nicks};
 use common::server::{ChatServer, http_get};
 use rfc6455::chat::ChatConfig;
 use rfc6455::proto::Message;
@@ -751,15 +751,6 @@ async fn a_client_that_never_answers_the_close_is_dropped_at_the_chats_close_tim
 }
 
 // Presence that scales with the room.
-
-/// The nicks of a `presence` or `members` list.
-fn nicks(list: &Value) -> Vec<String> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn a_big_room_sends_a_newcomer_one_page_and_the_count_and_pages_the_rest() {

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::chat::Client;
+use common::chat::{Client, nicks};
 use common::process::{Spawned, cpu_seconds, free_addr, free_port, rfc6455};
 use common::server::{http_get, metric};
 
@@ -837,15 +837,6 @@ fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64
-}
-
-/// The nicks of a `presence` or `members` list.
-fn nicks(list: &Value) -> Vec<String> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,38 @@ class Server {
   }
 }
 
+/** Chromium, headless, with nothing of its own on the network; `extra`:
+ * more command-line switches. */
+function launchChromium(extra = []) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: WAIT,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extra],
+  });
+}
+
+/** Runs `body({ server, browser, problems })` against a fresh server
+ * (started with `extra` arguments) and browser, in a temporary folder
+ * named after `name`; a failure carries the server's log. */
+async function withChat(name, extra, body) {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), `chat-browser-${name}-`));
+  const server = new Server(await freePort(), path.join(tmp, 'chat.db'), false, extra);
+  let browser;
+  try {
+    await server.start();
+    browser = await launchChromium();
+    await body({ server, browser, problems: [] });
+  } catch (e) {
+    e.message += `\n--- server log (last part) ---\n${server.log}`;
+    throw e;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    server.kill();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
 // --- page helpers -------------------------------------------------------------
 
 const id = (page, testId) => page.getByTestId(testId);
@@ -212,14 +244,8 @@ async function scenario(t, { tls }) {
   };
   try {
     await server.start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: WAIT,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        // The https run's certificate is self-signed.
-        ...(tls ? ['--ignore-certificate-errors'] : [])],
-    });
+    // The https run's certificate is self-signed.
+    browser = await launchChromium(tls ? ['--ignore-certificate-errors'] : []);
     // Two users, two separate profiles; bob on a phone-sized screen.
     const ignoreHTTPSErrors = tls;
     const aliceCtx = await browser.newContext({ viewport: { width: 1100, height: 720 }, ignoreHTTPSErrors });
@@ -403,20 +429,9 @@ async function scenario(t, { tls }) {
 
 // --- a long absence: the resume says `gap` -----------------------------------------
 
-test('after a long absence the page shows the newest messages and pages back through the gap', { timeout: 120_000 }, async (t) => {
-  const tmp = await mkdtemp(path.join(os.tmpdir(), 'chat-browser-gap-'));
+test('after a long absence the page shows the newest messages and pages back through the gap', { timeout: 120_000 }, (t) =>
   // No rate limit: carol posts 300 messages in a moment.
-  const server = new Server(await freePort(), path.join(tmp, 'chat.db'), false, ['--no-rate-limit']);
-  let browser;
-  const problems = [];
-  try {
-    await server.start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: WAIT,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+  withChat('gap', ['--no-rate-limit'], async ({ server, browser, problems }) => {
     const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
     ctx.setDefaultTimeout(WAIT);
     // Lets the test take alice's page off the network and back: every
@@ -508,33 +523,13 @@ test('after a long absence the page shows the newest messages and pages back thr
       assert.equal(view.at(-1).text, long(299));
       assert.deepEqual(problems, [], 'no page errors or CSP refusals');
     });
-  } catch (e) {
-    e.message += `\n--- server log (last part) ---\n${server.log}`;
-    throw e;
-  } finally {
-    if (browser) await browser.close().catch(() => {});
-    server.kill();
-    await rm(tmp, { recursive: true, force: true });
-  }
-});
+  }));
 
 // --- a room bigger than one page: the count, "more", and the search box -----------
 
-test('a big room shows its count, pages its members with "more" and searches them on the server', { timeout: 120_000 }, async (t) => {
-  const tmp = await mkdtemp(path.join(os.tmpdir(), 'chat-browser-members-'));
+test('a big room shows its count, pages its members with "more" and searches them on the server', { timeout: 120_000 }, (t) =>
   // 130 members from one address, each with a socket of its own.
-  const server = new Server(await freePort(), path.join(tmp, 'chat.db'), false,
-    ['--no-rate-limit', '--max-per-ip', '0', '--max-handshakes-per-ip', '0']);
-  let browser;
-  const problems = [];
-  try {
-    await server.start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: WAIT,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+  withChat('members', ['--no-rate-limit', '--max-per-ip', '0', '--max-handshakes-per-ip', '0'], async ({ server, browser, problems }) => {
     // The crowd speaks the protocol from a page of its own, and stays.
     const crowd = await (await browser.newContext()).newPage();
     await crowd.goto(`${server.base}healthz`);
@@ -595,12 +590,4 @@ test('a big room shows its count, pages its members with "more" and searches the
       assert.ok(!(await listed()).includes(nick(5)));
       assert.deepEqual(problems, [], 'no page errors or CSP refusals');
     });
-  } catch (e) {
-    e.message += `\n--- server log (last part) ---\n${server.log}`;
-    throw e;
-  } finally {
-    if (browser) await browser.close().catch(() => {});
-    server.kill();
-    await rm(tmp, { recursive: true, force: true });
-  }
-});
+  }));

@@ -6,7 +6,8 @@
 //! and signals through it; the backend tells the hub what was stored and
 //! what other servers did through [`HubEvents`](super::backend::HubEvents),
 //! which the hub implements (`hub/events.rs`; presence, the tick and what
-//! other servers hold, is `hub/presence.rs`). Every stored event reaches
+//! other servers hold, is `hub/presence.rs`; each room's members in order,
+//! paged and counted, `hub/roster.rs`). Every stored event reaches
 //! the hub that one way, and the hub delivers each room's events to its
 //! members in id order, holding back any that follow a hole until the
 //! backend has filled it. So a message reaches its room, and its sender's

@@ -341,11 +341,14 @@
           const f = S.found;
           // An answer to a search since changed.
           if (!f || f.room !== m.room || f.q !== m.q) return;
+          // A page after a cursor we have since moved from (reloaded).
+          if (m.after && m.after !== f.next) return;
           if (!m.after) f.list = [];
           for (const n of m.members) if (!f.list.includes(n)) f.list.push(n);
           f.next = next;
           f.loading = false;
         } else {
+          if (m.after && m.after !== c.next) return;
           if (!m.after) c.members = new Set();
           for (const n of m.members) c.members.add(n);
           c.next = next;

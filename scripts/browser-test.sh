@@ -7,7 +7,8 @@
 # node trusts the certificate through NODE_EXTRA_CA_CERTS). A third test
 # takes a page off the network while 300 long messages are posted, and
 # checks that its resume shows the newest ones and pages back through the
-# `gap` (docs/PROTOCOL.md).
+# `gap` (docs/PROTOCOL.md). A fourth fills a room with more members than
+# one page and checks the count, the "more" button and the search box.
 #
 # Installs what it needs when missing (Debian's chromium and openssl
 # packages; the npm dependencies in tests/browser/), builds the server,

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::chat::Client;
+use common::chat::{Client, nicks};
 use common::server::{ChatServer, http_get};
 use rfc6455::chat::ChatConfig;
 use rfc6455::proto::Message;
@@ -747,5 +747,69 @@ async fn a_client_that_never_answers_the_close_is_dropped_at_the_chats_close_tim
     // drop cannot come sooner than the timeout after we sent it.
     assert!(elapsed >= CLOSE_TIMEOUT, "dropped after {elapsed:?}");
     assert!(elapsed < BOUND, "dropped after {elapsed:?}");
+    server.stop().await;
+}
+
+// Presence that scales with the room.
+
+#[tokio::test]
+async fn a_big_room_sends_a_newcomer_one_page_and_the_count_and_pages_the_rest() {
+    let mut c = config("members");
+    c.max_per_ip = 200;
+    c.max_handshakes_per_ip = 200;
+    let server = ChatServer::start(c).await;
+    let mut crowd = Vec::new();
+    for i in 0..120 {
+        crowd.push(server.client(hello(&format!("m{i:03}"))).await.0);
+    }
+    let (mut late, _) = server.client(hello("zz-late")).await;
+    let first = late.next_of("presence").await;
+    assert_eq!(first["count"], 121);
+    let mut all = nicks(&first["joined"]);
+    assert_eq!(all.len(), 100, "one page, not the room");
+    assert_eq!(first["next"], "m099");
+    // Paged with the cursor, then searched by prefix.
+    let mut after = first["next"].clone();
+    while !after.is_null() {
+        late.send(json!({"type": "members", "room": "general", "after": after, "limit": 7}))
+            .await;
+        let page = late.next_of("members").await;
+        assert_eq!(page["count"], 121);
+        assert_eq!(page["after"], after);
+        let got = nicks(&page["members"]);
+        assert!(got.len() <= 7);
+        all.extend(got);
+        after = page["next"].clone();
+    }
+    let expected: Vec<String> = (0..120)
+        .map(|i| format!("m{i:03}"))
+        .chain(["zz-late".to_owned()])
+        .collect();
+    assert_eq!(all, expected, "everyone once, in order");
+    late.send(json!({"type": "members", "room": "general", "q": "M11"}))
+        .await;
+    let found = late.next_of("members").await;
+    assert_eq!(found["q"], "M11");
+    assert_eq!(
+        nicks(&found["members"]),
+        (110..120).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(found["next"], Value::Null);
+    // A bad request is refused and named; the connection carries on.
+    late.send(json!({"type": "members", "room": "general", "limit": 500}))
+        .await;
+    let refused = late.next_of("error").await;
+    assert_eq!(refused["code"], "invalid_field");
+    assert!(refused["message"].as_str().unwrap().contains("limit"));
+    late.send(json!({"type": "members", "room": "elsewhere"}))
+        .await;
+    assert_eq!(late.next_of("error").await["code"], "not_in_room");
+    // Deltas carry the count.
+    late.drain(Duration::from_millis(100)).await;
+    crowd.pop();
+    let delta = late.next_of("presence").await;
+    assert_eq!(delta["left"], json!(["m119"]));
+    assert_eq!(delta["count"], 120);
+    drop(crowd);
     server.stop().await;
 }

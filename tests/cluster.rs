@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::chat::Client;
+use common::chat::{Client, nicks};
 use common::process::{Spawned, cpu_seconds, free_addr, free_port, rfc6455};
 use common::server::{http_get, metric};
 
@@ -837,4 +837,64 @@ fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_and_the_member_pages_include_the_other_servers_users() {
+    let redis = Redis::start("members").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let mut on_b = Vec::new();
+    for i in 0..6 {
+        on_b.push(
+            b.client(json!({"type": "hello", "nick": format!("b{i}")}))
+                .await
+                .0,
+        );
+    }
+    // Deltas from B reach A, each with the room's count.
+    alice
+        .next(|e| e["type"] == "presence" && e["count"] == 7)
+        .await;
+    // A newcomer on A: the count and the first page hold B's users.
+    let (mut carol, _) = a.client(json!({"type": "hello", "nick": "carol"})).await;
+    let first = carol.next_of("presence").await;
+    assert_eq!(first["count"], 8);
+    assert_eq!(
+        nicks(&first["joined"]),
+        ["alice", "b0", "b1", "b2", "b3", "b4", "b5", "carol"]
+    );
+    assert_eq!(first["next"], Value::Null);
+    // Paged three at a time from A: everyone once, B's users included.
+    let mut all = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let mut request = json!({"type": "members", "room": "general", "limit": 3});
+        if !after.is_null() {
+            request["after"] = after.clone();
+        }
+        alice.send(request).await;
+        let page = alice.next_of("members").await;
+        assert_eq!(page["count"], 8);
+        all.extend(nicks(&page["members"]));
+        after = page["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    assert_eq!(all, nicks(&first["joined"]));
+    alice
+        .send(json!({"type": "members", "room": "general", "q": "B"}))
+        .await;
+    let found = alice.next_of("members").await;
+    assert_eq!(
+        nicks(&found["members"]),
+        ["b0", "b1", "b2", "b3", "b4", "b5"]
+    );
+    // One leaves B: A's count follows.
+    on_b.pop();
+    alice
+        .next(|e| e["type"] == "presence" && e["left"] == json!(["b5"]) && e["count"] == 7)
+        .await;
 }

@@ -12,6 +12,17 @@
   // browser may leave a socket connecting for minutes (or, when a policy
   // blocks it, closed without a close event), and the page must not wait on it.
   const CONNECT_TIMEOUT_MS = 10000;
+  // The search box asks the server once typing pauses this long.
+  const SEARCH_DELAY_MS = 200;
+
+  // The server's order of members (docs/PROTOCOL.md, "Members and
+  // presence"): ASCII case folded, then by code unit. Nicks are ASCII.
+  const byNick = (a, b) => {
+    const x = a.toLowerCase(); const y = b.toLowerCase();
+    if (x !== y) return x < y ? -1 : 1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  };
+  const countFmt = new Intl.NumberFormat();
 
   const $ = (id) => document.getElementById(id);
   const saved = (key, fallback) => {
@@ -49,6 +60,10 @@
     outbox: [],         // frames written while not connected
     inflight: new Map(), // client_id -> conversation key
     lastTypingSent: 0,
+    // The search in the online list: the room it was for, the prefix, the
+    // nicks found so far and the cursor of the next page (null: no more).
+    found: null,
+    searchTimer: null,
   };
 
   // --- conversations ---------------------------------------------------------
@@ -59,7 +74,11 @@
       c = {
         key, kind: key[0] === '#' ? 'room' : 'dm', name: key.slice(1),
         msgs: new Map(), pending: new Map(), lastSeen: 0, more: false, joined: false,
-        unread: 0, roster: new Set(), expectFull: true, typing: new Map(),
+        unread: 0, typing: new Map(),
+        // The members loaded so far: the first pages, in the server's
+        // order, up to the cursor `next` (null: all of them); and the
+        // room's count. Never the whole of a big room at once.
+        members: new Set(), next: null, count: 0, loadingMembers: false, expectFull: true,
       };
       S.convs.set(key, c);
     }
@@ -87,7 +106,10 @@
     const c = key && conv(key);
     if (c) {
       c.unread = 0;
-      if (c.kind === 'room') S.lastRoom = c.name;
+      if (c.kind === 'room' && S.lastRoom !== c.name) {
+        S.lastRoom = c.name;
+        if (S.found) search(S.found.q);
+      }
     }
     document.body.classList.remove('side-open');
     $('menu').setAttribute('aria-expanded', 'false');
@@ -212,14 +234,12 @@
         for (const r of given) {
           if (!S.rooms.includes(r)) { send({ type: 'leave', room: r }); continue; }
           const c = conv('#' + r);
-          c.roster.clear();
           c.expectFull = true;
           c.typing.clear();
         }
         for (const r of S.rooms) {
           if (given.includes(r)) continue;
           const c = conv('#' + r);
-          c.roster.clear();
           c.expectFull = true;
           send({ type: 'join', room: r });
         }
@@ -286,9 +306,54 @@
         if (!S.rooms.includes(m.room)) return;
         const c = conv('#' + m.room);
         c.joined = true;
-        if (c.expectFull) { c.roster.clear(); c.expectFull = false; }
-        for (const n of m.left || []) c.roster.delete(n);
-        for (const n of m.joined || []) c.roster.add(n);
+        if (typeof m.count === 'number') c.count = m.count;
+        const found = S.found && S.found.room === m.room ? S.found : null;
+        if ('next' in m || c.expectFull) {
+          // Right after our join: the first page of members.
+          c.members = new Set(m.joined || []);
+          c.next = typeof m.next === 'string' ? m.next : null;
+          c.expectFull = false;
+          if (found) search(found.q);
+        } else if (m.truncated) {
+          // Too much changed to be named: what we hold may be wrong, so
+          // load the first page again (the search too).
+          c.members.clear();
+          c.next = null;
+          loadMembers(c, null);
+          if (found) search(found.q);
+        } else {
+          for (const n of m.left || []) {
+            c.members.delete(n);
+            if (found) found.list = found.list.filter((f) => f !== n);
+          }
+          // A nick past the last page loaded comes with a later page.
+          for (const n of m.joined || []) if (c.next === null || byNick(n, c.next) <= 0) c.members.add(n);
+        }
+        renderLists();
+        break;
+      }
+      case 'members': {
+        if (!S.rooms.includes(m.room) || !Array.isArray(m.members)) return;
+        const c = conv('#' + m.room);
+        if (typeof m.count === 'number') c.count = m.count;
+        const next = typeof m.next === 'string' ? m.next : null;
+        if (m.q) {
+          const f = S.found;
+          // An answer to a search since changed.
+          if (!f || f.room !== m.room || f.q !== m.q) return;
+          // A page after a cursor we have since moved from (reloaded).
+          if (m.after && m.after !== f.next) return;
+          if (!m.after) f.list = [];
+          for (const n of m.members) if (!f.list.includes(n)) f.list.push(n);
+          f.next = next;
+          f.loading = false;
+        } else {
+          if (m.after && m.after !== c.next) return;
+          if (!m.after) c.members = new Set();
+          for (const n of m.members) c.members.add(n);
+          c.next = next;
+          c.loadingMembers = false;
+        }
         renderLists();
         break;
       }
@@ -381,7 +446,12 @@
 
     const room = S.lastRoom && S.rooms.includes(S.lastRoom) ? S.convs.get('#' + S.lastRoom) : null;
     $('online-room').textContent = room ? `in #${room.name}` : '';
-    const people = room ? [...room.roster].sort((a, b) => a.localeCompare(b)) : [];
+    $('online-count').textContent = room && room.joined ? `${countFmt.format(room.count)} online` : '';
+    const found = room && S.found && S.found.room === room.name ? S.found : null;
+    const people = !room ? [] : found ? found.list : [...room.members].sort(byNick);
+    const more = $('members-more');
+    more.hidden = !room || (found ? found.next === null : room.next === null);
+    more.disabled = !!(found ? found.loading : room && room.loadingMembers);
     $('online').replaceChildren(...people.map((n) => {
       const b = el('button', { type: 'button', class: 'open', title: n === S.me ? 'you' : `message ${n}` },
         el('span', { class: 'dot' }), el('span', { class: 'name', text: n }), n === S.me ? el('span', { class: 'hint', text: ' (you)' }) : null);
@@ -484,6 +554,40 @@
       c.keepScroll = true;
       $('earlier').disabled = true;
     }
+  });
+
+  /** Asks for the page of `c`'s members after `after` (null: the first). */
+  function loadMembers(c, after) {
+    const frame = { type: 'members', room: c.name };
+    if (after) frame.after = after;
+    if (send(frame)) c.loadingMembers = true;
+  }
+
+  /** Searches the online list's room for nicks beginning with `q` ('' ends the search). */
+  function search(q) {
+    const room = S.lastRoom;
+    if (!q || !room) { S.found = null; renderLists(); return; }
+    S.found = { room, q, list: [], next: null, loading: true };
+    if (!NICK_RE.test(q)) S.found.loading = false; // no nick begins so
+    else send({ type: 'members', room, q });
+    renderLists();
+  }
+
+  $('member-search').addEventListener('input', () => {
+    clearTimeout(S.searchTimer);
+    S.searchTimer = setTimeout(() => search($('member-search').value.trim()), SEARCH_DELAY_MS);
+  });
+
+  $('members-more').addEventListener('click', () => {
+    const c = S.lastRoom && S.convs.get('#' + S.lastRoom);
+    if (!c) return;
+    const f = S.found && S.found.room === c.name ? S.found : null;
+    if (f && f.next !== null && !f.loading) {
+      if (send({ type: 'members', room: c.name, q: f.q, after: f.next })) f.loading = true;
+    } else if (!f && c.next !== null && !c.loadingMembers) {
+      loadMembers(c, c.next);
+    }
+    renderLists();
   });
 
   $('join-form').addEventListener('submit', (e) => {

@@ -6,7 +6,8 @@
 //! and signals through it; the backend tells the hub what was stored and
 //! what other servers did through [`HubEvents`](super::backend::HubEvents),
 //! which the hub implements (`hub/events.rs`; presence, the tick and what
-//! other servers hold, is `hub/presence.rs`). Every stored event reaches
+//! other servers hold, is `hub/presence.rs`; each room's members in order,
+//! paged and counted, `hub/roster.rs`). Every stored event reaches
 //! the hub that one way, and the hub delivers each room's events to its
 //! members in id order, holding back any that follow a hole until the
 //! backend has filled it. So a message reaches its room, and its sender's
@@ -38,14 +39,19 @@ use super::{lock, random_token};
 
 mod events;
 mod presence;
+mod roster;
 #[cfg(test)]
 mod tests;
+
+use roster::Roster;
+pub use roster::{MAX_DELTA, MAX_PAGE, Members};
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
 
-/// A join's result: the room's roster, and its last id when joined.
-pub type Joined = (Vec<String>, u64);
+/// A join's result: the first page of the room's members (with their
+/// count), and its last id when joined.
+pub type Joined = (Members, u64);
 
 /// Why a join failed.
 #[derive(Debug)]
@@ -104,8 +110,14 @@ struct Room {
     members: HashMap<ConnId, Arc<Client>>,
     /// Connections per nick: a nick is present while it has one.
     nicks: HashMap<String, usize>,
-    /// Nicks whose presence changed since the last flush.
+    /// Nicks whose presence changed since the last flush, at most
+    /// [`MAX_DELTA`] of them.
     changed: BTreeSet<String>,
+    /// More than [`MAX_DELTA`] changed since the last flush: the next
+    /// delta carries only the count.
+    truncated: bool,
+    /// Everyone present, here and on other servers, in order.
+    roster: Roster,
     /// When each nick last had a typing event relayed.
     typing: HashMap<String, Instant>,
     /// Stored events waiting for a hole before them to be filled.
@@ -124,18 +136,33 @@ struct Room {
 }
 
 impl Room {
-    /// Whether `nick` is in the room, here or on a live server.
-    fn present(&self, nick: &str) -> bool {
-        self.nicks.contains_key(nick) || self.remote.values().any(|s| s.contains(nick))
+    /// One source more (this server, or another) holds `nick`: if that
+    /// makes it present, the next delta says so.
+    fn hold(&mut self, nick: &str) {
+        if self.roster.add(nick) {
+            self.note(nick);
+        }
     }
 
-    /// Everyone in the room, sorted.
-    fn roster(&self) -> Vec<String> {
-        let mut all: BTreeSet<&String> = self.nicks.keys().collect();
-        for set in self.remote.values() {
-            all.extend(set.iter());
+    /// One source fewer holds `nick`: if it is gone, the next delta says so.
+    fn release(&mut self, nick: &str) {
+        if self.roster.remove(nick) {
+            self.note(nick);
         }
-        all.into_iter().cloned().collect()
+    }
+
+    /// Notes a change for the next delta, keeping at most [`MAX_DELTA`]:
+    /// past that, the delta is only the count, and what it would have
+    /// named is not kept either.
+    fn note(&mut self, nick: &str) {
+        if self.truncated {
+            return;
+        }
+        self.changed.insert(nick.to_owned());
+        if self.changed.len() > MAX_DELTA {
+            self.changed.clear();
+            self.truncated = true;
+        }
     }
 
     /// Whether the room may leave memory: nobody here is in it or joining
@@ -433,9 +460,10 @@ impl Hub {
         }
     }
 
-    /// Joins `room`. Returns the roster (nicks present) and the room's last
-    /// message id at the moment of joining: every later message reaches
-    /// the client's outbox, every earlier one is in history.
+    /// Joins `room`. Returns the first page of its members (and their
+    /// count) and the room's last message id at the moment of joining:
+    /// every later message reaches the client's outbox, every earlier one
+    /// is in history.
     ///
     /// The first local member makes the room read its last id and who is
     /// in it on other servers from the backend first; failing that, the
@@ -471,12 +499,12 @@ impl Hub {
                 let count = r.nicks.entry(client.nick.clone()).or_insert(0);
                 *count += 1;
                 if *count == 1 {
-                    r.changed.insert(client.nick.clone());
+                    r.hold(&client.nick);
                     r.local_changed = true;
                     self.mark(room);
                 }
             }
-            return Ok((r.roster(), r.last_id));
+            return Ok((r.roster.page(None, "", MAX_PAGE), r.last_id));
         }
     }
 
@@ -494,7 +522,7 @@ impl Hub {
                 *count -= 1;
                 if *count == 0 {
                     r.nicks.remove(&client.nick);
-                    r.changed.insert(client.nick.clone());
+                    r.release(&client.nick);
                     r.local_changed = true;
                 }
             }

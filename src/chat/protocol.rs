@@ -14,6 +14,11 @@ pub const MAX_ROOMS: usize = 20;
 pub const MAX_HISTORY: u32 = 100;
 /// The `history` page size when none is asked for, and on a fresh join.
 pub const DEFAULT_HISTORY: u32 = 50;
+/// The largest `members` page, and its size when none is asked for; also
+/// the most members the `presence` sent on a join names. 100 nicks of at
+/// most 24 bytes are under 3 KiB of JSON whatever the room's size, and a
+/// list of 100 fills a sidebar several times over.
+pub const MAX_MEMBERS: u32 = 100;
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "general";
 /// The longest `message` of an `error`, in bytes: a refusal names what it
@@ -94,10 +99,27 @@ pub enum ClientMsg {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// A page of a room's members.
+    Members {
+        /// The room.
+        room: String,
+        /// The cursor: only members after this nick (default: from the
+        /// first).
+        #[serde(default)]
+        after: Option<String>,
+        /// At most this many (1 to 100, default 100).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Only nicks that begin with this, ignoring ASCII case.
+        #[serde(default)]
+        q: Option<String>,
+    },
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 7] = ["hello", "join", "leave", "msg", "dm", "typing", "history"];
+const CLIENT_TYPES: [&str; 8] = [
+    "hello", "join", "leave", "msg", "dm", "typing", "history", "members",
+];
 
 /// The `code` of an `error`: why a request was refused. These are the
 /// codes of `docs/PROTOCOL.md` ("Error codes"), serialized as the same
@@ -254,6 +276,29 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
                 _ => Ok(()),
             }
         }
+        ClientMsg::Members {
+            room,
+            after,
+            limit,
+            q,
+        } => {
+            check_room(room)?;
+            if let Some(a) = after {
+                check_nick(a).map_err(|_| Refusal::field("after: not a valid nick"))?;
+            }
+            if let Some(q) = q
+                && !q.is_empty()
+            {
+                check_nick(q)
+                    .map_err(|_| Refusal::field("q: up to 24 letters, digits, '_', '-' or '.'"))?;
+            }
+            match limit {
+                Some(l) if !(1..=MAX_MEMBERS).contains(l) => {
+                    Err(Refusal::field(format!("limit: 1 to {MAX_MEMBERS}")))
+                }
+                _ => Ok(()),
+            }
+        }
     }
 }
 
@@ -406,10 +451,38 @@ pub enum ServerMsg<'a> {
     Presence {
         /// The room.
         room: &'a str,
-        /// Nicks that joined (the whole roster, right after our own join).
+        /// Nicks that joined (right after our own join: the first page of
+        /// members).
         joined: &'a [String],
         /// Nicks that left.
         left: &'a [String],
+        /// Everyone in the room now, here and on other servers.
+        count: usize,
+        /// Only right after our own join (`Some`): the cursor of the next
+        /// page of members, or `null` if `joined` is all of them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<Option<&'a str>>,
+        /// More changed than one delta names: `joined` and `left` are
+        /// empty, and the members must be paged again.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+    /// A page of a room's members, the answer to `members`.
+    Members {
+        /// The room.
+        room: &'a str,
+        /// The request's prefix, if it had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        q: Option<&'a str>,
+        /// The request's cursor, if it had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<&'a str>,
+        /// The nicks, in order.
+        members: &'a [String],
+        /// Everyone in the room, whatever `q`.
+        count: usize,
+        /// The cursor of the next page, or `null` at the end.
+        next: Option<&'a str>,
     },
     /// Someone is typing.
     Typing {
@@ -542,6 +615,96 @@ mod tests {
             }
             .to_json(),
             r#"{"type":"error","code":"rate_limited","message":"slow down"}"#
+        );
+    }
+
+    #[test]
+    fn a_members_request_parses_and_a_bad_one_names_its_field() {
+        assert_eq!(
+            parse(r#"{"type":"members","room":"general","after":"bob","limit":5,"q":"Al"}"#)
+                .unwrap(),
+            ClientMsg::Members {
+                room: "general".into(),
+                after: Some("bob".into()),
+                limit: Some(5),
+                q: Some("Al".into()),
+            }
+        );
+        assert!(parse(r#"{"type":"members","room":"general"}"#).is_ok());
+        for (bad, field) in [
+            (r#"{"type":"members"}"#, "room"),
+            (r#"{"type":"members","room":"general","limit":0}"#, "limit"),
+            (
+                r#"{"type":"members","room":"general","limit":101}"#,
+                "limit",
+            ),
+            (
+                r#"{"type":"members","room":"general","after":"a b"}"#,
+                "after",
+            ),
+            (r#"{"type":"members","room":"general","q":"<b>"}"#, "q"),
+            (
+                r#"{"type":"members","room":"general","cursor":"x"}"#,
+                "cursor",
+            ),
+        ] {
+            let refusal = parse(bad).unwrap_err();
+            assert_eq!(refusal.code, ErrorCode::InvalidField, "{bad}");
+            assert!(
+                refusal.message.contains(field),
+                "{bad}: {}",
+                refusal.message
+            );
+        }
+    }
+
+    #[test]
+    fn presence_and_members_serialize_as_documented() {
+        let page = ["ann".to_owned(), "bob".to_owned()];
+        let first = ServerMsg::Presence {
+            room: "general",
+            joined: &page,
+            left: &[],
+            count: 3,
+            next: Some(Some("bob")),
+            truncated: false,
+        };
+        assert_eq!(
+            first.to_json(),
+            r#"{"type":"presence","room":"general","joined":["ann","bob"],"left":[],"count":3,"next":"bob"}"#
+        );
+        let whole = ServerMsg::Presence {
+            room: "general",
+            joined: &page,
+            left: &[],
+            count: 2,
+            next: Some(None),
+            truncated: false,
+        };
+        assert!(whole.to_json().ends_with(r#""count":2,"next":null}"#));
+        let storm = ServerMsg::Presence {
+            room: "general",
+            joined: &[],
+            left: &[],
+            count: 9000,
+            next: None,
+            truncated: true,
+        };
+        assert_eq!(
+            storm.to_json(),
+            r#"{"type":"presence","room":"general","joined":[],"left":[],"count":9000,"truncated":true}"#
+        );
+        let reply = ServerMsg::Members {
+            room: "general",
+            q: Some("a"),
+            after: None,
+            members: &page[..1],
+            count: 3,
+            next: None,
+        };
+        assert_eq!(
+            reply.to_json(),
+            r#"{"type":"members","room":"general","q":"a","members":["ann"],"count":3,"next":null}"#
         );
     }
 

@@ -32,8 +32,8 @@ use crate::transport::WebSocket;
 use super::RateLimit;
 use super::hub::{Client, Hub, JoinError, slow_close};
 use super::protocol::{
-    self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_ROOMS, Refusal,
-    ServerMsg,
+    self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_MEMBERS, MAX_ROOMS,
+    Refusal, ServerMsg,
 };
 
 /// Outbox frames move to the socket while less than this is waiting to be
@@ -437,15 +437,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// arrive meanwhile wait behind these replies in the outbox, so they
     /// follow in order.
     async fn join(&mut self, room: &str, seen: Option<u64>) {
-        let (roster, last) = match self.hub.join(&self.client, room).await {
+        let (page, last) = match self.hub.join(&self.client, room).await {
             Ok(joined) => joined,
             Err(JoinError::Refused(refusal)) => return self.refuse(&refusal, None),
             Err(JoinError::Unavailable(refusal)) => return self.unavailable(&refusal),
         };
         self.reply(&ServerMsg::Presence {
             room,
-            joined: &roster,
+            joined: &page.members,
             left: &[],
+            count: page.count,
+            next: Some(page.next.as_deref()),
+            truncated: false,
         });
         match seen {
             Some(seen) => match self.hub.range(room, seen, last, MAX_REPLAY).await {
@@ -602,6 +605,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let before = before.unwrap_or(u64::MAX);
                 let limit = limit.unwrap_or(DEFAULT_HISTORY);
                 self.send_history(&room, before, limit).await;
+            }
+            ClientMsg::Members {
+                room,
+                after,
+                limit,
+                q,
+            } => {
+                let limit = limit.unwrap_or(MAX_MEMBERS) as usize;
+                let prefix = q.as_deref().unwrap_or_default();
+                match self
+                    .hub
+                    .members(&self.client, &room, after.as_deref(), prefix, limit)
+                {
+                    Ok(page) => self.reply(&ServerMsg::Members {
+                        room: &room,
+                        q: q.as_deref(),
+                        after: after.as_deref(),
+                        members: &page.members,
+                        count: page.count,
+                        next: page.next.as_deref(),
+                    }),
+                    Err(refusal) => self.refuse(&refusal, None),
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 // End-to-end: the chat server and its web UI (web/) in a real Chromium,
 // over http and ws://, then again over https and wss:// (the server started
 // with --tls-cert/--tls-key); and a long absence, whose resume says `gap`
-// (the server started with --no-rate-limit). Run through scripts/browser-test.sh, which
+// (the server started with --no-rate-limit); and a room of more members
+// than one page (count, "more", the search box). Run through scripts/browser-test.sh, which
 // installs Chromium, builds the server and makes the certificate first
 // (CHAT_TLS_CERT, CHAT_TLS_KEY; NODE_EXTRA_CA_CERTS so that node's fetch
 // trusts it). Everything stays on 127.0.0.1.
@@ -101,6 +102,38 @@ class Server {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
     this.proc.stdout.destroy();
     this.proc.stderr.destroy();
+  }
+}
+
+/** Chromium, headless, with nothing of its own on the network; `extra`:
+ * more command-line switches. */
+function launchChromium(extra = []) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: WAIT,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extra],
+  });
+}
+
+/** Runs `body({ server, browser, problems })` against a fresh server
+ * (started with `extra` arguments) and browser, in a temporary folder
+ * named after `name`; a failure carries the server's log. */
+async function withChat(name, extra, body) {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), `chat-browser-${name}-`));
+  const server = new Server(await freePort(), path.join(tmp, 'chat.db'), false, extra);
+  let browser;
+  try {
+    await server.start();
+    browser = await launchChromium();
+    await body({ server, browser, problems: [] });
+  } catch (e) {
+    e.message += `\n--- server log (last part) ---\n${server.log}`;
+    throw e;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    server.kill();
+    await rm(tmp, { recursive: true, force: true });
   }
 }
 
@@ -211,14 +244,8 @@ async function scenario(t, { tls }) {
   };
   try {
     await server.start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: WAIT,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        // The https run's certificate is self-signed.
-        ...(tls ? ['--ignore-certificate-errors'] : [])],
-    });
+    // The https run's certificate is self-signed.
+    browser = await launchChromium(tls ? ['--ignore-certificate-errors'] : []);
     // Two users, two separate profiles; bob on a phone-sized screen.
     const ignoreHTTPSErrors = tls;
     const aliceCtx = await browser.newContext({ viewport: { width: 1100, height: 720 }, ignoreHTTPSErrors });
@@ -402,20 +429,9 @@ async function scenario(t, { tls }) {
 
 // --- a long absence: the resume says `gap` -----------------------------------------
 
-test('after a long absence the page shows the newest messages and pages back through the gap', { timeout: 120_000 }, async (t) => {
-  const tmp = await mkdtemp(path.join(os.tmpdir(), 'chat-browser-gap-'));
+test('after a long absence the page shows the newest messages and pages back through the gap', { timeout: 120_000 }, (t) =>
   // No rate limit: carol posts 300 messages in a moment.
-  const server = new Server(await freePort(), path.join(tmp, 'chat.db'), false, ['--no-rate-limit']);
-  let browser;
-  const problems = [];
-  try {
-    await server.start();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: WAIT,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+  withChat('gap', ['--no-rate-limit'], async ({ server, browser, problems }) => {
     const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
     ctx.setDefaultTimeout(WAIT);
     // Lets the test take alice's page off the network and back: every
@@ -507,12 +523,71 @@ test('after a long absence the page shows the newest messages and pages back thr
       assert.equal(view.at(-1).text, long(299));
       assert.deepEqual(problems, [], 'no page errors or CSP refusals');
     });
-  } catch (e) {
-    e.message += `\n--- server log (last part) ---\n${server.log}`;
-    throw e;
-  } finally {
-    if (browser) await browser.close().catch(() => {});
-    server.kill();
-    await rm(tmp, { recursive: true, force: true });
-  }
-});
+  }));
+
+// --- a room bigger than one page: the count, "more", and the search box -----------
+
+test('a big room shows its count, pages its members with "more" and searches them on the server', { timeout: 120_000 }, (t) =>
+  // 130 members from one address, each with a socket of its own.
+  withChat('members', ['--no-rate-limit', '--max-per-ip', '0', '--max-handshakes-per-ip', '0'], async ({ server, browser, problems }) => {
+    // The crowd speaks the protocol from a page of its own, and stays.
+    const crowd = await (await browser.newContext()).newPage();
+    await crowd.goto(`${server.base}healthz`);
+    const joined = await crowd.evaluate(async ([url, n]) => {
+      window.__crowd = [];
+      const welcomed = [];
+      for (let i = 0; i < n; i++) {
+        const ws = new WebSocket(url);
+        window.__crowd.push(ws);
+        welcomed.push(new Promise((ok, fail) => {
+          ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', nick: `m${String(i).padStart(3, '0')}` }));
+          ws.onmessage = (e) => { if (JSON.parse(e.data).type === 'welcome') ok(); };
+          ws.onerror = fail;
+        }));
+      }
+      await Promise.all(welcomed);
+      return window.__crowd.length;
+    }, [server.base.replace('http', 'ws') + 'ws', 130]);
+    assert.equal(joined, 130);
+
+    const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    ctx.setDefaultTimeout(WAIT);
+    const alice = await ctx.newPage();
+    watchProblems(alice, 'alice', problems);
+    await signIn(alice, server.base, 'alice');
+    const listed = () => alice.$$eval('[data-testid="online"] li', (els) => els.map((e) => e.dataset.testid.slice('user-'.length)));
+    const count = async () => Number((await id(alice, 'online-count').textContent()).replace(/\D/g, ''));
+    const nick = (i) => `m${String(i).padStart(3, '0')}`;
+
+    await t.test('the room shows its count and only the first page of members', async () => {
+      await alice.waitForFunction(() => /online$/.test(document.getElementById('online-count').textContent));
+      assert.equal(await count(), 131);
+      assert.match(await id(alice, 'online-count').textContent(), /^131 online$/);
+      const first = await listed();
+      assert.deepEqual(first, ['alice', ...Array.from({ length: 99 }, (_, i) => nick(i))]);
+      await id(alice, 'members-more').waitFor({ state: 'visible' });
+    });
+
+    await t.test('"more" loads the next page, and then there is no more', async () => {
+      await id(alice, 'members-more').click();
+      await alice.waitForFunction(() => document.querySelectorAll('[data-testid="online"] li').length === 131);
+      assert.deepEqual(await listed(), ['alice', ...Array.from({ length: 130 }, (_, i) => nick(i))]);
+      await id(alice, 'members-more').waitFor({ state: 'hidden' });
+    });
+
+    await t.test('the search box asks the server for a prefix, case ignored', async () => {
+      await id(alice, 'member-search').fill('M12');
+      await alice.waitForFunction(() => document.querySelectorAll('[data-testid="online"] li').length === 10);
+      assert.deepEqual(await listed(), Array.from({ length: 10 }, (_, i) => nick(120 + i)));
+      assert.equal(await count(), 131, 'the count stays the room\'s');
+      await id(alice, 'member-search').fill('');
+      await alice.waitForFunction(() => document.querySelectorAll('[data-testid="online"] li').length === 131);
+    });
+
+    await t.test('someone leaving lowers the count and leaves the list', async () => {
+      await crowd.evaluate(() => window.__crowd[5].close());
+      await alice.waitForFunction(() => document.getElementById('online-count').textContent.startsWith('130'));
+      assert.ok(!(await listed()).includes(nick(5)));
+      assert.deepEqual(problems, [], 'no page errors or CSP refusals');
+    });
+  }));

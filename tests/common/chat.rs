@@ -12,6 +12,15 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+/// The nicks of a `presence` or `members` list.
+pub fn nicks(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// How long a test waits for an event it expects: generous, for a debug
 /// build on a busy two-core machine; a test that fails waits this long.
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -130,16 +130,22 @@ impl HubEvents for Hub {
             return;
         };
         let mut r = lock(&room_arc);
-        let old = if nicks.is_empty() {
-            r.remote.remove(peer).unwrap_or_default()
-        } else {
-            r.remote
-                .insert(peer.to_owned(), nicks.clone())
-                .unwrap_or_default()
-        };
-        let diff: Vec<String> = old.symmetric_difference(&nicks).cloned().collect();
-        if !diff.is_empty() {
-            r.changed.extend(diff);
+        // A peer says all of its nicks each time: what changed is the
+        // difference from what it said last.
+        let old = r.remote.remove(peer).unwrap_or_default();
+        let mut changed = false;
+        for nick in nicks.difference(&old) {
+            r.hold(nick);
+            changed = true;
+        }
+        for nick in old.difference(&nicks) {
+            r.release(nick);
+            changed = true;
+        }
+        if !nicks.is_empty() {
+            r.remote.insert(peer.to_owned(), nicks);
+        }
+        if changed {
             self.mark(room);
         }
     }
@@ -153,7 +159,9 @@ impl HubEvents for Hub {
         for (name, room_arc) in rooms {
             let mut r = lock(&room_arc);
             if let Some(nicks) = r.remote.remove(peer) {
-                r.changed.extend(nicks);
+                for nick in &nicks {
+                    r.release(nick);
+                }
                 self.mark(&name);
             }
         }

@@ -6,6 +6,7 @@
 //! A child module of the hub: the same rooms, the same lock order (a
 //! room, then the rooms map; never the other way round).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -39,9 +40,15 @@ impl Hub {
             r.pending.retain(|id, _| *id > last);
         }
         for (server, nicks) in others {
-            r.remote
-                .entry(server)
-                .or_insert_with(|| nicks.into_iter().collect());
+            // What the bus said since (if anything) is newer: keep it.
+            if r.remote.contains_key(&server) {
+                continue;
+            }
+            let nicks: BTreeSet<String> = nicks.into_iter().collect();
+            for nick in &nicks {
+                r.hold(nick);
+            }
+            r.remote.insert(server, nicks);
         }
         Ok(())
     }
@@ -73,8 +80,10 @@ impl Hub {
 
     /// Sends one `presence` per room whose roster changed since the last
     /// call: the nicks that are now present as `joined`, the ones now gone
-    /// as `left`. A storm of reconnects becomes one event per room per
-    /// call, not one roster per connection per member.
+    /// as `left`, and the room's count. A storm of reconnects becomes one
+    /// event per room per call, not one roster per connection per member,
+    /// and one that changed more than [`MAX_DELTA`](super::MAX_DELTA) nicks carries only the
+    /// count (`truncated`): its members page again.
     ///
     /// Only rooms marked since the last call are visited, so an idle
     /// server's tick costs nothing however many rooms it holds; a room
@@ -99,18 +108,22 @@ impl Hub {
                     .publish_presence(&Scope::Room(name.clone()), nicks);
             }
             r.local_changed = false;
-            if !r.changed.is_empty() {
+            if !r.changed.is_empty() || r.truncated {
                 let changed = std::mem::take(&mut r.changed);
-                // A nick that left here but is still on another server has
-                // not left the room.
+                let truncated = std::mem::take(&mut r.truncated);
+                // A nick noted twice within a tick (joined, then left) is
+                // told as what it is now.
                 let (joined, left): (Vec<String>, Vec<String>) =
-                    changed.into_iter().partition(|n| r.present(n));
+                    changed.into_iter().partition(|n| r.roster.contains(n));
                 if !r.members.is_empty() {
                     let frame = self.prepare(
                         ServerMsg::Presence {
                             room: &name,
                             joined: &joined,
                             left: &left,
+                            count: r.roster.len(),
+                            next: None,
+                            truncated,
                         }
                         .to_json(),
                     );

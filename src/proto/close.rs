@@ -73,12 +73,6 @@ impl CloseCode {
     pub const fn as_u16(self) -> u16 {
         self.0
     }
-
-    /// Whether the code is in a range §7.4.2 reserves for others to
-    /// register (3000–3999) or for private use (4000–4999).
-    pub const fn is_application_defined(self) -> bool {
-        self.0 >= 3000
-    }
 }
 
 /// A status code that must not appear in a Close frame (§7.4).
@@ -184,7 +178,7 @@ impl CloseFrame {
             _ => {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
                 let code = CloseCode::try_from(code).map_err(ClosePayloadError::InvalidCode)?;
-                let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))
+                let reason = Utf8Bytes::try_from(payload.slice(2..))
                     .map_err(ClosePayloadError::InvalidReason)?;
                 Ok(Some(Self { code, reason }))
             }
@@ -196,16 +190,26 @@ impl CloseFrame {
         out.put_u16(self.code.as_u16());
         out.extend_from_slice(self.reason.as_bytes());
     }
-
-    /// The payload's length: 2 plus the reason's.
-    pub fn encoded_len(&self) -> usize {
-        2 + self.reason.len()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl CloseCode {
+        /// Whether the code is in a range §7.4.2 reserves for others to
+        /// register (3000–3999) or for private use (4000–4999).
+        fn is_application_defined(self) -> bool {
+            self.0 >= 3000
+        }
+    }
+
+    impl CloseFrame {
+        /// The payload's length: 2 plus the reason's.
+        fn encoded_len(&self) -> usize {
+            2 + self.reason.len()
+        }
+    }
 
     // RFC 6455 §7.4: which codes may be sent, one assertion per rule.
 

@@ -18,7 +18,8 @@
 
 use std::fmt;
 
-use super::close::{CloseCode, InvalidCloseCode};
+use super::close::{CloseCode, ClosePayloadError};
+use super::utf8::InvalidUtf8;
 
 /// A rule of RFC 6455 the peer broke. Each becomes a Close frame with the
 /// code returned by [`close_code`](Self::close_code).
@@ -140,9 +141,21 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
-impl From<InvalidCloseCode> for ProtocolError {
-    fn from(e: InvalidCloseCode) -> Self {
-        ProtocolError::InvalidCloseCode(e.0)
+/// Text that is not UTF-8 (§8.1).
+impl From<InvalidUtf8> for ProtocolError {
+    fn from(_: InvalidUtf8) -> Self {
+        ProtocolError::InvalidUtf8
+    }
+}
+
+/// A Close payload that does not parse (§5.5.1) is the peer's violation.
+impl From<ClosePayloadError> for ProtocolError {
+    fn from(e: ClosePayloadError) -> Self {
+        match e {
+            ClosePayloadError::OneByte => ProtocolError::ClosePayloadTooShort,
+            ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c.0),
+            ClosePayloadError::InvalidReason(_) => ProtocolError::InvalidUtf8,
+        }
     }
 }
 

@@ -160,11 +160,9 @@ impl FrameHeader {
                 (u64::from(len), 4)
             }
             127 => {
-                let Some(bytes) = buf.get(2..10) else {
+                let Some(&be) = buf.get(2..).and_then(<[u8]>::first_chunk) else {
                     return Ok(None);
                 };
-                let mut be = [0u8; 8];
-                be.copy_from_slice(bytes);
                 let len = u64::from_be_bytes(be);
                 // §5.2: "the most significant bit MUST be 0".
                 if len >> 63 != 0 {

@@ -26,15 +26,12 @@ const BLOCK: usize = 32;
 /// `apply_mask(buf, key, 0)` masks (or unmasks) a whole payload. Applying it
 /// to consecutive pieces of a payload with the running offset gives the same
 /// bytes as applying it once to the whole.
-pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+pub fn apply_mask(buf: &mut [u8], mut key: [u8; 4], offset: usize) {
     // Rotate the key so that index 0 of the rotated key lines up with buf[0].
-    let key = rotate(key, offset);
+    key.rotate_left(offset % 4);
     let (blocks, tail) = buf.as_chunks_mut::<BLOCK>();
     if !blocks.is_empty() {
-        let mut block = [0u8; BLOCK];
-        for (i, b) in block.iter_mut().enumerate() {
-            *b = key[i % 4];
-        }
+        let block: [u8; BLOCK] = std::array::from_fn(|i| key[i % 4]);
         for chunk in blocks {
             for (b, k) in chunk.iter_mut().zip(block.iter()) {
                 *b ^= k;
@@ -77,12 +74,6 @@ pub fn apply_mask_naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= key[(offset + i) % 4];
     }
-}
-
-fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut k = key;
-    k.rotate_left(offset % 4);
-    k
 }
 
 #[cfg(test)]

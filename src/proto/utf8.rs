@@ -100,11 +100,6 @@ impl Utf8Validator {
         self.partial_len = 0;
         if unfinished { Err(InvalidUtf8) } else { Ok(()) }
     }
-
-    /// Whether the validator is in the middle of a code point.
-    pub fn is_mid_code_point(&self) -> bool {
-        self.partial_len > 0
-    }
 }
 
 /// A text payload: [`Bytes`] that hold valid UTF-8.
@@ -117,12 +112,6 @@ impl Utf8Validator {
 pub struct Utf8Bytes(Bytes);
 
 impl Utf8Bytes {
-    /// Wraps bytes after checking them.
-    pub fn try_from_bytes(bytes: Bytes) -> Result<Self, InvalidUtf8> {
-        std::str::from_utf8(&bytes).map_err(|_| InvalidUtf8)?;
-        Ok(Self(bytes))
-    }
-
     /// Wraps bytes this module's caller has already validated.
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&bytes).is_ok());
@@ -176,8 +165,10 @@ impl From<&str> for Utf8Bytes {
 
 impl TryFrom<Bytes> for Utf8Bytes {
     type Error = InvalidUtf8;
+    /// Wraps bytes after checking them.
     fn try_from(bytes: Bytes) -> Result<Self, InvalidUtf8> {
-        Self::try_from_bytes(bytes)
+        std::str::from_utf8(&bytes).map_err(|_| InvalidUtf8)?;
+        Ok(Self(bytes))
     }
 }
 
@@ -196,6 +187,13 @@ impl fmt::Display for Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Utf8Validator {
+        /// Whether the validator is in the middle of a code point.
+        fn is_mid_code_point(&self) -> bool {
+            self.partial_len > 0
+        }
+    }
 
     fn feed_all(pieces: &[&[u8]]) -> Result<(), InvalidUtf8> {
         let mut v = Utf8Validator::new();

@@ -249,6 +249,8 @@ pub struct Connection {
 impl Connection {
     /// A connection in the OPEN state, for the given role and limits.
     pub fn new(role: Role, config: Config) -> Self {
+        // No agreement yet: RSV1 keeps no meaning until `with_deflate`.
+        let deflate = PerMessageDeflate::new(role, None, &config);
         Self {
             role,
             config,
@@ -265,7 +267,7 @@ impl Connection {
             tx_message: None,
             tx_utf8: Utf8Validator::new(),
             rng: None,
-            deflate: PerMessageDeflate::off(),
+            deflate,
         }
     }
 
@@ -303,21 +305,15 @@ impl Connection {
         self.role
     }
 
-    /// The limits in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The current state, from what has happened (the module doc's
     /// table): failing and the peer's Close both end the connection; our
     /// Close alone starts the close handshake.
     pub fn state(&self) -> State {
-        if self.close_received || self.failure.is_some() {
-            State::Closed
-        } else if self.close_sent {
-            State::Closing
-        } else {
-            State::Open
+        let ended = self.close_received || self.failure.is_some();
+        match (ended, self.close_sent) {
+            (true, _) => State::Closed,
+            (false, true) => State::Closing,
+            (false, false) => State::Open,
         }
     }
 

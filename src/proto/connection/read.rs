@@ -10,7 +10,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::{Connection, DataKind, InFrame, InMessage, Message};
-use crate::proto::close::{CloseFrame, ClosePayloadError};
+use crate::proto::close::CloseFrame;
 use crate::proto::error::{Error, ProtocolError};
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::mask::apply_mask;
@@ -108,9 +108,7 @@ impl Connection {
                     apply_mask(piece, key, frame.done);
                 }
                 if frame.check_utf8 {
-                    self.rx_utf8
-                        .feed(piece)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.rx_utf8.feed(piece)?;
                 }
             }
             frame.done = arrived;
@@ -213,11 +211,7 @@ impl Connection {
             }
             OpCode::Pong => Ok(Step::Deliver(Message::Pong(payload))),
             OpCode::Close => {
-                let frame = CloseFrame::parse(payload).map_err(|e| match e {
-                    ClosePayloadError::OneByte => ProtocolError::ClosePayloadTooShort,
-                    ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c.0),
-                    ClosePayloadError::InvalidReason(_) => ProtocolError::InvalidUtf8,
-                })?;
+                let frame = CloseFrame::parse(payload)?;
                 self.close_received = true;
                 if !self.close_sent {
                     // §5.5.1: "If an endpoint receives a Close frame and did
@@ -274,9 +268,7 @@ impl Connection {
                 .inflate(&payload, &mut message.buf, header.fin, limit)?;
             if message.kind == DataKind::Text {
                 let fresh = message.buf.get(start..).unwrap_or_default();
-                self.rx_utf8
-                    .feed(fresh)
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                self.rx_utf8.feed(fresh)?;
             }
         } else {
             message.buf.extend_from_slice(&payload);
@@ -295,9 +287,7 @@ impl Connection {
     fn complete(&mut self, kind: DataKind, payload: Bytes) -> Result<Message, ProtocolError> {
         match kind {
             DataKind::Text => {
-                self.rx_utf8
-                    .finish()
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                self.rx_utf8.finish()?;
                 Ok(Message::Text(Utf8Bytes::from_validated(payload)))
             }
             DataKind::Binary => Ok(Message::Binary(payload)),

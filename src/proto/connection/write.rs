@@ -58,11 +58,6 @@ impl PreparedFrame {
         Self::new(OpCode::Text, text.into().as_bytes(), Some(config))
     }
 
-    /// A binary message in one frame, also compressed once.
-    pub fn binary_deflated(data: impl AsRef<[u8]>, config: &DeflateConfig) -> Self {
-        Self::new(OpCode::Binary, data.as_ref(), Some(config))
-    }
-
     fn new(opcode: OpCode, payload: &[u8], deflate: Option<&DeflateConfig>) -> Self {
         let compressed = deflate.and_then(|config| deflate::compress_once(payload, config));
         let deflated = compressed.map(|(compressed, bits)| {
@@ -151,13 +146,13 @@ impl Connection {
                 let mut op = kind.opcode();
                 while rest.len() > size {
                     let piece = rest.split_to(size);
-                    self.queue_data_frame(op, false, rsv1, piece);
+                    self.queue_frame(op, false, rsv1, piece);
                     op = OpCode::Continuation;
                     rsv1 = false;
                 }
-                self.queue_data_frame(op, true, rsv1, rest);
+                self.queue_frame(op, true, rsv1, rest);
             }
-            _ => self.queue_data_frame(kind.opcode(), true, rsv1, payload),
+            _ => self.queue_frame(kind.opcode(), true, rsv1, payload),
         }
         Ok(())
     }
@@ -203,7 +198,7 @@ impl Connection {
         let first = opcode != OpCode::Continuation;
         let (payload, rsv1) = self.deflate.compress_fragment(payload, first, fin)?;
         self.tx_message = if fin { None } else { Some(kind) };
-        self.queue_data_frame(opcode, fin, rsv1, payload);
+        self.queue_frame(opcode, fin, rsv1, payload);
         Ok(())
     }
 
@@ -223,7 +218,7 @@ impl Connection {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(Error::ControlPayloadTooLong);
         }
-        self.queue_frame(opcode, true, payload);
+        self.queue_frame(opcode, true, false, payload);
         Ok(())
     }
 
@@ -232,9 +227,8 @@ impl Connection {
     /// it; messages may still arrive until the peer's Close does.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         self.check_can_send()?;
-        if frame
-            .as_ref()
-            .is_some_and(|f| f.reason.len() > MAX_REASON_LEN)
+        if let Some(f) = &frame
+            && f.reason.len() > MAX_REASON_LEN
         {
             return Err(Error::ControlPayloadTooLong);
         }
@@ -252,13 +246,11 @@ impl Connection {
         if self.tx_message.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
-        if let Some((bytes, bits)) = &frame.deflated
-            && self.deflate.take_prepared(*bits)
-        {
-            self.out.push(bytes.clone());
-            return Ok(());
-        }
-        self.out.push(frame.plain.clone());
+        let bytes = match &frame.deflated {
+            Some((bytes, bits)) if self.deflate.take_prepared(*bits) => bytes,
+            _ => &frame.plain,
+        };
+        self.out.push(bytes.clone());
         Ok(())
     }
 
@@ -268,22 +260,16 @@ impl Connection {
             frame.encode(&mut payload);
         }
         // A Pong owed from before goes out first; none may follow the Close.
-        if let Some(pong) = self.out.pong.take() {
-            self.queue_frame(OpCode::Pong, true, pong);
-        }
-        self.queue_frame(OpCode::Close, true, payload.freeze());
+        self.queue_pong();
+        self.queue_frame(OpCode::Close, true, false, payload.freeze());
         self.close_sent = true;
     }
 
     /// Encodes one frame at the tail of the output: unmasked for a server;
     /// for a client, masked with a fresh key (§5.3), which means copying.
-    fn queue_frame(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
-        self.queue_data_frame(opcode, fin, false, payload);
-    }
-
-    /// As `queue_frame`, with RSV1 ("Per-Message Compressed", RFC 7692 §6)
-    /// set on the first frame of a compressed message.
-    fn queue_data_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
+    /// RSV1 ("Per-Message Compressed", RFC 7692 §6) is set on the first
+    /// frame of a compressed message.
+    fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
         header.rsv1 = rsv1;
@@ -318,10 +304,15 @@ impl Connection {
     /// Chunks must be written in the order returned; a chunk may be a part
     /// of a frame, a frame, or several.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(pong) = self.out.pong.take() {
-            self.queue_frame(OpCode::Pong, true, pong);
-        }
+        self.queue_pong();
         self.out.pop()
+    }
+
+    /// Encodes the Pong owed for the latest Ping (§5.5.3), if one is owed.
+    fn queue_pong(&mut self) {
+        if let Some(pong) = self.out.pong.take() {
+            self.queue_frame(OpCode::Pong, true, false, pong);
+        }
     }
 
     /// Releases the memory of empty buffers, for an idle connection. The

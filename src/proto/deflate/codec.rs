@@ -84,23 +84,15 @@ impl Compressor {
         self.window_bits >= MIN_COMPRESS_WINDOW_BITS
     }
 
-    /// The window this compressor uses, as a power of two.
-    pub fn window_bits(&self) -> u8 {
-        self.window_bits
-    }
-
     /// Compresses one piece of a message, ended with a sync flush so that
     /// the peer can inflate all of it; `fin` marks the message's last piece,
     /// whose flush tail is removed (§7.2.1).
     pub fn compress(&mut self, data: &[u8], fin: bool) -> Result<Bytes, CompressError> {
-        let (level, bits) = (self.level, self.window_bits.max(MIN_COMPRESS_WINDOW_BITS));
-        let state = self.state.get_or_insert_with(|| {
-            Box::new(Compress::new_with_window_bits(
-                Compression::new(u32::from(level)),
-                false,
-                bits,
-            ))
-        });
+        let level = Compression::new(u32::from(self.level));
+        let bits = self.window_bits.max(MIN_COMPRESS_WINDOW_BITS);
+        let state = self
+            .state
+            .get_or_insert_with(|| Box::new(Compress::new_with_window_bits(level, false, bits)));
         let out = sync_flush(state, data)?;
         if fin && self.no_context_takeover {
             // §7.1.1.1 / §7.1.1.2: the next message starts with an empty
@@ -288,11 +280,6 @@ struct Codec {
 pub struct PerMessageDeflate(Option<Box<Codec>>);
 
 impl PerMessageDeflate {
-    /// Not negotiated: RSV1 keeps no meaning, nothing is compressed.
-    pub fn off() -> Self {
-        Self(None)
-    }
-
     /// Our side of the agreement `params`, if the handshake reached one,
     /// for `role`, with the level and threshold of `config.deflate` (or the
     /// defaults if it is unset).
@@ -388,7 +375,7 @@ impl PerMessageDeflate {
     /// write, and the next message must not refer back past it.
     pub fn take_prepared(&mut self, bits: u8) -> bool {
         match self.0.as_deref_mut() {
-            Some(codec) if codec.tx.can_compress() && bits <= codec.tx.window_bits() => {
+            Some(codec) if codec.tx.can_compress() && bits <= codec.tx.window_bits => {
                 codec.tx.reset();
                 true
             }

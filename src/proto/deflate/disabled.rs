@@ -26,11 +26,6 @@ type Inflated = Result<(), ProtocolError>;
 pub struct PerMessageDeflate;
 
 impl PerMessageDeflate {
-    /// Off, as it always is here.
-    pub fn off() -> Self {
-        Self
-    }
-
     /// Off, whatever was agreed: this build cannot compress.
     pub fn new(_: Role, _: Option<&DeflateParams>, _: &Config) -> Self {
         Self

@@ -131,18 +131,12 @@ impl DeflateParams {
         }
         // Writing to a String cannot fail.
         if self.server_window_in_response {
-            let _ = write!(
-                out,
-                "; server_max_window_bits={}",
-                self.server_max_window_bits
-            );
+            let bits = self.server_max_window_bits;
+            let _ = write!(out, "; server_max_window_bits={bits}");
         }
         if self.client_window_in_response {
-            let _ = write!(
-                out,
-                "; client_max_window_bits={}",
-                self.client_max_window_bits
-            );
+            let bits = self.client_max_window_bits;
+            let _ = write!(out, "; client_max_window_bits={bits}");
         }
         out
     }
@@ -235,10 +229,7 @@ pub fn offer(config: &DeflateConfig) -> String {
 /// declined. The handshake asks offer by offer and takes the first
 /// agreement.
 pub fn accept(offer: &Params, config: &DeflateConfig) -> Option<DeflateParams> {
-    parse(offer).map(|offer| answer(&offer, config))
-}
-
-fn answer(offer: &Parsed, config: &DeflateConfig) -> DeflateParams {
+    let offer = parse(offer)?;
     // §7.1.1.1: a server accepting an offer with server_no_context_takeover
     // "MUST include the "server_no_context_takeover" extension parameter in
     // the ... response"; without it in the offer, the server "MAY" include
@@ -270,14 +261,14 @@ fn answer(offer: &Parsed, config: &DeflateConfig) -> DeflateParams {
             (bits, bits < MAX_WINDOW_BITS)
         }
     };
-    DeflateParams {
+    Some(DeflateParams {
         server_no_context_takeover,
         client_no_context_takeover,
         server_max_window_bits,
         client_max_window_bits,
         server_window_in_response,
         client_window_in_response,
-    }
+    })
 }
 
 /// A client's check of the server's acceptance against the offer it made

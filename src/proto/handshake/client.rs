@@ -84,12 +84,9 @@ impl ClientHandshake {
             write_header(&mut head, "Sec-WebSocket-Protocol", &protocols.join(", "));
         }
         let deflate = deflate::configured(config).cloned();
-        if let Some(offer) = &deflate {
-            write_header(
-                &mut head,
-                "Sec-WebSocket-Extensions",
-                &deflate::offer(offer),
-            );
+        if let Some(config) = &deflate {
+            let offer = deflate::offer(config);
+            write_header(&mut head, "Sec-WebSocket-Extensions", &offer);
         }
         for (name, value) in extra_headers {
             write_header(&mut head, name, value);
@@ -153,15 +150,13 @@ impl ClientHandshake {
                 Some(offered.ok_or(HandshakeError::UnrequestedProtocol)?.clone())
             }
         };
-        Ok(Some((
-            Response {
-                protocol,
-                extensions,
-                deflate,
-                headers,
-            },
-            used,
-        )))
+        let response = Response {
+            protocol,
+            extensions,
+            deflate,
+            headers,
+        };
+        Ok(Some((response, used)))
     }
 }
 

@@ -5,6 +5,8 @@
 //! httparse parses it once it is whole. Both roles read their peer's head
 //! with it: a server the request, a client the response.
 
+use std::fmt::Write as _;
+
 use super::error::HandshakeError;
 use crate::proto::config::Config;
 
@@ -141,8 +143,6 @@ pub(super) fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
 /// Appends one header line, `name: value` and CRLF (RFC 9112 §5), to a head
 /// being written.
 pub(super) fn write_header(head: &mut String, name: &str, value: &str) {
-    head.push_str(name);
-    head.push_str(": ");
-    head.push_str(value);
-    head.push_str("\r\n");
+    // Writing to a String cannot fail.
+    let _ = write!(head, "{name}: {value}\r\n");
 }

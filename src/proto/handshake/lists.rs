@@ -11,8 +11,8 @@ use super::head::Header;
 /// The values of every header named `name` (case-insensitive).
 pub(super) fn header_values<'a>(
     headers: &'a [Header],
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
+    name: &str,
+) -> impl Iterator<Item = &'a [u8]> {
     headers
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
@@ -40,10 +40,7 @@ pub(super) fn list_contains(headers: &[Header], name: &str, token: &str) -> bool
 
 /// The one value of header `name`, or `None` if it is absent or repeated.
 pub(super) fn single_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
-    let mut values = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice());
+    let mut values = header_values(headers, name);
     let first = values.next()?;
     match values.next() {
         Some(_) => None,
@@ -63,9 +60,7 @@ pub(super) fn is_token(s: &[u8]) -> bool {
 
 /// `s` as a string if it is a token, `err` if it is not.
 pub(super) fn token(s: &[u8], err: HandshakeError) -> Result<String, HandshakeError> {
-    if is_token(s) {
-        Ok(String::from_utf8_lossy(s).into_owned())
-    } else {
-        Err(err)
-    }
+    is_token(s)
+        .then(|| String::from_utf8_lossy(s).into_owned())
+        .ok_or(err)
 }

@@ -29,7 +29,7 @@
 //!   applies §4.2.1 and gives an [`UpgradeRequest`], whose
 //!   [`accept`](UpgradeRequest::accept) writes the 101 response of §4.2.2.
 //!   A request read by someone else (an HTTP router) becomes a [`Request`]
-//!   through [`Request::new`]. Every failure is a [`HandshakeError`] whose
+//!   by filling in its public fields. Every failure is a [`HandshakeError`] whose
 //!   [`response`](HandshakeError::response) is a complete HTTP error.
 //! - **Client.** [`ClientHandshake`] writes the request of §4.1 for a
 //!   [`WsUrl`] with a fresh random key, then reads and checks the response.

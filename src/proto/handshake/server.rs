@@ -35,17 +35,6 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request read by someone else (an HTTP router, hyper), to be judged
-    /// by [`upgrade`](Self::upgrade).
-    pub fn new(method: &str, target: &str, version_minor: u8, headers: Vec<Header>) -> Self {
-        Self {
-            method: method.to_owned(),
-            target: target.to_owned(),
-            version_minor,
-            headers,
-        }
-    }
-
     /// The one value of a header, trimmed; `None` if absent or repeated.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         single_value(&self.headers, name)
@@ -92,9 +81,8 @@ impl Request {
         let key = self
             .header("sec-websocket-key")
             .ok_or(HandshakeError::InvalidKey)?;
-        match BASE64.decode(key) {
-            Ok(decoded) if decoded.len() == 16 => {}
-            _ => return Err(HandshakeError::InvalidKey),
+        if !BASE64.decode(key).is_ok_and(|decoded| decoded.len() == 16) {
+            return Err(HandshakeError::InvalidKey);
         }
         Ok(UpgradeRequest {
             target: self.target.clone(),

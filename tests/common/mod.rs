@@ -5,17 +5,26 @@
 //! the chat server in-process, and HTTP requests to it (`server`); the
 //! in-memory pair tests' workload (`workload`).
 #![allow(dead_code)] // each test binary uses a different subset
+//
+// The proto-only tests (`pair`) build with `--no-default-features` too
+// (scripts/check.sh lints them so), so what needs the transport or the
+// chat is compiled only with them.
 
+#[cfg(feature = "chat")]
 pub mod bystander;
+#[cfg(feature = "chat")]
 pub mod chat;
 pub mod process;
+#[cfg(feature = "chat")]
 pub mod server;
 pub mod workload;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "transport")]
 use rfc6455::proto::Message;
+#[cfg(feature = "transport")]
 use rfc6455::transport::{Error, WebSocket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,6 +124,7 @@ pub async fn close_code(s: &mut TcpStream, within: Duration) -> Option<u16> {
 }
 
 /// How an echo loop ([`echo`]) went.
+#[cfg(feature = "transport")]
 #[derive(Debug)]
 pub struct Echoed {
     /// Messages echoed.
@@ -127,6 +137,7 @@ pub struct Echoed {
 
 /// A `recv` → `queue` echo of every text and binary message, until the
 /// end.
+#[cfg(feature = "transport")]
 pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> Echoed {
     let mut echoed = Echoed {
         messages: 0,

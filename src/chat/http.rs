@@ -59,6 +59,10 @@ pub struct Shared {
     pub origin_logged: std::sync::Mutex<Option<Instant>>,
     /// The server's settings.
     pub config: ChatConfig,
+    /// Every connection's transport settings, derived once from `config`
+    /// ([`ChatConfig::transport_config`]): the request head is read with
+    /// its limits and the WebSocket runs with them.
+    pub transport: transport::Config,
 }
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -267,7 +271,7 @@ async fn serve<S>(
 {
     // The head is read with the chat's own limits, the ones its
     // WebSocket handshake is then checked with.
-    let config = shared.config.transport_config();
+    let config = shared.transport.clone();
     let head = tokio::time::timeout_at(
         deadline,
         transport::read_request(&mut stream, &config.protocol),

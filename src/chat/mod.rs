@@ -294,6 +294,7 @@ pub async fn serve(
         },
         lingering: Arc::new(tokio::sync::Semaphore::new(http::MAX_LINGERING)),
         origin_logged: std::sync::Mutex::new(None),
+        transport: config.transport_config(),
         config: config.clone(),
     });
     let admission = admission::Admission::new(

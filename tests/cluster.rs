@@ -213,9 +213,9 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
 
     // alice on A first. Once A has stored her presence in Redis, B starts:
     // it never saw A's presence event, and its first member's roster comes
-    // from the room's presence hash.
+    // from the servers' presence sets.
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
-    wait_for(redis.addr(), b"HLEN chat:presence:general\r\n", ":1").await;
+    wait_for(redis.addr(), b"SCARD chat:present:general\r\n", ":1").await;
     let b = Chat::start(&redis).await;
     let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
     let bob_session = welcome["session"].as_str().unwrap().to_owned();
@@ -341,7 +341,7 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let (mut dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
     alice.next(is_presence("joined", "dave")).await;
     // dave is also in a room nobody on A is in: A never holds it in
-    // memory, yet must clear B's entry from its presence hash when B dies.
+    // memory, yet must clear B's entry from the room's presence sets when B dies.
     dave.send(json!({"type": "join", "room": "only-b"})).await;
     dave.next(|e| e["type"] == "history" && e["room"] == "only-b")
         .await;
@@ -353,8 +353,8 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let fields = |con: &mut redis::aio::MultiplexedConnection| {
         let mut con = con.clone();
         async move {
-            redis::cmd("HLEN")
-                .arg("chat:presence:only-b")
+            redis::cmd("SCARD")
+                .arg("chat:present:only-b")
                 .query_async::<u64>(&mut con)
                 .await
                 .unwrap()
@@ -407,7 +407,7 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     while fields(&mut con).await != 0 {
         assert!(
             Instant::now() < deadline,
-            "B's entry stayed in only-b's presence hash"
+            "B stayed in only-b's presence sets"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -78,8 +78,8 @@ use tokio::sync::Notify;
 use self::link::Command;
 use self::posts::Post;
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Span, Unavailable,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
+    Reply, Scope, Signal, Span, Unavailable,
 };
 use crate::chat::{RedactedUrl, lock, metrics, random_token};
 
@@ -141,6 +141,9 @@ struct RedisMetrics {
     bus_in: AtomicU64,
     /// Events on the bus that did not parse.
     bus_bad: AtomicU64,
+    /// Times another server's presence sets were read again (a change
+    /// missed, or a server heard from for the first time).
+    presence_resyncs: AtomicU64,
 }
 
 /// This server's link to Redis: the state of every part (each part's
@@ -169,6 +172,14 @@ pub struct Redis {
     /// memory here or not, so that a dead server's entries leave every
     /// room's presence hash. A leaf lock.
     rooms_of: Mutex<HashMap<Peer, BTreeSet<String>>>,
+    /// The sequence number of our last presence change on the bus.
+    presence_seq: AtomicU64,
+    /// The last presence sequence number heard from each other server:
+    /// one beyond the next means a change was missed (a leaf lock).
+    heard: Mutex<HashMap<Peer, u64>>,
+    /// Some of our presence may not have reached Redis (a command dropped
+    /// or failed): the next heartbeat asks the hub for all of it again.
+    presence_lost: AtomicBool,
     hub: OnceLock<Weak<dyn HubEvents>>,
     /// Itself, for the tasks a call spawns (a fill).
     me: Weak<Redis>,
@@ -201,6 +212,9 @@ impl Redis {
             in_flight: AtomicU64::new(0),
             servers: Mutex::new(HashMap::new()),
             rooms_of: Mutex::new(HashMap::new()),
+            presence_seq: AtomicU64::new(0),
+            heard: Mutex::new(HashMap::new()),
+            presence_lost: AtomicBool::new(false),
             hub: OnceLock::new(),
             me: me.clone(),
             metrics: RedisMetrics::default(),
@@ -237,8 +251,11 @@ fn key_id(key: &str) -> String {
 fn key_log(key: &str) -> String {
     format!("chat:log:{key}")
 }
-fn key_presence(scope: &Scope) -> String {
-    format!("chat:presence:{}", scope.key())
+fn key_present(scope: &Scope) -> String {
+    format!("chat:present:{}", scope.key())
+}
+fn key_nicks(server: &str, scope: &Scope) -> String {
+    format!("chat:nicks:{server}:{}", scope.key())
 }
 fn key_alive(server: &str) -> String {
     format!("chat:alive:{server}")
@@ -308,8 +325,8 @@ impl Backend for Redis {
         true
     }
 
-    fn publish_presence(&self, scope: &Scope, nicks: Vec<String>) {
-        self.publish_nicks(scope, nicks);
+    fn publish_presence(&self, scope: &Scope, change: PresenceChange) {
+        self.publish_change(scope, change);
     }
 
     fn presence(&self, scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>> {
@@ -347,7 +364,7 @@ impl Backend for Redis {
     fn render_metrics(&self) -> String {
         let m = &self.metrics;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 12] = [
             (
                 "chat_redis_up",
                 "gauge",
@@ -413,6 +430,12 @@ impl Backend for Redis {
                 "counter",
                 "Events on the bus that did not parse (dropped).",
                 get(&m.bus_bad),
+            ),
+            (
+                "chat_redis_presence_resyncs_total",
+                "counter",
+                "Times a server's presence sets were read again (a change missed, or a new server).",
+                get(&m.presence_resyncs),
             ),
         ];
         let mut out = String::new();

@@ -197,7 +197,7 @@ impl Redis {
                                 backoff.reset();
                                 // Whatever was published while we were not
                                 // listening is in the streams; who is where
-                                // is in the presence hashes. Read both
+                                // is in the presence sets. Read both
                                 // before saying we are up.
                                 self.resync(hub).await;
                                 self.set_state(None, Some(true));

@@ -10,15 +10,26 @@
 //!  ◀── SUBSCRIBE chat:bus ─────────────┴───────────── SUBSCRIBE chat:bus ──▶
 //! ```
 //!
-//! | key                     | type                      | holds                                   |
-//! |-------------------------|---------------------------|-----------------------------------------|
-//! | `chat:id:{room}`        | string, `INCR`            | the room's last message id              |
-//! | `chat:log:{room}`       | stream, entry `{id}-0`    | history, trimmed to about N entries     |
-//! | `chat:op:{op}`          | string, 5 min             | the id a post got (retries are no-ops)  |
-//! | `chat:presence:{room}`  | hash: server → nicks      | who is in the room, per server          |
-//! | `chat:alive:{server}`   | string with a TTL         | a server's heartbeat                    |
-//! | `chat:session:{nick}`   | string, 1 day             | the secret that reclaims a nick anywhere |
-//! | `chat:bus`              | pub/sub channel           | stored, typing, presence, hb events     |
+//! | key                          | type                   | holds                                     |
+//! |------------------------------|------------------------|-------------------------------------------|
+//! | `chat:id:{room}`             | string, `INCR`         | the room's last message id                |
+//! | `chat:log:{room}`            | stream, entry `{id}-0` | history, trimmed to about N entries       |
+//! | `chat:op:{op}`               | string, 5 min          | the id a post got (retries are no-ops)    |
+//! | `chat:present:{room}`        | set of server ids      | servers with (or lately with) nicks there |
+//! | `chat:nicks:{server}:{room}` | set of nicks           | who is in the room on that server         |
+//! | `chat:alive:{server}`        | string with a TTL      | a server's heartbeat                      |
+//! | `chat:session:{nick}`        | string, 1 day          | the secret that reclaims a nick anywhere  |
+//! | `chat:bus`                   | pub/sub channel        | stored, typing, presence, hb events       |
+//!
+//! Presence travels on the bus as changes, each numbered by its server
+//! (`n`, one more each time; a heartbeat carries the last one), and is
+//! applied to that server's set before it is published ([`presence`]):
+//!
+//! ```text
+//! {"t":"presence_delta","s":server,"n":7,"room":"general","joined":["ann"],"left":["bob"]}
+//! {"t":"presence","s":server,"n":8,"room":"*","nicks":["ann","cy"]}   (all: after a resync)
+//! {"t":"hb","s":server,"n":8}
+//! ```
 //!
 //! A DM conversation's key is `@a|b` (the two nicks, sorted;
 //! [`Conversation::key`]) and the online users' presence key is `*`
@@ -28,8 +39,8 @@
 //! the writer of fire-and-forget commands), [`posts`] (the queue of appends
 //! and the script that stores them), [`bus`] (the events on `chat:bus` and
 //! the subscription), [`order`] (the streams: history, ranges, gap fill,
-//! resync) and [`presence`] (presence hashes, heartbeats, dead servers,
-//! sessions). Each reaches the hub only through [`HubEvents`].
+//! resync) and [`presence`] (presence sets and changes, heartbeats, dead
+//! servers, sessions). Each reaches the hub only through [`HubEvents`].
 //!
 //! # Ordering and loss
 //!
@@ -170,7 +181,7 @@ pub struct Redis {
     servers: Mutex<HashMap<Peer, Instant>>,
     /// The rooms each other server was last seen to have users in, in
     /// memory here or not, so that a dead server's entries leave every
-    /// room's presence hash. A leaf lock.
+    /// room's presence sets. A leaf lock.
     rooms_of: Mutex<HashMap<Peer, BTreeSet<String>>>,
     /// The sequence number of our last presence change on the bus.
     presence_seq: AtomicU64,

@@ -6,7 +6,9 @@
 //! The servers of one chat share this format and nothing negotiates it:
 //! they run the same version (a stored event travels as
 //! `{"t":"stored","id":…,"event":{…}}` since the backend seam; before it,
-//! as `msg` and `dm` events).
+//! as `msg` and `dm` events; presence travels as numbered changes,
+//! `presence_delta`, since issue 15, where it was each server's whole
+//! list every tick).
 
 use std::future::poll_fn;
 use std::sync::Arc;

@@ -213,9 +213,9 @@ async fn two_servers_share_rooms_dms_presence_history_and_resume() {
 
     // alice on A first. Once A has stored her presence in Redis, B starts:
     // it never saw A's presence event, and its first member's roster comes
-    // from the room's presence hash.
+    // from the servers' presence sets.
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
-    wait_for(redis.addr(), b"HLEN chat:presence:general\r\n", ":1").await;
+    wait_for(redis.addr(), b"SCARD chat:present:general\r\n", ":1").await;
     let b = Chat::start(&redis).await;
     let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
     let bob_session = welcome["session"].as_str().unwrap().to_owned();
@@ -341,7 +341,7 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let (mut dave, _) = b.client(json!({"type": "hello", "nick": "dave"})).await;
     alice.next(is_presence("joined", "dave")).await;
     // dave is also in a room nobody on A is in: A never holds it in
-    // memory, yet must clear B's entry from its presence hash when B dies.
+    // memory, yet must clear B's entry from the room's presence sets when B dies.
     dave.send(json!({"type": "join", "room": "only-b"})).await;
     dave.next(|e| e["type"] == "history" && e["room"] == "only-b")
         .await;
@@ -353,8 +353,8 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     let fields = |con: &mut redis::aio::MultiplexedConnection| {
         let mut con = con.clone();
         async move {
-            redis::cmd("HLEN")
-                .arg("chat:presence:only-b")
+            redis::cmd("SCARD")
+                .arg("chat:present:only-b")
                 .query_async::<u64>(&mut con)
                 .await
                 .unwrap()
@@ -407,7 +407,7 @@ async fn killed_server_users_resume_elsewhere_and_leave_presence_in_time() {
     while fields(&mut con).await != 0 {
         assert!(
             Instant::now() < deadline,
-            "B's entry stayed in only-b's presence hash"
+            "B stayed in only-b's presence sets"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -897,4 +897,150 @@ async fn the_count_and_the_member_pages_include_the_other_servers_users() {
     alice
         .next(|e| e["type"] == "presence" && e["left"] == json!(["b5"]) && e["count"] == 7)
         .await;
+}
+
+/// Everyone in `room` as `client`'s server knows them, paged to the end.
+async fn all_members(client: &mut Client, room: &str) -> (u64, Vec<String>) {
+    let (mut all, mut after, mut count) = (Vec::new(), Value::Null, 0);
+    loop {
+        let mut request = json!({"type": "members", "room": room, "limit": 100});
+        if !after.is_null() {
+            request["after"] = after.clone();
+        }
+        client.send(request).await;
+        let page = client.next_of("members").await;
+        count = page["count"].as_u64().unwrap_or(count);
+        all.extend(nicks(&page["members"]));
+        after = page["next"].clone();
+        if after.is_null() {
+            return (count, all);
+        }
+    }
+}
+
+/// Waits until `client`'s server has exactly `want` in `room`.
+async fn members_become(client: &mut Client, room: &str, want: &[String], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (count, got) = all_members(client, room).await;
+        if got == want && count == want.len() as u64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {count} members, {} expected; missing {:?}, extra {:?}",
+            want.len(),
+            want.iter().filter(|n| !got.contains(n)).collect::<Vec<_>>(),
+            got.iter().filter(|n| !want.contains(n)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_joins_and_leaves_converges_and_a_missed_change_is_read_again() {
+    let redis = Redis::start("deltas").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let mut on_a = Vec::new();
+    for i in 0..5 {
+        on_a.push(
+            a.client(json!({"type": "hello", "nick": format!("a{i}")}))
+                .await
+                .0,
+        );
+    }
+    // 300 join on B, then 100 of them leave: A hears only the changes.
+    let mut on_b = Vec::new();
+    for i in 0..300 {
+        on_b.push(
+            b.client(json!({"type": "hello", "nick": format!("b{i:03}")}))
+                .await
+                .0,
+        );
+    }
+    for client in on_b.drain(..100) {
+        client.close().await;
+    }
+    let mut want: Vec<String> = (0..5)
+        .map(|i| format!("a{i}"))
+        .chain((100..300).map(|i| format!("b{i:03}")))
+        .collect();
+    want.sort();
+    members_become(&mut on_a[0], "general", &want, "after the burst").await;
+
+    // B's set in Redis, and its last change's number (its heartbeat says).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let servers: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("chat:present:general")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut b_id = None;
+    for s in servers {
+        let b100: bool = redis::cmd("SISMEMBER")
+            .arg(format!("chat:nicks:{s}:general"))
+            .arg("b100")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if b100 {
+            b_id = Some(s);
+        }
+    }
+    let b_id = b_id.expect("B has a set for general");
+    let b_set = format!("chat:nicks:{b_id}:general");
+    let members: u64 = redis::cmd("SCARD")
+        .arg(&b_set)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(members, 200, "B's set holds what B has");
+    let mut ps = client.get_async_pubsub().await.unwrap();
+    ps.subscribe("chat:bus").await.unwrap();
+    let n = {
+        use futures_util::StreamExt;
+        let mut bus = ps.on_message();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), bus.next())
+                .await
+                .expect("a heartbeat from B")
+                .unwrap();
+            let event: Value = serde_json::from_slice(msg.get_payload_bytes()).unwrap();
+            if event["t"] == "hb" && event["s"] == b_id.as_str() {
+                break event["n"].as_u64().unwrap();
+            }
+        }
+    };
+
+    // A change A never heard of (its bus event lost: in the set only),
+    // then one numbered past it: A must read B's set again.
+    redis::pipe()
+        .cmd("SADD")
+        .arg(&b_set)
+        .arg("ghost")
+        .arg("late")
+        .ignore()
+        .cmd("SREM")
+        .arg(&b_set)
+        .arg("b100")
+        .ignore()
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap();
+    let resyncs = a.metric("chat_redis_presence_resyncs_total").await;
+    let delta = json!({"t": "presence_delta", "s": b_id, "n": n + 2, "room": "general",
+        "joined": ["late"], "left": []});
+    redis::cmd("PUBLISH")
+        .arg("chat:bus")
+        .arg(delta.to_string())
+        .query_async::<u64>(&mut con)
+        .await
+        .unwrap();
+    want.retain(|n| n != "b100");
+    want.extend(["ghost".to_owned(), "late".to_owned()]);
+    want.sort();
+    members_become(&mut on_a[0], "general", &want, "after the gap").await;
+    assert!(a.metric("chat_redis_presence_resyncs_total").await > resyncs);
 }

@@ -126,8 +126,12 @@ struct Room {
     filling: bool,
     /// The room's nicks on other servers, by server.
     remote: HashMap<Peer, BTreeSet<String>>,
-    /// Our own nicks changed since we last published them.
-    local_changed: bool,
+    /// Our own nicks that came or went since we last published them:
+    /// the next tick publishes these, not the room.
+    local_changed: BTreeSet<String>,
+    /// Our presence may be lost elsewhere: the next tick publishes all of
+    /// our nicks here.
+    local_all: bool,
     /// Joins under way (a join first asks the backend): the room is not
     /// dropped while one is.
     joining: usize,
@@ -173,7 +177,8 @@ impl Room {
             && self.joining == 0
             && self.pending.is_empty()
             && !self.filling
-            && !self.local_changed
+            && self.local_changed.is_empty()
+            && !self.local_all
     }
 
     /// Hands a frame to every member, in the order called.
@@ -259,8 +264,11 @@ pub struct Hub {
     backend: Arc<dyn Backend>,
     /// The nicks online on each other server.
     remote_users: Mutex<HashMap<Peer, BTreeSet<String>>>,
-    /// Our own online nicks changed since last published.
-    users_changed: AtomicBool,
+    /// Our own nicks that came online or went offline since last
+    /// published. A leaf lock (taken under `users`).
+    users_changed: Mutex<BTreeSet<String>>,
+    /// Our online list may be lost elsewhere: publish all of it next tick.
+    users_all: AtomicBool,
     /// Rooms in memory: those with members here (or being joined), and
     /// for a moment after the last one leaves. Lock order: a room's lock
     /// may be held while taking this one, never the other way round.
@@ -293,7 +301,8 @@ impl Hub {
         Self {
             backend,
             remote_users: Mutex::new(HashMap::new()),
-            users_changed: AtomicBool::new(false),
+            users_changed: Mutex::new(BTreeSet::new()),
+            users_all: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
             users: Mutex::new(HashMap::new()),
@@ -438,7 +447,7 @@ impl Hub {
             gone: AtomicBool::new(false),
         });
         if !users.contains_key(&nick) {
-            self.users_changed.store(true, Ordering::Relaxed);
+            lock(&self.users_changed).insert(nick.clone());
         }
         users.entry(nick).or_default().push(client.clone());
         client
@@ -455,7 +464,7 @@ impl Hub {
             holders.retain(|c| c.id != client.id);
             if holders.is_empty() {
                 users.remove(&client.nick);
-                self.users_changed.store(true, Ordering::Relaxed);
+                lock(&self.users_changed).insert(client.nick.clone());
             }
         }
     }
@@ -500,7 +509,7 @@ impl Hub {
                 *count += 1;
                 if *count == 1 {
                     r.hold(&client.nick);
-                    r.local_changed = true;
+                    r.local_changed.insert(client.nick.clone());
                     self.mark(room);
                 }
             }
@@ -523,10 +532,10 @@ impl Hub {
                 if *count == 0 {
                     r.nicks.remove(&client.nick);
                     r.release(&client.nick);
-                    r.local_changed = true;
+                    r.local_changed.insert(client.nick.clone());
                 }
             }
-            if r.members.is_empty() || r.local_changed {
+            if r.members.is_empty() || !r.local_changed.is_empty() {
                 self.mark(room);
             }
         }

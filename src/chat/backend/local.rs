@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use self::store::{DbSync, Outcome, Store};
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Span, Unavailable, ready,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
+    Reply, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 use crate::chat::metrics::Metrics;
@@ -157,7 +157,7 @@ impl Backend for Local {
         false
     }
 
-    fn publish_presence(&self, _scope: &Scope, _nicks: Vec<String>) {}
+    fn publish_presence(&self, _scope: &Scope, _change: PresenceChange) {}
 
     fn presence(&self, _scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>> {
         ready(Vec::new())

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Span, Unavailable, ready,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
+    Reply, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -27,7 +27,7 @@ pub struct Memory {
     /// Fills asked for, not answered yet.
     pub fills: Mutex<Vec<(Conversation, Span)>>,
     /// Presence the hub published, in order.
-    pub published: Mutex<Vec<(Scope, Vec<String>)>>,
+    pub published: Mutex<Vec<(Scope, PresenceChange)>>,
     /// Signals the hub published, in order.
     pub signals: Mutex<Vec<Signal>>,
     /// Appends beyond this many waiting get [`Busy`].
@@ -183,8 +183,8 @@ impl Backend for Memory {
         self.shared
     }
 
-    fn publish_presence(&self, scope: &Scope, nicks: Vec<String>) {
-        lock(&self.published).push((scope.clone(), nicks));
+    fn publish_presence(&self, scope: &Scope, change: PresenceChange) {
+        lock(&self.published).push((scope.clone(), change));
     }
 
     fn presence(&self, scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>> {

@@ -29,7 +29,6 @@ pub mod local;
 pub mod memory;
 pub mod redis;
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -130,6 +129,22 @@ impl Scope {
             Self::Room(key.to_owned())
         }
     }
+}
+
+/// What one server says of its nicks in a [`Scope`]: all of them (when it
+/// starts, after a resync, or when asked again), or only what changed
+/// since it last spoke, so that a tick costs the changes, not the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// All of its nicks there (empty: none), replacing what it said before.
+    All(Vec<String>),
+    /// Nicks now present there and nicks now gone, since its last change.
+    Delta {
+        /// Present now, not before.
+        joined: Vec<String>,
+        /// Gone now.
+        left: Vec<String>,
+    },
 }
 
 /// Something that happened in a conversation, once stored: it has its id.
@@ -288,8 +303,9 @@ pub trait Backend: Send + Sync {
     /// [`publish_presence`](Self::publish_presence) is never needed.
     fn shares_presence(&self) -> bool;
 
-    /// Tells the other servers which nicks are in `scope` here.
-    fn publish_presence(&self, scope: &Scope, nicks: Vec<String>);
+    /// Tells the other servers how the nicks in `scope` here changed
+    /// (or, after [`HubEvents::republish`], all of them).
+    fn publish_presence(&self, scope: &Scope, change: PresenceChange);
 
     /// Who is in `scope` on each other live server.
     fn presence(&self, scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>>;
@@ -329,8 +345,9 @@ pub trait HubEvents: Send + Sync {
     /// A published [`Signal`] arrived.
     fn signal(&self, signal: Signal);
 
-    /// `peer` now has `nicks` in `scope` (empty: none).
-    fn presence(&self, peer: &str, scope: &Scope, nicks: BTreeSet<String>);
+    /// `peer`'s nicks in `scope` changed: all of them are now the ones
+    /// given, or some came and went.
+    fn presence(&self, peer: &str, scope: &Scope, change: PresenceChange);
 
     /// `peer` is gone: its nicks leave every scope.
     fn peer_gone(&self, peer: &str);

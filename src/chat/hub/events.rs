@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::proto::{CloseCode, CloseFrame};
 
-use super::super::backend::{Conversation, Event, HubEvents, Scope, Signal, Span};
+use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
 use super::{Hub, Kind, Room};
@@ -116,10 +116,25 @@ impl HubEvents for Hub {
         }
     }
 
-    fn presence(&self, peer: &str, scope: &Scope, nicks: BTreeSet<String>) {
+    fn presence(&self, peer: &str, scope: &Scope, change: PresenceChange) {
         let room = match scope {
             Scope::Online => {
-                lock(&self.remote_users).insert(peer.to_owned(), nicks);
+                let mut users = lock(&self.remote_users);
+                match change {
+                    PresenceChange::All(nicks) => {
+                        users.insert(peer.to_owned(), nicks.into_iter().collect());
+                    }
+                    PresenceChange::Delta { joined, left } => {
+                        let held = users.entry(peer.to_owned()).or_default();
+                        held.extend(joined);
+                        for nick in &left {
+                            held.remove(nick);
+                        }
+                        if held.is_empty() {
+                            users.remove(peer);
+                        }
+                    }
+                }
                 return;
             }
             Scope::Room(room) => room,
@@ -130,20 +145,43 @@ impl HubEvents for Hub {
             return;
         };
         let mut r = lock(&room_arc);
-        // A peer says all of its nicks each time: what changed is the
-        // difference from what it said last.
-        let old = r.remote.remove(peer).unwrap_or_default();
+        let mut held = r.remote.remove(peer).unwrap_or_default();
         let mut changed = false;
-        for nick in nicks.difference(&old) {
-            r.hold(nick);
-            changed = true;
+        match change {
+            // All of its nicks: what changed is the difference from what
+            // it said before (a resync, or a server's first word).
+            PresenceChange::All(nicks) => {
+                let nicks: BTreeSet<String> = nicks.into_iter().collect();
+                for nick in nicks.difference(&held) {
+                    r.hold(nick);
+                    changed = true;
+                }
+                for nick in held.difference(&nicks) {
+                    r.release(nick);
+                    changed = true;
+                }
+                held = nicks;
+            }
+            // Only what changed: the cost is the change, not the room. A
+            // nick told twice (a delta replayed after a resync) is a no-op.
+            PresenceChange::Delta { joined, left } => {
+                for nick in joined {
+                    if !held.contains(&nick) {
+                        r.hold(&nick);
+                        held.insert(nick);
+                        changed = true;
+                    }
+                }
+                for nick in left {
+                    if held.remove(&nick) {
+                        r.release(&nick);
+                        changed = true;
+                    }
+                }
+            }
         }
-        for nick in old.difference(&nicks) {
-            r.release(nick);
-            changed = true;
-        }
-        if !nicks.is_empty() {
-            r.remote.insert(peer.to_owned(), nicks);
+        if !held.is_empty() {
+            r.remote.insert(peer.to_owned(), held);
         }
         if changed {
             self.mark(room);
@@ -194,10 +232,10 @@ impl HubEvents for Hub {
 
     fn republish(&self) {
         for (name, room_arc) in self.rooms_with_members() {
-            lock(&room_arc).local_changed = true;
+            lock(&room_arc).local_all = true;
             self.mark(&name);
         }
-        self.users_changed.store(true, Ordering::Relaxed);
+        self.users_all.store(true, Ordering::Relaxed);
     }
 
     fn is_shutting_down(&self) -> bool {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::super::backend::{Conversation, Scope};
+use super::super::backend::{Conversation, PresenceChange, Scope};
 use super::super::lock;
 use super::super::protocol::{Refusal, ServerMsg};
 use super::{Hub, Kind, Room, down};
@@ -40,15 +40,18 @@ impl Hub {
             r.pending.retain(|id, _| *id > last);
         }
         for (server, nicks) in others {
-            // What the bus said since (if anything) is newer: keep it.
-            if r.remote.contains_key(&server) {
-                continue;
+            // What the bus said meanwhile (if anything) is only what
+            // changed since: add the rest to it.
+            let mut held = r.remote.remove(&server).unwrap_or_default();
+            for nick in nicks {
+                if !held.contains(&nick) {
+                    r.hold(&nick);
+                    held.insert(nick);
+                }
             }
-            let nicks: BTreeSet<String> = nicks.into_iter().collect();
-            for nick in &nicks {
-                r.hold(nick);
+            if !held.is_empty() {
+                r.remote.insert(server, held);
             }
-            r.remote.insert(server, nicks);
         }
         Ok(())
     }
@@ -91,23 +94,46 @@ impl Hub {
     pub fn flush_presence(&self) {
         let dirty = std::mem::take(&mut *lock(&self.dirty));
         let shared = self.backend.shares_presence();
-        if shared && self.users_changed.swap(false, Ordering::Relaxed) {
-            let online: Vec<String> = lock(&self.users).keys().cloned().collect();
-            self.backend.publish_presence(&Scope::Online, online);
+        if shared {
+            let all = self.users_all.swap(false, Ordering::Relaxed);
+            let changed = std::mem::take(&mut *lock(&self.users_changed));
+            let users = lock(&self.users);
+            let change = if all {
+                let mut nicks: Vec<String> = users.keys().cloned().collect();
+                nicks.sort();
+                Some(PresenceChange::All(nicks))
+            } else {
+                delta(changed, |n| users.contains_key(n))
+            };
+            drop(users);
+            if let Some(change) = change {
+                self.backend.publish_presence(&Scope::Online, change);
+            }
         }
         for name in dirty {
             let Some(room_arc) = self.find_room(&name) else {
                 continue;
             };
             let mut r = lock(&room_arc);
-            if shared && std::mem::take(&mut r.local_changed) {
-                let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
-                nicks.sort();
-                tracing::debug!(room = %name, ?nicks, "publishing our presence");
-                self.backend
-                    .publish_presence(&Scope::Room(name.clone()), nicks);
+            let all = std::mem::take(&mut r.local_all);
+            let changed = std::mem::take(&mut r.local_changed);
+            if shared {
+                // Only the nicks that came or went since the last tick:
+                // a join storm into a big room ships its joins, not the
+                // room (all of it only when asked again).
+                let change = if all {
+                    let mut nicks: Vec<String> = r.nicks.keys().cloned().collect();
+                    nicks.sort();
+                    Some(PresenceChange::All(nicks))
+                } else {
+                    delta(changed, |n| r.nicks.contains_key(n))
+                };
+                if let Some(change) = change {
+                    tracing::debug!(room = %name, ?change, "publishing our presence");
+                    self.backend
+                        .publish_presence(&Scope::Room(name.clone()), change);
+                }
             }
-            r.local_changed = false;
             if !r.changed.is_empty() || r.truncated {
                 let changed = std::mem::take(&mut r.changed);
                 let truncated = std::mem::take(&mut r.truncated);
@@ -159,4 +185,15 @@ impl Hub {
             }
         }
     }
+}
+
+/// The nicks of `changed` as a delta: the ones `present` says are here now
+/// joined, the others left (a nick that came and went within a tick is
+/// told as what it is now). `None` if nothing changed.
+fn delta(changed: BTreeSet<String>, present: impl Fn(&str) -> bool) -> Option<PresenceChange> {
+    if changed.is_empty() {
+        return None;
+    }
+    let (joined, left) = changed.into_iter().partition(|n| present(n));
+    Some(PresenceChange::Delta { joined, left })
 }

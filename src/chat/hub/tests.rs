@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::super::backend::memory::Memory;
-use super::super::backend::{Backend, Conversation, Event, HubEvents, Scope, Signal, Span};
+use super::super::backend::{
+    Backend, Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span,
+};
 use super::super::metrics::Metrics;
 use super::super::protocol::ErrorCode;
 use super::{Client, Hub, HubConfig};
@@ -271,6 +273,97 @@ fn presence_changes_between_ticks_coalesce_into_one_event_per_room() {
 }
 
 #[test]
+fn a_tick_publishes_only_the_nicks_that_came_and_went_until_all_are_asked_for() {
+    let (hub, memory) = hub_on(Memory::shared(), config());
+    let clients: Vec<_> = ["ann", "bea", "cy"]
+        .iter()
+        .map(|n| hub.register(Some(n), None, false))
+        .collect();
+    for c in &clients {
+        joined(&hub, c, "general");
+    }
+    hub.flush_presence();
+    memory.published.lock().unwrap().clear();
+    // One leaves, one comes, one comes and goes within the tick.
+    hub.leave(&clients[0], "general");
+    let dan = hub.register(Some("dan"), None, false);
+    joined(&hub, &dan, "general");
+    let eve = hub.register(Some("eve"), None, false);
+    joined(&hub, &eve, "general");
+    hub.leave(&eve, "general");
+    hub.flush_presence();
+    let room = Scope::Room("general".into());
+    let published = std::mem::take(&mut *memory.published.lock().unwrap());
+    let in_room: Vec<_> = published.iter().filter(|(s, _)| *s == room).collect();
+    assert_eq!(
+        in_room,
+        [&(
+            room.clone(),
+            PresenceChange::Delta {
+                joined: vec!["dan".into()],
+                left: vec!["ann".into(), "eve".into()],
+            }
+        )]
+    );
+    // After a resync, all of them, once.
+    hub.republish();
+    hub.flush_presence();
+    let published = std::mem::take(&mut *memory.published.lock().unwrap());
+    assert_eq!(
+        published,
+        [
+            (
+                Scope::Online,
+                PresenceChange::All(vec![
+                    "ann".into(),
+                    "bea".into(),
+                    "cy".into(),
+                    "dan".into(),
+                    "eve".into()
+                ])
+            ),
+            (
+                room,
+                PresenceChange::All(vec!["bea".into(), "cy".into(), "dan".into()])
+            )
+        ]
+    );
+}
+
+#[test]
+fn remote_deltas_join_and_leave_the_roster_and_repeating_one_changes_nothing() {
+    let (hub, _memory) = hub_on(Memory::shared(), config());
+    let ann = hub.register(Some("ann"), None, false);
+    joined(&hub, &ann, "general");
+    hub.flush_presence();
+    drain(&ann);
+    let room = Scope::Room("general".into());
+    let delta = PresenceChange::Delta {
+        joined: vec!["zed".into(), "yan".into()],
+        left: vec!["nobody".into()],
+    };
+    hub.presence("peer", &room, delta.clone());
+    hub.flush_presence();
+    assert_eq!(
+        frames(&ann),
+        [json!({"type":"presence","room":"general","joined":["yan","zed"],"left":[],"count":3})]
+    );
+    hub.presence("peer", &room, delta);
+    hub.flush_presence();
+    assert!(frames(&ann).is_empty(), "a replayed delta is a no-op");
+    hub.presence(
+        "peer",
+        &room,
+        PresenceChange::Delta {
+            joined: vec![],
+            left: vec!["zed".into()],
+        },
+    );
+    hub.flush_presence();
+    assert_eq!(frames(&ann)[0]["left"], json!(["zed"]));
+}
+
+#[test]
 fn shared_presence_is_published_once_per_tick_and_remote_nicks_join_the_roster() {
     let memory = Memory::shared();
     memory.others.lock().unwrap().insert(
@@ -283,10 +376,11 @@ fn shared_presence_is_published_once_per_tick_and_remote_nicks_join_the_roster()
     assert_eq!(joined(&hub, &bob, "general").0, ["bob", "zed"]);
     joined(&hub, &bo, "general");
     hub.flush_presence();
-    let mut published = std::mem::take(&mut *memory.published.lock().unwrap());
-    // The online list comes in the users map's order.
-    published[0].1.sort();
-    let both = vec!["bo".to_owned(), "bob".to_owned()];
+    let published = std::mem::take(&mut *memory.published.lock().unwrap());
+    let both = PresenceChange::Delta {
+        joined: vec!["bo".to_owned(), "bob".to_owned()],
+        left: vec![],
+    };
     assert_eq!(
         published,
         [
@@ -298,10 +392,18 @@ fn shared_presence_is_published_once_per_tick_and_remote_nicks_join_the_roster()
     assert!(memory.published.lock().unwrap().is_empty());
     drain(&bob);
     // The other server's user leaves; then the server itself is gone.
-    hub.presence("peer", &Scope::Room("general".into()), Default::default());
+    hub.presence(
+        "peer",
+        &Scope::Room("general".into()),
+        PresenceChange::All(vec![]),
+    );
     hub.flush_presence();
     assert_eq!(frames(&bob)[0]["left"], json!(["zed"]));
-    hub.presence("peer", &Scope::Online, ["yan".to_owned()].into());
+    hub.presence(
+        "peer",
+        &Scope::Online,
+        PresenceChange::All(vec!["yan".to_owned()]),
+    );
     assert!(hub.dm(&bob, "yan", "hi", "c").is_ok(), "online elsewhere");
     hub.peer_gone("peer");
     assert_eq!(
@@ -639,7 +741,7 @@ fn the_count_and_the_pages_include_other_servers_members() {
     hub.presence(
         "peer",
         &Scope::Room("general".into()),
-        ["bea".to_owned()].into(),
+        PresenceChange::All(vec!["bea".to_owned()]),
     );
     hub.flush_presence();
     assert!(frames(&ann).is_empty(), "no one came or went");

@@ -6,9 +6,10 @@
 //! The servers of one chat share this format and nothing negotiates it:
 //! they run the same version (a stored event travels as
 //! `{"t":"stored","id":…,"event":{…}}` since the backend seam; before it,
-//! as `msg` and `dm` events).
+//! as `msg` and `dm` events; presence travels as numbered changes,
+//! `presence_delta`, since issue 15, where it was each server's whole
+//! list every tick).
 
-use std::collections::BTreeSet;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{Backoff, IO_TIMEOUT, Redis};
-use crate::chat::backend::{Conversation, Event, HubEvents, NewEvent, Scope, Signal};
-use crate::chat::lock;
+use crate::chat::backend::{
+    Conversation, Event, HubEvents, NewEvent, PresenceChange, Scope, Signal,
+};
 
 /// The channel every server subscribes to.
 pub(super) const BUS: &str = "chat:bus";
@@ -44,14 +46,31 @@ pub(super) enum Bus {
         /// Who.
         user: String,
     },
-    /// Who is in a room on one server (`*`: who is online there).
+    /// All of one server's nicks in a room (`*`: who is online there),
+    /// after it lost its link; rare.
     Presence {
         /// The server.
         s: String,
+        /// Its presence sequence number (one more for each change).
+        n: u64,
         /// The presence key ([`Scope::key`]).
         room: String,
         /// Its nicks there.
         nicks: Vec<String>,
+    },
+    /// The nicks that came to and left a room (`*`: online) on one server
+    /// within one presence tick: the usual presence event.
+    PresenceDelta {
+        /// The server.
+        s: String,
+        /// Its presence sequence number: one more than its last change.
+        n: u64,
+        /// The presence key ([`Scope::key`]).
+        room: String,
+        /// Nicks present there now, not before.
+        joined: Vec<String>,
+        /// Nicks gone from there.
+        left: Vec<String>,
     },
     /// A nick's owner reconnected elsewhere, with its session secret:
     /// the server holding it closes that connection (4000).
@@ -65,6 +84,10 @@ pub(super) enum Bus {
     Hb {
         /// The server.
         s: String,
+        /// The sequence number of its last presence change (so that a
+        /// server heard from for the first time can be read from there).
+        #[serde(default)]
+        n: u64,
     },
 }
 
@@ -169,20 +192,20 @@ impl Redis {
                     };
                     self.metrics.bus_in.fetch_add(1, Ordering::Relaxed);
                     match serde_json::from_slice::<Bus>(msg.get_payload_bytes()) {
-                        Ok(Bus::Hb { s }) if s == self.id => {
+                        Ok(Bus::Hb { s, .. }) if s == self.id => {
                             last_own = Instant::now();
                             if !confirmed {
                                 confirmed = true;
                                 backoff.reset();
                                 // Whatever was published while we were not
                                 // listening is in the streams; who is where
-                                // is in the presence hashes. Read both
+                                // is in the presence sets. Read both
                                 // before saying we are up.
                                 self.resync(hub).await;
                                 self.set_state(None, Some(true));
                             }
                         }
-                        Ok(event) => self.on_bus(hub, event),
+                        Ok(event) => self.on_bus(hub, event).await,
                         Err(e) => {
                             self.metrics.bus_bad.fetch_add(1, Ordering::Relaxed);
                             warn!(error = %e, "redis: unreadable bus event");
@@ -203,8 +226,9 @@ impl Redis {
     }
 
     /// An event from another server (or, for stored events and typing,
-    /// from this one too), to the hub.
-    fn on_bus(self: &Arc<Self>, hub: &Arc<dyn HubEvents>, event: Bus) {
+    /// from this one too), to the hub. Awaited in the subscription's loop:
+    /// a presence resync it starts ends before the next event is read.
+    async fn on_bus(self: &Arc<Self>, hub: &Arc<dyn HubEvents>, event: Bus) {
         match event {
             Bus::Stored { id, event } => hub.stored(event.with_id(id)),
             Bus::Typing { room, user } => hub.signal(Signal::Typing { room, user }),
@@ -215,27 +239,29 @@ impl Redis {
                     hub.signal(Signal::Replaced { nick });
                 }
             }
-            Bus::Presence { s, room, nicks } => {
-                if s == self.id {
-                    return;
-                }
-                let scope = Scope::from_key(&room);
-                self.seen(&s, &scope, !nicks.is_empty());
-                let nicks: BTreeSet<String> = nicks.into_iter().collect();
-                tracing::debug!(%room, ?nicks, "presence from another server");
-                hub.presence(&s, &scope, nicks);
-            }
-            Bus::Hb { s } => {
-                let new = lock(&self.servers)
-                    .insert(s.clone(), Instant::now())
-                    .is_none();
-                if new && s != self.id {
-                    // A server we did not know (or had given up on): learn
-                    // where its users are.
-                    let (this, hub) = (self.clone(), hub.clone());
-                    tokio::spawn(async move { this.load_presence(&hub).await });
+            Bus::Presence { s, n, room, nicks } => {
+                if s != self.id {
+                    let change = PresenceChange::All(nicks);
+                    tracing::debug!(%room, ?change, "presence from another server");
+                    self.on_presence(hub, &s, n, Scope::from_key(&room), change)
+                        .await;
                 }
             }
+            Bus::PresenceDelta {
+                s,
+                n,
+                room,
+                joined,
+                left,
+            } => {
+                if s != self.id {
+                    let change = PresenceChange::Delta { joined, left };
+                    tracing::debug!(%room, ?change, "presence from another server");
+                    self.on_presence(hub, &s, n, Scope::from_key(&room), change)
+                        .await;
+                }
+            }
+            Bus::Hb { s, n } => self.on_heartbeat(hub, &s, n).await,
         }
     }
 }

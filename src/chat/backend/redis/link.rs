@@ -95,8 +95,9 @@ impl Redis {
     /// Queues commands for the writer; dropped if Redis is away or too
     /// slow (what they carry is sent again: presence at a resync,
     /// sessions at the next connection).
-    pub(super) fn send(&self, cmds: Vec<redis::Cmd>) {
-        let _ = self.commands.try_send(Command::Cmds(cmds));
+    /// Returns whether they were queued.
+    pub(super) fn send(&self, cmds: Vec<redis::Cmd>) -> bool {
+        self.commands.try_send(Command::Cmds(cmds)).is_ok()
     }
 
     /// Waits (up to `limit`) until the commands queued before this call
@@ -128,9 +129,14 @@ impl Redis {
             while let Ok(more) = rx.try_recv() {
                 add(more);
             }
-            let _: RedisResult<()> = self
+            let written: RedisResult<()> = self
                 .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
                 .await;
+            if written.is_err() {
+                // Some presence may have been in it: the sets in Redis
+                // would miss it until we publish all of ours again.
+                self.presence_lost.store(true, Ordering::Relaxed);
+            }
             for done in synced {
                 let _ = done.send(());
             }

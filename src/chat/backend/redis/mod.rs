@@ -10,15 +10,26 @@
 //!  ◀── SUBSCRIBE chat:bus ─────────────┴───────────── SUBSCRIBE chat:bus ──▶
 //! ```
 //!
-//! | key                     | type                      | holds                                   |
-//! |-------------------------|---------------------------|-----------------------------------------|
-//! | `chat:id:{room}`        | string, `INCR`            | the room's last message id              |
-//! | `chat:log:{room}`       | stream, entry `{id}-0`    | history, trimmed to about N entries     |
-//! | `chat:op:{op}`          | string, 5 min             | the id a post got (retries are no-ops)  |
-//! | `chat:presence:{room}`  | hash: server → nicks      | who is in the room, per server          |
-//! | `chat:alive:{server}`   | string with a TTL         | a server's heartbeat                    |
-//! | `chat:session:{nick}`   | string, 1 day             | the secret that reclaims a nick anywhere |
-//! | `chat:bus`              | pub/sub channel           | stored, typing, presence, hb events     |
+//! | key                          | type                   | holds                                     |
+//! |------------------------------|------------------------|-------------------------------------------|
+//! | `chat:id:{room}`             | string, `INCR`         | the room's last message id                |
+//! | `chat:log:{room}`            | stream, entry `{id}-0` | history, trimmed to about N entries       |
+//! | `chat:op:{op}`               | string, 5 min          | the id a post got (retries are no-ops)    |
+//! | `chat:present:{room}`        | set of server ids      | servers with (or lately with) nicks there |
+//! | `chat:nicks:{server}:{room}` | set of nicks           | who is in the room on that server         |
+//! | `chat:alive:{server}`        | string with a TTL      | a server's heartbeat                      |
+//! | `chat:session:{nick}`        | string, 1 day          | the secret that reclaims a nick anywhere  |
+//! | `chat:bus`                   | pub/sub channel        | stored, typing, presence, hb events       |
+//!
+//! Presence travels on the bus as changes, each numbered by its server
+//! (`n`, one more each time; a heartbeat carries the last one), and is
+//! applied to that server's set before it is published ([`presence`]):
+//!
+//! ```text
+//! {"t":"presence_delta","s":server,"n":7,"room":"general","joined":["ann"],"left":["bob"]}
+//! {"t":"presence","s":server,"n":8,"room":"*","nicks":["ann","cy"]}   (all: after a resync)
+//! {"t":"hb","s":server,"n":8}
+//! ```
 //!
 //! A DM conversation's key is `@a|b` (the two nicks, sorted;
 //! [`Conversation::key`]) and the online users' presence key is `*`
@@ -28,8 +39,8 @@
 //! the writer of fire-and-forget commands), [`posts`] (the queue of appends
 //! and the script that stores them), [`bus`] (the events on `chat:bus` and
 //! the subscription), [`order`] (the streams: history, ranges, gap fill,
-//! resync) and [`presence`] (presence hashes, heartbeats, dead servers,
-//! sessions). Each reaches the hub only through [`HubEvents`].
+//! resync) and [`presence`] (presence sets and changes, heartbeats, dead
+//! servers, sessions). Each reaches the hub only through [`HubEvents`].
 //!
 //! # Ordering and loss
 //!
@@ -78,8 +89,8 @@ use tokio::sync::Notify;
 use self::link::Command;
 use self::posts::Post;
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, Reply, Scope, Signal,
-    Span, Unavailable,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
+    Reply, Scope, Signal, Span, Unavailable,
 };
 use crate::chat::{RedactedUrl, lock, metrics, random_token};
 
@@ -141,6 +152,9 @@ struct RedisMetrics {
     bus_in: AtomicU64,
     /// Events on the bus that did not parse.
     bus_bad: AtomicU64,
+    /// Times another server's presence sets were read again (a change
+    /// missed, or a server heard from for the first time).
+    presence_resyncs: AtomicU64,
 }
 
 /// This server's link to Redis: the state of every part (each part's
@@ -167,8 +181,16 @@ pub struct Redis {
     servers: Mutex<HashMap<Peer, Instant>>,
     /// The rooms each other server was last seen to have users in, in
     /// memory here or not, so that a dead server's entries leave every
-    /// room's presence hash. A leaf lock.
+    /// room's presence sets. A leaf lock.
     rooms_of: Mutex<HashMap<Peer, BTreeSet<String>>>,
+    /// The sequence number of our last presence change on the bus.
+    presence_seq: AtomicU64,
+    /// The last presence sequence number heard from each other server:
+    /// one beyond the next means a change was missed (a leaf lock).
+    heard: Mutex<HashMap<Peer, u64>>,
+    /// Some of our presence may not have reached Redis (a command dropped
+    /// or failed): the next heartbeat asks the hub for all of it again.
+    presence_lost: AtomicBool,
     hub: OnceLock<Weak<dyn HubEvents>>,
     /// Itself, for the tasks a call spawns (a fill).
     me: Weak<Redis>,
@@ -201,6 +223,9 @@ impl Redis {
             in_flight: AtomicU64::new(0),
             servers: Mutex::new(HashMap::new()),
             rooms_of: Mutex::new(HashMap::new()),
+            presence_seq: AtomicU64::new(0),
+            heard: Mutex::new(HashMap::new()),
+            presence_lost: AtomicBool::new(false),
             hub: OnceLock::new(),
             me: me.clone(),
             metrics: RedisMetrics::default(),
@@ -237,8 +262,11 @@ fn key_id(key: &str) -> String {
 fn key_log(key: &str) -> String {
     format!("chat:log:{key}")
 }
-fn key_presence(scope: &Scope) -> String {
-    format!("chat:presence:{}", scope.key())
+fn key_present(scope: &Scope) -> String {
+    format!("chat:present:{}", scope.key())
+}
+fn key_nicks(server: &str, scope: &Scope) -> String {
+    format!("chat:nicks:{server}:{}", scope.key())
 }
 fn key_alive(server: &str) -> String {
     format!("chat:alive:{server}")
@@ -308,8 +336,8 @@ impl Backend for Redis {
         true
     }
 
-    fn publish_presence(&self, scope: &Scope, nicks: Vec<String>) {
-        self.publish_nicks(scope, nicks);
+    fn publish_presence(&self, scope: &Scope, change: PresenceChange) {
+        self.publish_change(scope, change);
     }
 
     fn presence(&self, scope: &Scope) -> Reply<'_, Vec<(Peer, Vec<String>)>> {
@@ -347,7 +375,7 @@ impl Backend for Redis {
     fn render_metrics(&self) -> String {
         let m = &self.metrics;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 11] = [
+        let rows: [(&str, &str, &str, u64); 12] = [
             (
                 "chat_redis_up",
                 "gauge",
@@ -413,6 +441,12 @@ impl Backend for Redis {
                 "counter",
                 "Events on the bus that did not parse (dropped).",
                 get(&m.bus_bad),
+            ),
+            (
+                "chat_redis_presence_resyncs_total",
+                "counter",
+                "Times a server's presence sets were read again (a change missed, or a new server).",
+                get(&m.presence_resyncs),
             ),
         ];
         let mut out = String::new();

@@ -194,6 +194,9 @@ pub async fn run(a: Args) -> Result<Report, String> {
     Ok(Report { json, human })
 }
 
+/// What the history page, and only it, carries.
+const HISTORY: &[u8] = br#""type":"history""#;
+
 /// Connects, and with `hello` says it and reads until the history page
 /// (the last reply to a `hello` that joins one room); the stream and the
 /// bytes read past what was waited for.
@@ -212,7 +215,7 @@ async fn joined(
             if f.opcode == OP_CLOSE {
                 return Err(std::io::Error::other("server sent Close while joining"));
             }
-            if f.opcode == OP_TEXT && payload.windows(18).any(|w| w == br#""type":"history""#) {
+            if f.opcode == OP_TEXT && payload.windows(HISTORY.len()).any(|w| w == HISTORY) {
                 return Ok((stream, rb.into_rest()));
             }
         }

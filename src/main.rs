@@ -58,9 +58,12 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
         /// Most TCP connections open at once: WebSockets, page requests
-        /// and handshakes in progress. Beyond it: HTTP 503.
-        #[arg(long, default_value_t = 10_000)]
-        max_connections: usize,
+        /// and handshakes in progress. Beyond it: HTTP 503. Default: what
+        /// the file-descriptor limit allows (the soft limit is raised to
+        /// the hard one, ulimit -Hn, less 192 kept for the server itself);
+        /// a value above that is lowered to it, with a warning.
+        #[arg(long)]
+        max_connections: Option<usize>,
         /// Most rooms held in memory at once (a room with nobody in it
         /// leaves memory; its history stays in --db).
         #[arg(long, default_value_t = 50_000)]

@@ -558,7 +558,7 @@ async fn pages_probes_and_limits_are_served_on_the_same_port() {
     let mut c = config("http");
     // Every TCP connection counts, from its accept: alice's WebSocket and
     // one idle socket fill the server.
-    c.max_connections = 2;
+    c.max_connections = Some(2);
     let server = ChatServer::start(c).await;
     assert!(
         http_get(server.addr, "/healthz")

@@ -80,7 +80,10 @@ pub struct Client {
     pub session: String,
     /// What to send it.
     pub outbox: Outbox,
-    rooms: Mutex<BTreeSet<String>>,
+    /// The rooms it is in, sorted: at most [`MAX_ROOMS`], so a `Vec`
+    /// searched in place, which holds one name's room for one room (a
+    /// `BTreeSet` holds a 280-byte node from its first name on).
+    rooms: Mutex<Vec<String>>,
     /// Its connection has ended.
     gone: AtomicBool,
 }
@@ -98,7 +101,32 @@ impl Client {
 
     /// Whether it is in `room`.
     pub fn in_room(&self, room: &str) -> bool {
-        lock(&self.rooms).contains(room)
+        lock(&self.rooms).iter().any(|r| r == room)
+    }
+
+    /// Adds `room` to its rooms; false if it was in it already.
+    fn enter(&self, room: &str) -> bool {
+        let mut rooms = lock(&self.rooms);
+        let Err(at) = rooms.binary_search_by(|r| r.as_str().cmp(room)) else {
+            return false;
+        };
+        // Grown one at a time: joins are rare, and most members are in
+        // one room or a few.
+        rooms.reserve_exact(1);
+        rooms.insert(at, room.to_owned());
+        true
+    }
+
+    /// Removes `room` from its rooms; false if it was not in it.
+    fn exit(&self, room: &str) -> bool {
+        let mut rooms = lock(&self.rooms);
+        match rooms.binary_search_by(|r| r.as_str().cmp(room)) {
+            Ok(at) => {
+                rooms.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -443,7 +471,7 @@ impl Hub {
             nick: nick.clone(),
             session,
             outbox: Outbox::new(self.config.outbox_limit),
-            rooms: Mutex::new(BTreeSet::new()),
+            rooms: Mutex::new(Vec::new()),
             gone: AtomicBool::new(false),
         });
         if !users.contains_key(&nick) {
@@ -480,7 +508,7 @@ impl Hub {
     pub async fn join(&self, client: &Arc<Client>, room: &str) -> Result<Joined, JoinError> {
         {
             let rooms = lock(&client.rooms);
-            if !rooms.contains(room) && rooms.len() >= MAX_ROOMS {
+            if !rooms.iter().any(|r| r == room) && rooms.len() >= MAX_ROOMS {
                 return Err(JoinError::Refused(Refusal::new(
                     ErrorCode::TooManyRooms,
                     format!("at most {MAX_ROOMS} rooms"),
@@ -503,7 +531,7 @@ impl Hub {
                 self.mark(room);
                 return Err(JoinError::Unavailable(refusal));
             }
-            lock(&client.rooms).insert(room.to_owned());
+            client.enter(room);
             if r.members.insert(client.id, client.clone()).is_none() {
                 let count = r.nicks.entry(client.nick.clone()).or_insert(0);
                 *count += 1;
@@ -519,7 +547,7 @@ impl Hub {
 
     /// Leaves `room` (nothing if not in it).
     pub fn leave(&self, client: &Arc<Client>, room: &str) {
-        if !lock(&client.rooms).remove(room) {
+        if !client.exit(room) {
             return;
         }
         let Some(room_arc) = self.find_room(room) else {

@@ -29,6 +29,7 @@
 
 mod admission;
 mod backend;
+pub mod fdlimit;
 mod http;
 mod hub;
 mod metrics;
@@ -94,10 +95,18 @@ pub struct ChatConfig {
     /// a file descriptor and a task from the moment it is accepted, so
     /// each counts from then. One beyond gets HTTP 503 with `Retry-After`,
     /// before its request is read (over TLS: closed, see `http.rs`).
-    /// Default 10,000. Each connection is a file descriptor: with `ulimit
-    /// -n` below this, `accept` runs out first (EMFILE) and the accept
-    /// loop waits (10 ms doubling to 1 s) until connections close.
-    pub max_connections: usize,
+    ///
+    /// [`serve`] first raises the process's soft file-descriptor limit to
+    /// its hard one ([`fdlimit::raise`]). `None` (the default): as many as
+    /// that limit leaves room for, less [`fdlimit::RESERVED_FDS`] for the
+    /// database, Redis, the listening socket and refusals being answered
+    /// (19,808 under a hard limit of 20,000). `Some(n)` above that is
+    /// lowered to it, with a warning: beyond it `accept` would fail
+    /// (EMFILE) and the clients over the limit would wait in the backlog,
+    /// told nothing, instead of getting their 503. If `accept` fails
+    /// anyway, the accept loop waits (10 ms doubling to 1 s) until
+    /// connections close.
+    pub max_connections: Option<usize>,
     /// Most TCP connections open at once from one client address (IPv6:
     /// one /64), so one client cannot take every slot. `0`: no limit.
     /// Loopback counts like any address. Default 64: a browser holds one
@@ -221,7 +230,7 @@ impl ChatConfig {
             jwt_secret: None,
             #[cfg(feature = "tls")]
             tls: None,
-            max_connections: 10_000,
+            max_connections: None,
             max_per_ip: 64,
             max_handshakes_per_ip: 16,
             public_origin: None,
@@ -244,6 +253,39 @@ impl ChatConfig {
             redis: None,
         }
     }
+}
+
+/// Raises the file-descriptor limit and settles `max_connections` under
+/// it (see [`ChatConfig::max_connections`]), saying what it chose.
+fn connection_limit(requested: Option<usize>) -> usize {
+    let limit = match fdlimit::raise() {
+        Ok(limit) => limit,
+        Err(e) => {
+            // No limit to read: trust the request, or take 10,000.
+            let chosen = requested.unwrap_or(10_000);
+            warn!(error = %e, max_connections = chosen, "file-descriptor limit unknown");
+            return chosen;
+        }
+    };
+    let (chosen, lowered) = fdlimit::max_connections(requested, limit.soft);
+    if lowered {
+        warn!(
+            requested = requested.unwrap_or_default(),
+            max_connections = chosen,
+            fd_limit = limit.soft,
+            reserved = fdlimit::RESERVED_FDS,
+            "--max-connections lowered to what the file-descriptor limit allows (raise the hard limit, ulimit -Hn, for more)"
+        );
+    } else {
+        info!(
+            max_connections = chosen,
+            fd_limit = limit.soft,
+            fd_limit_was = limit.was,
+            reserved = fdlimit::RESERVED_FDS,
+            "connection limit"
+        );
+    }
+    chosen
 }
 
 /// Serves the chat on `listener` until `shutdown` resolves, then closes
@@ -297,9 +339,10 @@ pub async fn serve(
         transport: config.transport_config(),
         config: config.clone(),
     });
+    let max_connections = connection_limit(config.max_connections);
     let admission = admission::Admission::new(
         admission::Limits {
-            max_connections: config.max_connections,
+            max_connections,
             max_per_ip: config.max_per_ip,
             max_handshakes_per_ip: config.max_handshakes_per_ip,
         },

@@ -197,6 +197,16 @@ impl Outbox {
             out.extend(lane.pop_front());
         }
         s.bytes -= taken;
+        // An emptied lane gives its buffer back: an idle member's outbox
+        // holds nothing (each lane keeps 288 bytes from its first frame
+        // on otherwise, `tests/chat_idle_memory.rs`). It costs a busy one
+        // an allocation per burst of frames, not per frame.
+        let state = &mut *s;
+        for lane in [&mut state.replies, &mut state.frames] {
+            if lane.is_empty() && lane.capacity() > 0 {
+                *lane = VecDeque::new();
+            }
+        }
         let close = if s.replies.is_empty() && s.frames.is_empty() {
             s.close.take()
         } else {

@@ -139,45 +139,32 @@ fn abuse_close() -> CloseFrame {
 
 /// Runs a session on an upgraded connection (over TCP or TLS) until it
 /// ends.
+///
+/// The connection's task holds this future for the connection's whole
+/// life, so what runs once (waiting for `hello`, checking it, the joins
+/// and replays of `start`) and what is rare (a join, a history page, a
+/// look-up for a DM) is boxed, and freed when done: an idle member's
+/// future is then little more than its [`WebSocket`] (its size is
+/// asserted in `tests/chat_idle_memory.rs`). The [`WebSocket`] comes
+/// boxed for the same reason: an async fn keeps its arguments in its
+/// future apart from the locals they are moved into, so a `WebSocket`
+/// passed by value would be held twice, here and in the [`Session`].
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocket<S>,
+    mut ws: Box<WebSocket<S>>,
     hub: Arc<Hub>,
     auth: Arc<Auth>,
     rate: Option<RateLimit>,
     query_token: Option<String>,
 ) {
     let mut limiter = Limiter::new(rate);
-    let Some(hello) = wait_for_hello(&mut ws, &mut limiter, &hub).await else {
+    // Each box is made in a statement of its own: a temporary lives to
+    // the end of its statement, so `Box::pin(f()).await` would keep room
+    // for the unboxed `f()` in this future after all.
+    let greeting = Box::pin(greet(&mut ws, &mut limiter, &hub, &auth, query_token));
+    let greeted = greeting.await;
+    let Some((client, resume)) = greeted else {
         return;
     };
-    let ClientMsg::Hello {
-        nick,
-        token,
-        session,
-        resume,
-    } = hello
-    else {
-        return;
-    };
-    let nick = match &*auth {
-        Auth::Anonymous => nick,
-        Auth::Jwt(key) => {
-            let checked = match token.or(query_token) {
-                Some(t) => verify(key, &t),
-                None => Err("a token is required"),
-            };
-            match checked {
-                Ok(nick) => Some(nick),
-                Err(why) => {
-                    let code = CloseCode::try_from(4001).unwrap_or(CloseCode::POLICY_VIOLATION);
-                    let _ = ws.close(Some(CloseFrame::new(code, why))).await;
-                    return;
-                }
-            }
-        }
-    };
-    let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
-    let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
     hub.metrics.connections.inc();
     hub.metrics.connections_total.inc();
     let deflate = ws.connection().deflate_enabled();
@@ -193,13 +180,56 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         deflate,
     };
     async {
-        session.start(resume).await;
+        let starting = Box::pin(session.start(resume));
+        starting.await;
         session.serve().await;
     }
     .instrument(span)
     .await;
     hub.unregister(&client);
     hub.metrics.connections.dec();
+}
+
+/// The session's opening: its `hello`, checked (the token too, with
+/// authentication), and the client registered under its nick; then the
+/// rooms to resume, if it named any. `None`: the connection ended, or
+/// was closed for its `hello`.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    limiter: &mut Limiter,
+    hub: &Hub,
+    auth: &Auth,
+    query_token: Option<String>,
+) -> Option<(Arc<Client>, Option<BTreeMap<String, u64>>)> {
+    let ClientMsg::Hello {
+        nick,
+        token,
+        session,
+        resume,
+    } = wait_for_hello(ws, limiter, hub).await?
+    else {
+        return None;
+    };
+    let nick = match auth {
+        Auth::Anonymous => nick,
+        Auth::Jwt(key) => {
+            let checked = match token.or(query_token) {
+                Some(t) => verify(key, &t),
+                None => Err("a token is required"),
+            };
+            match checked {
+                Ok(nick) => Some(nick),
+                Err(why) => {
+                    let code = CloseCode::try_from(4001).unwrap_or(CloseCode::POLICY_VIOLATION);
+                    let _ = ws.close(Some(CloseFrame::new(code, why))).await;
+                    return None;
+                }
+            }
+        }
+    };
+    let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
+    let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
+    Some((client, resume))
 }
 
 /// Reads frames until a `hello`; anything else gets `hello_required`.
@@ -310,7 +340,7 @@ fn newest_that_fit(mut messages: Vec<ChatMessage>) -> (Vec<ChatMessage>, bool) {
 }
 
 struct Session<S> {
-    ws: WebSocket<S>,
+    ws: Box<WebSocket<S>>,
     hub: Arc<Hub>,
     client: Arc<Client>,
     limiter: Limiter,
@@ -520,7 +550,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Next::Event(Some(Ok(Message::Text(text)))) => {
                     self.hub.metrics.messages_in.inc();
-                    self.handle(text.as_str()).await;
+                    // Boxed: a request is parsed into a `ClientMsg` and
+                    // may join, page history or look a user up, all of
+                    // which an idle member would otherwise carry room for;
+                    // one allocation per request, beside the parse's own.
+                    let handling = Box::pin(self.handle(text.as_str()));
+                    handling.await;
                 }
                 Next::Event(Some(Ok(Message::Binary(_)))) => {
                     self.hub.metrics.messages_in.inc();
@@ -565,7 +600,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 &Refusal::new(ErrorCode::InvalidField, "hello was already said"),
                 None,
             ),
-            ClientMsg::Join { room } => self.join(&room, None).await,
+            ClientMsg::Join { room } => Box::pin(self.join(&room, None)).await,
             ClientMsg::Leave { room } => self.hub.leave(&self.client, &room),
             ClientMsg::Msg {
                 room,
@@ -581,7 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 text,
                 client_id,
             } => {
-                self.hub.refresh_online(&to).await;
+                Box::pin(self.hub.refresh_online(&to)).await;
                 if let Err(refusal) = self.hub.dm(&self.client, &to, &text, &client_id) {
                     self.refuse(&refusal, Some(&client_id));
                 }
@@ -604,7 +639,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 let before = before.unwrap_or(u64::MAX);
                 let limit = limit.unwrap_or(DEFAULT_HISTORY);
-                self.send_history(&room, before, limit).await;
+                Box::pin(self.send_history(&room, before, limit)).await;
             }
             ClientMsg::Members {
                 room,

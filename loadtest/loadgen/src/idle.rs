@@ -4,6 +4,12 @@
 //! open and a second has passed, and at the end of `--hold`; the report
 //! divides the growth at the end by the number of connections. Connections
 //! stay silent (they only answer pings), as a real idle client would.
+//!
+//! With `--hello`, each connection is a chat member: it says `hello` (nick
+//! `idle<N>`, which joins `general`) and counts as open once its history
+//! page has come, so the time to connect is the time to connect and join
+//! them all. The kernel's TCP memory (`/proc/net/sockstat`, both sides'
+//! sockets) is reported apart from the server's RSS.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +39,25 @@ pub struct Args {
     /// Handshakes at a time.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Each connection says `hello` to the chat (joining `general`) and
+    /// waits for its history before it counts as open.
+    #[arg(long)]
+    hello: bool,
+}
+
+/// The kernel's TCP socket memory, in bytes: the `mem` pages of the `TCP:`
+/// line of /proc/net/sockstat (every TCP socket of the machine's network
+/// namespace, ours and the server's).
+fn tcp_mem_bytes() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "mem" {
+            return words.next()?.parse::<u64>().ok().map(|pages| pages * 4096);
+        }
+    }
+    None
 }
 
 pub async fn run(a: Args) -> Result<Report, String> {
@@ -43,13 +68,18 @@ pub async fn run(a: Args) -> Result<Report, String> {
     let pid = a.pid.to_string();
     let before = procfs::rss_bytes(&pid).ok_or("cannot read the server's RSS")?;
     let cpu_before = procfs::sample(Some(a.pid));
+    let tcp_before = tcp_mem_bytes().unwrap_or(0);
     let started = Instant::now();
 
     let gate = Arc::new(Semaphore::new(a.concurrency.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<bool>(a.conns);
     let mut tasks = Vec::with_capacity(a.conns);
-    for _ in 0..a.conns {
+    for i in 0..a.conns {
+        let hello = a.hello.then(|| {
+            let json = json!({"type": "hello", "nick": format!("idle{i}")}).to_string();
+            wire::encode(OP_TEXT, json.as_bytes())
+        });
         let (target, gate, open, mut stop) = (
             target.clone(),
             gate.clone(),
@@ -59,7 +89,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
         tasks.push(tokio::spawn(async move {
             let conn = {
                 let _permit = gate.acquire().await;
-                wire::connect(&target).await
+                joined(&target, hello.as_deref()).await
             };
             let (mut stream, rest) = match conn {
                 Ok(c) => c,
@@ -109,6 +139,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
     tokio::time::sleep(Duration::from_secs(a.hold)).await;
     let end = procfs::rss_bytes(&pid).unwrap_or(0);
     let cpu_end = procfs::sample(Some(a.pid));
+    let tcp_end = tcp_mem_bytes().unwrap_or(0);
     let _ = stop_tx.send(true);
     let mut dropped = 0usize;
     for t in tasks {
@@ -128,8 +159,9 @@ pub async fn run(a: Args) -> Result<Report, String> {
         _ => None,
     };
     let human = format!(
-        "idle {} conns ({} open, {} failed, {} dropped while held) in {:.1} s: server RSS {:.1} MiB -> {:.1} MiB = {:.0} bytes per connection ({:.2} KiB)",
+        "idle {} conns{} ({} open, {} failed, {} dropped while held) in {:.1} s: server RSS {:.1} MiB -> {:.1} MiB = {:.0} bytes per connection ({:.2} KiB); kernel TCP memory +{:.1} MiB",
         a.conns,
+        if a.hello { " said hello" } else { "" },
         open,
         failed,
         dropped,
@@ -137,7 +169,8 @@ pub async fn run(a: Args) -> Result<Report, String> {
         before as f64 / 1048576.0,
         end as f64 / 1048576.0,
         per_conn,
-        per_conn / 1024.0
+        per_conn / 1024.0,
+        tcp_end.saturating_sub(tcp_before) as f64 / 1048576.0
     );
     let json = json!({
         "scenario": "idle",
@@ -151,9 +184,43 @@ pub async fn run(a: Args) -> Result<Report, String> {
         "rss_before_bytes": before,
         "rss_open_bytes": after_open,
         "rss_end_bytes": end,
+        "hello": a.hello,
+        "tcp_mem_before_bytes": tcp_before,
+        "tcp_mem_end_bytes": tcp_end,
         "bytes_per_conn": per_conn.round(),
         "server_cpu_s": server_cpu,
         "gen_cpu_s": round3(cpu_end.own_cpu - cpu_before.own_cpu),
     });
     Ok(Report { json, human })
+}
+
+/// What the history page, and only it, carries.
+const HISTORY: &[u8] = br#""type":"history""#;
+
+/// Connects, and with `hello` says it and reads until the history page
+/// (the last reply to a `hello` that joins one room); the stream and the
+/// bytes read past what was waited for.
+async fn joined(
+    target: &Target,
+    hello: Option<&[u8]>,
+) -> std::io::Result<(tokio::net::TcpStream, Vec<u8>)> {
+    let (mut stream, rest) = wire::connect(target).await?;
+    let Some(hello) = hello else {
+        return Ok((stream, rest));
+    };
+    stream.write_all(hello).await?;
+    let mut rb = ReadBuf::new(rest, 1 << 20);
+    loop {
+        while let Some((f, payload)) = rb.next_frame()? {
+            if f.opcode == OP_CLOSE {
+                return Err(std::io::Error::other("server sent Close while joining"));
+            }
+            if f.opcode == OP_TEXT && payload.windows(HISTORY.len()).any(|w| w == HISTORY) {
+                return Ok((stream, rb.into_rest()));
+            }
+        }
+        if rb.fill(&mut stream).await? == 0 {
+            return Err(std::io::Error::other("server closed while joining"));
+        }
+    }
 }

@@ -218,6 +218,12 @@ impl ReadBuf {
         stream.read_buf(&mut self.buf).await
     }
 
+    /// The bytes not yet parsed, for a new buffer.
+    pub fn into_rest(mut self) -> Vec<u8> {
+        self.buf.drain(..self.pos);
+        self.buf
+    }
+
     /// The next whole frame, its payload borrowed from the buffer.
     pub fn next_frame(&mut self) -> io::Result<Option<(Frame, &[u8])>> {
         let rest = &self.buf[self.pos..];

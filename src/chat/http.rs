@@ -585,6 +585,7 @@ mod tests {
             },
             lingering: Arc::new(Semaphore::new(MAX_LINGERING)),
             origin_logged: std::sync::Mutex::new(None),
+            transport: transport.clone(),
             config: config.clone(),
         });
         let limits = Limits {

@@ -191,6 +191,15 @@ impl Chat {
     async fn client(&self, hello: Value) -> (Client, Value) {
         Client::connect(self.addr, "/ws", hello).await
     }
+
+    /// One connection per nick, each past its `hello`.
+    async fn users(&self, nicks: impl IntoIterator<Item = String>) -> Vec<Client> {
+        let mut users = Vec::new();
+        for nick in nicks {
+            users.push(self.client(json!({"type": "hello", "nick": nick})).await.0);
+        }
+        users
+    }
 }
 
 fn is_msg_from<'a>(from: &'a str) -> impl Fn(&Value) -> bool + 'a {
@@ -845,14 +854,7 @@ async fn the_count_and_the_member_pages_include_the_other_servers_users() {
     let a = Chat::start(&redis).await;
     let b = Chat::start(&redis).await;
     let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
-    let mut on_b = Vec::new();
-    for i in 0..6 {
-        on_b.push(
-            b.client(json!({"type": "hello", "nick": format!("b{i}")}))
-                .await
-                .0,
-        );
-    }
+    let mut on_b = b.users((0..6).map(|i| format!("b{i}"))).await;
     // Deltas from B reach A, each with the room's count.
     alice
         .next(|e| e["type"] == "presence" && e["count"] == 7)
@@ -942,23 +944,9 @@ async fn a_burst_of_joins_and_leaves_converges_and_a_missed_change_is_read_again
     let redis = Redis::start("deltas").await;
     let a = Chat::start(&redis).await;
     let b = Chat::start(&redis).await;
-    let mut on_a = Vec::new();
-    for i in 0..5 {
-        on_a.push(
-            a.client(json!({"type": "hello", "nick": format!("a{i}")}))
-                .await
-                .0,
-        );
-    }
+    let mut on_a = a.users((0..5).map(|i| format!("a{i}"))).await;
     // 300 join on B, then 100 of them leave: A hears only the changes.
-    let mut on_b = Vec::new();
-    for i in 0..300 {
-        on_b.push(
-            b.client(json!({"type": "hello", "nick": format!("b{i:03}")}))
-                .await
-                .0,
-        );
-    }
+    let mut on_b = b.users((0..300).map(|i| format!("b{i:03}"))).await;
     for client in on_b.drain(..100) {
         client.close().await;
     }

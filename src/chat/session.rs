@@ -479,6 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             count: page.count,
             next: Some(page.next.as_deref()),
             truncated: false,
+            count_only: false,
         });
         match seen {
             Some(seen) => match self.hub.range(room, seen, last, MAX_REPLAY).await {

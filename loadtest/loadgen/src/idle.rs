@@ -89,7 +89,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
         tasks.push(tokio::spawn(async move {
             let conn = {
                 let _permit = gate.acquire().await;
-                joined(&target, hello.as_deref()).await
+                joined(&target, hello.as_deref(), i).await
             };
             let (mut stream, rest) = match conn {
                 Ok(c) => c,
@@ -197,14 +197,15 @@ pub async fn run(a: Args) -> Result<Report, String> {
 /// What the history page, and only it, carries.
 const HISTORY: &[u8] = br#""type":"history""#;
 
-/// Connects, and with `hello` says it and reads until the history page
+/// Connects (as connection `n`: see [`wire::source_for`]), and with `hello` says it and reads until the history page
 /// (the last reply to a `hello` that joins one room); the stream and the
 /// bytes read past what was waited for.
 async fn joined(
     target: &Target,
     hello: Option<&[u8]>,
+    n: usize,
 ) -> std::io::Result<(tokio::net::TcpStream, Vec<u8>)> {
-    let (mut stream, rest) = wire::connect(target).await?;
+    let (mut stream, rest) = wire::connect_as(target, wire::source_for(target, n)).await?;
     let Some(hello) = hello else {
         return Ok((stream, rest));
     };

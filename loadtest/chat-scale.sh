@@ -150,9 +150,9 @@ join_storm() {
         echo
         echo "\`loadgen idle --conns N --hold 2 --hello\` (200 handshakes at a time; a member counts once its history page came)"
         echo
-        echo "| server | N | round | connect + join all s | server CPU s | server CPU µs per join | RSS per member B | kernel TCP MiB | load before |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
-        jq -r '"| \(.server) | \(.conns) | \(.round) | \(.connect_secs) | \(.server_cpu_s) | \(.server_cpu_s / .conns * 1e6 | floor) | \(.bytes_per_conn) | \((.tcp_mem_end_bytes - .tcp_mem_before_bytes) / 1048576 * 10 | floor / 10) | \(.load) |"' "$jsonl"
+        echo "| server | N | round | connect + join all s | server CPU s | server CPU µs per join | RSS per member B | kernel TCP buffers MiB | kernel slab B per socket | load before |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        jq -r '"| \(.server) | \(.conns) | \(.round) | \(.connect_secs) | \(.server_cpu_s) | \(.server_cpu_s / .conns * 1e6 | floor) | \(.bytes_per_conn) | \((.tcp_mem_end_bytes - .tcp_mem_before_bytes) / 1048576 * 10 | floor / 10) | \(.slab_per_socket_bytes // "-") | \(.load) |"' "$jsonl"
     } >>"$report"
 }
 

@@ -30,6 +30,7 @@ use crate::proto::{CloseCode, CloseFrame, Message, PreparedFrame};
 use crate::transport::WebSocket;
 
 use super::RateLimit;
+use super::backend::Conversation;
 use super::hub::{Client, Hub, JoinError, slow_close};
 use super::protocol::{
     self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_MEMBERS, MAX_ROOMS,
@@ -186,7 +187,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     .instrument(span)
     .await;
-    hub.unregister(&client);
+    // The session's client, which a rename may have replaced.
+    hub.unregister(&session.client);
     hub.metrics.connections.dec();
 }
 
@@ -228,8 +230,18 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
-    let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
-    Some((client, resume))
+    match hub.admit(nick.as_deref(), session.as_deref(), remote_reclaim) {
+        Ok(client) => Some((client, resume)),
+        Err(refusal) => {
+            hub.metrics.errors.inc();
+            let _ = ws.queue(Message::text(error_json(&refusal, None)));
+            let code = CloseCode::try_from(4002).unwrap_or(CloseCode::POLICY_VIOLATION);
+            let _ = ws
+                .close(Some(CloseFrame::new(code, "too many connections")))
+                .await;
+            None
+        }
+    }
 }
 
 /// Reads frames until a `hello`; anything else gets `hello_required`.
@@ -402,11 +414,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
+        let unread = self.hub.unread(&client.nick, &names).await;
         self.reply(&ServerMsg::Welcome {
             user: &client.nick,
             session: &client.session,
             rooms: &names,
+            unread: &unread.unread,
+            mentions: &unread.mentions,
         });
+        // DMs that came while the user was away: one `mention` each.
+        for (with, id) in &unread.away {
+            self.reply(&ServerMsg::Mention {
+                room: None,
+                dm: Some(with),
+                id: *id,
+                from: with,
+            });
+        }
         for (room, seen) in rooms {
             if !self.drain().await {
                 return;
@@ -502,6 +526,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(refusal) => self.unavailable(&refusal),
             },
             None => self.send_history(room, last + 1, DEFAULT_HISTORY).await,
+        }
+        let receipts = self
+            .hub
+            .receipts_of(&Conversation::Room(room.to_owned()))
+            .await;
+        if !receipts.is_empty() {
+            self.reply(&ServerMsg::Receipts {
+                room: Some(room),
+                dm: None,
+                receipts: &receipts,
+            });
         }
     }
 
@@ -617,7 +652,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 client_id,
             } => {
                 Box::pin(self.hub.refresh_online(&to)).await;
-                if let Err(refusal) = self.hub.dm(&self.client, &to, &text, &client_id) {
+                let sent = match self.hub.dm(&self.client, &to, &text, &client_id) {
+                    // Not online: stored for when it comes back, if that
+                    // nick was ever here.
+                    Err(r) if r.code == ErrorCode::UnknownUser => {
+                        let offline = self.hub.dm_offline(&self.client, &to, &text, &client_id);
+                        Box::pin(offline).await
+                    }
+                    sent => sent,
+                };
+                if let Err(refusal) = sent {
                     self.refuse(&refusal, Some(&client_id));
                 }
             }
@@ -627,9 +671,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             ClientMsg::History {
+                dm: Some(with),
+                before,
+                limit,
+                ..
+            } => Box::pin(self.send_dm_history(&with, before, limit)).await,
+            ClientMsg::History {
                 room,
                 before,
                 limit,
+                ..
             } => {
                 if !self.client.in_room(&room) {
                     return self.refuse(
@@ -664,6 +715,89 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(refusal) => self.refuse(&refusal, None),
                 }
             }
+            ClientMsg::Read {
+                room,
+                dm,
+                id,
+                client_id,
+            } => {
+                let conv = match (room, dm) {
+                    (Some(room), _) => Conversation::Room(room),
+                    (None, with) => Conversation::dm(&self.client.nick, &with.unwrap_or_default()),
+                };
+                let read = Box::pin(self.hub.read(&self.client, conv, id)).await;
+                if let Err(refusal) = read {
+                    self.refuse(&refusal, client_id.as_deref());
+                }
+            }
+            ClientMsg::Dms => match Box::pin(self.hub.dm_list(&self.client.nick)).await {
+                Ok(conversations) => self.reply(&ServerMsg::Dms {
+                    conversations: &conversations,
+                }),
+                Err(refusal) => self.refuse(&refusal, None),
+            },
+            ClientMsg::Nick { nick, client_id } => Box::pin(self.rename(&nick, client_id)).await,
+            ClientMsg::Logout => self.hub.logout(&self.client),
+        }
+    }
+
+    /// A page of one of the user's DM conversations; the first page is
+    /// followed by who read it up to where.
+    async fn send_dm_history(&mut self, with: &str, before: Option<u64>, limit: Option<u32>) {
+        let nick = self.client.nick.clone();
+        let page = self
+            .hub
+            .dm_history(
+                &nick,
+                with,
+                before.unwrap_or(u64::MAX),
+                limit.unwrap_or(DEFAULT_HISTORY),
+            )
+            .await;
+        let (messages, more) = match page {
+            Ok(page) => page,
+            Err(refusal) => return self.refuse(&refusal, None),
+        };
+        let (messages, cut) = newest_that_fit(messages);
+        self.reply(&ServerMsg::DmHistory {
+            dm: with,
+            messages: &messages,
+            more: more || cut,
+        });
+        if before.is_none() {
+            let receipts = self.hub.receipts_of(&Conversation::dm(&nick, with)).await;
+            if !receipts.is_empty() {
+                self.reply(&ServerMsg::Receipts {
+                    room: None,
+                    dm: Some(with),
+                    receipts: &receipts,
+                });
+            }
+        }
+    }
+
+    /// Takes another nick: what the old connection record still holds
+    /// goes to the socket first, then the new one carries on.
+    async fn rename(&mut self, nick: &str, client_id: Option<String>) {
+        if self.move_outbox(usize::MAX) {
+            return; // closing
+        }
+        let old = self.client.clone();
+        match self.hub.rename(&old, nick).await {
+            Ok(client) => {
+                let (frames, _) = old.outbox.take(usize::MAX);
+                for frame in &frames {
+                    let _ = self.ws.queue_prepared(frame);
+                }
+                self.client = client;
+                let client = self.client.clone();
+                self.reply(&ServerMsg::Renamed {
+                    user: &client.nick,
+                    old: &old.nick,
+                    session: &client.session,
+                });
+            }
+            Err(refusal) => self.refuse(&refusal, client_id.as_deref()),
         }
     }
 }

@@ -9,9 +9,10 @@
 //! disk does not have, and an ack means "on disk". A crash loses only ids
 //! nobody saw, and the next server continues from the ids on disk.
 
+mod convs;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::Path;
@@ -43,6 +44,8 @@ pub struct Local {
     /// The last id given per conversation key: read from disk at start.
     /// Appends give ids and queue inserts under this lock.
     ids: Mutex<HashMap<String, u64>>,
+    /// The nicks ever seen (the `users` table, read at start).
+    known: Mutex<HashSet<String>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -51,9 +54,11 @@ impl Local {
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let (store, last_ids) = Store::open(path, sync, metrics)?;
+        let known = convs::open(&store)?;
         Ok(Arc::new(Self {
             store,
             ids: Mutex::new(last_ids.into_iter().collect()),
+            known: Mutex::new(known),
             hub: OnceLock::new(),
         }))
     }
@@ -150,6 +155,11 @@ impl Backend for Local {
             }
             // No other server holds the nick.
             Signal::Replaced { .. } => {}
+            Signal::Receipt { .. } | Signal::Logout { .. } => {
+                if let Some(hub) = self.hub() {
+                    hub.signal(signal);
+                }
+            }
         }
     }
 

@@ -156,6 +156,7 @@ impl Redis {
                         .published
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for (p, id) in batch.into_iter().zip(ids) {
+                        self.note_dm(&p.event.conv, p.event.ts);
                         p.ack.done(Ok(id));
                     }
                     self.in_flight.store(0, Ordering::Relaxed);

@@ -41,9 +41,9 @@ mod events;
 mod presence;
 mod reads;
 mod roster;
-mod users;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use roster::Roster;
 pub use roster::{MAX_DELTA, MAX_PAGE, Members};

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{
-    Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
-    Reply, Scope, Signal, Span, Unavailable, ready,
+    Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, NewEvent, Page, Peer,
+    PresenceChange, Reply, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -165,13 +165,25 @@ impl Convs for Memory {
                 let Conversation::Dm(a, b) = conv else {
                     return None;
                 };
-                let with = if a == user { b } else if b == user { a } else { return None };
+                let with = if a == user {
+                    b
+                } else if b == user {
+                    a
+                } else {
+                    return None;
+                };
                 let last = events.last()?;
                 Some((last.ts, with.clone(), last.id))
             })
             .collect();
         found.sort_by(|a, b| b.0.cmp(&a.0));
-        ready(found.into_iter().take(limit).map(|(_, w, id)| (w, id)).collect())
+        ready(
+            found
+                .into_iter()
+                .take(limit)
+                .map(|(_, w, id)| (w, id))
+                .collect(),
+        )
     }
 
     fn remember_user(&self, nick: &str) {

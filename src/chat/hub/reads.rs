@@ -19,8 +19,8 @@ use std::sync::Arc;
 use super::super::backend::{Conversation, Event, Signal, Span};
 use super::super::lock;
 use super::super::protocol::{
-    ChatMessage, DmSummary, ErrorCode, MAX_DMS, MAX_READERS, MAX_UNREAD, MAX_WELCOME_DMS,
-    ReadMark, Refusal, ServerMsg, mentions,
+    ChatMessage, DmSummary, ErrorCode, MAX_DMS, MAX_READERS, MAX_UNREAD, MAX_WELCOME_DMS, ReadMark,
+    Refusal, ServerMsg, mentions,
 };
 use super::{Client, Hub, Kind, down};
 
@@ -55,7 +55,12 @@ impl Hub {
     /// Marks `conv` read by `client` up to `id`. `id` beyond the newest
     /// is refused (`beyond_newest`); one below the mark kept is ignored.
     /// A mark that moves sends a receipt to the conversation's members.
-    pub async fn read(&self, client: &Arc<Client>, conv: Conversation, id: u64) -> Result<(), Refusal> {
+    pub async fn read(
+        &self,
+        client: &Arc<Client>,
+        conv: Conversation,
+        id: u64,
+    ) -> Result<(), Refusal> {
         if let Conversation::Room(room) = &conv
             && !client.in_room(room)
         {
@@ -157,7 +162,12 @@ impl Hub {
     /// What `conv` holds for `nick` after `after`: the newest
     /// [`MAX_UNREAD`] events are read, and if there are more the count is
     /// that cap.
-    pub async fn count(&self, nick: &str, conv: &Conversation, after: u64) -> Result<Count, Refusal> {
+    pub async fn count(
+        &self,
+        nick: &str,
+        conv: &Conversation,
+        after: u64,
+    ) -> Result<Count, Refusal> {
         let newest = self.backend.last_id(conv).await.map_err(down)?;
         if newest <= after {
             return Ok(Count::default());

@@ -8,8 +8,8 @@
 //! locked here).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::proto::{CloseCode, CloseFrame};
 

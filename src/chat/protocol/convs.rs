@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(mentions("é@bob"), vec!["bob"]);
         assert_eq!(mentions("@Bob"), vec!["Bob"]);
         assert_eq!(mentions("@ @. @"), Vec::<&str>::new());
-        assert_eq!(mentions(&format!("@{}", "a".repeat(25))), Vec::<&str>::new());
+        assert_eq!(
+            mentions(&format!("@{}", "a".repeat(25))),
+            Vec::<&str>::new()
+        );
         let many: String = (0..30).map(|i| format!("@u{i} ")).collect();
         assert_eq!(mentions(&many).len(), MAX_MENTIONS);
     }

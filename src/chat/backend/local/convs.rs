@@ -144,9 +144,7 @@ impl Convs for Local {
             let mut found = Vec::new();
             for (key, with) in partners {
                 let newest = stmt
-                    .query_row(params![key], |r| {
-                        Ok((uint(r.get(0)?), uint(r.get(1)?)))
-                    })
+                    .query_row(params![key], |r| Ok((uint(r.get(0)?), uint(r.get(1)?))))
                     .optional()?;
                 if let Some((id, ts)) = newest {
                     found.push((ts, with, id));

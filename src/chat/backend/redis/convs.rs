@@ -60,7 +60,9 @@ impl Redis {
     async fn marks(&self, user: &str) -> RedisResult<Vec<(Conversation, u64)>> {
         let k = key_read(user);
         let all: Vec<(String, u64)> = self
-            .with_conn(|mut c| async move { redis::cmd("HGETALL").arg(k).query_async(&mut c).await })
+            .with_conn(
+                |mut c| async move { redis::cmd("HGETALL").arg(k).query_async(&mut c).await },
+            )
             .await?;
         Ok(all
             .into_iter()
@@ -89,7 +91,9 @@ impl Redis {
             .map(|w| key_id(&Conversation::dm(user, w).key()))
             .collect();
         let ids: Vec<Option<u64>> = self
-            .with_conn(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
+            .with_conn(
+                |mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await },
+            )
             .await?;
         Ok(with
             .into_iter()

@@ -870,11 +870,18 @@ async fn a_read_mark_sends_a_receipt_and_unread_and_mentions_come_back_in_welcom
         .await;
     assert_eq!(alice.next_of("error").await["code"], "not_in_room");
     alice.close().await;
+    // Edits and reactions are events with ids, not messages: not unread.
+    bob.send(json!({"type": "react", "room": "general", "id": 1, "emoji": "👍"}))
+        .await;
+    bob.next_of("reaction").await;
+    bob.send(json!({"type": "edit", "room": "general", "id": 3, "text": "m3!"}))
+        .await;
+    bob.next_of("edited").await;
     bob.acked("general", "hey @alice, look", "b4").await;
     bob.acked("general", "mail@alice.org is not a mention", "b5")
         .await;
     let (mut alice, welcome) = server
-        .client(json!({"type": "hello", "nick": "alice", "resume": {"general": 3}}))
+        .client(json!({"type": "hello", "nick": "alice", "resume": {"general": 7}}))
         .await;
     assert_eq!(welcome["unread"], json!({"general": 3}), "{welcome}");
     assert_eq!(welcome["mentions"], json!({"general": 1}), "{welcome}");
@@ -886,7 +893,7 @@ async fn a_read_mark_sends_a_receipt_and_unread_and_mentions_come_back_in_welcom
         "{receipts}"
     );
     // Coalesced: three reads within a tick are one receipt, the furthest.
-    for id in [3, 4, 5] {
+    for id in [3, 5, 7] {
         alice
             .send(json!({"type": "read", "room": "general", "id": id}))
             .await;
@@ -897,7 +904,7 @@ async fn a_read_mark_sends_a_receipt_and_unread_and_mentions_come_back_in_welcom
         !receipts.is_empty() && receipts.len() < 3,
         "coalesced: {receipts:?}"
     );
-    assert_eq!(receipts.last().unwrap()["id"], 5);
+    assert_eq!(receipts.last().unwrap()["id"], 7);
     server.stop().await;
 }
 

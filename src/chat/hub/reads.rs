@@ -16,13 +16,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::super::backend::{Conversation, Event, Signal, Span};
+use super::super::backend::{Conversation, Event, Kind, Signal, Span};
 use super::super::lock;
 use super::super::protocol::{
     ChatMessage, DmSummary, ErrorCode, MAX_DMS, MAX_READERS, MAX_UNREAD, MAX_WELCOME_DMS, ReadMark,
     Refusal, ServerMsg, mentions,
 };
-use super::{Client, Hub, Kind, down};
+use super::Kind as Delivery;
+use super::{Client, Hub, down};
 
 /// What a conversation holds for a user after its read mark.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,9 +47,10 @@ pub struct Unread {
     pub away: Vec<(String, u64)>,
 }
 
-/// Whether an event counts as a message (not an edit or a reaction).
-fn is_message(_event: &Event) -> bool {
-    true
+/// Whether an event counts as a message: not an edit, a delete or a
+/// reaction, and not deleted since.
+fn is_message(event: &Event) -> bool {
+    matches!(&event.kind, Kind::Msg(m) if !m.deleted)
 }
 
 impl Hub {
@@ -121,7 +123,7 @@ impl Hub {
                             }
                             .to_json(),
                         );
-                        r.send_to_members(&frame, Kind::Ephemeral, &self.metrics);
+                        r.send_to_members(&frame, Delivery::Ephemeral, &self.metrics);
                     }
                 }
                 Conversation::Dm(a, b) => {
@@ -138,7 +140,7 @@ impl Hub {
                                 .to_json(),
                             );
                             for c in users.get(me.as_str()).into_iter().flatten() {
-                                c.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
+                                c.outbox.push(&frame, Delivery::Ephemeral, &self.metrics);
                             }
                         }
                     }
@@ -334,7 +336,7 @@ impl Hub {
         );
         let users = lock(&self.users);
         for c in members.into_iter().filter_map(|n| users.get(n)).flatten() {
-            c.outbox.push(&frame, Kind::Chat, &self.metrics);
+            c.outbox.push(&frame, Delivery::Chat, &self.metrics);
         }
     }
 }

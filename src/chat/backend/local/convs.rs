@@ -125,15 +125,17 @@ impl Convs for Local {
         })
     }
 
-    /// The conversations come from the ids in memory (every key the
-    /// history holds); their order from each one's newest message, one
+    /// The conversations come from the store's ids in memory (every key
+    /// the history holds); their order from each one's newest event, one
     /// look-up by primary key each.
     fn dms(&self, user: &str, limit: usize) -> Reply<'_, Vec<(String, u64)>> {
-        let partners: Vec<(String, String)> = lock(&self.ids)
+        let partners: Vec<(String, String)> = self
+            .store
             .keys()
-            .filter_map(|key| match Conversation::from_key(key) {
-                Conversation::Dm(a, b) if a == user => Some((key.clone(), b)),
-                Conversation::Dm(a, b) if b == user => Some((key.clone(), a)),
+            .into_iter()
+            .filter_map(|key| match Conversation::from_key(&key) {
+                Conversation::Dm(a, b) if a == user => Some((key, b)),
+                Conversation::Dm(a, b) if b == user => Some((key, a)),
                 _ => None,
             })
             .collect();

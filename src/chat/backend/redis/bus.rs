@@ -147,6 +147,7 @@ impl Posted {
             from: self.from,
             text: self.text,
             ts: self.ts,
+            kind: Default::default(),
         }
     }
 }
@@ -313,6 +314,7 @@ mod tests {
                     from: "alice".into(),
                     text: text.into(),
                     ts: 1_700_000_000_000,
+                    kind: Default::default(),
                 });
                 let id = 4_294_967_301u64;
                 // As the Lua script writes it.

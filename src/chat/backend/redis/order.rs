@@ -43,6 +43,7 @@ fn to_event(conv: &Conversation, entry: &redis::streams::StreamId) -> Event {
         from: field("from"),
         text: field("text"),
         ts: field("ts").parse().unwrap_or(0),
+        kind: Default::default(),
     }
 }
 

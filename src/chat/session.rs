@@ -37,6 +37,8 @@ use super::protocol::{
     Refusal, ServerMsg,
 };
 
+mod convs;
+
 /// Outbox frames move to the socket while less than this is waiting to be
 /// written; the rest waits in the outbox, where its bound applies. The
 /// transport stops reading requests while more than this waits
@@ -418,23 +420,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
-        let unread = self.hub.unread(&client.nick, &names).await;
-        self.reply(&ServerMsg::Welcome {
-            user: &client.nick,
-            session: &client.session,
-            rooms: &names,
-            unread: &unread.unread,
-            mentions: &unread.mentions,
-        });
-        // DMs that came while the user was away: one `mention` each.
-        for (with, id) in &unread.away {
-            self.reply(&ServerMsg::Mention {
-                room: None,
-                dm: Some(with),
-                id: *id,
-                from: with,
-            });
-        }
+        self.welcome(&client, &names).await;
         for (room, seen) in rooms {
             if !self.drain().await {
                 return;
@@ -533,17 +519,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             None => self.send_history(room, last + 1, DEFAULT_HISTORY).await,
         }
-        let receipts = self
-            .hub
-            .receipts_of(&Conversation::Room(room.to_owned()))
+        self.send_receipts(Conversation::Room(room.to_owned()), room)
             .await;
-        if !receipts.is_empty() {
-            self.reply(&ServerMsg::Receipts {
-                room: Some(room),
-                dm: None,
-                receipts: &receipts,
-            });
-        }
     }
 
     /// A page of history before `before`, cut to [`MAX_REPLY`] bytes.
@@ -722,19 +699,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 client_id,
                 reply_to: None,
             } => {
-                Box::pin(self.hub.refresh_online(&to)).await;
-                let sent = match self.hub.dm(&self.client, &to, &text, &client_id) {
-                    // Not online: stored for when it comes back, if that
-                    // nick was ever here.
-                    Err(r) if r.code == ErrorCode::UnknownUser => {
-                        let offline = self.hub.dm_offline(&self.client, &to, &text, &client_id);
-                        Box::pin(offline).await
-                    }
-                    sent => sent,
-                };
-                if let Err(refusal) = sent {
-                    self.refuse(&refusal, Some(&client_id));
-                }
+                Box::pin(self.dm(&to, &text, &client_id)).await;
             }
             ClientMsg::Typing { room } => {
                 if let Err(refusal) = self.hub.typing(&self.client, &room) {
@@ -786,89 +751,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(refusal) => self.refuse(&refusal, None),
                 }
             }
-            ClientMsg::Read {
-                room,
-                dm,
-                id,
-                client_id,
-            } => {
-                let conv = match (room, dm) {
-                    (Some(room), _) => Conversation::Room(room),
-                    (None, with) => Conversation::dm(&self.client.nick, &with.unwrap_or_default()),
-                };
-                let read = Box::pin(self.hub.read(&self.client, conv, id)).await;
-                if let Err(refusal) = read {
-                    self.refuse(&refusal, client_id.as_deref());
-                }
-            }
-            ClientMsg::Dms => match Box::pin(self.hub.dm_list(&self.client.nick)).await {
-                Ok(conversations) => self.reply(&ServerMsg::Dms {
-                    conversations: &conversations,
-                }),
-                Err(refusal) => self.refuse(&refusal, None),
-            },
-            ClientMsg::Nick { nick, client_id } => Box::pin(self.rename(&nick, client_id)).await,
-            ClientMsg::Logout => self.hub.logout(&self.client),
-        }
-    }
-
-    /// A page of one of the user's DM conversations; the first page is
-    /// followed by who read it up to where.
-    async fn send_dm_history(&mut self, with: &str, before: Option<u64>, limit: Option<u32>) {
-        let nick = self.client.nick.clone();
-        let page = self
-            .hub
-            .dm_history(
-                &nick,
-                with,
-                before.unwrap_or(u64::MAX),
-                limit.unwrap_or(DEFAULT_HISTORY),
-            )
-            .await;
-        let (messages, more) = match page {
-            Ok(page) => page,
-            Err(refusal) => return self.refuse(&refusal, None),
-        };
-        let (messages, cut) = newest_that_fit(messages);
-        self.reply(&ServerMsg::DmHistory {
-            dm: with,
-            messages: &messages,
-            more: more || cut,
-        });
-        if before.is_none() {
-            let receipts = self.hub.receipts_of(&Conversation::dm(&nick, with)).await;
-            if !receipts.is_empty() {
-                self.reply(&ServerMsg::Receipts {
-                    room: None,
-                    dm: Some(with),
-                    receipts: &receipts,
-                });
-            }
-        }
-    }
-
-    /// Takes another nick: what the old connection record still holds
-    /// goes to the socket first, then the new one carries on.
-    async fn rename(&mut self, nick: &str, client_id: Option<String>) {
-        if self.move_outbox(usize::MAX) {
-            return; // closing
-        }
-        let old = self.client.clone();
-        match self.hub.rename(&old, nick).await {
-            Ok(client) => {
-                let (frames, _) = old.outbox.take(usize::MAX);
-                for frame in &frames {
-                    let _ = self.ws.queue_prepared(frame);
-                }
-                self.client = client;
-                let client = self.client.clone();
-                self.reply(&ServerMsg::Renamed {
-                    user: &client.nick,
-                    old: &old.nick,
-                    session: &client.session,
-                });
-            }
-            Err(refusal) => self.refuse(&refusal, client_id.as_deref()),
+            msg @ (ClientMsg::Read { .. }
+            | ClientMsg::Dms
+            | ClientMsg::Nick { .. }
+            | ClientMsg::Logout) => Box::pin(self.handle_convs(msg)).await,
         }
     }
 }

@@ -382,8 +382,10 @@ pub enum Signal {
         /// Who.
         user: String,
     },
-    /// `nick`'s owner proved its session here: its connections elsewhere
-    /// are stale and close (4000).
+    /// `nick`'s connections are stale and close (4000). The hub no longer
+    /// publishes it (since issue 16 a `hello` proving the session is one
+    /// more connection of the user, and `logout` is [`Signal::Logout`]);
+    /// still honoured when heard.
     Replaced {
         /// The nick.
         nick: String,

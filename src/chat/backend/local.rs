@@ -44,6 +44,8 @@ pub struct Local {
     store: Store,
     /// The nicks ever seen (the `users` table, read at start).
     known: Mutex<HashSet<String>>,
+    /// Each user's DM partners ([`convs::Partners`]).
+    partners: convs::Partners,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -52,10 +54,11 @@ impl Local {
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let store = Store::open(path, sync, metrics)?;
-        let known = convs::open(&store)?;
+        let (known, partners) = convs::open(&store)?;
         Ok(Arc::new(Self {
             store,
             known: Mutex::new(known),
+            partners,
             hub: OnceLock::new(),
         }))
     }
@@ -76,11 +79,13 @@ impl Backend for Local {
             return Err(Busy);
         }
         let hub = self.hub.get().cloned();
+        let partners = self.partners.clone();
         self.store.insert(
             event,
             Box::new(move |outcome| match outcome {
                 Outcome::Committed(event) => {
                     let id = event.id;
+                    convs::note_dm(&partners, &event);
                     if let Some(hub) = hub.as_ref().and_then(Weak::upgrade) {
                         hub.stored(event);
                     }

@@ -3,33 +3,56 @@
 //! nicks ever seen, each created by a statement of its own, read and
 //! written on the history thread ([`Store::run`]), so that a read mark
 //! written after a message sees it committed. DM partners need no table:
-//! the history's own keys (`@a|b`) are them.
+//! the history's own keys (`@a|b`) are them, indexed in memory by user
+//! ([`Partners`]: read once at start, then kept by each DM's commit), so
+//! that a `hello` lists its DMs without walking every conversation.
 //!
 //! ```sql
 //! reads (user, conv, id)   -- PRIMARY KEY (user, conv); INDEX (conv, id)
 //! users (nick)             -- PRIMARY KEY (nick)
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::store::Store;
 use super::{Local, Reply};
-use crate::chat::backend::{Conversation, Convs, Unavailable, ready};
+use crate::chat::backend::{Conversation, Convs, Event, Unavailable, ready};
 use crate::chat::lock;
 
-/// Creates the tables if need be and reads the nicks ever seen. Blocks
-/// until the history thread has done it (once, at start).
-pub(super) fn open(store: &Store) -> io::Result<HashSet<String>> {
+/// Each user's DM partners: the other user, and the id and time of the
+/// conversation's newest event.
+pub(super) type Partners = Arc<Mutex<HashMap<String, HashMap<String, (u64, u64)>>>>;
+
+/// Notes a committed DM event in both of its users' partners.
+pub(super) fn note_dm(partners: &Partners, event: &Event) {
+    let Conversation::Dm(a, b) = &event.conv else {
+        return;
+    };
+    let mut partners = lock(partners);
+    for (user, with) in [(a, b), (b, a)] {
+        partners
+            .entry(user.clone())
+            .or_default()
+            .insert(with.clone(), (event.id, event.ts));
+    }
+}
+
+/// Creates the tables if need be, reads the nicks ever seen and indexes
+/// the DM conversations. Blocks until the history thread has done it
+/// (once, at start).
+pub(super) fn open(store: &Store) -> io::Result<(HashSet<String>, Partners)> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let keys = store.keys();
     store.run(Box::new(move |db| {
-        let _ = tx.send(prepare(db));
+        let _ = tx.send(prepare(db).and_then(|users| Ok((users, partners(db, keys)?))));
     }));
     match rx.recv() {
-        Ok(Ok(users)) => Ok(users),
+        Ok(Ok(found)) => Ok(found),
         Ok(Err(e)) => Err(io::Error::other(format!("history database: {e}"))),
         Err(_) => Err(io::Error::other("history database: its thread stopped")),
     }
@@ -56,6 +79,26 @@ fn prepare(db: &Connection) -> rusqlite::Result<HashSet<String>> {
     let mut stmt = db.prepare("SELECT nick FROM users")?;
     let users = stmt.query_map([], |r| r.get::<_, String>(0))?;
     users.collect()
+}
+
+/// The DM conversations among `keys`, each with its newest event.
+fn partners(db: &Connection, keys: Vec<String>) -> rusqlite::Result<Partners> {
+    let mut stmt =
+        db.prepare("SELECT id, ts FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1")?;
+    let mut all: HashMap<String, HashMap<String, (u64, u64)>> = HashMap::new();
+    for key in keys {
+        let Conversation::Dm(a, b) = Conversation::from_key(&key) else {
+            continue;
+        };
+        let newest = stmt
+            .query_row(params![key], |r| Ok((uint(r.get(0)?), uint(r.get(1)?))))
+            .optional()?;
+        if let Some(newest) = newest {
+            all.entry(a.clone()).or_default().insert(b.clone(), newest);
+            all.entry(b).or_default().insert(a, newest);
+        }
+    }
+    Ok(Arc::new(Mutex::new(all)))
 }
 
 fn int(v: u64) -> i64 {
@@ -125,40 +168,24 @@ impl Convs for Local {
         })
     }
 
-    /// The conversations come from the store's ids in memory (every key
-    /// the history holds); their order from each one's newest event, one
-    /// look-up by primary key each.
+    /// From the index in memory: no query.
     fn dms(&self, user: &str, limit: usize) -> Reply<'_, Vec<(String, u64)>> {
-        let partners: Vec<(String, String)> = self
-            .store
-            .keys()
-            .into_iter()
-            .filter_map(|key| match Conversation::from_key(&key) {
-                Conversation::Dm(a, b) if a == user => Some((key, b)),
-                Conversation::Dm(a, b) if b == user => Some((key, a)),
-                _ => None,
+        let mut found: Vec<(u64, String, u64)> = lock(&self.partners)
+            .get(user)
+            .map(|with| {
+                with.iter()
+                    .map(|(w, &(id, ts))| (ts, w.clone(), id))
+                    .collect()
             })
-            .collect();
-        self.ask(move |db| {
-            let mut stmt = db.prepare_cached(
-                "SELECT id, ts FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1",
-            )?;
-            let mut found = Vec::new();
-            for (key, with) in partners {
-                let newest = stmt
-                    .query_row(params![key], |r| Ok((uint(r.get(0)?), uint(r.get(1)?))))
-                    .optional()?;
-                if let Some((id, ts)) = newest {
-                    found.push((ts, with, id));
-                }
-            }
-            found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-            Ok(found
+            .unwrap_or_default();
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        ready(
+            found
                 .into_iter()
                 .take(limit)
                 .map(|(_, with, id)| (with, id))
-                .collect())
-        })
+                .collect(),
+        )
     }
 
     fn remember_user(&self, nick: &str) {

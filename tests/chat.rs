@@ -1132,3 +1132,35 @@ async fn a_user_renames_to_a_free_nick_and_logs_out_everywhere() {
     assert_ne!(w["session"].as_str(), Some(session.as_str()));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_tokens_one_user_is_every_connection_with_its_token_and_cannot_rename() {
+    let mut c = config("jwt-tabs");
+    c.jwt_secret = Some("s3cret".into());
+    let server = ChatServer::start(c).await;
+    let hello = json!({"type": "hello", "token": token("s3cret", "dana", 600)});
+    let (mut one, w1) = server.client(hello.clone()).await;
+    let (mut two, w2) = server.client(hello).await;
+    assert_eq!(
+        (w1["user"].as_str(), w2["user"].as_str()),
+        (Some("dana"), Some("dana"))
+    );
+    let presence = two.next_of("presence").await;
+    assert_eq!(presence["count"], 1, "one user: {presence}");
+    one.send(json!({"type": "nick", "nick": "diana", "client_id": "n"}))
+        .await;
+    let err = one.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("nick_fixed"), Some("n"))
+    );
+    // A read on one tab is a receipt on the other (the same user).
+    let id = one.acked("general", "hi", "c1").await;
+    one.send(json!({"type": "read", "room": "general", "id": id}))
+        .await;
+    assert_eq!(
+        two.next_of("receipt").await,
+        json!({"type": "receipt", "room": "general", "user": "dana", "id": id})
+    );
+    server.stop().await;
+}

@@ -1089,6 +1089,27 @@ async fn one_user_on_two_servers_is_one_member_and_read_state_follows_it() {
     assert_eq!(welcome["mentions"], json!({"general": 1}), "{welcome}");
     let receipts = alice.next_of("receipts").await;
     assert_eq!(receipts["receipts"], json!([{"user": "alice", "id": id}]));
+    // A rename on B closes her tab on A (4003); a logout on B then closes
+    // every connection of the new nick, on A too (1000), and its secret
+    // is forgotten in Redis.
+    let (mut on_a, w) = a
+        .client(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    alice.send(json!({"type": "nick", "nick": "alicia"})).await;
+    let renamed = alice.next_of("renamed").await;
+    assert_eq!(on_a.close_code(WAIT).await, Some(4003));
+    let new_session = renamed["session"].clone();
+    let key = b"GET chat:session:alicia\r\n";
+    wait_for(redis.addr(), key, new_session.as_str().unwrap()).await;
+    let (mut on_a, w) = a
+        .client(json!({"type": "hello", "nick": "alicia", "session": new_session}))
+        .await;
+    assert_eq!(w["user"], "alicia", "{w}");
+    alice.send(json!({"type": "logout"})).await;
+    assert_eq!(alice.close_code(WAIT).await, Some(1000));
+    assert_eq!(on_a.close_code(WAIT).await, Some(1000));
+    wait_for(redis.addr(), b"EXISTS chat:session:alicia\r\n", ":0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1153,6 +1153,29 @@ async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_dele
     assert_eq!(messages[&2]["deleted"], true);
     assert!(messages[&2].get("text").is_none(), "{}", messages[&2]);
     assert_eq!(messages[&3]["reply_to"], 1);
+    // In a DM across servers, each side names the other.
+    let dm = json!({"type": "dm", "to": "bob", "text": "psst", "client_id": "dm1"});
+    assert_eq!(acked_request(&mut alice, dm).await, 1);
+    assert_eq!(bob.next_of("dm").await["id"], 1);
+    let r = json!({"type": "react", "dm": "alice", "id": 1, "emoji": ":eyes:", "client_id": "dx"});
+    assert_eq!(acked_request(&mut bob, r).await, 2);
+    let seen = alice.next_of("reaction").await;
+    assert_eq!(
+        (seen["dm"].as_str(), seen["users"].clone()),
+        (Some("bob"), json!(["bob"]))
+    );
+    let d = json!({"type": "delete", "dm": "bob", "id": 1, "client_id": "dd"});
+    assert_eq!(acked_request(&mut alice, d).await, 3);
+    let deleted = bob.next_of("deleted").await;
+    assert_eq!(
+        (deleted["dm"].as_str(), deleted["id"].as_u64()),
+        (Some("alice"), Some(1))
+    );
+    let dm_states = redis_says(&redis, "HGETALL chat:msg:@alice|bob").await;
+    assert!(
+        dm_states.contains("deleted") && !dm_states.contains("psst"),
+        "{dm_states}"
+    );
     // The deleted text is in none of Redis's keys for the room.
     let stream = redis_says(&redis, "XRANGE chat:log:general - +").await;
     assert!(stream.contains("first, fixed"), "{stream}");

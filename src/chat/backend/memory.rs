@@ -326,8 +326,8 @@ fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
         return Err(Rejected::NoSuchMessage);
     };
     match &m.kind {
-        Kind::Msg(_) if author.is_some_and(|a| *a != m.from) => Err(Rejected::NotAuthor),
         Kind::Msg(state) if state.deleted => Err(Rejected::Deleted),
+        Kind::Msg(_) if author.is_some_and(|a| *a != m.from) => Err(Rejected::NotAuthor),
         Kind::Msg(state) => match &event.kind {
             Kind::React { emoji, .. }
                 if !state.reactions.contains_key(emoji)

@@ -14,6 +14,8 @@ use super::super::metrics::Metrics;
 use super::super::protocol::ErrorCode;
 use super::{Client, Hub, HubConfig};
 
+mod lifecycle;
+
 fn config() -> HubConfig {
     HubConfig {
         outbox_limit: 1 << 20,

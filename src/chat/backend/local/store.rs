@@ -475,9 +475,12 @@ fn range(
     upto: u64,
     limit: u32,
 ) -> rusqlite::Result<Vec<Event>> {
-    // Every kind, in id order; messages in their latest state.
+    // Every kind, in id order; messages in their latest state. The edits
+    // of a message deleted since are left out: their text is purged (the
+    // Redis store deletes their entries).
     let mut stmt = db.prepare_cached(&format!(
-        "SELECT {} FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4",
+        "SELECT {} FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3
+         AND NOT (kind = 'edit' AND text = '') ORDER BY id DESC LIMIT ?4",
         kinds::COLUMNS
     ))?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);

@@ -150,9 +150,10 @@ fn check(
         .optional()?;
     Ok(match found {
         None => Err(Rejected::NoSuchMessage),
+        // A tombstone is public (history shows it): said before whose.
+        Some((_, deleted)) if deleted != 0 => Err(Rejected::Deleted),
         // Issue 17's moderators will be let through here.
         Some((sender, _)) if author.is_some_and(|a| a != sender) => Err(Rejected::NotAuthor),
-        Some((_, deleted)) if deleted != 0 => Err(Rejected::Deleted),
         Some(_) => Ok(()),
     })
 }

@@ -582,7 +582,7 @@ pub enum ServerMsg<'a> {
         rooms: &'a [String],
         /// Messages by others after the user's last read, per conversation
         /// (a room's name, or `@nick` for a DM), capped at
-        /// [`MAX_UNREAD`](convs::MAX_UNREAD).
+        /// [`MAX_UNREAD`].
         unread: &'a BTreeMap<String, u64>,
         /// Of those, the ones that mention the user (every DM does).
         mentions: &'a BTreeMap<String, u64>,
@@ -753,7 +753,7 @@ pub enum ServerMsg<'a> {
         /// The DM conversation, named by its other user (or `room`).
         #[serde(skip_serializing_if = "Option::is_none")]
         dm: Option<&'a str>,
-        /// At most [`MAX_READERS`](convs::MAX_READERS) of them.
+        /// At most [`MAX_READERS`] of them.
         receipts: &'a [ReadMark],
     },
     /// The user was mentioned (or, for `dm`, sent a DM while away).
@@ -771,7 +771,7 @@ pub enum ServerMsg<'a> {
     },
     /// The answer to `dms`: the user's DM conversations, latest first.
     Dms {
-        /// At most [`MAX_DMS`](convs::MAX_DMS) of them.
+        /// At most [`MAX_DMS`] of them.
         conversations: &'a [DmSummary],
     },
     /// A page of a DM conversation's messages, oldest first (the answer

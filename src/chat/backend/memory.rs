@@ -165,7 +165,7 @@ impl Convs for Memory {
             .filter(|((_, c), _)| c == conv)
             .map(|((u, _), id)| (u.clone(), *id))
             .collect();
-        found.sort_by(|a, b| b.1.cmp(&a.1));
+        found.sort_by_key(|f| std::cmp::Reverse(f.1));
         found.truncate(limit);
         ready(found)
     }
@@ -189,7 +189,7 @@ impl Convs for Memory {
                 Some((last.ts, with.clone(), last.id))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         ready(
             found
                 .into_iter()

@@ -20,7 +20,7 @@ use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
 use crate::chat::backend::{Conversation, Event, HubEvents, Kind, MsgState, Page, Span};
 
 /// A page of messages with their states, in one round trip: the ids
-/// below ARGV[1] (`(id` or `+inf`), newest first, at most ARGV[2], each
+/// below `ARGV[1]` (`(id` or `+inf`), newest first, at most `ARGV[2]`, each
 /// followed by its state's JSON (empty if it has none).
 const PAGE_SCRIPT: &str = r#"
 local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2])

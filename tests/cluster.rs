@@ -1213,3 +1213,60 @@ async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_dele
         );
     }
 }
+
+/// A room stored before message states (its messages in the stream only)
+/// keeps its history: pages reach back from the new messages into the
+/// stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_before_message_states_is_still_read() {
+    let redis = Redis::start("legacy").await;
+    for id in 1..=2 {
+        let added = redis_says(
+            &redis,
+            &format!("XADD chat:log:legacy {id}-0 from old text before{id} ts {id}"),
+        )
+        .await;
+        assert!(added.contains(&format!("{id}-0")), "{added}");
+    }
+    assert!(
+        redis_says(&redis, "SET chat:id:legacy 2")
+            .await
+            .contains("OK")
+    );
+    let a = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    alice.send(json!({"type": "join", "room": "legacy"})).await;
+    let page = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["before1", "before2"]);
+    assert_eq!(alice.acked("legacy", "after", "n").await, 3);
+    alice
+        .send(json!({"type": "history", "room": "legacy"}))
+        .await;
+    let newest = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    assert_eq!(newest["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(newest["more"], true);
+    alice
+        .send(json!({"type": "history", "room": "legacy", "before": 3}))
+        .await;
+    let older = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    let ids: Vec<u64> = older["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(older["more"], false);
+}

@@ -163,7 +163,11 @@ impl Redis {
             .chunks(2)
             .filter_map(|pair| from_state(conv, pair[0].parse().ok()?, pair.get(1)?))
             .collect();
-        let more = page.len() > limit as usize;
+        // Older ones may also be in the stream alone (written before
+        // message states, or past the states' bound): a page that reaches
+        // back to neither id 1 nor its limit says `more`, and the next one
+        // reads the stream.
+        let more = page.len() > limit as usize || page.last().is_some_and(|m| m.id > 1);
         page.truncate(limit as usize);
         page.reverse();
         Ok((page, more))

@@ -14,7 +14,7 @@
 mod convs;
 pub mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::Path;
@@ -27,6 +27,7 @@ use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
     Reply, Scope, Signal, Span, Unavailable, ready,
 };
+use crate::chat::lock;
 use crate::chat::metrics::Metrics;
 
 /// Appends that may wait for the history thread (a stalled disk) before
@@ -46,6 +47,9 @@ pub struct Local {
     known: Mutex<HashSet<String>>,
     /// Each user's DM partners ([`convs::Partners`]).
     partners: convs::Partners,
+    /// Each nick's last session secret (the `sessions` table, read at
+    /// start), so that it outlives its connections and a restart.
+    sessions: Mutex<HashMap<String, String>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -54,11 +58,12 @@ impl Local {
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let store = Store::open(path, sync, metrics)?;
-        let (known, partners) = convs::open(&store)?;
+        let (known, partners, sessions) = convs::open(&store)?;
         Ok(Arc::new(Self {
             store,
             known: Mutex::new(known),
             partners,
+            sessions: Mutex::new(sessions),
             hub: OnceLock::new(),
         }))
     }
@@ -160,10 +165,12 @@ impl Backend for Local {
     }
 
     /// Sessions live in the hub's own users: nothing to share.
-    fn remember_session(&self, _nick: &str, _session: &str) {}
+    fn remember_session(&self, nick: &str, session: &str) {
+        self.keep_session(nick, session);
+    }
 
-    fn session_of(&self, _nick: &str) -> Reply<'_, Option<String>> {
-        ready(None)
+    fn session_of(&self, nick: &str) -> Reply<'_, Option<String>> {
+        ready(lock(&self.sessions).get(nick).cloned())
     }
 
     /// Acks wait for their commit: the last ones reach their clients

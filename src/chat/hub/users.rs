@@ -175,6 +175,9 @@ impl Hub {
             None => (CloseFrame::new(CloseCode::NORMAL, "logged out"), None),
         };
         for c in lock(&self.users).get(nick).into_iter().flatten() {
+            // Gone from now on: a `hello` with the old secret is not one
+            // more connection of this user while these close.
+            c.gone.store(true, Ordering::Relaxed);
             if let Some(frame) = &told {
                 c.outbox.push(frame, Kind::Chat, &self.metrics);
             }

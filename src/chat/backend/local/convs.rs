@@ -8,9 +8,13 @@
 //! that a `hello` lists its DMs without walking every conversation.
 //!
 //! ```sql
-//! reads (user, conv, id)   -- PRIMARY KEY (user, conv); INDEX (conv, id)
-//! users (nick)             -- PRIMARY KEY (nick)
+//! reads (user, conv, id)     -- PRIMARY KEY (user, conv); INDEX (conv, id)
+//! users (nick)               -- PRIMARY KEY (nick)
+//! sessions (nick, token)     -- PRIMARY KEY (nick): each nick's last session
 //! ```
+//!
+//! The nicks and the secrets are also kept in memory (read at start):
+//! a `hello` asks them without a round trip to the history thread.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -42,14 +46,19 @@ pub(super) fn note_dm(partners: &Partners, event: &Event) {
     }
 }
 
+/// What [`open`] reads: the nicks ever seen, the DM partners, and each
+/// nick's last session secret.
+pub(super) type Opened = (HashSet<String>, Partners, HashMap<String, String>);
+
 /// Creates the tables if need be, reads the nicks ever seen and indexes
 /// the DM conversations. Blocks until the history thread has done it
 /// (once, at start).
-pub(super) fn open(store: &Store) -> io::Result<(HashSet<String>, Partners)> {
+pub(super) fn open(store: &Store) -> io::Result<Opened> {
     let (tx, rx) = std::sync::mpsc::channel();
     let keys = store.keys();
     store.run(Box::new(move |db| {
-        let _ = tx.send(prepare(db).and_then(|users| Ok((users, partners(db, keys)?))));
+        let _ =
+            tx.send(prepare(db).and_then(|users| Ok((users, partners(db, keys)?, sessions(db)?))));
     }));
     match rx.recv() {
         Ok(Ok(found)) => Ok(found),
@@ -76,6 +85,10 @@ fn prepare(db: &Connection) -> rusqlite::Result<HashSet<String>> {
         "CREATE TABLE IF NOT EXISTS users (nick TEXT PRIMARY KEY) WITHOUT ROWID",
         [],
     )?;
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS sessions (nick TEXT PRIMARY KEY, token TEXT NOT NULL) WITHOUT ROWID",
+        [],
+    )?;
     let mut stmt = db.prepare("SELECT nick FROM users")?;
     let users = stmt.query_map([], |r| r.get::<_, String>(0))?;
     users.collect()
@@ -99,6 +112,38 @@ fn partners(db: &Connection, keys: Vec<String>) -> rusqlite::Result<Partners> {
         }
     }
     Ok(Arc::new(Mutex::new(all)))
+}
+
+fn sessions(db: &Connection) -> rusqlite::Result<HashMap<String, String>> {
+    let mut stmt = db.prepare("SELECT nick, token FROM sessions")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Runs one statement on the history thread, logging a failure.
+fn write(store: &Store, sql: &'static str, args: Vec<String>) {
+    store.run(Box::new(move |db| {
+        if let Err(e) = db.execute(sql, rusqlite::params_from_iter(args)) {
+            tracing::warn!(error = %e, "conversation state: write failed");
+        }
+    }));
+}
+
+impl Local {
+    /// Keeps `nick`'s session secret, in memory and on disk.
+    pub(super) fn keep_session(&self, nick: &str, session: &str) {
+        let mut sessions = lock(&self.sessions);
+        if sessions.get(nick).is_some_and(|s| s == session) {
+            return;
+        }
+        sessions.insert(nick.to_owned(), session.to_owned());
+        write(
+            &self.store,
+            "INSERT INTO sessions (nick, token) VALUES (?1, ?2)
+             ON CONFLICT (nick) DO UPDATE SET token = excluded.token",
+            vec![nick.to_owned(), session.to_owned()],
+        );
+    }
 }
 
 fn int(v: u64) -> i64 {
@@ -192,22 +237,24 @@ impl Convs for Local {
         if !lock(&self.known).insert(nick.to_owned()) {
             return;
         }
-        let nick = nick.to_owned();
-        self.store.run(Box::new(move |db| {
-            if let Err(e) = db.execute(
-                "INSERT OR IGNORE INTO users (nick) VALUES (?1)",
-                params![nick],
-            ) {
-                tracing::warn!(error = %e, "could not remember a user");
-            }
-        }));
+        write(
+            &self.store,
+            "INSERT OR IGNORE INTO users (nick) VALUES (?1)",
+            vec![nick.to_owned()],
+        );
     }
 
     fn known_user(&self, nick: &str) -> Reply<'_, bool> {
         ready(lock(&self.known).contains(nick))
     }
 
-    /// Sessions live in the hub's own users here: once its connections
-    /// close, a nick's secret is gone.
-    fn forget_session(&self, _nick: &str) {}
+    fn forget_session(&self, nick: &str) {
+        if lock(&self.sessions).remove(nick).is_some() {
+            write(
+                &self.store,
+                "DELETE FROM sessions WHERE nick = ?1",
+                vec![nick.to_owned()],
+            );
+        }
+    }
 }

@@ -14,12 +14,11 @@
 mod convs;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use self::store::{DbSync, Outcome, Store};
@@ -27,7 +26,6 @@ use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
     Reply, Scope, Signal, Span, Unavailable, ready,
 };
-use crate::chat::lock;
 use crate::chat::metrics::Metrics;
 
 /// Appends that may wait for the history thread (a stalled disk) before
@@ -43,13 +41,8 @@ const MAX_FILL: u32 = 10_000;
 /// One server's conversations, in SQLite.
 pub struct Local {
     store: Store,
-    /// The nicks ever seen (the `users` table, read at start).
-    known: Mutex<HashSet<String>>,
     /// Each user's DM partners ([`convs::Partners`]).
     partners: convs::Partners,
-    /// Each nick's last session secret (the `sessions` table, read at
-    /// start), so that it outlives its connections and a restart.
-    sessions: Mutex<HashMap<String, String>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -58,12 +51,10 @@ impl Local {
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let store = Store::open(path, sync, metrics)?;
-        let (known, partners, sessions) = convs::open(&store)?;
+        let partners = convs::open(&store)?;
         Ok(Arc::new(Self {
             store,
-            known: Mutex::new(known),
             partners,
-            sessions: Mutex::new(sessions),
             hub: OnceLock::new(),
         }))
     }
@@ -170,7 +161,7 @@ impl Backend for Local {
     }
 
     fn session_of(&self, nick: &str) -> Reply<'_, Option<String>> {
-        ready(lock(&self.sessions).get(nick).cloned())
+        self.read_session(nick)
     }
 
     /// Acks wait for their commit: the last ones reach their clients

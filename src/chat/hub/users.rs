@@ -52,7 +52,11 @@ impl Hub {
             }
         }
         let client = self.register(wanted, session, remote_reclaim);
-        self.backend.remember_user(&client.nick);
+        // A guest (no nick asked for) is not remembered: its name is
+        // the connection's, and nobody can know it to write to later.
+        if wanted.is_some() {
+            self.backend.remember_user(&client.nick);
+        }
         Ok(client)
     }
 

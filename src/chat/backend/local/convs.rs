@@ -13,10 +13,12 @@
 //! sessions (nick, token)     -- PRIMARY KEY (nick): each nick's last session
 //! ```
 //!
-//! The nicks and the secrets are also kept in memory (read at start):
-//! a `hello` asks them without a round trip to the history thread.
+//! Neither the nicks nor the secrets are kept in memory: they grow with
+//! every nick ever seen, and are asked for rarely (a DM to someone away,
+//! a `hello` with a secret for a nick nobody holds). Writing them again
+//! when they have not changed dirties no page.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -46,19 +48,13 @@ pub(super) fn note_dm(partners: &Partners, event: &Event) {
     }
 }
 
-/// What [`open`] reads: the nicks ever seen, the DM partners, and each
-/// nick's last session secret.
-pub(super) type Opened = (HashSet<String>, Partners, HashMap<String, String>);
-
-/// Creates the tables if need be, reads the nicks ever seen and indexes
-/// the DM conversations. Blocks until the history thread has done it
-/// (once, at start).
-pub(super) fn open(store: &Store) -> io::Result<Opened> {
+/// Creates the tables if need be and indexes the DM conversations.
+/// Blocks until the history thread has done it (once, at start).
+pub(super) fn open(store: &Store) -> io::Result<Partners> {
     let (tx, rx) = std::sync::mpsc::channel();
     let keys = store.keys();
     store.run(Box::new(move |db| {
-        let _ =
-            tx.send(prepare(db).and_then(|users| Ok((users, partners(db, keys)?, sessions(db)?))));
+        let _ = tx.send(prepare(db).and_then(|()| partners(db, keys)));
     }));
     match rx.recv() {
         Ok(Ok(found)) => Ok(found),
@@ -67,7 +63,7 @@ pub(super) fn open(store: &Store) -> io::Result<Opened> {
     }
 }
 
-fn prepare(db: &Connection) -> rusqlite::Result<HashSet<String>> {
+fn prepare(db: &Connection) -> rusqlite::Result<()> {
     db.execute(
         "CREATE TABLE IF NOT EXISTS reads (
             user TEXT NOT NULL,
@@ -89,9 +85,7 @@ fn prepare(db: &Connection) -> rusqlite::Result<HashSet<String>> {
         "CREATE TABLE IF NOT EXISTS sessions (nick TEXT PRIMARY KEY, token TEXT NOT NULL) WITHOUT ROWID",
         [],
     )?;
-    let mut stmt = db.prepare("SELECT nick FROM users")?;
-    let users = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    users.collect()
+    Ok(())
 }
 
 /// The DM conversations among `keys`, each with its newest event.
@@ -114,12 +108,6 @@ fn partners(db: &Connection, keys: Vec<String>) -> rusqlite::Result<Partners> {
     Ok(Arc::new(Mutex::new(all)))
 }
 
-fn sessions(db: &Connection) -> rusqlite::Result<HashMap<String, String>> {
-    let mut stmt = db.prepare("SELECT nick, token FROM sessions")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
-}
-
 /// Runs one statement on the history thread, logging a failure.
 fn write(store: &Store, sql: &'static str, args: Vec<String>) {
     store.run(Box::new(move |db| {
@@ -130,19 +118,25 @@ fn write(store: &Store, sql: &'static str, args: Vec<String>) {
 }
 
 impl Local {
-    /// Keeps `nick`'s session secret, in memory and on disk.
+    /// Keeps `nick`'s session secret.
     pub(super) fn keep_session(&self, nick: &str, session: &str) {
-        let mut sessions = lock(&self.sessions);
-        if sessions.get(nick).is_some_and(|s| s == session) {
-            return;
-        }
-        sessions.insert(nick.to_owned(), session.to_owned());
         write(
             &self.store,
             "INSERT INTO sessions (nick, token) VALUES (?1, ?2)
-             ON CONFLICT (nick) DO UPDATE SET token = excluded.token",
+             ON CONFLICT (nick) DO UPDATE SET token = excluded.token
+             WHERE token <> excluded.token",
             vec![nick.to_owned(), session.to_owned()],
         );
+    }
+
+    /// The session secret kept for `nick`.
+    pub(super) fn read_session(&self, nick: &str) -> Reply<'_, Option<String>> {
+        let nick = nick.to_owned();
+        self.ask(move |db| {
+            db.prepare_cached("SELECT token FROM sessions WHERE nick = ?1")?
+                .query_row(params![nick], |r| r.get(0))
+                .optional()
+        })
     }
 }
 
@@ -234,9 +228,6 @@ impl Convs for Local {
     }
 
     fn remember_user(&self, nick: &str) {
-        if !lock(&self.known).insert(nick.to_owned()) {
-            return;
-        }
         write(
             &self.store,
             "INSERT OR IGNORE INTO users (nick) VALUES (?1)",
@@ -245,16 +236,21 @@ impl Convs for Local {
     }
 
     fn known_user(&self, nick: &str) -> Reply<'_, bool> {
-        ready(lock(&self.known).contains(nick))
+        let nick = nick.to_owned();
+        self.ask(move |db| {
+            let found = db
+                .prepare_cached("SELECT 1 FROM users WHERE nick = ?1")?
+                .query_row(params![nick], |_| Ok(()))
+                .optional()?;
+            Ok(found.is_some())
+        })
     }
 
     fn forget_session(&self, nick: &str) {
-        if lock(&self.sessions).remove(nick).is_some() {
-            write(
-                &self.store,
-                "DELETE FROM sessions WHERE nick = ?1",
-                vec![nick.to_owned()],
-            );
-        }
+        write(
+            &self.store,
+            "DELETE FROM sessions WHERE nick = ?1",
+            vec![nick.to_owned()],
+        );
     }
 }

@@ -1129,6 +1129,8 @@ async fn resume_replays_edits_deletes_and_reactions_made_while_away_in_order() {
     let server = ChatServer::start(c).await;
     let (mut bob, welcome) = server.client(hello("bob")).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
+    // Joined once the history page is in: later posts reach him live.
+    bob.next_of("history").await;
     let (mut alice, _) = server.client(hello("alice")).await;
     alice.acked("general", "one", "m1").await;
     alice.acked("general", "two", "m2").await;

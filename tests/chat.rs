@@ -1239,3 +1239,28 @@ async fn edits_deletes_reactions_and_replies_work_in_a_dm() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_refused_before_hello_names_its_client_id() {
+    let server = ChatServer::start(config("hello-client-id")).await;
+    let (ws, _) = transport::connect(&format!("ws://{}/ws", server.addr), Config::default())
+        .await
+        .unwrap();
+    let mut c = Client { ws };
+    c.send_msg("general", "too early", "early").await;
+    let e = c.next_of("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("hello_required"), Some("early"))
+    );
+    c.send(json!({"type": "edit", "room": "general", "id": 1, "client_id": "bad"}))
+        .await;
+    let e = c.next_of("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("invalid_field"), Some("bad"))
+    );
+    c.send(hello("late")).await;
+    assert_eq!(c.next_of("welcome").await["user"], "late");
+    server.stop().await;
+}

@@ -1482,6 +1482,8 @@ async fn resume_replays_edits_deletes_and_reactions_made_while_away_in_order() {
     let server = ChatServer::start(c).await;
     let (mut bob, welcome) = server.client(hello("bob")).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
+    // Joined once the history page is in: later posts reach him live.
+    bob.next_of("history").await;
     let (mut alice, _) = server.client(hello("alice")).await;
     alice.acked("general", "one", "m1").await;
     alice.acked("general", "two", "m2").await;
@@ -1634,5 +1636,30 @@ async fn tabs_reconnecting_with_the_secret_are_the_same_user_again_even_after_a_
     let (_three, w) = server.client(again).await;
     assert_eq!(w["user"], "alice", "the nick is free");
     assert_ne!(w["session"], session, "with a new secret");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_refused_before_hello_names_its_client_id() {
+    let server = ChatServer::start(config("hello-client-id")).await;
+    let (ws, _) = transport::connect(&format!("ws://{}/ws", server.addr), Config::default())
+        .await
+        .unwrap();
+    let mut c = Client { ws };
+    c.send_msg("general", "too early", "early").await;
+    let e = c.next_of("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("hello_required"), Some("early"))
+    );
+    c.send(json!({"type": "edit", "room": "general", "id": 1, "client_id": "bad"}))
+        .await;
+    let e = c.next_of("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("invalid_field"), Some("bad"))
+    );
+    c.send(hello("late")).await;
+    assert_eq!(c.next_of("welcome").await["user"], "late");
     server.stop().await;
 }

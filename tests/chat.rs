@@ -1013,6 +1013,25 @@ async fn dms_last_offline_ones_wait_and_history_reads_only_your_own() {
         (err["code"].as_str(), err["client_id"].as_str()),
         (Some("invalid_field"), Some("x"))
     );
+    // The list is latest first.
+    bob.send(json!({"type": "dm", "to": "frank", "text": "me too", "client_id": "b1"}))
+        .await;
+    bob.next(|e| e["client_id"] == "b1").await;
+    frank
+        .next(|e| e["type"] == "dm" && e["from"] == "bob")
+        .await;
+    frank.send(json!({"type": "dms"})).await;
+    let list = frank.next_of("dms").await;
+    let with: Vec<&str> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["with"].as_str().unwrap())
+        .collect();
+    assert_eq!(with, ["bob", "alice"], "{list}");
+    frank
+        .send(json!({"type": "read", "dm": "bob", "id": 1}))
+        .await;
     // The DM survives a restart, unread again for nobody.
     server.stop().await;
     let server = ChatServer::start(c).await;
@@ -1021,7 +1040,10 @@ async fn dms_last_offline_ones_wait_and_history_reads_only_your_own() {
     frank.send(json!({"type": "dms"})).await;
     assert_eq!(
         frank.next_of("dms").await["conversations"],
-        json!([{"with": "alice", "last_id": 1, "unread": 0}])
+        json!([
+            {"with": "bob", "last_id": 1, "unread": 0},
+            {"with": "alice", "last_id": 1, "unread": 0}
+        ])
     );
     server.stop().await;
 }

@@ -43,7 +43,8 @@ pub struct Unread {
     pub unread: BTreeMap<String, u64>,
     /// The same keys, mentions only.
     pub mentions: BTreeMap<String, u64>,
-    /// DMs received while away: the other user and the newest id.
+    /// DM conversations with unread messages (such as DMs received while
+    /// away): the other user and the newest unread id.
     pub away: Vec<(String, u64)>,
 }
 

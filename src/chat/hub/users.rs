@@ -93,8 +93,9 @@ impl Hub {
     /// connection record with a new session secret joins `old`'s rooms
     /// (their members see `wanted` join and the old nick leave), and `old`
     /// is unregistered. The user's other connections with the old nick
-    /// are closed (4003) to reconnect as `wanted`. Read marks and DMs stay
-    /// with the old nick.
+    /// are told (a `renamed` with the new secret) and closed (4003), to
+    /// reconnect as `wanted`; the old nick's secret is forgotten. Read
+    /// marks and DMs stay with the old nick.
     pub async fn rename(&self, old: &Arc<Client>, wanted: &str) -> Result<Arc<Client>, Refusal> {
         if self.config.authenticated {
             return Err(Refusal::new(
@@ -134,6 +135,7 @@ impl Hub {
             self.leave(old, &room);
         }
         self.unregister(old);
+        self.backend.forget_session(&old.nick);
         self.backend.publish(Signal::Logout {
             nick: old.nick.clone(),
             renamed: Some(wanted.to_owned()),

@@ -593,14 +593,13 @@ async fn a_stopped_server_users_leave_presence_at_once() {
     eprintln!("bob left presence {took:?} after his server was told to stop");
     assert!(took < Duration::from_secs(3), "{took:?}");
     reader.await.unwrap();
-    // And the DM directory forgot him too.
+    // A DM to him now waits for him (he has been here): acked, stored,
+    // delivered to nobody.
     alice
         .send(json!({"type": "dm", "to": "bob", "text": "still there?", "client_id": "d"}))
         .await;
-    assert_eq!(
-        alice.next(|e| e["type"] == "error").await["code"],
-        "unknown_user"
-    );
+    let answer = alice.next(|e| e["client_id"] == "d").await;
+    assert_eq!(answer["type"], "ack", "{answer}");
 }
 
 /// A TCP proxy to Redis that can go silent: after `blackhole()`, the
@@ -1031,4 +1030,406 @@ async fn a_burst_of_joins_and_leaves_converges_and_a_missed_change_is_read_again
     want.sort();
     members_become(&mut on_a[0], "general", &want, "after the gap").await;
     assert!(a.metric("chat_redis_presence_resyncs_total").await > resyncs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_on_two_servers_is_one_member_and_read_state_follows_it() {
+    let redis = Redis::start("convs").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, welcome) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let session = welcome["session"].clone();
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    bob.next(is_presence("joined", "alice")).await;
+    // alice's second tab, on B, proves her session: the same nick.
+    let (mut tab, w) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    let id = bob.acked("general", "to both servers", "b1").await;
+    for c in [&mut alice, &mut tab] {
+        let m = c.next(|e| e["type"] == "msg" && e["id"] == id).await;
+        assert_eq!(m["from"], "bob");
+    }
+    // Presence counts her once; her tab leaving keeps her.
+    bob.send(json!({"type": "members", "room": "general"}))
+        .await;
+    let members = bob.next_of("members").await;
+    assert_eq!(members["count"], 2, "{members}");
+    tab.close().await;
+    let later = bob.drain(Duration::from_millis(500)).await;
+    assert!(
+        later
+            .iter()
+            .all(|e| e["type"] != "presence" || !nicks(&e["left"]).contains(&"alice".to_owned())),
+        "{later:?}"
+    );
+    // A read on A is a receipt on B, and the mark is kept in Redis.
+    alice
+        .send(json!({"type": "read", "room": "general", "id": id}))
+        .await;
+    assert_eq!(
+        bob.next_of("receipt").await,
+        json!({"type": "receipt", "room": "general", "user": "alice", "id": id})
+    );
+    alice
+        .send(json!({"type": "read", "room": "general", "id": id + 5, "client_id": "r"}))
+        .await;
+    assert_eq!(alice.next_of("error").await["code"], "beyond_newest");
+    alice.close().await;
+    bob.acked("general", "@alice, on B now?", "b2").await;
+    bob.acked("general", "and this", "b3").await;
+    // Her session secret keeps her nick on B, whether or not B has heard
+    // yet that she left A.
+    let (mut alice, welcome) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": session, "resume": {"general": id}}))
+        .await;
+    assert_eq!(welcome["user"], "alice", "{welcome}");
+    assert_eq!(welcome["unread"], json!({"general": 2}), "{welcome}");
+    assert_eq!(welcome["mentions"], json!({"general": 1}), "{welcome}");
+    let receipts = alice.next_of("receipts").await;
+    assert_eq!(receipts["receipts"], json!([{"user": "alice", "id": id}]));
+    // A rename on B closes her tab on A (4003); a logout on B then closes
+    // every connection of the new nick, on A too (1000), and its secret
+    // is forgotten in Redis.
+    let (mut on_a, w) = a
+        .client(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    alice.send(json!({"type": "nick", "nick": "alicia"})).await;
+    let renamed = alice.next_of("renamed").await;
+    assert_eq!(on_a.next_of("renamed").await, renamed, "told on A too");
+    assert_eq!(on_a.close_code(WAIT).await, Some(4003));
+    let new_session = renamed["session"].clone();
+    let key = b"GET chat:session:alicia\r\n";
+    wait_for(redis.addr(), key, new_session.as_str().unwrap()).await;
+    let (mut on_a, w) = a
+        .client(json!({"type": "hello", "nick": "alicia", "session": new_session}))
+        .await;
+    assert_eq!(w["user"], "alicia", "{w}");
+    alice.send(json!({"type": "logout"})).await;
+    assert_eq!(alice.close_code(WAIT).await, Some(1000));
+    assert_eq!(on_a.close_code(WAIT).await, Some(1000));
+    wait_for(redis.addr(), b"EXISTS chat:session:alicia\r\n", ":0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_dm_through_redis_reaches_its_user_on_the_other_server() {
+    let redis = Redis::start("offline-dm").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (frank, _) = b.client(json!({"type": "hello", "nick": "frank"})).await;
+    frank.close().await;
+    wait_for(redis.addr(), b"SISMEMBER chat:users frank\r\n", ":1").await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    // frank is offline everywhere, but has been here: the DM is stored.
+    alice
+        .send(json!({"type": "dm", "to": "frank", "text": "when you are back", "client_id": "d1"}))
+        .await;
+    let ack = alice.next(|e| e["client_id"] == "d1").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let id = ack["id"].as_u64().unwrap();
+    alice
+        .send(json!({"type": "dm", "to": "nobody", "text": "x", "client_id": "d2"}))
+        .await;
+    assert_eq!(
+        alice.next(|e| e["client_id"] == "d2").await["code"],
+        "unknown_user"
+    );
+    let (mut frank, welcome) = b.client(json!({"type": "hello", "nick": "frank"})).await;
+    assert_eq!(welcome["unread"], json!({"@alice": 1}), "{welcome}");
+    assert_eq!(
+        frank.next_of("mention").await,
+        json!({"type": "mention", "dm": "alice", "id": id, "from": "alice"})
+    );
+    frank.send(json!({"type": "dms"})).await;
+    assert_eq!(
+        frank.next_of("dms").await["conversations"],
+        json!([{"with": "alice", "last_id": id, "unread": 1}])
+    );
+    frank.send(json!({"type": "history", "dm": "alice"})).await;
+    let page = frank.next_of("history").await;
+    assert_eq!(page["messages"][0]["text"], "when you are back", "{page}");
+    frank
+        .send(json!({"type": "read", "dm": "alice", "id": id}))
+        .await;
+    assert_eq!(
+        alice.next_of("receipt").await,
+        json!({"type": "receipt", "dm": "frank", "user": "frank", "id": id})
+    );
+}
+
+/// One command in Redis's inline protocol: whatever it answers within
+/// half a second.
+async fn redis_says(redis: &Redis, command: &str) -> String {
+    let mut s = TcpStream::connect(redis.addr()).await.unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Ok(n @ 1..)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The `ack` id of `request` (which carries a `client_id`); panics on a
+/// refusal.
+async fn acked_request(c: &mut Client, request: Value) -> u64 {
+    let answer = c.answer(request).await;
+    assert_eq!(answer["type"], "ack", "refused: {answer}");
+    answer["id"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_deleted_text() {
+    let redis = Redis::start("lifecycle").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let bob_session = welcome["session"].as_str().unwrap().to_owned();
+    // Bob's join is done once his history page is in: what alice posts
+    // after that reaches him live.
+    bob.next_of("history").await;
+    let at = |kind: &str, id: u64, client_id: &str| json!({"type": kind, "room": "general", "id": id, "client_id": client_id});
+    assert_eq!(alice.acked("general", "first", "m1").await, 1);
+    assert_eq!(alice.acked("general", "secret two", "m2").await, 2);
+    while bob.next_of("msg").await["id"] != 2 {}
+    // A reply from B reaches A with its reply_to.
+    let reply =
+        json!({"type": "msg", "room": "general", "text": "re", "client_id": "r", "reply_to": 1});
+    assert_eq!(acked_request(&mut bob, reply).await, 3);
+    let m = alice.next(|e| e["type"] == "msg" && e["id"] == 3).await;
+    assert_eq!(m["reply_to"], 1);
+    // An edit on A reaches B.
+    let mut edit = at("edit", 1, "e1");
+    edit["text"] = json!("first, fixed");
+    assert_eq!(acked_request(&mut alice, edit).await, 4);
+    let edited = bob.next_of("edited").await;
+    assert_eq!(
+        (edited["id"].as_u64(), edited["text"].as_str()),
+        (Some(1), Some("first, fixed"))
+    );
+    // Refusals come from the script, with their client_id.
+    let mut steal = at("edit", 1, "no");
+    steal["text"] = json!("mine");
+    let refused = bob.answer(steal).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_id"].as_str()),
+        (Some("not_author"), Some("no"))
+    );
+    let mut missing = at("react", 99, "nx");
+    missing["emoji"] = json!("👍");
+    assert_eq!(bob.answer(missing).await["code"], "no_such_message");
+    // Bob leaves; a reaction, an edit and a delete happen meanwhile.
+    bob.close().await;
+    let mut react = at("react", 1, "x1");
+    react["emoji"] = json!("👍");
+    // (Scaled out, the writer's own event may come before or after its
+    // ack: what it says is checked on bob's replay.)
+    assert_eq!(acked_request(&mut alice, react).await, 5);
+    let mut edit = at("edit", 2, "e2");
+    edit["text"] = json!("secret edited");
+    assert_eq!(acked_request(&mut alice, edit).await, 6);
+    assert_eq!(acked_request(&mut alice, at("delete", 2, "d")).await, 7);
+    let mut gone = at("react", 2, "x2");
+    gone["emoji"] = json!("👍");
+    assert_eq!(alice.answer(gone).await["code"], "deleted");
+    // Resuming on B replays them in order; the purged edit is not there.
+    let (mut bob, _) = b
+        .client(json!({"type": "hello", "nick": "bob", "session": bob_session, "resume": {"general": 4}}))
+        .await;
+    let first = bob
+        .next(|e| e["type"] == "reaction" || e["type"] == "deleted" || e["type"] == "edited")
+        .await;
+    let second = bob
+        .next(|e| e["type"] == "reaction" || e["type"] == "deleted" || e["type"] == "edited")
+        .await;
+    assert_eq!(
+        [
+            (&first["type"], &first["event_id"]),
+            (&second["type"], &second["event_id"])
+        ],
+        [
+            (&json!("reaction"), &json!(5)),
+            (&json!("deleted"), &json!(7))
+        ]
+    );
+    assert_eq!(first["users"], json!(["alice"]));
+    // The script bounds the distinct reactions of a message (20).
+    for i in 0..20 {
+        let mut r = at("react", 3, &format!("many{i}"));
+        r["emoji"] = json!(format!(":r{i}:"));
+        acked_request(&mut alice, r).await;
+    }
+    let mut r = at("react", 3, "too-many");
+    r["emoji"] = json!(":one-more:");
+    assert_eq!(alice.answer(r).await["code"], "too_many_reactions");
+    // Live again: bob's reaction crosses back to A.
+    let mut react = at("react", 1, "x3");
+    react["emoji"] = json!("👍");
+    assert_eq!(acked_request(&mut bob, react).await, 8 + 20);
+    let live = alice
+        .next(|e| e["type"] == "reaction" && e["event_id"] == 8 + 20)
+        .await;
+    assert_eq!(live["users"], json!(["alice", "bob"]));
+    // History on B: each message as it is now.
+    let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
+    let page = carol.next_of("history").await;
+    let messages: BTreeMap<u64, Value> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m.clone()))
+        .collect();
+    assert_eq!(messages.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(messages[&1]["text"], "first, fixed");
+    assert!(messages[&1]["edited_ts"].as_u64().is_some());
+    assert_eq!(messages[&1]["reactions"], json!({"👍": ["alice", "bob"]}));
+    assert_eq!(messages[&2]["deleted"], true);
+    assert!(messages[&2].get("text").is_none(), "{}", messages[&2]);
+    assert_eq!(messages[&3]["reply_to"], 1);
+    assert_eq!(messages[&3]["reactions"].as_object().unwrap().len(), 20);
+    // In a DM across servers, each side names the other.
+    // (Until A hears that bob is back online, on B, a DM to him is
+    // refused as to an unknown user.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let dm = json!({"type": "dm", "to": "bob", "text": "psst", "client_id": "dm1"});
+        let answer = alice.answer(dm).await;
+        if answer["type"] == "ack" {
+            assert_eq!(answer["id"], 1);
+            break;
+        }
+        assert_eq!(answer["code"], "unknown_user", "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "A never heard that bob is online"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(bob.next_of("dm").await["id"], 1);
+    let r = json!({"type": "react", "dm": "alice", "id": 1, "emoji": ":eyes:", "client_id": "dx"});
+    assert_eq!(acked_request(&mut bob, r).await, 2);
+    let seen = alice.next_of("reaction").await;
+    assert_eq!(
+        (seen["dm"].as_str(), seen["users"].clone()),
+        (Some("bob"), json!(["bob"]))
+    );
+    let d = json!({"type": "delete", "dm": "bob", "id": 1, "client_id": "dd"});
+    assert_eq!(acked_request(&mut alice, d).await, 3);
+    let deleted = bob.next_of("deleted").await;
+    assert_eq!(
+        (deleted["dm"].as_str(), deleted["id"].as_u64()),
+        (Some("alice"), Some(1))
+    );
+    let dm_states = redis_says(&redis, "HGETALL chat:msg:@alice|bob").await;
+    assert!(
+        dm_states.contains("deleted") && !dm_states.contains("psst"),
+        "{dm_states}"
+    );
+    // The deleted text is in none of Redis's keys for the room.
+    let stream = redis_says(&redis, "XRANGE chat:log:general - +").await;
+    assert!(stream.contains("first, fixed"), "{stream}");
+    let states = redis_says(&redis, "HGETALL chat:msg:general").await;
+    assert!(states.contains("first, fixed"), "{states}");
+    for held in [&stream, &states] {
+        assert!(
+            !held.contains("secret"),
+            "a deleted text is still in Redis: {held}"
+        );
+    }
+}
+
+/// A room stored before message states (its messages in the stream only)
+/// keeps its history: pages reach back from the new messages into the
+/// stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_before_message_states_is_still_read() {
+    let redis = Redis::start("legacy").await;
+    for id in 1..=2 {
+        let added = redis_says(
+            &redis,
+            &format!("XADD chat:log:legacy {id}-0 from old text before{id} ts {id}"),
+        )
+        .await;
+        assert!(added.contains(&format!("{id}-0")), "{added}");
+    }
+    assert!(
+        redis_says(&redis, "SET chat:id:legacy 2")
+            .await
+            .contains("OK")
+    );
+    let a = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    alice.send(json!({"type": "join", "room": "legacy"})).await;
+    let page = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["before1", "before2"]);
+    assert_eq!(alice.acked("legacy", "after", "n").await, 3);
+    alice
+        .send(json!({"type": "history", "room": "legacy"}))
+        .await;
+    let newest = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    assert_eq!(newest["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(newest["more"], true);
+    alice
+        .send(json!({"type": "history", "room": "legacy", "before": 3}))
+        .await;
+    let older = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    let ids: Vec<u64> = older["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(older["more"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_reaches_a_members_tab_on_a_server_where_nobody_is_in_the_room() {
+    let redis = Redis::start("mention").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, welcome) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = a.client(json!({"type": "hello", "nick": "bob"})).await;
+    bob.next(|e| e["type"] == "history").await;
+    // Wait until B knows alice is online on A: her tab on B is her.
+    let (mut probe, _) = b.client(json!({"type": "hello", "nick": "probe"})).await;
+    probe.next(is_presence("joined", "alice")).await;
+    probe.close().await;
+    let (mut tab, w) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": welcome["session"]}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    tab.next(|e| e["type"] == "history").await;
+    tab.send(json!({"type": "leave", "room": "general"})).await;
+    // carol, on B, is in no room: a mention of her reaches no one.
+    let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
+    carol.next(|e| e["type"] == "history").await;
+    carol
+        .send(json!({"type": "leave", "room": "general"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = bob.acked("general", "@alice @carol look", "m").await;
+    let mention = json!({"type": "mention", "room": "general", "id": id, "from": "bob"});
+    assert_eq!(alice.next_of("mention").await, mention);
+    assert_eq!(tab.next_of("mention").await, mention, "her tab on B too");
+    let got = carol.drain(Duration::from_millis(500)).await;
+    assert!(got.iter().all(|e| e["type"] != "mention"), "{got:?}");
 }

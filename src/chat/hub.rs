@@ -30,7 +30,8 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 pub use super::outbox::{Kind, Outbox, slow_close};
 
 use super::backend::{
-    Ack, Backend, Conversation, Event, NewEvent, Peer, Signal, Span, Unavailable,
+    Ack, Backend, Conversation, Event, Kind as EventKind, NewEvent, Peer, Rejected, Signal, Span,
+    Unavailable,
 };
 use super::metrics::Metrics;
 use super::protocol::ErrorCode;
@@ -38,11 +39,15 @@ use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
 use super::{lock, random_token};
 
 mod events;
+mod lifecycle;
 mod presence;
+mod reads;
 mod roster;
 #[cfg(test)]
 mod tests;
+mod users;
 
+pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 use roster::Roster;
 pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
 
@@ -229,11 +234,15 @@ fn prepare(deflate: Option<&DeflateConfig>, json: String) -> PreparedFrame {
     }
 }
 
-/// What the writer of a `msg` or `dm` is told once the backend has
-/// stored it, or failed to: its [`Ack`].
+/// What the writer of a `msg` or `dm` (or an edit, delete or reaction)
+/// is told once the backend has stored it, or failed to: its [`Ack`].
 struct Pending {
     sender: Arc<Client>,
-    client_id: String,
+    /// None: an edit, delete or reaction sent without one gets no `ack`
+    /// (its event says it is done), and a refusal names no post.
+    client_id: Option<String>,
+    /// The message the event acts on (or replies to), for a refusal.
+    target: Option<u64>,
     deflate: Option<DeflateConfig>,
     metrics: Arc<Metrics>,
 }
@@ -243,16 +252,31 @@ impl Ack for Pending {
         self.sender.is_gone()
     }
 
+    fn refused(self: Box<Self>, why: Rejected) {
+        self.metrics.errors.inc();
+        let refusal = lifecycle::refusal(why, self.target.unwrap_or(0));
+        let frame = PreparedFrame::text(
+            ServerMsg::Error {
+                code: refusal.code,
+                message: &refusal.message,
+                client_id: self.client_id.as_deref(),
+            }
+            .to_json(),
+        );
+        self.sender.outbox.push(&frame, Kind::Chat, &self.metrics);
+    }
+
     fn done(self: Box<Self>, outcome: Result<u64, Unavailable>) {
         let frame = match outcome {
-            Ok(id) => prepare(
-                self.deflate.as_ref(),
-                ServerMsg::Ack {
-                    client_id: &self.client_id,
-                    id,
-                }
-                .to_json(),
-            ),
+            Ok(id) => {
+                let Some(client_id) = &self.client_id else {
+                    return;
+                };
+                prepare(
+                    self.deflate.as_ref(),
+                    ServerMsg::Ack { client_id, id }.to_json(),
+                )
+            }
             Err(Unavailable) => {
                 // No one saw it: the sender's UI marks the post failed, and
                 // it may send it again.
@@ -261,7 +285,7 @@ impl Ack for Pending {
                     ServerMsg::Error {
                         code: ErrorCode::Unavailable,
                         message: "the message could not be saved; try again",
-                        client_id: Some(&self.client_id),
+                        client_id: self.client_id.as_deref(),
                     }
                     .to_json(),
                 )
@@ -315,6 +339,9 @@ pub struct Hub {
     /// backend has queued it; [`stop_posts`](Hub::stop_posts) takes it
     /// once, exclusively, after setting the flag.
     appending: RwLock<()>,
+    /// Receipts heard since the last tick, by conversation key and user:
+    /// the tick sends one per user and conversation (`hub/reads.rs`).
+    receipts: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     config: HubConfig,
     /// The counters of `/metrics`.
     pub metrics: Arc<Metrics>,
@@ -340,6 +367,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             appending: RwLock::new(()),
+            receipts: Mutex::new(BTreeMap::new()),
             config,
             metrics,
         }
@@ -406,12 +434,15 @@ impl Hub {
 
     /// Registers a connection under `wanted` (or a guest name). Without
     /// authentication, nicks are unique: a taken one gets a suffix, unless
-    /// `session` proves it is the caller's own from before, in which case
-    /// the old connection is replaced (closed with 4000).
+    /// `session` proves it is the caller's own, in which case this is one
+    /// more connection of that user (another tab), sharing the nick and
+    /// its secret. With authentication, every connection of a token's
+    /// user shares its nick.
     ///
     /// A nick online on another server is taken too, unless
     /// [`claim_remote`](Self::claim_remote) found that `session` is its
-    /// owner's (`remote_reclaim`): then that server closes its connection.
+    /// owner's (`remote_reclaim`): then the user is on both servers.
+    /// [`admit`](Self::admit) bounds the connections per user first.
     pub fn register(
         &self,
         wanted: Option<&str>,
@@ -424,12 +455,13 @@ impl Hub {
         let base = wanted.map_or_else(|| format!("guest{id}"), str::to_owned);
         let mut nick = base.clone();
         let mut reclaimed = None;
-        let mut reclaimed_remote = false;
         if !self.config.authenticated {
             let mut n = 1;
             loop {
                 if let Some(holders) = users.get(&nick) {
-                    if let Some(old) = holders.iter().find(|c| Some(c.session.as_str()) == session)
+                    if let Some(old) = holders
+                        .iter()
+                        .find(|c| !c.is_gone() && Some(c.session.as_str()) == session)
                     {
                         reclaimed = Some(old.clone());
                         break;
@@ -437,8 +469,7 @@ impl Hub {
                 } else if !remote.values().any(|held| held.contains(&nick)) {
                     break;
                 } else if remote_reclaim && nick == base {
-                    reclaimed_remote = true;
-                    break;
+                    break; // its owner, online on another server too
                 }
                 n += 1;
                 // Keep the suffixed nick within the 24-character rule.
@@ -448,22 +479,12 @@ impl Hub {
             }
         }
         drop(remote);
-        if reclaimed_remote {
-            self.backend
-                .publish(Signal::Replaced { nick: nick.clone() });
-        }
         let session = match &reclaimed {
-            Some(old) => {
-                old.outbox.close(CloseFrame::new(
-                    CloseCode::try_from(4000).unwrap_or(CloseCode::NORMAL),
-                    "replaced by a newer connection",
-                ));
-                if let Some(holders) = users.get_mut(&nick) {
-                    holders.retain(|c| c.id != old.id);
-                }
-                old.session.clone()
-            }
-            None if reclaimed_remote => session.unwrap_or_default().to_owned(),
+            // The same user again: one more connection of it.
+            Some(held) => held.session.clone(),
+            // Its owner's secret, proven with the backend: kept, so that
+            // the user's other tabs reconnecting with it are that user.
+            None if remote_reclaim && nick == base => session.unwrap_or_default().to_owned(),
             None => random_token(),
         };
         if !self.config.authenticated {
@@ -620,13 +641,28 @@ impl Hub {
         self.append(client, Conversation::dm(&client.nick, to), text, client_id)
     }
 
-    /// Hands an event to the backend, which gives it its id.
+    /// Hands a message to the backend, which gives it its id.
     fn append(
         &self,
         client: &Arc<Client>,
         conv: Conversation,
         text: &str,
         client_id: &str,
+    ) -> Result<(), Refusal> {
+        let kind = EventKind::default();
+        self.append_event(client, conv, text, kind, Some(client_id))
+    }
+
+    /// Hands an event of any kind to the backend, which gives it its id
+    /// (or, checking it against its message, refuses it: the writer is
+    /// told through its ack).
+    fn append_event(
+        &self,
+        client: &Arc<Client>,
+        conv: Conversation,
+        text: &str,
+        kind: EventKind,
+        client_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let _open = self.appending.read().unwrap_or_else(|p| p.into_inner());
         // Checked again under the lock `stop_posts` takes: no post that
@@ -637,15 +673,21 @@ impl Hub {
                 "the server is shutting down",
             ));
         }
+        let target = match &kind {
+            EventKind::Msg(state) => state.reply_to,
+            other => other.target(),
+        };
         let event = NewEvent {
             conv,
             from: client.nick.clone(),
             text: text.to_owned(),
             ts: now_ms(),
+            kind,
         };
         let ack = Pending {
             sender: client.clone(),
-            client_id: client_id.to_owned(),
+            client_id: client_id.map(str::to_owned),
+            target,
             deflate: self.config.deflate.clone(),
             metrics: self.metrics.clone(),
         };
@@ -735,23 +777,6 @@ impl Hub {
             .await
             .map_err(down)?;
         Ok((page.iter().map(Event::to_message).collect(), more))
-    }
-
-    /// `room`'s messages with `after < id <= upto` (the newest `limit`).
-    pub async fn range(
-        &self,
-        room: &str,
-        after: u64,
-        upto: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, Refusal> {
-        let conv = Conversation::Room(room.to_owned());
-        let events = self
-            .backend
-            .range(&conv, Span { after, upto }, limit)
-            .await
-            .map_err(down)?;
-        Ok(events.iter().map(Event::to_message).collect())
     }
 }
 

@@ -6,6 +6,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod convs;
+
+pub use convs::{
+    DmSummary, MAX_DMS, MAX_MENTIONS, MAX_READERS, MAX_UNREAD, MAX_WELCOME_DMS, ReadMark, mentions,
+};
+mod lifecycle;
+pub use lifecycle::{MAX_EMOJI, check_emoji};
+
 /// The longest message text, in bytes.
 pub const MAX_TEXT: usize = 4096;
 /// The most rooms one connection may be in.
@@ -73,6 +81,9 @@ pub enum ClientMsg {
         text: String,
         /// The client's id for the `ack`.
         client_id: String,
+        /// The id of the message (in the same room) it replies to.
+        #[serde(default)]
+        reply_to: Option<u64>,
     },
     /// A private message.
     Dm {
@@ -82,16 +93,69 @@ pub enum ClientMsg {
         text: String,
         /// The client's id for the `ack`.
         client_id: String,
+        /// The id of the message (in the same DM conversation) it replies to.
+        #[serde(default)]
+        reply_to: Option<u64>,
+    },
+    /// Edit one's own message (see `docs/PROTOCOL.md`, "Edits, deletes, reactions and replies").
+    Edit {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The DM conversation with this nick (instead of `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The message.
+        id: u64,
+        /// Its new text.
+        text: String,
+        /// The client's id for the `ack`.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Delete one's own message: its text is purged.
+    Delete {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The DM conversation with this nick (instead of `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The message.
+        id: u64,
+        /// The client's id for the `ack`.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Toggle one's reaction to a message.
+    React {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The DM conversation with this nick (instead of `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The message.
+        id: u64,
+        /// The reaction: one grapheme, or a `:name:`.
+        emoji: String,
+        /// The client's id for the `ack`.
+        #[serde(default)]
+        client_id: Option<String>,
     },
     /// The user is typing in a room.
     Typing {
         /// The room.
         room: String,
     },
-    /// Older messages of a room.
+    /// Older messages of a room, or of one of the user's DMs.
     History {
-        /// The room.
+        /// The room (empty when `dm` is given).
+        #[serde(default)]
         room: String,
+        /// The other user of a DM conversation, instead of `room`.
+        #[serde(default)]
+        dm: Option<String>,
         /// Only ids below this (default: the newest).
         #[serde(default)]
         before: Option<u64>,
@@ -114,11 +178,38 @@ pub enum ClientMsg {
         #[serde(default)]
         q: Option<String>,
     },
+    /// The user has read a conversation up to `id`.
+    Read {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The other user of a DM conversation (or `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The last id read.
+        id: u64,
+        /// Named again by a refusal.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// The user's DM conversations.
+    Dms {},
+    /// Change the user's nick.
+    Nick {
+        /// The nick wanted.
+        nick: String,
+        /// Named again by a refusal.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// End the user's session everywhere.
+    Logout {},
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 8] = [
-    "hello", "join", "leave", "msg", "dm", "typing", "history", "members",
+const CLIENT_TYPES: [&str; 15] = [
+    "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
+    "react", "read", "dms", "nick", "logout",
 ];
 
 /// The `code` of an `error`: why a request was refused. These are the
@@ -149,11 +240,30 @@ pub enum ErrorCode {
     /// Shutting down, or the message store cannot take the post: it was
     /// not accepted and may be sent again later.
     Unavailable,
+    /// An edit or delete of someone else's message.
+    NotAuthor,
+    /// The id (or `reply_to`) is no message of that conversation.
+    NoSuchMessage,
+    /// The message (or `reply_to`) is deleted.
+    Deleted,
+    /// The `emoji` is neither one grapheme of at most 32 bytes nor a
+    /// `:name:`.
+    BadEmoji,
+    /// The message has the most distinct reactions it may have.
+    TooManyReactions,
+    /// A `read` names an id beyond the conversation's newest.
+    BeyondNewest,
+    /// A `nick` names a nick someone else holds.
+    NickTaken,
+    /// A `nick` on a server where nicks come from tokens.
+    NickFixed,
+    /// A `hello` for a user who already has the most connections.
+    TooManyConnections,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -164,6 +274,15 @@ impl ErrorCode {
         ErrorCode::UnknownUser,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::NotAuthor,
+        ErrorCode::NoSuchMessage,
+        ErrorCode::Deleted,
+        ErrorCode::BadEmoji,
+        ErrorCode::TooManyReactions,
+        ErrorCode::BeyondNewest,
+        ErrorCode::NickTaken,
+        ErrorCode::NickFixed,
+        ErrorCode::TooManyConnections,
     ];
 }
 
@@ -192,7 +311,7 @@ impl Refusal {
         Self { code, message }
     }
 
-    fn field(message: impl Into<String>) -> Self {
+    pub(super) fn field(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidField, message)
     }
 }
@@ -234,6 +353,17 @@ pub fn client_id_of(text: &str) -> Option<String> {
 
 fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
     match msg {
+        ClientMsg::Read {
+            room,
+            dm,
+            client_id,
+            ..
+        } => convs::check_read(room.as_deref(), dm.as_deref(), client_id.as_deref()),
+        ClientMsg::Nick { nick, client_id } => {
+            check_nick(nick)?;
+            client_id.as_deref().map_or(Ok(()), check_client_id)
+        }
+        ClientMsg::Dms {} | ClientMsg::Logout {} => Ok(()),
         ClientMsg::Hello { nick, resume, .. } => {
             if let Some(n) = nick {
                 check_nick(n)?;
@@ -253,22 +383,35 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
             room,
             text,
             client_id,
+            ..
         } => {
             check_room(room)?;
             check_text(text)?;
             check_client_id(client_id)
+        }
+        ClientMsg::Edit { .. } | ClientMsg::Delete { .. } | ClientMsg::React { .. } => {
+            lifecycle::validate(msg)
         }
         ClientMsg::Dm {
             to,
             text,
             client_id,
+            ..
         } => {
             check_nick(to).map_err(|_| Refusal::field("to: not a valid nick"))?;
             check_text(text)?;
             check_client_id(client_id)
         }
-        ClientMsg::History { room, limit, .. } => {
-            check_room(room)?;
+        ClientMsg::History {
+            room, dm, limit, ..
+        } => {
+            match dm {
+                Some(dm) if room.is_empty() => {
+                    check_nick(dm).map_err(|_| Refusal::field("dm: not a valid nick"))?
+                }
+                Some(_) => return Err(Refusal::field("room and dm: one or the other")),
+                None => check_room(room)?,
+            }
             match limit {
                 Some(l) if !(1..=MAX_HISTORY).contains(l) => {
                     Err(Refusal::field(format!("limit: 1 to {MAX_HISTORY}")))
@@ -336,7 +479,7 @@ pub fn check_room(room: &str) -> Result<(), Refusal> {
 /// characters other than newline and tab are refused (not stripped: the
 /// sender learns its text was not sent as typed), and so is text made only
 /// of characters that render as nothing ([`is_invisible`]).
-fn check_text(text: &str) -> Result<(), Refusal> {
+pub(super) fn check_text(text: &str) -> Result<(), Refusal> {
     if text.len() > MAX_TEXT {
         return Err(Refusal::field(format!("text: at most {MAX_TEXT} bytes")));
     }
@@ -388,7 +531,7 @@ pub fn is_invisible(c: char) -> bool {
         )
 }
 
-fn check_client_id(id: &str) -> Result<(), Refusal> {
+pub(super) fn check_client_id(id: &str) -> Result<(), Refusal> {
     if (1..=64).contains(&id.len()) {
         Ok(())
     } else {
@@ -406,10 +549,23 @@ pub struct ChatMessage {
     pub id: u64,
     /// The sender's nick.
     pub from: String,
-    /// The text.
+    /// The text (latest, if edited); none once deleted.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub text: String,
     /// Server time, milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The message it replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// When it was last edited (in `history`; live, an `edited` says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_ts: Option<u64>,
+    /// A tombstone: the message was deleted (and has no `text`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Each reaction and who has it (in `history`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, Vec<String>>,
 }
 
 /// What the server sends.
@@ -424,6 +580,12 @@ pub enum ServerMsg<'a> {
         session: &'a str,
         /// The rooms joined.
         rooms: &'a [String],
+        /// Messages by others after the user's last read, per conversation
+        /// (a room's name, or `@nick` for a DM), capped at
+        /// [`MAX_UNREAD`].
+        unread: &'a BTreeMap<String, u64>,
+        /// Of those, the ones that mention the user (every DM does).
+        mentions: &'a BTreeMap<String, u64>,
     },
     /// A room message.
     Msg(&'a ChatMessage),
@@ -439,6 +601,63 @@ pub enum ServerMsg<'a> {
         text: &'a str,
         /// Server time, ms since the epoch.
         ts: u64,
+        /// The message it replies to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+    },
+    /// A message was edited (`id`: the message; `event_id`: the edit's
+    /// own id in the stream, for `resume`).
+    Edited {
+        /// The room, or none in a DM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// In a DM: the other party, as the receiver sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message.
+        id: u64,
+        /// Its new text.
+        text: &'a str,
+        /// When.
+        edited_ts: u64,
+        /// Who (its author).
+        from: &'a str,
+        /// The edit's own id.
+        event_id: u64,
+    },
+    /// A message was deleted.
+    Deleted {
+        /// The room, or none in a DM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// In a DM: the other party, as the receiver sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message.
+        id: u64,
+        /// Who.
+        from: &'a str,
+        /// The delete's own id.
+        event_id: u64,
+    },
+    /// A reaction was toggled: who has it now.
+    Reaction {
+        /// The room, or none in a DM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// In a DM: the other party, as the receiver sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message.
+        id: u64,
+        /// The reaction.
+        emoji: &'a str,
+        /// Everyone who has it now, sorted (empty: nobody).
+        users: &'a [String],
+        /// Who toggled it.
+        from: &'a str,
+        /// The toggle's own id.
+        event_id: u64,
     },
     /// A `msg` or `dm` was accepted and stored.
     Ack {
@@ -516,6 +735,69 @@ pub enum ServerMsg<'a> {
         after: u64,
         /// The first id replayed.
         before: u64,
+    },
+    /// Someone read a conversation up to `id` (coalesced per tick).
+    Receipt {
+        /// The room (or `dm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The DM conversation, named by its other user (or `room`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// Who read.
+        user: &'a str,
+        /// Up to where.
+        id: u64,
+    },
+    /// Who has read a conversation up to where, furthest first: after a
+    /// join's history, and a DM's first `history` page.
+    Receipts {
+        /// The room (or `dm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The DM conversation, named by its other user (or `room`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// At most [`MAX_READERS`] of them.
+        receipts: &'a [ReadMark],
+    },
+    /// The user was mentioned (or, for `dm`, sent a DM while away).
+    Mention {
+        /// The room (or `dm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The DM conversation, named by its other user (or `room`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message's id.
+        id: u64,
+        /// Its author.
+        from: &'a str,
+    },
+    /// The answer to `dms`: the user's DM conversations, latest first.
+    Dms {
+        /// At most [`MAX_DMS`] of them.
+        conversations: &'a [DmSummary],
+    },
+    /// A page of a DM conversation's messages, oldest first (the answer
+    /// to `history` with `dm`).
+    #[serde(rename = "history")]
+    DmHistory {
+        /// The other user.
+        dm: &'a str,
+        /// The messages.
+        messages: &'a [ChatMessage],
+        /// Whether older ones exist.
+        more: bool,
+    },
+    /// The answer to `nick`: the nick in use now, and its new secret.
+    Renamed {
+        /// The new nick.
+        user: &'a str,
+        /// The nick before.
+        old: &'a str,
+        /// The secret that reclaims the new nick.
+        session: &'a str,
     },
     /// A refused request.
     Error {
@@ -607,6 +889,10 @@ mod tests {
             from: "bob".into(),
             text: "<b>hi</b>".into(),
             ts: 1,
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: BTreeMap::new(),
         };
         assert_eq!(
             ServerMsg::Msg(&m).to_json(),
@@ -743,6 +1029,15 @@ mod tests {
             ErrorCode::UnknownUser => "unknown_user",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::NoSuchMessage => "no_such_message",
+            ErrorCode::Deleted => "deleted",
+            ErrorCode::BadEmoji => "bad_emoji",
+            ErrorCode::TooManyReactions => "too_many_reactions",
+            ErrorCode::BeyondNewest => "beyond_newest",
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::NickFixed => "nick_fixed",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 

@@ -30,11 +30,14 @@ use crate::proto::{CloseCode, CloseFrame, Message, PreparedFrame};
 use crate::transport::WebSocket;
 
 use super::RateLimit;
-use super::hub::{Client, Hub, JoinError, slow_close};
+use super::backend::Conversation;
+use super::hub::{self, Client, Hub, JoinError, slow_close};
 use super::protocol::{
     self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_MEMBERS, MAX_ROOMS,
     Refusal, ServerMsg,
 };
+
+mod convs;
 
 /// Outbox frames move to the socket while less than this is waiting to be
 /// written; the rest waits in the outbox, where its bound applies. The
@@ -186,7 +189,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     .instrument(span)
     .await;
-    hub.unregister(&client);
+    // The session's client, which a rename may have replaced.
+    hub.unregister(&session.client);
     hub.metrics.connections.dec();
 }
 
@@ -228,8 +232,18 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
-    let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
-    Some((client, resume))
+    match hub.admit(nick.as_deref(), session.as_deref(), remote_reclaim) {
+        Ok(client) => Some((client, resume)),
+        Err(refusal) => {
+            hub.metrics.errors.inc();
+            let _ = ws.queue(Message::text(error_json(&refusal, None)));
+            let code = CloseCode::try_from(4002).unwrap_or(CloseCode::POLICY_VIOLATION);
+            let _ = ws
+                .close(Some(CloseFrame::new(code, "too many connections")))
+                .await;
+            None
+        }
+    }
 }
 
 /// Reads frames until a `hello`; anything else gets `hello_required`.
@@ -245,6 +259,8 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     loop {
         let event = tokio::time::timeout_at(deadline, ws.recv()).await;
+        // A refused request that carried a client_id is named by it.
+        let mut client_id = None;
         let refusal = match event {
             Err(_) => {
                 let _ = ws
@@ -256,7 +272,11 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
             Ok(None | Some(Err(_))) => return None,
-            Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limiter.allow() => {
+            Ok(Some(Ok(Message::Text(t)))) if !limiter.allow() => {
+                client_id = protocol::client_id_of(t.as_str());
+                Refusal::new(ErrorCode::RateLimited, "slow down")
+            }
+            Ok(Some(Ok(Message::Binary(_)))) if !limiter.allow() => {
                 Refusal::new(ErrorCode::RateLimited, "slow down")
             }
             Ok(Some(Ok(Message::Text(t)))) => match protocol::parse(t.as_str()) {
@@ -269,14 +289,19 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
                     limiter.charge(rooms as f64 - 1.0);
                     return Some(hello);
                 }
-                Ok(_) => Refusal::new(ErrorCode::HelloRequired, "say hello first"),
-                Err(refusal) => refusal,
+                other => {
+                    client_id = protocol::client_id_of(t.as_str());
+                    match other {
+                        Ok(_) => Refusal::new(ErrorCode::HelloRequired, "say hello first"),
+                        Err(refusal) => refusal,
+                    }
+                }
             },
             Ok(Some(Ok(Message::Binary(_)))) => binary_refusal(),
             Ok(Some(Ok(_))) => continue,
         };
         hub.metrics.errors.inc();
-        let json = error_json(&refusal, None);
+        let json = error_json(&refusal, client_id.as_deref());
         let _ = ws.queue(Message::text(json));
         if limiter.refused() {
             let _ = ws.close(Some(abuse_close())).await;
@@ -357,7 +382,11 @@ enum Next {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Queues a reply in the outbox, ahead of events.
     fn reply(&mut self, msg: &ServerMsg<'_>) {
-        let json = msg.to_json();
+        self.reply_json(msg.to_json());
+    }
+
+    /// Queues a reply already in JSON (a replayed event).
+    fn reply_json(&mut self, json: String) {
         let frame = if self.deflate {
             self.hub.prepare(json)
         } else {
@@ -402,11 +431,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
-        self.reply(&ServerMsg::Welcome {
-            user: &client.nick,
-            session: &client.session,
-            rooms: &names,
-        });
+        self.welcome(&client, &names).await;
         for (room, seen) in rooms {
             if !self.drain().await {
                 return;
@@ -482,28 +507,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             count_only: false,
         });
         match seen {
-            Some(seen) => match self.hub.range(room, seen, last, MAX_REPLAY).await {
+            // Every kind of event, in id order: a message, and the edits,
+            // deletes and reactions made while the client was away.
+            Some(seen) => match self.hub.replay(room, seen, last, MAX_REPLAY).await {
                 Ok(missed) => {
                     let full = missed.len() >= MAX_REPLAY as usize;
-                    let (missed, cut) = newest_that_fit(missed);
-                    if let Some(first) = missed.first()
+                    let (missed, cut) = hub::newest_frames_that_fit(missed, MAX_REPLY);
+                    if let Some(&(first, _)) = missed.first()
                         && (cut || full)
-                        && first.id > seen + 1
+                        && first > seen + 1
                     {
                         self.reply(&ServerMsg::Gap {
                             room,
                             after: seen,
-                            before: first.id,
+                            before: first,
                         });
                     }
-                    for m in &missed {
-                        self.reply(&ServerMsg::Msg(m));
+                    for (_, json) in missed {
+                        self.reply_json(json);
                     }
                 }
                 Err(refusal) => self.unavailable(&refusal),
             },
             None => self.send_history(room, last + 1, DEFAULT_HISTORY).await,
         }
+        self.send_receipts(Conversation::Room(room.to_owned()), room)
+            .await;
     }
 
     /// A page of history before `before`, cut to [`MAX_REPLY`] bytes.
@@ -603,10 +632,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ),
             ClientMsg::Join { room } => Box::pin(self.join(&room, None)).await,
             ClientMsg::Leave { room } => self.hub.leave(&self.client, &room),
+            // A message's life after it is posted (`hub/lifecycle.rs`).
+            msg @ (ClientMsg::Edit { .. }
+            | ClientMsg::Delete { .. }
+            | ClientMsg::React { .. }
+            | ClientMsg::Msg {
+                reply_to: Some(_), ..
+            }
+            | ClientMsg::Dm {
+                reply_to: Some(_), ..
+            }) => {
+                if let Err((refusal, client_id)) = self.hub.act(&self.client, msg) {
+                    self.refuse(&refusal, client_id.as_deref());
+                }
+            }
             ClientMsg::Msg {
                 room,
                 text,
                 client_id,
+                reply_to: None,
             } => {
                 if let Err(refusal) = self.hub.post(&self.client, &room, &text, &client_id) {
                     self.refuse(&refusal, Some(&client_id));
@@ -616,11 +660,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 to,
                 text,
                 client_id,
+                reply_to: None,
             } => {
-                Box::pin(self.hub.refresh_online(&to)).await;
-                if let Err(refusal) = self.hub.dm(&self.client, &to, &text, &client_id) {
-                    self.refuse(&refusal, Some(&client_id));
-                }
+                Box::pin(self.dm(&to, &text, &client_id)).await;
             }
             ClientMsg::Typing { room } => {
                 if let Err(refusal) = self.hub.typing(&self.client, &room) {
@@ -628,9 +670,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             ClientMsg::History {
+                dm: Some(with),
+                before,
+                limit,
+                ..
+            } => Box::pin(self.send_dm_history(&with, before, limit)).await,
+            ClientMsg::History {
                 room,
                 before,
                 limit,
+                ..
             } => {
                 if !self.client.in_room(&room) {
                     return self.refuse(
@@ -665,6 +714,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(refusal) => self.refuse(&refusal, None),
                 }
             }
+            msg @ (ClientMsg::Read { .. }
+            | ClientMsg::Dms {}
+            | ClientMsg::Nick { .. }
+            | ClientMsg::Logout {}) => Box::pin(self.handle_convs(msg)).await,
         }
     }
 }
@@ -680,6 +733,10 @@ mod tests {
             from: "alice".into(),
             text: text.into(),
             ts: 1,
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: Default::default(),
         }
     }
 

@@ -14,31 +14,37 @@ use crate::proto::{CloseCode, CloseFrame};
 use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
+use super::lifecycle::event_json;
 use super::{Hub, Kind, Room};
 
 impl HubEvents for Hub {
     fn stored(&self, event: Event) {
         match &event.conv {
-            Conversation::Room(_) => self.deliver(event),
-            Conversation::Dm(a, b) => {
-                let to = if event.from == *a { b } else { a };
-                let frame = self.prepare(
-                    ServerMsg::Dm {
-                        id: event.id,
-                        from: &event.from,
-                        to,
-                        text: &event.text,
-                        ts: event.ts,
-                    }
-                    .to_json(),
-                );
-                let users = lock(&self.users);
-                let mut nicks = vec![to];
-                if event.from != *to {
-                    nicks.push(&event.from);
+            Conversation::Room(_) => {
+                // Mentions are derived where the event is delivered: the
+                // stored event reaches every server, each tells its own.
+                let mentioning = event.text.contains('@').then(|| event.clone());
+                self.deliver(event);
+                if let Some(event) = mentioning {
+                    self.notify_mentions(&event);
                 }
-                for c in nicks.into_iter().filter_map(|n| users.get(n)).flatten() {
-                    c.outbox.push(&frame, Kind::Chat, &self.metrics);
+            }
+            Conversation::Dm(a, b) => {
+                // To every connection of both parties, each seeing the
+                // event as its own (an edit's `dm` is the other party).
+                let users = lock(&self.users);
+                let mut nicks = vec![a];
+                if a != b {
+                    nicks.push(b);
+                }
+                for nick in nicks {
+                    let Some(conns) = users.get(nick.as_str()) else {
+                        continue;
+                    };
+                    let frame = self.prepare(event_json(&event, Some(nick)));
+                    for c in conns {
+                        c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                    }
                 }
             }
         }
@@ -105,6 +111,12 @@ impl HubEvents for Hub {
                     member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
                 }
             }
+            Signal::Receipt { conv, user, id } => self.heard_receipt(conv, user, id),
+            Signal::Logout {
+                nick,
+                renamed,
+                session,
+            } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref())),
             Signal::Replaced { nick } => {
                 for c in lock(&self.users).get(&nick).into_iter().flatten() {
                     c.outbox.close(CloseFrame::new(
@@ -280,7 +292,7 @@ impl Hub {
             }
             let e = entry.remove();
             r.last_id = e.id;
-            let frame = self.prepare(ServerMsg::Msg(&e.to_message()).to_json());
+            let frame = self.prepare(event_json(&e, None));
             r.send_to_members(&frame, Kind::Chat, &self.metrics);
         }
         if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {

@@ -38,6 +38,8 @@ esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+. "$here/lib.sh"
 ROUNDS=${ROUNDS:-2}
 JOIN_SIZES=${JOIN_SIZES:-5000 10000 19000}
 BEFORE=${BEFORE:-}
@@ -99,21 +101,7 @@ start() {
     esac
     RUST_LOG=warn taskset -c 0 "${cmd[@]}" >"$workdir/$name-$server_port.log" 2>&1 &
     server_pid=$!
-    local i
-    for i in $(seq 100); do
-        (echo >"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "chat-scale.sh: $name did not start; its log:" >&2
-    cat "$workdir/$name-$server_port.log" >&2
-    exit 1
-}
-
-stop() {
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-    sleep 1
+    await_listening "$name" "$server_port" "$workdir/$name-$server_port.log"
 }
 
 # gen NAME ROUND ARGS...: loadgen on core 1 against the running server;
@@ -121,7 +109,7 @@ stop() {
 gen() {
     local name=$1 round=$2 load out
     shift 2
-    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    load=$(loadavg)
     out=$(taskset -c 1 "$bin/loadgen" "$@" --pid "$server_pid") || {
         echo "chat-scale.sh: loadgen failed against $name" >&2
         return 0
@@ -140,7 +128,7 @@ join_storm() {
             for s in "${servers[@]}"; do
                 start "$s"
                 gen "$s" "$r" idle --url "$url" --conns "$n" --hold 2 --hello
-                stop
+                stop_server
             done
         done
     done
@@ -162,10 +150,10 @@ big_room() {
     for r in $(seq "$ROUNDS"); do
         start ours-chat
         gen ours-chat "$r" broadcast --url "$url" --proto chat "${args[@]}"
-        stop
+        stop_server
         start ours-broadcast
         gen ours-broadcast "$r" broadcast --url "$url" --proto raw "${args[@]}"
-        stop
+        stop_server
     done
     {
         echo
@@ -186,12 +174,12 @@ saturation() {
         for rate in $SAT_RATES_SOCKETIO; do
             start socketio
             gen socketio "$r" broadcast --url "$url" --proto socketio --rate "$rate" "${args[@]}"
-            stop
+            stop_server
         done
         for rate in $SAT_RATES_OURS; do
             start ours-chat
             gen ours-chat "$r" broadcast --url "$url" --proto chat --rate "$rate" "${args[@]}"
-            stop
+            stop_server
         done
     done
     {

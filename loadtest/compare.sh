@@ -34,6 +34,8 @@ esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=loadtest/lib.sh
+. "$here/lib.sh"
 SECS=${SECS:-10}
 WARMUP=${WARMUP:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -120,27 +122,8 @@ start_server() {
     esac
     RUST_LOG=warn taskset -c 0 "${cmd[@]}" >"$workdir/$name-$server_port.log" 2>&1 &
     server_pid=$!
-    local i
-    for i in $(seq 100); do
-        if (echo >"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "compare.sh: $name did not start listening; its log:" >&2
-    cat "$workdir/$name-$server_port.log" >&2
-    exit 1
+    await_listening "$name" "$server_port" "$workdir/$name-$server_port.log"
 }
-
-stop_server() {
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-    # Let TIME_WAIT and the kernel settle between runs.
-    sleep 1
-}
-
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # gen NAME ARGS...: runs the generator on core 1 against the running
 # server, prints its human line on stderr, and appends its JSON (plus the

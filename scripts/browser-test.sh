@@ -9,6 +9,9 @@
 # checks that its resume shows the newest ones and pages back through the
 # `gap` (docs/PROTOCOL.md). A fourth fills a room with more members than
 # one page and checks the count, the "more" button and the search box.
+# tests/browser/features.test.mjs drives the everyday features (drafts,
+# formatting, the offline banner, refused posts, contrast with axe-core in
+# both themes, signing in with a token, …) with two users each.
 #
 # Installs what it needs when missing (Debian's chromium and openssl
 # packages; the npm dependencies in tests/browser/), builds the server,

@@ -813,3 +813,410 @@ async fn a_big_room_sends_a_newcomer_one_page_and_the_count_and_pages_the_rest()
     drop(crowd);
     server.stop().await;
 }
+
+// A message's life: edits, deletes, reactions, replies (issue 16).
+
+/// The `ack` id of `request`; panics on a refusal.
+async fn acked_request(c: &mut Client, request: Value) -> u64 {
+    let answer = c.answer(request).await;
+    assert_eq!(answer["type"], "ack", "refused: {answer}");
+    answer["id"].as_u64().unwrap()
+}
+
+/// The `error` code `request` is refused with, after checking that it
+/// names the request's `client_id`.
+async fn refused(c: &mut Client, request: Value) -> String {
+    let client_id = request["client_id"].clone();
+    let answer = c.answer(request).await;
+    assert_eq!(answer["type"], "error", "accepted: {answer}");
+    assert_eq!(answer["client_id"], client_id);
+    answer["code"].as_str().unwrap().to_owned()
+}
+
+fn room_request(kind: &str, id: u64, client_id: &str) -> Value {
+    json!({"type": kind, "room": "general", "id": id, "client_id": client_id})
+}
+
+fn edit(id: u64, text: &str, client_id: &str) -> Value {
+    let mut r = room_request("edit", id, client_id);
+    r["text"] = json!(text);
+    r
+}
+
+fn react(id: u64, emoji: &str, client_id: &str) -> Value {
+    let mut r = room_request("react", id, client_id);
+    r["emoji"] = json!(emoji);
+    r
+}
+
+fn reply(text: &str, reply_to: u64, client_id: &str) -> Value {
+    let mut r = common::chat::msg("general", text, client_id);
+    r["reply_to"] = json!(reply_to);
+    r
+}
+
+/// The messages of a `history` page, by id.
+fn by_id(page: &Value) -> std::collections::BTreeMap<u64, Value> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn edits_deletes_reactions_and_replies_reach_the_room_and_history() {
+    let mut c = config("lifecycle");
+    c.rate_limit = None;
+    let db = c.db.clone();
+    let server = ChatServer::start(c).await;
+    let (mut alice, _) = server.client(hello("alice")).await;
+    let (mut bob, _) = server.client(hello("bob")).await;
+    assert_eq!(alice.acked("general", "first", "m1").await, 1);
+    assert_eq!(alice.acked("general", "secret two", "m2").await, 2);
+    // A reply carries its reply_to back, to everyone.
+    assert_eq!(acked_request(&mut bob, reply("re first", 1, "r1")).await, 3);
+    let m = alice.next(|e| e["type"] == "msg" && e["id"] == 3).await;
+    assert_eq!(
+        (m["reply_to"].as_u64(), m["from"].as_str()),
+        (Some(1), Some("bob"))
+    );
+    // An edit: its own id (4) in the stream, acked, to everyone.
+    assert_eq!(
+        acked_request(&mut alice, edit(1, "first, fixed", "e1")).await,
+        4
+    );
+    let e = bob.next_of("edited").await;
+    assert_eq!(
+        (
+            e["room"].as_str(),
+            e["id"].as_u64(),
+            e["text"].as_str(),
+            e["event_id"].as_u64()
+        ),
+        (Some("general"), Some(1), Some("first, fixed"), Some(4))
+    );
+    assert!(e["edited_ts"].as_u64().unwrap() > 1_700_000_000_000);
+    // Reactions toggle, and each event names everyone who has it now.
+    assert_eq!(acked_request(&mut bob, react(1, "👍", "x1")).await, 5);
+    assert_eq!(alice.next_of("reaction").await["users"], json!(["bob"]));
+    assert_eq!(acked_request(&mut alice, react(1, "👍", "x2")).await, 6);
+    assert_eq!(
+        bob.next_of("reaction").await["users"],
+        json!(["alice", "bob"])
+    );
+    assert_eq!(acked_request(&mut bob, react(1, "👍", "x3")).await, 7);
+    let r = alice.next_of("reaction").await;
+    assert_eq!(
+        (
+            r["id"].as_u64(),
+            r["emoji"].as_str(),
+            r["from"].as_str(),
+            r["users"].clone()
+        ),
+        (Some(1), Some("👍"), Some("bob"), json!(["alice"]))
+    );
+    assert_eq!(acked_request(&mut bob, react(3, ":tada:", "x4")).await, 8);
+    // An edit, then a delete: both texts are purged.
+    assert_eq!(
+        acked_request(&mut alice, edit(2, "secret edited", "e2")).await,
+        9
+    );
+    alice.send(room_request("delete", 2, "d1")).await;
+    let d = bob.next_of("deleted").await;
+    assert_eq!(
+        (d["id"].as_u64(), d["event_id"].as_u64()),
+        (Some(2), Some(10))
+    );
+    // Without a client_id: no ack, the event alone.
+    alice
+        .send(json!({"type": "react", "room": "general", "id": 3, "emoji": "❤️"}))
+        .await;
+    assert_eq!(bob.next_of("reaction").await["event_id"], 11);
+    // History: messages only, each as it is now.
+    let (mut carol, _) = server.client(hello("carol")).await;
+    let page = carol.next_of("history").await;
+    let messages = by_id(&page);
+    assert_eq!(messages.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    let first = &messages[&1];
+    assert_eq!(first["text"], "first, fixed");
+    assert!(first["edited_ts"].as_u64().is_some());
+    assert_eq!(first["reactions"], json!({"👍": ["alice"]}));
+    let tombstone = &messages[&2];
+    assert_eq!(tombstone["deleted"], true);
+    assert!(tombstone.get("text").is_none(), "{tombstone}");
+    assert!(tombstone.get("reactions").is_none(), "{tombstone}");
+    let third = &messages[&3];
+    assert_eq!(third["reply_to"], 1);
+    assert_eq!(
+        third["reactions"],
+        json!({":tada:": ["bob"], "❤️": ["alice"]})
+    );
+    assert!(third.get("edited_ts").is_none());
+    // Paging by id still works around the events that are no messages.
+    carol
+        .send(json!({"type": "history", "room": "general", "before": 3, "limit": 1}))
+        .await;
+    let older = carol.next_of("history").await;
+    assert_eq!(by_id(&older).keys().copied().collect::<Vec<_>>(), [2]);
+    assert_eq!(older["more"], true);
+    server.stop().await;
+    // Purged from the file itself: no row holds the text, and neither do
+    // the file's bytes (the WAL is checkpointed into it at close).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let holding: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE text LIKE '%secret%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(holding, 0);
+    let kinds: Vec<(i64, String)> = conn
+        .prepare("SELECT id, kind FROM messages WHERE room = 'general' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let kinds: Vec<&str> = kinds.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "msg", "msg", "msg", "edit", "react", "react", "react", "react", "edit", "delete",
+            "react"
+        ]
+    );
+    drop(conn);
+    for file in std::fs::read_dir(db.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"secret"),
+            "a deleted text is still in the database's files"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_bad_lifecycle_request_gets_its_own_code_and_client_id_and_changes_nothing() {
+    let mut c = config("lifecycle-bad");
+    c.rate_limit = None;
+    let server = ChatServer::start(c).await;
+    let (mut alice, _) = server.client(hello("alice")).await;
+    let (mut bob, _) = server.client(hello("bob")).await;
+    assert_eq!(alice.acked("general", "alice's", "m1").await, 1);
+    assert_eq!(acked_request(&mut bob, react(1, "👍", "x1")).await, 2);
+    assert_eq!(alice.acked("general", "gone soon", "m3").await, 3);
+    assert_eq!(
+        acked_request(&mut alice, room_request("delete", 3, "d")).await,
+        4
+    );
+    let cases = [
+        (edit(1, "mine now", "c1"), "not_author"),
+        (room_request("delete", 1, "c2"), "not_author"),
+        (edit(99, "x", "c3"), "no_such_message"),
+        (room_request("delete", 2, "c4"), "no_such_message"),
+        (react(2, "👍", "c5"), "no_such_message"),
+        (room_request("delete", 3, "c6"), "deleted"),
+        (react(3, "👍", "c7"), "deleted"),
+        (reply("re", 99, "c8"), "no_such_message"),
+        (reply("re", 3, "c9"), "deleted"),
+        (react(1, "👍👍", "c10"), "bad_emoji"),
+        (react(1, ":Nope:", "c11"), "bad_emoji"),
+        (
+            json!({"type": "react", "room": "elsewhere", "id": 1, "emoji": "👍", "client_id": "c12"}),
+            "not_in_room",
+        ),
+        (
+            json!({"type": "edit", "room": "general", "dm": "bob", "id": 1, "text": "x", "client_id": "c13"}),
+            "invalid_field",
+        ),
+    ];
+    for (request, code) in cases {
+        let shown = request.to_string();
+        assert_eq!(refused(&mut bob, request).await, code, "{shown}");
+    }
+    // The twenty-first distinct reaction is refused; an existing one
+    // still toggles.
+    for i in 0..19 {
+        acked_request(&mut bob, react(1, &format!(":r{i}:"), &format!("r{i}"))).await;
+    }
+    assert_eq!(
+        refused(&mut bob, react(1, ":one-more:", "r20")).await,
+        "too_many_reactions"
+    );
+    acked_request(&mut alice, react(1, ":r0:", "r0-alice")).await;
+    // Nothing changed, and the connection works.
+    let id = bob.acked("general", "still here", "ok").await;
+    let (mut carol, _) = server.client(hello("carol")).await;
+    let page = carol.next_of("history").await;
+    let messages = by_id(&page);
+    assert_eq!(messages[&1]["text"], "alice's");
+    assert!(messages[&1].get("edited_ts").is_none());
+    assert_eq!(messages[&1]["reactions"].as_object().unwrap().len(), 20);
+    assert_eq!(messages[&1]["reactions"][":r0:"], json!(["alice", "bob"]));
+    assert_eq!(messages[&3]["deleted"], true);
+    assert_eq!(messages[&id]["text"], "still here");
+    // Refused events took no id: the next one follows on.
+    let ids: Vec<u64> = messages.keys().copied().collect();
+    assert_eq!(ids, [1, 3, id]);
+    assert_eq!(id, 4 + 19 + 1 + 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_request_names_its_client_id() {
+    let mut c = config("lifecycle-rate");
+    c.rate_limit = Some(rfc6455::chat::RateLimit {
+        per_second: 0.01,
+        burst: 3.0,
+    });
+    let server = ChatServer::start(c).await;
+    let (mut alice, _) = server.client(hello("alice")).await;
+    assert_eq!(alice.acked("general", "one", "m1").await, 1);
+    for i in 0..4 {
+        alice
+            .send(edit(1, &format!("v{i}"), &format!("e{i}")))
+            .await;
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 4 {
+        let e = alice
+            .next(|e| e["type"] == "ack" || e["type"] == "error")
+            .await;
+        answers.push((
+            e["type"].as_str().unwrap().to_owned(),
+            e["client_id"].clone(),
+        ));
+    }
+    // The bucket held three: one went to hello, one to the post, one to
+    // the first edit; the other three are refused, each by name.
+    let limited: Vec<&Value> = answers
+        .iter()
+        .filter(|(kind, _)| kind == "error")
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(
+        limited,
+        [&json!("e1"), &json!("e2"), &json!("e3")],
+        "{answers:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_replays_edits_deletes_and_reactions_made_while_away_in_order() {
+    let mut c = config("lifecycle-resume");
+    c.rate_limit = None;
+    let server = ChatServer::start(c).await;
+    let (mut bob, welcome) = server.client(hello("bob")).await;
+    let session = welcome["session"].as_str().unwrap().to_owned();
+    let (mut alice, _) = server.client(hello("alice")).await;
+    alice.acked("general", "one", "m1").await;
+    alice.acked("general", "two", "m2").await;
+    while bob.next_of("msg").await["id"] != 2 {}
+    bob.close().await;
+    assert_eq!(
+        acked_request(&mut alice, edit(2, "two, edited", "e")).await,
+        3
+    );
+    assert_eq!(acked_request(&mut alice, react(2, "🎉", "r")).await, 4);
+    assert_eq!(
+        acked_request(&mut alice, room_request("delete", 1, "d")).await,
+        5
+    );
+    assert_eq!(alice.acked("general", "three", "m3").await, 6);
+    let (mut bob, _) = server
+        .client(
+            json!({"type": "hello", "nick": "bob", "session": session, "resume": {"general": 2}}),
+        )
+        .await;
+    let mut replayed = Vec::new();
+    while replayed.len() < 4 {
+        let e = bob
+            .next(|e| {
+                ["msg", "edited", "reaction", "deleted"].contains(&e["type"].as_str().unwrap())
+            })
+            .await;
+        replayed.push(e);
+    }
+    let order: Vec<(&str, u64)> = replayed
+        .iter()
+        .map(|e| {
+            let id = e.get("event_id").unwrap_or(&e["id"]).as_u64().unwrap();
+            (e["type"].as_str().unwrap(), id)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [("edited", 3), ("reaction", 4), ("deleted", 5), ("msg", 6)]
+    );
+    assert_eq!(replayed[0]["text"], "two, edited");
+    assert_eq!(replayed[1]["users"], json!(["alice"]));
+    assert_eq!(replayed[2]["id"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn edits_deletes_reactions_and_replies_work_in_a_dm() {
+    let mut c = config("lifecycle-dm");
+    c.rate_limit = None;
+    let server = ChatServer::start(c).await;
+    let (mut alice, _) = server.client(hello("alice")).await;
+    let (mut bob, _) = server.client(hello("bob")).await;
+    let (mut carol, _) = server.client(hello("carol")).await;
+    let sent = alice
+        .answer(json!({"type": "dm", "to": "bob", "text": "psst", "client_id": "d1"}))
+        .await;
+    assert_eq!(sent["id"], 1);
+    assert_eq!(bob.next_of("dm").await["id"], 1);
+    // Each side names the conversation by the other party.
+    let r = json!({"type": "react", "dm": "alice", "id": 1, "emoji": "👀", "client_id": "x"});
+    bob.send(r).await;
+    // The writer's own copy comes before its ack.
+    assert_eq!(bob.next_of("reaction").await["dm"], "alice");
+    assert_eq!(bob.next_of("ack").await["id"], 2);
+    let seen_by_alice = alice.next_of("reaction").await;
+    assert_eq!(
+        (seen_by_alice["dm"].as_str(), seen_by_alice["users"].clone()),
+        (Some("bob"), json!(["bob"]))
+    );
+    assert!(seen_by_alice.get("room").is_none());
+    let e = json!({"type": "edit", "dm": "bob", "id": 1, "text": "psst!", "client_id": "e"});
+    assert_eq!(acked_request(&mut alice, e).await, 3);
+    let edited = bob.next_of("edited").await;
+    assert_eq!(
+        (edited["dm"].as_str(), edited["text"].as_str()),
+        (Some("alice"), Some("psst!"))
+    );
+    let reply =
+        json!({"type": "dm", "to": "alice", "text": "what?", "client_id": "r", "reply_to": 1});
+    assert_eq!(acked_request(&mut bob, reply).await, 4);
+    assert_eq!(
+        alice.next(|e| e["type"] == "dm" && e["id"] == 4).await["reply_to"],
+        1
+    );
+    // Only its author deletes it; carol's DM with alice has no message 1.
+    let d = json!({"type": "delete", "dm": "alice", "id": 1, "client_id": "bd"});
+    assert_eq!(refused(&mut bob, d).await, "not_author");
+    let d = json!({"type": "delete", "dm": "alice", "id": 1, "client_id": "cd"});
+    assert_eq!(refused(&mut carol, d).await, "no_such_message");
+    let d = json!({"type": "delete", "dm": "bob", "id": 1, "client_id": "ad"});
+    assert_eq!(acked_request(&mut alice, d).await, 5);
+    let deleted = bob.next_of("deleted").await;
+    assert_eq!(
+        (deleted["dm"].as_str(), deleted["id"].as_u64()),
+        (Some("alice"), Some(1))
+    );
+    assert!(
+        carol
+            .drain(Duration::from_millis(200))
+            .await
+            .iter()
+            .all(|e| !["edited", "deleted", "reaction", "dm"]
+                .contains(&e["type"].as_str().unwrap_or(""))),
+        "carol saw the DM's events"
+    );
+    server.stop().await;
+}

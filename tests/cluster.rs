@@ -1032,3 +1032,136 @@ async fn a_burst_of_joins_and_leaves_converges_and_a_missed_change_is_read_again
     members_become(&mut on_a[0], "general", &want, "after the gap").await;
     assert!(a.metric("chat_redis_presence_resyncs_total").await > resyncs);
 }
+
+/// One command in Redis's inline protocol: whatever it answers within
+/// half a second.
+async fn redis_says(redis: &Redis, command: &str) -> String {
+    let mut s = TcpStream::connect(redis.addr()).await.unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Ok(n @ 1..)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The `ack` id of `request` (which carries a `client_id`); panics on a
+/// refusal.
+async fn acked_request(c: &mut Client, request: Value) -> u64 {
+    let answer = c.answer(request).await;
+    assert_eq!(answer["type"], "ack", "refused: {answer}");
+    answer["id"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_deleted_text() {
+    let redis = Redis::start("lifecycle").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, welcome) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    let bob_session = welcome["session"].as_str().unwrap().to_owned();
+    let at = |kind: &str, id: u64, client_id: &str| json!({"type": kind, "room": "general", "id": id, "client_id": client_id});
+    assert_eq!(alice.acked("general", "first", "m1").await, 1);
+    assert_eq!(alice.acked("general", "secret two", "m2").await, 2);
+    while bob.next_of("msg").await["id"] != 2 {}
+    // A reply from B reaches A with its reply_to.
+    let reply =
+        json!({"type": "msg", "room": "general", "text": "re", "client_id": "r", "reply_to": 1});
+    assert_eq!(acked_request(&mut bob, reply).await, 3);
+    let m = alice.next(|e| e["type"] == "msg" && e["id"] == 3).await;
+    assert_eq!(m["reply_to"], 1);
+    // An edit on A reaches B.
+    let mut edit = at("edit", 1, "e1");
+    edit["text"] = json!("first, fixed");
+    assert_eq!(acked_request(&mut alice, edit).await, 4);
+    let edited = bob.next_of("edited").await;
+    assert_eq!(
+        (edited["id"].as_u64(), edited["text"].as_str()),
+        (Some(1), Some("first, fixed"))
+    );
+    // Refusals come from the script, with their client_id.
+    let mut steal = at("edit", 1, "no");
+    steal["text"] = json!("mine");
+    let refused = bob.answer(steal).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_id"].as_str()),
+        (Some("not_author"), Some("no"))
+    );
+    let mut missing = at("react", 99, "nx");
+    missing["emoji"] = json!("👍");
+    assert_eq!(bob.answer(missing).await["code"], "no_such_message");
+    // Bob leaves; a reaction, an edit and a delete happen meanwhile.
+    bob.close().await;
+    let mut react = at("react", 1, "x1");
+    react["emoji"] = json!("👍");
+    assert_eq!(acked_request(&mut alice, react).await, 5);
+    assert_eq!(alice.next_of("reaction").await["users"], json!(["alice"]));
+    let mut edit = at("edit", 2, "e2");
+    edit["text"] = json!("secret edited");
+    assert_eq!(acked_request(&mut alice, edit).await, 6);
+    assert_eq!(acked_request(&mut alice, at("delete", 2, "d")).await, 7);
+    let mut gone = at("react", 2, "x2");
+    gone["emoji"] = json!("👍");
+    assert_eq!(alice.answer(gone).await["code"], "deleted");
+    // Resuming on B replays them in order; the purged edit is not there.
+    let (mut bob, _) = b
+        .client(json!({"type": "hello", "nick": "bob", "session": bob_session, "resume": {"general": 4}}))
+        .await;
+    let first = bob
+        .next(|e| e["type"] == "reaction" || e["type"] == "deleted" || e["type"] == "edited")
+        .await;
+    let second = bob
+        .next(|e| e["type"] == "reaction" || e["type"] == "deleted" || e["type"] == "edited")
+        .await;
+    assert_eq!(
+        [
+            (&first["type"], &first["event_id"]),
+            (&second["type"], &second["event_id"])
+        ],
+        [
+            (&json!("reaction"), &json!(5)),
+            (&json!("deleted"), &json!(7))
+        ]
+    );
+    assert_eq!(first["users"], json!(["alice"]));
+    // Live again: bob's reaction crosses back to A.
+    let mut react = at("react", 1, "x3");
+    react["emoji"] = json!("👍");
+    assert_eq!(acked_request(&mut bob, react).await, 8);
+    assert_eq!(
+        alice.next_of("reaction").await["users"],
+        json!(["alice", "bob"])
+    );
+    // History on B: each message as it is now.
+    let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
+    let page = carol.next_of("history").await;
+    let messages: BTreeMap<u64, Value> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_u64().unwrap(), m.clone()))
+        .collect();
+    assert_eq!(messages.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(messages[&1]["text"], "first, fixed");
+    assert!(messages[&1]["edited_ts"].as_u64().is_some());
+    assert_eq!(messages[&1]["reactions"], json!({"👍": ["alice", "bob"]}));
+    assert_eq!(messages[&2]["deleted"], true);
+    assert!(messages[&2].get("text").is_none(), "{}", messages[&2]);
+    assert_eq!(messages[&3]["reply_to"], 1);
+    // The deleted text is in none of Redis's keys for the room.
+    let stream = redis_says(&redis, "XRANGE chat:log:general - +").await;
+    assert!(stream.contains("first, fixed"), "{stream}");
+    let states = redis_says(&redis, "HGETALL chat:msg:general").await;
+    assert!(states.contains("first, fixed"), "{states}");
+    for held in [&stream, &states] {
+        assert!(
+            !held.contains("secret"),
+            "a deleted text is still in Redis: {held}"
+        );
+    }
+}

@@ -30,7 +30,8 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 pub use super::outbox::{Kind, Outbox, slow_close};
 
 use super::backend::{
-    Ack, Backend, Conversation, Event, NewEvent, Peer, Signal, Span, Unavailable,
+    Ack, Backend, Conversation, Event, Kind as EventKind, NewEvent, Peer, Rejected, Signal, Span,
+    Unavailable,
 };
 use super::metrics::Metrics;
 use super::protocol::ErrorCode;
@@ -38,11 +39,13 @@ use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
 use super::{lock, random_token};
 
 mod events;
+mod lifecycle;
 mod presence;
 mod roster;
 #[cfg(test)]
 mod tests;
 
+pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 use roster::Roster;
 pub use roster::{MAX_DELTA, MAX_PAGE, Members};
 
@@ -226,11 +229,15 @@ fn prepare(deflate: Option<&DeflateConfig>, json: String) -> PreparedFrame {
     }
 }
 
-/// What the writer of a `msg` or `dm` is told once the backend has
-/// stored it, or failed to: its [`Ack`].
+/// What the writer of a `msg` or `dm` (or an edit, delete or reaction)
+/// is told once the backend has stored it, or failed to: its [`Ack`].
 struct Pending {
     sender: Arc<Client>,
-    client_id: String,
+    /// None: an edit, delete or reaction sent without one gets no `ack`
+    /// (its event says it is done), and a refusal names no post.
+    client_id: Option<String>,
+    /// The message the event acts on (or replies to), for a refusal.
+    target: Option<u64>,
     deflate: Option<DeflateConfig>,
     metrics: Arc<Metrics>,
 }
@@ -240,16 +247,31 @@ impl Ack for Pending {
         self.sender.is_gone()
     }
 
+    fn refused(self: Box<Self>, why: Rejected) {
+        self.metrics.errors.inc();
+        let refusal = lifecycle::refusal(why, self.target.unwrap_or(0));
+        let frame = PreparedFrame::text(
+            ServerMsg::Error {
+                code: refusal.code,
+                message: &refusal.message,
+                client_id: self.client_id.as_deref(),
+            }
+            .to_json(),
+        );
+        self.sender.outbox.push(&frame, Kind::Chat, &self.metrics);
+    }
+
     fn done(self: Box<Self>, outcome: Result<u64, Unavailable>) {
         let frame = match outcome {
-            Ok(id) => prepare(
-                self.deflate.as_ref(),
-                ServerMsg::Ack {
-                    client_id: &self.client_id,
-                    id,
-                }
-                .to_json(),
-            ),
+            Ok(id) => {
+                let Some(client_id) = &self.client_id else {
+                    return;
+                };
+                prepare(
+                    self.deflate.as_ref(),
+                    ServerMsg::Ack { client_id, id }.to_json(),
+                )
+            }
             Err(Unavailable) => {
                 // No one saw it: the sender's UI marks the post failed, and
                 // it may send it again.
@@ -258,7 +280,7 @@ impl Ack for Pending {
                     ServerMsg::Error {
                         code: ErrorCode::Unavailable,
                         message: "the message could not be saved; try again",
-                        client_id: Some(&self.client_id),
+                        client_id: self.client_id.as_deref(),
                     }
                     .to_json(),
                 )
@@ -617,13 +639,28 @@ impl Hub {
         self.append(client, Conversation::dm(&client.nick, to), text, client_id)
     }
 
-    /// Hands an event to the backend, which gives it its id.
+    /// Hands a message to the backend, which gives it its id.
     fn append(
         &self,
         client: &Arc<Client>,
         conv: Conversation,
         text: &str,
         client_id: &str,
+    ) -> Result<(), Refusal> {
+        let kind = EventKind::default();
+        self.append_event(client, conv, text, kind, Some(client_id))
+    }
+
+    /// Hands an event of any kind to the backend, which gives it its id
+    /// (or, checking it against its message, refuses it: the writer is
+    /// told through its ack).
+    fn append_event(
+        &self,
+        client: &Arc<Client>,
+        conv: Conversation,
+        text: &str,
+        kind: EventKind,
+        client_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let _open = self.appending.read().unwrap_or_else(|p| p.into_inner());
         // Checked again under the lock `stop_posts` takes: no post that
@@ -634,15 +671,21 @@ impl Hub {
                 "the server is shutting down",
             ));
         }
+        let target = match &kind {
+            EventKind::Msg(state) => state.reply_to,
+            other => other.target(),
+        };
         let event = NewEvent {
             conv,
             from: client.nick.clone(),
             text: text.to_owned(),
             ts: now_ms(),
+            kind,
         };
         let ack = Pending {
             sender: client.clone(),
-            client_id: client_id.to_owned(),
+            client_id: client_id.map(str::to_owned),
+            target,
             deflate: self.config.deflate.clone(),
             metrics: self.metrics.clone(),
         };
@@ -732,23 +775,6 @@ impl Hub {
             .await
             .map_err(down)?;
         Ok((page.iter().map(Event::to_message).collect(), more))
-    }
-
-    /// `room`'s messages with `after < id <= upto` (the newest `limit`).
-    pub async fn range(
-        &self,
-        room: &str,
-        after: u64,
-        upto: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, Refusal> {
-        let conv = Conversation::Room(room.to_owned());
-        let events = self
-            .backend
-            .range(&conv, Span { after, upto }, limit)
-            .await
-            .map_err(down)?;
-        Ok(events.iter().map(Event::to_message).collect())
     }
 }
 

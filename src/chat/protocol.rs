@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod lifecycle;
+pub use lifecycle::{MAX_EMOJI, check_emoji};
+
 /// The longest message text, in bytes.
 pub const MAX_TEXT: usize = 4096;
 /// The most rooms one connection may be in.
@@ -73,6 +76,9 @@ pub enum ClientMsg {
         text: String,
         /// The client's id for the `ack`.
         client_id: String,
+        /// The id of the message (in the same room) it replies to.
+        #[serde(default)]
+        reply_to: Option<u64>,
     },
     /// A private message.
     Dm {
@@ -82,6 +88,55 @@ pub enum ClientMsg {
         text: String,
         /// The client's id for the `ack`.
         client_id: String,
+        /// The id of the message (in the same DM conversation) it replies to.
+        #[serde(default)]
+        reply_to: Option<u64>,
+    },
+    /// Edit one's own message ([`super::lifecycle`]).
+    Edit {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The DM conversation with this nick (instead of `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The message.
+        id: u64,
+        /// Its new text.
+        text: String,
+        /// The client's id for the `ack`.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Delete one's own message: its text is purged.
+    Delete {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The DM conversation with this nick (instead of `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The message.
+        id: u64,
+        /// The client's id for the `ack`.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Toggle one's reaction to a message.
+    React {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The DM conversation with this nick (instead of `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The message.
+        id: u64,
+        /// The reaction: one grapheme, or a `:name:`.
+        emoji: String,
+        /// The client's id for the `ack`.
+        #[serde(default)]
+        client_id: Option<String>,
     },
     /// The user is typing in a room.
     Typing {
@@ -117,8 +172,9 @@ pub enum ClientMsg {
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 8] = [
-    "hello", "join", "leave", "msg", "dm", "typing", "history", "members",
+const CLIENT_TYPES: [&str; 11] = [
+    "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
+    "react",
 ];
 
 /// The `code` of an `error`: why a request was refused. These are the
@@ -149,11 +205,22 @@ pub enum ErrorCode {
     /// Shutting down, or the message store cannot take the post: it was
     /// not accepted and may be sent again later.
     Unavailable,
+    /// An edit or delete of someone else's message.
+    NotAuthor,
+    /// The id (or `reply_to`) is no message of that conversation.
+    NoSuchMessage,
+    /// The message (or `reply_to`) is deleted.
+    Deleted,
+    /// The `emoji` is neither one grapheme of at most 32 bytes nor a
+    /// `:name:`.
+    BadEmoji,
+    /// The message has the most distinct reactions it may have.
+    TooManyReactions,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -164,6 +231,11 @@ impl ErrorCode {
         ErrorCode::UnknownUser,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
+        ErrorCode::NotAuthor,
+        ErrorCode::NoSuchMessage,
+        ErrorCode::Deleted,
+        ErrorCode::BadEmoji,
+        ErrorCode::TooManyReactions,
     ];
 }
 
@@ -192,7 +264,7 @@ impl Refusal {
         Self { code, message }
     }
 
-    fn field(message: impl Into<String>) -> Self {
+    pub(super) fn field(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidField, message)
     }
 }
@@ -253,15 +325,20 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
             room,
             text,
             client_id,
+            ..
         } => {
             check_room(room)?;
             check_text(text)?;
             check_client_id(client_id)
         }
+        ClientMsg::Edit { .. } | ClientMsg::Delete { .. } | ClientMsg::React { .. } => {
+            lifecycle::validate(msg)
+        }
         ClientMsg::Dm {
             to,
             text,
             client_id,
+            ..
         } => {
             check_nick(to).map_err(|_| Refusal::field("to: not a valid nick"))?;
             check_text(text)?;
@@ -336,7 +413,7 @@ pub fn check_room(room: &str) -> Result<(), Refusal> {
 /// characters other than newline and tab are refused (not stripped: the
 /// sender learns its text was not sent as typed), and so is text made only
 /// of characters that render as nothing ([`is_invisible`]).
-fn check_text(text: &str) -> Result<(), Refusal> {
+pub(super) fn check_text(text: &str) -> Result<(), Refusal> {
     if text.len() > MAX_TEXT {
         return Err(Refusal::field(format!("text: at most {MAX_TEXT} bytes")));
     }
@@ -388,7 +465,7 @@ pub fn is_invisible(c: char) -> bool {
         )
 }
 
-fn check_client_id(id: &str) -> Result<(), Refusal> {
+pub(super) fn check_client_id(id: &str) -> Result<(), Refusal> {
     if (1..=64).contains(&id.len()) {
         Ok(())
     } else {
@@ -406,10 +483,23 @@ pub struct ChatMessage {
     pub id: u64,
     /// The sender's nick.
     pub from: String,
-    /// The text.
+    /// The text (latest, if edited); none once deleted.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub text: String,
     /// Server time, milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The message it replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// When it was last edited (in `history`; live, an `edited` says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_ts: Option<u64>,
+    /// A tombstone: the message was deleted (and has no `text`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Each reaction and who has it (in `history`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, Vec<String>>,
 }
 
 /// What the server sends.
@@ -439,6 +529,63 @@ pub enum ServerMsg<'a> {
         text: &'a str,
         /// Server time, ms since the epoch.
         ts: u64,
+        /// The message it replies to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+    },
+    /// A message was edited (`id`: the message; `event_id`: the edit's
+    /// own id in the stream, for `resume`).
+    Edited {
+        /// The room, or none in a DM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// In a DM: the other party, as the receiver sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message.
+        id: u64,
+        /// Its new text.
+        text: &'a str,
+        /// When.
+        edited_ts: u64,
+        /// Who (its author).
+        from: &'a str,
+        /// The edit's own id.
+        event_id: u64,
+    },
+    /// A message was deleted.
+    Deleted {
+        /// The room, or none in a DM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// In a DM: the other party, as the receiver sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message.
+        id: u64,
+        /// Who.
+        from: &'a str,
+        /// The delete's own id.
+        event_id: u64,
+    },
+    /// A reaction was toggled: who has it now.
+    Reaction {
+        /// The room, or none in a DM.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// In a DM: the other party, as the receiver sees it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message.
+        id: u64,
+        /// The reaction.
+        emoji: &'a str,
+        /// Everyone who has it now, sorted (empty: nobody).
+        users: &'a [String],
+        /// Who toggled it.
+        from: &'a str,
+        /// The toggle's own id.
+        event_id: u64,
     },
     /// A `msg` or `dm` was accepted and stored.
     Ack {
@@ -602,6 +749,10 @@ mod tests {
             from: "bob".into(),
             text: "<b>hi</b>".into(),
             ts: 1,
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: BTreeMap::new(),
         };
         assert_eq!(
             ServerMsg::Msg(&m).to_json(),
@@ -722,6 +873,11 @@ mod tests {
             ErrorCode::UnknownUser => "unknown_user",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::NoSuchMessage => "no_such_message",
+            ErrorCode::Deleted => "deleted",
+            ErrorCode::BadEmoji => "bad_emoji",
+            ErrorCode::TooManyReactions => "too_many_reactions",
         }
     }
 

@@ -30,7 +30,7 @@ use crate::proto::{CloseCode, CloseFrame, Message, PreparedFrame};
 use crate::transport::WebSocket;
 
 use super::RateLimit;
-use super::hub::{Client, Hub, JoinError, slow_close};
+use super::hub::{self, Client, Hub, JoinError, slow_close};
 use super::protocol::{
     self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_MEMBERS, MAX_ROOMS,
     Refusal, ServerMsg,
@@ -357,7 +357,11 @@ enum Next {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Queues a reply in the outbox, ahead of events.
     fn reply(&mut self, msg: &ServerMsg<'_>) {
-        let json = msg.to_json();
+        self.reply_json(msg.to_json());
+    }
+
+    /// Queues a reply already in JSON (a replayed event).
+    fn reply_json(&mut self, json: String) {
         let frame = if self.deflate {
             self.hub.prepare(json)
         } else {
@@ -481,22 +485,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             truncated: false,
         });
         match seen {
-            Some(seen) => match self.hub.range(room, seen, last, MAX_REPLAY).await {
+            // Every kind of event, in id order: a message, and the edits,
+            // deletes and reactions made while the client was away.
+            Some(seen) => match self.hub.replay(room, seen, last, MAX_REPLAY).await {
                 Ok(missed) => {
                     let full = missed.len() >= MAX_REPLAY as usize;
-                    let (missed, cut) = newest_that_fit(missed);
-                    if let Some(first) = missed.first()
+                    let (missed, cut) = hub::newest_frames_that_fit(missed, MAX_REPLY);
+                    if let Some(&(first, _)) = missed.first()
                         && (cut || full)
-                        && first.id > seen + 1
+                        && first > seen + 1
                     {
                         self.reply(&ServerMsg::Gap {
                             room,
                             after: seen,
-                            before: first.id,
+                            before: first,
                         });
                     }
-                    for m in &missed {
-                        self.reply(&ServerMsg::Msg(m));
+                    for (_, json) in missed {
+                        self.reply_json(json);
                     }
                 }
                 Err(refusal) => self.unavailable(&refusal),
@@ -606,6 +612,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 room,
                 text,
                 client_id,
+                reply_to: Some(reply_to),
+            } => {
+                let (client, room) = (&self.client, Some(room.as_str()));
+                let replied = self
+                    .hub
+                    .reply(client, room, None, &text, &client_id, reply_to);
+                if let Err(refusal) = replied {
+                    self.refuse(&refusal, Some(&client_id));
+                }
+            }
+            ClientMsg::Msg {
+                room,
+                text,
+                client_id,
+                reply_to: None,
             } => {
                 if let Err(refusal) = self.hub.post(&self.client, &room, &text, &client_id) {
                     self.refuse(&refusal, Some(&client_id));
@@ -615,6 +636,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 to,
                 text,
                 client_id,
+                reply_to: Some(reply_to),
+            } => {
+                let (client, to) = (&self.client, Some(to.as_str()));
+                let replied = self
+                    .hub
+                    .reply(client, None, to, &text, &client_id, reply_to);
+                if let Err(refusal) = replied {
+                    self.refuse(&refusal, Some(&client_id));
+                }
+            }
+            ClientMsg::Edit {
+                room,
+                dm,
+                id,
+                text,
+                client_id,
+            } => {
+                let (room, dm, cid) = (room.as_deref(), dm.as_deref(), client_id.as_deref());
+                if let Err(refusal) = self.hub.edit(&self.client, room, dm, id, &text, cid) {
+                    self.refuse(&refusal, cid);
+                }
+            }
+            ClientMsg::Delete {
+                room,
+                dm,
+                id,
+                client_id,
+            } => {
+                let (room, dm, cid) = (room.as_deref(), dm.as_deref(), client_id.as_deref());
+                if let Err(refusal) = self.hub.delete(&self.client, room, dm, id, cid) {
+                    self.refuse(&refusal, cid);
+                }
+            }
+            ClientMsg::React {
+                room,
+                dm,
+                id,
+                emoji,
+                client_id,
+            } => {
+                let (room, dm, cid) = (room.as_deref(), dm.as_deref(), client_id.as_deref());
+                if let Err(refusal) = self.hub.react(&self.client, room, dm, id, &emoji, cid) {
+                    self.refuse(&refusal, cid);
+                }
+            }
+            ClientMsg::Dm {
+                to,
+                text,
+                client_id,
+                reply_to: None,
             } => {
                 Box::pin(self.hub.refresh_online(&to)).await;
                 if let Err(refusal) = self.hub.dm(&self.client, &to, &text, &client_id) {
@@ -679,6 +750,10 @@ mod tests {
             from: "alice".into(),
             text: text.into(),
             ts: 1,
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: Default::default(),
         }
     }
 

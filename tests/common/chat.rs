@@ -170,6 +170,15 @@ impl Client {
         }
     }
 
+    /// Sends `request`, which carries a `client_id`, and waits for the
+    /// answer to it: its `ack` or its `error` (skipping other events).
+    pub async fn answer(&mut self, request: Value) -> Value {
+        let client_id = request["client_id"].clone();
+        self.send(request).await;
+        self.next(|e| (e["type"] == "ack" || e["type"] == "error") && e["client_id"] == client_id)
+            .await
+    }
+
     /// Posts, and returns the id it is acked with; panics if it is not.
     pub async fn acked(&mut self, room: &str, text: &str, client_id: &str) -> u64 {
         let answer = self.post(room, text, client_id).await;

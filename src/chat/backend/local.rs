@@ -1,22 +1,23 @@
 //! The backend of a single server: ids in memory, history in SQLite
 //! ([`store`], its own thread), nobody to share presence with.
 //!
-//! An append takes the conversation's next id and queues the event for
-//! the history thread under one lock, so the thread, first in first out,
-//! commits each conversation's events in id order. Once the batch holding
-//! an event commits, the thread reports it to the hub
+//! An append queues the event for the history thread, which, first in
+//! first out, gives each its conversation's next id, checks an edit,
+//! delete or reaction against its message and writes it, in one
+//! transaction per batch (a refused event takes no id, and its writer is
+//! told why: [`Ack::refused`]). Once the batch holding an event commits,
+//! the thread reports it to the hub
 //! ([`HubEvents::stored`]) and then acks its writer: nobody sees an id the
 //! disk does not have, and an ack means "on disk". A crash loses only ids
 //! nobody saw, and the next server continues from the ids on disk.
 
 pub mod store;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use self::store::{DbSync, Outcome, Store};
@@ -24,7 +25,6 @@ use super::{
     Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
     Reply, Scope, Signal, Span, Unavailable, ready,
 };
-use crate::chat::lock;
 use crate::chat::metrics::Metrics;
 
 /// Appends that may wait for the history thread (a stalled disk) before
@@ -40,9 +40,6 @@ const MAX_FILL: u32 = 10_000;
 /// One server's conversations, in SQLite.
 pub struct Local {
     store: Store,
-    /// The last id given per conversation key: read from disk at start.
-    /// Appends give ids and queue inserts under this lock.
-    ids: Mutex<HashMap<String, u64>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -50,10 +47,9 @@ impl Local {
     /// Opens (or creates) the history database and locks it for this
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
-        let (store, last_ids) = Store::open(path, sync, metrics)?;
+        let store = Store::open(path, sync, metrics)?;
         Ok(Arc::new(Self {
             store,
-            ids: Mutex::new(last_ids.into_iter().collect()),
             hub: OnceLock::new(),
         }))
     }
@@ -61,11 +57,6 @@ impl Local {
     fn hub(&self) -> Option<Arc<dyn HubEvents>> {
         self.hub.get().and_then(Weak::upgrade)
     }
-}
-
-/// The events the rows of the history table are.
-fn events(rows: Vec<crate::chat::protocol::ChatMessage>) -> Vec<Event> {
-    rows.into_iter().map(Event::from_message).collect()
 }
 
 impl Backend for Local {
@@ -79,16 +70,10 @@ impl Backend for Local {
             return Err(Busy);
         }
         let hub = self.hub.get().cloned();
-        let mut ids = lock(&self.ids);
-        let id = ids.entry(event.conv.key()).or_insert(0);
-        *id += 1;
-        let event = event.with_id(*id);
-        let message = event.to_message();
-        // Under the ids' lock: commit order is id order.
         self.store.insert(
-            message,
+            event,
             Box::new(move |outcome| match outcome {
-                Outcome::Committed => {
+                Outcome::Committed(event) => {
                     let id = event.id;
                     if let Some(hub) = hub.as_ref().and_then(Weak::upgrade) {
                         hub.stored(event);
@@ -97,29 +82,24 @@ impl Backend for Local {
                 }
                 // No one saw it: its writer is told, and may send it again.
                 Outcome::Failed => ack.done(Err(Unavailable)),
+                Outcome::Refused(why) => ack.refused(why),
             }),
         );
         Ok(())
     }
 
     fn last_id(&self, conv: &Conversation) -> Reply<'_, u64> {
-        ready(lock(&self.ids).get(&conv.key()).copied().unwrap_or(0))
+        ready(self.store.last_id(&conv.key()))
     }
 
     fn history(&self, conv: &Conversation, before: u64, limit: u32) -> Reply<'_, Page> {
         let key = conv.key();
-        Box::pin(async move {
-            let (rows, more) = self.store.history(&key, before, limit).await;
-            Ok((events(rows), more))
-        })
+        Box::pin(async move { Ok(self.store.history(&key, before, limit).await) })
     }
 
     fn range(&self, conv: &Conversation, span: Span, limit: u32) -> Reply<'_, Vec<Event>> {
         let key = conv.key();
-        Box::pin(async move {
-            let rows = self.store.range(&key, span.after, span.upto, limit).await;
-            Ok(events(rows))
-        })
+        Box::pin(async move { Ok(self.store.range(&key, span.after, span.upto, limit).await) })
     }
 
     /// A hole here is a batch that failed: the read finds nothing of it,
@@ -133,9 +113,9 @@ impl Backend for Local {
             span.after,
             span.upto,
             MAX_FILL,
-            Box::new(move |messages| {
+            Box::new(move |events| {
                 if let Some(hub) = hub.as_ref().and_then(Weak::upgrade) {
-                    hub.filled(&conv, span, events(messages));
+                    hub.filled(&conv, span, events);
                 }
             }),
         );

@@ -2,6 +2,12 @@
 //! appended events are "committed" ([`Memory::commit`]) and when fills
 //! are answered ([`Memory::answer_fills`]), so orderings that a real
 //! store makes rare can be played out one step at a time.
+//!
+//! Edits, deletes and reactions have the stores' semantics: checked
+//! against their message (as committed) when appended, a refused one
+//! takes no id and its writer is told at the next commit; a committed one
+//! updates its message, which `history` returns in its latest state
+//! (messages only) and `range` with every other event.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,12 +16,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, NewEvent, Page, Peer, PresenceChange,
-    Reply, Scope, Signal, Span, Unavailable, ready,
+    Ack, Backend, Busy, Conversation, Event, HubEvents, Kind, MAX_REACTIONS, NewEvent, Page, Peer,
+    PresenceChange, Rejected, Reply, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
-type Waiting = (Event, Box<dyn Ack>);
+type Waiting = (Result<Event, Rejected>, Box<dyn Ack>);
 type Present = HashMap<Scope, Vec<(Peer, Vec<String>)>>;
 
 /// Events in memory; ids given at append, delivered at [`commit`](Self::commit).
@@ -69,12 +75,19 @@ impl Memory {
         let waiting = std::mem::take(&mut *lock(&self.waiting));
         let hub = self.hub();
         for (event, ack) in waiting {
+            let mut event = match event {
+                Ok(event) => event,
+                Err(why) => {
+                    ack.refused(why);
+                    continue;
+                }
+            };
             if keep(&event) {
                 let id = event.id;
-                lock(&self.log)
-                    .entry(event.conv.clone())
-                    .or_default()
-                    .push(event.clone());
+                let mut log = lock(&self.log);
+                let log = log.entry(event.conv.clone()).or_default();
+                apply(log, &mut event);
+                log.push(event.clone());
                 hub.stored(event);
                 ack.done(Ok(id));
             } else {
@@ -133,10 +146,20 @@ impl Backend for Memory {
         if self.limit.is_some_and(|l| waiting.len() >= l) {
             return Err(Busy);
         }
+        let checked = check(
+            lock(&self.log)
+                .get(&event.conv)
+                .map_or(&[][..], |l| l.as_slice()),
+            &event,
+        );
+        if let Err(why) = checked {
+            waiting.push((Err(why), ack));
+            return Ok(());
+        }
         let mut ids = lock(&self.ids);
         let id = ids.entry(event.conv.clone()).or_insert(0);
         *id += 1;
-        waiting.push((event.with_id(*id), ack));
+        waiting.push((Ok(event.with_id(*id)), ack));
         Ok(())
     }
 
@@ -149,7 +172,7 @@ impl Backend for Memory {
             .get(conv)
             .into_iter()
             .flatten()
-            .filter(|e| e.id < before)
+            .filter(|e| e.id < before && matches!(e.kind, Kind::Msg(_)))
             .cloned()
             .collect();
         let skip = older.len().saturating_sub(limit as usize);
@@ -211,5 +234,77 @@ impl Backend for Memory {
 
     fn render_metrics(&self) -> String {
         String::new()
+    }
+}
+
+/// Whether `event` may act on its message in `log` (the stores' checks).
+fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
+    let (target, author) = match &event.kind {
+        Kind::Msg(state) => match state.reply_to {
+            Some(to) => (to, None),
+            None => return Ok(()),
+        },
+        Kind::Edit { target } | Kind::Delete { target } => (*target, Some(&event.from)),
+        Kind::React { target, .. } => (*target, None),
+    };
+    let Some(m) = log.iter().find(|m| m.id == target) else {
+        return Err(Rejected::NoSuchMessage);
+    };
+    match &m.kind {
+        Kind::Msg(state) if state.deleted => Err(Rejected::Deleted),
+        Kind::Msg(_) if author.is_some_and(|a| *a != m.from) => Err(Rejected::NotAuthor),
+        Kind::Msg(state) => match &event.kind {
+            Kind::React { emoji, .. }
+                if !state.reactions.contains_key(emoji)
+                    && state.reactions.len() >= MAX_REACTIONS =>
+            {
+                Err(Rejected::TooManyReactions)
+            }
+            _ => Ok(()),
+        },
+        _ => Err(Rejected::NoSuchMessage),
+    }
+}
+
+/// Applies a committed `event` to its message in `log`.
+fn apply(log: &mut [Event], event: &mut Event) {
+    let Some(target) = event.kind.target() else {
+        return;
+    };
+    let Some(m) = log.iter_mut().find(|m| m.id == target) else {
+        return;
+    };
+    let Kind::Msg(state) = &mut m.kind else {
+        return;
+    };
+    match &mut event.kind {
+        Kind::Edit { .. } => {
+            m.text = event.text.clone();
+            state.edited_ts = Some(event.ts);
+        }
+        Kind::Delete { .. } => {
+            m.text.clear();
+            state.deleted = true;
+            state.reactions.clear();
+            for e in log.iter_mut() {
+                if matches!(e.kind, Kind::Edit { target: t } if t == target) {
+                    e.text.clear();
+                }
+            }
+        }
+        Kind::React { emoji, users, .. } => {
+            let holders = state.reactions.entry(emoji.clone()).or_default();
+            match holders.binary_search(&event.from) {
+                Ok(at) => {
+                    holders.remove(at);
+                }
+                Err(at) => holders.insert(at, event.from.clone()),
+            }
+            *users = holders.clone();
+            if holders.is_empty() {
+                state.reactions.remove(emoji);
+            }
+        }
+        Kind::Msg(_) => {}
     }
 }

@@ -29,6 +29,7 @@ pub mod local;
 pub mod memory;
 pub mod redis;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -156,32 +157,153 @@ pub struct Event {
     pub id: u64,
     /// Who wrote it.
     pub from: String,
-    /// The text.
+    /// The text: of a message (empty once deleted), or the new text of an
+    /// edit; empty for the other kinds.
     pub text: String,
     /// Server time, ms since the Unix epoch.
     pub ts: u64,
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// What an event is. Every kind has its own id in the conversation's
+/// stream; the ones that act on a message name it by `target`.
+///
+/// The stores name the kinds `msg`, `edit`, `delete` and `react`
+/// ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
+/// field); only `msg` events are messages (history pages, unread counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A message. As appended, its state is empty but for `reply_to`; in
+    /// a history page (or a range) it is the message's latest state.
+    Msg(MsgState),
+    /// `target`'s text is now the event's `text` (its author's doing).
+    Edit {
+        /// The message edited.
+        target: u64,
+    },
+    /// `target` is deleted: its text is purged from the store.
+    Delete {
+        /// The message deleted.
+        target: u64,
+    },
+    /// The writer toggled `emoji` on `target`.
+    React {
+        /// The message reacted to.
+        target: u64,
+        /// The reaction ([`crate::chat::lifecycle::check_emoji`]).
+        emoji: String,
+        /// Everyone who has that reaction once the toggle is stored (the
+        /// store fills it in; empty as appended), sorted.
+        users: Vec<String>,
+    },
+}
+
+impl Default for Kind {
+    fn default() -> Self {
+        Self::Msg(MsgState::default())
+    }
+}
+
+impl Kind {
+    /// A message, replying to `reply_to` if given.
+    pub fn msg(reply_to: Option<u64>) -> Self {
+        Self::Msg(MsgState {
+            reply_to,
+            ..MsgState::default()
+        })
+    }
+
+    /// The stores' name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Msg(_) => "msg",
+            Self::Edit { .. } => "edit",
+            Self::Delete { .. } => "delete",
+            Self::React { .. } => "react",
+        }
+    }
+
+    /// The message an edit, delete or reaction acts on.
+    pub fn target(&self) -> Option<u64> {
+        match self {
+            Self::Msg(_) => None,
+            Self::Edit { target } | Self::Delete { target } | Self::React { target, .. } => {
+                Some(*target)
+            }
+        }
+    }
+}
+
+/// A message's state beyond its text: what history shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MsgState {
+    /// The message it replies to, in the same conversation.
+    pub reply_to: Option<u64>,
+    /// When it was last edited.
+    pub edited_ts: Option<u64>,
+    /// Deleted: a tombstone, its text gone.
+    pub deleted: bool,
+    /// Each reaction and who has it (sorted); no empty lists.
+    pub reactions: BTreeMap<String, Vec<String>>,
+}
+
+/// The most distinct reactions one message may carry: a toggle that
+/// would add one more is refused ([`Rejected::TooManyReactions`]).
+pub const MAX_REACTIONS: usize = 20;
+
+/// Why the store refused an event: checked where it is written, atomically
+/// with the write (the history thread's transaction, the Redis script),
+/// so that no other write comes between the check and the event. A
+/// refused event takes no id and reaches no one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// The target (or `reply_to`) is no message of the conversation (an
+    /// id never given, an edit's or reaction's id, or one trimmed away).
+    NoSuchMessage,
+    /// Only the author may edit or delete a message.
+    NotAuthor,
+    /// The target (or `reply_to`) is deleted.
+    Deleted,
+    /// The message has [`MAX_REACTIONS`] distinct reactions already.
+    TooManyReactions,
+}
+
+impl Rejected {
+    /// The refusal the Redis script answers with its negative code.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            -1 => Some(Self::NoSuchMessage),
+            -2 => Some(Self::NotAuthor),
+            -3 => Some(Self::Deleted),
+            -4 => Some(Self::TooManyReactions),
+            _ => None,
+        }
+    }
 }
 
 impl Event {
-    /// The wire form of a stored message (`msg`, `history`).
+    /// The wire form of a stored message (`msg`, `history`): its latest
+    /// state if it is one read back from the store.
     pub fn to_message(&self) -> ChatMessage {
+        let state = match &self.kind {
+            Kind::Msg(state) => state.clone(),
+            _ => MsgState::default(),
+        };
         ChatMessage {
             room: self.conv.key(),
             id: self.id,
             from: self.from.clone(),
-            text: self.text.clone(),
+            text: if state.deleted {
+                String::new()
+            } else {
+                self.text.clone()
+            },
             ts: self.ts,
-        }
-    }
-
-    /// The event a stored message is (see [`Conversation::key`]).
-    pub fn from_message(m: ChatMessage) -> Self {
-        Self {
-            conv: Conversation::from_key(&m.room),
-            id: m.id,
-            from: m.from,
-            text: m.text,
-            ts: m.ts,
+            reply_to: state.reply_to,
+            edited_ts: state.edited_ts,
+            deleted: state.deleted,
+            reactions: state.reactions,
         }
     }
 }
@@ -210,10 +332,12 @@ pub struct NewEvent {
     pub conv: Conversation,
     /// Who writes it.
     pub from: String,
-    /// The text.
+    /// The text (see [`Event::text`]).
     pub text: String,
     /// Server time, ms since the Unix epoch.
     pub ts: u64,
+    /// What it is.
+    pub kind: Kind,
 }
 
 impl NewEvent {
@@ -225,6 +349,7 @@ impl NewEvent {
             from: self.from,
             text: self.text,
             ts: self.ts,
+            kind: self.kind,
         }
     }
 }
@@ -238,6 +363,12 @@ pub trait Ack: Send {
     fn abandoned(&self) -> bool;
     /// The outcome: the id, or `Err` if the event was not stored.
     fn done(self: Box<Self>, outcome: Result<u64, Unavailable>);
+    /// The store refused the event (it took no id): nothing changed. By
+    /// default, told as not stored.
+    fn refused(self: Box<Self>, why: Rejected) {
+        let _ = why;
+        self.done(Err(Unavailable));
+    }
 }
 
 /// An event that is not stored: it reaches whoever is there when it is
@@ -269,7 +400,9 @@ pub trait Backend: Send + Sync {
     /// reporting to `hub`. Called once, before any other method.
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;
 
-    /// Gives `event` the next id of its conversation and stores it; once
+    /// Gives `event` the next id of its conversation and stores it (or,
+    /// for an event its store refuses, tells `ack` why: [`Ack::refused`],
+    /// and it takes no id); once
     /// stored, the event goes to [`HubEvents::stored`] (on every server
     /// sharing the store) and the id to `ack` (locally, after the event;
     /// through Redis, whichever comes first). Ids are given in the order of

@@ -14,6 +14,7 @@ use crate::proto::{CloseCode, CloseFrame};
 use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
+use super::lifecycle::event_json;
 use super::{Hub, Kind, Room};
 
 impl HubEvents for Hub {
@@ -21,24 +22,21 @@ impl HubEvents for Hub {
         match &event.conv {
             Conversation::Room(_) => self.deliver(event),
             Conversation::Dm(a, b) => {
-                let to = if event.from == *a { b } else { a };
-                let frame = self.prepare(
-                    ServerMsg::Dm {
-                        id: event.id,
-                        from: &event.from,
-                        to,
-                        text: &event.text,
-                        ts: event.ts,
-                    }
-                    .to_json(),
-                );
+                // To every connection of both parties, each seeing the
+                // event as its own (an edit's `dm` is the other party).
                 let users = lock(&self.users);
-                let mut nicks = vec![to];
-                if event.from != *to {
-                    nicks.push(&event.from);
+                let mut nicks = vec![a];
+                if a != b {
+                    nicks.push(b);
                 }
-                for c in nicks.into_iter().filter_map(|n| users.get(n)).flatten() {
-                    c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                for nick in nicks {
+                    let Some(conns) = users.get(nick.as_str()) else {
+                        continue;
+                    };
+                    let frame = self.prepare(event_json(&event, Some(nick)));
+                    for c in conns {
+                        c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                    }
                 }
             }
         }
@@ -280,7 +278,7 @@ impl Hub {
             }
             let e = entry.remove();
             r.last_id = e.id;
-            let frame = self.prepare(ServerMsg::Msg(&e.to_message()).to_json());
+            let frame = self.prepare(event_json(&e, None));
             r.send_to_members(&frame, Kind::Chat, &self.metrics);
         }
         if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {

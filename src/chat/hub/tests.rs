@@ -14,6 +14,8 @@ use super::super::metrics::Metrics;
 use super::super::protocol::ErrorCode;
 use super::{Client, Hub, HubConfig};
 
+mod lifecycle;
+
 fn config() -> HubConfig {
     HubConfig {
         outbox_limit: 1 << 20,
@@ -104,6 +106,7 @@ fn event(room: &str, id: u64, text: &str) -> Event {
         from: "carol".into(),
         text: text.into(),
         ts: 1,
+        kind: Default::default(),
     }
 }
 
@@ -211,9 +214,9 @@ fn a_join_gives_the_last_id_and_resume_reads_exactly_the_range_after_it() {
     let rt = rt();
     let ids = |after, upto, limit| -> Vec<u64> {
         let range = rt
-            .block_on(hub.range("general", after, upto, limit))
+            .block_on(hub.replay("general", after, upto, limit))
             .unwrap();
-        range.iter().map(|m| m.id).collect()
+        range.iter().map(|(id, _)| *id).collect()
     };
     assert_eq!(ids(2, 5, 100), [3, 4, 5]);
     assert_eq!(ids(2, 5, 2), [4, 5], "the newest `limit`");

@@ -23,35 +23,51 @@
 //! - Shutting down drains the queue: every accepted message is on disk
 //!   before [`Store::close`] returns.
 //!
+//! - Ids are given here, on the thread, in queue order (the order of the
+//!   appends): an edit, a delete or a reaction is checked against its
+//!   message in the batch's transaction ([`kinds`]), and one refused
+//!   ([`Outcome::Refused`]) takes no id. The ids become visible
+//!   ([`Store::last_id`]) once their batch commits; a batch that fails
+//!   gives its ids again.
+//!
 //! The database is SQLite in WAL mode, `synchronous` as [`DbSync`] says,
 //! and held in exclusive locking mode for the server's life: a second
 //! server on the same file would hand out the same ids, so it is refused
 //! at [`Store::open`].
 
+mod kinds;
+
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::oneshot;
 
+use crate::chat::backend::{Event, NewEvent, Rejected};
+use crate::chat::lock;
 use crate::chat::metrics::Metrics;
-use crate::chat::protocol::ChatMessage;
+
+#[cfg(test)]
+use kinds::VERSION;
 
 /// A page of history: messages oldest first, and whether older ones exist.
-pub type Page = (Vec<ChatMessage>, bool);
+pub type Page = (Vec<Event>, bool);
 
-/// What became of the batch holding a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What became of an event queued for writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Committed: the message survives the server's process.
-    Committed,
+    /// Committed with its id: it survives the server's process.
+    Committed(Event),
     /// Not written (the transaction failed, or the store was closed).
     Failed,
+    /// Refused by its checks ([`kinds::apply`]): not written, no id.
+    Refused(Rejected),
 }
 
 /// Run by the history thread once the batch holding a message has
@@ -89,7 +105,7 @@ impl DbSync {
 }
 
 struct Queued {
-    message: ChatMessage,
+    event: NewEvent,
     at: Instant,
     on_commit: OnCommit,
 }
@@ -109,7 +125,7 @@ enum Command {
         after: u64,
         upto: u64,
         limit: u32,
-        then: Box<dyn FnOnce(Vec<ChatMessage>) + Send>,
+        then: Box<dyn FnOnce(Vec<Event>) + Send>,
     },
     /// Commit what came before (and run its `OnCommit`s), then answer.
     Flush(oneshot::Sender<()>),
@@ -124,22 +140,24 @@ pub struct Store {
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// Inserts queued whose [`OnCommit`] has not run yet.
     backlog: Arc<AtomicUsize>,
+    /// The last id committed per conversation key: written only by the
+    /// thread, after each commit.
+    ids: Ids,
 }
+
+/// The last id committed per conversation key.
+type Ids = Arc<Mutex<HashMap<String, u64>>>;
 
 /// Most inserts committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
 impl Store {
     /// Opens (or creates) the database, locks it for this process, and
-    /// starts its thread. Returns the highest message id of every room,
-    /// for the hub to continue from.
+    /// starts its thread. [`last_id`](Self::last_id) continues from the
+    /// highest id of every conversation on disk.
     ///
     /// Fails, naming the file, if another process holds the database.
-    pub fn open(
-        path: &Path,
-        sync: DbSync,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<(Self, Vec<(String, u64)>)> {
+    pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Self> {
         let failed = |e: rusqlite::Error| {
             let busy = matches!(
                 e.sqlite_error_code(),
@@ -171,18 +189,23 @@ impl Store {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(failed)?
         };
+        let ids: Ids = Arc::new(Mutex::new(last_ids.into_iter().collect()));
         let (tx, rx) = mpsc::channel();
+        let thread_ids = ids.clone();
         let thread = std::thread::Builder::new()
             .name("chat-history".into())
-            .spawn(move || run(db, rx, &metrics))?;
-        Ok((
-            Self {
-                tx,
-                thread: Arc::new(std::sync::Mutex::new(Some(thread))),
-                backlog: Arc::new(AtomicUsize::new(0)),
-            },
-            last_ids,
-        ))
+            .spawn(move || run(db, rx, &thread_ids, &metrics))?;
+        Ok(Self {
+            tx,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            backlog: Arc::new(AtomicUsize::new(0)),
+            ids,
+        })
+    }
+
+    /// The last id committed in the conversation `key` (0 if none).
+    pub fn last_id(&self, key: &str) -> u64 {
+        lock(&self.ids).get(key).copied().unwrap_or(0)
     }
 
     /// Settings, the lock and the schema.
@@ -206,25 +229,19 @@ impl Store {
         }
         // See `DbSync`: NORMAL survives a process crash, FULL a power loss.
         db.pragma_update(None, "synchronous", sync.pragma())?;
+        // A deleted message's text is purged: the bytes SQLite frees or
+        // rewrites are zeroed, not left in free pages.
+        db.pragma_update(None, "secure_delete", "ON")?;
         // Take the lock now, so that a second server is refused at start
         // rather than at its first message.
-        db.execute_batch(
-            "BEGIN EXCLUSIVE;
-             CREATE TABLE IF NOT EXISTS messages (
-                room TEXT NOT NULL,
-                id INTEGER NOT NULL,
-                sender TEXT NOT NULL,
-                text TEXT NOT NULL,
-                ts INTEGER NOT NULL,
-                PRIMARY KEY (room, id)
-             ) WITHOUT ROWID;
-             COMMIT;",
-        )
+        db.execute_batch("BEGIN EXCLUSIVE;")?;
+        kinds::migrate(db)?;
+        db.execute_batch("COMMIT;")
     }
 
-    /// Queues a message for writing; `on_commit` runs once its batch is
-    /// committed (or has failed). Never blocks.
-    pub fn insert(&self, message: ChatMessage, on_commit: OnCommit) {
+    /// Queues an event for writing; `on_commit` runs once its batch is
+    /// committed (or has failed), with the event as stored. Never blocks.
+    pub fn insert(&self, event: NewEvent, on_commit: OnCommit) {
         self.backlog.fetch_add(1, Ordering::Relaxed);
         let backlog = self.backlog.clone();
         let on_commit: OnCommit = Box::new(move |outcome| {
@@ -232,7 +249,7 @@ impl Store {
             on_commit(outcome);
         });
         let queued = Queued {
-            message,
+            event,
             at: Instant::now(),
             on_commit,
         };
@@ -273,7 +290,7 @@ impl Store {
 
     /// The messages of `room` with `after < id <= upto`, oldest first; if
     /// there are more than `limit`, the newest `limit` of them.
-    pub async fn range(&self, room: &str, after: u64, upto: u64, limit: u32) -> Vec<ChatMessage> {
+    pub async fn range(&self, room: &str, after: u64, upto: u64, limit: u32) -> Vec<Event> {
         let (reply, rx) = oneshot::channel();
         self.fill(
             room.to_owned(),
@@ -296,7 +313,7 @@ impl Store {
         after: u64,
         upto: u64,
         limit: u32,
-        then: Box<dyn FnOnce(Vec<ChatMessage>) + Send>,
+        then: Box<dyn FnOnce(Vec<Event>) + Send>,
     ) {
         let command = Command::Range {
             room,
@@ -324,7 +341,7 @@ impl Store {
     }
 }
 
-fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
+fn run(mut db: Connection, rx: mpsc::Receiver<Command>, ids: &Ids, metrics: &Metrics) {
     let mut batch: Vec<Queued> = Vec::new();
     // Ends when every `Store` handle is dropped and the queue is empty.
     while let Ok(first) = rx.recv() {
@@ -337,7 +354,7 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
                         next = rx.try_recv().ok();
                     }
                     if !matches!(next, Some(Command::Insert(..))) {
-                        commit(&mut db, &mut batch, metrics);
+                        commit(&mut db, &mut batch, ids, metrics);
                     }
                 }
                 Command::History {
@@ -356,78 +373,79 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, metrics: &Metrics) {
                     then,
                 } => then(range(&db, &room, after, upto, limit).unwrap_or_default()),
                 Command::Flush(reply) => {
-                    commit(&mut db, &mut batch, metrics);
+                    commit(&mut db, &mut batch, ids, metrics);
                     let _ = reply.send(());
                 }
                 Command::Shutdown => {
-                    commit(&mut db, &mut batch, metrics);
+                    commit(&mut db, &mut batch, ids, metrics);
                     return;
                 }
             }
         }
     }
-    commit(&mut db, &mut batch, metrics);
+    commit(&mut db, &mut batch, ids, metrics);
 }
 
-/// Writes `batch` in one transaction, then tells each insert how it went,
-/// in order.
-fn commit(db: &mut Connection, batch: &mut Vec<Queued>, metrics: &Metrics) {
+/// Writes `batch` in one transaction, giving each event the next id of
+/// its conversation (a refused one takes none), then tells each insert
+/// how it went, in order.
+fn commit(db: &mut Connection, batch: &mut Vec<Queued>, ids: &Ids, metrics: &Metrics) {
     if batch.is_empty() {
         return;
     }
-    let result = (|| -> rusqlite::Result<()> {
+    // This batch's ids, published once it commits.
+    let mut given: HashMap<String, u64> = HashMap::new();
+    let result = (|| -> rusqlite::Result<Vec<Result<Event, Rejected>>> {
         let tx = db.transaction()?;
-        {
-            // A plain INSERT: with one writer and ids continued from the
-            // disk, a conflict is a bug, and it fails the batch loudly
-            // rather than dropping a message that was about to be acked.
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO messages (room, id, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for q in batch.iter() {
-                let m = &q.message;
-                stmt.execute(params![m.room, m.id as i64, m.from, m.text, m.ts as i64])?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for q in batch.iter() {
+            let key = q.event.conv.key();
+            let last = match given.get(&key) {
+                Some(&id) => id,
+                None => lock(ids).get(&key).copied().unwrap_or(0),
+            };
+            let outcome = kinds::apply(&tx, &key, last + 1, &q.event)?;
+            if outcome.is_ok() {
+                given.insert(key, last + 1);
             }
+            outcomes.push(outcome);
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(outcomes)
     })();
-    let outcome = match result {
-        Ok(()) => {
-            for q in batch.iter() {
+    match result {
+        Ok(outcomes) => {
+            lock(ids).extend(given);
+            for (q, outcome) in batch.drain(..).zip(outcomes) {
                 metrics.history_write.observe(q.at.elapsed());
+                (q.on_commit)(match outcome {
+                    Ok(event) => Outcome::Committed(event),
+                    Err(why) => Outcome::Refused(why),
+                });
             }
-            Outcome::Committed
         }
         Err(e) => {
             metrics.history_write_errors.inc();
             tracing::warn!(error = %e, lost = batch.len(), "history write failed: posts refused");
-            Outcome::Failed
+            for q in batch.drain(..) {
+                (q.on_commit)(Outcome::Failed);
+            }
         }
-    };
-    for q in batch.drain(..) {
-        (q.on_commit)(outcome);
     }
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
-    Ok(ChatMessage {
-        room: r.get(0)?,
-        id: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-        from: r.get(2)?,
-        text: r.get(3)?,
-        ts: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-    })
-}
-
+/// Messages only, each in its latest state.
 fn history(db: &Connection, room: &str, before: u64, limit: u32) -> rusqlite::Result<Page> {
     let before = i64::try_from(before).unwrap_or(i64::MAX);
-    let mut stmt = db.prepare_cached(
-        "SELECT room, id, sender, text, ts FROM messages WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
-    )?;
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT {} FROM messages WHERE room = ?1 AND kind = 'msg' AND id < ?2 ORDER BY id DESC LIMIT ?3",
+        kinds::COLUMNS
+    ))?;
     let (mut page, stopped) = newest(stmt.query(params![room, before, i64::from(limit) + 1])?)?;
     let more = stopped || page.len() > limit as usize;
     page.truncate(limit as usize);
     page.reverse();
+    kinds::add_reactions(db, room, &mut page)?;
     Ok((page, more))
 }
 
@@ -437,14 +455,20 @@ fn range(
     after: u64,
     upto: u64,
     limit: u32,
-) -> rusqlite::Result<Vec<ChatMessage>> {
-    let mut stmt = db.prepare_cached(
-        "SELECT room, id, sender, text, ts FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4",
-    )?;
+) -> rusqlite::Result<Vec<Event>> {
+    // Every kind, in id order; messages in their latest state. The edits
+    // of a message deleted since are left out: their text is purged (the
+    // Redis store deletes their entries).
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT {} FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3
+         AND NOT (kind = 'edit' AND text = '') ORDER BY id DESC LIMIT ?4",
+        kinds::COLUMNS
+    ))?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let upto = i64::try_from(upto).unwrap_or(i64::MAX);
     let (mut page, _) = newest(stmt.query(params![room, after, upto, i64::from(limit)])?)?;
     page.reverse();
+    kinds::add_reactions(db, room, &mut page)?;
     Ok(page)
 }
 
@@ -455,11 +479,11 @@ const READ_BUDGET: usize = 512 * 1024;
 
 /// Rows, newest first, until [`READ_BUDGET`] bytes of text are collected;
 /// and whether it stopped there.
-fn newest(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<ChatMessage>, bool)> {
+fn newest(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<(Vec<Event>, bool)> {
     let mut page = Vec::new();
     let mut bytes = 0;
     while let Some(r) = rows.next()? {
-        let m = row(r)?;
+        let m = kinds::row(r)?;
         bytes += m.text.len() + m.from.len();
         page.push(m);
         if bytes > READ_BUDGET {
@@ -475,6 +499,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::chat::backend::{Conversation, Kind};
 
     fn temp_db(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("rfc6455-store-{}-{name}", std::process::id()));
@@ -483,28 +508,46 @@ mod tests {
         dir.join("chat.db")
     }
 
-    fn message(room: &str, id: u64, text: &str) -> ChatMessage {
-        ChatMessage {
-            room: room.into(),
-            id,
-            from: "alice".into(),
+    fn event(room: &str, from: &str, text: &str, kind: Kind) -> NewEvent {
+        NewEvent {
+            conv: Conversation::Room(room.into()),
+            from: from.into(),
             text: text.into(),
             ts: 1,
+            kind,
         }
     }
 
-    type Log = Arc<Mutex<Vec<(String, u64, Outcome)>>>;
+    fn message(room: &str, text: &str) -> NewEvent {
+        event(room, "alice", text, Kind::default())
+    }
 
-    fn recorder(log: &Log, m: &ChatMessage) -> OnCommit {
-        let (log, room, id) = (log.clone(), m.room.clone(), m.id);
-        Box::new(move |outcome| log.lock().unwrap().push((room, id, outcome)))
+    /// What each insert was told: its room and its id, or why not.
+    type Log = Arc<Mutex<Vec<(String, Result<u64, String>)>>>;
+
+    fn recorder(log: &Log, e: &NewEvent) -> OnCommit {
+        let (log, room) = (log.clone(), e.conv.key());
+        Box::new(move |outcome| {
+            let told = match outcome {
+                Outcome::Committed(e) => Ok(e.id),
+                Outcome::Failed => Err("failed".to_owned()),
+                Outcome::Refused(why) => Err(format!("{why:?}")),
+            };
+            log.lock().unwrap().push((room, told));
+        })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
     }
 
     #[test]
     fn a_second_open_of_the_same_database_is_refused_naming_the_file() {
         let path = temp_db("lock");
         let metrics = Arc::new(Metrics::default());
-        let (store, _) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        let store = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
         let Err(e) = Store::open(&path, DbSync::Normal, metrics.clone()) else {
             panic!("a second open succeeded");
         };
@@ -512,7 +555,7 @@ mod tests {
         assert!(e.to_string().contains(&path.display().to_string()), "{e}");
         assert!(e.to_string().contains("in use"), "{e}");
         store.close();
-        let (again, _) = Store::open(&path, DbSync::Full, metrics).unwrap();
+        let again = Store::open(&path, DbSync::Full, metrics).unwrap();
         again.close();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
@@ -521,30 +564,34 @@ mod tests {
     fn on_commit_runs_once_per_insert_in_queue_order() {
         let path = temp_db("order");
         let metrics = Arc::new(Metrics::default());
-        let (store, last) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
-        assert!(last.is_empty());
+        let store = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        assert_eq!(store.last_id("a"), 0);
         let log: Log = Arc::default();
         let mut expected = Vec::new();
+        let (mut a, mut b) = (0, 0);
         // More than one batch's worth, across two rooms.
         for i in 1..=3000u64 {
-            let room = if i % 3 == 0 { "b" } else { "a" };
-            let m = message(room, i, &format!("m{i}"));
-            expected.push((room.to_owned(), i, Outcome::Committed));
+            let (room, id) = if i % 3 == 0 {
+                b += 1;
+                ("b", b)
+            } else {
+                a += 1;
+                ("a", a)
+            };
+            let m = message(room, &format!("m{id}"));
+            expected.push((room.to_owned(), Ok(id)));
             store.insert(m.clone(), recorder(&log, &m));
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(store.flush());
         assert_eq!(*log.lock().unwrap(), expected);
         assert_eq!(metrics.history_write_errors.get(), 0);
         store.close();
-        let (store, mut last) = Store::open(&path, DbSync::Normal, metrics).unwrap();
-        last.sort();
-        assert_eq!(last, vec![("a".into(), 2999), ("b".into(), 3000)]);
-        let b = rt.block_on(store.range("b", 0, 3000, 2000));
-        assert_eq!(b.len(), 1000);
-        assert!(b.iter().all(|m| m.text == format!("m{}", m.id)));
+        let store = Store::open(&path, DbSync::Normal, metrics).unwrap();
+        assert_eq!((store.last_id("a"), store.last_id("b")), (2000, 1000));
+        let got = rt.block_on(store.range("b", 0, 3000, 2000));
+        assert_eq!(got.len(), 1000);
+        assert!(got.iter().all(|m| m.text == format!("m{}", m.id)));
         store.close();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
@@ -554,7 +601,8 @@ mod tests {
         let path = temp_db("fail");
         {
             // A trigger stands in for a failing disk: it aborts any
-            // transaction that inserts the text "poison".
+            // transaction that inserts the text "poison". The table is
+            // the schema of before versions (migrated at open).
             let db = Connection::open(&path).unwrap();
             db.execute_batch(
                 "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL,
@@ -566,46 +614,165 @@ mod tests {
             .unwrap();
         }
         let metrics = Arc::new(Metrics::default());
-        let (store, _) = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let store = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        let rt = runtime();
         let log: Log = Arc::default();
-        let first = message("a", 1, "kept");
-        store.insert(first.clone(), recorder(&log, &first));
-        rt.block_on(store.flush());
-        let poison = message("a", 2, "poison");
-        store.insert(poison.clone(), recorder(&log, &poison));
-        rt.block_on(store.flush());
-        let after = message("a", 3, "after");
-        store.insert(after.clone(), recorder(&log, &after));
-        rt.block_on(store.flush());
-        // A conflict is refused too: INSERT OR IGNORE would have dropped
-        // this one silently and reported it kept.
-        let dup = message("a", 1, "same id");
-        store.insert(dup.clone(), recorder(&log, &dup));
-        rt.block_on(store.flush());
+        for text in ["kept", "poison", "after"] {
+            let m = message("a", text);
+            store.insert(m.clone(), recorder(&log, &m));
+            rt.block_on(store.flush());
+        }
+        // The failed batch's id is given again: no hole.
         assert_eq!(
             *log.lock().unwrap(),
             vec![
-                ("a".into(), 1, Outcome::Committed),
-                ("a".into(), 2, Outcome::Failed),
-                ("a".into(), 3, Outcome::Committed),
-                ("a".into(), 1, Outcome::Failed),
+                ("a".into(), Ok(1)),
+                ("a".into(), Err("failed".into())),
+                ("a".into(), Ok(2)),
             ]
         );
-        assert_eq!(metrics.history_write_errors.get(), 2);
+        assert_eq!(metrics.history_write_errors.get(), 1);
         let kept = rt.block_on(store.range("a", 0, 10, 10));
         let kept: Vec<(u64, &str)> = kept.iter().map(|m| (m.id, m.text.as_str())).collect();
-        assert_eq!(kept, vec![(1, "kept"), (3, "after")]);
+        assert_eq!(kept, vec![(1, "kept"), (2, "after")]);
         store.close();
         // After close, an insert fails at once rather than vanishing.
-        let late = message("a", 4, "late");
+        let late = message("a", "late");
         store.insert(late.clone(), recorder(&log, &late));
         assert_eq!(
             log.lock().unwrap().last(),
-            Some(&("a".into(), 4, Outcome::Failed))
+            Some(&("a".into(), Err("failed".into())))
         );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A database written before event kinds (no `user_version`, the old
+    /// table) opens, keeps its messages as messages, and takes the new
+    /// kinds.
+    #[test]
+    fn a_database_of_the_old_schema_is_migrated() {
+        let path = temp_db("migrate");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL,
+                    sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
+                    PRIMARY KEY (room, id)) WITHOUT ROWID;
+                 INSERT INTO messages VALUES ('general', 1, 'alice', 'old one', 5);
+                 INSERT INTO messages VALUES ('general', 2, 'bob', 'old two', 6);",
+            )
+            .unwrap();
+        }
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::open(&path, DbSync::Normal, metrics.clone()).unwrap();
+        assert_eq!(store.last_id("general"), 2);
+        let rt = runtime();
+        let log: Log = Arc::default();
+        let edit = event("general", "alice", "old, edited", Kind::Edit { target: 1 });
+        store.insert(edit.clone(), recorder(&log, &edit));
+        rt.block_on(store.flush());
+        assert_eq!(*log.lock().unwrap(), vec![("general".into(), Ok(3))]);
+        let (page, more) = rt.block_on(store.history("general", u64::MAX, 10));
+        assert!(!more);
+        let texts: Vec<_> = page.iter().map(|m| (m.id, m.text.as_str())).collect();
+        assert_eq!(texts, vec![(1, "old, edited"), (2, "old two")]);
+        store.close();
+        let db = Connection::open(&path).unwrap();
+        let version: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        drop(db);
+        // Opening again at the current version changes nothing.
+        let store = Store::open(&path, DbSync::Normal, metrics).unwrap();
+        assert_eq!(store.last_id("general"), 3);
+        store.close();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn edits_deletes_and_reactions_are_checked_against_their_message() {
+        let path = temp_db("kinds");
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::open(&path, DbSync::Normal, metrics).unwrap();
+        let rt = runtime();
+        let log: Log = Arc::default();
+        let react = |from: &str, emoji: &str| {
+            event(
+                "r",
+                from,
+                "",
+                Kind::React {
+                    target: 1,
+                    emoji: emoji.into(),
+                    users: vec![],
+                },
+            )
+        };
+        let steps = [
+            message("r", "first"),                                   // 1
+            event("r", "bob", "no", Kind::Edit { target: 1 }),       // not author
+            event("r", "alice", "x", Kind::Edit { target: 9 }),      // no such
+            event("r", "alice", "first!", Kind::Edit { target: 1 }), // 2
+            react("bob", "👍"),                                      // 3
+            react("carol", "👍"),                                    // 4
+            react("bob", "👍"),                                      // 5 (off)
+            event("r", "alice", "", Kind::Edit { target: 3 }),       // a reaction
+            event("r", "bob", "re", Kind::msg(Some(1))),             // 6
+            event("r", "alice", "", Kind::Delete { target: 1 }),     // 7
+            event("r", "alice", "again", Kind::Edit { target: 1 }),  // deleted
+            react("bob", "👍"),                                      // deleted
+            event("r", "bob", "re", Kind::msg(Some(1))),             // deleted
+        ];
+        for e in steps {
+            store.insert(e.clone(), recorder(&log, &e));
+        }
+        rt.block_on(store.flush());
+        let told: Vec<_> = log.lock().unwrap().iter().map(|(_, t)| t.clone()).collect();
+        let refused = |w: &str| Err(w.to_owned());
+        assert_eq!(
+            told,
+            vec![
+                Ok(1),
+                refused("NotAuthor"),
+                refused("NoSuchMessage"),
+                Ok(2),
+                Ok(3),
+                Ok(4),
+                Ok(5),
+                refused("NoSuchMessage"),
+                Ok(6),
+                Ok(7),
+                refused("Deleted"),
+                refused("Deleted"),
+                refused("Deleted"),
+            ]
+        );
+        let all = rt.block_on(store.range("r", 0, 100, 100));
+        let users: Vec<_> = all
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Kind::React { users, .. } => Some(users.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            users,
+            vec![
+                vec!["bob".to_owned()],
+                vec!["bob".into(), "carol".into()],
+                vec!["carol".into()]
+            ]
+        );
+        // The tombstone and the edit hold no text; the reply is a message.
+        let (page, _) = rt.block_on(store.history("r", u64::MAX, 10));
+        let ids: Vec<u64> = page.iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![1, 6]);
+        assert!(page[0].text.is_empty());
+        assert!(matches!(&page[0].kind, Kind::Msg(s) if s.deleted && s.reactions.is_empty()));
+        assert!(matches!(&page[1].kind, Kind::Msg(s) if s.reply_to == Some(1)));
+        assert!(all.iter().all(|e| !e.text.contains("first")));
+        store.close();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{
-    Conversation, Event, HubEvents, NewEvent, PresenceChange, Scope, Signal,
+    Conversation, Event, HubEvents, Kind, NewEvent, PresenceChange, Scope, Signal,
 };
 
 /// The channel every server subscribes to.
@@ -38,6 +38,10 @@ pub(super) enum Bus {
         id: u64,
         /// The event.
         event: Posted,
+        /// A reaction's users once toggled (the script knows them, not
+        /// the writer); absent for the other kinds.
+        #[serde(default)]
+        users: Vec<String>,
     },
     /// Someone is typing.
     Typing {
@@ -99,7 +103,8 @@ impl Bus {
 }
 
 /// A stored event as the bus carries it, without its id (the script puts
-/// that beside it, in [`Bus::Stored`]).
+/// that beside it, in [`Bus::Stored`]). The fields after `ts` came with
+/// event kinds (issue 16); absent, the event is a message.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Posted {
     /// The conversation's key ([`Conversation::key`]).
@@ -107,15 +112,40 @@ pub(super) struct Posted {
     from: String,
     text: String,
     ts: u64,
+    /// [`Kind::name`]; absent: `msg`.
+    #[serde(default, skip_serializing_if = "is_msg")]
+    kind: String,
+    /// The message an edit, delete or reaction acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<u64>,
+    /// The message a message replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<u64>,
+    /// A reaction's emoji.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    emoji: String,
+}
+
+fn is_msg(kind: &str) -> bool {
+    kind.is_empty() || kind == "msg"
 }
 
 impl Posted {
     pub(super) fn of(event: &NewEvent) -> Self {
+        let (reply_to, emoji) = match &event.kind {
+            Kind::Msg(state) => (state.reply_to, String::new()),
+            Kind::React { emoji, .. } => (None, emoji.clone()),
+            _ => (None, String::new()),
+        };
         Self {
             conv: event.conv.key(),
             from: event.from.clone(),
             text: event.text.clone(),
             ts: event.ts,
+            kind: event.kind.name().to_owned(),
+            target: event.kind.target(),
+            reply_to,
+            emoji,
         }
     }
 
@@ -123,13 +153,25 @@ impl Posted {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    fn with_id(self, id: u64) -> Event {
+    fn with_id(self, id: u64, users: Vec<String>) -> Event {
+        let target = self.target.unwrap_or(0);
+        let kind = match self.kind.as_str() {
+            "edit" => Kind::Edit { target },
+            "delete" => Kind::Delete { target },
+            "react" => Kind::React {
+                target,
+                emoji: self.emoji,
+                users,
+            },
+            _ => Kind::msg(self.reply_to),
+        };
         Event {
             conv: Conversation::from_key(&self.conv),
             id,
             from: self.from,
             text: self.text,
             ts: self.ts,
+            kind,
         }
     }
 }
@@ -230,7 +272,7 @@ impl Redis {
     /// a presence resync it starts ends before the next event is read.
     async fn on_bus(self: &Arc<Self>, hub: &Arc<dyn HubEvents>, event: Bus) {
         match event {
-            Bus::Stored { id, event } => hub.stored(event.with_id(id)),
+            Bus::Stored { id, event, users } => hub.stored(event.with_id(id, users)),
             Bus::Typing { room, user } => hub.signal(Signal::Typing { room, user }),
             Bus::Replace { s, nick } => {
                 if s != self.id {
@@ -292,6 +334,7 @@ mod tests {
                     from: "alice".into(),
                     text: text.into(),
                     ts: 1_700_000_000_000,
+                    kind: Kind::default(),
                 });
                 let id = 4_294_967_301u64;
                 // As the Lua script writes it.
@@ -300,8 +343,8 @@ mod tests {
                     posted.to_json()
                 );
                 match serde_json::from_str::<Bus>(&published).unwrap() {
-                    Bus::Stored { id: got, event } => {
-                        let event = event.with_id(got);
+                    Bus::Stored { id: got, event, .. } => {
+                        let event = event.with_id(got, Vec::new());
                         assert_eq!(event.id, id);
                         assert_eq!(event.conv, conv);
                         assert_eq!(event.text, text);
@@ -311,5 +354,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A reaction's envelope carries who has it now (the script adds
+    /// `"users"`), and an envelope of before event kinds is a message.
+    #[test]
+    fn a_reaction_envelope_carries_its_users_and_an_old_one_is_a_message() {
+        let posted = Posted::of(&NewEvent {
+            conv: Conversation::Room("general".into()),
+            from: "bob".into(),
+            text: String::new(),
+            ts: 5,
+            kind: Kind::React {
+                target: 3,
+                emoji: "👍".into(),
+                users: Vec::new(),
+            },
+        });
+        let published = format!(
+            "{{\"t\":\"stored\",\"id\":9,\"event\":{},\"users\":[\"ann\",\"bob\"]}}",
+            posted.to_json()
+        );
+        let Bus::Stored { id, event, users } = serde_json::from_str(&published).unwrap() else {
+            panic!("{published}");
+        };
+        let event = event.with_id(id, users);
+        assert_eq!(
+            event.kind,
+            Kind::React {
+                target: 3,
+                emoji: "👍".into(),
+                users: vec!["ann".into(), "bob".into()],
+            }
+        );
+        let old =
+            r#"{"t":"stored","id":2,"event":{"conv":"general","from":"a","text":"hi","ts":1}}"#;
+        let Bus::Stored { id, event, users } = serde_json::from_str(old).unwrap() else {
+            panic!("{old}");
+        };
+        let event = event.with_id(id, users);
+        assert_eq!((event.kind, event.text.as_str()), (Kind::default(), "hi"));
     }
 }

@@ -13,7 +13,9 @@
 //! | key                          | type                   | holds                                     |
 //! |------------------------------|------------------------|-------------------------------------------|
 //! | `chat:id:{room}`             | string, `INCR`         | the room's last message id                |
-//! | `chat:log:{room}`            | stream, entry `{id}-0` | history, trimmed to about N entries       |
+//! | `chat:log:{room}`            | stream, entry `{id}-0` | every event, trimmed to about N entries   |
+//! | `chat:msgs:{room}`           | sorted set of ids      | the newest N messages' ids (history)      |
+//! | `chat:msg:{room}`            | hash, id → JSON        | each of those messages' latest state      |
 //! | `chat:op:{op}`               | string, 5 min          | the id a post got (retries are no-ops)    |
 //! | `chat:present:{room}`        | set of server ids      | servers with (or lately with) nicks there |
 //! | `chat:nicks:{server}:{room}` | set of nicks           | who is in the room on that server         |
@@ -261,6 +263,14 @@ fn key_id(key: &str) -> String {
 }
 fn key_log(key: &str) -> String {
     format!("chat:log:{key}")
+}
+/// A conversation's message ids, newest kept (sorted set, score = id).
+fn key_msgs(key: &str) -> String {
+    format!("chat:msgs:{key}")
+}
+/// A conversation's message states, by id (hash of JSON).
+fn key_states(key: &str) -> String {
+    format!("chat:msg:{key}")
 }
 fn key_present(scope: &Scope) -> String {
     format!("chat:present:{}", scope.key())

@@ -1,5 +1,6 @@
-//! The streams, `chat:log:{key}`: history pages, resume ranges, and the
-//! reads that keep live delivery in id order.
+//! The streams, `chat:log:{key}`: resume ranges and the reads that keep
+//! live delivery in id order; and history pages, read from the messages'
+//! states (`chat:msgs:{key}`, `chat:msg:{key}`; see `posts::POST_SCRIPT`).
 //!
 //! One script assigns the id, appends to the stream and publishes, so the
 //! bus carries each conversation's events in id order, and every id seen
@@ -15,8 +16,59 @@ use std::sync::atomic::Ordering;
 use redis::RedisResult;
 use tracing::debug;
 
-use super::{Backoff, Redis, key_id, key_log};
-use crate::chat::backend::{Conversation, Event, HubEvents, Page, Span};
+use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
+use crate::chat::backend::{Conversation, Event, HubEvents, Kind, MsgState, Page, Span};
+
+/// A page of messages with their states, in one round trip: the ids
+/// below ARGV[1] (`(id` or `+inf`), newest first, at most ARGV[2], each
+/// followed by its state's JSON (empty if it has none).
+const PAGE_SCRIPT: &str = r#"
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2])
+if #ids == 0 then return {} end
+local states = redis.call('HMGET', KEYS[2], unpack(ids))
+local out = {}
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = states[i] or ''
+end
+return out
+"#;
+
+/// A message's state as the post script keeps it (cjson's JSON: numbers
+/// may come as floats, and an empty table as `{}`).
+#[derive(Debug, serde::Deserialize)]
+struct State {
+    from: String,
+    ts: f64,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    reply_to: Option<f64>,
+    #[serde(default)]
+    edited_ts: Option<f64>,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    reactions: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Message `id` of `conv` from its state's JSON; `None` if unreadable.
+fn from_state(conv: &Conversation, id: u64, json: &str) -> Option<Event> {
+    let s: State = serde_json::from_str(json).ok()?;
+    Some(Event {
+        conv: conv.clone(),
+        id,
+        from: s.from,
+        text: s.text,
+        ts: s.ts as u64,
+        kind: Kind::Msg(MsgState {
+            reply_to: s.reply_to.map(|r| r as u64),
+            edited_ts: s.edited_ts.map(|t| t as u64),
+            deleted: s.deleted,
+            reactions: s.reactions,
+        }),
+    })
+}
 
 /// Most messages read to fill one gap.
 const MAX_FILL: usize = 10_000;
@@ -37,12 +89,32 @@ fn to_event(conv: &Conversation, entry: &redis::streams::StreamId) -> Event {
             .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
             .unwrap_or_default()
     };
+    let target = field("target").parse().unwrap_or(0);
+    let (kind, text) = match field("kind").as_str() {
+        "edit" => (Kind::Edit { target }, field("text")),
+        "delete" => (Kind::Delete { target }, String::new()),
+        "react" => {
+            let users = serde_json::from_str(&field("users")).unwrap_or_default();
+            let emoji = field("text");
+            (
+                Kind::React {
+                    target,
+                    emoji,
+                    users,
+                },
+                String::new(),
+            )
+        }
+        // A message; entries from before kinds have no `kind`.
+        _ => (Kind::msg(field("reply_to").parse().ok()), field("text")),
+    };
     Event {
         conv: conv.clone(),
         id: entry_id(&entry.id),
         from: field("from"),
-        text: field("text"),
+        text,
         ts: field("ts").parse().unwrap_or(0),
+        kind,
     }
 }
 
@@ -57,8 +129,48 @@ impl Redis {
     }
 
     /// Up to `limit` messages of `key` with ids below `before`, oldest
-    /// first, and whether older ones exist.
+    /// first, each in its latest state, and whether older ones exist.
     pub(super) async fn read_page(
+        &self,
+        conv: &Conversation,
+        before: u64,
+        limit: u32,
+    ) -> RedisResult<Page> {
+        let below = if before == u64::MAX {
+            "+inf".to_owned()
+        } else {
+            format!("({before}")
+        };
+        let keys = [key_msgs(&conv.key()), key_states(&conv.key())];
+        let flat: Vec<String> = self
+            .with_conn(|mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(PAGE_SCRIPT)
+                    .arg(2)
+                    .arg(&keys)
+                    .arg(below)
+                    .arg(u64::from(limit) + 1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if flat.is_empty() {
+            // A conversation written before message states (issue 16)
+            // has its messages in the stream only.
+            return self.read_stream_page(conv, before, limit).await;
+        }
+        let mut page: Vec<Event> = flat
+            .chunks(2)
+            .filter_map(|pair| from_state(conv, pair[0].parse().ok()?, pair.get(1)?))
+            .collect();
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        page.reverse();
+        Ok((page, more))
+    }
+
+    /// A page read from the stream, messages only, as they were posted.
+    async fn read_stream_page(
         &self,
         conv: &Conversation,
         before: u64,
@@ -82,7 +194,12 @@ impl Redis {
                     .await
             })
             .await?;
-        let mut page: Vec<Event> = reply.ids.iter().map(|e| to_event(conv, e)).collect();
+        let mut page: Vec<Event> = reply
+            .ids
+            .iter()
+            .map(|e| to_event(conv, e))
+            .filter(|e| matches!(e.kind, Kind::Msg(_)))
+            .collect();
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
         page.reverse();

@@ -11,22 +11,38 @@ use redis::RedisResult;
 use tracing::warn;
 
 use super::bus::{BUS, Posted};
-use super::{Backoff, Redis, key_id, key_log};
-use crate::chat::backend::{Ack, Busy, NewEvent};
+use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
+use crate::chat::backend::{Ack, Busy, Kind, MAX_REACTIONS, NewEvent, Rejected, Unavailable};
 use crate::chat::{lock, random_token};
 
 /// Posts sent to Redis in one pipeline.
 const MAX_BATCH: usize = 256;
 
-/// Assigns the next id of a conversation, appends the event to its stream
-/// and publishes it on the bus, as one atomic step.
+/// Checks an event against its message, assigns the next id of its
+/// conversation, appends it to the stream, updates the message's state
+/// and publishes it on the bus, as one atomic step: Redis runs one script
+/// at a time, so nothing comes between the check and the write.
 ///
-/// KEYS: id counter, stream, operation key. ARGV: stream length, from,
-/// text, ts, channel, the event's JSON ([`Posted`]).
+/// KEYS: id counter, stream, operation key, message ids (sorted set),
+/// message states (hash). ARGV: stream length, from, text, ts, channel,
+/// the event's JSON ([`Posted`]), kind (`msg`, `edit`, `delete`,
+/// `react`), target (the message acted on, or a message's `reply_to`; 0:
+/// none), emoji, the most distinct reactions.
+///
+/// Returns the id, or a refusal as a negative code
+/// ([`Rejected::from_code`]): -1 no such message, -2 not its author, -3
+/// deleted, -4 too many reactions. A refused event takes no id.
 ///
 /// What it publishes is an envelope, `{"t":"stored","id":…,"event":…}`
 /// ([`super::bus::Bus::Stored`]): the event's JSON goes in whole, as
-/// serde wrote it, beside the id Redis gave.
+/// serde wrote it, beside the id Redis gave (and, for a reaction,
+/// `"users"`: who has it now).
+///
+/// Each message's state (`{from, ts, text, reply_to, edited_ts, deleted,
+/// reactions, edits}`, JSON by cjson) is a field of the hash, kept for the
+/// newest `stream length` messages (the sorted set says which). A delete
+/// purges the text: the state keeps none, and the stream entries that
+/// held it (the message's and its edits') are deleted (`XDEL`).
 ///
 /// The counter is checked against the stream's newest entry: were the
 /// counter lost (a Redis restored from an older snapshot), ids continue
@@ -34,6 +50,42 @@ const MAX_BATCH: usize = 256;
 pub(super) const POST_SCRIPT: &str = r#"
 local done = redis.call('GET', KEYS[3])
 if done then return tonumber(done) end
+local kind, from, text, ts = ARGV[7], ARGV[2], ARGV[3], ARGV[4]
+local target = tonumber(ARGV[8])
+local function refuse(code)
+  redis.call('SET', KEYS[3], code, 'EX', 300)
+  return code
+end
+local state
+if target > 0 then
+  local raw = redis.call('HGET', KEYS[5], target)
+  if not raw then return refuse(-1) end
+  state = cjson.decode(raw)
+  if state.deleted then return refuse(-3) end
+  -- Issue 17's moderators will be let through here.
+  if (kind == 'edit' or kind == 'delete') and state.from ~= from then return refuse(-2) end
+end
+local users = '[]'
+if kind == 'react' then
+  local emoji = ARGV[9]
+  if type(state.reactions) ~= 'table' then state.reactions = {} end
+  local list = state.reactions[emoji]
+  if list == nil then
+    local n = 0
+    for _ in pairs(state.reactions) do n = n + 1 end
+    if n >= tonumber(ARGV[10]) then return refuse(-4) end
+    list = {}
+  end
+  local at = nil
+  for i, nick in ipairs(list) do if nick == from then at = i end end
+  if at then table.remove(list, at) else table.insert(list, from); table.sort(list) end
+  if #list > 0 then
+    state.reactions[emoji] = list
+    users = cjson.encode(list)
+  else
+    state.reactions[emoji] = nil
+  end
+end
 local id = redis.call('INCR', KEYS[1])
 local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if top[1] then
@@ -43,10 +95,46 @@ if top[1] then
     redis.call('SET', KEYS[1], id)
   end
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-0',
-  'from', ARGV[2], 'text', ARGV[3], 'ts', ARGV[4])
+local entry = {'from', from, 'text', text, 'ts', ts, 'kind', kind}
+if kind == 'msg' then
+  local m = {from = from, ts = tonumber(ts), text = text, reactions = {}}
+  if target > 0 then
+    m.reply_to = target
+    table.insert(entry, 'reply_to'); table.insert(entry, target)
+  end
+  redis.call('HSET', KEYS[5], id, cjson.encode(m))
+  redis.call('ZADD', KEYS[4], id, id)
+  while redis.call('ZCARD', KEYS[4]) > tonumber(ARGV[1]) do
+    local oldest = redis.call('ZPOPMIN', KEYS[4])
+    redis.call('HDEL', KEYS[5], oldest[1])
+  end
+else
+  table.insert(entry, 'target'); table.insert(entry, target)
+  if kind == 'edit' then
+    state.text = text
+    state.edited_ts = tonumber(ts)
+    if type(state.edits) ~= 'table' then state.edits = {} end
+    table.insert(state.edits, id)
+  elseif kind == 'delete' then
+    redis.call('XDEL', KEYS[2], target .. '-0')
+    if type(state.edits) == 'table' then
+      for _, e in ipairs(state.edits) do redis.call('XDEL', KEYS[2], e .. '-0') end
+    end
+    state.text = nil
+    state.edits = nil
+    state.reactions = {}
+    state.deleted = true
+  elseif kind == 'react' then
+    entry[4] = ARGV[9]
+    table.insert(entry, 'users'); table.insert(entry, users)
+  end
+  redis.call('HSET', KEYS[5], target, cjson.encode(state))
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id .. '-0', unpack(entry))
 redis.call('SET', KEYS[3], id, 'EX', 300)
-redis.call('PUBLISH', ARGV[5], '{"t":"stored","id":' .. id .. ',"event":' .. ARGV[6] .. '}')
+local extra = ''
+if kind == 'react' then extra = ',"users":' .. users end
+redis.call('PUBLISH', ARGV[5], '{"t":"stored","id":' .. id .. ',"event":' .. ARGV[6] .. extra .. '}')
 return id
 "#;
 
@@ -133,20 +221,31 @@ impl Redis {
             let batch = self.next_batch().await;
             let mut pipe = redis::pipe();
             for p in &batch {
+                let (target, emoji) = match &p.event.kind {
+                    Kind::Msg(state) => (state.reply_to.unwrap_or(0), ""),
+                    Kind::Edit { target } | Kind::Delete { target } => (*target, ""),
+                    Kind::React { target, emoji, .. } => (*target, emoji.as_str()),
+                };
                 pipe.cmd("EVALSHA")
                     .arg(&self.sha)
-                    .arg(3)
+                    .arg(5)
                     .arg(key_id(&p.key))
                     .arg(key_log(&p.key))
                     .arg(format!("chat:op:{}", p.op))
+                    .arg(key_msgs(&p.key))
+                    .arg(key_states(&p.key))
                     .arg(self.config.history_len)
                     .arg(&p.event.from)
                     .arg(&p.event.text)
                     .arg(p.event.ts)
                     .arg(BUS)
-                    .arg(&p.json);
+                    .arg(&p.json)
+                    .arg(p.event.kind.name())
+                    .arg(target)
+                    .arg(emoji)
+                    .arg(MAX_REACTIONS);
             }
-            let result: RedisResult<Vec<u64>> = self
+            let result: RedisResult<Vec<i64>> = self
                 .with_conn(|mut c| async move { pipe.query_async(&mut c).await })
                 .await;
             match result {
@@ -156,7 +255,13 @@ impl Redis {
                         .published
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for (p, id) in batch.into_iter().zip(ids) {
-                        p.ack.done(Ok(id));
+                        match u64::try_from(id) {
+                            Ok(id) => p.ack.done(Ok(id)),
+                            Err(_) => match Rejected::from_code(id) {
+                                Some(why) => p.ack.refused(why),
+                                None => p.ack.done(Err(Unavailable)),
+                            },
+                        }
                     }
                     self.in_flight.store(0, Ordering::Relaxed);
                 }

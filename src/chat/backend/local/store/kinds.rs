@@ -1,0 +1,279 @@
+//! The history table's schema, its migrations, and how each kind of
+//! event is written and read back.
+//!
+//! Every event is a row of `messages`, under its own id, whatever its
+//! kind (`kind`: `msg`, `edit`, `delete`, `react`; [`Kind::name`]). Only
+//! `msg` rows are messages: history pages and unread counts read those
+//! (`WHERE kind = 'msg'`). A `msg` row holds the message's latest state
+//! (its text, emptied once deleted; `edited_ts`, `deleted`, `reply_to`);
+//! the others point at their message with `target`. Who has which
+//! reaction is the `reactions` table.
+//!
+//! An edit, a delete or a reaction is checked against its message in the
+//! batch's transaction, on the history thread that alone writes, so
+//! nothing comes between the check and the write: a refused event is
+//! written nowhere and takes no id.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::chat::backend::{Event, Kind, MAX_REACTIONS, MsgState, NewEvent, Rejected};
+
+/// The schema's version now (`PRAGMA user_version`).
+pub const VERSION: i64 = 2;
+
+/// Brings the schema to [`VERSION`], one step per version, in the
+/// caller's transaction. A database from before versions were counted
+/// has `user_version` 0 and version 1's table.
+pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        // 1: messages only, one row per message (the backend seam).
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS messages (
+                room TEXT NOT NULL,
+                id INTEGER NOT NULL,
+                sender TEXT NOT NULL,
+                text TEXT NOT NULL,
+                ts INTEGER NOT NULL,
+                PRIMARY KEY (room, id)
+             ) WITHOUT ROWID;",
+        )?;
+    }
+    if version < 2 {
+        // 2 (issue 16): every kind of event is a row. Existing rows are
+        // messages; `users` is a `react` row's list after its toggle
+        // (JSON), for replays; an index finds a room's messages among
+        // its other events.
+        db.execute_batch(
+            "ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'msg';
+             ALTER TABLE messages ADD COLUMN target INTEGER;
+             ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+             ALTER TABLE messages ADD COLUMN edited_ts INTEGER;
+             ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE messages ADD COLUMN users TEXT;
+             CREATE INDEX IF NOT EXISTS messages_by_kind ON messages (room, kind, id);
+             CREATE TABLE IF NOT EXISTS reactions (
+                room TEXT NOT NULL,
+                id INTEGER NOT NULL,
+                emoji TEXT NOT NULL,
+                nick TEXT NOT NULL,
+                PRIMARY KEY (room, id, emoji, nick)
+             ) WITHOUT ROWID;",
+        )?;
+    }
+    db.pragma_update(None, "user_version", VERSION)
+}
+
+/// The columns [`row`] reads, in its order.
+pub const COLUMNS: &str =
+    "room, id, sender, text, ts, kind, target, reply_to, edited_ts, deleted, users";
+
+fn id_of(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// An event read back (a message's reactions are added by
+/// [`add_reactions`]).
+pub fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let room: String = r.get(0)?;
+    let text: String = r.get(3)?;
+    let kind: String = r.get(5)?;
+    let target = id_of(r.get(6)?).unwrap_or(0);
+    let (kind, text) = match kind.as_str() {
+        "edit" => (Kind::Edit { target }, text),
+        "delete" => (Kind::Delete { target }, text),
+        "react" => {
+            let users: Option<String> = r.get(10)?;
+            let users = users
+                .and_then(|u| serde_json::from_str(&u).ok())
+                .unwrap_or_default();
+            let emoji = text;
+            (
+                Kind::React {
+                    target,
+                    emoji,
+                    users,
+                },
+                String::new(),
+            )
+        }
+        _ => (
+            Kind::Msg(MsgState {
+                reply_to: id_of(r.get(7)?),
+                edited_ts: id_of(r.get(8)?),
+                deleted: r.get::<_, i64>(9)? != 0,
+                reactions: Default::default(),
+            }),
+            text,
+        ),
+    };
+    Ok(Event {
+        conv: crate::chat::backend::Conversation::from_key(&room),
+        id: id_of(Some(r.get(1)?)).unwrap_or(0),
+        from: r.get(2)?,
+        text,
+        ts: id_of(Some(r.get(4)?)).unwrap_or(0),
+        kind,
+    })
+}
+
+/// Fills in the reactions of the messages among `events`.
+pub fn add_reactions(db: &Connection, room: &str, events: &mut [Event]) -> rusqlite::Result<()> {
+    let mut stmt = db.prepare_cached(
+        "SELECT emoji, nick FROM reactions WHERE room = ?1 AND id = ?2 ORDER BY emoji, nick",
+    )?;
+    for e in events {
+        if let Kind::Msg(state) = &mut e.kind {
+            let mut rows = stmt.query(params![room, e.id as i64])?;
+            while let Some(r) = rows.next()? {
+                let (emoji, nick): (String, String) = (r.get(0)?, r.get(1)?);
+                state.reactions.entry(emoji).or_default().push(nick);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether message `id` of `room` may be acted on (by its author only,
+/// when `author` is given).
+fn check(
+    tx: &Transaction<'_>,
+    room: &str,
+    id: u64,
+    author: Option<&str>,
+) -> rusqlite::Result<Result<(), Rejected>> {
+    let found: Option<(String, i64)> = tx
+        .prepare_cached(
+            "SELECT sender, deleted FROM messages WHERE room = ?1 AND id = ?2 AND kind = 'msg'",
+        )?
+        .query_row(params![room, id as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match found {
+        None => Err(Rejected::NoSuchMessage),
+        // A tombstone is public (history shows it): said before whose.
+        Some((_, deleted)) if deleted != 0 => Err(Rejected::Deleted),
+        // Issue 17's moderators will be let through here.
+        Some((sender, _)) if author.is_some_and(|a| a != sender) => Err(Rejected::NotAuthor),
+        Some(_) => Ok(()),
+    })
+}
+
+/// Checks `new` against its message, applies it, and writes its row as
+/// `id`: the event as stored, or why it was refused (nothing written).
+pub fn apply(
+    tx: &Transaction<'_>,
+    room: &str,
+    id: u64,
+    new: &NewEvent,
+) -> rusqlite::Result<Result<Event, Rejected>> {
+    let mut event = new.clone().with_id(id);
+    let (target, reply_to) = match &mut event.kind {
+        Kind::Msg(state) => {
+            if let Some(to) = state.reply_to
+                && let Err(why) = check(tx, room, to, None)?
+            {
+                return Ok(Err(why));
+            }
+            (None, state.reply_to)
+        }
+        Kind::Edit { target } => {
+            if let Err(why) = check(tx, room, *target, Some(&new.from))? {
+                return Ok(Err(why));
+            }
+            tx.prepare_cached(
+                "UPDATE messages SET text = ?1, edited_ts = ?2 WHERE room = ?3 AND id = ?4",
+            )?
+            .execute(params![new.text, new.ts as i64, room, *target as i64])?;
+            (Some(*target), None)
+        }
+        Kind::Delete { target } => {
+            if let Err(why) = check(tx, room, *target, Some(&new.from))? {
+                return Ok(Err(why));
+            }
+            // Purged: the message's text and every edit's; with
+            // `secure_delete` the freed bytes are zeroed too.
+            let t = *target as i64;
+            tx.prepare_cached(
+                "UPDATE messages SET text = '', deleted = 1 WHERE room = ?1 AND id = ?2",
+            )?
+            .execute(params![room, t])?;
+            tx.prepare_cached(
+                "UPDATE messages SET text = '' WHERE room = ?1 AND kind = 'edit' AND target = ?2",
+            )?
+            .execute(params![room, t])?;
+            tx.prepare_cached("DELETE FROM reactions WHERE room = ?1 AND id = ?2")?
+                .execute(params![room, t])?;
+            event.text.clear();
+            (Some(*target), None)
+        }
+        Kind::React {
+            target,
+            emoji,
+            users,
+        } => {
+            if let Err(why) = check(tx, room, *target, None)? {
+                return Ok(Err(why));
+            }
+            let (t, emoji) = (*target as i64, emoji.as_str());
+            let removed = tx
+                .prepare_cached(
+                    "DELETE FROM reactions WHERE room = ?1 AND id = ?2 AND emoji = ?3 AND nick = ?4",
+                )?
+                .execute(params![room, t, emoji, new.from])?;
+            if removed == 0 {
+                let others: i64 = tx
+                    .prepare_cached(
+                        "SELECT COUNT(DISTINCT emoji) FROM reactions
+                         WHERE room = ?1 AND id = ?2 AND emoji <> ?3",
+                    )?
+                    .query_row(params![room, t, emoji], |r| r.get(0))?;
+                let has: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM reactions WHERE room = ?1 AND id = ?2 AND emoji = ?3)",
+                    )?
+                    .query_row(params![room, t, emoji], |r| r.get(0))?;
+                if !has && others as usize >= MAX_REACTIONS {
+                    return Ok(Err(Rejected::TooManyReactions));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO reactions (room, id, emoji, nick) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![room, t, emoji, new.from])?;
+            }
+            let mut stmt = tx.prepare_cached(
+                "SELECT nick FROM reactions WHERE room = ?1 AND id = ?2 AND emoji = ?3 ORDER BY nick",
+            )?;
+            let now: Vec<String> = stmt
+                .query_map(params![room, t, emoji], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            *users = now;
+            (Some(*target), None)
+        }
+    };
+    let (text, users) = match &event.kind {
+        Kind::React { emoji, users, .. } => (
+            emoji.clone(),
+            Some(serde_json::to_string(users).unwrap_or_default()),
+        ),
+        _ => (event.text.clone(), None),
+    };
+    // A plain INSERT: with one writer giving the ids, a conflict is a
+    // bug, and it fails the batch loudly rather than dropping an event
+    // that was about to be acked.
+    tx.prepare_cached(
+        "INSERT INTO messages (room, id, sender, text, ts, kind, target, reply_to, users)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        room,
+        id as i64,
+        event.from,
+        text,
+        event.ts as i64,
+        event.kind.name(),
+        target.map(|t| t as i64),
+        reply_to.map(|t| t as i64),
+        users,
+    ])?;
+    Ok(Ok(event))
+}

@@ -1,0 +1,223 @@
+//! A message's life after it is posted: edits, deletes, reactions and
+//! replies, each an event of its own with its own id in the
+//! conversation's stream ([`EventKind`]). The hub hands them to the
+//! backend like any message ([`Hub::append_event`]), and they come back
+//! through [`HubEvents::stored`](crate::chat::backend::HubEvents::stored),
+//! so fan-out in id order, resume and replay across servers are the
+//! message's own.
+//!
+//! The checks that need the store (does the message exist, who wrote it,
+//! is it deleted, how many reactions it has) are the backend's, made
+//! atomically with the write; it refuses through the writer's ack
+//! ([`refusal`] says how a refusal reads). The hub checks only what it
+//! knows: the writer is in the room.
+
+use std::sync::Arc;
+
+use super::super::backend::{Conversation, Event, Kind as EventKind, MAX_REACTIONS, Rejected};
+use super::super::protocol::{ErrorCode, Refusal, ServerMsg};
+use super::{Client, Hub};
+
+/// How the store's refusal of an event acting on message `id` reads.
+pub(super) fn refusal(why: Rejected, id: u64) -> Refusal {
+    match why {
+        Rejected::NoSuchMessage => {
+            Refusal::new(ErrorCode::NoSuchMessage, format!("no message {id} here"))
+        }
+        Rejected::NotAuthor => Refusal::new(
+            ErrorCode::NotAuthor,
+            format!("message {id} is someone else's: only its author may change it"),
+        ),
+        Rejected::Deleted => Refusal::new(ErrorCode::Deleted, format!("message {id} is deleted")),
+        Rejected::TooManyReactions => Refusal::new(
+            ErrorCode::TooManyReactions,
+            format!("message {id} has {MAX_REACTIONS} different reactions already"),
+        ),
+    }
+}
+
+/// The frame a stored event is for its receivers: in a room, the same
+/// for everyone (`viewer` none); in a DM, as `viewer` sees it (`dm` names
+/// the other party, as `history {dm}` does).
+pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
+    let (room, dm) = match (&e.conv, viewer) {
+        (Conversation::Room(room), _) => (Some(room.as_str()), None),
+        (Conversation::Dm(a, b), viewer) => {
+            let other = if viewer == Some(a.as_str()) { b } else { a };
+            (None, Some(other.as_str()))
+        }
+    };
+    match &e.kind {
+        EventKind::Msg(state) => match &e.conv {
+            Conversation::Room(_) => ServerMsg::Msg(&e.to_message()).to_json(),
+            Conversation::Dm(a, b) => {
+                let to = if e.from == *a { b } else { a };
+                ServerMsg::Dm {
+                    id: e.id,
+                    from: &e.from,
+                    to,
+                    text: &e.text,
+                    ts: e.ts,
+                    reply_to: state.reply_to,
+                }
+                .to_json()
+            }
+        },
+        EventKind::Edit { target } => ServerMsg::Edited {
+            room,
+            dm,
+            id: *target,
+            text: &e.text,
+            edited_ts: e.ts,
+            from: &e.from,
+            event_id: e.id,
+        }
+        .to_json(),
+        EventKind::Delete { target } => ServerMsg::Deleted {
+            room,
+            dm,
+            id: *target,
+            from: &e.from,
+            event_id: e.id,
+        }
+        .to_json(),
+        EventKind::React {
+            target,
+            emoji,
+            users,
+        } => ServerMsg::Reaction {
+            room,
+            dm,
+            id: *target,
+            emoji,
+            users,
+            from: &e.from,
+            event_id: e.id,
+        }
+        .to_json(),
+    }
+}
+
+/// The newest frames (oldest first) whose bytes fit in `max`, and
+/// whether any were left out.
+pub fn newest_that_fit(mut frames: Vec<(u64, String)>, max: usize) -> (Vec<(u64, String)>, bool) {
+    let mut bytes = 0;
+    let keep = frames
+        .iter()
+        .rev()
+        .take_while(|(_, json)| {
+            bytes += json.len();
+            bytes <= max
+        })
+        .count();
+    let cut = frames.len() - keep;
+    (frames.split_off(cut), cut > 0)
+}
+
+impl Hub {
+    /// The conversation a request names: a room the client is in, or
+    /// the DM conversation with `dm` (whether or not they are online:
+    /// the store says whether the message is there).
+    fn conversation(
+        &self,
+        client: &Client,
+        room: Option<&str>,
+        dm: Option<&str>,
+    ) -> Result<Conversation, Refusal> {
+        match (room, dm) {
+            (Some(room), _) if client.in_room(room) => Ok(Conversation::Room(room.to_owned())),
+            (Some(room), _) => Err(Refusal::new(
+                ErrorCode::NotInRoom,
+                format!("join {room} first"),
+            )),
+            (None, Some(nick)) => Ok(Conversation::dm(&client.nick, nick)),
+            (None, None) => Err(Refusal::new(ErrorCode::InvalidField, "room or dm")),
+        }
+    }
+
+    /// Edits message `id`: its author's only ([`Rejected::NotAuthor`]).
+    pub fn edit(
+        &self,
+        client: &Arc<Client>,
+        room: Option<&str>,
+        dm: Option<&str>,
+        id: u64,
+        text: &str,
+        client_id: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let conv = self.conversation(client, room, dm)?;
+        let kind = EventKind::Edit { target: id };
+        self.append_event(client, conv, text, kind, client_id)
+    }
+
+    /// Deletes message `id`, purging its text: its author's only, for now
+    /// (issue 17's moderators are the store's check to widen).
+    pub fn delete(
+        &self,
+        client: &Arc<Client>,
+        room: Option<&str>,
+        dm: Option<&str>,
+        id: u64,
+        client_id: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let conv = self.conversation(client, room, dm)?;
+        let kind = EventKind::Delete { target: id };
+        self.append_event(client, conv, "", kind, client_id)
+    }
+
+    /// Toggles the client's `emoji` (checked by the protocol) on message
+    /// `id`.
+    pub fn react(
+        &self,
+        client: &Arc<Client>,
+        room: Option<&str>,
+        dm: Option<&str>,
+        id: u64,
+        emoji: &str,
+        client_id: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let conv = self.conversation(client, room, dm)?;
+        let kind = EventKind::React {
+            target: id,
+            emoji: emoji.to_owned(),
+            users: Vec::new(),
+        };
+        self.append_event(client, conv, "", kind, client_id)
+    }
+
+    /// A message replying to `reply_to` (a message of the same room, or
+    /// DM conversation with `dm`, not deleted: the store checks). A reply
+    /// in a DM needs no one online: its conversation exists.
+    pub fn reply(
+        &self,
+        client: &Arc<Client>,
+        room: Option<&str>,
+        dm: Option<&str>,
+        text: &str,
+        client_id: &str,
+        reply_to: u64,
+    ) -> Result<(), Refusal> {
+        let conv = self.conversation(client, room, dm)?;
+        let kind = EventKind::msg(Some(reply_to));
+        self.append_event(client, conv, text, kind, Some(client_id))
+    }
+
+    /// `room`'s events with `after < id <= upto` (the newest `limit`), as
+    /// frames, with their ids: what a resume replays, every kind in order.
+    pub async fn replay(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>, Refusal> {
+        let conv = Conversation::Room(room.to_owned());
+        let span = super::Span { after, upto };
+        let events = self
+            .backend
+            .range(&conv, span, limit)
+            .await
+            .map_err(super::down)?;
+        Ok(events.iter().map(|e| (e.id, event_json(e, None))).collect())
+    }
+}

@@ -212,7 +212,7 @@ const conn = new Conn({
     ws.send(hello);
   },
   onFrame: (m) => handle(m),
-  onLost: (code) => {
+  onLost: (code, reason) => {
     S.ready = false;
     // Sent but never acknowledged: we cannot know whether it was stored.
     for (const c of S.convs.values()) {
@@ -226,7 +226,15 @@ const conn = new Conn({
       askToken(AUTH === 'token' || S.welcomed ? 'That token was refused (invalid or expired). Paste a new one.' : '');
       return false;
     }
+    if (code === 1000 && S.welcomed) { loggedOut(); return false; }
     if (code === 4000) { notice('This nick connected from somewhere else.'); return false; }
+    if (code === 4002) { notice('Too many tabs or devices are connected as you: close one and reload.'); return false; }
+    if (code === 4003 && NICK_RE.test(reason || '')) {
+      // Renamed in another tab: come back under the new nick (the
+      // session secret came with `renamed`).
+      S.me = S.nick = reason;
+      save('chat.nick', reason);
+    }
     return true;
   },
   onState: (state, retryAt) => {
@@ -274,6 +282,7 @@ function app() {
     S, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, renderAll, renderLists,
     renderMessages, renderTyping, search, send, setComposerEnabled, show, toast,
     notify: (c, m) => notifyUser(c, m, show),
+    saveNick: (nick) => save('chat.nick', nick),
   };
 }
 const handle = eventHandler(app());
@@ -593,6 +602,30 @@ document.querySelector('.chat').addEventListener('click', () => {
 });
 
 $('retry-now').addEventListener('click', () => conn.retryNow());
+
+// --- the account: rename, log out ---------------------------------------------
+
+$('rename-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const nick = $('rename-input').value.trim();
+  if (!NICK_RE.test(nick)) return toast('nicks: 1–24 letters, digits, _ - .');
+  if (nick === S.me) return;
+  if (send({ type: 'nick', nick, client_id: newId() })) $('rename-input').value = '';
+  else toast('not connected: try again when back online');
+});
+
+$('logout').addEventListener('click', () => {
+  S.loggingOut = true;
+  if (!send({ type: 'logout' })) loggedOut();
+});
+
+/** Logged out (here, or in another tab: the server closes every
+ * connection of the user with 1000): nothing of the user stays. */
+function loggedOut() {
+  for (const key of ['chat.nick', 'chat.token', 'chat.drafts']) save(key, null);
+  sessionStorage.removeItem('chat.session');
+  location.reload();
+}
 
 // --- signing in: a nick, or a token with --jwt-secret ----------------------------------
 

@@ -120,6 +120,7 @@ export function eventHandler(A) {
       }
       case 'edited': {
         const c = convOf(m);
+        seen(c, m);
         const msg = c && c.msgs.get(m.id);
         if (!msg) return;
         msg.text = m.text;
@@ -130,6 +131,7 @@ export function eventHandler(A) {
       }
       case 'deleted': {
         const c = convOf(m);
+        seen(c, m);
         const msg = c && c.msgs.get(m.id);
         if (!msg) return;
         msg.deleted = true;
@@ -140,6 +142,7 @@ export function eventHandler(A) {
       }
       case 'reaction': {
         const c = convOf(m);
+        seen(c, m);
         const msg = c && c.msgs.get(m.id);
         if (!msg || typeof m.emoji !== 'string' || !Array.isArray(m.users)) return;
         msg.reactions = { ...(msg.reactions || {}) };
@@ -158,6 +161,29 @@ export function eventHandler(A) {
         }
         c.receipts.set(m.user, Math.max(c.receipts.get(m.user) || 0, m.id));
         if (c.key === S.current) renderMessages();
+        break;
+      }
+      case 'receipts': {
+        // Who has read how far, after a join's history or a DM's first page.
+        const c = convOf({ ...m, from: m.dm, to: S.me });
+        if (!c || !Array.isArray(m.receipts)) return;
+        for (const r of m.receipts) {
+          if (r && typeof r.user === 'string' && typeof r.id === 'number' && r.user !== S.me) {
+            c.receipts.set(r.user, Math.max(c.receipts.get(r.user) || 0, r.id));
+          }
+        }
+        if (c.key === S.current) renderMessages();
+        break;
+      }
+      case 'renamed': {
+        // Our nick changed (here or in another tab): every message of
+        // ours keeps its old name, new ones carry the new.
+        if (typeof m.user !== 'string') return;
+        S.me = m.user;
+        S.nick = m.user;
+        A.saveNick(m.user);
+        if (typeof m.session === 'string') { S.session = m.session; sessionStorage.setItem('chat.session', m.session); }
+        renderAll();
         break;
       }
       case 'mention': {
@@ -258,4 +284,10 @@ export function eventHandler(A) {
     }
   }
   return handle;
+}
+
+/** An edit, delete or reaction is an event of the room's stream with an
+ * id of its own: a resume asks for what came after it. */
+function seen(c, m) {
+  if (c && c.kind === 'room' && typeof m.event_id === 'number' && m.event_id > c.lastSeen) c.lastSeen = m.event_id;
 }

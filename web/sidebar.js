@@ -63,4 +63,5 @@ export function renderSide(S, on) {
   mb.classList.toggle('mention', mentions > 0);
   $('menu-label').textContent = total ? ` rooms and people, ${total} unread` : ' rooms and people';
   $('me').textContent = S.me || '';
+  $('account').hidden = !S.me;
 }

@@ -11,27 +11,10 @@ import { createHmac } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import {
-  WAIT, budget, id, openDm, openRoom, send, shown, signIn, sleep, statusIs, waitMessage, watchProblems, withChat,
+  WAIT, budget, id, openDm, openRoom, pair, send, shown, sleep, statusIs, waitMessage, watchProblems, withChat,
 } from './harness.mjs';
 
 budget(600);
-
-/** Two users, alice (desktop) and bob (phone), signed in on `server`. */
-async function pair(browser, server, problems, { bobMobile = true } = {}) {
-  const actx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-  const bctx = await browser.newContext(bobMobile
-    ? { viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true }
-    : { viewport: { width: 1100, height: 720 } });
-  for (const ctx of [actx, bctx]) ctx.setDefaultTimeout(WAIT);
-  const alice = await actx.newPage();
-  const bob = await bctx.newPage();
-  watchProblems(alice, 'alice', problems);
-  watchProblems(bob, 'bob', problems);
-  await signIn(alice, server.base, 'alice');
-  await signIn(bob, server.base, 'bob');
-  await id(alice, 'user-bob').waitFor();
-  return { alice, bob, actx, bctx };
-}
 
 const composer = (page) => id(page, 'composer').inputValue();
 

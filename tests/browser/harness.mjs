@@ -230,3 +230,20 @@ export async function signIn(page, base, nick) {
   await statusIs(page, 'online');
   assert.equal(await id(page, 'me').textContent(), nick);
 }
+
+/** Two users, alice (desktop) and bob (phone), signed in on `server`. */
+export async function pair(browser, server, problems, { bobMobile = true } = {}) {
+  const actx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const bctx = await browser.newContext(bobMobile
+    ? { viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true }
+    : { viewport: { width: 1100, height: 720 } });
+  for (const ctx of [actx, bctx]) ctx.setDefaultTimeout(WAIT);
+  const alice = await actx.newPage();
+  const bob = await bctx.newPage();
+  watchProblems(alice, 'alice', problems);
+  watchProblems(bob, 'bob', problems);
+  await signIn(alice, server.base, 'alice');
+  await signIn(bob, server.base, 'bob');
+  await id(alice, 'user-bob').waitFor();
+  return { alice, bob, actx, bctx };
+}

@@ -1037,6 +1037,12 @@ async fn each_bad_lifecycle_request_gets_its_own_code_and_client_id_and_changes_
         let shown = request.to_string();
         assert_eq!(refused(&mut bob, request).await, code, "{shown}");
     }
+    // Ids are per conversation: message 1 of general is no message of dev.
+    bob.send(json!({"type": "join", "room": "dev"})).await;
+    while bob.next_of("history").await["room"] != "dev" {}
+    let mut elsewhere = reply("re", 1, "c14");
+    elsewhere["room"] = json!("dev");
+    assert_eq!(refused(&mut bob, elsewhere).await, "no_such_message");
     // The twenty-first distinct reaction is refused; an existing one
     // still toggles.
     for i in 0..19 {

@@ -1129,14 +1129,23 @@ async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_dele
         ]
     );
     assert_eq!(first["users"], json!(["alice"]));
+    // The script bounds the distinct reactions of a message (20).
+    for i in 0..20 {
+        let mut r = at("react", 3, &format!("many{i}"));
+        r["emoji"] = json!(format!(":r{i}:"));
+        acked_request(&mut alice, r).await;
+    }
+    let mut r = at("react", 3, "too-many");
+    r["emoji"] = json!(":one-more:");
+    assert_eq!(alice.answer(r).await["code"], "too_many_reactions");
     // Live again: bob's reaction crosses back to A.
     let mut react = at("react", 1, "x3");
     react["emoji"] = json!("👍");
-    assert_eq!(acked_request(&mut bob, react).await, 8);
-    assert_eq!(
-        alice.next_of("reaction").await["users"],
-        json!(["alice", "bob"])
-    );
+    assert_eq!(acked_request(&mut bob, react).await, 8 + 20);
+    let live = alice
+        .next(|e| e["type"] == "reaction" && e["event_id"] == 8 + 20)
+        .await;
+    assert_eq!(live["users"], json!(["alice", "bob"]));
     // History on B: each message as it is now.
     let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
     let page = carol.next_of("history").await;
@@ -1153,6 +1162,45 @@ async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_dele
     assert_eq!(messages[&2]["deleted"], true);
     assert!(messages[&2].get("text").is_none(), "{}", messages[&2]);
     assert_eq!(messages[&3]["reply_to"], 1);
+    assert_eq!(messages[&3]["reactions"].as_object().unwrap().len(), 20);
+    // In a DM across servers, each side names the other.
+    // (Until A hears that bob is back online, on B, a DM to him is
+    // refused as to an unknown user.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let dm = json!({"type": "dm", "to": "bob", "text": "psst", "client_id": "dm1"});
+        let answer = alice.answer(dm).await;
+        if answer["type"] == "ack" {
+            assert_eq!(answer["id"], 1);
+            break;
+        }
+        assert_eq!(answer["code"], "unknown_user", "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "A never heard that bob is online"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(bob.next_of("dm").await["id"], 1);
+    let r = json!({"type": "react", "dm": "alice", "id": 1, "emoji": ":eyes:", "client_id": "dx"});
+    assert_eq!(acked_request(&mut bob, r).await, 2);
+    let seen = alice.next_of("reaction").await;
+    assert_eq!(
+        (seen["dm"].as_str(), seen["users"].clone()),
+        (Some("bob"), json!(["bob"]))
+    );
+    let d = json!({"type": "delete", "dm": "bob", "id": 1, "client_id": "dd"});
+    assert_eq!(acked_request(&mut alice, d).await, 3);
+    let deleted = bob.next_of("deleted").await;
+    assert_eq!(
+        (deleted["dm"].as_str(), deleted["id"].as_u64()),
+        (Some("alice"), Some(1))
+    );
+    let dm_states = redis_says(&redis, "HGETALL chat:msg:@alice|bob").await;
+    assert!(
+        dm_states.contains("deleted") && !dm_states.contains("psst"),
+        "{dm_states}"
+    );
     // The deleted text is in none of Redis's keys for the room.
     let stream = redis_says(&redis, "XRANGE chat:log:general - +").await;
     assert!(stream.contains("first, fixed"), "{stream}");
@@ -1164,4 +1212,61 @@ async fn edits_deletes_reactions_and_replies_cross_servers_and_redis_purges_dele
             "a deleted text is still in Redis: {held}"
         );
     }
+}
+
+/// A room stored before message states (its messages in the stream only)
+/// keeps its history: pages reach back from the new messages into the
+/// stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_before_message_states_is_still_read() {
+    let redis = Redis::start("legacy").await;
+    for id in 1..=2 {
+        let added = redis_says(
+            &redis,
+            &format!("XADD chat:log:legacy {id}-0 from old text before{id} ts {id}"),
+        )
+        .await;
+        assert!(added.contains(&format!("{id}-0")), "{added}");
+    }
+    assert!(
+        redis_says(&redis, "SET chat:id:legacy 2")
+            .await
+            .contains("OK")
+    );
+    let a = Chat::start(&redis).await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    alice.send(json!({"type": "join", "room": "legacy"})).await;
+    let page = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["before1", "before2"]);
+    assert_eq!(alice.acked("legacy", "after", "n").await, 3);
+    alice
+        .send(json!({"type": "history", "room": "legacy"}))
+        .await;
+    let newest = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    assert_eq!(newest["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(newest["more"], true);
+    alice
+        .send(json!({"type": "history", "room": "legacy", "before": 3}))
+        .await;
+    let older = alice
+        .next(|e| e["type"] == "history" && e["room"] == "legacy")
+        .await;
+    let ids: Vec<u64> = older["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(older["more"], false);
 }

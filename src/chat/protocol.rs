@@ -92,7 +92,7 @@ pub enum ClientMsg {
         #[serde(default)]
         reply_to: Option<u64>,
     },
-    /// Edit one's own message ([`super::lifecycle`]).
+    /// Edit one's own message (see `docs/PROTOCOL.md`, "Edits, deletes, reactions and replies").
     Edit {
         /// The room (or `dm`).
         #[serde(default)]

@@ -608,18 +608,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ),
             ClientMsg::Join { room } => Box::pin(self.join(&room, None)).await,
             ClientMsg::Leave { room } => self.hub.leave(&self.client, &room),
-            ClientMsg::Msg {
-                room,
-                text,
-                client_id,
-                reply_to: Some(reply_to),
-            } => {
-                let (client, room) = (&self.client, Some(room.as_str()));
-                let replied = self
-                    .hub
-                    .reply(client, room, None, &text, &client_id, reply_to);
-                if let Err(refusal) = replied {
-                    self.refuse(&refusal, Some(&client_id));
+            // A message's life after it is posted (`hub/lifecycle.rs`).
+            msg @ (ClientMsg::Edit { .. }
+            | ClientMsg::Delete { .. }
+            | ClientMsg::React { .. }
+            | ClientMsg::Msg {
+                reply_to: Some(_), ..
+            }
+            | ClientMsg::Dm {
+                reply_to: Some(_), ..
+            }) => {
+                if let Err((refusal, client_id)) = self.hub.act(&self.client, msg) {
+                    self.refuse(&refusal, client_id.as_deref());
                 }
             }
             ClientMsg::Msg {
@@ -630,55 +630,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } => {
                 if let Err(refusal) = self.hub.post(&self.client, &room, &text, &client_id) {
                     self.refuse(&refusal, Some(&client_id));
-                }
-            }
-            ClientMsg::Dm {
-                to,
-                text,
-                client_id,
-                reply_to: Some(reply_to),
-            } => {
-                let (client, to) = (&self.client, Some(to.as_str()));
-                let replied = self
-                    .hub
-                    .reply(client, None, to, &text, &client_id, reply_to);
-                if let Err(refusal) = replied {
-                    self.refuse(&refusal, Some(&client_id));
-                }
-            }
-            ClientMsg::Edit {
-                room,
-                dm,
-                id,
-                text,
-                client_id,
-            } => {
-                let (room, dm, cid) = (room.as_deref(), dm.as_deref(), client_id.as_deref());
-                if let Err(refusal) = self.hub.edit(&self.client, room, dm, id, &text, cid) {
-                    self.refuse(&refusal, cid);
-                }
-            }
-            ClientMsg::Delete {
-                room,
-                dm,
-                id,
-                client_id,
-            } => {
-                let (room, dm, cid) = (room.as_deref(), dm.as_deref(), client_id.as_deref());
-                if let Err(refusal) = self.hub.delete(&self.client, room, dm, id, cid) {
-                    self.refuse(&refusal, cid);
-                }
-            }
-            ClientMsg::React {
-                room,
-                dm,
-                id,
-                emoji,
-                client_id,
-            } => {
-                let (room, dm, cid) = (room.as_deref(), dm.as_deref(), client_id.as_deref());
-                if let Err(refusal) = self.hub.react(&self.client, room, dm, id, &emoji, cid) {
-                    self.refuse(&refusal, cid);
                 }
             }
             ClientMsg::Dm {

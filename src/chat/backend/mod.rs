@@ -191,7 +191,7 @@ pub enum Kind {
     React {
         /// The message reacted to.
         target: u64,
-        /// The reaction ([`crate::chat::lifecycle::check_emoji`]).
+        /// The reaction ([`crate::chat::protocol::check_emoji`]).
         emoji: String,
         /// Everyone who has that reaction once the toggle is stored (the
         /// store fills it in; empty as appended), sorted.

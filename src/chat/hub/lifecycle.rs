@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use super::super::backend::{Conversation, Event, Kind as EventKind, MAX_REACTIONS, Rejected};
-use super::super::protocol::{ErrorCode, Refusal, ServerMsg};
+use super::super::protocol::{ClientMsg, ErrorCode, Refusal, ServerMsg};
 use super::{Client, Hub};
 
 /// How the store's refusal of an event acting on message `id` reads.
@@ -115,6 +115,85 @@ pub fn newest_that_fit(mut frames: Vec<(u64, String)>, max: usize) -> (Vec<(u64,
 }
 
 impl Hub {
+    /// An `edit`, `delete` or `react`, or a `msg` or `dm` with a
+    /// `reply_to`, from `client`; a refusal comes with the request's
+    /// `client_id`. Anything else is refused as out of place.
+    pub fn act(
+        &self,
+        client: &Arc<Client>,
+        msg: ClientMsg,
+    ) -> Result<(), (Refusal, Option<String>)> {
+        let named = |client_id: Option<String>| move |r| (r, client_id);
+        match msg {
+            ClientMsg::Edit {
+                room,
+                dm,
+                id,
+                text,
+                client_id,
+            } => self
+                .edit(
+                    client,
+                    room.as_deref(),
+                    dm.as_deref(),
+                    id,
+                    &text,
+                    client_id.as_deref(),
+                )
+                .map_err(named(client_id)),
+            ClientMsg::Delete {
+                room,
+                dm,
+                id,
+                client_id,
+            } => self
+                .delete(
+                    client,
+                    room.as_deref(),
+                    dm.as_deref(),
+                    id,
+                    client_id.as_deref(),
+                )
+                .map_err(named(client_id)),
+            ClientMsg::React {
+                room,
+                dm,
+                id,
+                emoji,
+                client_id,
+            } => self
+                .react(
+                    client,
+                    room.as_deref(),
+                    dm.as_deref(),
+                    id,
+                    &emoji,
+                    client_id.as_deref(),
+                )
+                .map_err(named(client_id)),
+            ClientMsg::Msg {
+                room,
+                text,
+                client_id,
+                reply_to: Some(to),
+            } => self
+                .reply(client, Some(&room), None, &text, &client_id, to)
+                .map_err(named(Some(client_id))),
+            ClientMsg::Dm {
+                to,
+                text,
+                client_id,
+                reply_to: Some(reply_to),
+            } => self
+                .reply(client, None, Some(&to), &text, &client_id, reply_to)
+                .map_err(named(Some(client_id))),
+            _ => Err((
+                Refusal::new(ErrorCode::InvalidField, "not a change to a message"),
+                None,
+            )),
+        }
+    }
+
     /// The conversation a request names: a room the client is in, or
     /// the DM conversation with `dm` (whether or not they are online:
     /// the store says whether the message is there).

@@ -165,4 +165,63 @@ mod tests {
             assert_eq!(parse(bad).unwrap_err().code, code, "{bad}");
         }
     }
+
+    /// The new events' wire form, pinned: clients match on these names.
+    #[test]
+    fn lifecycle_events_serialize_as_documented() {
+        use super::super::ServerMsg;
+        let users = ["alice".to_owned(), "bob".to_owned()];
+        assert_eq!(
+            ServerMsg::Edited {
+                room: Some("general"),
+                dm: None,
+                id: 3,
+                text: "fixed",
+                edited_ts: 9,
+                from: "alice",
+                event_id: 7,
+            }
+            .to_json(),
+            r#"{"type":"edited","room":"general","id":3,"text":"fixed","edited_ts":9,"from":"alice","event_id":7}"#
+        );
+        assert_eq!(
+            ServerMsg::Deleted {
+                room: None,
+                dm: Some("bob"),
+                id: 3,
+                from: "alice",
+                event_id: 8,
+            }
+            .to_json(),
+            r#"{"type":"deleted","dm":"bob","id":3,"from":"alice","event_id":8}"#
+        );
+        assert_eq!(
+            ServerMsg::Reaction {
+                room: Some("general"),
+                dm: None,
+                id: 3,
+                emoji: "👍",
+                users: &users,
+                from: "bob",
+                event_id: 9,
+            }
+            .to_json(),
+            r#"{"type":"reaction","room":"general","id":3,"emoji":"👍","users":["alice","bob"],"from":"bob","event_id":9}"#
+        );
+        let tombstone = super::super::ChatMessage {
+            room: "general".into(),
+            id: 3,
+            from: "alice".into(),
+            text: String::new(),
+            ts: 1,
+            reply_to: Some(2),
+            edited_ts: None,
+            deleted: true,
+            reactions: Default::default(),
+        };
+        assert_eq!(
+            ServerMsg::Msg(&tombstone).to_json(),
+            r#"{"type":"msg","room":"general","id":3,"from":"alice","ts":1,"reply_to":2,"deleted":true}"#
+        );
+    }
 }

@@ -20,7 +20,7 @@ use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
 use crate::chat::backend::{Conversation, Event, HubEvents, Kind, MsgState, Page, Span};
 
 /// A page of messages with their states, in one round trip: the ids
-/// below ARGV[1] (`(id` or `+inf`), newest first, at most ARGV[2], each
+/// below `ARGV[1]` (`(id` or `+inf`), newest first, at most `ARGV[2]`, each
 /// followed by its state's JSON (empty if it has none).
 const PAGE_SCRIPT: &str = r#"
 local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2])
@@ -163,7 +163,11 @@ impl Redis {
             .chunks(2)
             .filter_map(|pair| from_state(conv, pair[0].parse().ok()?, pair.get(1)?))
             .collect();
-        let more = page.len() > limit as usize;
+        // Older ones may also be in the stream alone (written before
+        // message states, or past the states' bound): a page that reaches
+        // back to neither id 1 nor its limit says `more`, and the next one
+        // reads the stream.
+        let more = page.len() > limit as usize || page.last().is_some_and(|m| m.id > 1);
         page.truncate(limit as usize);
         page.reverse();
         Ok((page, more))

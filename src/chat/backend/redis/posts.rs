@@ -40,7 +40,11 @@ const MAX_BATCH: usize = 256;
 ///
 /// Each message's state (`{from, ts, text, reply_to, edited_ts, deleted,
 /// reactions, edits}`, JSON by cjson) is a field of the hash, kept for the
-/// newest `stream length` messages (the sorted set says which). A delete
+/// newest `stream length` messages (the sorted set says which). Who has
+/// which reaction is part of that state (a sorted list per emoji), not a
+/// set of its own: the toggle is as atomic inside the script either way,
+/// and a history page then reads every message's reactions with its
+/// text, in the same `HMGET`. A delete
 /// purges the text: the state keeps none, and the stream entries that
 /// held it (the message's and its edits') are deleted (`XDEL`).
 ///

@@ -117,18 +117,25 @@ pub fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
-/// Fills in the reactions of the messages among `events`.
+/// Fills in the reactions of the messages among `events` (sorted by id),
+/// in one read of the span they cover.
 pub fn add_reactions(db: &Connection, room: &str, events: &mut [Event]) -> rusqlite::Result<()> {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Ok(());
+    };
+    let (lo, hi) = (first.id as i64, last.id as i64);
     let mut stmt = db.prepare_cached(
-        "SELECT emoji, nick FROM reactions WHERE room = ?1 AND id = ?2 ORDER BY emoji, nick",
+        "SELECT id, emoji, nick FROM reactions WHERE room = ?1 AND id BETWEEN ?2 AND ?3
+         ORDER BY id, emoji, nick",
     )?;
-    for e in events {
-        if let Kind::Msg(state) = &mut e.kind {
-            let mut rows = stmt.query(params![room, e.id as i64])?;
-            while let Some(r) = rows.next()? {
-                let (emoji, nick): (String, String) = (r.get(0)?, r.get(1)?);
-                state.reactions.entry(emoji).or_default().push(nick);
-            }
+    let mut rows = stmt.query(params![room, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let (id, emoji, nick): (i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let found = events.binary_search_by_key(&(id as u64), |e| e.id);
+        if let Ok(at) = found
+            && let Kind::Msg(state) = &mut events[at].kind
+        {
+            state.reactions.entry(emoji).or_default().push(nick);
         }
     }
     Ok(())

@@ -460,7 +460,7 @@ async fn sustained_abuse_is_closed_with_1008() {
 }
 
 #[tokio::test]
-async fn nicks_are_unique_and_a_session_reclaims_one() {
+async fn nicks_are_unique_and_a_session_adds_a_connection_to_its_nick() {
     let server = ChatServer::start(config("nicks")).await;
     let (mut first, w1) = server.client(hello("sam")).await;
     let (_second, w2) = server.client(hello("sam")).await;
@@ -472,7 +472,12 @@ async fn nicks_are_unique_and_a_session_reclaims_one() {
         .client(json!({"type": "hello", "nick": "sam", "session": w1["session"]}))
         .await;
     assert_eq!(w3["user"], "sam");
-    assert_eq!(first.close_code(WAIT).await, Some(4000));
+    assert_eq!(w3["session"], w1["session"], "the same user, one more tab");
+    assert_eq!(
+        first.close_code(Duration::from_millis(300)).await,
+        None,
+        "the first tab stays"
+    );
     server.stop().await;
 }
 
@@ -811,6 +816,352 @@ async fn a_big_room_sends_a_newcomer_one_page_and_the_count_and_pages_the_rest()
     assert_eq!(delta["left"], json!(["m119"]));
     assert_eq!(delta["count"], 120);
     drop(crowd);
+    server.stop().await;
+}
+
+// Conversations: read marks, receipts, unread, mentions, DMs that last,
+// one user in many tabs, rename and logout.
+
+/// The events of `c` within a short window, of type `kind`.
+async fn drained_of(c: &mut Client, kind: &str) -> Vec<Value> {
+    c.drain(Duration::from_millis(300))
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_read_mark_sends_a_receipt_and_unread_and_mentions_come_back_in_welcome() {
+    let server = ChatServer::start(config("reads")).await;
+    let (mut alice, welcome) = server.client(hello("alice")).await;
+    assert_eq!(welcome["unread"], json!({}));
+    assert_eq!(welcome["mentions"], json!({}));
+    let (mut bob, _) = server.client(hello("bob")).await;
+    for i in 1..=3 {
+        bob.acked("general", &format!("m{i}"), &format!("b{i}"))
+            .await;
+    }
+    alice
+        .send(json!({"type": "read", "room": "general", "id": 2, "client_id": "r1"}))
+        .await;
+    let receipt = bob.next_of("receipt").await;
+    assert_eq!(
+        receipt,
+        json!({"type": "receipt", "room": "general", "user": "alice", "id": 2})
+    );
+    // A mark never moves back: no receipt for a lower id.
+    alice
+        .send(json!({"type": "read", "room": "general", "id": 1}))
+        .await;
+    assert!(drained_of(&mut bob, "receipt").await.is_empty());
+    // Beyond the newest: refused with its own code, naming the request.
+    alice
+        .send(json!({"type": "read", "room": "general", "id": 99, "client_id": "r2"}))
+        .await;
+    let err = alice.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("beyond_newest"), Some("r2"))
+    );
+    // A room the client is not in.
+    alice
+        .send(json!({"type": "read", "room": "elsewhere", "id": 1}))
+        .await;
+    assert_eq!(alice.next_of("error").await["code"], "not_in_room");
+    alice.close().await;
+    // Edits and reactions are events with ids, not messages: not unread.
+    bob.send(json!({"type": "react", "room": "general", "id": 1, "emoji": "👍"}))
+        .await;
+    bob.next_of("reaction").await;
+    bob.send(json!({"type": "edit", "room": "general", "id": 3, "text": "m3!"}))
+        .await;
+    bob.next_of("edited").await;
+    bob.acked("general", "hey @alice, look", "b4").await;
+    bob.acked("general", "mail@alice.org is not a mention", "b5")
+        .await;
+    let (mut alice, welcome) = server
+        .client(json!({"type": "hello", "nick": "alice", "resume": {"general": 7}}))
+        .await;
+    assert_eq!(welcome["unread"], json!({"general": 3}), "{welcome}");
+    assert_eq!(welcome["mentions"], json!({"general": 1}), "{welcome}");
+    // Who read up to where comes after the join's messages.
+    let receipts = alice.next_of("receipts").await;
+    assert_eq!(
+        receipts["receipts"],
+        json!([{"user": "alice", "id": 2}]),
+        "{receipts}"
+    );
+    // Coalesced: three reads within a tick are one receipt, the furthest.
+    for id in [3, 5, 7] {
+        alice
+            .send(json!({"type": "read", "room": "general", "id": id}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let receipts = drained_of(&mut bob, "receipt").await;
+    assert!(
+        !receipts.is_empty() && receipts.len() < 3,
+        "coalesced: {receipts:?}"
+    );
+    assert_eq!(receipts.last().unwrap()["id"], 7);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_mention_reaches_every_connection_of_a_member_and_never_a_stranger() {
+    let server = ChatServer::start(config("mentions")).await;
+    let (mut alice, welcome) = server.client(hello("alice")).await;
+    let session = welcome["session"].clone();
+    // A second tab of alice's that is not in the room at all.
+    let (mut tab, _) = server
+        .client(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    tab.send(json!({"type": "leave", "room": "general"})).await;
+    alice.send(json!({"type": "join", "room": "side"})).await;
+    let (mut bob, _) = server.client(hello("bob")).await;
+    let (mut carol, _) = server.client(hello("carol")).await;
+    bob.send(json!({"type": "join", "room": "side"})).await;
+    bob.next(|e| e["type"] == "history" && e["room"] == "side")
+        .await;
+    // alice joined side before bob: she is a member of it.
+    let id = bob.acked("side", "@alice and @carol: see this", "m1").await;
+    let mention = json!({"type": "mention", "room": "side", "id": id, "from": "bob"});
+    assert_eq!(alice.next_of("mention").await, mention);
+    assert_eq!(tab.next_of("mention").await, mention, "every connection");
+    assert!(
+        drained_of(&mut carol, "mention").await.is_empty(),
+        "carol is not in side: a mention cannot reach a stranger"
+    );
+    // Mentioning yourself is no notification.
+    bob.acked("side", "I am @bob", "m2").await;
+    assert!(drained_of(&mut bob, "mention").await.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dms_last_offline_ones_wait_and_history_reads_only_your_own() {
+    let c = config("dms");
+    let server = ChatServer::start(c.clone()).await;
+    let (frank, _) = server.client(hello("frank")).await;
+    frank.close().await;
+    let (mut alice, _) = server.client(hello("alice")).await;
+    let (mut bob, _) = server.client(hello("bob")).await;
+    // frank is offline but has been here: stored for him.
+    alice
+        .send(json!({"type": "dm", "to": "frank", "text": "while you were out", "client_id": "d1"}))
+        .await;
+    let ack = alice.next(|e| e["client_id"] == "d1").await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["id"].as_u64()),
+        (Some("ack"), Some(1))
+    );
+    // Nobody ever called "nobody".
+    alice
+        .send(json!({"type": "dm", "to": "nobody", "text": "x", "client_id": "d2"}))
+        .await;
+    let err = alice.next(|e| e["client_id"] == "d2").await;
+    assert_eq!(err["code"], "unknown_user");
+    alice
+        .send(json!({"type": "dm", "to": "bob", "text": "secret", "client_id": "d3"}))
+        .await;
+    bob.next_of("dm").await;
+    // frank comes back: counted, notified, listed, readable.
+    let (mut frank, welcome) = server.client(hello("frank")).await;
+    assert_eq!(welcome["unread"], json!({"@alice": 1}), "{welcome}");
+    assert_eq!(welcome["mentions"], json!({"@alice": 1}), "{welcome}");
+    assert_eq!(
+        frank.next_of("mention").await,
+        json!({"type": "mention", "dm": "alice", "id": 1, "from": "alice"})
+    );
+    frank.send(json!({"type": "dms"})).await;
+    assert_eq!(
+        frank.next_of("dms").await["conversations"],
+        json!([{"with": "alice", "last_id": 1, "unread": 1}])
+    );
+    frank.send(json!({"type": "history", "dm": "alice"})).await;
+    let page = frank.next_of("history").await;
+    assert_eq!(page["dm"], "alice");
+    assert_eq!(page["more"], false);
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        (messages[0]["from"].as_str(), messages[0]["text"].as_str()),
+        (Some("alice"), Some("while you were out"))
+    );
+    assert!(messages[0].get("room").is_none(), "{page}");
+    // Someone else's DM cannot be named: "dm: bob" is frank's own (empty)
+    // conversation with bob, never alice's.
+    frank.send(json!({"type": "history", "dm": "bob"})).await;
+    assert_eq!(frank.next_of("history").await["messages"], json!([]));
+    // Reading the DM tells alice, and the list says so.
+    frank
+        .send(json!({"type": "read", "dm": "alice", "id": 1}))
+        .await;
+    assert_eq!(
+        alice.next_of("receipt").await,
+        json!({"type": "receipt", "dm": "frank", "user": "frank", "id": 1})
+    );
+    frank.send(json!({"type": "dms"})).await;
+    assert_eq!(frank.next_of("dms").await["conversations"][0]["unread"], 0);
+    // A bad read: both room and dm.
+    frank
+        .send(json!({"type": "read", "room": "general", "dm": "alice", "id": 1, "client_id": "x"}))
+        .await;
+    let err = frank.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("invalid_field"), Some("x"))
+    );
+    // The DM survives a restart, unread again for nobody.
+    server.stop().await;
+    let server = ChatServer::start(c).await;
+    let (mut frank, welcome) = server.client(hello("frank")).await;
+    assert_eq!(welcome["unread"], json!({}), "read before the restart");
+    frank.send(json!({"type": "dms"})).await;
+    assert_eq!(
+        frank.next_of("dms").await["conversations"],
+        json!([{"with": "alice", "last_id": 1, "unread": 0}])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_connections_of_one_user_are_one_member_and_both_get_everything() {
+    let server = ChatServer::start(config("tabs")).await;
+    let (mut one, welcome) = server.client(hello("alice")).await;
+    let hello_again = json!({"type": "hello", "nick": "alice", "session": welcome["session"]});
+    let (mut two, w2) = server.client(hello_again.clone()).await;
+    assert_eq!(w2["user"], "alice");
+    let (mut bob, _) = server.client(hello("bob")).await;
+    let presence = bob.next_of("presence").await;
+    assert_eq!(presence["count"], 2, "alice counts once: {presence}");
+    assert_eq!(nicks(&presence["joined"]), ["alice", "bob"]);
+    let id = bob.acked("general", "to both tabs", "b1").await;
+    for tab in [&mut one, &mut two] {
+        let m = tab.next(|e| e["type"] == "msg" && e["id"] == id).await;
+        assert_eq!(m["text"], "to both tabs");
+    }
+    bob.send(json!({"type": "dm", "to": "alice", "text": "psst", "client_id": "d1"}))
+        .await;
+    for tab in [&mut one, &mut two] {
+        assert_eq!(tab.next_of("dm").await["text"], "psst");
+    }
+    // One tab closes: alice is still there.
+    two.close().await;
+    let later = bob.drain(Duration::from_millis(300)).await;
+    assert!(
+        later
+            .iter()
+            .all(|e| e["type"] != "presence" || !nicks(&e["left"]).contains(&"alice".to_owned())),
+        "{later:?}"
+    );
+    let id = bob.acked("general", "still here?", "b2").await;
+    one.next(|e| e["type"] == "msg" && e["id"] == id).await;
+    // At most 10 connections per user: the 11th is refused and closed.
+    let mut tabs = Vec::new();
+    for _ in 0..9 {
+        tabs.push(server.client(hello_again.clone()).await.0);
+    }
+    let (ws, _) = transport::connect(&format!("ws://{}/ws", server.addr), Config::default())
+        .await
+        .unwrap();
+    let mut eleventh = Client { ws };
+    eleventh.send(hello_again).await;
+    let err = eleventh.next_of("error").await;
+    assert_eq!(err["code"], "too_many_connections");
+    assert_eq!(eleventh.close_code(WAIT).await, Some(4002));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_renames_to_a_free_nick_and_logs_out_everywhere() {
+    let server = ChatServer::start(config("rename")).await;
+    let (mut alice, welcome) = server.client(hello("alice")).await;
+    let (mut other_tab, _) = server
+        .client(json!({"type": "hello", "nick": "alice", "session": welcome["session"]}))
+        .await;
+    let (mut bob, _) = server.client(hello("bob")).await;
+    alice
+        .send(json!({"type": "nick", "nick": "bob", "client_id": "n1"}))
+        .await;
+    let err = alice.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("nick_taken"), Some("n1"))
+    );
+    alice.send(json!({"type": "nick", "nick": "b@d"})).await;
+    assert_eq!(alice.next_of("error").await["code"], "invalid_field");
+    alice.send(json!({"type": "nick", "nick": "alicia"})).await;
+    let renamed = alice.next_of("renamed").await;
+    assert_eq!(
+        (renamed["user"].as_str(), renamed["old"].as_str()),
+        (Some("alicia"), Some("alice"))
+    );
+    let session = renamed["session"].as_str().unwrap().to_owned();
+    assert_ne!(session, welcome["session"].as_str().unwrap());
+    // The other tab is told to reconnect as the new nick.
+    assert_eq!(other_tab.close_code(WAIT).await, Some(4003));
+    // The room sees alicia come and alice go.
+    let mut joined = false;
+    let mut left = false;
+    while !(joined && left) {
+        let p = bob.next_of("presence").await;
+        joined |= nicks(&p["joined"]).contains(&"alicia".to_owned());
+        left |= nicks(&p["left"]).contains(&"alice".to_owned());
+    }
+    alice.acked("general", "new name", "a1").await;
+    assert_eq!(bob.next_of("msg").await["from"], "alicia");
+    // The new session secret adds a tab to the new nick.
+    let (mut tab, w) = server
+        .client(json!({"type": "hello", "nick": "alicia", "session": session}))
+        .await;
+    assert_eq!(w["user"], "alicia");
+    // Logout closes every connection of the user (1000) and frees the nick.
+    alice.send(json!({"type": "logout"})).await;
+    assert_eq!(alice.close_code(WAIT).await, Some(1000));
+    assert_eq!(tab.close_code(WAIT).await, Some(1000));
+    loop {
+        let p = bob.next_of("presence").await;
+        if nicks(&p["left"]).contains(&"alicia".to_owned()) {
+            break;
+        }
+    }
+    let (_again, w) = server.client(hello("alicia")).await;
+    assert_eq!(w["user"], "alicia", "the nick is free again");
+    assert_ne!(w["session"].as_str(), Some(session.as_str()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_tokens_one_user_is_every_connection_with_its_token_and_cannot_rename() {
+    let mut c = config("jwt-tabs");
+    c.jwt_secret = Some("s3cret".into());
+    let server = ChatServer::start(c).await;
+    let hello = json!({"type": "hello", "token": token("s3cret", "dana", 600)});
+    let (mut one, w1) = server.client(hello.clone()).await;
+    let (mut two, w2) = server.client(hello).await;
+    assert_eq!(
+        (w1["user"].as_str(), w2["user"].as_str()),
+        (Some("dana"), Some("dana"))
+    );
+    let presence = two.next_of("presence").await;
+    assert_eq!(presence["count"], 1, "one user: {presence}");
+    one.send(json!({"type": "nick", "nick": "diana", "client_id": "n"}))
+        .await;
+    let err = one.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("nick_fixed"), Some("n"))
+    );
+    // A read on one tab is a receipt on the other (the same user).
+    let id = one.acked("general", "hi", "c1").await;
+    one.send(json!({"type": "read", "room": "general", "id": id}))
+        .await;
+    assert_eq!(
+        two.next_of("receipt").await,
+        json!({"type": "receipt", "room": "general", "user": "dana", "id": id})
+    );
     server.stop().await;
 }
 

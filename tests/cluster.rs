@@ -593,14 +593,13 @@ async fn a_stopped_server_users_leave_presence_at_once() {
     eprintln!("bob left presence {took:?} after his server was told to stop");
     assert!(took < Duration::from_secs(3), "{took:?}");
     reader.await.unwrap();
-    // And the DM directory forgot him too.
+    // A DM to him now waits for him (he has been here): acked, stored,
+    // delivered to nobody.
     alice
         .send(json!({"type": "dm", "to": "bob", "text": "still there?", "client_id": "d"}))
         .await;
-    assert_eq!(
-        alice.next(|e| e["type"] == "error").await["code"],
-        "unknown_user"
-    );
+    let answer = alice.next(|e| e["client_id"] == "d").await;
+    assert_eq!(answer["type"], "ack", "{answer}");
 }
 
 /// A TCP proxy to Redis that can go silent: after `blackhole()`, the
@@ -1031,6 +1030,132 @@ async fn a_burst_of_joins_and_leaves_converges_and_a_missed_change_is_read_again
     want.sort();
     members_become(&mut on_a[0], "general", &want, "after the gap").await;
     assert!(a.metric("chat_redis_presence_resyncs_total").await > resyncs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_on_two_servers_is_one_member_and_read_state_follows_it() {
+    let redis = Redis::start("convs").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, welcome) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let session = welcome["session"].clone();
+    let (mut bob, _) = b.client(json!({"type": "hello", "nick": "bob"})).await;
+    bob.next(is_presence("joined", "alice")).await;
+    // alice's second tab, on B, proves her session: the same nick.
+    let (mut tab, w) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    let id = bob.acked("general", "to both servers", "b1").await;
+    for c in [&mut alice, &mut tab] {
+        let m = c.next(|e| e["type"] == "msg" && e["id"] == id).await;
+        assert_eq!(m["from"], "bob");
+    }
+    // Presence counts her once; her tab leaving keeps her.
+    bob.send(json!({"type": "members", "room": "general"}))
+        .await;
+    let members = bob.next_of("members").await;
+    assert_eq!(members["count"], 2, "{members}");
+    tab.close().await;
+    let later = bob.drain(Duration::from_millis(500)).await;
+    assert!(
+        later
+            .iter()
+            .all(|e| e["type"] != "presence" || !nicks(&e["left"]).contains(&"alice".to_owned())),
+        "{later:?}"
+    );
+    // A read on A is a receipt on B, and the mark is kept in Redis.
+    alice
+        .send(json!({"type": "read", "room": "general", "id": id}))
+        .await;
+    assert_eq!(
+        bob.next_of("receipt").await,
+        json!({"type": "receipt", "room": "general", "user": "alice", "id": id})
+    );
+    alice
+        .send(json!({"type": "read", "room": "general", "id": id + 5, "client_id": "r"}))
+        .await;
+    assert_eq!(alice.next_of("error").await["code"], "beyond_newest");
+    alice.close().await;
+    bob.acked("general", "@alice, on B now?", "b2").await;
+    bob.acked("general", "and this", "b3").await;
+    // Her session secret keeps her nick on B, whether or not B has heard
+    // yet that she left A.
+    let (mut alice, welcome) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": session, "resume": {"general": id}}))
+        .await;
+    assert_eq!(welcome["user"], "alice", "{welcome}");
+    assert_eq!(welcome["unread"], json!({"general": 2}), "{welcome}");
+    assert_eq!(welcome["mentions"], json!({"general": 1}), "{welcome}");
+    let receipts = alice.next_of("receipts").await;
+    assert_eq!(receipts["receipts"], json!([{"user": "alice", "id": id}]));
+    // A rename on B closes her tab on A (4003); a logout on B then closes
+    // every connection of the new nick, on A too (1000), and its secret
+    // is forgotten in Redis.
+    let (mut on_a, w) = a
+        .client(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    alice.send(json!({"type": "nick", "nick": "alicia"})).await;
+    let renamed = alice.next_of("renamed").await;
+    assert_eq!(on_a.close_code(WAIT).await, Some(4003));
+    let new_session = renamed["session"].clone();
+    let key = b"GET chat:session:alicia\r\n";
+    wait_for(redis.addr(), key, new_session.as_str().unwrap()).await;
+    let (mut on_a, w) = a
+        .client(json!({"type": "hello", "nick": "alicia", "session": new_session}))
+        .await;
+    assert_eq!(w["user"], "alicia", "{w}");
+    alice.send(json!({"type": "logout"})).await;
+    assert_eq!(alice.close_code(WAIT).await, Some(1000));
+    assert_eq!(on_a.close_code(WAIT).await, Some(1000));
+    wait_for(redis.addr(), b"EXISTS chat:session:alicia\r\n", ":0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_dm_through_redis_reaches_its_user_on_the_other_server() {
+    let redis = Redis::start("offline-dm").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (frank, _) = b.client(json!({"type": "hello", "nick": "frank"})).await;
+    frank.close().await;
+    wait_for(redis.addr(), b"SISMEMBER chat:users frank\r\n", ":1").await;
+    let (mut alice, _) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    // frank is offline everywhere, but has been here: the DM is stored.
+    alice
+        .send(json!({"type": "dm", "to": "frank", "text": "when you are back", "client_id": "d1"}))
+        .await;
+    let ack = alice.next(|e| e["client_id"] == "d1").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let id = ack["id"].as_u64().unwrap();
+    alice
+        .send(json!({"type": "dm", "to": "nobody", "text": "x", "client_id": "d2"}))
+        .await;
+    assert_eq!(
+        alice.next(|e| e["client_id"] == "d2").await["code"],
+        "unknown_user"
+    );
+    let (mut frank, welcome) = b.client(json!({"type": "hello", "nick": "frank"})).await;
+    assert_eq!(welcome["unread"], json!({"@alice": 1}), "{welcome}");
+    assert_eq!(
+        frank.next_of("mention").await,
+        json!({"type": "mention", "dm": "alice", "id": id, "from": "alice"})
+    );
+    frank.send(json!({"type": "dms"})).await;
+    assert_eq!(
+        frank.next_of("dms").await["conversations"],
+        json!([{"with": "alice", "last_id": id, "unread": 1}])
+    );
+    frank.send(json!({"type": "history", "dm": "alice"})).await;
+    let page = frank.next_of("history").await;
+    assert_eq!(page["messages"][0]["text"], "when you are back", "{page}");
+    frank
+        .send(json!({"type": "read", "dm": "alice", "id": id}))
+        .await;
+    assert_eq!(
+        alice.next_of("receipt").await,
+        json!({"type": "receipt", "dm": "frank", "user": "frank", "id": id})
+    );
 }
 
 /// One command in Redis's inline protocol: whatever it answers within

@@ -41,9 +41,11 @@ use super::{lock, random_token};
 mod events;
 mod lifecycle;
 mod presence;
+mod reads;
 mod roster;
 #[cfg(test)]
 mod tests;
+mod users;
 
 pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 use roster::Roster;
@@ -334,6 +336,9 @@ pub struct Hub {
     /// backend has queued it; [`stop_posts`](Hub::stop_posts) takes it
     /// once, exclusively, after setting the flag.
     appending: RwLock<()>,
+    /// Receipts heard since the last tick, by conversation key and user:
+    /// the tick sends one per user and conversation (`hub/reads.rs`).
+    receipts: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     config: HubConfig,
     /// The counters of `/metrics`.
     pub metrics: Arc<Metrics>,
@@ -359,6 +364,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             appending: RwLock::new(()),
+            receipts: Mutex::new(BTreeMap::new()),
             config,
             metrics,
         }
@@ -425,12 +431,15 @@ impl Hub {
 
     /// Registers a connection under `wanted` (or a guest name). Without
     /// authentication, nicks are unique: a taken one gets a suffix, unless
-    /// `session` proves it is the caller's own from before, in which case
-    /// the old connection is replaced (closed with 4000).
+    /// `session` proves it is the caller's own, in which case this is one
+    /// more connection of that user (another tab), sharing the nick and
+    /// its secret. With authentication, every connection of a token's
+    /// user shares its nick.
     ///
     /// A nick online on another server is taken too, unless
     /// [`claim_remote`](Self::claim_remote) found that `session` is its
-    /// owner's (`remote_reclaim`): then that server closes its connection.
+    /// owner's (`remote_reclaim`): then the user is on both servers.
+    /// [`admit`](Self::admit) bounds the connections per user first.
     pub fn register(
         &self,
         wanted: Option<&str>,
@@ -467,21 +476,9 @@ impl Hub {
             }
         }
         drop(remote);
-        if reclaimed_remote {
-            self.backend
-                .publish(Signal::Replaced { nick: nick.clone() });
-        }
         let session = match &reclaimed {
-            Some(old) => {
-                old.outbox.close(CloseFrame::new(
-                    CloseCode::try_from(4000).unwrap_or(CloseCode::NORMAL),
-                    "replaced by a newer connection",
-                ));
-                if let Some(holders) = users.get_mut(&nick) {
-                    holders.retain(|c| c.id != old.id);
-                }
-                old.session.clone()
-            }
+            // The same user again: one more connection of it.
+            Some(held) => held.session.clone(),
             None if reclaimed_remote => session.unwrap_or_default().to_owned(),
             None => random_token(),
         };

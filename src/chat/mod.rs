@@ -323,6 +323,7 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 hub.flush_presence();
+                hub.flush_receipts();
             }
         })
     };

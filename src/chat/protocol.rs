@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod convs;
+
+pub use convs::{
+    DmSummary, MAX_DMS, MAX_MENTIONS, MAX_READERS, MAX_UNREAD, MAX_WELCOME_DMS, ReadMark, mentions,
+};
 mod lifecycle;
 pub use lifecycle::{MAX_EMOJI, check_emoji};
 
@@ -143,10 +148,14 @@ pub enum ClientMsg {
         /// The room.
         room: String,
     },
-    /// Older messages of a room.
+    /// Older messages of a room, or of one of the user's DMs.
     History {
-        /// The room.
+        /// The room (empty when `dm` is given).
+        #[serde(default)]
         room: String,
+        /// The other user of a DM conversation, instead of `room`.
+        #[serde(default)]
+        dm: Option<String>,
         /// Only ids below this (default: the newest).
         #[serde(default)]
         before: Option<u64>,
@@ -169,12 +178,38 @@ pub enum ClientMsg {
         #[serde(default)]
         q: Option<String>,
     },
+    /// The user has read a conversation up to `id`.
+    Read {
+        /// The room (or `dm`).
+        #[serde(default)]
+        room: Option<String>,
+        /// The other user of a DM conversation (or `room`).
+        #[serde(default)]
+        dm: Option<String>,
+        /// The last id read.
+        id: u64,
+        /// Named again by a refusal.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// The user's DM conversations.
+    Dms,
+    /// Change the user's nick.
+    Nick {
+        /// The nick wanted.
+        nick: String,
+        /// Named again by a refusal.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// End the user's session everywhere.
+    Logout,
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 11] = [
+const CLIENT_TYPES: [&str; 15] = [
     "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
-    "react",
+    "react", "read", "dms", "nick", "logout",
 ];
 
 /// The `code` of an `error`: why a request was refused. These are the
@@ -216,11 +251,19 @@ pub enum ErrorCode {
     BadEmoji,
     /// The message has the most distinct reactions it may have.
     TooManyReactions,
+    /// A `read` names an id beyond the conversation's newest.
+    BeyondNewest,
+    /// A `nick` names a nick someone else holds.
+    NickTaken,
+    /// A `nick` on a server where nicks come from tokens.
+    NickFixed,
+    /// A `hello` for a user who already has the most connections.
+    TooManyConnections,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -236,6 +279,10 @@ impl ErrorCode {
         ErrorCode::Deleted,
         ErrorCode::BadEmoji,
         ErrorCode::TooManyReactions,
+        ErrorCode::BeyondNewest,
+        ErrorCode::NickTaken,
+        ErrorCode::NickFixed,
+        ErrorCode::TooManyConnections,
     ];
 }
 
@@ -306,6 +353,17 @@ pub fn client_id_of(text: &str) -> Option<String> {
 
 fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
     match msg {
+        ClientMsg::Read {
+            room,
+            dm,
+            client_id,
+            ..
+        } => convs::check_read(room.as_deref(), dm.as_deref(), client_id.as_deref()),
+        ClientMsg::Nick { nick, client_id } => {
+            check_nick(nick)?;
+            client_id.as_deref().map_or(Ok(()), check_client_id)
+        }
+        ClientMsg::Dms | ClientMsg::Logout => Ok(()),
         ClientMsg::Hello { nick, resume, .. } => {
             if let Some(n) = nick {
                 check_nick(n)?;
@@ -344,8 +402,16 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
             check_text(text)?;
             check_client_id(client_id)
         }
-        ClientMsg::History { room, limit, .. } => {
-            check_room(room)?;
+        ClientMsg::History {
+            room, dm, limit, ..
+        } => {
+            match dm {
+                Some(dm) if room.is_empty() => {
+                    check_nick(dm).map_err(|_| Refusal::field("dm: not a valid nick"))?
+                }
+                Some(_) => return Err(Refusal::field("room and dm: one or the other")),
+                None => check_room(room)?,
+            }
             match limit {
                 Some(l) if !(1..=MAX_HISTORY).contains(l) => {
                     Err(Refusal::field(format!("limit: 1 to {MAX_HISTORY}")))
@@ -514,6 +580,12 @@ pub enum ServerMsg<'a> {
         session: &'a str,
         /// The rooms joined.
         rooms: &'a [String],
+        /// Messages by others after the user's last read, per conversation
+        /// (a room's name, or `@nick` for a DM), capped at
+        /// [`MAX_UNREAD`].
+        unread: &'a BTreeMap<String, u64>,
+        /// Of those, the ones that mention the user (every DM does).
+        mentions: &'a BTreeMap<String, u64>,
     },
     /// A room message.
     Msg(&'a ChatMessage),
@@ -658,6 +730,69 @@ pub enum ServerMsg<'a> {
         after: u64,
         /// The first id replayed.
         before: u64,
+    },
+    /// Someone read a conversation up to `id` (coalesced per tick).
+    Receipt {
+        /// The room (or `dm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The DM conversation, named by its other user (or `room`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// Who read.
+        user: &'a str,
+        /// Up to where.
+        id: u64,
+    },
+    /// Who has read a conversation up to where, furthest first: after a
+    /// join's history, and a DM's first `history` page.
+    Receipts {
+        /// The room (or `dm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The DM conversation, named by its other user (or `room`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// At most [`MAX_READERS`] of them.
+        receipts: &'a [ReadMark],
+    },
+    /// The user was mentioned (or, for `dm`, sent a DM while away).
+    Mention {
+        /// The room (or `dm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The DM conversation, named by its other user (or `room`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a str>,
+        /// The message's id.
+        id: u64,
+        /// Its author.
+        from: &'a str,
+    },
+    /// The answer to `dms`: the user's DM conversations, latest first.
+    Dms {
+        /// At most [`MAX_DMS`] of them.
+        conversations: &'a [DmSummary],
+    },
+    /// A page of a DM conversation's messages, oldest first (the answer
+    /// to `history` with `dm`).
+    #[serde(rename = "history")]
+    DmHistory {
+        /// The other user.
+        dm: &'a str,
+        /// The messages.
+        messages: &'a [ChatMessage],
+        /// Whether older ones exist.
+        more: bool,
+    },
+    /// The answer to `nick`: the nick in use now, and its new secret.
+    Renamed {
+        /// The new nick.
+        user: &'a str,
+        /// The nick before.
+        old: &'a str,
+        /// The secret that reclaims the new nick.
+        session: &'a str,
     },
     /// A refused request.
     Error {
@@ -878,6 +1013,10 @@ mod tests {
             ErrorCode::Deleted => "deleted",
             ErrorCode::BadEmoji => "bad_emoji",
             ErrorCode::TooManyReactions => "too_many_reactions",
+            ErrorCode::BeyondNewest => "beyond_newest",
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::NickFixed => "nick_fixed",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 

@@ -30,11 +30,14 @@ use crate::proto::{CloseCode, CloseFrame, Message, PreparedFrame};
 use crate::transport::WebSocket;
 
 use super::RateLimit;
+use super::backend::Conversation;
 use super::hub::{self, Client, Hub, JoinError, slow_close};
 use super::protocol::{
     self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_MEMBERS, MAX_ROOMS,
     Refusal, ServerMsg,
 };
+
+mod convs;
 
 /// Outbox frames move to the socket while less than this is waiting to be
 /// written; the rest waits in the outbox, where its bound applies. The
@@ -186,7 +189,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     .instrument(span)
     .await;
-    hub.unregister(&client);
+    // The session's client, which a rename may have replaced.
+    hub.unregister(&session.client);
     hub.metrics.connections.dec();
 }
 
@@ -228,8 +232,18 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
-    let client = hub.register(nick.as_deref(), session.as_deref(), remote_reclaim);
-    Some((client, resume))
+    match hub.admit(nick.as_deref(), session.as_deref(), remote_reclaim) {
+        Ok(client) => Some((client, resume)),
+        Err(refusal) => {
+            hub.metrics.errors.inc();
+            let _ = ws.queue(Message::text(error_json(&refusal, None)));
+            let code = CloseCode::try_from(4002).unwrap_or(CloseCode::POLICY_VIOLATION);
+            let _ = ws
+                .close(Some(CloseFrame::new(code, "too many connections")))
+                .await;
+            None
+        }
+    }
 }
 
 /// Reads frames until a `hello`; anything else gets `hello_required`.
@@ -406,11 +420,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
-        self.reply(&ServerMsg::Welcome {
-            user: &client.nick,
-            session: &client.session,
-            rooms: &names,
-        });
+        self.welcome(&client, &names).await;
         for (room, seen) in rooms {
             if !self.drain().await {
                 return;
@@ -509,6 +519,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             },
             None => self.send_history(room, last + 1, DEFAULT_HISTORY).await,
         }
+        self.send_receipts(Conversation::Room(room.to_owned()), room)
+            .await;
     }
 
     /// A page of history before `before`, cut to [`MAX_REPLY`] bytes.
@@ -638,10 +650,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 client_id,
                 reply_to: None,
             } => {
-                Box::pin(self.hub.refresh_online(&to)).await;
-                if let Err(refusal) = self.hub.dm(&self.client, &to, &text, &client_id) {
-                    self.refuse(&refusal, Some(&client_id));
-                }
+                Box::pin(self.dm(&to, &text, &client_id)).await;
             }
             ClientMsg::Typing { room } => {
                 if let Err(refusal) = self.hub.typing(&self.client, &room) {
@@ -649,9 +658,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             ClientMsg::History {
+                dm: Some(with),
+                before,
+                limit,
+                ..
+            } => Box::pin(self.send_dm_history(&with, before, limit)).await,
+            ClientMsg::History {
                 room,
                 before,
                 limit,
+                ..
             } => {
                 if !self.client.in_room(&room) {
                     return self.refuse(
@@ -686,6 +702,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(refusal) => self.refuse(&refusal, None),
                 }
             }
+            msg @ (ClientMsg::Read { .. }
+            | ClientMsg::Dms
+            | ClientMsg::Nick { .. }
+            | ClientMsg::Logout) => Box::pin(self.handle_convs(msg)).await,
         }
     }
 }

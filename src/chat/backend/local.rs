@@ -11,13 +11,15 @@
 //! disk does not have, and an ack means "on disk". A crash loses only ids
 //! nobody saw, and the next server continues from the ids on disk.
 
+mod convs;
 pub mod store;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use self::store::{DbSync, Outcome, Store};
@@ -40,6 +42,10 @@ const MAX_FILL: u32 = 10_000;
 /// One server's conversations, in SQLite.
 pub struct Local {
     store: Store,
+    /// The nicks ever seen (the `users` table, read at start).
+    known: Mutex<HashSet<String>>,
+    /// Each user's DM partners ([`convs::Partners`]).
+    partners: convs::Partners,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -48,8 +54,11 @@ impl Local {
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let store = Store::open(path, sync, metrics)?;
+        let (known, partners) = convs::open(&store)?;
         Ok(Arc::new(Self {
             store,
+            known: Mutex::new(known),
+            partners,
             hub: OnceLock::new(),
         }))
     }
@@ -70,11 +79,13 @@ impl Backend for Local {
             return Err(Busy);
         }
         let hub = self.hub.get().cloned();
+        let partners = self.partners.clone();
         self.store.insert(
             event,
             Box::new(move |outcome| match outcome {
                 Outcome::Committed(event) => {
                     let id = event.id;
+                    convs::note_dm(&partners, &event);
                     if let Some(hub) = hub.as_ref().and_then(Weak::upgrade) {
                         hub.stored(event);
                     }
@@ -130,6 +141,11 @@ impl Backend for Local {
             }
             // No other server holds the nick.
             Signal::Replaced { .. } => {}
+            Signal::Receipt { .. } | Signal::Logout { .. } => {
+                if let Some(hub) = self.hub() {
+                    hub.signal(signal);
+                }
+            }
         }
     }
 

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::{
-    Ack, Backend, Busy, Conversation, Event, HubEvents, Kind, MAX_REACTIONS, NewEvent, Page, Peer,
-    PresenceChange, Rejected, Reply, Scope, Signal, Span, Unavailable, ready,
+    Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind, MAX_REACTIONS, NewEvent, Page,
+    Peer, PresenceChange, Rejected, Reply, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -42,6 +42,10 @@ pub struct Memory {
     pub others: Mutex<Present>,
     /// Whether presence is shared (as with Redis) or not (as locally).
     shared: bool,
+    /// Read marks, by user and conversation.
+    marks: Mutex<HashMap<(String, Conversation), u64>>,
+    /// The nicks ever seen.
+    known: Mutex<std::collections::HashSet<String>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -135,6 +139,77 @@ impl Memory {
     }
 }
 
+impl Convs for Memory {
+    fn mark_read(&self, user: &str, conv: &Conversation, id: u64) -> Reply<'_, bool> {
+        let mut marks = lock(&self.marks);
+        let mark = marks.entry((user.to_owned(), conv.clone())).or_insert(0);
+        let moved = id > *mark;
+        *mark = (*mark).max(id);
+        ready(moved)
+    }
+
+    fn reads(&self, user: &str) -> Reply<'_, Vec<(Conversation, u64)>> {
+        let marks = lock(&self.marks);
+        ready(
+            marks
+                .iter()
+                .filter(|((u, _), _)| u == user)
+                .map(|((_, c), id)| (c.clone(), *id))
+                .collect(),
+        )
+    }
+
+    fn readers(&self, conv: &Conversation, limit: usize) -> Reply<'_, Vec<(String, u64)>> {
+        let mut found: Vec<(String, u64)> = lock(&self.marks)
+            .iter()
+            .filter(|((_, c), _)| c == conv)
+            .map(|((u, _), id)| (u.clone(), *id))
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.1));
+        found.truncate(limit);
+        ready(found)
+    }
+
+    fn dms(&self, user: &str, limit: usize) -> Reply<'_, Vec<(String, u64)>> {
+        let log = lock(&self.log);
+        let mut found: Vec<(u64, String, u64)> = log
+            .iter()
+            .filter_map(|(conv, events)| {
+                let Conversation::Dm(a, b) = conv else {
+                    return None;
+                };
+                let with = if a == user {
+                    b
+                } else if b == user {
+                    a
+                } else {
+                    return None;
+                };
+                let last = events.last()?;
+                Some((last.ts, with.clone(), last.id))
+            })
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
+        ready(
+            found
+                .into_iter()
+                .take(limit)
+                .map(|(_, w, id)| (w, id))
+                .collect(),
+        )
+    }
+
+    fn remember_user(&self, nick: &str) {
+        lock(&self.known).insert(nick.to_owned());
+    }
+
+    fn known_user(&self, nick: &str) -> Reply<'_, bool> {
+        ready(lock(&self.known).contains(nick))
+    }
+
+    fn forget_session(&self, _nick: &str) {}
+}
+
 impl Backend for Memory {
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>> {
         let _ = self.hub.set(Arc::downgrade(&hub));
@@ -197,7 +272,7 @@ impl Backend for Memory {
 
     fn publish(&self, signal: Signal) {
         lock(&self.signals).push(signal.clone());
-        if let Signal::Typing { .. } = signal {
+        if let Signal::Typing { .. } | Signal::Receipt { .. } | Signal::Logout { .. } = signal {
             self.hub().signal(signal);
         }
     }

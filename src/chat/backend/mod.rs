@@ -382,12 +382,62 @@ pub enum Signal {
         /// Who.
         user: String,
     },
-    /// `nick`'s owner proved its session here: its connections elsewhere
-    /// are stale and close (4000).
+    /// `nick`'s connections are stale and close (4000). The hub no longer
+    /// publishes it (since issue 16 a `hello` proving the session is one
+    /// more connection of the user, and `logout` is [`Signal::Logout`]);
+    /// still honoured when heard.
     Replaced {
         /// The nick.
         nick: String,
     },
+    /// `user` read the conversation stored under `conv` ([`Conversation::key`])
+    /// up to `id`: a receipt for its other members (not a stored event,
+    /// so that reading never feeds unread counts or more reads).
+    Receipt {
+        /// The conversation's key.
+        conv: String,
+        /// Who read.
+        user: String,
+        /// Up to where.
+        id: u64,
+    },
+    /// `nick` logged out (or, with `renamed`, took another nick): every
+    /// connection holding it closes, on every server.
+    Logout {
+        /// The nick.
+        nick: String,
+        /// The nick it was renamed to, if it was.
+        renamed: Option<String>,
+    },
+}
+
+/// What a backend keeps of each user's conversations besides their
+/// events: read marks, DM partners, the nicks ever seen (issue 16).
+/// Its own trait, so that a backend's conversation state lives in its
+/// own file; every [`Backend`] is one.
+pub trait Convs: Send + Sync {
+    /// Moves `user`'s read mark in `conv` to `id` if that is further than
+    /// the one kept (a mark never moves back); whether it moved.
+    fn mark_read(&self, user: &str, conv: &Conversation, id: u64) -> Reply<'_, bool>;
+
+    /// Every read mark of `user`.
+    fn reads(&self, user: &str) -> Reply<'_, Vec<(Conversation, u64)>>;
+
+    /// Up to `limit` readers of `conv` and their marks, furthest first.
+    fn readers(&self, conv: &Conversation, limit: usize) -> Reply<'_, Vec<(String, u64)>>;
+
+    /// Up to `limit` of `user`'s DM conversations, the latest first: the
+    /// other user and the conversation's last id.
+    fn dms(&self, user: &str, limit: usize) -> Reply<'_, Vec<(String, u64)>>;
+
+    /// Notes that `nick` said hello (it may get DMs while away).
+    fn remember_user(&self, nick: &str);
+
+    /// Whether `nick` ever said hello, on any server sharing the store.
+    fn known_user(&self, nick: &str) -> Reply<'_, bool>;
+
+    /// Forgets `nick`'s session secret everywhere (logout).
+    fn forget_session(&self, nick: &str);
 }
 
 /// A peer's identity (another server sharing the backend), as the backend
@@ -395,7 +445,7 @@ pub enum Signal {
 pub type Peer = String;
 
 /// What the hub asks of the place where conversations live.
-pub trait Backend: Send + Sync {
+pub trait Backend: Convs {
     /// Starts whatever runs in the background (Redis: the link's tasks),
     /// reporting to `hub`. Called once, before any other method.
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;

@@ -20,7 +20,15 @@ use super::{Hub, Kind, Room};
 impl HubEvents for Hub {
     fn stored(&self, event: Event) {
         match &event.conv {
-            Conversation::Room(_) => self.deliver(event),
+            Conversation::Room(_) => {
+                // Mentions are derived where the event is delivered: the
+                // stored event reaches every server, each tells its own.
+                let mentioning = event.text.contains('@').then(|| event.clone());
+                self.deliver(event);
+                if let Some(event) = mentioning {
+                    self.notify_mentions(&event);
+                }
+            }
             Conversation::Dm(a, b) => {
                 // To every connection of both parties, each seeing the
                 // event as its own (an edit's `dm` is the other party).
@@ -103,6 +111,8 @@ impl HubEvents for Hub {
                     member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
                 }
             }
+            Signal::Receipt { conv, user, id } => self.heard_receipt(conv, user, id),
+            Signal::Logout { nick, renamed } => self.close_user(&nick, renamed.as_deref()),
             Signal::Replaced { nick } => {
                 for c in lock(&self.users).get(&nick).into_iter().flatten() {
                     c.outbox.close(CloseFrame::new(

@@ -14,6 +14,7 @@ use super::super::metrics::Metrics;
 use super::super::protocol::ErrorCode;
 use super::{Client, Hub, HubConfig};
 
+mod convs;
 mod lifecycle;
 
 fn config() -> HubConfig {

@@ -129,6 +129,9 @@ enum Command {
     },
     /// Commit what came before (and run its `OnCommit`s), then answer.
     Flush(oneshot::Sender<()>),
+    /// Commit what came before, then run this with the database: the
+    /// conversation state's own reads and writes (`super::convs`).
+    Run(Box<dyn FnOnce(&Connection) + Send>),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -206,6 +209,11 @@ impl Store {
     /// The last id committed in the conversation `key` (0 if none).
     pub fn last_id(&self, key: &str) -> u64 {
         lock(&self.ids).get(key).copied().unwrap_or(0)
+    }
+
+    /// The keys of every conversation with a committed event.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.ids).keys().cloned().collect()
     }
 
     /// Settings, the lock and the schema.
@@ -328,6 +336,13 @@ impl Store {
         let _ = self.tx.send(command);
     }
 
+    /// Runs `job` on the history thread, after everything queued before
+    /// it is committed. It must be quick; it answers through a channel of
+    /// its own. Dropped if the store is closed.
+    pub fn run(&self, job: Box<dyn FnOnce(&Connection) + Send>) {
+        let _ = self.tx.send(Command::Run(job));
+    }
+
     /// Commits everything queued and stops the thread, which releases the
     /// database's lock. Blocks (call from `spawn_blocking`, or at the very
     /// end). Inserts after this fail: the hub stops accepting messages
@@ -375,6 +390,10 @@ fn run(mut db: Connection, rx: mpsc::Receiver<Command>, ids: &Ids, metrics: &Met
                 Command::Flush(reply) => {
                     commit(&mut db, &mut batch, ids, metrics);
                     let _ = reply.send(());
+                }
+                Command::Run(job) => {
+                    commit(&mut db, &mut batch, ids, metrics);
+                    job(&db);
                 }
                 Command::Shutdown => {
                     commit(&mut db, &mut batch, ids, metrics);

@@ -84,6 +84,23 @@ pub(super) enum Bus {
         /// The nick.
         nick: String,
     },
+    /// Someone read a conversation up to `id`.
+    Receipt {
+        /// The conversation's key.
+        conv: String,
+        /// Who.
+        user: String,
+        /// Up to where.
+        id: u64,
+    },
+    /// A nick logged out or was renamed: its connections close everywhere.
+    Logout {
+        /// The nick.
+        nick: String,
+        /// The nick it became, if renamed.
+        #[serde(default)]
+        renamed: Option<String>,
+    },
     /// A server is alive.
     Hb {
         /// The server.
@@ -186,6 +203,8 @@ impl Redis {
                 s: self.id.clone(),
                 nick,
             },
+            Signal::Receipt { conv, user, id } => Bus::Receipt { conv, user, id },
+            Signal::Logout { nick, renamed } => Bus::Logout { nick, renamed },
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(event.to_json());
@@ -274,6 +293,8 @@ impl Redis {
         match event {
             Bus::Stored { id, event, users } => hub.stored(event.with_id(id, users)),
             Bus::Typing { room, user } => hub.signal(Signal::Typing { room, user }),
+            Bus::Receipt { conv, user, id } => hub.signal(Signal::Receipt { conv, user, id }),
+            Bus::Logout { nick, renamed } => hub.signal(Signal::Logout { nick, renamed }),
             Bus::Replace { s, nick } => {
                 if s != self.id {
                     // Its owner came back on another server: the

@@ -23,6 +23,9 @@
 //! | `chat:session:{nick}`        | string, 1 day          | the secret that reclaims a nick anywhere  |
 //! | `chat:bus`                   | pub/sub channel        | stored, typing, presence, hb events       |
 //!
+//! Read marks, DM partners and the nicks ever seen have keys of their own
+//! ([`convs`]).
+//!
 //! Presence travels on the bus as changes, each numbered by its server
 //! (`n`, one more each time; a heartbeat carries the last one), and is
 //! applied to that server's set before it is published ([`presence`]):
@@ -72,6 +75,7 @@
 //! for `presence_ttl` is taken as dead and its users leave every room.
 
 mod bus;
+mod convs;
 mod link;
 mod order;
 mod posts;

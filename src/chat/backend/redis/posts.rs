@@ -260,7 +260,10 @@ impl Redis {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for (p, id) in batch.into_iter().zip(ids) {
                         match u64::try_from(id) {
-                            Ok(id) => p.ack.done(Ok(id)),
+                            Ok(id) => {
+                                self.note_dm(&p.event.conv, p.event.ts);
+                                p.ack.done(Ok(id));
+                            }
                             Err(_) => match Rejected::from_code(id) {
                                 Some(why) => p.ack.refused(why),
                                 None => p.ack.done(Err(Unavailable)),

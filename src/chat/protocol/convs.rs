@@ -1,0 +1,125 @@
+//! The protocol's conversation state (issue 16): read marks, receipts,
+//! unread counts, mentions and the DM list; their limits, their wire
+//! shapes, and what counts as a mention.
+
+use serde::Serialize;
+
+use super::{Refusal, check_client_id, check_nick, check_room};
+
+/// The most a `welcome`'s `unread` or `mentions` count (or a `dms`
+/// conversation's `unread`) says: the counting reads at most this many of
+/// the newest events after the read mark, so a count of 999 means
+/// "999 or more" (show `999+`).
+pub const MAX_UNREAD: u64 = 999;
+/// The most readers a `receipts` event names: the ones furthest along.
+pub const MAX_READERS: usize = 50;
+/// The most DM conversations a `dms` answer lists (the latest ones).
+pub const MAX_DMS: usize = 50;
+/// The most DM conversations a `welcome` counts, and the most `mention`
+/// events for DMs received while away that follow it.
+pub const MAX_WELCOME_DMS: usize = 20;
+/// The most nicks one message mentions: past this, the rest are text.
+pub const MAX_MENTIONS: usize = 20;
+
+/// One reader of a conversation, in `receipts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadMark {
+    /// Who.
+    pub user: String,
+    /// The last id they read.
+    pub id: u64,
+}
+
+/// One DM conversation, in `dms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DmSummary {
+    /// The other user.
+    pub with: String,
+    /// The conversation's newest id.
+    pub last_id: u64,
+    /// Messages from them after the user's last read (at most
+    /// [`MAX_UNREAD`]).
+    pub unread: u64,
+}
+
+/// A `read` names a room or a DM's other user, not both.
+pub(super) fn check_read(
+    room: Option<&str>,
+    dm: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<(), Refusal> {
+    match (room, dm) {
+        (Some(room), None) => check_room(room)?,
+        (None, Some(dm)) => check_nick(dm).map_err(|_| Refusal::field("dm: not a valid nick"))?,
+        _ => return Err(Refusal::field("room or dm: exactly one of them")),
+    }
+    client_id.map_or(Ok(()), check_client_id)
+}
+
+fn nick_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-.".contains(&b)
+}
+
+/// The nicks `text` mentions, in order, each once, at most
+/// [`MAX_MENTIONS`]: an `@` at the start or after a character that
+/// cannot be in a nick (space, punctuation, any non-ASCII), then the
+/// longest run of nick characters, less any trailing `.` (the end of a
+/// sentence), if that is a valid nick (1–24 characters). Nicks compare
+/// as everywhere else: exactly, case included. So `@bob, hi` and
+/// `(@bob)` mention `bob`; `mail@bob.org` mentions nobody.
+pub fn mentions(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut found: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() && found.len() < MAX_MENTIONS {
+        if bytes[i] != b'@' || (i > 0 && nick_byte(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while end < bytes.len() && nick_byte(bytes[end]) {
+            end += 1;
+        }
+        i = end.max(start);
+        let mut nick = &text[start..end];
+        while let Some(n) = nick.strip_suffix('.') {
+            nick = n;
+        }
+        if check_nick(nick).is_ok() && !found.contains(&nick) {
+            found.push(nick);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_follow_the_documented_tokenization() {
+        assert_eq!(mentions("@bob hi"), vec!["bob"]);
+        assert_eq!(mentions("hi @bob, and (@cy) @bob."), vec!["bob", "cy"]);
+        assert_eq!(mentions("mail@bob.org"), Vec::<&str>::new());
+        assert_eq!(mentions("@@bob"), vec!["bob"]);
+        assert_eq!(mentions("é@bob"), vec!["bob"]);
+        assert_eq!(mentions("@Bob"), vec!["Bob"]);
+        assert_eq!(mentions("@ @. @"), Vec::<&str>::new());
+        assert_eq!(
+            mentions(&format!("@{}", "a".repeat(25))),
+            Vec::<&str>::new()
+        );
+        let many: String = (0..30).map(|i| format!("@u{i} ")).collect();
+        assert_eq!(mentions(&many).len(), MAX_MENTIONS);
+    }
+
+    #[test]
+    fn a_read_names_one_conversation() {
+        assert!(check_read(Some("general"), None, None).is_ok());
+        assert!(check_read(None, Some("bob"), Some("c1")).is_ok());
+        assert!(check_read(Some("general"), Some("bob"), None).is_err());
+        assert!(check_read(None, None, None).is_err());
+        assert!(check_read(None, Some("b o b"), None).is_err());
+    }
+}

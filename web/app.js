@@ -39,7 +39,9 @@ const S = {
   nick: saved('chat.nick', null), // the nick asked for
   token: saved('chat.token', null),
   me: null,                       // the nick in use (welcome.user)
-  session: sessionStorage.getItem('chat.session'),
+  // Shared by the tabs of this browser: a second tab with it is the same
+  // user (one nick, several connections), not alice-2.
+  session: saved('chat.session', null),
   rooms: saved('chat.rooms', ['general']).filter((r) => ROOM_RE.test(r)),
   drafts: saved('chat.drafts', {}), // conversation key -> unsent text
   convs: new Map(),   // '#room' or '@nick' -> conversation
@@ -50,6 +52,7 @@ const S = {
   outbox: [],         // frames written while not connected
   inflight: new Map(), // client_id of a post -> conversation key
   requests: new Map(), // client_id of an edit, delete or react -> conversation key
+  mentionWait: new Map(), // 'key id' -> a mention whose message has not come yet
   lastTypingSent: 0,
   found: null,        // the search in the online list: {room, q, list, next, loading}
   searchTimer: null,
@@ -126,6 +129,7 @@ function show(key) {
   const old = current();
   if (old) saveDraft(old);
   S.current = key;
+  save('chat.current', key, sessionStorage);
   S.picker = S.confirmDelete = null;
   const c = key && conv(key);
   if (c) {
@@ -142,7 +146,7 @@ function show(key) {
       S.lastRoom = c.name;
       if (S.found) search(S.found.q);
     }
-    if (c.kind === 'dm' && !c.loaded && S.ready && S.features.dmHistory) {
+    if (c.kind === 'dm' && !c.loaded && S.ready) {
       send({ type: 'history', dm: c.name });
     }
     $('composer').value = S.drafts[key] || '';
@@ -185,7 +189,7 @@ function leaveRoom(room) {
  * (when it is in view: the page visible and the list at its bottom). */
 function markRead() {
   const c = current();
-  if (!c || !S.ready || document.hidden || !S.features.read || !atBottom()) return;
+  if (!c || !S.ready || document.hidden || !atBottom()) return;
   let newest = 0;
   for (const [id, m] of c.msgs) if (id > newest && m.from !== S.me) newest = id;
   if (!newest) for (const id of c.msgs.keys()) newest = Math.max(newest, id);
@@ -200,6 +204,8 @@ function markRead() {
 const conn = new Conn({
   url: () => `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`,
   onOpen: (ws) => {
+    // The tabs share the secret: another may have changed it (a rename).
+    S.session = saved('chat.session', S.session);
     const hello = { type: 'hello' };
     if (AUTH === 'token' || hasToken()) hello.token = S.token; else hello.nick = S.me || S.nick;
     if (S.session) hello.session = S.session;
@@ -229,11 +235,12 @@ const conn = new Conn({
     if (code === 1000 && S.welcomed) { loggedOut(); return false; }
     if (code === 4000) { notice('This nick connected from somewhere else.'); return false; }
     if (code === 4002) { notice('Too many tabs or devices are connected as you: close one and reload.'); return false; }
-    if (code === 4003 && NICK_RE.test(reason || '')) {
-      // Renamed in another tab: come back under the new nick (the
-      // session secret came with `renamed`).
-      S.me = S.nick = reason;
-      save('chat.nick', reason);
+    const renamed = /^renamed to (\S+)$/.exec(reason || '');
+    if (code === 4003 && renamed && NICK_RE.test(renamed[1])) {
+      // Renamed in another tab: come back under the new nick, with the
+      // secret that tab got in `renamed` (shared in localStorage).
+      S.me = S.nick = renamed[1];
+      save('chat.nick', renamed[1]);
     }
     return true;
   },
@@ -283,11 +290,11 @@ function app() {
     renderMessages, renderTyping, search, send, setComposerEnabled, show, toast,
     notify: (c, m) => notifyUser(c, m, show),
     saveNick: (nick) => save('chat.nick', nick),
+    saveSession: (session) => save('chat.session', session),
   };
 }
 const handle = eventHandler(app());
 
-S.features = { read: false, dms: true, dmHistory: false };
 
 // --- rendering -------------------------------------------------------------
 
@@ -622,8 +629,7 @@ $('logout').addEventListener('click', () => {
 /** Logged out (here, or in another tab: the server closes every
  * connection of the user with 1000): nothing of the user stays. */
 function loggedOut() {
-  for (const key of ['chat.nick', 'chat.token', 'chat.drafts']) save(key, null);
-  sessionStorage.removeItem('chat.session');
+  for (const key of ['chat.nick', 'chat.token', 'chat.drafts', 'chat.session', 'chat.current']) save(key, null);
   location.reload();
 }
 
@@ -665,7 +671,13 @@ function start() {
   conn.connect();
 }
 
-S.current = S.rooms.length ? '#' + S.rooms[0] : null;
+{
+  // The conversation in view before a reload, if it is still one of ours.
+  const was = saved('chat.current', null, sessionStorage);
+  S.current = typeof was === 'string' && ((was[0] === '#' && S.rooms.includes(was.slice(1))) || (was[0] === '@' && NICK_RE.test(was.slice(1))))
+    ? was : S.rooms.length ? '#' + S.rooms[0] : null;
+  if (S.current) conv(S.current);
+}
 S.lastRoom = S.rooms[0] || null;
 $('composer').value = (S.current && S.drafts[S.current]) || '';
 if (hasToken() || (AUTH === 'nick' && typeof S.nick === 'string' && NICK_RE.test(S.nick))) {

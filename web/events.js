@@ -14,7 +14,7 @@ export function eventHandler(A) {
       case 'welcome': {
         S.me = m.user;
         S.session = m.session;
-        sessionStorage.setItem('chat.session', m.session);
+        A.saveSession(m.session);
         S.ready = true;
         conn.welcomed();
         const resumed = S.welcomed;
@@ -32,19 +32,25 @@ export function eventHandler(A) {
           conv('#' + r).expectFull = true;
           send({ type: 'join', room: r });
         }
-        // Unread and mentions as the server counts them (read state lives
-        // there, so it survives reloads and follows the user).
-        S.features.read = !!(m.unread && typeof m.unread === 'object');
-        for (const [key, field] of [['unread', 'unread'], ['mentions', 'mentions']]) {
-          if (!m[key] || typeof m[key] !== 'object') continue;
-          for (const [r, n] of Object.entries(m[key])) {
-            if (!S.rooms.includes(r) || typeof n !== 'number') continue;
-            const c = conv('#' + r);
-            c[field] = c.key === S.current && !resumed ? 0 : n;
-            if (field === 'unread' && c.key === S.current && n && !resumed) c.unreadOnOpen = n;
+        // Unread and mentions as the server counts them (read marks live
+        // there, so they survive reloads and follow the user): keyed by
+        // room, or `@nick` for a DM.
+        for (const field of ['unread', 'mentions']) {
+          if (!m[field] || typeof m[field] !== 'object') continue;
+          for (const [k, n] of Object.entries(m[field])) {
+            if (typeof n !== 'number') continue;
+            const key = k[0] === '@' ? k : '#' + k;
+            if (key[0] === '#' && !S.rooms.includes(k)) continue;
+            if (key[0] === '@' && !NICK_RE.test(k.slice(1))) continue;
+            const c = conv(key);
+            if (c.key === S.current && !resumed) {
+              // In view: the divider marks where the unread begin.
+              if (field === 'unread') c.unreadOnOpen = n;
+              c[field] = 0;
+            } else c[field] = n;
           }
         }
-        if (S.features.dms !== false) send({ type: 'dms' });
+        send({ type: 'dms' });
         for (const f of S.outbox.splice(0)) {
           send(f);
           const c = S.convs.get(S.inflight.get(f.client_id));
@@ -63,6 +69,8 @@ export function eventHandler(A) {
         const c = convOf(m);
         if (!c) return;
         addMessage(c, m, true);
+        const waiting = S.mentionWait.get(`${c.key} ${m.id}`);
+        if (waiting) { S.mentionWait.delete(`${c.key} ${m.id}`); notify(c, waiting); }
         if (c.key === S.current) { renderMessages(); markRead(); }
         renderLists();
         renderTyping();
@@ -182,7 +190,7 @@ export function eventHandler(A) {
         S.me = m.user;
         S.nick = m.user;
         A.saveNick(m.user);
-        if (typeof m.session === 'string') { S.session = m.session; sessionStorage.setItem('chat.session', m.session); }
+        if (typeof m.session === 'string') { S.session = m.session; A.saveSession(m.session); }
         renderAll();
         break;
       }
@@ -190,12 +198,14 @@ export function eventHandler(A) {
         const c = convOf({ ...m, to: S.me });
         if (!c) return;
         if (c.key !== S.current || document.hidden) { c.mentions += 1; renderLists(); }
-        notify(c, m);
+        // The notification quotes the message: wait for it if the
+        // mention came first.
+        if (c.msgs.has(m.id) || c.kind === 'dm') notify(c, m);
+        else S.mentionWait.set(`${c.key} ${m.id}`, m);
         break;
       }
       case 'dms': {
         if (!Array.isArray(m.conversations)) return;
-        S.features.dmHistory = true;
         for (const d of m.conversations) {
           if (!d || typeof d.with !== 'string' || !NICK_RE.test(d.with)) continue;
           const c = conv('@' + d.with);
@@ -275,9 +285,7 @@ export function eventHandler(A) {
         if (p) { p.state = 'failed'; p.why = m.message || m.code; renderMessages(); }
         S.inflight.delete(m.client_id);
         S.requests.delete(m.client_id);
-        // An old server answers `dms` it does not know with an error: fine.
-        if (m.code === 'unknown_type' && /dms/.test(m.message || '')) { S.features.dms = false; return; }
-        toast(`${m.code}${m.message ? ': ' + m.message : ''}`);
+          toast(`${m.code}${m.message ? ': ' + m.message : ''}`);
         break;
       }
       default: break;

@@ -30,9 +30,9 @@ export function toast(text) {
  * hidden (and notifications are allowed); clicking it opens `c`. */
 export function notify(c, m, open) {
   if (!document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
-  const where = c.kind === 'room' ? `#${c.name}` : 'a direct message';
+  const title = c.kind === 'room' ? `${m.from} mentioned you in #${c.name}` : `${m.from} sent you a direct message`;
   try {
-    const n = new Notification(`${m.from} mentioned you in ${where}`, { tag: `chat-${c.key}`, body: c.msgs.get(m.id)?.text?.slice(0, 120) || '' });
+    const n = new Notification(title, { tag: `chat-${c.key}`, body: c.msgs.get(m.id)?.text?.slice(0, 120) || '' });
     n.onclick = () => { window.focus(); open(c.key); };
   } catch { /* not allowed here */ }
 }

@@ -125,7 +125,8 @@ function items(c, me) {
     push(m, {
       key: 'm' + id, id, state: 'sent',
       quote: quote ? { from: quote.from, text: quote.text, deleted: !!quote.deleted } : null,
-      seen: (seenAt.get(id) || []).sort(),
+      // An author has seen their own message: not worth saying.
+      seen: (seenAt.get(id) || []).filter((u) => u !== m.from).sort(),
     });
   }
   for (const [cid, p] of c.pending) {

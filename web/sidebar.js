@@ -6,7 +6,8 @@ const countFmt = new Intl.NumberFormat();
 
 function unreadBadge(c) {
   const n = c.unread;
-  const b = el('span', { class: 'badge' + (c.mentions ? ' mention' : ''), 'data-testid': 'unread', text: n ? String(n) : '', hidden: !n });
+  // The server counts at most 999 ("999 or more").
+  const b = el('span', { class: 'badge' + (c.mentions ? ' mention' : ''), 'data-testid': 'unread', text: !n ? '' : n >= 999 ? '999+' : String(n), hidden: !n });
   if (n) b.setAttribute('aria-label', `${n} unread${c.mentions ? `, ${c.mentions} mentioning you` : ''}`);
   return b;
 }

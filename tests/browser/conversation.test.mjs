@@ -5,7 +5,7 @@
 // with a built server).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WAIT, budget, id, pair, send, shown, statusIs, waitMessage, withChat } from './harness.mjs';
+import { WAIT, budget, id, openDm, openRoom, pair, send, shown, statusIs, waitMessage, withChat } from './harness.mjs';
 
 budget(600);
 
@@ -108,6 +108,168 @@ test('edit, react, reply and delete, seen from both sides and after a reload', {
       assert.ok(!(await shown(alice)).some((m) => m.id === old.id), 'not loaded after the reload');
       await message(alice, 'the late answer').getByTestId('quote').click();
       await alice.waitForFunction((i) => document.activeElement?.dataset?.id === i, old.id, { timeout: WAIT });
+      assert.deepEqual(problems, []);
+    });
+  }));
+
+test('"seen by", unread counts and the "new messages" divider after a reload', { timeout: 180_000 }, (t) =>
+  withChat('reads', [], async ({ server, browser, problems }) => {
+    const { alice, bob } = await pair(browser, server, problems, { bobMobile: false });
+    await t.test('bob reads alice\'s message: she sees "seen by bob"', async () => {
+      await send(alice, 'did you see this?');
+      await waitMessage(bob, 'did you see this?', { from: 'alice' });
+      const seen = message(alice, 'did you see this?').getByTestId('seen');
+      await seen.waitFor();
+      assert.equal(await seen.textContent(), 'seen by bob');
+      assert.equal(await bob.getByTestId('seen').count(), 0, 'bob\'s own read is not shown to him');
+    });
+    await t.test('three messages while bob looks elsewhere: after his reload, general says 3 and the divider is before them', async () => {
+      await id(bob, 'user-alice').locator('button').click();
+      assert.equal(await id(bob, 'title').textContent(), '@alice');
+      for (const text of ['one', 'two', 'three']) await send(alice, text);
+      await id(bob, 'room-general').getByTestId('unread').and(bob.getByText('3', { exact: true })).waitFor();
+      await bob.reload();
+      await statusIs(bob, 'online');
+      assert.equal(await id(bob, 'title').textContent(), '@alice', 'the conversation in view survives the reload');
+      const badge = id(bob, 'room-general').getByTestId('unread');
+      await badge.and(bob.getByText('3', { exact: true })).waitFor();
+      assert.match(await bob.title(), /^\(3\)/);
+      await openRoom(bob, 'general');
+      await waitMessage(bob, 'three', { from: 'alice' });
+      const order = await bob.$$eval('[data-testid="messages"] > li', (els) => els.map((e) => e.dataset.testid === 'new-divider' ? '|' : e.querySelector('.text')?.textContent).filter(Boolean));
+      assert.deepEqual(order, ['did you see this?', '|', 'one', 'two', 'three']);
+      await badge.waitFor({ state: 'hidden' });
+    });
+    await t.test('read there, nothing is unread after another reload', async () => {
+      await alice.getByTestId('seen').filter({ hasText: 'seen by bob' }).last().waitFor();
+      assert.equal(await message(alice, 'three').getByTestId('seen').textContent(), 'seen by bob');
+      await bob.reload();
+      await statusIs(bob, 'online');
+      await waitMessage(bob, 'three', { from: 'alice' });
+      assert.equal(await bob.getByTestId('new-divider').count(), 0);
+      assert.ok(await id(bob, 'room-general').getByTestId('unread').isHidden());
+      assert.deepEqual(problems, []);
+    });
+  }));
+
+test('DMs last: the list and the messages survive a reload; a DM to someone away arrives when they are back', { timeout: 180_000 }, (t) =>
+  withChat('dms', [], async ({ server, browser, problems }) => {
+    const { alice, bob, bctx } = await pair(browser, server, problems, { bobMobile: false });
+    await t.test('a DM survives both reloads', async () => {
+      await id(alice, 'user-bob').locator('button').click();
+      await send(alice, 'just between us');
+      await waitMessage(alice, 'just between us', { from: 'alice' });
+      await id(bob, 'dm-alice').waitFor();
+      await alice.reload();
+      await statusIs(alice, 'online');
+      await id(alice, 'dm-bob').waitFor();
+      await waitMessage(alice, 'just between us', { from: 'alice' });
+      await bob.reload();
+      await statusIs(bob, 'online');
+      await id(bob, 'dm-alice').getByTestId('unread').and(bob.getByText('1', { exact: true })).waitFor();
+      await openDm(bob, 'alice');
+      await waitMessage(bob, 'just between us', { from: 'alice' });
+    });
+    await t.test('bob is away; alice\'s DM waits for him and shows as unread when he is back', async () => {
+      await bob.close();
+      await id(alice, 'user-bob').waitFor({ state: 'detached' });
+      await send(alice, 'for when you are back');
+      await waitMessage(alice, 'for when you are back', { from: 'alice' });
+      const back = await bctx.newPage();
+      await back.goto(server.base);
+      await statusIs(back, 'online');
+      assert.equal(await id(back, 'me').textContent(), 'bob');
+      await id(back, 'dm-alice').getByTestId('unread').and(back.getByText('1', { exact: true })).waitFor();
+      await openDm(back, 'alice');
+      await waitMessage(back, 'for when you are back', { from: 'alice' });
+      assert.deepEqual(problems, []);
+    });
+  }));
+
+test('two tabs are one user: one nick, one member, both tabs get everything', { timeout: 180_000 }, (t) =>
+  withChat('tabs', [], async ({ server, browser, problems }) => {
+    const { alice, bob, actx } = await pair(browser, server, problems, { bobMobile: false });
+    const second = await actx.newPage();
+    await second.goto(server.base);
+    await statusIs(second, 'online');
+    await t.test('the second tab is alice too, and the room counts her once', async () => {
+      assert.equal(await id(second, 'me').textContent(), 'alice');
+      await bob.waitForFunction(() => document.getElementById('online-count').textContent === '2 online');
+      assert.deepEqual(await bob.$$eval('[data-testid="online"] li', (els) => els.map((e) => e.dataset.testid)), ['user-alice', 'user-bob']);
+    });
+    await t.test('what one tab sends, the other shows as hers; a DM reaches both', async () => {
+      await send(alice, 'from tab one');
+      await waitMessage(second, 'from tab one', { from: 'alice' });
+      assert.ok(await message(second, 'from tab one').evaluate((e) => e.classList.contains('mine')));
+      await id(bob, 'user-alice').locator('button').click();
+      await send(bob, 'to both tabs');
+      for (const page of [alice, second]) {
+        await id(page, 'dm-bob').waitFor();
+        await openDm(page, 'bob');
+        await waitMessage(page, 'to both tabs', { from: 'bob' });
+      }
+      assert.deepEqual(problems, []);
+    });
+  }));
+
+test('a mention: highlighted, counted in the title, and a notification while the page is hidden', { timeout: 120_000 }, (t) =>
+  withChat('mentions', [], async ({ server, browser, problems }) => {
+    const { alice, bob, actx } = await pair(browser, server, problems, { bobMobile: false });
+    // Notifications allowed, recorded instead of shown; the page's
+    // visibility in the test's hands.
+    await actx.grantPermissions(['notifications']);
+    await alice.evaluate(() => {
+      window.__notes = [];
+      window.Notification = class { constructor(title, opts) { window.__notes.push({ title, body: opts?.body }); } static get permission() { return 'granted'; } };
+      window.__hidden = false;
+      Object.defineProperty(document, 'hidden', { get: () => window.__hidden });
+    });
+    await t.test('in view: the message is highlighted, no notification', async () => {
+      await send(bob, 'hey @alice, look');
+      await waitMessage(alice, 'hey @alice, look', { from: 'bob' });
+      assert.ok(await message(alice, 'hey @alice, look').evaluate((e) => e.classList.contains('mentioned')));
+      assert.equal(await message(alice, 'hey @alice, look').locator('.mention.me').textContent(), '@alice');
+      assert.deepEqual(await alice.evaluate(() => window.__notes), []);
+    });
+    await t.test('hidden: a notification, and the title counts the mention', async () => {
+      await alice.evaluate(() => { window.__hidden = true; });
+      await send(bob, '@alice are you there?');
+      await alice.waitForFunction(() => window.__notes.length === 1);
+      assert.deepEqual(await alice.evaluate(() => window.__notes), [{ title: 'bob mentioned you in #general', body: '@alice are you there?' }]);
+      assert.match(await alice.title(), /^\(@1\)/);
+      await alice.evaluate(() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); });
+      await alice.waitForFunction(() => !document.title.startsWith('(@'));
+      assert.deepEqual(problems, []);
+    });
+  }));
+
+test('a user renames (both tabs follow) and logs out everywhere', { timeout: 120_000 }, (t) =>
+  withChat('account', [], async ({ server, browser, problems }) => {
+    const { alice, bob, actx } = await pair(browser, server, problems, { bobMobile: false });
+    const second = await actx.newPage();
+    await second.goto(server.base);
+    await statusIs(second, 'online');
+    await t.test('rename: alice becomes alicia, in both tabs and for bob', async () => {
+      await id(alice, 'rename-input').fill('alicia');
+      await id(alice, 'rename-submit').click();
+      await alice.waitForFunction(() => document.querySelector('[data-testid="me"]').textContent === 'alicia');
+      await second.waitForFunction(() => document.querySelector('[data-testid="me"]').textContent === 'alicia', null, { timeout: WAIT });
+      await statusIs(second, 'online');
+      await id(bob, 'user-alicia').waitFor();
+      await id(bob, 'user-alice').waitFor({ state: 'detached' });
+      await send(second, 'new name');
+      await waitMessage(bob, 'new name', { from: 'alicia' });
+    });
+    await t.test('a taken nick is refused, and says so', async () => {
+      await id(alice, 'rename-input').fill('bob');
+      await id(alice, 'rename-submit').click();
+      await alice.getByTestId('toast').filter({ hasText: 'nick_taken' }).waitFor();
+      assert.equal(await id(alice, 'me').textContent(), 'alicia');
+    });
+    await t.test('log out: both tabs are back at the nick dialog, and alicia is gone', async () => {
+      await id(alice, 'logout').click();
+      for (const page of [alice, second]) await id(page, 'nick-input').waitFor({ state: 'visible' });
+      await id(bob, 'user-alicia').waitFor({ state: 'detached' });
       assert.deepEqual(problems, []);
     });
   }));

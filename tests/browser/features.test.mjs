@@ -232,10 +232,38 @@ for (const scheme of ['light', 'dark']) {
       const { alice, bob } = await pair(browser, server, problems, { bobMobile: false });
       for (const page of [alice, bob]) await page.emulateMedia({ colorScheme: scheme });
       // Everything a page shows: messages of both, a mention, a link,
-      // code, a DM with an unread badge, a pending and a failed post, a toast.
+      // code, reactions, a reply's quote, "(edited)", a tombstone, "seen
+      // by", the "new messages" divider, a DM with an unread badge, and
+      // (offline) the banner and a pending post.
       await send(bob, 'hi **alice**, see https://example.com and `code` @alice');
       await send(alice, 'hello bob');
       await waitMessage(alice, 'hello bob', { from: 'alice' });
+      // A reaction, a reply, an edit, a tombstone and "seen by".
+      const bobs = alice.locator('[data-testid="message"][data-from="bob"]').first();
+      await bobs.getByTestId('react').click();
+      await alice.getByTestId('picker').getByRole('button', { name: 'react 🎉' }).click();
+      await bobs.locator('[data-testid="reaction"]').waitFor();
+      await bobs.getByTestId('reply').click();
+      await id(alice, 'composer').fill('a reply');
+      await id(alice, 'composer').press('Enter');
+      await waitMessage(bob, 'a reply', { from: 'alice' });
+      const mine = alice.locator('[data-testid="message"][data-from="alice"]').first();
+      await mine.getByTestId('edit').click();
+      await id(alice, 'composer').fill('hello bob, edited');
+      await id(alice, 'composer').press('Enter');
+      await waitMessage(bob, 'hello bob, edited', { from: 'alice' });
+      await send(alice, 'to be deleted');
+      const gone = alice.locator('[data-testid="message"][data-from="alice"]').last();
+      await gone.getByTestId('delete').click();
+      await gone.getByTestId('delete').click();
+      await bob.waitForFunction(() => document.querySelector('[data-testid="message"][data-deleted="true"]'));
+      await alice.getByTestId('seen').first().waitFor();
+      // alice away in a DM while bob writes: back in general, the divider.
+      await id(alice, 'user-bob').locator('button').click();
+      await send(bob, 'while you were away');
+      await id(alice, 'room-general').getByTestId('unread').waitFor({ state: 'visible' });
+      await id(alice, 'room-general').locator('button.open').click();
+      await alice.getByTestId('new-divider').waitFor();
       await id(bob, 'user-alice').locator('button').click();
       await send(bob, 'psst');
       await id(alice, 'dm-bob').getByTestId('unread').waitFor({ state: 'visible' });

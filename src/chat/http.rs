@@ -67,6 +67,7 @@ pub struct Shared {
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
+const COMPOSE_JS: &str = include_str!("../../web/compose.js");
 const CONN_JS: &str = include_str!("../../web/conn.js");
 const EVENTS_JS: &str = include_str!("../../web/events.js");
 const MARKDOWN_JS: &str = include_str!("../../web/markdown.js");
@@ -234,10 +235,11 @@ enum Route {
 /// Every method and path served. HEAD is served as GET without the body
 /// (RFC 9110 §9.3.2). A request no row matches gets 404, or 405 if no row
 /// has its method.
-const ROUTES: [(&str, &str, Route); 14] = [
+const ROUTES: [(&str, &str, Route); 15] = [
     ("GET", "/", Route::Page(index)),
     ("GET", "/index.html", Route::Page(index)),
     ("GET", "/app.js", Route::Page(app_js)),
+    ("GET", "/compose.js", Route::Page(compose_js)),
     ("GET", "/conn.js", Route::Page(conn_js)),
     ("GET", "/events.js", Route::Page(events_js)),
     ("GET", "/markdown.js", Route::Page(markdown_js)),
@@ -401,6 +403,10 @@ fn script(body: &'static str) -> Response {
 
 fn app_js(_: &Shared, _: &str) -> Response {
     script(APP_JS)
+}
+
+fn compose_js(_: &Shared, _: &str) -> Response {
+    script(COMPOSE_JS)
 }
 
 fn conn_js(_: &Shared, _: &str) -> Response {
@@ -626,6 +632,7 @@ mod tests {
     fn every_imported_module_has_a_route() {
         for body in [
             APP_JS,
+            COMPOSE_JS,
             CONN_JS,
             EVENTS_JS,
             MARKDOWN_JS,

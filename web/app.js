@@ -115,6 +115,7 @@ function addMessage(c, m, live) {
       c.unread += 1;
     }
     if (c.key === S.current) {
+      if (!atBottom()) c.below = (c.below || 0) + 1; // counted on "jump to latest"
       if (!looking && c.dividerAt === null) c.dividerAt = m.id;
       announce(`${m.from}: ${m.deleted ? 'message deleted' : m.text}`);
     }
@@ -321,10 +322,16 @@ function renderMessages(keepScroll = false) {
   renderJump();
 }
 
-/** "Jump to latest" while the list is scrolled up. */
+/** "Jump to latest" while the list is scrolled up, with how many new
+ * messages came in below since. */
 function renderJump() {
   const c = current();
-  $('jump').hidden = !c || atBottom();
+  const bottom = atBottom();
+  if (c && bottom) c.below = 0;
+  const jump = $('jump');
+  jump.hidden = !c || bottom;
+  const n = (c && c.below) || 0;
+  jump.textContent = n ? `↓ ${n} new message${n === 1 ? '' : 's'}` : '↓ Jump to latest';
 }
 
 function renderLists() {

@@ -131,6 +131,11 @@ test('grouped messages, a day separator, a live region that hears only new messa
       await alice.keyboard.press('Home');
       await alice.waitForFunction(() => document.getElementById('scroll').scrollTop === 0);
       await id(alice, 'jump-latest').waitFor({ state: 'visible' });
+      assert.equal(await id(alice, 'jump-latest').textContent(), '↓ Jump to latest');
+      await send(bob, 'below the fold');
+      await waitMessage(alice, 'below the fold', { from: 'bob' });
+      assert.equal(await alice.evaluate(() => document.getElementById('scroll').scrollTop), 0, 'a new message does not pull the reader down');
+      assert.equal(await id(alice, 'jump-latest').textContent(), '↓ 1 new message');
       await id(alice, 'jump-latest').click();
       await alice.waitForFunction(() => { const e = document.getElementById('scroll'); return e.scrollHeight - e.scrollTop - e.clientHeight < 5; });
       await id(alice, 'jump-latest').waitFor({ state: 'hidden' });

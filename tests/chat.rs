@@ -1280,6 +1280,20 @@ async fn edits_deletes_reactions_and_replies_reach_the_room_and_history() {
         (d["id"].as_u64(), d["event_id"].as_u64()),
         (Some(2), Some(10))
     );
+    // Once the delete is out, its text is in none of the database's files,
+    // the write-ahead log included, even while the server runs.
+    let holds_secret = || {
+        std::fs::read_dir(db.parent().unwrap())
+            .unwrap()
+            .any(|file| {
+                let bytes = std::fs::read(file.unwrap().path()).unwrap();
+                bytes.windows(6).any(|w| w == b"secret")
+            })
+    };
+    assert!(
+        !holds_secret(),
+        "a deleted text is still in the database's files"
+    );
     // Without a client_id: no ack, the event alone.
     alice
         .send(json!({"type": "react", "room": "general", "id": 3, "emoji": "❤️"}))
@@ -1340,13 +1354,10 @@ async fn edits_deletes_reactions_and_replies_reach_the_room_and_history() {
         ]
     );
     drop(conn);
-    for file in std::fs::read_dir(db.parent().unwrap()).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        assert!(
-            !bytes.windows(6).any(|w| w == b"secret"),
-            "a deleted text is still in the database's files"
-        );
-    }
+    assert!(
+        !holds_secret(),
+        "a deleted text is back in the database's files"
+    );
 }
 
 #[tokio::test]
@@ -1469,6 +1480,8 @@ async fn resume_replays_edits_deletes_and_reactions_made_while_away_in_order() {
     let server = ChatServer::start(c).await;
     let (mut bob, welcome) = server.client(hello("bob")).await;
     let session = welcome["session"].as_str().unwrap().to_owned();
+    // Joined once the history page is in: later posts reach him live.
+    bob.next_of("history").await;
     let (mut alice, _) = server.client(hello("alice")).await;
     alice.acked("general", "one", "m1").await;
     alice.acked("general", "two", "m2").await;
@@ -1575,5 +1588,30 @@ async fn edits_deletes_reactions_and_replies_work_in_a_dm() {
                 .contains(&e["type"].as_str().unwrap_or(""))),
         "carol saw the DM's events"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_refused_before_hello_names_its_client_id() {
+    let server = ChatServer::start(config("hello-client-id")).await;
+    let (ws, _) = transport::connect(&format!("ws://{}/ws", server.addr), Config::default())
+        .await
+        .unwrap();
+    let mut c = Client { ws };
+    c.send_msg("general", "too early", "early").await;
+    let e = c.next_of("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("hello_required"), Some("early"))
+    );
+    c.send(json!({"type": "edit", "room": "general", "id": 1, "client_id": "bad"}))
+        .await;
+    let e = c.next_of("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("invalid_field"), Some("bad"))
+    );
+    c.send(hello("late")).await;
+    assert_eq!(c.next_of("welcome").await["user"], "late");
     server.stop().await;
 }

@@ -259,6 +259,8 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     loop {
         let event = tokio::time::timeout_at(deadline, ws.recv()).await;
+        // A refused request that carried a client_id is named by it.
+        let mut client_id = None;
         let refusal = match event {
             Err(_) => {
                 let _ = ws
@@ -270,7 +272,11 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
             Ok(None | Some(Err(_))) => return None,
-            Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limiter.allow() => {
+            Ok(Some(Ok(Message::Text(t)))) if !limiter.allow() => {
+                client_id = protocol::client_id_of(t.as_str());
+                Refusal::new(ErrorCode::RateLimited, "slow down")
+            }
+            Ok(Some(Ok(Message::Binary(_)))) if !limiter.allow() => {
                 Refusal::new(ErrorCode::RateLimited, "slow down")
             }
             Ok(Some(Ok(Message::Text(t)))) => match protocol::parse(t.as_str()) {
@@ -283,14 +289,19 @@ async fn wait_for_hello<S: AsyncRead + AsyncWrite + Unpin>(
                     limiter.charge(rooms as f64 - 1.0);
                     return Some(hello);
                 }
-                Ok(_) => Refusal::new(ErrorCode::HelloRequired, "say hello first"),
-                Err(refusal) => refusal,
+                other => {
+                    client_id = protocol::client_id_of(t.as_str());
+                    match other {
+                        Ok(_) => Refusal::new(ErrorCode::HelloRequired, "say hello first"),
+                        Err(refusal) => refusal,
+                    }
+                }
             },
             Ok(Some(Ok(Message::Binary(_)))) => binary_refusal(),
             Ok(Some(Ok(_))) => continue,
         };
         hub.metrics.errors.inc();
-        let json = error_json(&refusal, None);
+        let json = error_json(&refusal, client_id.as_deref());
         let _ = ws.queue(Message::text(json));
         if limiter.refused() {
             let _ = ws.close(Some(abuse_close())).await;

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::oneshot;
 
-use crate::chat::backend::{Event, NewEvent, Rejected};
+use crate::chat::backend::{Event, Kind, NewEvent, Rejected};
 use crate::chat::lock;
 use crate::chat::metrics::Metrics;
 
@@ -435,6 +435,17 @@ fn commit(db: &mut Connection, batch: &mut Vec<Queued>, ids: &Ids, metrics: &Met
     match result {
         Ok(outcomes) => {
             lock(ids).extend(given);
+            let deleted = outcomes
+                .iter()
+                .any(|o| matches!(o, Ok(e) if matches!(e.kind, Kind::Delete { .. })));
+            if deleted {
+                // The log still holds the pages with the purged text: copy
+                // it into the database and empty it before anyone hears of
+                // the delete. Deletes are rare; this costs one checkpoint.
+                if let Err(e) = db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "the checkpoint after a delete failed");
+                }
+            }
             for (q, outcome) in batch.drain(..).zip(outcomes) {
                 metrics.history_write.observe(q.at.elapsed());
                 (q.on_commit)(match outcome {
@@ -518,7 +529,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::chat::backend::{Conversation, Kind};
+    use crate::chat::backend::Conversation;
 
     fn temp_db(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("rfc6455-store-{}-{name}", std::process::id()));

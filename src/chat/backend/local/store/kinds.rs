@@ -142,7 +142,8 @@ pub fn add_reactions(db: &Connection, room: &str, events: &mut [Event]) -> rusql
 }
 
 /// Whether message `id` of `room` may be acted on (by its author only,
-/// when `author` is given).
+/// when `author` is given). The hook for moderators (issue 17): a
+/// moderator's delete passes no `author`.
 fn check(
     tx: &Transaction<'_>,
     room: &str,
@@ -198,7 +199,8 @@ pub fn apply(
                 return Ok(Err(why));
             }
             // Purged: the message's text and every edit's; with
-            // `secure_delete` the freed bytes are zeroed too.
+            // `secure_delete` the freed bytes are zeroed too, and the
+            // commit empties the write-ahead log (`super::commit`).
             let t = *target as i64;
             tx.prepare_cached(
                 "UPDATE messages SET text = '', deleted = 1 WHERE room = ?1 AND id = ?2",

@@ -1100,7 +1100,9 @@ async fn a_user_renames_to_a_free_nick_and_logs_out_everywhere() {
     );
     let session = renamed["session"].as_str().unwrap().to_owned();
     assert_ne!(session, welcome["session"].as_str().unwrap());
-    // The other tab is told to reconnect as the new nick.
+    // The other tab is told the new nick and secret, and closed (4003)
+    // to reconnect with them.
+    assert_eq!(other_tab.next_of("renamed").await, renamed);
     assert_eq!(other_tab.close_code(WAIT).await, Some(4003));
     // The room sees alicia come and alice go.
     let mut joined = false;

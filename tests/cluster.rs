@@ -1098,6 +1098,7 @@ async fn one_user_on_two_servers_is_one_member_and_read_state_follows_it() {
     assert_eq!(w["user"], "alice", "{w}");
     alice.send(json!({"type": "nick", "nick": "alicia"})).await;
     let renamed = alice.next_of("renamed").await;
+    assert_eq!(on_a.next_of("renamed").await, renamed, "told on A too");
     assert_eq!(on_a.close_code(WAIT).await, Some(4003));
     let new_session = renamed["session"].clone();
     let key = b"GET chat:session:alicia\r\n";

@@ -193,7 +193,7 @@ pub enum ClientMsg {
         client_id: Option<String>,
     },
     /// The user's DM conversations.
-    Dms,
+    Dms {},
     /// Change the user's nick.
     Nick {
         /// The nick wanted.
@@ -203,7 +203,7 @@ pub enum ClientMsg {
         client_id: Option<String>,
     },
     /// End the user's session everywhere.
-    Logout,
+    Logout {},
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
@@ -363,7 +363,7 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
             check_nick(nick)?;
             client_id.as_deref().map_or(Ok(()), check_client_id)
         }
-        ClientMsg::Dms | ClientMsg::Logout => Ok(()),
+        ClientMsg::Dms {} | ClientMsg::Logout {} => Ok(()),
         ClientMsg::Hello { nick, resume, .. } => {
             if let Some(n) = nick {
                 check_nick(n)?;

@@ -714,9 +714,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             msg @ (ClientMsg::Read { .. }
-            | ClientMsg::Dms
+            | ClientMsg::Dms {}
             | ClientMsg::Nick { .. }
-            | ClientMsg::Logout) => Box::pin(self.handle_convs(msg)).await,
+            | ClientMsg::Logout {}) => Box::pin(self.handle_convs(msg)).await,
         }
     }
 }

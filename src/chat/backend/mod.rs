@@ -408,6 +408,9 @@ pub enum Signal {
         nick: String,
         /// The nick it was renamed to, if it was.
         renamed: Option<String>,
+        /// With `renamed`: the new nick's session secret, for the user's
+        /// other connections to reconnect with.
+        session: Option<String>,
     },
 }
 

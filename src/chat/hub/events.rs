@@ -112,7 +112,11 @@ impl HubEvents for Hub {
                 }
             }
             Signal::Receipt { conv, user, id } => self.heard_receipt(conv, user, id),
-            Signal::Logout { nick, renamed } => self.close_user(&nick, renamed.as_deref()),
+            Signal::Logout {
+                nick,
+                renamed,
+                session,
+            } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref())),
             Signal::Replaced { nick } => {
                 for c in lock(&self.users).get(&nick).into_iter().flatten() {
                     c.outbox.close(CloseFrame::new(

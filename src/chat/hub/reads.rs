@@ -71,6 +71,9 @@ impl Hub {
                 format!("join {room} first"),
             ));
         }
+        if id == 0 {
+            return Ok(()); // below every mark: ignored, as a mark never moves back
+        }
         let newest = self.backend.last_id(&conv).await.map_err(down)?;
         if id > newest {
             return Err(Refusal::new(

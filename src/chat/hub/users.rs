@@ -15,8 +15,8 @@ use crate::proto::{CloseCode, CloseFrame};
 
 use super::super::backend::{Conversation, Signal};
 use super::super::lock;
-use super::super::protocol::{ErrorCode, Refusal};
-use super::{Client, Hub, Outbox, random_token};
+use super::super::protocol::{ErrorCode, Refusal, ServerMsg};
+use super::{Client, Hub, Kind, Outbox, random_token};
 
 /// The most connections one user (one nick) may hold on one server: the
 /// next `hello` is refused with `too_many_connections` and closed (4002).
@@ -133,6 +133,7 @@ impl Hub {
         self.backend.publish(Signal::Logout {
             nick: old.nick.clone(),
             renamed: Some(wanted.to_owned()),
+            session: Some(client.session.clone()),
         });
         Ok(client)
     }
@@ -145,20 +146,39 @@ impl Hub {
         self.backend.publish(Signal::Logout {
             nick: client.nick.clone(),
             renamed: None,
+            session: None,
         });
     }
 
     /// A [`Signal::Logout`] arrived: close the nick's connections here.
-    pub(super) fn close_user(&self, nick: &str, renamed: Option<&str>) {
-        let frame = match renamed {
-            Some(to) => CloseFrame::new(
-                CloseCode::try_from(RENAMED).unwrap_or(CloseCode::NORMAL),
-                &format!("renamed to {to}"),
+    /// After a rename (`renamed`: the new nick and its secret), each is
+    /// told first, with a `renamed` of its own, so that it reconnects as
+    /// the new nick.
+    pub(super) fn close_user(&self, nick: &str, renamed: Option<(&str, &str)>) {
+        let (close, told) = match renamed {
+            Some((to, session)) => (
+                CloseFrame::new(
+                    CloseCode::try_from(RENAMED).unwrap_or(CloseCode::NORMAL),
+                    &format!("renamed to {to}"),
+                ),
+                Some(
+                    self.prepare(
+                        ServerMsg::Renamed {
+                            user: to,
+                            old: nick,
+                            session,
+                        }
+                        .to_json(),
+                    ),
+                ),
             ),
-            None => CloseFrame::new(CloseCode::NORMAL, "logged out"),
+            None => (CloseFrame::new(CloseCode::NORMAL, "logged out"), None),
         };
         for c in lock(&self.users).get(nick).into_iter().flatten() {
-            c.outbox.close(frame.clone());
+            if let Some(frame) = &told {
+                c.outbox.push(frame, Kind::Chat, &self.metrics);
+            }
+            c.outbox.close(close.clone());
         }
     }
 }

@@ -115,6 +115,142 @@ mod tests {
     }
 
     #[test]
+    fn the_conversation_requests_parse_and_bad_ones_name_their_field() {
+        use super::super::{ClientMsg, ErrorCode, parse};
+        assert_eq!(
+            parse(r#"{"type":"read","dm":"bob","id":7}"#).unwrap(),
+            ClientMsg::Read {
+                room: None,
+                dm: Some("bob".into()),
+                id: 7,
+                client_id: None,
+            }
+        );
+        assert_eq!(parse(r#"{"type":"dms"}"#).unwrap(), ClientMsg::Dms {});
+        assert_eq!(parse(r#"{"type":"logout"}"#).unwrap(), ClientMsg::Logout {});
+        assert!(matches!(
+            parse(r#"{"type":"history","dm":"bob","limit":5}"#).unwrap(),
+            ClientMsg::History { dm: Some(d), .. } if d == "bob"
+        ));
+        for (bad, field) in [
+            (r#"{"type":"read","room":"general"}"#, "id"),
+            (r#"{"type":"read","id":1}"#, "room or dm"),
+            (r#"{"type":"read","room":"general","id":-1}"#, "u64"),
+            (
+                r#"{"type":"history","room":"general","dm":"bob"}"#,
+                "room and dm",
+            ),
+            (r#"{"type":"history","dm":"b b"}"#, "dm"),
+            (r#"{"type":"history"}"#, "room"),
+            (r#"{"type":"nick","nick":"a b"}"#, "nick"),
+            (r#"{"type":"dms","x":1}"#, "x"),
+        ] {
+            let refusal = parse(bad).unwrap_err();
+            assert_eq!(refusal.code, ErrorCode::InvalidField, "{bad}");
+            assert!(
+                refusal.message.contains(field),
+                "{bad}: {}",
+                refusal.message
+            );
+        }
+    }
+
+    #[test]
+    fn the_conversation_events_serialize_as_documented() {
+        use super::super::{ChatMessage, ServerMsg};
+        use std::collections::BTreeMap;
+        let unread = BTreeMap::from([("@bob".to_owned(), 2), ("general".to_owned(), 3)]);
+        let mentions = BTreeMap::from([("@bob".to_owned(), 2)]);
+        let rooms = ["general".to_owned()];
+        assert_eq!(
+            ServerMsg::Welcome {
+                user: "al",
+                session: "s",
+                rooms: &rooms,
+                unread: &unread,
+                mentions: &mentions,
+            }
+            .to_json(),
+            r#"{"type":"welcome","user":"al","session":"s","rooms":["general"],"unread":{"@bob":2,"general":3},"mentions":{"@bob":2}}"#
+        );
+        assert_eq!(
+            ServerMsg::Receipt {
+                room: None,
+                dm: Some("bob"),
+                user: "bob",
+                id: 4,
+            }
+            .to_json(),
+            r#"{"type":"receipt","dm":"bob","user":"bob","id":4}"#
+        );
+        let marks = [ReadMark {
+            user: "al".into(),
+            id: 3,
+        }];
+        assert_eq!(
+            ServerMsg::Receipts {
+                room: Some("general"),
+                dm: None,
+                receipts: &marks,
+            }
+            .to_json(),
+            r#"{"type":"receipts","room":"general","receipts":[{"user":"al","id":3}]}"#
+        );
+        assert_eq!(
+            ServerMsg::Mention {
+                room: Some("general"),
+                dm: None,
+                id: 9,
+                from: "bob",
+            }
+            .to_json(),
+            r#"{"type":"mention","room":"general","id":9,"from":"bob"}"#
+        );
+        let list = [DmSummary {
+            with: "bob".into(),
+            last_id: 4,
+            unread: 1,
+        }];
+        assert_eq!(
+            ServerMsg::Dms {
+                conversations: &list
+            }
+            .to_json(),
+            r#"{"type":"dms","conversations":[{"with":"bob","last_id":4,"unread":1}]}"#
+        );
+        let m = ChatMessage {
+            room: String::new(),
+            id: 1,
+            from: "bob".into(),
+            text: "hi".into(),
+            ts: 5,
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: BTreeMap::new(),
+        };
+        let page = ServerMsg::DmHistory {
+            dm: "bob",
+            messages: std::slice::from_ref(&m),
+            more: false,
+        }
+        .to_json();
+        assert!(
+            page.starts_with(r#"{"type":"history","dm":"bob","messages":[{"id":1,"from":"bob","text":"hi","ts":5"#),
+            "{page}"
+        );
+        assert_eq!(
+            ServerMsg::Renamed {
+                user: "b",
+                old: "a",
+                session: "s",
+            }
+            .to_json(),
+            r#"{"type":"renamed","user":"b","old":"a","session":"s"}"#
+        );
+    }
+
+    #[test]
     fn a_read_names_one_conversation() {
         assert!(check_read(Some("general"), None, None).is_ok());
         assert!(check_read(None, Some("bob"), Some("c1")).is_ok());

@@ -29,14 +29,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.refuse(&refusal, client_id.as_deref());
                 }
             }
-            ClientMsg::Dms => match Box::pin(self.hub.dm_list(&self.client.nick)).await {
+            ClientMsg::Dms {} => match Box::pin(self.hub.dm_list(&self.client.nick)).await {
                 Ok(conversations) => self.reply(&ServerMsg::Dms {
                     conversations: &conversations,
                 }),
                 Err(refusal) => self.refuse(&refusal, None),
             },
             ClientMsg::Nick { nick, client_id } => Box::pin(self.rename(&nick, client_id)).await,
-            ClientMsg::Logout => self.hub.logout(&self.client),
+            ClientMsg::Logout {} => self.hub.logout(&self.client),
             _ => {}
         }
     }

@@ -100,6 +100,9 @@ pub(super) enum Bus {
         /// The nick it became, if renamed.
         #[serde(default)]
         renamed: Option<String>,
+        /// The new nick's secret, if renamed.
+        #[serde(default)]
+        session: Option<String>,
     },
     /// A server is alive.
     Hb {
@@ -204,7 +207,15 @@ impl Redis {
                 nick,
             },
             Signal::Receipt { conv, user, id } => Bus::Receipt { conv, user, id },
-            Signal::Logout { nick, renamed } => Bus::Logout { nick, renamed },
+            Signal::Logout {
+                nick,
+                renamed,
+                session,
+            } => Bus::Logout {
+                nick,
+                renamed,
+                session,
+            },
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(event.to_json());
@@ -294,7 +305,15 @@ impl Redis {
             Bus::Stored { id, event, users } => hub.stored(event.with_id(id, users)),
             Bus::Typing { room, user } => hub.signal(Signal::Typing { room, user }),
             Bus::Receipt { conv, user, id } => hub.signal(Signal::Receipt { conv, user, id }),
-            Bus::Logout { nick, renamed } => hub.signal(Signal::Logout { nick, renamed }),
+            Bus::Logout {
+                nick,
+                renamed,
+                session,
+            } => hub.signal(Signal::Logout {
+                nick,
+                renamed,
+                session,
+            }),
             Bus::Replace { s, nick } => {
                 if s != self.id {
                     // Its owner came back on another server: the

@@ -36,8 +36,11 @@ fn reads_within_a_tick_are_one_receipt_and_a_mark_never_moves_back() {
     assert_eq!(frames(&bob), std::slice::from_ref(&receipt));
     assert_eq!(frames(&alice), [receipt], "the reader's own tabs learn it");
     rt.block_on(hub.read(&alice, general(), 2)).unwrap();
+    rt.block_on(hub.read(&alice, Conversation::dm("alice", "nobody"), 0))
+        .unwrap();
     hub.flush_receipts();
     assert!(frames(&bob).is_empty(), "a mark never moves back");
+    assert!(frames(&alice).is_empty(), "nor does a read of nothing (id 0)");
     let beyond = rt.block_on(hub.read(&alice, general(), 4)).unwrap_err();
     assert_eq!(beyond.code, ErrorCode::BeyondNewest);
     let elsewhere = rt

@@ -5,6 +5,8 @@ import { $, byNick, NICK_RE } from './util.js';
 import { mentions as mentionsMe } from './markdown.js';
 
 export const TYPING_SHOW_MS = 3000;
+// How often a big room's member list is paged afresh while in view.
+const REPAGE_MS = 5000;
 
 /** The handler of the server's events, over the app `A`. */
 export function eventHandler(A) {
@@ -223,7 +225,17 @@ export function eventHandler(A) {
         c.joined = true;
         if (typeof m.count === 'number') c.count = m.count;
         const found = S.found && S.found.room === m.room ? S.found : null;
-        if ('next' in m || c.expectFull) {
+        if (m.count_only && !c.expectFull) {
+          // A big room says only its count (at most once a second): keep
+          // the list we hold, and page it afresh only while it is shown,
+          // at most every few seconds.
+          const listShown = S.lastRoom === m.room
+            && (!matchMedia('(max-width: 700px)').matches || document.body.classList.contains('side-open'));
+          if (listShown && !found && Date.now() - (c.repagedAt || 0) > REPAGE_MS) {
+            c.repagedAt = Date.now();
+            loadMembers(c, null);
+          }
+        } else if ('next' in m || c.expectFull) {
           // Right after our join: the first page of members.
           c.members = new Set(m.joined || []);
           c.next = typeof m.next === 'string' ? m.next : null;

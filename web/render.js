@@ -31,7 +31,11 @@ function timeEl(ts) {
   return el('time', { dateTime: d.toISOString(), title: d.toLocaleString(), text: timeFmt.format(d) });
 }
 
-const snippet = (text) => (text.length > 90 ? text.slice(0, 90) + '…' : text);
+// A quote's one line: the text without its bold and code markers.
+const snippet = (raw) => {
+  const text = raw.replace(/\*\*|`+/g, '').replace(/\s+/g, ' ').trim();
+  return text.length > 90 ? text.slice(0, 90) + '…' : text;
+};
 
 function button(action, label, text, extra = {}) {
   return el('button', { type: 'button', class: 'act', 'data-action': action, 'aria-label': label, title: label, text, ...extra });

@@ -44,15 +44,20 @@ export function eventHandler(A) {
             const key = k[0] === '@' ? k : '#' + k;
             if (key[0] === '#' && !S.rooms.includes(k)) continue;
             if (key[0] === '@' && !NICK_RE.test(k.slice(1))) continue;
+            // A resume replays what a room missed, counted as it comes;
+            // DMs are not replayed: their count is the server's.
+            if (resumed && key[0] === '#') continue;
             const c = conv(key);
-            if (c.key === S.current && !resumed) {
+            if (c.key === S.current) {
               // In view: the divider marks where the unread begin.
-              if (field === 'unread') c.unreadOnOpen = n;
+              if (field === 'unread' && !resumed) c.unreadOnOpen = n;
               c[field] = 0;
             } else c[field] = n;
           }
         }
         send({ type: 'dms' });
+        // DMs that came while we were away: read their newest page again.
+        if (resumed) for (const c of S.convs.values()) if (c.kind === 'dm' && c.loaded) send({ type: 'history', dm: c.name });
         for (const f of S.outbox.splice(0)) {
           send(f);
           const c = S.convs.get(S.inflight.get(f.client_id));

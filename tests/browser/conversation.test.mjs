@@ -273,3 +273,52 @@ test('a user renames (both tabs follow) and logs out everywhere', { timeout: 120
       assert.deepEqual(problems, []);
     });
   }));
+
+test('a short disconnect: DMs missed meanwhile arrive, and room unread is counted once', { timeout: 120_000 }, (t) =>
+  withChat('blink', [], async ({ server, browser, problems }) => {
+    const { alice, bob } = await pair(browser, server, problems, { bobMobile: false });
+    // bob's page can be taken off the network (see the gap test in
+    // chat.test.mjs): while `__away`, a new socket asks a path that fails.
+    await bob.evaluate(() => {
+      const Real = window.WebSocket;
+      window.__sockets = [];
+      window.__away = false;
+      window.WebSocket = function (url, protocols) {
+        const ws = new Real(window.__away ? String(url).replace(/\/ws$/, '/away') : url, protocols);
+        window.__sockets.push(ws);
+        return ws;
+      };
+      window.WebSocket.prototype = Real.prototype;
+      Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+    });
+    await t.test('bob is in the DM with alice when his network goes', async () => {
+      await id(alice, 'user-bob').locator('button').click();
+      await send(alice, 'before');
+      await id(bob, 'dm-alice').waitFor();
+      await openDm(bob, 'alice');
+      await waitMessage(bob, 'before', { from: 'alice' });
+      // The server restarts; bob stays away meanwhile.
+      await bob.evaluate(() => { window.__away = true; });
+      await server.stop();
+      await statusIs(bob, 'reconnecting');
+      await server.start();
+      await statusIs(alice, 'online');
+      await openRoom(alice, 'general');
+      await send(alice, 'room one');
+      await send(alice, 'room two');
+      await waitMessage(alice, 'room two', { from: 'alice' });
+      await openDm(alice, 'bob');
+      await send(alice, 'while you were gone');
+      await waitMessage(alice, 'while you were gone', { from: 'alice' });
+    });
+    await t.test('back: the DM is there, and general says 2', async () => {
+      await bob.evaluate(() => { window.__away = false; window.dispatchEvent(new Event('online')); });
+      await statusIs(bob, 'online');
+      await waitMessage(bob, 'while you were gone', { from: 'alice' });
+      const badge = id(bob, 'room-general').getByTestId('unread');
+      await badge.waitFor({ state: 'visible' });
+      await bob.waitForTimeout(500); // room for a double count to show
+      assert.equal(await badge.textContent(), '2');
+      assert.deepEqual(problems, []);
+    });
+  }));

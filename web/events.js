@@ -75,7 +75,13 @@ export function eventHandler(A) {
         if (m.type === 'msg' && !S.rooms.includes(m.room)) return;
         const c = convOf(m);
         if (!c) return;
-        addMessage(c, m, true);
+        const added = addMessage(c, m, true);
+        // Every DM mentions its recipient: counted so, and notified
+        // while the page is hidden.
+        if (added && m.type === 'dm' && m.from !== S.me && (c.key !== S.current || document.hidden)) {
+          c.mentions += 1;
+          notify(c, m);
+        }
         const waiting = S.mentionWait.get(`${c.key} ${m.id}`);
         if (waiting) { S.mentionWait.delete(`${c.key} ${m.id}`); notify(c, waiting); }
         if (c.key === S.current) { renderMessages(); markRead(); }
@@ -204,7 +210,10 @@ export function eventHandler(A) {
       case 'mention': {
         const c = convOf({ ...m, to: S.me });
         if (!c) return;
-        if (c.key !== S.current || document.hidden) { c.mentions += 1; renderLists(); }
+        // A DM's mention (after welcome, for DMs that came while away) is
+        // already in welcome's counts.
+        if (c.kind === 'dm') { if (c.key !== S.current) c.mentions = Math.max(c.mentions, 1); renderLists(); }
+        else if (c.key !== S.current || document.hidden) { c.mentions += 1; renderLists(); }
         // The notification quotes the message: wait for it if the
         // mention came first.
         if (c.msgs.has(m.id) || c.kind === 'dm') notify(c, m);

@@ -212,7 +212,7 @@ test('two tabs are one user: one nick, one member, both tabs get everything', { 
     });
   }));
 
-test('a mention: highlighted, counted in the title, and a notification while the page is hidden', { timeout: 120_000 }, (t) =>
+test('a mention (and a DM): highlighted, counted in the title, and a notification while the page is hidden', { timeout: 120_000 }, (t) =>
   withChat('mentions', [], async ({ server, browser, problems }) => {
     const { alice, bob, actx } = await pair(browser, server, problems, { bobMobile: false });
     // Notifications allowed, recorded instead of shown; the page's
@@ -237,8 +237,16 @@ test('a mention: highlighted, counted in the title, and a notification while the
       await alice.waitForFunction(() => window.__notes.length === 1);
       assert.deepEqual(await alice.evaluate(() => window.__notes), [{ title: 'bob mentioned you in #general', body: '@alice are you there?' }]);
       assert.match(await alice.title(), /^\(@1\)/);
+      await id(bob, 'user-alice').locator('button').click();
+      await send(bob, 'a private word');
+      await alice.waitForFunction(() => window.__notes.length === 2);
+      assert.deepEqual((await alice.evaluate(() => window.__notes))[1], { title: 'bob sent you a direct message', body: 'a private word' });
+      assert.match(await alice.title(), /^\(@2\)/);
       await alice.evaluate(() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); });
-      await alice.waitForFunction(() => !document.title.startsWith('(@'));
+      await id(alice, 'dm-bob').getByTestId('unread').waitFor({ state: 'visible' });
+      await alice.waitForFunction(() => document.title.startsWith('(@1)'), null, { timeout: WAIT });
+      await openDm(alice, 'bob');
+      await alice.waitForFunction(() => !document.title.startsWith('('));
       assert.deepEqual(problems, []);
     });
   }));

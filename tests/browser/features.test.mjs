@@ -153,7 +153,7 @@ test('unread badges: on the ☰ button on a phone, and in the title', { timeout:
       const badge = id(bob, 'menu-unread');
       await badge.waitFor({ state: 'visible' });
       assert.equal(await badge.textContent(), '1');
-      assert.match(await bob.title(), /^\(1\) #general/);
+      assert.match(await bob.title(), /^\(@1\) #general/, 'a DM counts as a mention');
       assert.match(await id(bob, 'menu-toggle').textContent(), /1 unread/);
       await openDm(bob, 'alice');
       await waitMessage(bob, 'ping', { from: 'alice' });

@@ -62,8 +62,8 @@ function messageEl(m, v) {
     const q = v.quote;
     li.append(el('button', {
       type: 'button', class: 'quote', 'data-action': 'jump', 'data-target': String(m.reply_to), 'data-testid': 'quote',
-      'aria-label': `reply to ${q ? q.from : 'an earlier message'}: go to it`,
-    }, el('span', { class: 'quote-from', text: q ? q.from : '↩' }),
+      title: 'go to the message replied to',
+    }, el('span', { class: 'sr', text: 'in reply to ' }), el('span', { class: 'quote-from', text: q ? q.from : '↩' }),
     el('span', { class: 'quote-text', text: !q ? 'an earlier message' : q.deleted ? 'message deleted' : snippet(q.text) })));
   }
   const text = el('div', { class: 'text' + (m.deleted ? ' tombstone' : '') });
@@ -167,8 +167,9 @@ export function renderList(list, c, ui) {
     let entry = c.nodes.get(it.key);
     if (!entry || entry.sig !== sig) {
       let node;
-      if (view.day) node = el('li', { class: 'day', role: 'separator', 'data-testid': 'day', text: view.day });
-      else if (view.divider) node = el('li', { class: 'divider', role: 'separator', 'data-testid': 'new-divider', text: 'new messages' });
+      // Plain list items: an <ol> holds only those (no role="separator").
+      if (view.day) node = el('li', { class: 'day', 'data-testid': 'day', text: view.day });
+      else if (view.divider) node = el('li', { class: 'divider', 'data-testid': 'new-divider', text: 'new messages' });
       else node = messageEl(it.m, view);
       entry = { sig, node };
     }

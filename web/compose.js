@@ -177,6 +177,14 @@ export function composer(A) {
     }
   });
 
+  // Escape, or a click elsewhere, closes the reaction picker.
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && S.picker !== null) { S.picker = null; renderMessages(); }
+  });
+  document.addEventListener('click', (e) => {
+    if (S.picker !== null && !e.target.closest('.picker, [data-action="picker"]')) { S.picker = null; renderMessages(); }
+  });
+
   $('scroll').addEventListener('scroll', () => { renderJump(); markRead(); }, { passive: true });
   $('jump').addEventListener('click', () => {
     const box = $('scroll');

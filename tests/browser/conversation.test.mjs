@@ -51,6 +51,15 @@ test('edit, react, reply and delete, seen from both sides and after a reload', {
       await alice.waitForFunction(() => document.querySelector('[data-testid="reaction"][data-emoji="👍"] .count')?.textContent === '1');
       assert.deepEqual(await reactions(message(alice, 'final text')), { '👍': [1, true] });
       assert.deepEqual(await reactions(message(bob, 'final text')), { '👍': [1, false] });
+      // Escape closes the picker, and so does a click elsewhere.
+      await message(bob, 'final text').getByTestId('react').click();
+      await bob.getByTestId('picker').waitFor();
+      await bob.keyboard.press('Escape');
+      await bob.getByTestId('picker').waitFor({ state: 'detached' });
+      await message(bob, 'final text').getByTestId('react').click();
+      await bob.getByTestId('picker').waitFor();
+      await id(bob, 'title').click();
+      await bob.getByTestId('picker').waitFor({ state: 'detached' });
     });
     await t.test('bob replies: the reply quotes it, and a click on the quote goes to it', async () => {
       await message(bob, 'final text').getByTestId('reply').click();

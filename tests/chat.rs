@@ -1013,6 +1013,25 @@ async fn dms_last_offline_ones_wait_and_history_reads_only_your_own() {
         (err["code"].as_str(), err["client_id"].as_str()),
         (Some("invalid_field"), Some("x"))
     );
+    // The list is latest first.
+    bob.send(json!({"type": "dm", "to": "frank", "text": "me too", "client_id": "b1"}))
+        .await;
+    bob.next(|e| e["client_id"] == "b1").await;
+    frank
+        .next(|e| e["type"] == "dm" && e["from"] == "bob")
+        .await;
+    frank.send(json!({"type": "dms"})).await;
+    let list = frank.next_of("dms").await;
+    let with: Vec<&str> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["with"].as_str().unwrap())
+        .collect();
+    assert_eq!(with, ["bob", "alice"], "{list}");
+    frank
+        .send(json!({"type": "read", "dm": "bob", "id": 1}))
+        .await;
     // The DM survives a restart, unread again for nobody.
     server.stop().await;
     let server = ChatServer::start(c).await;
@@ -1021,7 +1040,10 @@ async fn dms_last_offline_ones_wait_and_history_reads_only_your_own() {
     frank.send(json!({"type": "dms"})).await;
     assert_eq!(
         frank.next_of("dms").await["conversations"],
-        json!([{"with": "alice", "last_id": 1, "unread": 0}])
+        json!([
+            {"with": "bob", "last_id": 1, "unread": 0},
+            {"with": "alice", "last_id": 1, "unread": 0}
+        ])
     );
     server.stop().await;
 }
@@ -1590,6 +1612,52 @@ async fn edits_deletes_reactions_and_replies_work_in_a_dm() {
                 .contains(&e["type"].as_str().unwrap_or(""))),
         "carol saw the DM's events"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tabs_reconnecting_with_the_secret_are_the_same_user_again_even_after_a_restart() {
+    let c = config("tabs-again");
+    let server = ChatServer::start(c.clone()).await;
+    let (one, welcome) = server.client(hello("alice")).await;
+    let session = welcome["session"].clone();
+    let again = json!({"type": "hello", "nick": "alice", "session": session});
+    let (two, _) = server.client(again.clone()).await;
+    // Both tabs drop (a network blip); each comes back with the secret.
+    one.close().await;
+    two.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (one, w1) = server.client(again.clone()).await;
+    let (two, w2) = server.client(again.clone()).await;
+    for w in [&w1, &w2] {
+        assert_eq!(
+            (&w["user"], &w["session"]),
+            (&json!("alice"), &session),
+            "{w}"
+        );
+    }
+    one.close().await;
+    two.close().await;
+    // The secret outlives a restart too.
+    server.stop().await;
+    let server = ChatServer::start(c).await;
+    let (mut one, w) = server.client(again.clone()).await;
+    assert_eq!(
+        (&w["user"], &w["session"]),
+        (&json!("alice"), &session),
+        "{w}"
+    );
+    let (mut two, w) = server.client(again.clone()).await;
+    assert_eq!(w["user"], "alice", "{w}");
+    // After a logout the old secret proves nothing: a new one.
+    one.send(json!({"type": "logout"})).await;
+    assert_eq!(one.close_code(WAIT).await, Some(1000));
+    assert_eq!(two.close_code(WAIT).await, Some(1000));
+    // Past the close timeout (300 ms here): both connections are gone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_three, w) = server.client(again).await;
+    assert_eq!(w["user"], "alice", "the nick is free");
+    assert_ne!(w["session"], session, "with a new secret");
     server.stop().await;
 }
 

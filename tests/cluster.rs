@@ -1400,3 +1400,36 @@ async fn history_from_before_message_states_is_still_read() {
     assert_eq!(ids, [1, 2]);
     assert_eq!(older["more"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_reaches_a_members_tab_on_a_server_where_nobody_is_in_the_room() {
+    let redis = Redis::start("mention").await;
+    let a = Chat::start(&redis).await;
+    let b = Chat::start(&redis).await;
+    let (mut alice, welcome) = a.client(json!({"type": "hello", "nick": "alice"})).await;
+    let (mut bob, _) = a.client(json!({"type": "hello", "nick": "bob"})).await;
+    bob.next(|e| e["type"] == "history").await;
+    // Wait until B knows alice is online on A: her tab on B is her.
+    let (mut probe, _) = b.client(json!({"type": "hello", "nick": "probe"})).await;
+    probe.next(is_presence("joined", "alice")).await;
+    probe.close().await;
+    let (mut tab, w) = b
+        .client(json!({"type": "hello", "nick": "alice", "session": welcome["session"]}))
+        .await;
+    assert_eq!(w["user"], "alice", "{w}");
+    tab.next(|e| e["type"] == "history").await;
+    tab.send(json!({"type": "leave", "room": "general"})).await;
+    // carol, on B, is in no room: a mention of her reaches no one.
+    let (mut carol, _) = b.client(json!({"type": "hello", "nick": "carol"})).await;
+    carol.next(|e| e["type"] == "history").await;
+    carol
+        .send(json!({"type": "leave", "room": "general"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = bob.acked("general", "@alice @carol look", "m").await;
+    let mention = json!({"type": "mention", "room": "general", "id": id, "from": "bob"});
+    assert_eq!(alice.next_of("mention").await, mention);
+    assert_eq!(tab.next_of("mention").await, mention, "her tab on B too");
+    let got = carol.drain(Duration::from_millis(500)).await;
+    assert!(got.iter().all(|e| e["type"] != "mention"), "{got:?}");
+}

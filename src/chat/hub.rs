@@ -452,12 +452,13 @@ impl Hub {
         let base = wanted.map_or_else(|| format!("guest{id}"), str::to_owned);
         let mut nick = base.clone();
         let mut reclaimed = None;
-        let mut reclaimed_remote = false;
         if !self.config.authenticated {
             let mut n = 1;
             loop {
                 if let Some(holders) = users.get(&nick) {
-                    if let Some(old) = holders.iter().find(|c| Some(c.session.as_str()) == session)
+                    if let Some(old) = holders
+                        .iter()
+                        .find(|c| !c.is_gone() && Some(c.session.as_str()) == session)
                     {
                         reclaimed = Some(old.clone());
                         break;
@@ -465,8 +466,7 @@ impl Hub {
                 } else if !remote.values().any(|held| held.contains(&nick)) {
                     break;
                 } else if remote_reclaim && nick == base {
-                    reclaimed_remote = true;
-                    break;
+                    break; // its owner, online on another server too
                 }
                 n += 1;
                 // Keep the suffixed nick within the 24-character rule.
@@ -479,7 +479,9 @@ impl Hub {
         let session = match &reclaimed {
             // The same user again: one more connection of it.
             Some(held) => held.session.clone(),
-            None if reclaimed_remote => session.unwrap_or_default().to_owned(),
+            // Its owner's secret, proven with the backend: kept, so that
+            // the user's other tabs reconnecting with it are that user.
+            None if remote_reclaim && nick == base => session.unwrap_or_default().to_owned(),
             None => random_token(),
         };
         if !self.config.authenticated {

@@ -14,12 +14,11 @@
 mod convs;
 pub mod store;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use self::store::{DbSync, Outcome, Store};
@@ -42,8 +41,6 @@ const MAX_FILL: u32 = 10_000;
 /// One server's conversations, in SQLite.
 pub struct Local {
     store: Store,
-    /// The nicks ever seen (the `users` table, read at start).
-    known: Mutex<HashSet<String>>,
     /// Each user's DM partners ([`convs::Partners`]).
     partners: convs::Partners,
     hub: OnceLock<Weak<dyn HubEvents>>,
@@ -54,10 +51,9 @@ impl Local {
     /// process; fails, naming the file, if another process holds it.
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let store = Store::open(path, sync, metrics)?;
-        let (known, partners) = convs::open(&store)?;
+        let partners = convs::open(&store)?;
         Ok(Arc::new(Self {
             store,
-            known: Mutex::new(known),
             partners,
             hub: OnceLock::new(),
         }))
@@ -160,10 +156,12 @@ impl Backend for Local {
     }
 
     /// Sessions live in the hub's own users: nothing to share.
-    fn remember_session(&self, _nick: &str, _session: &str) {}
+    fn remember_session(&self, nick: &str, session: &str) {
+        self.keep_session(nick, session);
+    }
 
-    fn session_of(&self, _nick: &str) -> Reply<'_, Option<String>> {
-        ready(None)
+    fn session_of(&self, nick: &str) -> Reply<'_, Option<String>> {
+        self.read_session(nick)
     }
 
     /// Acks wait for their commit: the last ones reach their clients

@@ -56,14 +56,17 @@ impl Hub {
         Ok(())
     }
 
-    /// Before [`register`](Self::register): whether `wanted`, online on
-    /// another server, may be taken over with `session` (the secret its
-    /// owner got in `welcome`, checked with the backend).
+    /// Before [`register`](Self::register): whether `session` is the
+    /// secret the backend keeps for `wanted` (its owner's, from any
+    /// server, or from before a restart): then `register` may take the
+    /// nick from another server, and keeps that secret when the nick is
+    /// free, so that every tab of the user that reconnects with it is the
+    /// same user again.
     pub async fn claim_remote(&self, wanted: Option<&str>, session: Option<&str>) -> bool {
         let (Some(nick), Some(session)) = (wanted, session) else {
             return false;
         };
-        if self.config.authenticated || !self.online_elsewhere(nick) {
+        if self.config.authenticated {
             return false;
         }
         self.backend

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::super::backend::{Conversation, Event, Kind, Signal, Span};
+use super::super::backend::{Conversation, Event, Kind, Scope, Signal, Span};
 use super::super::lock;
 use super::super::protocol::{
     ChatMessage, DmSummary, ErrorCode, MAX_DMS, MAX_READERS, MAX_UNREAD, MAX_WELCOME_DMS, ReadMark,
@@ -43,7 +43,8 @@ pub struct Unread {
     pub unread: BTreeMap<String, u64>,
     /// The same keys, mentions only.
     pub mentions: BTreeMap<String, u64>,
-    /// DMs received while away: the other user and the newest id.
+    /// DM conversations with unread messages (such as DMs received while
+    /// away): the other user and the newest unread id.
     pub away: Vec<(String, u64)>,
 }
 
@@ -303,10 +304,16 @@ impl Hub {
     }
 
     /// A stored room message mentions nicks: each one that is in the
-    /// room (here or, as far as this server knows, elsewhere) and
-    /// connected here gets a `mention` on every connection, in the room
-    /// or not. A stranger is never notified: a mention cannot be used to
-    /// reach someone outside the room.
+    /// room (here or elsewhere) and connected here gets a `mention` on
+    /// every connection, in the room or not. A stranger is never
+    /// notified: a mention cannot be used to reach someone outside the
+    /// room.
+    ///
+    /// Where the room is in memory its roster says who is in it, on every
+    /// server. Where it is not (nobody here is in it), a mentioned user
+    /// connected here may still be in it on another server: scaled out,
+    /// the backend's presence is asked, off this call (it runs on the
+    /// bus's task, which must not wait).
     pub(super) fn notify_mentions(&self, event: &Event) {
         let Conversation::Room(room) = &event.conv else {
             return;
@@ -314,18 +321,30 @@ impl Hub {
         if !is_message(event) || !event.text.contains('@') {
             return;
         }
-        let named = mentions(&event.text);
-        let Some(room_arc) = self.find_room(room) else {
-            return;
-        };
-        let members: Vec<&str> = {
+        let named: Vec<&str> = mentions(&event.text)
+            .into_iter()
+            .filter(|n| *n != event.from)
+            .collect();
+        let roster = self.find_room(room).map(|room_arc| {
             let r = lock(&room_arc);
             named
-                .into_iter()
-                .filter(|n| *n != event.from && r.roster.contains(n))
+                .iter()
+                .map(|n| r.roster.contains(n))
+                .collect::<Vec<bool>>()
+        });
+        let targets: Vec<(String, Vec<Arc<Client>>, bool)> = {
+            let users = lock(&self.users);
+            named
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let here = users.get(*n)?.clone();
+                    let member = roster.as_ref().is_some_and(|r| r[i]);
+                    Some(((*n).to_owned(), here, member))
+                })
                 .collect()
         };
-        if members.is_empty() {
+        if targets.is_empty() {
             return;
         }
         let frame = self.prepare(
@@ -337,9 +356,35 @@ impl Hub {
             }
             .to_json(),
         );
-        let users = lock(&self.users);
-        for c in members.into_iter().filter_map(|n| users.get(n)).flatten() {
-            c.outbox.push(&frame, Delivery::Chat, &self.metrics);
+        let mut unknown = Vec::new();
+        for (nick, connections, member) in targets {
+            if member {
+                for c in &connections {
+                    c.outbox.push(&frame, Delivery::Chat, &self.metrics);
+                }
+            } else if roster.is_none() {
+                unknown.push((nick, connections));
+            }
         }
+        if unknown.is_empty() || !self.backend.shares_presence() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (backend, metrics) = (self.backend.clone(), self.metrics.clone());
+        let scope = Scope::Room(room.clone());
+        runtime.spawn(async move {
+            let Ok(others) = backend.presence(&scope).await else {
+                return;
+            };
+            for (nick, connections) in unknown {
+                if others.iter().any(|(_, nicks)| nicks.contains(&nick)) {
+                    for c in &connections {
+                        c.outbox.push(&frame, Delivery::Chat, &metrics);
+                    }
+                }
+            }
+        });
     }
 }

@@ -52,7 +52,11 @@ impl Hub {
             }
         }
         let client = self.register(wanted, session, remote_reclaim);
-        self.backend.remember_user(&client.nick);
+        // A guest (no nick asked for) is not remembered: its name is
+        // the connection's, and nobody can know it to write to later.
+        if wanted.is_some() {
+            self.backend.remember_user(&client.nick);
+        }
         Ok(client)
     }
 
@@ -89,8 +93,9 @@ impl Hub {
     /// connection record with a new session secret joins `old`'s rooms
     /// (their members see `wanted` join and the old nick leave), and `old`
     /// is unregistered. The user's other connections with the old nick
-    /// are closed (4003) to reconnect as `wanted`. Read marks and DMs stay
-    /// with the old nick.
+    /// are told (a `renamed` with the new secret) and closed (4003), to
+    /// reconnect as `wanted`; the old nick's secret is forgotten. Read
+    /// marks and DMs stay with the old nick.
     pub async fn rename(&self, old: &Arc<Client>, wanted: &str) -> Result<Arc<Client>, Refusal> {
         if self.config.authenticated {
             return Err(Refusal::new(
@@ -130,6 +135,7 @@ impl Hub {
             self.leave(old, &room);
         }
         self.unregister(old);
+        self.backend.forget_session(&old.nick);
         self.backend.publish(Signal::Logout {
             nick: old.nick.clone(),
             renamed: Some(wanted.to_owned()),
@@ -175,6 +181,9 @@ impl Hub {
             None => (CloseFrame::new(CloseCode::NORMAL, "logged out"), None),
         };
         for c in lock(&self.users).get(nick).into_iter().flatten() {
+            // Gone from now on: a `hello` with the old secret is not one
+            // more connection of this user while these close.
+            c.gone.store(true, Ordering::Relaxed);
             if let Some(frame) = &told {
                 c.outbox.push(frame, Kind::Chat, &self.metrics);
             }

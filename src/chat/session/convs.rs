@@ -30,9 +30,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             ClientMsg::Dms {} => match Box::pin(self.hub.dm_list(&self.client.nick)).await {
-                Ok(conversations) => self.reply(&ServerMsg::Dms {
-                    conversations: &conversations,
-                }),
+                Ok(conversations) => {
+                    // Each conversation's count is a read of the store:
+                    // one token more per 10 of them, as `hello` pays per
+                    // room.
+                    self.limiter.charge(conversations.len() as f64 / 10.0);
+                    self.reply(&ServerMsg::Dms {
+                        conversations: &conversations,
+                    });
+                }
                 Err(refusal) => self.refuse(&refusal, None),
             },
             ClientMsg::Nick { nick, client_id } => Box::pin(self.rename(&nick, client_id)).await,

@@ -8,11 +8,17 @@
 //! that a `hello` lists its DMs without walking every conversation.
 //!
 //! ```sql
-//! reads (user, conv, id)   -- PRIMARY KEY (user, conv); INDEX (conv, id)
-//! users (nick)             -- PRIMARY KEY (nick)
+//! reads (user, conv, id)     -- PRIMARY KEY (user, conv); INDEX (conv, id)
+//! users (nick)               -- PRIMARY KEY (nick)
+//! sessions (nick, token)     -- PRIMARY KEY (nick): each nick's last session
 //! ```
+//!
+//! Neither the nicks nor the secrets are kept in memory: they grow with
+//! every nick ever seen, and are asked for rarely (a DM to someone away,
+//! a `hello` with a secret for a nick nobody holds). Writing them again
+//! when they have not changed dirties no page.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -42,14 +48,13 @@ pub(super) fn note_dm(partners: &Partners, event: &Event) {
     }
 }
 
-/// Creates the tables if need be, reads the nicks ever seen and indexes
-/// the DM conversations. Blocks until the history thread has done it
-/// (once, at start).
-pub(super) fn open(store: &Store) -> io::Result<(HashSet<String>, Partners)> {
+/// Creates the tables if need be and indexes the DM conversations.
+/// Blocks until the history thread has done it (once, at start).
+pub(super) fn open(store: &Store) -> io::Result<Partners> {
     let (tx, rx) = std::sync::mpsc::channel();
     let keys = store.keys();
     store.run(Box::new(move |db| {
-        let _ = tx.send(prepare(db).and_then(|users| Ok((users, partners(db, keys)?))));
+        let _ = tx.send(prepare(db).and_then(|()| partners(db, keys)));
     }));
     match rx.recv() {
         Ok(Ok(found)) => Ok(found),
@@ -58,7 +63,7 @@ pub(super) fn open(store: &Store) -> io::Result<(HashSet<String>, Partners)> {
     }
 }
 
-fn prepare(db: &Connection) -> rusqlite::Result<HashSet<String>> {
+fn prepare(db: &Connection) -> rusqlite::Result<()> {
     db.execute(
         "CREATE TABLE IF NOT EXISTS reads (
             user TEXT NOT NULL,
@@ -76,9 +81,11 @@ fn prepare(db: &Connection) -> rusqlite::Result<HashSet<String>> {
         "CREATE TABLE IF NOT EXISTS users (nick TEXT PRIMARY KEY) WITHOUT ROWID",
         [],
     )?;
-    let mut stmt = db.prepare("SELECT nick FROM users")?;
-    let users = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    users.collect()
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS sessions (nick TEXT PRIMARY KEY, token TEXT NOT NULL) WITHOUT ROWID",
+        [],
+    )?;
+    Ok(())
 }
 
 /// The DM conversations among `keys`, each with its newest event.
@@ -99,6 +106,38 @@ fn partners(db: &Connection, keys: Vec<String>) -> rusqlite::Result<Partners> {
         }
     }
     Ok(Arc::new(Mutex::new(all)))
+}
+
+/// Runs one statement on the history thread, logging a failure.
+fn write(store: &Store, sql: &'static str, args: Vec<String>) {
+    store.run(Box::new(move |db| {
+        if let Err(e) = db.execute(sql, rusqlite::params_from_iter(args)) {
+            tracing::warn!(error = %e, "conversation state: write failed");
+        }
+    }));
+}
+
+impl Local {
+    /// Keeps `nick`'s session secret.
+    pub(super) fn keep_session(&self, nick: &str, session: &str) {
+        write(
+            &self.store,
+            "INSERT INTO sessions (nick, token) VALUES (?1, ?2)
+             ON CONFLICT (nick) DO UPDATE SET token = excluded.token
+             WHERE token <> excluded.token",
+            vec![nick.to_owned(), session.to_owned()],
+        );
+    }
+
+    /// The session secret kept for `nick`.
+    pub(super) fn read_session(&self, nick: &str) -> Reply<'_, Option<String>> {
+        let nick = nick.to_owned();
+        self.ask(move |db| {
+            db.prepare_cached("SELECT token FROM sessions WHERE nick = ?1")?
+                .query_row(params![nick], |r| r.get(0))
+                .optional()
+        })
+    }
 }
 
 fn int(v: u64) -> i64 {
@@ -189,25 +228,29 @@ impl Convs for Local {
     }
 
     fn remember_user(&self, nick: &str) {
-        if !lock(&self.known).insert(nick.to_owned()) {
-            return;
-        }
-        let nick = nick.to_owned();
-        self.store.run(Box::new(move |db| {
-            if let Err(e) = db.execute(
-                "INSERT OR IGNORE INTO users (nick) VALUES (?1)",
-                params![nick],
-            ) {
-                tracing::warn!(error = %e, "could not remember a user");
-            }
-        }));
+        write(
+            &self.store,
+            "INSERT OR IGNORE INTO users (nick) VALUES (?1)",
+            vec![nick.to_owned()],
+        );
     }
 
     fn known_user(&self, nick: &str) -> Reply<'_, bool> {
-        ready(lock(&self.known).contains(nick))
+        let nick = nick.to_owned();
+        self.ask(move |db| {
+            let found = db
+                .prepare_cached("SELECT 1 FROM users WHERE nick = ?1")?
+                .query_row(params![nick], |_| Ok(()))
+                .optional()?;
+            Ok(found.is_some())
+        })
     }
 
-    /// Sessions live in the hub's own users here: once its connections
-    /// close, a nick's secret is gone.
-    fn forget_session(&self, _nick: &str) {}
+    fn forget_session(&self, nick: &str) {
+        write(
+            &self.store,
+            "DELETE FROM sessions WHERE nick = ?1",
+            vec![nick.to_owned()],
+        );
+    }
 }

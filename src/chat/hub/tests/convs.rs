@@ -40,7 +40,10 @@ fn reads_within_a_tick_are_one_receipt_and_a_mark_never_moves_back() {
         .unwrap();
     hub.flush_receipts();
     assert!(frames(&bob).is_empty(), "a mark never moves back");
-    assert!(frames(&alice).is_empty(), "nor does a read of nothing (id 0)");
+    assert!(
+        frames(&alice).is_empty(),
+        "nor does a read of nothing (id 0)"
+    );
     let beyond = rt.block_on(hub.read(&alice, general(), 4)).unwrap_err();
     assert_eq!(beyond.code, ErrorCode::BeyondNewest);
     let elsewhere = rt

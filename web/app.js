@@ -429,6 +429,9 @@ $('retry-now').addEventListener('click', () => conn.retryNow());
 
 // --- the account: rename, log out ---------------------------------------------
 
+// With tokens the nick is the token's (a rename would be `nick_fixed`).
+$('rename-form').hidden = AUTH === 'token' || hasToken();
+
 $('rename-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const nick = $('rename-input').value.trim();

@@ -329,6 +329,8 @@ test('with --jwt-secret the page asks for a token, never leaving a dead composer
       assert.equal(await id(page, 'me').textContent(), 'dora');
       assert.ok(await id(page, 'composer').isEnabled());
       assert.equal(await page.evaluate(() => document.activeElement?.id), 'composer');
+      assert.ok(await id(page, 'rename-input').isHidden(), 'the nick is the token\'s: no rename');
+      await id(page, 'logout').waitFor();
       await send(page, 'signed in');
       await waitMessage(page, 'signed in', { from: 'dora' });
     });

@@ -49,7 +49,7 @@ mod users;
 
 pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 use roster::Roster;
-pub use roster::{MAX_DELTA, MAX_PAGE, Members};
+pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -151,6 +151,9 @@ struct Room {
     truncated: bool,
     /// Everyone present, here and on other servers, in order.
     roster: Roster,
+    /// Past [`LARGE_ROOM`]: the count is told, not the nicks (see
+    /// `flush_presence`); when it was last told, and what it was.
+    counted: Option<(Instant, usize)>,
     /// When each nick last had a typing event relayed.
     typing: HashMap<String, Instant>,
     /// Stored events waiting for a hole before them to be filled.

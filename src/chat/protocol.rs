@@ -685,6 +685,11 @@ pub enum ServerMsg<'a> {
         /// empty, and the members must be paged again.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        /// The room is large: its changes are not named, only counted
+        /// (`joined` and `left` are empty). The members a client holds
+        /// may be stale; page them again when they are shown.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        count_only: bool,
     },
     /// A page of a room's members, the answer to `members`.
     Members {
@@ -954,6 +959,7 @@ mod tests {
             count: 3,
             next: Some(Some("bob")),
             truncated: false,
+            count_only: false,
         };
         assert_eq!(
             first.to_json(),
@@ -966,6 +972,7 @@ mod tests {
             count: 2,
             next: Some(None),
             truncated: false,
+            count_only: false,
         };
         assert!(whole.to_json().ends_with(r#""count":2,"next":null}"#));
         let storm = ServerMsg::Presence {
@@ -975,10 +982,24 @@ mod tests {
             count: 9000,
             next: None,
             truncated: true,
+            count_only: false,
         };
         assert_eq!(
             storm.to_json(),
             r#"{"type":"presence","room":"general","joined":[],"left":[],"count":9000,"truncated":true}"#
+        );
+        let large = ServerMsg::Presence {
+            room: "general",
+            joined: &[],
+            left: &[],
+            count: 19000,
+            next: None,
+            truncated: false,
+            count_only: true,
+        };
+        assert_eq!(
+            large.to_json(),
+            r#"{"type":"presence","room":"general","joined":[],"left":[],"count":19000,"count_only":true}"#
         );
         let reply = ServerMsg::Members {
             room: "general",

@@ -504,6 +504,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             count: page.count,
             next: Some(page.next.as_deref()),
             truncated: false,
+            count_only: false,
         });
         match seen {
             // Every kind of event, in id order: a message, and the edits,

@@ -104,7 +104,7 @@ pub async fn run(mut a: Args) -> Result<Report, String> {
         subs.push(tokio::spawn(async move {
             let (stream, rb) = {
                 let _permit = gate.acquire().await;
-                join(&target, proto, &format!("lg-sub{i}")).await?
+                join(&target, proto, &format!("lg-sub{i}"), i).await?
             };
             let _ = ready.send(()).await;
             subscriber(stream, rb, proto, senders, stop, total).await
@@ -125,8 +125,9 @@ pub async fn run(mut a: Args) -> Result<Report, String> {
         );
         let (proto, rate, secs, size, sent) = (a.proto, a.rate, a.secs, a.size, sent_total.clone());
         let n_senders = a.senders;
+        let a_subs = a.subs;
         senders.push(tokio::spawn(async move {
-            let (stream, rb) = join(&target, proto, &format!("lg-send{id}")).await?;
+            let (stream, rb) = join(&target, proto, &format!("lg-send{id}"), a_subs + id).await?;
             let _ = ready.send(()).await;
             let plan = SendPlan {
                 id,
@@ -244,8 +245,15 @@ async fn wait_ready(rx: &mut mpsc::Receiver<()>, n: usize, what: &str) -> Result
 }
 
 /// Connects and does what the protocol needs before messages flow.
-async fn join(target: &Target, proto: Proto, nick: &str) -> io::Result<(TcpStream, ReadBuf)> {
-    let (mut stream, rest) = wire::connect(target).await?;
+/// Connects (as connection `n` of the run: see [`wire::source_for`]) and
+/// joins as `nick`.
+async fn join(
+    target: &Target,
+    proto: Proto,
+    nick: &str,
+    n: usize,
+) -> io::Result<(TcpStream, ReadBuf)> {
+    let (mut stream, rest) = wire::connect_as(target, wire::source_for(target, n)).await?;
     let mut rb = ReadBuf::new(rest, 1 << 20);
     let fut = async {
         match proto {

@@ -9,7 +9,9 @@
 //! `idle<N>`, which joins `general`) and counts as open once its history
 //! page has come, so the time to connect is the time to connect and join
 //! them all. The kernel's TCP memory (`/proc/net/sockstat`, both sides'
-//! sockets) is reported apart from the server's RSS.
+//! sockets) is reported apart from the server's RSS, and so is the kernel's
+//! slab growth per socket (`Slab:` of /proc/meminfo: the socket's own
+//! structures, which an idle socket holds however empty its buffers).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,17 @@ fn tcp_mem_bytes() -> Option<u64> {
     None
 }
 
+/// The kernel's slab memory, in bytes (`Slab:` of /proc/meminfo): where a
+/// socket's own structures live (`TCP`, `sock_inode_cache`, `filp`,
+/// `eventpoll_epi`, `dentry`), whether or not it holds data. Machine-wide,
+/// both sides' sockets, and anything else the machine did meanwhile.
+fn slab_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("Slab:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 pub async fn run(a: Args) -> Result<Report, String> {
     let target = Target::parse(&a.url)?;
     if a.conns == 0 || a.conns > MAX_CONNS || a.hold > MAX_SECS {
@@ -69,6 +82,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
     let before = procfs::rss_bytes(&pid).ok_or("cannot read the server's RSS")?;
     let cpu_before = procfs::sample(Some(a.pid));
     let tcp_before = tcp_mem_bytes().unwrap_or(0);
+    let slab_before = slab_bytes().unwrap_or(0);
     let started = Instant::now();
 
     let gate = Arc::new(Semaphore::new(a.concurrency.max(1)));
@@ -89,7 +103,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
         tasks.push(tokio::spawn(async move {
             let conn = {
                 let _permit = gate.acquire().await;
-                joined(&target, hello.as_deref()).await
+                joined(&target, hello.as_deref(), i).await
             };
             let (mut stream, rest) = match conn {
                 Ok(c) => c,
@@ -140,6 +154,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
     let end = procfs::rss_bytes(&pid).unwrap_or(0);
     let cpu_end = procfs::sample(Some(a.pid));
     let tcp_end = tcp_mem_bytes().unwrap_or(0);
+    let slab_end = slab_bytes().unwrap_or(0);
     let _ = stop_tx.send(true);
     let mut dropped = 0usize;
     for t in tasks {
@@ -154,12 +169,18 @@ pub async fn run(a: Args) -> Result<Report, String> {
     } else {
         0.0
     };
+    // Both ends of each connection are sockets on this machine.
+    let slab_per_socket = if open > 0 {
+        slab_end.saturating_sub(slab_before) as f64 / (2 * open) as f64
+    } else {
+        0.0
+    };
     let server_cpu = match (cpu_before.server_cpu, cpu_end.server_cpu) {
         (Some(a), Some(b)) => Some(round3(b - a)),
         _ => None,
     };
     let human = format!(
-        "idle {} conns{} ({} open, {} failed, {} dropped while held) in {:.1} s: server RSS {:.1} MiB -> {:.1} MiB = {:.0} bytes per connection ({:.2} KiB); kernel TCP memory +{:.1} MiB",
+        "idle {} conns{} ({} open, {} failed, {} dropped while held) in {:.1} s: server RSS {:.1} MiB -> {:.1} MiB = {:.0} bytes per connection ({:.2} KiB); kernel TCP memory +{:.1} MiB; kernel slab +{:.0} bytes per socket (both sides)",
         a.conns,
         if a.hello { " said hello" } else { "" },
         open,
@@ -170,7 +191,8 @@ pub async fn run(a: Args) -> Result<Report, String> {
         end as f64 / 1048576.0,
         per_conn,
         per_conn / 1024.0,
-        tcp_end.saturating_sub(tcp_before) as f64 / 1048576.0
+        tcp_end.saturating_sub(tcp_before) as f64 / 1048576.0,
+        slab_per_socket
     );
     let json = json!({
         "scenario": "idle",
@@ -187,6 +209,9 @@ pub async fn run(a: Args) -> Result<Report, String> {
         "hello": a.hello,
         "tcp_mem_before_bytes": tcp_before,
         "tcp_mem_end_bytes": tcp_end,
+        "slab_before_bytes": slab_before,
+        "slab_end_bytes": slab_end,
+        "slab_per_socket_bytes": slab_per_socket.round(),
         "bytes_per_conn": per_conn.round(),
         "server_cpu_s": server_cpu,
         "gen_cpu_s": round3(cpu_end.own_cpu - cpu_before.own_cpu),
@@ -197,14 +222,15 @@ pub async fn run(a: Args) -> Result<Report, String> {
 /// What the history page, and only it, carries.
 const HISTORY: &[u8] = br#""type":"history""#;
 
-/// Connects, and with `hello` says it and reads until the history page
+/// Connects (as connection `n`: see [`wire::source_for`]), and with `hello` says it and reads until the history page
 /// (the last reply to a `hello` that joins one room); the stream and the
 /// bytes read past what was waited for.
 async fn joined(
     target: &Target,
     hello: Option<&[u8]>,
+    n: usize,
 ) -> std::io::Result<(tokio::net::TcpStream, Vec<u8>)> {
-    let (mut stream, rest) = wire::connect(target).await?;
+    let (mut stream, rest) = wire::connect_as(target, wire::source_for(target, n)).await?;
     let Some(hello) = hello else {
         return Ok((stream, rest));
     };

@@ -10,7 +10,7 @@
 //! the numbers measure.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -85,7 +85,58 @@ impl Target {
 /// connection: §4.1 wants it random, for the same proxy reasons as the
 /// mask, which do not apply on loopback.
 pub async fn connect(target: &Target) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = TcpStream::connect(target.addr).await?;
+    connect_as(target, None).await
+}
+
+/// The local address for connection `n` of this run when the server is on
+/// loopback: `127.A.B.C`, port 20,000 + `n` mod 40,000, with `A.B` drawn
+/// once per run (so a run never meets the last run's TIME_WAIT sockets).
+///
+/// Why not let the kernel choose: every connection of a run goes to the
+/// same server address, so an ephemeral port is a search of the 4-tuples
+/// already used, and past about half of `ip_local_port_range` (28,000
+/// ports here) each `connect` scans thousands of them. At 19,000
+/// connections that search, not the server, was the limit (the kernel's
+/// `__inet_check_established` on top of the generator's profile). Real
+/// clients come from many addresses; so do these.
+pub fn source_for(target: &Target, n: usize) -> Option<SocketAddr> {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<(u8, u8)> = OnceLock::new();
+    let IpAddr::V4(ip) = target.addr.ip() else {
+        return None;
+    };
+    if !ip.is_loopback() {
+        return None;
+    }
+    let &(a, b) = RUN.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos()
+            ^ std::process::id();
+        // 127.0.x.x is left alone: servers and tests live there.
+        (1 + (t % 254) as u8, (t >> 8) as u8)
+    });
+    let host = u8::try_from(1 + n / 40_000).ok()?;
+    let port = 20_000 + (n % 40_000) as u16;
+    Some(SocketAddr::new(Ipv4Addr::new(127, a, b, host).into(), port))
+}
+
+/// [`connect`] from `source` (see [`source_for`]); if that address cannot
+/// be bound, from one the kernel picks.
+pub async fn connect_as(
+    target: &Target,
+    source: Option<SocketAddr>,
+) -> io::Result<(TcpStream, Vec<u8>)> {
+    let bound = source.and_then(|src| {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(src).ok()?;
+        Some(socket)
+    });
+    let mut stream = match bound {
+        Some(socket) => socket.connect(target.addr).await?,
+        None => TcpStream::connect(target.addr).await?,
+    };
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -9,11 +9,12 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::super::backend::{Conversation, PresenceChange, Scope};
 use super::super::lock;
 use super::super::protocol::{Refusal, ServerMsg};
-use super::{Hub, Kind, Room, down};
+use super::{COUNT_EVERY, Hub, Kind, LARGE_ROOM, LARGE_ROOM_UNTIL, Room, down};
 
 impl Hub {
     /// Before the first local member joins `room`: learn its last id and
@@ -95,8 +96,16 @@ impl Hub {
     /// server's tick costs nothing however many rooms it holds; a room
     /// left with nobody in it leaves memory here.
     pub fn flush_presence(&self) {
+        self.flush_presence_at(Instant::now());
+    }
+
+    /// [`flush_presence`](Self::flush_presence) as if it were `now` (the
+    /// tests' clock for [`COUNT_EVERY`]).
+    pub(super) fn flush_presence_at(&self, now: Instant) {
         let dirty = std::mem::take(&mut *lock(&self.dirty));
         let shared = self.backend.shares_presence();
+        // Large rooms whose count is not due yet: looked at again next tick.
+        let mut again = Vec::new();
         if shared {
             let all = self.users_all.swap(false, Ordering::Relaxed);
             let changed = std::mem::take(&mut *lock(&self.users_changed));
@@ -137,30 +146,76 @@ impl Hub {
                         .publish_presence(&Scope::Room(name.clone()), change);
                 }
             }
-            if !r.changed.is_empty() || r.truncated {
-                let changed = std::mem::take(&mut r.changed);
-                let truncated = std::mem::take(&mut r.truncated);
+            if (!r.changed.is_empty() || r.truncated) && !self.tell_presence(&name, &mut r, now) {
+                again.push(name.clone());
+            }
+            self.drop_if_idle(&name, &room_arc, &mut r);
+        }
+        for name in again {
+            self.mark(&name);
+        }
+    }
+
+    /// Tells `name`'s members (the room, locked) how its roster changed:
+    /// the nicks that are now present as `joined`, the ones now gone as
+    /// `left`, and the count. In a large room (past [`LARGE_ROOM`], until
+    /// it shrinks below [`LARGE_ROOM_UNTIL`]) only the count, flagged
+    /// `count_only`, and at most once a [`COUNT_EVERY`]: a join then costs
+    /// the room one delivery per member per second at most, not one per
+    /// tick. Returns `false` if the count is not due yet (the changes
+    /// wait, and the room must be looked at again).
+    fn tell_presence(&self, name: &str, r: &mut Room, now: Instant) -> bool {
+        let count = r.roster.len();
+        let large = match r.counted {
+            Some(_) => count >= LARGE_ROOM_UNTIL,
+            None => count > LARGE_ROOM,
+        };
+        let mut truncated = std::mem::take(&mut r.truncated);
+        let changed = std::mem::take(&mut r.changed);
+        let (joined, left, count_only) = if large {
+            if let Some((at, told)) = r.counted {
+                if now.duration_since(at) < COUNT_EVERY {
+                    r.truncated = truncated;
+                    r.changed = changed;
+                    return false;
+                }
+                if told == count {
+                    return true;
+                }
+            }
+            r.counted = Some((now, count));
+            truncated = false;
+            (Vec::new(), Vec::new(), true)
+        } else {
+            // Back from large: the lists members hold were not kept up
+            // to date, so they page again.
+            truncated |= r.counted.take().is_some();
+            if truncated {
+                (Vec::new(), Vec::new(), false)
+            } else {
                 // A nick noted twice within a tick (joined, then left) is
                 // told as what it is now.
                 let (joined, left): (Vec<String>, Vec<String>) =
                     changed.into_iter().partition(|n| r.roster.contains(n));
-                if !r.members.is_empty() {
-                    let frame = self.prepare(
-                        ServerMsg::Presence {
-                            room: &name,
-                            joined: &joined,
-                            left: &left,
-                            count: r.roster.len(),
-                            next: None,
-                            truncated,
-                        }
-                        .to_json(),
-                    );
-                    r.send_to_members(&frame, Kind::Ephemeral, &self.metrics);
-                }
+                (joined, left, false)
             }
-            self.drop_if_idle(&name, &room_arc, &mut r);
+        };
+        if !r.members.is_empty() {
+            let frame = self.prepare(
+                ServerMsg::Presence {
+                    room: name,
+                    joined: &joined,
+                    left: &left,
+                    count,
+                    next: None,
+                    truncated,
+                    count_only,
+                }
+                .to_json(),
+            );
+            r.send_to_members(&frame, Kind::Ephemeral, &self.metrics);
         }
+        true
     }
 
     /// The rooms with members here. Copied out of the map before any

@@ -29,6 +29,21 @@ pub const MAX_PAGE: usize = MAX_MEMBERS as usize;
 /// and clients page again. The same bound as a page, for the same reasons.
 pub const MAX_DELTA: usize = 100;
 
+/// Past this many members a room is large: its `presence` events stop
+/// naming who came and went and carry only the count (`count_only`), at
+/// most once a [`COUNT_EVERY`]. Naming every join to every member costs
+/// members × joins deliveries: 19,000 joins into one room were 13 million
+/// frames. A large room's members page the list (`members`) when they
+/// show it, which is what a list of thousands is for.
+pub const LARGE_ROOM: usize = 1_000;
+
+/// A large room leaves that mode only below this many members, so that a
+/// room hovering around [`LARGE_ROOM`] does not switch at every join.
+pub const LARGE_ROOM_UNTIL: usize = LARGE_ROOM * 9 / 10;
+
+/// How often a large room tells its members its count, at most.
+pub const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A nick in the members' order: ASCII case folded, then by bytes (so the
 /// order is total and the same on every server).
 #[derive(Debug, Clone, PartialEq, Eq)]

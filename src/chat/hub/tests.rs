@@ -721,6 +721,64 @@ fn a_storm_of_joins_within_one_tick_becomes_a_delta_of_only_the_count() {
 }
 
 #[test]
+fn a_large_room_tells_only_its_count_at_most_once_a_second_and_names_again_once_small() {
+    use std::time::{Duration, Instant};
+    let (hub, _memory) = hub();
+    let mut crowd = crowd(&hub, super::LARGE_ROOM + 1);
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    hub.flush_presence_at(at(0));
+    let watcher = crowd[0].clone();
+    let count_only = |count: usize| {
+        json!({
+            "type": "presence", "room": "general", "joined": [], "left": [],
+            "count": count, "count_only": true
+        })
+    };
+    assert_eq!(frames(&watcher), [count_only(super::LARGE_ROOM + 1)]);
+    // A join within the second is not told yet; after it, as the count.
+    let late = hub.register(Some("late"), None, false);
+    joined(&hub, &late, "general");
+    hub.flush_presence_at(at(500));
+    assert_eq!(frames(&watcher), Vec::<Value>::new());
+    hub.flush_presence_at(at(1_100));
+    assert_eq!(frames(&watcher), [count_only(super::LARGE_ROOM + 2)]);
+    // A join and a leave within the next second: the count did not
+    // change, so nothing is sent.
+    let other = hub.register(Some("other"), None, false);
+    joined(&hub, &other, "general");
+    hub.unregister(&late);
+    hub.flush_presence_at(at(2_200));
+    assert_eq!(frames(&watcher), Vec::<Value>::new());
+    // Shrinking, but not below LARGE_ROOM_UNTIL: still only the count.
+    let gone = crowd.len() - super::LARGE_ROOM_UNTIL;
+    for c in crowd.drain(1..gone) {
+        hub.unregister(&c);
+    }
+    hub.flush_presence_at(at(3_300));
+    let now = super::LARGE_ROOM_UNTIL + 2;
+    assert_eq!(frames(&watcher), [count_only(now)]);
+    // Below it: one `truncated` (the lists clients hold were not kept up
+    // to date), then named deltas again.
+    for c in crowd.drain(1..4) {
+        hub.unregister(&c);
+    }
+    hub.flush_presence_at(at(4_400));
+    assert_eq!(
+        frames(&watcher),
+        [json!({
+            "type": "presence", "room": "general", "joined": [], "left": [],
+            "count": now - 3, "truncated": true
+        })]
+    );
+    hub.unregister(&other);
+    hub.flush_presence_at(at(4_500));
+    let got = frames(&watcher);
+    assert_eq!(got[0]["left"], json!(["other"]));
+    assert!(got[0].get("count_only").is_none());
+}
+
+#[test]
 fn the_count_and_the_pages_include_other_servers_members() {
     let memory = Memory::shared();
     memory.others.lock().unwrap().insert(

@@ -7,11 +7,16 @@
 // server, `node --test tests/browser/`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import {
-  WAIT, budget, id, openDm, openRoom, pair, send, shown, sleep, statusIs, waitMessage, watchProblems, withChat,
+  WAIT, budget, id, openDm, openRoom, pair, send, shown, signIn, sleep, statusIs, waitMessage, watchProblems, withChat,
 } from './harness.mjs';
 
 budget(600);
@@ -367,4 +372,52 @@ test('with --jwt-secret the page asks for a token, never leaving a dead composer
       assert.equal(await id(other, 'me').textContent(), 'erin', 'kept across a reload');
       assert.deepEqual(problems, []);
     });
+  }));
+
+test('a room past 1,000 members: the count follows, the list is kept and paged again at most every few seconds', { timeout: 180_000 }, (t) =>
+  withChat('large', ['--no-rate-limit', '--max-per-ip', '0', '--max-handshakes-per-ip', '0'], async ({ server, browser, problems }) => {
+    // The crowd is a node process of its own (1,001 sockets are more than
+    // a browser page would hold).
+    const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'crowd.mjs');
+    const crowd = spawn(process.execPath, ['--experimental-websocket', '--no-warnings', script, `${server.base.replace('http', 'ws')}ws`, '1001'],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = readline.createInterface({ input: crowd.stdout });
+    const ready = async () => { const [line] = await once(lines, 'line'); return Number(line.split(' ')[1]); };
+    try {
+      assert.equal(await ready(), 1001);
+      const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+      ctx.setDefaultTimeout(WAIT);
+      const alice = await ctx.newPage();
+      watchProblems(alice, 'alice', problems);
+      const asked = []; // when alice asked for members
+      alice.on('websocket', (ws) => ws.on('framesent', (f) => { if (JSON.parse(f.payload).type === 'members') asked.push(Date.now()); }));
+      const counts = []; // when alice was told only a count
+      alice.on('websocket', (ws) => ws.on('framereceived', (f) => { if (JSON.parse(f.payload).count_only) counts.push(Date.now()); }));
+      await signIn(alice, server.base, 'alice');
+      const count = async () => Number((await id(alice, 'online-count').textContent()).replace(/\D/g, ''));
+      await t.test('the count is the room\'s, the list its first page', async () => {
+        await alice.waitForFunction(() => /online$/.test(document.getElementById('online-count').textContent));
+        assert.equal(await count(), 1002);
+        assert.equal(await alice.locator('[data-testid="online"] li').count(), 100);
+      });
+      await t.test('joins show as a count; the list is paged again once, not at every count', async () => {
+        for (let i = 0; i < 4; i++) {
+          crowd.stdin.write('more\n');
+          await ready();
+          await sleep(1100); // one count_only a second at most
+        }
+        await alice.waitForFunction(() => document.getElementById('online-count').textContent.replace(/\D/g, '') === '1006');
+        // Every count since alice's join, and how often she paged: once
+        // per 5 s at most (the first count pages at once).
+        const span = Date.now() - counts[0];
+        assert.ok(counts.length >= 4, `${counts.length} counts`);
+        const paged = asked.filter((a) => a >= counts[0]);
+        assert.ok(paged.length >= 1 && paged.length <= 1 + Math.floor(span / 5000), `members asked ${paged.length} times in ${span} ms, for ${counts.length} counts`);
+        assert.equal(await alice.locator('[data-testid="online"] li').count(), 100, 'still one page');
+        assert.deepEqual(problems, []);
+      });
+    } finally {
+      crowd.stdin.end();
+      crowd.kill();
+    }
   }));

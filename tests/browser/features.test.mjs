@@ -2,8 +2,8 @@
 // real Chromium by two users in two browser contexts on a fresh server:
 // drafts per conversation, safe formatting, grouping and day separators,
 // the live region, the offline banner with "retry now", refused posts
-// and their retry, contrast (axe-core) in both themes, and signing in
-// with a token. Run through scripts/browser-test.sh (or, with a built
+// and their retry, contrast (axe-core) in both themes, signing in with a
+// token, and a room past 1,000 members (count_only). Run through scripts/browser-test.sh (or, with a built
 // server, `node --test tests/browser/`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -20,6 +20,8 @@
 #
 #   scripts/browser-test.sh                          build, then test
 #   BROWSER_TEST_NO_BUILD=1 scripts/browser-test.sh  use the existing target/release/rfc6455
+#   BROWSER_TEST_WEB_DIR=web node --test tests/browser/  while working on the page: serve
+#                                                    web/ from disk (no rebuild; see harness.mjs)
 #
 # Screenshots of both users' pages end up in target/browser-alice.png and
 # target/browser-bob.png (target/browser-tls-*.png for the https run).

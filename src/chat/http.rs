@@ -377,8 +377,12 @@ where
 }
 
 fn index(shared: &Shared, _: &str) -> Response {
-    let html = index_html(shared.config.jwt_secret.is_some());
-    Response::ok("text/html; charset=utf-8", html.into_owned().into_bytes())
+    // Borrowed as built in, unless the marker had to change.
+    let body: Cow<'static, [u8]> = match index_html(shared.config.jwt_secret.is_some()) {
+        Cow::Borrowed(html) => Cow::Borrowed(html.as_bytes()),
+        Cow::Owned(html) => Cow::Owned(html.into_bytes()),
+    };
+    Response::ok("text/html; charset=utf-8", body)
 }
 
 /// What the page says about signing in (docs/PROTOCOL.md,

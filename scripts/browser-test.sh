@@ -9,6 +9,9 @@
 # checks that its resume shows the newest ones and pages back through the
 # `gap` (docs/PROTOCOL.md). A fourth fills a room with more members than
 # one page and checks the count, the "more" button and the search box.
+# tests/browser/features.test.mjs drives the everyday features (drafts,
+# formatting, the offline banner, refused posts, contrast with axe-core in
+# both themes, signing in with a token, …) with two users each.
 #
 # Installs what it needs when missing (Debian's chromium and openssl
 # packages; the npm dependencies in tests/browser/), builds the server,
@@ -17,6 +20,8 @@
 #
 #   scripts/browser-test.sh                          build, then test
 #   BROWSER_TEST_NO_BUILD=1 scripts/browser-test.sh  use the existing target/release/rfc6455
+#   BROWSER_TEST_WEB_DIR=web node --test tests/browser/  while working on the page: serve
+#                                                    web/ from disk (no rebuild; see harness.mjs)
 #
 # Screenshots of both users' pages end up in target/browser-alice.png and
 # target/browser-bob.png (target/browser-tls-*.png for the https run).

@@ -67,6 +67,14 @@ pub struct Shared {
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
+const COMPOSE_JS: &str = include_str!("../../web/compose.js");
+const CONN_JS: &str = include_str!("../../web/conn.js");
+const EVENTS_JS: &str = include_str!("../../web/events.js");
+const MARKDOWN_JS: &str = include_str!("../../web/markdown.js");
+const NOTICES_JS: &str = include_str!("../../web/notices.js");
+const RENDER_JS: &str = include_str!("../../web/render.js");
+const SIDEBAR_JS: &str = include_str!("../../web/sidebar.js");
+const UTIL_JS: &str = include_str!("../../web/util.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
 
 /// The page may load only its own scripts and styles and talk only to its
@@ -227,10 +235,18 @@ enum Route {
 /// Every method and path served. HEAD is served as GET without the body
 /// (RFC 9110 §9.3.2). A request no row matches gets 404, or 405 if no row
 /// has its method.
-const ROUTES: [(&str, &str, Route); 7] = [
+const ROUTES: [(&str, &str, Route); 15] = [
     ("GET", "/", Route::Page(index)),
     ("GET", "/index.html", Route::Page(index)),
     ("GET", "/app.js", Route::Page(app_js)),
+    ("GET", "/compose.js", Route::Page(compose_js)),
+    ("GET", "/conn.js", Route::Page(conn_js)),
+    ("GET", "/events.js", Route::Page(events_js)),
+    ("GET", "/markdown.js", Route::Page(markdown_js)),
+    ("GET", "/notices.js", Route::Page(notices_js)),
+    ("GET", "/render.js", Route::Page(render_js)),
+    ("GET", "/sidebar.js", Route::Page(sidebar_js)),
+    ("GET", "/util.js", Route::Page(util_js)),
     ("GET", "/style.css", Route::Page(style_css)),
     ("GET", "/healthz", Route::Page(healthz)),
     ("GET", "/metrics", Route::Page(metrics)),
@@ -360,12 +376,69 @@ where
     None
 }
 
-fn index(_: &Shared, _: &str) -> Response {
-    Response::ok("text/html; charset=utf-8", INDEX_HTML.as_bytes())
+fn index(shared: &Shared, _: &str) -> Response {
+    // Borrowed as built in, unless the marker had to change.
+    let body: Cow<'static, [u8]> = match index_html(shared.config.jwt_secret.is_some()) {
+        Cow::Borrowed(html) => Cow::Borrowed(html.as_bytes()),
+        Cow::Owned(html) => Cow::Owned(html.into_bytes()),
+    };
+    Response::ok("text/html; charset=utf-8", body)
+}
+
+/// What the page says about signing in (docs/PROTOCOL.md,
+/// "Authentication"): `<meta name="chat-auth">` is `nick` as written,
+/// `token` when the server requires one, so that the page asks for a
+/// token rather than a nick it could never use.
+const AUTH_NICK: &str = r#"<meta name="chat-auth" content="nick">"#;
+const AUTH_TOKEN: &str = r#"<meta name="chat-auth" content="token">"#;
+
+fn index_html(token: bool) -> Cow<'static, str> {
+    if token {
+        Cow::Owned(INDEX_HTML.replacen(AUTH_NICK, AUTH_TOKEN, 1))
+    } else {
+        Cow::Borrowed(INDEX_HTML)
+    }
+}
+
+/// A module of the page's script (web/*.js, loaded as ES modules).
+fn script(body: &'static str) -> Response {
+    Response::ok("text/javascript; charset=utf-8", body.as_bytes())
 }
 
 fn app_js(_: &Shared, _: &str) -> Response {
-    Response::ok("text/javascript; charset=utf-8", APP_JS.as_bytes())
+    script(APP_JS)
+}
+
+fn compose_js(_: &Shared, _: &str) -> Response {
+    script(COMPOSE_JS)
+}
+
+fn conn_js(_: &Shared, _: &str) -> Response {
+    script(CONN_JS)
+}
+
+fn events_js(_: &Shared, _: &str) -> Response {
+    script(EVENTS_JS)
+}
+
+fn markdown_js(_: &Shared, _: &str) -> Response {
+    script(MARKDOWN_JS)
+}
+
+fn notices_js(_: &Shared, _: &str) -> Response {
+    script(NOTICES_JS)
+}
+
+fn render_js(_: &Shared, _: &str) -> Response {
+    script(RENDER_JS)
+}
+
+fn sidebar_js(_: &Shared, _: &str) -> Response {
+    script(SIDEBAR_JS)
+}
+
+fn util_js(_: &Shared, _: &str) -> Response {
+    script(UTIL_JS)
 }
 
 fn style_css(_: &Shared, _: &str) -> Response {
@@ -545,6 +618,47 @@ mod tests {
     use crate::chat::hub::HubConfig;
     use crate::chat::metrics::Metrics;
     use crate::proto::{Connection, Role};
+
+    /// The page learns from `/` whether to ask for a token: the marker is
+    /// in web/index.html exactly once, and `--jwt-secret` turns it to
+    /// `token`.
+    #[test]
+    fn the_index_says_whether_a_token_is_needed() {
+        assert_eq!(INDEX_HTML.matches(AUTH_NICK).count(), 1);
+        assert_eq!(index_html(false), INDEX_HTML);
+        let token = index_html(true);
+        assert!(token.contains(AUTH_TOKEN) && !token.contains(AUTH_NICK));
+    }
+
+    /// Every module the page imports is served: an `import … from
+    /// './x.js'` in web/ has its route.
+    #[test]
+    fn every_imported_module_has_a_route() {
+        for body in [
+            APP_JS,
+            COMPOSE_JS,
+            CONN_JS,
+            EVENTS_JS,
+            MARKDOWN_JS,
+            NOTICES_JS,
+            RENDER_JS,
+            SIDEBAR_JS,
+            UTIL_JS,
+        ] {
+            for line in body.lines().filter(|l| l.starts_with("import ")) {
+                let name = line
+                    .rsplit_once("'./")
+                    .and_then(|(_, rest)| rest.split_once('\''))
+                    .map(|(n, _)| n);
+                let name = name.unwrap_or_else(|| panic!("an import from ./: {line}"));
+                let path = format!("/{name}");
+                assert!(
+                    ROUTES.iter().any(|(_, p, _)| *p == path),
+                    "{path} is imported but not routed"
+                );
+            }
+        }
+    }
 
     /// What a connection's task holds for the connection's whole life
     /// stays small (issue 15: the task's future was 16.6 KiB, sized for

@@ -193,8 +193,12 @@ impl Room {
 
     /// Notes a change for the next delta, keeping at most [`MAX_DELTA`]:
     /// past that, the delta is only the count, and what it would have
-    /// named is not kept either.
+    /// named is not kept either. A large room (its count told, not its
+    /// nicks: `counted`) keeps no names at all, only that something changed.
     fn note(&mut self, nick: &str) {
+        if self.counted.is_some() {
+            self.truncated = true;
+        }
         if self.truncated {
             return;
         }

@@ -460,6 +460,16 @@ pub fn check_nick(nick: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Exactly one of `room` and `dm` (a DM's other user), each valid: what
+/// every request that may name either conversation carries.
+fn check_where(room: Option<&str>, dm: Option<&str>) -> Result<(), Refusal> {
+    match (room, dm) {
+        (Some(room), None) => check_room(room),
+        (None, Some(nick)) => check_nick(nick).map_err(|_| Refusal::field("dm: not a valid nick")),
+        _ => Err(Refusal::field("room or dm: exactly one of them")),
+    }
+}
+
 /// Rooms: 1–32 characters, lowercase letters, digits, `_`, `-`.
 pub fn check_room(room: &str) -> Result<(), Refusal> {
     let ok = (1..=32).contains(&room.len())
@@ -822,6 +832,18 @@ impl ServerMsg<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// `bad` is refused as `invalid_field`, and the refusal names `field`
+    /// (here and in the child modules' tests).
+    pub(super) fn assert_invalid_field(bad: &str, field: &str) {
+        let refusal = super::parse(bad).unwrap_err();
+        assert_eq!(refusal.code, super::ErrorCode::InvalidField, "{bad}");
+        assert!(
+            refusal.message.contains(field),
+            "{bad}: {}",
+            refusal.message
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -939,13 +961,7 @@ mod tests {
                 "cursor",
             ),
         ] {
-            let refusal = parse(bad).unwrap_err();
-            assert_eq!(refusal.code, ErrorCode::InvalidField, "{bad}");
-            assert!(
-                refusal.message.contains(field),
-                "{bad}: {}",
-                refusal.message
-            );
+            assert_invalid_field(bad, field);
         }
     }
 

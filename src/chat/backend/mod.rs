@@ -77,6 +77,17 @@ impl Conversation {
         Self::Dm(a.to_owned(), b.to_owned())
     }
 
+    /// A DM's parties, each with the other (one pair if someone writes
+    /// to themselves); none for a room. Whatever goes to both ends of a
+    /// DM goes through this, so a self-DM is never delivered twice.
+    pub fn parties(&self) -> Vec<(&str, &str)> {
+        match self {
+            Self::Room(_) => Vec::new(),
+            Self::Dm(a, b) if a == b => vec![(a.as_str(), b.as_str())],
+            Self::Dm(a, b) => vec![(a.as_str(), b.as_str()), (b.as_str(), a.as_str())],
+        }
+    }
+
     /// The stores' key: the room's name, or `@a|b` for a DM. Neither `@`
     /// nor `|` may be in a room name or a nick, so the two never meet.
     /// SQLite's `room` column and the Redis keys hold it, so it must not

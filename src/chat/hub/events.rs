@@ -9,12 +9,13 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
-use crate::proto::{CloseCode, CloseFrame};
+use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
 use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
 use super::lifecycle::event_json;
+use super::reads::is_message;
 use super::{Hub, Kind, Room};
 
 impl HubEvents for Hub {
@@ -23,27 +24,28 @@ impl HubEvents for Hub {
             Conversation::Room(_) => {
                 // Mentions are derived where the event is delivered: the
                 // stored event reaches every server, each tells its own.
-                let mentioning = event.text.contains('@').then(|| event.clone());
+                let mentioning =
+                    (is_message(&event) && event.text.contains('@')).then(|| event.clone());
                 self.deliver(event);
                 if let Some(event) = mentioning {
                     self.notify_mentions(&event);
                 }
             }
-            Conversation::Dm(a, b) => {
+            Conversation::Dm(..) => {
                 // To every connection of both parties, each seeing the
                 // event as its own (an edit's `dm` is the other party).
+                // Encoded before the users lock is taken: every session's
+                // lookup waits on that lock.
+                let frames: Vec<(&str, PreparedFrame)> = event
+                    .conv
+                    .parties()
+                    .into_iter()
+                    .map(|(me, _)| (me, self.prepare(event_json(&event, Some(me)))))
+                    .collect();
                 let users = lock(&self.users);
-                let mut nicks = vec![a];
-                if a != b {
-                    nicks.push(b);
-                }
-                for nick in nicks {
-                    let Some(conns) = users.get(nick.as_str()) else {
-                        continue;
-                    };
-                    let frame = self.prepare(event_json(&event, Some(nick)));
-                    for c in conns {
-                        c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                for (me, frame) in &frames {
+                    for c in users.get(*me).into_iter().flatten() {
+                        c.outbox.push(frame, Kind::Chat, &self.metrics);
                     }
                 }
             }

@@ -170,34 +170,33 @@ impl Hub {
             Some(_) => count >= LARGE_ROOM_UNTIL,
             None => count > LARGE_ROOM,
         };
-        let mut truncated = std::mem::take(&mut r.truncated);
-        let changed = std::mem::take(&mut r.changed);
-        let (joined, left, count_only) = if large {
-            if let Some((at, told)) = r.counted {
-                if now.duration_since(at) < COUNT_EVERY {
-                    r.truncated = truncated;
-                    r.changed = changed;
-                    return false;
-                }
-                if told == count {
-                    return true;
-                }
+        let (joined, left, truncated, count_only) = if large {
+            if r.counted
+                .is_some_and(|(at, _)| now.duration_since(at) < COUNT_EVERY)
+            {
+                return false;
+            }
+            // A large room notes that something changed, never who.
+            r.changed.clear();
+            r.truncated = false;
+            if r.counted.is_some_and(|(_, told)| told == count) {
+                return true;
             }
             r.counted = Some((now, count));
-            truncated = false;
-            (Vec::new(), Vec::new(), true)
+            (Vec::new(), Vec::new(), false, true)
         } else {
             // Back from large: the lists members hold were not kept up
             // to date, so they page again.
-            truncated |= r.counted.take().is_some();
+            let truncated = std::mem::take(&mut r.truncated) | r.counted.take().is_some();
+            let changed = std::mem::take(&mut r.changed);
             if truncated {
-                (Vec::new(), Vec::new(), false)
+                (Vec::new(), Vec::new(), true, false)
             } else {
                 // A nick noted twice within a tick (joined, then left) is
                 // told as what it is now.
                 let (joined, left): (Vec<String>, Vec<String>) =
                     changed.into_iter().partition(|n| r.roster.contains(n));
-                (joined, left, false)
+                (joined, left, false, false)
             }
         };
         if !r.members.is_empty() {

@@ -50,7 +50,7 @@ pub struct Unread {
 
 /// Whether an event counts as a message: not an edit, a delete or a
 /// reaction, and not deleted since.
-fn is_message(event: &Event) -> bool {
+pub(super) fn is_message(event: &Event) -> bool {
     matches!(&event.kind, Kind::Msg(m) if !m.deleted)
 }
 
@@ -111,16 +111,17 @@ impl Hub {
     pub fn flush_receipts(&self) {
         let pending = std::mem::take(&mut *lock(&self.receipts));
         for (key, readers) in pending {
-            match Conversation::from_key(&key) {
+            let conv = Conversation::from_key(&key);
+            match &conv {
                 Conversation::Room(room) => {
-                    let Some(room_arc) = self.find_room(&room) else {
+                    let Some(room_arc) = self.find_room(room) else {
                         continue;
                     };
                     let r = lock(&room_arc);
                     for (user, id) in readers {
                         let frame = self.prepare(
                             ServerMsg::Receipt {
-                                room: Some(&room),
+                                room: Some(room),
                                 dm: None,
                                 user: &user,
                                 id,
@@ -130,10 +131,10 @@ impl Hub {
                         r.send_to_members(&frame, Delivery::Ephemeral, &self.metrics);
                     }
                 }
-                Conversation::Dm(a, b) => {
+                Conversation::Dm(..) => {
                     let users = lock(&self.users);
                     for (user, id) in readers {
-                        for (me, other) in [(&a, &b), (&b, &a)] {
+                        for (me, other) in conv.parties() {
                             let frame = self.prepare(
                                 ServerMsg::Receipt {
                                     room: None,
@@ -143,7 +144,7 @@ impl Hub {
                                 }
                                 .to_json(),
                             );
-                            for c in users.get(me.as_str()).into_iter().flatten() {
+                            for c in users.get(me).into_iter().flatten() {
                                 c.outbox.push(&frame, Delivery::Ephemeral, &self.metrics);
                             }
                         }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Refusal, check_client_id, check_nick, check_room};
+use super::{Refusal, check_client_id, check_nick};
 
 /// The most a `welcome`'s `unread` or `mentions` count (or a `dms`
 /// conversation's `unread`) says: the counting reads at most this many of
@@ -48,11 +48,7 @@ pub(super) fn check_read(
     dm: Option<&str>,
     client_id: Option<&str>,
 ) -> Result<(), Refusal> {
-    match (room, dm) {
-        (Some(room), None) => check_room(room)?,
-        (None, Some(dm)) => check_nick(dm).map_err(|_| Refusal::field("dm: not a valid nick"))?,
-        _ => return Err(Refusal::field("room or dm: exactly one of them")),
-    }
+    super::check_where(room, dm)?;
     client_id.map_or(Ok(()), check_client_id)
 }
 
@@ -116,7 +112,7 @@ mod tests {
 
     #[test]
     fn the_conversation_requests_parse_and_bad_ones_name_their_field() {
-        use super::super::{ClientMsg, ErrorCode, parse};
+        use super::super::{ClientMsg, parse};
         assert_eq!(
             parse(r#"{"type":"read","dm":"bob","id":7}"#).unwrap(),
             ClientMsg::Read {
@@ -145,13 +141,7 @@ mod tests {
             (r#"{"type":"nick","nick":"a b"}"#, "nick"),
             (r#"{"type":"dms","x":1}"#, "x"),
         ] {
-            let refusal = parse(bad).unwrap_err();
-            assert_eq!(refusal.code, ErrorCode::InvalidField, "{bad}");
-            assert!(
-                refusal.message.contains(field),
-                "{bad}: {}",
-                refusal.message
-            );
+            super::super::tests::assert_invalid_field(bad, field);
         }
     }
 

@@ -6,7 +6,7 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::{ClientMsg, ErrorCode, Refusal, check_client_id, check_nick, check_room, check_text};
+use super::{ClientMsg, ErrorCode, Refusal, check_client_id, check_text};
 
 /// The most bytes of an emoji reaction (one grapheme: a family emoji with
 /// skin tones is 25–35 bytes; `:name:` is at most 34).
@@ -36,15 +36,6 @@ pub fn check_emoji(emoji: &str) -> Result<(), Refusal> {
             ErrorCode::BadEmoji,
             format!("emoji: one grapheme of at most {MAX_EMOJI} bytes, or :name: of a-z 0-9 _ + -"),
         ))
-    }
-}
-
-/// Exactly one of `room` and `dm`, each valid.
-fn check_where(room: &Option<String>, dm: &Option<String>) -> Result<(), Refusal> {
-    match (room, dm) {
-        (Some(room), None) => check_room(room),
-        (None, Some(nick)) => check_nick(nick).map_err(|_| Refusal::field("dm: not a valid nick")),
-        _ => Err(Refusal::field("room or dm: exactly one of them")),
     }
 }
 
@@ -79,7 +70,7 @@ pub(super) fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
         }
         _ => return Ok(()),
     };
-    check_where(room, dm)?;
+    super::check_where(room.as_deref(), dm.as_deref())?;
     client_id.as_deref().map_or(Ok(()), check_client_id)
 }
 

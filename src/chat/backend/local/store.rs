@@ -634,11 +634,9 @@ mod tests {
             // transaction that inserts the text "poison". The table is
             // the schema of before versions (migrated at open).
             let db = Connection::open(&path).unwrap();
+            db.execute_batch(kinds::V1).unwrap();
             db.execute_batch(
-                "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL,
-                    sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
-                    PRIMARY KEY (room, id)) WITHOUT ROWID;
-                 CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+                "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
                  BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
             )
             .unwrap();
@@ -684,11 +682,9 @@ mod tests {
         let path = temp_db("migrate");
         {
             let db = Connection::open(&path).unwrap();
+            db.execute_batch(kinds::V1).unwrap();
             db.execute_batch(
-                "CREATE TABLE messages (room TEXT NOT NULL, id INTEGER NOT NULL,
-                    sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
-                    PRIMARY KEY (room, id)) WITHOUT ROWID;
-                 INSERT INTO messages VALUES ('general', 1, 'alice', 'old one', 5);
+                "INSERT INTO messages VALUES ('general', 1, 'alice', 'old one', 5);
                  INSERT INTO messages VALUES ('general', 2, 'bob', 'old two', 6);",
             )
             .unwrap();

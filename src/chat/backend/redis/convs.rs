@@ -42,19 +42,18 @@ return 1
 "#;
 
 impl Redis {
-    /// A DM stored with `id` at `ts`: each of its two users has the other
-    /// as a partner, latest first.
-    pub(super) fn note_dm(&self, conv: &Conversation, ts: u64) {
+    /// The commands that note a DM stored at `ts` (none for a room): each
+    /// of its two users has the other as a partner, latest first. The
+    /// caller sends a whole batch's at once.
+    pub(super) fn note_dm(conv: &Conversation, ts: u64, cmds: &mut Vec<redis::Cmd>) {
         let Conversation::Dm(a, b) = conv else {
             return;
         };
-        let mut cmds = Vec::new();
         for (user, with) in [(a, b), (b, a)] {
             let mut c = redis::cmd("ZADD");
             c.arg(key_dms(user)).arg(ts).arg(with);
             cmds.push(c);
         }
-        self.send(cmds);
     }
 
     async fn marks(&self, user: &str) -> RedisResult<Vec<(Conversation, u64)>> {

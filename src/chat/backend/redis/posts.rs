@@ -258,10 +258,11 @@ impl Redis {
                     self.metrics
                         .published
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    let mut partners = Vec::new();
                     for (p, id) in batch.into_iter().zip(ids) {
                         match u64::try_from(id) {
                             Ok(id) => {
-                                self.note_dm(&p.event.conv, p.event.ts);
+                                Self::note_dm(&p.event.conv, p.event.ts, &mut partners);
                                 p.ack.done(Ok(id));
                             }
                             Err(_) => match Rejected::from_code(id) {
@@ -269,6 +270,9 @@ impl Redis {
                                 None => p.ack.done(Err(Unavailable)),
                             },
                         }
+                    }
+                    if !partners.is_empty() {
+                        self.send(partners);
                     }
                     self.in_flight.store(0, Ordering::Relaxed);
                 }

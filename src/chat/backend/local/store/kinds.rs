@@ -21,23 +21,25 @@ use crate::chat::backend::{Event, Kind, MAX_REACTIONS, MsgState, NewEvent, Rejec
 /// The schema's version now (`PRAGMA user_version`).
 pub const VERSION: i64 = 2;
 
+/// Version 1: messages only, one row per message (the backend seam). A
+/// database from before versions were counted holds exactly this (the
+/// tests that open one build it from here).
+pub const V1: &str = "CREATE TABLE IF NOT EXISTS messages (
+    room TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (room, id)
+) WITHOUT ROWID;";
+
 /// Brings the schema to [`VERSION`], one step per version, in the
 /// caller's transaction. A database from before versions were counted
 /// has `user_version` 0 and version 1's table.
 pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
     let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version < 1 {
-        // 1: messages only, one row per message (the backend seam).
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS messages (
-                room TEXT NOT NULL,
-                id INTEGER NOT NULL,
-                sender TEXT NOT NULL,
-                text TEXT NOT NULL,
-                ts INTEGER NOT NULL,
-                PRIMARY KEY (room, id)
-             ) WITHOUT ROWID;",
-        )?;
+        db.execute_batch(V1)?;
     }
     if version < 2 {
         // 2 (issue 16): every kind of event is a row. Existing rows are
@@ -230,18 +232,15 @@ pub fn apply(
                 )?
                 .execute(params![room, t, emoji, new.from])?;
             if removed == 0 {
-                let others: i64 = tx
+                // The message's distinct reactions, and whether this one is
+                // among them, in one read.
+                let (distinct, has): (i64, bool) = tx
                     .prepare_cached(
-                        "SELECT COUNT(DISTINCT emoji) FROM reactions
-                         WHERE room = ?1 AND id = ?2 AND emoji <> ?3",
+                        "SELECT COUNT(DISTINCT emoji), COALESCE(MAX(emoji = ?3), 0)
+                         FROM reactions WHERE room = ?1 AND id = ?2",
                     )?
-                    .query_row(params![room, t, emoji], |r| r.get(0))?;
-                let has: bool = tx
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM reactions WHERE room = ?1 AND id = ?2 AND emoji = ?3)",
-                    )?
-                    .query_row(params![room, t, emoji], |r| r.get(0))?;
-                if !has && others as usize >= MAX_REACTIONS {
+                    .query_row(params![room, t, emoji], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if !has && distinct as usize >= MAX_REACTIONS {
                     return Ok(Err(Rejected::TooManyReactions));
                 }
                 tx.prepare_cached(

@@ -50,6 +50,7 @@ mod users;
 pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 use roster::Roster;
 pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
+pub use users::Standing;
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -91,6 +92,10 @@ pub struct Client {
     rooms: Mutex<Vec<String>>,
     /// Its connection has ended.
     gone: AtomicBool,
+    /// How it proved who it is (issue 17): a guest, or an account's or
+    /// a token's user.
+    #[allow(dead_code)] // read by issue 17's accounts and moderation, in progress
+    pub standing: Standing,
 }
 
 impl Client {
@@ -501,6 +506,7 @@ impl Hub {
             outbox: Outbox::new(self.config.outbox_limit),
             rooms: Mutex::new(Vec::new()),
             gone: AtomicBool::new(false),
+            standing: Standing::default(),
         });
         if !users.contains_key(&nick) {
             lock(&self.users_changed).insert(nick.clone());

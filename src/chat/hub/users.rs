@@ -18,6 +18,23 @@ use super::super::lock;
 use super::super::protocol::{ErrorCode, Refusal, ServerMsg};
 use super::{Client, Hub, Kind, Outbox, random_token};
 
+/// How a connection proved who it is: what roles and moderation go by
+/// (issue 17). A guest picked its nick and nobody vouches for it; a
+/// verified user logged in with an account of this server, or came
+/// with a token from elsewhere (`--jwt-secret`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(dead_code)] // made by issue 17's accounts, in progress
+pub enum Standing {
+    /// Picked its own nick.
+    #[default]
+    Guest,
+    /// An account's user, or an external token's.
+    Verified {
+        /// An external token's claim that the user is a server admin.
+        admin_claim: bool,
+    },
+}
+
 /// The most connections one user (one nick) may hold on one server: the
 /// next `hello` is refused with `too_many_connections` and closed (4002).
 pub const MAX_CONNECTIONS: usize = 10;
@@ -119,6 +136,7 @@ impl Hub {
                 outbox: Outbox::new(self.config.outbox_limit),
                 rooms: Mutex::new(Vec::new()),
                 gone: AtomicBool::new(false),
+                standing: Standing::default(),
             });
             lock(&self.users_changed).insert(wanted.to_owned());
             users.insert(wanted.to_owned(), vec![client.clone()]);

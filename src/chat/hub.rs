@@ -94,7 +94,7 @@ pub struct Client {
     gone: AtomicBool,
     /// How it proved who it is (issue 17): a guest, or an account's or
     /// a token's user.
-    #[allow(dead_code)] // read by issue 17's accounts and moderation, in progress
+    #[allow(dead_code)] // read by issue 17's moderation, in progress
     pub standing: Standing,
 }
 
@@ -452,11 +452,24 @@ impl Hub {
     /// [`claim_remote`](Self::claim_remote) found that `session` is its
     /// owner's (`remote_reclaim`): then the user is on both servers.
     /// [`admit`](Self::admit) bounds the connections per user first.
+    #[cfg(test)]
     pub fn register(
         &self,
         wanted: Option<&str>,
         session: Option<&str>,
         remote_reclaim: bool,
+    ) -> Arc<Client> {
+        self.register_as(wanted, session, remote_reclaim, Standing::Guest)
+    }
+
+    /// [`register`](Self::register), for a connection of the given
+    /// [`Standing`].
+    pub fn register_as(
+        &self,
+        wanted: Option<&str>,
+        session: Option<&str>,
+        remote_reclaim: bool,
+        standing: Standing,
     ) -> Arc<Client> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut users = lock(&self.users);
@@ -506,7 +519,7 @@ impl Hub {
             outbox: Outbox::new(self.config.outbox_limit),
             rooms: Mutex::new(Vec::new()),
             gone: AtomicBool::new(false),
-            standing: Standing::default(),
+            standing,
         });
         if !users.contains_key(&nick) {
             lock(&self.users_changed).insert(nick.clone());

@@ -31,7 +31,7 @@ use crate::transport::WebSocket;
 
 use super::RateLimit;
 use super::backend::Conversation;
-use super::hub::{self, Client, Hub, JoinError, slow_close};
+use super::hub::{self, Client, Hub, JoinError, Standing, slow_close};
 use super::protocol::{
     self, ChatMessage, ClientMsg, DEFAULT_HISTORY, DEFAULT_ROOM, ErrorCode, MAX_MEMBERS, MAX_ROOMS,
     Refusal, ServerMsg,
@@ -214,15 +214,15 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     else {
         return None;
     };
-    let nick = match auth {
-        Auth::Anonymous => nick,
+    let (nick, standing) = match auth {
+        Auth::Anonymous => (nick, Standing::Guest),
         Auth::Jwt(key) => {
             let checked = match token.or(query_token) {
                 Some(t) => verify(key, &t),
                 None => Err("a token is required"),
             };
             match checked {
-                Ok(nick) => Some(nick),
+                Ok((nick, admin_claim)) => (Some(nick), Standing::Verified { admin_claim }),
                 Err(why) => {
                     let code = CloseCode::try_from(4001).unwrap_or(CloseCode::POLICY_VIOLATION);
                     let _ = ws.close(Some(CloseFrame::new(code, why))).await;
@@ -232,7 +232,12 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
-    match hub.admit(nick.as_deref(), session.as_deref(), remote_reclaim) {
+    match hub.admit(
+        nick.as_deref(),
+        session.as_deref(),
+        remote_reclaim,
+        standing,
+    ) {
         Ok(client) => Some((client, resume)),
         Err(refusal) => {
             hub.metrics.errors.inc();
@@ -326,12 +331,16 @@ fn error_json(refusal: &Refusal, client_id: Option<&str>) -> String {
     .to_json()
 }
 
-/// Checks an HS256 token; its `name` claim (or `sub`) is the nick.
-fn verify(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<String, &'static str> {
+/// Checks an HS256 token; its `name` claim (or `sub`) is the nick, and
+/// `"admin": true` or `"role": "admin"` claims a server admin's role.
+fn verify(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<(String, bool), &'static str> {
     #[derive(serde::Deserialize)]
     struct Claims {
         sub: Option<String>,
         name: Option<String>,
+        #[serde(default)]
+        admin: bool,
+        role: Option<String>,
     }
     let validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     let data =
@@ -345,7 +354,8 @@ fn verify(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<String, &'stat
         .or(data.claims.sub)
         .ok_or("token names no user")?;
     protocol::check_nick(&nick).map_err(|_| "token's user name is not a valid nick")?;
-    Ok(nick)
+    let admin = data.claims.admin || data.claims.role.as_deref() == Some("admin");
+    Ok((nick, admin))
 }
 
 /// The newest messages of `messages` (oldest first) whose frames fit in

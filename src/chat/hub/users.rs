@@ -23,7 +23,6 @@ use super::{Client, Hub, Kind, Outbox, random_token};
 /// verified user logged in with an account of this server, or came
 /// with a token from elsewhere (`--jwt-secret`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(dead_code)] // made by issue 17's accounts, in progress
 pub enum Standing {
     /// Picked its own nick.
     #[default]
@@ -52,6 +51,7 @@ impl Hub {
         wanted: Option<&str>,
         session: Option<&str>,
         remote_reclaim: bool,
+        standing: Standing,
     ) -> Result<Arc<Client>, Refusal> {
         if let Some(nick) = wanted {
             let users = lock(&self.users);
@@ -68,7 +68,7 @@ impl Hub {
                 ));
             }
         }
-        let client = self.register(wanted, session, remote_reclaim);
+        let client = self.register_as(wanted, session, remote_reclaim, standing);
         // A guest (no nick asked for) is not remembered: its name is
         // the connection's, and nobody can know it to write to later.
         if wanted.is_some() {

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::super::super::backend::Conversation;
 use super::super::super::protocol::{ErrorCode, MAX_UNREAD};
+use super::super::Standing;
 use super::{frames, hub, in_general, kinds, rt};
 
 fn general() -> Conversation {
@@ -62,7 +63,7 @@ fn a_mention_reaches_members_only_on_every_connection() {
     let [alice, bob] = in_general(&hub, ["alice", "bob"]);
     let carol = hub.register(Some("carol"), None, false);
     let tab = hub
-        .admit(Some("alice"), Some(&alice.session), false)
+        .admit(Some("alice"), Some(&alice.session), false, Standing::Guest)
         .unwrap();
     assert_eq!(tab.nick, "alice", "the session adds a connection");
     hub.post(&bob, "general", "@alice @carol @bob hi", "c1")
@@ -110,17 +111,26 @@ fn unread_counts_only_others_messages_up_to_the_cap() {
 #[test]
 fn a_user_holds_a_bounded_number_of_connections() {
     let (hub, _) = hub();
-    let first = hub.admit(Some("alice"), None, false).unwrap();
+    let first = hub
+        .admit(Some("alice"), None, false, Standing::Guest)
+        .unwrap();
     let session = first.session.clone();
     let tabs: Vec<_> = (1..super::super::users::MAX_CONNECTIONS)
-        .map(|_| hub.admit(Some("alice"), Some(&session), false).unwrap())
+        .map(|_| {
+            hub.admit(Some("alice"), Some(&session), false, Standing::Guest)
+                .unwrap()
+        })
         .collect();
     assert!(
         tabs.iter()
             .all(|t| t.nick == "alice" && t.session == session)
     );
-    let refused = hub.admit(Some("alice"), Some(&session), false).unwrap_err();
+    let refused = hub
+        .admit(Some("alice"), Some(&session), false, Standing::Guest)
+        .unwrap_err();
     assert_eq!(refused.code, ErrorCode::TooManyConnections);
-    let other = hub.admit(Some("alice"), None, false).unwrap();
+    let other = hub
+        .admit(Some("alice"), None, false, Standing::Guest)
+        .unwrap();
     assert_eq!(other.nick, "alice-2", "without the session, another user");
 }

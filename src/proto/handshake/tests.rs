@@ -304,6 +304,13 @@ fn urls_are_split_into_host_port_and_resource() {
 }
 
 #[test]
+fn a_unicode_path_is_sent_percent_encoded_as_utf8() {
+    // §11.1.1: excluded characters become their UTF-8 bytes, percent-encoded.
+    let u = WsUrl::parse("ws://example.com/caf\u{e9}?q=\u{263a}").unwrap();
+    assert_eq!(u.resource, "/caf%C3%A9?q=%E2%98%BA");
+}
+
+#[test]
 fn bad_urls_are_rejected() {
     for bad in [
         "http://a/",
@@ -428,6 +435,15 @@ fn client_rejects_an_extension_it_did_not_offer() {
         hs.receive(resp.as_bytes()),
         Err(HandshakeError::UnrequestedExtension)
     );
+}
+
+#[test]
+fn client_refuses_to_offer_a_subprotocol_twice() {
+    // §4.1 item 10: the offered subprotocols "MUST all be unique strings".
+    let url = WsUrl::parse("ws://a/").unwrap();
+    let twice = ClientHandshake::new(&url, &["chat", "v2", "chat"], &[], &Config::default());
+    assert_eq!(twice.unwrap_err(), HandshakeError::InvalidProtocolHeader);
+    assert!(ClientHandshake::new(&url, &["chat", "v2"], &[], &Config::default()).is_ok());
 }
 
 #[test]

@@ -156,6 +156,14 @@ fn repeated_key_is_rejected() {
 }
 
 #[test]
+fn repeated_version_is_rejected() {
+    // §11.3.5: |Sec-WebSocket-Version| "MUST NOT appear more than once in
+    // an HTTP request".
+    let req = request_bytes("Sec-WebSocket-Version: 13\r\n");
+    assert_eq!(upgrade(&req), Err(HandshakeError::UnsupportedVersion));
+}
+
+#[test]
 fn other_version_gets_426_naming_13() {
     let req = request_bytes("").replacen("Version: 13", "Version: 8", 1);
     let err = upgrade(&req).unwrap_err();
@@ -321,6 +329,9 @@ fn bad_urls_are_rejected() {
         "ws://u@a/",
         "ws://a/b c",
         "ws://[::1/",
+        // §11.1.1 asks for IDNA (punycode) here; we refuse instead
+        // (docs/RFC6455.md says why): the xn-- form works.
+        "ws://caf\u{e9}.example/",
     ] {
         assert!(WsUrl::parse(bad).is_err(), "{bad}");
     }
@@ -371,6 +382,27 @@ fn client_rejects_wrong_accept() {
     assert_eq!(
         hs.receive(bad.as_bytes()),
         Err(HandshakeError::InvalidAccept)
+    );
+}
+
+#[test]
+fn client_rejects_a_repeated_accept_or_protocol() {
+    // §11.3.3 and §11.3.4: neither "MUST appear more than once in an HTTP
+    // response", even with the right value twice.
+    let (mut hs, _) = client(&[]);
+    let twice =
+        format!("{GOOD_RESPONSE}Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+    assert_eq!(
+        hs.receive(twice.as_bytes()),
+        Err(HandshakeError::InvalidAccept)
+    );
+    let (mut hs, _) = client(&["chat"]);
+    let twice = format!(
+        "{GOOD_RESPONSE}Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+    );
+    assert_eq!(
+        hs.receive(twice.as_bytes()),
+        Err(HandshakeError::UnrequestedProtocol)
     );
 }
 

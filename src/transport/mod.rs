@@ -45,7 +45,7 @@
 //! | `split.rs` | [`WsReader`] and [`WsWriter`], halves with no lock on the data path |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
 //! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
-//! | `trace.rs` | [`trace::Traced`]: every frame in and out, decoded |
+//! | `trace/` | [`trace::Traced`]: the handshake and every frame in and out, decoded (`rfc6455 client --trace`) |
 //!
 //! # TLS
 //!

@@ -3,9 +3,11 @@
 //! A client and a server `proto::Connection` (and their handshakes) talk to
 //! each other in memory, sans-I/O, with a fixed `Sec-WebSocket-Key` and a
 //! seeded mask generator, so every byte is the same on every run. Each step
-//! is rendered as the text of one fenced block of the document (a head as
-//! text, frames as annotated hex), and the same rendering is what
-//! `tests/walkthrough.rs` compares and `examples/walkthrough.rs` writes.
+//! is rendered as the text of one fenced block of the document: a head as
+//! text; frames as our tracer prints them for the client
+//! (`transport::trace`, what `rfc6455 client --trace=hex` shows: `>>`
+//! sent, `<<` received). The same rendering is what `tests/walkthrough.rs`
+//! compares and `examples/walkthrough.rs` writes.
 //!
 //! Shared by both through `#[path]`; it is not a test target of its own.
 
@@ -13,9 +15,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rfc6455::proto::deflate::codec::Compressor;
 use rfc6455::proto::{
-    ClientHandshake, CloseCode, CloseFrame, Config, Connection, DeflateConfig, FrameHeader, GUID,
-    MaskRng, Message, OpCode, Role, ServerHandshake, State, WsUrl, apply_mask,
+    ClientHandshake, CloseCode, CloseFrame, Config, Connection, DeflateConfig, GUID, MaskRng,
+    Message, Role, ServerHandshake, State, WsUrl,
 };
+use rfc6455::transport::trace::{Trace, TraceMode};
 use sha1::{Digest, Sha1};
 
 /// §4.1 item 7: the key is 16 bytes, base64-encoded. These 16 are the
@@ -61,6 +64,9 @@ fn plain(steps: &mut Vec<Step>) {
         NONCE,
     )
     .expect("a request");
+    // What `rfc6455 client --trace=hex` would print for this client.
+    let mut trace = Trace::new(TraceMode::Hex);
+    trace.sent(&request);
     step(steps, "request", head(&request));
 
     // §4.2.2 item 5.4, worked by hand.
@@ -87,6 +93,7 @@ fn plain(steps: &mut Vec<Step>) {
         .expect("an upgrade")
         .accept(None)
         .expect("a response");
+    trace.received(&response);
     step(steps, "response", head(&response));
     let (resp, _) = client_hs
         .receive(&response)
@@ -101,27 +108,27 @@ fn plain(steps: &mut Vec<Step>) {
     // §5.2, §5.3: the first text frame, masked, and the server's, not.
     client.send_text("Hello").expect("open");
     let wire = transmit(&mut client);
-    step(steps, "client-text", frames(&wire));
+    step(steps, "client-text", lines(trace.sent(&wire)));
     assert_eq!(deliver(&mut server, &wire), [Message::text("Hello")]);
     server.send_text("Hello").expect("open");
     let wire = transmit(&mut server);
-    step(steps, "server-text", frames(&wire));
+    step(steps, "server-text", lines(trace.received(&wire)));
     assert_eq!(deliver(&mut client, &wire), [Message::text("Hello")]);
 
     // §5.4: one message in two frames, the RFC's "Hel" + "lo".
     client.send_text_fragment("Hel", false).expect("open");
     client.send_text_fragment("lo", true).expect("open");
     let wire = transmit(&mut client);
-    step(steps, "fragments", frames(&wire));
+    step(steps, "fragments", lines(trace.sent(&wire)));
     assert_eq!(deliver(&mut server, &wire), [Message::text("Hello")]);
 
     // §5.5.2–3: the server pings, the client's Pong echoes the payload.
     server.send_ping("Hello").expect("open");
     let wire = transmit(&mut server);
-    step(steps, "ping", frames(&wire));
+    step(steps, "ping", lines(trace.received(&wire)));
     assert_eq!(deliver(&mut client, &wire), [Message::Ping("Hello".into())]);
     let wire = transmit(&mut client);
-    step(steps, "pong", frames(&wire));
+    step(steps, "pong", lines(trace.sent(&wire)));
     assert_eq!(deliver(&mut server, &wire), [Message::Pong("Hello".into())]);
 
     // §5.5.1, §7.1.2: the client closes, the server echoes the code.
@@ -129,11 +136,11 @@ fn plain(steps: &mut Vec<Step>) {
     client.close(Some(bye.clone())).expect("open");
     assert_eq!(client.state(), State::Closing);
     let wire = transmit(&mut client);
-    step(steps, "client-close", frames(&wire));
+    step(steps, "client-close", lines(trace.sent(&wire)));
     assert_eq!(deliver(&mut server, &wire), [Message::Close(Some(bye))]);
     assert_eq!(server.state(), State::Closed);
     let wire = transmit(&mut server);
-    step(steps, "server-close", frames(&wire));
+    step(steps, "server-close", lines(trace.received(&wire)));
     let echoed = CloseFrame::new(CloseCode::NORMAL, "");
     assert_eq!(deliver(&mut client, &wire), [Message::Close(Some(echoed))]);
     assert_eq!(client.state(), State::Closed);
@@ -161,6 +168,8 @@ fn compressed(steps: &mut Vec<Step>) {
     };
     let (mut client_hs, request) =
         ClientHandshake::with_key(&url, &[], &[], &client_config, NONCE).expect("a request");
+    let mut trace = Trace::new(TraceMode::Hex);
+    trace.sent(&request);
     step(steps, "deflate-request", head(&request));
     let mut server_hs = ServerHandshake::new(&server_config);
     let (req, _) = server_hs
@@ -178,6 +187,7 @@ fn compressed(steps: &mut Vec<Step>) {
     let response = upgrade
         .accept_with(None, params.as_ref())
         .expect("a response");
+    trace.received(&response);
     step(steps, "deflate-response", head(&response));
     let (resp, _) = client_hs
         .receive(&response)
@@ -202,22 +212,22 @@ fn compressed(steps: &mut Vec<Step>) {
 
     server.send_text("Hello").expect("open");
     let wire = transmit(&mut server);
-    step(steps, "deflate-first", frames(&wire));
+    step(steps, "deflate-first", lines(trace.received(&wire)));
     assert_eq!(deliver(&mut client, &wire), [Message::text("Hello")]);
     // §7.2.3.2: the second "Hello" refers back to the first.
     server.send_text("Hello").expect("open");
     let wire = transmit(&mut server);
-    step(steps, "deflate-second", frames(&wire));
+    step(steps, "deflate-second", lines(trace.received(&wire)));
     assert_eq!(deliver(&mut client, &wire), [Message::text("Hello")]);
 
     // The server closes this time (§7.1.2); the client's echo is masked.
     let away = CloseFrame::new(CloseCode::GOING_AWAY, "");
     server.close(Some(away.clone())).expect("open");
     let wire = transmit(&mut server);
-    step(steps, "deflate-close", frames(&wire));
+    step(steps, "deflate-close", lines(trace.received(&wire)));
     assert_eq!(deliver(&mut client, &wire), [Message::Close(Some(away))]);
     let wire = transmit(&mut client);
-    step(steps, "deflate-close-echo", frames(&wire));
+    step(steps, "deflate-close-echo", lines(trace.sent(&wire)));
     assert_eq!(deliver(&mut server, &wire).len(), 1);
     assert!(server.should_close_tcp());
 }
@@ -270,91 +280,9 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// The frames in `wire`, each as annotated hex: the header bytes with
-/// their fields, the masking key, the payload as sent and, for a masked
-/// payload, what it unmasks to.
-fn frames(mut wire: &[u8]) -> String {
-    let mut out = String::new();
-    while !wire.is_empty() {
-        let (header, header_len) = FrameHeader::parse(wire)
-            .expect("our own frames parse")
-            .expect("whole frames");
-        let key_len = if header.mask.is_some() { 4 } else { 0 };
-        let len = usize::try_from(header.payload_len).expect("small");
-        let fixed = header_len - key_len;
-        let line = |out: &mut String, bytes: &[u8], note: String| {
-            out.push_str(&format!("{:<24}  # {note}\n", hex(bytes)));
-        };
-        line(
-            &mut out,
-            &wire[..1],
-            format!(
-                "FIN={} RSV1={} RSV2={} RSV3={} opcode={:#x} ({})",
-                u8::from(header.fin),
-                u8::from(header.rsv1),
-                u8::from(header.rsv2),
-                u8::from(header.rsv3),
-                header.opcode.as_u8(),
-                opcode_name(header.opcode),
-            ),
-        );
-        line(
-            &mut out,
-            &wire[1..fixed],
-            format!(
-                "MASK={} payload length={}",
-                u8::from(header.mask.is_some()),
-                header.payload_len
-            ),
-        );
-        let payload = &wire[header_len..header_len + len];
-        if let Some(key) = header.mask {
-            line(&mut out, &wire[fixed..header_len], "masking key".to_owned());
-            let mut clear = payload.to_vec();
-            apply_mask(&mut clear, key, 0);
-            line(&mut out, payload, "payload, masked".to_owned());
-            out.push_str(&format!("{:<24}  # {}\n", "", describe(&clear, &header)));
-        } else if !payload.is_empty() {
-            line(&mut out, payload, describe(payload, &header));
-        }
-        wire = &wire[header_len + len..];
-        if !wire.is_empty() {
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// What a payload says, in words: text as a string, a Close payload as
-/// its code and reason, compressed bytes as such.
-fn describe(payload: &[u8], header: &FrameHeader) -> String {
-    let shown = if header.rsv1 {
-        "compressed".to_owned()
-    } else if header.opcode == OpCode::Close && payload.len() >= 2 {
-        let code = u16::from_be_bytes([payload[0], payload[1]]);
-        format!(
-            "code {code}, reason {:?}",
-            String::from_utf8_lossy(&payload[2..])
-        )
-    } else {
-        format!("{:?}", String::from_utf8_lossy(payload))
-    };
-    if header.mask.is_some() {
-        format!("unmasked: {}", hex(payload)) + &format!(" = {shown}")
-    } else {
-        format!("payload = {shown}")
-    }
-}
-
-fn opcode_name(op: OpCode) -> &'static str {
-    match op {
-        OpCode::Continuation => "continuation",
-        OpCode::Text => "text",
-        OpCode::Binary => "binary",
-        OpCode::Close => "close",
-        OpCode::Ping => "ping",
-        OpCode::Pong => "pong",
-    }
+/// Trace lines as a block's text.
+fn lines(lines: Vec<String>) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// The fenced blocks of a document whose info string is `text step:NAME`

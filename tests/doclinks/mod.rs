@@ -66,7 +66,8 @@ pub fn links<'a>(doc: &'a str, prefix: &str) -> Vec<(&'a str, &'a str, usize)> {
 
 /// Problems with the links from a document in `docs/` into the code: a
 /// file that does not exist, or a link written as code
-/// (`` [`name`](file) ``) whose file defines no item of that name.
+/// (`` [`name`](file) ``) whose file defines no item of that name (unless
+/// `name` is the file's own name).
 pub fn broken_links(doc: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for prefix in [
@@ -85,7 +86,10 @@ pub fn broken_links(doc: &str) -> Vec<String> {
             let Some(name) = text.strip_prefix('`').and_then(|t| t.strip_suffix('`')) else {
                 continue;
             };
-            let is_path = name.contains('/') || name.ends_with(".rs");
+            // `[`frame_header`](…/frame_header.rs)` names the file itself.
+            let is_path = name.contains('/')
+                || name.ends_with(".rs")
+                || file.file_stem().is_some_and(|stem| stem == name);
             if !is_path && file.extension().is_some_and(|e| e == "rs") && !defines(file, name) {
                 problems.push(format!("line {line}: {target} defines no `{name}`"));
             }

@@ -64,6 +64,9 @@ pub struct FrameLog {
     /// The data message in progress is compressed (RSV1 on its first
     /// frame, RFC 7692 §6).
     compressed: bool,
+    /// The head was a response refusing the upgrade: what follows is an
+    /// HTTP body, not frames.
+    refused: bool,
 }
 
 #[derive(Debug)]
@@ -92,6 +95,7 @@ impl FrameLog {
             current: None,
             inflate: None,
             compressed: false,
+            refused: false,
         }
     }
 
@@ -116,7 +120,7 @@ impl FrameLog {
     /// frame. Lines for bad input say so and stop decoding.
     pub fn observe(&mut self, mut data: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
-        while !data.is_empty() {
+        while !data.is_empty() && !self.refused {
             if let Some(head) = &mut self.head {
                 let mut used = 0;
                 let mut done = false;
@@ -175,6 +179,15 @@ impl FrameLog {
         if !complete {
             lines.push(format!(
                 "{} (head longer than {MAX_HEAD} bytes: the rest is not shown)",
+                self.label
+            ));
+        }
+        // §4.1: a status other than 101 is handled "per HTTP procedures":
+        // no frames follow.
+        self.refused = text.starts_with("HTTP/") && !text.starts_with("HTTP/1.1 101 ");
+        if self.refused {
+            lines.push(format!(
+                "{} (no upgrade: what follows is not WebSocket frames)",
                 self.label
             ));
         }

@@ -190,3 +190,19 @@ fn a_header_breaking_the_rules_stops_the_decoding() {
         lines[0]
     );
 }
+
+#[test]
+fn a_refused_upgrade_is_not_decoded_as_frames() {
+    // §4.1: a status other than 101 is plain HTTP; its body is not frames.
+    let mut log = FrameLog::new("<<", TraceMode::Frames);
+    let lines = log.observe(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope");
+    assert_eq!(
+        lines,
+        [
+            "<< HTTP/1.1 403 Forbidden",
+            "<< Content-Length: 4",
+            "<< (no upgrade: what follows is not WebSocket frames)",
+        ]
+    );
+    assert!(log.observe(&[0x81, 0x00]).is_empty());
+}

@@ -158,6 +158,9 @@ run_step "loadtest/: fmt, clippy, unit tests" loadtest_checks
 if [[ -z "${CHECK_SKIP_AUTOBAHN:-}" ]]; then
     run_step "Autobahn TestSuite, both roles (strict)" bash autobahn/run.sh all
 fi
+# Every target `cargo fuzz list` names (fuzz/Cargo.toml's [[bin]]s,
+# recv_cancel's cancel safety among them), a short run each; the long,
+# recorded runs are scripts/fuzz-campaign.sh (docs/FUZZING.md).
 if [[ -z "${CHECK_SKIP_FUZZ:-}" ]]; then
     run_step "fuzz targets, ${CHECK_FUZZ_SECONDS:-20} s each" bash scripts/fuzz.sh "${CHECK_FUZZ_SECONDS:-20}"
 fi

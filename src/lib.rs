@@ -17,9 +17,56 @@
 //! The `tls` feature (on by default) adds `wss://` and https to the
 //! transport and the chat, with rustls on the ring crypto provider.
 //!
+//! Where to start reading: `docs/WALKTHROUGH.md` follows one connection
+//! byte by byte through this code, and `docs/RFC6455.md` maps every
+//! requirement of the RFC to the function that enforces it and the test
+//! that proves it.
+//!
+//! # The three layers in one example
+//!
+//! A chat server ([`chat::serve`]) on a free loopback port, a client from
+//! [`transport`] saying `hello` to it in the chat's JSON protocol
+//! (`docs/PROTOCOL.md`), and the server's `welcome`, carried by frames
+//! that [`proto`] encoded and parsed:
+//!
+//! ```
+//! # #[cfg(feature = "chat")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rfc6455::chat::{ChatConfig, serve};
+//! use rfc6455::proto::Message;
+//! use rfc6455::transport::{self, Config};
+//!
+//! let dir = std::env::temp_dir().join(format!("rfc6455-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let url = format!("ws://{}/ws", listener.local_addr()?);
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(serve(listener, ChatConfig::new(dir.join("chat.db")), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! let (mut ws, _response) = transport::connect(&url, Config::default()).await?;
+//! ws.send(Message::text(r#"{"type":"hello","nick":"ada"}"#)).await?;
+//! let Some(Ok(Message::Text(welcome))) = ws.recv().await else {
+//!     panic!("no welcome");
+//! };
+//! assert!(welcome.as_str().starts_with(r#"{"type":"welcome""#));
+//!
+//! ws.close(None).await?; // our Close; recv ends once the server's echo is in
+//! while ws.recv().await.is_some() {}
+//! let _ = stop.send(());
+//! server.await??;
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "chat"))]
+//! # fn main() {}
+//! ```
+//!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 #[cfg(feature = "chat")]
 pub mod chat;

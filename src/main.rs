@@ -8,9 +8,11 @@
 //!   the same two options.
 //! - `rfc6455 autobahn-client --url ws://127.0.0.1:9001 --agent rfc6455`:
 //!   the client testee for the Autobahn fuzzingserver.
-//! - `rfc6455 client URL [--trace] [--ca ca.pem]`: type lines, see replies;
-//!   `--trace` prints every frame in and out, decoded; `wss://` URLs are
-//!   verified against Mozilla's roots, or only against `--ca`.
+//! - `rfc6455 client URL [--trace[=hex]] [--ca ca.pem]`: type lines, see
+//!   replies; `--trace` prints the handshake and every frame in and out,
+//!   decoded (`src/transport/trace/`), `--trace=hex` their bytes too;
+//!   `wss://` URLs are verified against Mozilla's roots, or only against
+//!   `--ca`.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -22,7 +24,8 @@ use clap::{Parser, Subcommand};
 use rfc6455::chat::{Origin, RedactedUrl};
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::tls::{self, tokio_rustls::TlsAcceptor};
-use rfc6455::transport::{self, Config, Connector, WebSocket, trace::Traced};
+use rfc6455::transport::trace::{TraceMode, Traced};
+use rfc6455::transport::{self, Config, Connector, WebSocket};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpListener;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
@@ -157,13 +160,25 @@ enum Command {
         /// (a self-signed test server's), not Mozilla's roots.
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
-        /// Print every frame in and out, decoded.
-        #[arg(long)]
-        trace: bool,
+        /// Print the opening handshake's two heads and every frame in and
+        /// out, decoded, to stderr: Close codes with their meaning (RFC 6455
+        /// §7.4.1), compressed messages with their inflated size.
+        /// `--trace=hex` adds each frame's bytes, the header annotated.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "frames")]
+        trace: Option<TraceArg>,
         /// Offer permessage-deflate (RFC 7692).
         #[arg(long)]
         deflate: bool,
     },
+}
+
+/// `client --trace[=hex]`: how much the tracer prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TraceArg {
+    /// The heads, and one line per frame.
+    Frames,
+    /// Each frame's bytes too, the header annotated field by field.
+    Hex,
 }
 
 /// `--db-sync`: SQLite's `synchronous` for the chat history.
@@ -535,7 +550,7 @@ async fn autobahn_client(url: &str, agent: &str, config: Config) -> Result<(), B
 async fn client(
     url: &str,
     ca: Option<&std::path::Path>,
-    trace: bool,
+    trace: Option<TraceArg>,
     config: Config,
 ) -> Result<(), BoxError> {
     let parsed = rfc6455::proto::WsUrl::parse(url)?;
@@ -544,8 +559,13 @@ async fn client(
         None => Connector::new(),
     };
     let stream = connector.open(&parsed, config.handshake_timeout).await?;
-    if trace {
-        let (ws, _) = transport::connect_with(Traced::new(stream), &parsed, config).await?;
+    if let Some(trace) = trace {
+        let mode = match trace {
+            TraceArg::Frames => TraceMode::Frames,
+            TraceArg::Hex => TraceMode::Hex,
+        };
+        let traced = Traced::with_mode(stream, mode);
+        let (ws, _) = transport::connect_with(traced, &parsed, config).await?;
         interactive(ws).await
     } else {
         let (ws, _) = transport::connect_with(stream, &parsed, config).await?;
@@ -558,22 +578,32 @@ async fn interactive<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), BoxError> {
     eprintln!("connected; type a line to send it, end with Ctrl-D");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut typing = true;
     loop {
         tokio::select! {
             // recv is cancel-safe: losing this race loses nothing.
             event = ws.recv() => match event {
                 Some(Ok(Message::Text(t))) => println!("{t}"),
                 Some(Ok(Message::Binary(b))) => println!("<binary, {} bytes>", b.len()),
-                Some(Ok(Message::Close(frame))) => eprintln!("closed by peer: {frame:?}"),
+                Some(Ok(Message::Close(frame))) if typing => eprintln!("closed by peer: {frame:?}"),
+                Some(Ok(Message::Close(frame))) => eprintln!("closed: {frame:?}"),
                 Some(Ok(_)) => {}
+                // The server closing TCP after the close handshake is
+                // the end we wanted.
+                Some(Err(transport::Error::Protocol(rfc6455::proto::Error::AbnormalClosure)))
+                    if ws.connection().close_received() => return Ok(()),
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
             },
-            line = lines.next_line() => match line? {
+            line = lines.next_line(), if typing => match line? {
                 Some(line) => ws.send(Message::text(line)).await?,
                 None => {
-                    ws.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))).await?;
-                    return Ok(());
+                    // §7.1.2: start the closing handshake, and keep
+                    // printing what was already on its way until the
+                    // server's Close ends the stream (`WebSocket::close`
+                    // would wait for it too, but drop those messages).
+                    ws.queue(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))))?;
+                    typing = false;
                 }
             },
         }

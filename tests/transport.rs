@@ -230,6 +230,17 @@ async fn first_frame_pipelined_behind_the_request_is_not_lost() {
     assert_eq!(read_frame(&mut raw).await, (0x81, b"early".to_vec()));
 }
 
+/// RFC 6455 §4.1 item 4: "If the connection could not be opened ... the
+/// client MUST _Fail the WebSocket Connection_": an error, nothing sent.
+#[tokio::test]
+async fn connecting_to_a_closed_port_fails_with_an_io_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let result = transport::connect(&format!("ws://{addr}/"), Config::default()).await;
+    assert!(matches!(result, Err(Error::Io(_))), "{:?}", result.err());
+}
+
 #[tokio::test]
 async fn bad_handshakes_get_http_errors() {
     let (addr, _) = server(Config::default(), echo).await;

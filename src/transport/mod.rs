@@ -6,6 +6,38 @@
 //! connection alike, since all it asks of the stream is
 //! `AsyncRead + AsyncWrite + Unpin`.
 //!
+//! An echo server and a client, over an in-memory pipe instead of TCP
+//! (any stream will do):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rfc6455::proto::{Message, WsUrl};
+//! use rfc6455::transport::{Config, Error, accept, connect_with};
+//!
+//! let (client_io, server_io) = tokio::io::duplex(4096);
+//! let server = tokio::spawn(async move {
+//!     let mut ws = accept(server_io, Config::default()).await?;
+//!     // Pings are answered, and the peer's Close echoed, inside recv.
+//!     while let Some(message) = ws.recv().await {
+//!         if let message @ (Message::Text(_) | Message::Binary(_)) = message? {
+//!             ws.send(message).await?;
+//!         }
+//!     }
+//!     Ok::<_, Error>(())
+//! });
+//!
+//! let url = WsUrl::parse("ws://example.com/echo")?;
+//! let (mut ws, _response) = connect_with(client_io, &url, Config::default()).await?;
+//! ws.send(Message::text("Hello")).await?;
+//! assert_eq!(ws.recv().await.transpose()?, Some(Message::text("Hello")));
+//! ws.close(None).await?;
+//! while ws.recv().await.is_some() {} // until the server closes (§7.1.1)
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! | file | what |
 //! |------|------|
 //! | `handshake.rs` | §4: [`accept`], [`accept_request`], [`connect`], [`connect_with`], under the handshake timeout |
@@ -13,7 +45,7 @@
 //! | `split.rs` | [`WsReader`] and [`WsWriter`], halves with no lock on the data path |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
 //! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
-//! | `trace.rs` | [`trace::Traced`]: every frame in and out, decoded |
+//! | `trace/` | [`trace::Traced`]: the handshake and every frame in and out, decoded (`rfc6455 client --trace`) |
 //!
 //! # TLS
 //!

@@ -66,7 +66,13 @@ impl ClientHandshake {
         config: &Config,
         nonce: [u8; 16],
     ) -> Result<(Self, Bytes), HandshakeError> {
-        if protocols.iter().any(|p| !is_token(p.as_bytes())) {
+        // §4.1 item 10: the subprotocols offered "MUST be non-empty strings
+        // with characters in the range U+0021 to U+007E not including
+        // separator characters ... and MUST all be unique strings".
+        let repeated = |(i, p): (usize, &&str)| protocols[..i].contains(p);
+        if protocols.iter().any(|p| !is_token(p.as_bytes()))
+            || protocols.iter().enumerate().any(repeated)
+        {
             return Err(HandshakeError::InvalidProtocolHeader);
         }
         for (name, value) in extra_headers {

@@ -156,6 +156,14 @@ fn repeated_key_is_rejected() {
 }
 
 #[test]
+fn repeated_version_is_rejected() {
+    // §11.3.5: |Sec-WebSocket-Version| "MUST NOT appear more than once in
+    // an HTTP request".
+    let req = request_bytes("Sec-WebSocket-Version: 13\r\n");
+    assert_eq!(upgrade(&req), Err(HandshakeError::UnsupportedVersion));
+}
+
+#[test]
 fn other_version_gets_426_naming_13() {
     let req = request_bytes("").replacen("Version: 13", "Version: 8", 1);
     let err = upgrade(&req).unwrap_err();
@@ -304,6 +312,13 @@ fn urls_are_split_into_host_port_and_resource() {
 }
 
 #[test]
+fn a_unicode_path_is_sent_percent_encoded_as_utf8() {
+    // §11.1.1: excluded characters become their UTF-8 bytes, percent-encoded.
+    let u = WsUrl::parse("ws://example.com/caf\u{e9}?q=\u{263a}").unwrap();
+    assert_eq!(u.resource, "/caf%C3%A9?q=%E2%98%BA");
+}
+
+#[test]
 fn bad_urls_are_rejected() {
     for bad in [
         "http://a/",
@@ -314,6 +329,9 @@ fn bad_urls_are_rejected() {
         "ws://u@a/",
         "ws://a/b c",
         "ws://[::1/",
+        // §11.1.1 asks for IDNA (punycode) here; we refuse instead
+        // (docs/RFC6455.md says why): the xn-- form works.
+        "ws://caf\u{e9}.example/",
     ] {
         assert!(WsUrl::parse(bad).is_err(), "{bad}");
     }
@@ -364,6 +382,27 @@ fn client_rejects_wrong_accept() {
     assert_eq!(
         hs.receive(bad.as_bytes()),
         Err(HandshakeError::InvalidAccept)
+    );
+}
+
+#[test]
+fn client_rejects_a_repeated_accept_or_protocol() {
+    // §11.3.3 and §11.3.4: neither "MUST appear more than once in an HTTP
+    // response", even with the right value twice.
+    let (mut hs, _) = client(&[]);
+    let twice =
+        format!("{GOOD_RESPONSE}Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+    assert_eq!(
+        hs.receive(twice.as_bytes()),
+        Err(HandshakeError::InvalidAccept)
+    );
+    let (mut hs, _) = client(&["chat"]);
+    let twice = format!(
+        "{GOOD_RESPONSE}Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+    );
+    assert_eq!(
+        hs.receive(twice.as_bytes()),
+        Err(HandshakeError::UnrequestedProtocol)
     );
 }
 
@@ -428,6 +467,15 @@ fn client_rejects_an_extension_it_did_not_offer() {
         hs.receive(resp.as_bytes()),
         Err(HandshakeError::UnrequestedExtension)
     );
+}
+
+#[test]
+fn client_refuses_to_offer_a_subprotocol_twice() {
+    // §4.1 item 10: the offered subprotocols "MUST all be unique strings".
+    let url = WsUrl::parse("ws://a/").unwrap();
+    let twice = ClientHandshake::new(&url, &["chat", "v2", "chat"], &[], &Config::default());
+    assert_eq!(twice.unwrap_err(), HandshakeError::InvalidProtocolHeader);
+    assert!(ClientHandshake::new(&url, &["chat", "v2"], &[], &Config::default()).is_ok());
 }
 
 #[test]

@@ -43,6 +43,12 @@ impl WsUrl {
             r if r.starts_with('?') => format!("/{r}"),
             r => r.to_owned(),
         };
+        // §11.1.1: "Characters in other components that are excluded by the
+        // syntax defined above MUST be converted from Unicode to ASCII by
+        // first encoding the characters as UTF-8 and then replacing the
+        // corresponding bytes using their percent-encoded form". A request
+        // line carries ASCII only.
+        let resource = percent_encode_non_ascii(&resource);
         if resource.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(bad("spaces or control characters in the path"));
         }
@@ -96,6 +102,20 @@ impl WsUrl {
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let (head, rest) = s.split_at_checked(prefix.len())?;
     head.eq_ignore_ascii_case(prefix).then_some(rest)
+}
+
+/// `s` with every byte outside ASCII written `%XX` (RFC 3986 §2.1), so a
+/// path or query typed in Unicode becomes the URI it stands for.
+fn percent_encode_non_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn parse_port(p: &str) -> Result<u16, HandshakeError> {

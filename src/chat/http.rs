@@ -66,11 +66,13 @@ pub struct Shared {
 }
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
+const ACCOUNT_JS: &str = include_str!("../../web/account.js");
 const APP_JS: &str = include_str!("../../web/app.js");
 const COMPOSE_JS: &str = include_str!("../../web/compose.js");
 const CONN_JS: &str = include_str!("../../web/conn.js");
 const EVENTS_JS: &str = include_str!("../../web/events.js");
 const MARKDOWN_JS: &str = include_str!("../../web/markdown.js");
+const MODERATION_JS: &str = include_str!("../../web/moderation.js");
 const NOTICES_JS: &str = include_str!("../../web/notices.js");
 const RENDER_JS: &str = include_str!("../../web/render.js");
 const SIDEBAR_JS: &str = include_str!("../../web/sidebar.js");
@@ -235,14 +237,16 @@ enum Route {
 /// Every method and path served. HEAD is served as GET without the body
 /// (RFC 9110 §9.3.2). A request no row matches gets 404, or 405 if no row
 /// has its method.
-const ROUTES: [(&str, &str, Route); 15] = [
+const ROUTES: [(&str, &str, Route); 17] = [
     ("GET", "/", Route::Page(index)),
     ("GET", "/index.html", Route::Page(index)),
+    ("GET", "/account.js", Route::Page(account_js)),
     ("GET", "/app.js", Route::Page(app_js)),
     ("GET", "/compose.js", Route::Page(compose_js)),
     ("GET", "/conn.js", Route::Page(conn_js)),
     ("GET", "/events.js", Route::Page(events_js)),
     ("GET", "/markdown.js", Route::Page(markdown_js)),
+    ("GET", "/moderation.js", Route::Page(moderation_js)),
     ("GET", "/notices.js", Route::Page(notices_js)),
     ("GET", "/render.js", Route::Page(render_js)),
     ("GET", "/sidebar.js", Route::Page(sidebar_js)),
@@ -405,6 +409,10 @@ fn script(body: &'static str) -> Response {
     Response::ok("text/javascript; charset=utf-8", body.as_bytes())
 }
 
+fn account_js(_: &Shared, _: &str) -> Response {
+    script(ACCOUNT_JS)
+}
+
 fn app_js(_: &Shared, _: &str) -> Response {
     script(APP_JS)
 }
@@ -423,6 +431,10 @@ fn events_js(_: &Shared, _: &str) -> Response {
 
 fn markdown_js(_: &Shared, _: &str) -> Response {
     script(MARKDOWN_JS)
+}
+
+fn moderation_js(_: &Shared, _: &str) -> Response {
+    script(MODERATION_JS)
 }
 
 fn notices_js(_: &Shared, _: &str) -> Response {
@@ -635,11 +647,13 @@ mod tests {
     #[test]
     fn every_imported_module_has_a_route() {
         for body in [
+            ACCOUNT_JS,
             APP_JS,
             COMPOSE_JS,
             CONN_JS,
             EVENTS_JS,
             MARKDOWN_JS,
+            MODERATION_JS,
             NOTICES_JS,
             RENDER_JS,
             SIDEBAR_JS,

@@ -1,0 +1,247 @@
+// Accounts and moderation in the page (issue 17), in a real Chromium on a
+// fresh server with `--accounts open`: two users sign up in two browser
+// contexts (a weak password refused beside its field first), log out and
+// in again; a guest sees the guest banner and carries the guest marker; a
+// guest cannot take an account's nick. The owner of a fresh room (its
+// first member) sees exactly the owner's actions in a member's menu, the
+// member sees none; the owner mutes the member (whose composer says so,
+// and whose posts the server refuses), then kicks them (they leave the
+// member list), and the audit panel lists both. axe-core checks the new
+// dialogs and panels. Run through scripts/browser-test.sh (or, with a
+// built server, `node --test tests/browser/accounts.test.mjs`).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { WAIT, budget, id, openRoom, send, sideClick, signIn, statusIs, waitMessage, watchProblems, withChat } from './harness.mjs';
+
+budget(300);
+
+const PASSWORD = { alice: 'correct horse battery', bob: 'tr0ub4dor and 3' };
+
+const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+async function axe(page) {
+  await page.evaluate(await axeSource);
+  const res = await page.evaluate(() => window.axe.run(document));
+  return res.violations.flatMap((v) => v.nodes.map((n) => `${v.id} ${n.target.join(' ')}: ${[...n.any, ...n.all, ...n.none].map((a) => a.message).join('; ')}`));
+}
+
+async function context(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  ctx.setDefaultTimeout(WAIT);
+  return ctx;
+}
+
+/** From the guest's nick dialog to the account form, in `mode`. */
+async function openAccountForm(page, base, mode) {
+  await page.goto(base);
+  await id(page, 'nick-input').waitFor({ state: 'visible' });
+  await id(page, mode === 'signup' ? 'nick-to-signup' : 'nick-to-login').click();
+  await id(page, 'auth-dialog').waitFor({ state: 'visible' });
+}
+
+async function fillAccount(page, nick, password) {
+  await id(page, 'auth-nick').fill(nick);
+  await id(page, 'auth-password').fill(password);
+  await id(page, 'auth-submit').click();
+}
+
+async function signedInAs(page, nick) {
+  await statusIs(page, 'online');
+  assert.equal(await id(page, 'me').textContent(), nick);
+  assert.ok(await id(page, 'guest-banner').isHidden(), `${nick} is no guest`);
+}
+
+/** The test ids of the items in the open member menu. */
+const menuItems = (page) => page.$$eval('#member-menu-items [role="menuitem"]', (els) => els.map((e) => e.dataset.testid));
+
+async function openMenu(page, nick) {
+  await sideClick(page, id(page, `user-${nick}`).locator('button'));
+  await id(page, 'member-menu').waitFor({ state: 'visible' });
+}
+
+async function joinRoom(page, room) {
+  await id(page, 'join-input').fill(room);
+  await id(page, 'join-submit').click();
+  await id(page, `room-${room}`).waitFor();
+  assert.equal(await id(page, 'title').textContent(), `#${room}`);
+}
+
+test('accounts: sign up, log out and in, a guest, and an owner who mutes and kicks', { timeout: 240_000 }, (t) =>
+  withChat('accounts', ['--accounts', 'open'], async ({ server, browser, problems }) => {
+    const actx = await context(browser);
+    const bctx = await context(browser);
+    const alice = await actx.newPage();
+    const bob = await bctx.newPage();
+    watchProblems(alice, 'alice', problems);
+    watchProblems(bob, 'bob', problems);
+
+    await t.test('a weak password is refused, in words, beside the password field', async () => {
+      await openAccountForm(alice, server.base, 'signup');
+      await fillAccount(alice, 'alice', '1234567890');
+      const err = id(alice, 'auth-password-error');
+      await err.waitFor({ state: 'visible' });
+      assert.match(await err.textContent(), /too easy to guess/);
+      assert.equal(await id(alice, 'auth-password').getAttribute('aria-invalid'), 'true');
+      assert.ok(await id(alice, 'auth-nick-error').isHidden());
+      assert.ok(await id(alice, 'status').textContent() !== 'online');
+      const found = await axe(alice);
+      assert.deepEqual(found, [], found.join('\n'));
+    });
+
+    await t.test('two users sign up, each in their own browser', async () => {
+      await fillAccount(alice, 'alice', PASSWORD.alice);
+      await signedInAs(alice, 'alice');
+      await openAccountForm(bob, server.base, 'signup');
+      await fillAccount(bob, 'bob', PASSWORD.bob);
+      await signedInAs(bob, 'bob');
+      const kept = await alice.evaluate(() => ({ token: !!localStorage.getItem('chat.token'), refresh: !!localStorage.getItem('chat.refresh') }));
+      assert.deepEqual(kept, { token: true, refresh: true });
+      await id(alice, 'user-bob').waitFor();
+      assert.ok(await id(alice, 'user-bob').getByTestId('guest-tag').count() === 0, 'bob has an account');
+    });
+
+    await t.test('a taken nick is refused beside the nick field', async () => {
+      const ctx = await context(browser);
+      const page = await ctx.newPage();
+      watchProblems(page, 'mallory', problems);
+      await openAccountForm(page, server.base, 'signup');
+      await fillAccount(page, 'alice', 'some other long password');
+      await id(page, 'auth-nick-error').waitFor({ state: 'visible' });
+      assert.match(await id(page, 'auth-nick-error').textContent(), /already registered/);
+      await ctx.close();
+    });
+
+    await t.test('log out, and log in again', async () => {
+      await id(alice, 'logout').click();
+      await id(alice, 'nick-input').waitFor({ state: 'visible' });
+      assert.equal(await alice.evaluate(() => localStorage.getItem('chat.token')), null, 'the token is forgotten');
+      await id(alice, 'nick-to-login').click();
+      await fillAccount(alice, 'alice', 'not the password at all');
+      await id(alice, 'auth-error').waitFor({ state: 'visible' });
+      assert.equal(await id(alice, 'auth-error').textContent(), 'Wrong nick or password.');
+      await fillAccount(alice, 'alice', PASSWORD.alice);
+      await signedInAs(alice, 'alice');
+    });
+
+    await t.test('a guest: the banner, the marker, and no account nick', async () => {
+      const ctx = await context(browser);
+      const page = await ctx.newPage();
+      watchProblems(page, 'carol', problems);
+      await page.goto(server.base);
+      await id(page, 'nick-input').fill('alice');
+      await id(page, 'nick-submit').click();
+      await id(page, 'nick-error').waitFor({ state: 'visible' });
+      assert.match(await id(page, 'nick-error').textContent(), /belongs to an account/);
+      await signIn(page, server.base, 'carol');
+      await id(page, 'guest-banner').waitFor({ state: 'visible' });
+      assert.match(await id(page, 'guest-banner').textContent(), /You are a guest: sign up to keep this nick/);
+      await id(alice, 'user-carol').getByTestId('guest-tag').waitFor();
+      await send(page, 'hello from a guest');
+      const msg = alice.locator('[data-testid="message"][data-from="carol"]');
+      await msg.getByTestId('guest-tag').waitFor();
+      const found = await axe(page);
+      assert.deepEqual(found, [], found.join('\n'));
+      await ctx.close();
+    });
+
+    await t.test('the owner of a fresh room has the owner\'s actions, the member none', async () => {
+      await joinRoom(alice, 'den');
+      await joinRoom(bob, 'den');
+      await id(alice, 'user-bob').waitFor();
+      await id(alice, 'room-settings').waitFor({ state: 'visible' });
+      assert.ok(await id(bob, 'room-settings').isHidden(), 'a member has no room settings');
+      await id(bob, 'user-alice').getByTestId('role-tag').filter({ hasText: 'owner' }).waitFor();
+      await openMenu(alice, 'bob');
+      assert.deepEqual(await menuItems(alice), ['menu-dm', 'menu-block', 'menu-kick', 'menu-mute', 'menu-ban', 'menu-make-moderator']);
+      assert.equal(await alice.evaluate(() => document.activeElement?.dataset.testid), 'menu-dm', 'the menu takes the focus');
+      await alice.keyboard.press('ArrowDown');
+      assert.equal(await alice.evaluate(() => document.activeElement?.dataset.testid), 'menu-block');
+      const found = await axe(alice);
+      assert.deepEqual(found, [], found.join('\n'));
+      await alice.keyboard.press('Escape');
+      await id(alice, 'member-menu').waitFor({ state: 'hidden' });
+      assert.equal(await alice.evaluate(() => document.activeElement?.closest('[data-testid]')?.dataset.testid), 'user-bob', 'focus back on the nick');
+      await openMenu(bob, 'alice');
+      assert.deepEqual(await menuItems(bob), ['menu-dm', 'menu-block']);
+      await bob.keyboard.press('Escape');
+    });
+
+    await t.test('the owner mutes bob: his composer says so, and his posts are refused', async () => {
+      await openMenu(alice, 'bob');
+      await id(alice, 'menu-mute').click();
+      await id(alice, 'mod-dialog').waitFor({ state: 'visible' });
+      await id(alice, 'mod-duration').selectOption({ label: '1 hour' });
+      await id(alice, 'mod-reason').fill('cool down');
+      await id(alice, 'mod-confirm').click();
+      const state = id(bob, 'compose-state');
+      await state.waitFor({ state: 'visible' });
+      assert.match(await state.textContent(), /^You are muted in #den until \d{1,2}:\d{2}/);
+      assert.ok(await id(bob, 'composer').isDisabled());
+      await alice.getByTestId('mod-note').filter({ hasText: 'muted bob' }).waitFor();
+      // The server refuses bob's post, whatever the page does: a second
+      // connection of his, with his token, tries.
+      const codes = await bob.evaluate(() => new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://${location.host}/ws`);
+        const seen = [];
+        const timer = setTimeout(() => reject(new Error(`no refusal: ${JSON.stringify(seen)}`)), 10_000);
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: JSON.parse(localStorage.getItem('chat.token')) }));
+        ws.onmessage = (e) => {
+          const m = JSON.parse(e.data);
+          seen.push(m.type === 'error' ? m.code : m.type);
+          if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'msg', room: 'den', text: 'can I talk?', client_id: 'x1' }));
+          if (m.type === 'error' && m.client_id === 'x1') { clearTimeout(timer); ws.close(); resolve(seen); }
+          if (m.type === 'ack') { clearTimeout(timer); ws.close(); resolve(seen); }
+        };
+      }));
+      assert.equal(codes[codes.length - 1], 'muted', `the post is refused as muted: ${codes}`);
+      assert.equal(await alice.locator('[data-testid="message"]').filter({ hasText: 'can I talk?' }).count(), 0);
+    });
+
+    await t.test('the owner kicks bob: he leaves the member list, and is told', async () => {
+      await openMenu(alice, 'bob');
+      await id(alice, 'menu-kick').click();
+      await id(alice, 'mod-confirm').click();
+      await id(alice, 'user-bob').waitFor({ state: 'detached' });
+      await id(bob, 'notice').filter({ hasText: 'removed you from #den' }).waitFor();
+      await id(bob, 'room-den').waitFor({ state: 'detached' });
+    });
+
+    await t.test('the audit panel lists the mute and the kick', async () => {
+      await id(alice, 'room-settings').click();
+      await id(alice, 'room-dialog').waitFor({ state: 'visible' });
+      const entry = (action) => id(alice, 'audit').locator(`[data-testid="audit-entry"][data-action="${action}"][data-user="bob"]`);
+      await entry('kick').waitFor();
+      await entry('mute').waitFor();
+      assert.match(await entry('mute').textContent(), /alice muted bob/);
+      const found = await axe(alice);
+      assert.deepEqual(found, [], found.join('\n'));
+      await id(alice, 'room-close').click();
+    });
+
+    await t.test('a kicked member still talks elsewhere', async () => {
+      await openRoom(bob, 'general');
+      await send(bob, 'back in general');
+      await openRoom(alice, 'general');
+      await waitMessage(alice, 'back in general', { from: 'bob' });
+    });
+
+    await t.test('change password: a wrong current one is refused beside it; the new one logs in', async () => {
+      await id(alice, 'change-password').click();
+      await id(alice, 'password-dialog').waitFor({ state: 'visible' });
+      await id(alice, 'pw-old').fill('not my password!');
+      await id(alice, 'pw-new').fill('a brand new passphrase');
+      await id(alice, 'pw-submit').click();
+      await id(alice, 'pw-old-error').waitFor({ state: 'visible' });
+      assert.match(await id(alice, 'pw-old-error').textContent(), /not your current password/);
+      await id(alice, 'pw-old').fill(PASSWORD.alice);
+      await id(alice, 'pw-submit').click();
+      await id(alice, 'password-dialog').waitFor({ state: 'hidden' });
+      await alice.getByTestId('toast').filter({ hasText: 'Password changed' }).waitFor();
+      await id(alice, 'logout').click();
+      await id(alice, 'nick-to-login').click();
+      await fillAccount(alice, 'alice', 'a brand new passphrase');
+      await signedInAs(alice, 'alice');
+      assert.deepEqual(problems, []);
+    });
+  }));

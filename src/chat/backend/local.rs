@@ -11,6 +11,7 @@
 //! disk does not have, and an ack means "on disk". A crash loses only ids
 //! nobody saw, and the next server continues from the ids on disk.
 
+mod accounts;
 mod convs;
 pub mod store;
 
@@ -137,7 +138,7 @@ impl Backend for Local {
             }
             // No other server holds the nick.
             Signal::Replaced { .. } => {}
-            Signal::Receipt { .. } | Signal::Logout { .. } => {
+            Signal::Receipt { .. } | Signal::Logout { .. } | Signal::Revoked { .. } => {
                 if let Some(hub) = self.hub() {
                     hub.signal(signal);
                 }

@@ -6,7 +6,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::backend::Conversation;
-use super::super::hub::Client;
+use super::super::hub::{Client, Standing};
 use super::super::protocol::{ClientMsg, DEFAULT_HISTORY, ErrorCode, ServerMsg};
 use super::{Session, newest_that_fit};
 
@@ -57,6 +57,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rooms,
             unread: &unread.unread,
             mentions: &unread.mentions,
+            guest: self
+                .hub
+                .marks_guests()
+                .then_some(client.standing == Standing::Guest),
         });
         for (with, id) in &unread.away {
             self.reply(&ServerMsg::Mention {

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{
-    Conversation, Event, HubEvents, Kind, NewEvent, PresenceChange, Scope, Signal,
+    Conversation, Event, HubEvents, Kind, MsgState, NewEvent, PresenceChange, Scope, Signal,
 };
 
 /// The channel every server subscribes to.
@@ -104,6 +104,14 @@ pub(super) enum Bus {
         #[serde(default)]
         session: Option<String>,
     },
+    /// An account session was revoked: its connections close everywhere
+    /// (issue 17).
+    Revoked {
+        /// Whose session.
+        nick: String,
+        /// The session id.
+        session: String,
+    },
     /// A server is alive.
     Hb {
         /// The server.
@@ -144,6 +152,9 @@ pub(super) struct Posted {
     /// A reaction's emoji.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     emoji: String,
+    /// A message's writer was a guest (issue 17).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    guest: bool,
 }
 
 fn is_msg(kind: &str) -> bool {
@@ -166,6 +177,7 @@ impl Posted {
             target: event.kind.target(),
             reply_to,
             emoji,
+            guest: matches!(&event.kind, Kind::Msg(state) if state.guest),
         }
     }
 
@@ -183,7 +195,11 @@ impl Posted {
                 emoji: self.emoji,
                 users,
             },
-            _ => Kind::msg(self.reply_to),
+            _ => Kind::Msg(MsgState {
+                reply_to: self.reply_to,
+                guest: self.guest,
+                ..MsgState::default()
+            }),
         };
         Event {
             conv: Conversation::from_key(&self.conv),
@@ -216,6 +232,7 @@ impl Redis {
                 renamed,
                 session,
             },
+            Signal::Revoked { nick, session } => Bus::Revoked { nick, session },
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(event.to_json());
@@ -314,6 +331,7 @@ impl Redis {
                 renamed,
                 session,
             }),
+            Bus::Revoked { nick, session } => hub.signal(Signal::Revoked { nick, session }),
             Bus::Replace { s, nick } => {
                 if s != self.id {
                     // Its owner came back on another server: the

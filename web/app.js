@@ -239,7 +239,10 @@ const conn = new Conn({
       if (acct.signedIn()) {
         acct.refresh().then((ok) => { if (ok) conn.restart(); });
       } else {
-        endSession('This server needs an account: log in or sign up.');
+        // A token from elsewhere (`/?token=`), refused; or none at all.
+        const had = hasToken();
+        save('chat.token', null);
+        endSession(had ? 'That sign-in token was refused (invalid or expired): log in instead.' : 'This server needs an account: log in or sign up.');
       }
       return false;
     }

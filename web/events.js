@@ -4,6 +4,7 @@
 import { $, byNick, NICK_RE } from './util.js';
 import { mentions as mentionsMe } from './markdown.js';
 import { MODE } from './account.js';
+import { refusal } from './moderation.js';
 
 export const TYPING_SHOW_MS = 3000;
 // How often a big room's member list is paged afresh while in view.
@@ -318,7 +319,7 @@ export function eventHandler(A) {
         if (!S.ready && ['nick_reserved', 'nick_confusable', 'account_required'].includes(m.code)) { A.nickRefused(m); break; }
         const c = m.client_id && S.convs.get(S.inflight.get(m.client_id));
         const p = c && c.pending.get(m.client_id);
-        if (p) { p.state = 'failed'; p.why = m.message || m.code; renderMessages(); }
+        if (p) { p.state = 'failed'; p.why = refusal(m) || m.message || m.code; renderMessages(); }
         S.inflight.delete(m.client_id);
         S.requests.delete(m.client_id);
         if (!M.onError(m)) toast(`${m.code}${m.message ? ': ' + m.message : ''}`);

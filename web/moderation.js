@@ -7,9 +7,10 @@
 // `A` holds the app's state and rendering (see `app()` in app.js).
 import { $, el, NICK_RE } from './util.js';
 
-// Who may do what in a room, by the lowest role that may (the server
-// decides; this only keeps the page from offering what it would refuse).
-const RANK = { member: 0, moderator: 1, owner: 2, admin: 3 };
+// Who may do what in a room, by the lowest role that may: the table of
+// docs/PROTOCOL.md, "Moderation" (the server decides; this only keeps the
+// page from offering what it would refuse).
+const RANK = { guest: 0, member: 0, moderator: 1, owner: 2, admin: 3 };
 const MAY = {
   kick: 'moderator', mute: 'moderator', ban: 'moderator', delete: 'moderator',
   topic: 'moderator', slow: 'moderator', moderator: 'owner', audit: 'owner', owner: 'admin', server_ban: 'admin',
@@ -49,10 +50,32 @@ export function describe(m) {
     case 'unmute': return `${m.by} unmuted ${who}`;
     case 'slow': return m.seconds ? `${m.by} turned slow mode on: one message every ${m.seconds} s` : `${m.by} turned slow mode off`;
     case 'topic': return m.topic ? `${m.by} set the topic: ${m.topic}` : `${m.by} cleared the topic`;
-    case 'role': return m.role === 'member' ? `${m.by} made ${who} a member again` : `${m.by} made ${who} ${m.role === 'owner' ? 'an owner' : 'a moderator'}`;
+    case 'role':
+      // A room's first verified member owns it (a role event by itself).
+      if (m.by === m.user && m.role === 'owner') return `${m.by} opened the room and owns it`;
+      return m.role === 'member' ? `${m.by} made ${who} a member again` : `${m.by} made ${who} ${m.role === 'owner' ? 'an owner' : 'a moderator'}`;
     case 'delete': return `${m.by} deleted a message by ${who}`;
     default: return `${m.by || 'a moderator'}: ${m.action}${m.user ? ' ' + m.user : ''}`;
   }
+}
+
+const AUDIT_VERB = {
+  kick: 'removed', ban: 'banned', unban: 'lifted the ban on', mute: 'muted', unmute: 'unmuted', slow: 'set slow mode',
+  topic: 'set the topic', role: 'gave a role to', delete: 'deleted a message', admin_add: 'made an admin:', admin_remove: 'removed an admin:',
+};
+
+/** An audit entry in words; its `detail` is the server's text (a reason,
+ * "until <ms>", a topic, a role), its times shown as times. */
+function auditLine(e) {
+  const detail = typeof e.detail === 'string' ? e.detail.replace(/until (\d{10,})/g, (_, ms) => `until ${when(Number(ms))}`) : '';
+  return `${e.by} ${AUDIT_VERB[e.action] || e.action}${e.user ? ' ' + e.user : ''}${detail ? ': ' + detail : ''}`;
+}
+
+/** Why a post was refused, in words (the server's message with its
+ * times as times), for `muted` and `slow_mode`; null for other codes. */
+export function refusal(m) {
+  if (m.code !== 'muted' && m.code !== 'slow_mode') return null;
+  return (m.message || m.code).replace(/until (\d{10,})/g, (_, ms) => `until ${when(Number(ms))}`);
 }
 
 export function moderation(A) {
@@ -126,7 +149,8 @@ export function moderation(A) {
     mod.moderators = Array.isArray(m.moderators) ? m.moderators : [];
     const you = m.you && typeof m.you === 'object' ? m.you : {};
     mod.role = typeof you.role === 'string' ? you.role : 'member';
-    mod.mutedUntil = typeof you.muted_until === 'number' ? you.muted_until : you.muted === true ? Infinity : null;
+    // 0: until lifted.
+    mod.mutedUntil = typeof you.muted_until === 'number' ? (you.muted_until === 0 ? Infinity : you.muted_until) : null;
     renderAll();
     renderRoomDialog();
   }
@@ -204,7 +228,8 @@ export function moderation(A) {
     }
     if (m.code === 'muted') {
       const room = typeof m.room === 'string' ? roomConv(m.room) : c && c.kind === 'room' ? c : null;
-      if (room) modOf(room).mutedUntil = typeof m.until === 'number' ? m.until : modOf(room).mutedUntil ?? Infinity;
+      const until = Number((/until (\d{10,})/.exec(m.message || '') || [])[1]) || null;
+      if (room) modOf(room).mutedUntil = until || modOf(room).mutedUntil || Infinity;
       A.setComposerEnabled();
       return true;
     }
@@ -373,8 +398,7 @@ export function moderation(A) {
   function renderAudit() {
     const list = $('audit-list');
     list.replaceChildren(...audit.entries.map((e) => el('li', { 'data-testid': 'audit-entry', 'data-action': e.action, 'data-user': e.user || '' },
-      el('time', { dateTime: new Date(e.ts).toISOString(), text: when(e.ts) }), ' ',
-      el('span', { text: describe({ ...e, room: audit.room, ...(e.detail && typeof e.detail === 'object' ? e.detail : {}), reason: typeof e.detail === 'string' ? e.detail : e.detail?.reason }) }))));
+      el('time', { dateTime: new Date(e.ts).toISOString(), text: when(e.ts) }), ' ', el('span', { text: auditLine(e) }))));
     $('audit-empty').hidden = audit.entries.length > 0 || audit.loading;
     $('audit-more').hidden = !audit.more;
     $('audit-more').disabled = audit.loading;

@@ -6,14 +6,17 @@
 // first member) sees exactly the owner's actions in a member's menu, the
 // member sees none; the owner mutes the member (whose composer says so,
 // and whose posts the server refuses), then kicks them (they leave the
-// member list), and the audit panel lists both. axe-core checks the new
-// dialogs and panels. Run through scripts/browser-test.sh (or, with a
+// member list), and the audit panel lists both. The owner of general sets
+// its topic and slow mode (bob's composer counts down) and makes bob a
+// moderator; an admin (`chat admin add`) bans him from the server, and
+// his page says so (4004). axe-core checks the new dialogs and panels. Run through scripts/browser-test.sh (or, with a
 // built server, `node --test tests/browser/accounts.test.mjs`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { WAIT, budget, id, openRoom, send, sideClick, signIn, statusIs, waitMessage, watchProblems, withChat } from './harness.mjs';
+import { SERVER, WAIT, budget, id, openRoom, send, sideClick, signIn, statusIs, waitMessage, watchProblems, withChat } from './harness.mjs';
 
 budget(300);
 
@@ -189,7 +192,8 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
         ws.onmessage = (e) => {
           const m = JSON.parse(e.data);
           seen.push(m.type === 'error' ? m.code : m.type);
-          if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'msg', room: 'den', text: 'can I talk?', client_id: 'x1' }));
+          if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', room: 'den' }));
+          if (m.type === 'history' && m.room === 'den') ws.send(JSON.stringify({ type: 'msg', room: 'den', text: 'can I talk?', client_id: 'x1' }));
           if (m.type === 'error' && m.client_id === 'x1') { clearTimeout(timer); ws.close(); resolve(seen); }
           if (m.type === 'ack') { clearTimeout(timer); ws.close(); resolve(seen); }
         };
@@ -224,6 +228,50 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       await send(bob, 'back in general');
       await openRoom(alice, 'general');
       await waitMessage(alice, 'back in general', { from: 'bob' });
+    });
+
+    await t.test('the owner of general sets its topic and slow mode; bob sees both, and a countdown', async () => {
+      // alice was general's first verified member: its owner.
+      await id(alice, 'room-settings').click();
+      await id(alice, 'topic-input').fill('Be kind');
+      await id(alice, 'topic-save').click();
+      await id(bob, 'topic').filter({ hasText: 'Be kind' }).waitFor();
+      await id(alice, 'slow-select').selectOption('30');
+      await id(alice, 'slow-save').click();
+      await id(alice, 'room-close').click();
+      const state = id(bob, 'compose-state');
+      await state.filter({ hasText: 'one message every 30 s' }).waitFor();
+      await send(bob, 'one under slow mode');
+      await waitMessage(alice, 'one under slow mode', { from: 'bob' });
+      await send(bob, 'two under slow mode');
+      await state.filter({ hasText: /^Slow mode: you can post again in \d+ s\.$/ }).waitFor();
+      await waitMessage(bob, 'two under slow mode', { from: 'bob', state: 'failed' });
+      await alice.getByTestId('mod-note').filter({ hasText: 'slow mode on' }).waitFor();
+    });
+
+    await t.test('the owner makes bob a moderator: the list says so, and he gets the room settings', async () => {
+      await openMenu(alice, 'bob');
+      await id(alice, 'menu-make-moderator').click();
+      await id(alice, 'user-bob').getByTestId('role-tag').filter({ hasText: 'mod' }).waitFor();
+      await id(bob, 'room-settings').waitFor({ state: 'visible' });
+      await openMenu(bob, 'alice');
+      assert.deepEqual(await menuItems(bob), ['menu-dm', 'menu-block'], 'a moderator cannot act on the owner');
+      await bob.keyboard.press('Escape');
+    });
+
+    await t.test('an admin bans bob from the server: his page says so (4004)', async () => {
+      const admin = spawnSync(SERVER, ['chat', '--db', server.db, 'admin', 'add', 'alice'], { encoding: 'utf8' });
+      assert.equal(admin.status, 0, admin.stderr);
+      await alice.reload();
+      await statusIs(alice, 'online');
+      await openMenu(alice, 'bob');
+      assert.ok((await menuItems(alice)).includes('menu-make-owner'), 'an admin names owners');
+      await id(alice, 'menu-ban').click();
+      await id(alice, 'mod-scope').selectOption('server');
+      await id(alice, 'mod-confirm').click();
+      await id(bob, 'notice').filter({ hasText: 'You are banned from this server.' }).waitFor();
+      await statusIs(bob, 'offline');
+      await id(alice, 'user-bob').waitFor({ state: 'detached' });
     });
 
     await t.test('change password: a wrong current one is refused beside it; the new one logs in', async () => {

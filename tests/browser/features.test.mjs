@@ -329,7 +329,9 @@ function jwt(secret, name, expSecs = 3600) {
 }
 
 test('with --jwt-secret the page asks for a token, never leaving a dead composer', { timeout: 120_000 }, (t) =>
-  withChat('jwt', ['--jwt-secret', 'browser-secret'], async ({ server, browser, problems }) => {
+  // Tokens from elsewhere only: with accounts beside them the page asks
+  // for a login instead (accounts.test.mjs).
+  withChat('jwt', ['--jwt-secret', 'browser-secret', '--accounts', 'off'], async ({ server, browser, problems }) => {
     const ctx = await browser.newContext();
     ctx.setDefaultTimeout(WAIT);
     const page = await ctx.newPage();

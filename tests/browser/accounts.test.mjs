@@ -1,7 +1,8 @@
 // Accounts and moderation in the page (issue 17), in a real Chromium on a
 // fresh server with `--accounts open`: two users sign up in two browser
 // contexts (a weak password refused beside its field first), log out and
-// in again; a guest sees the guest banner and carries the guest marker; a
+// in again; a stale token is refreshed before the page connects, and a
+// logout in another tab (4005) brings this one back to the login form; a guest sees the guest banner and carries the guest marker; a
 // guest cannot take an account's nick. The owner of a fresh room (its
 // first member) sees exactly the owner's actions in a member's menu, the
 // member sees none; the owner mutes the member (whose composer says so,
@@ -125,6 +126,31 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       assert.equal(await id(alice, 'auth-error').textContent(), 'Wrong nick or password.');
       await fillAccount(alice, 'alice', PASSWORD.alice);
       await signedInAs(alice, 'alice');
+    });
+
+    await t.test('a stale token is refreshed before connecting; a logout in another tab (4005) says so here', async () => {
+      const tab = await actx.newPage();
+      watchProblems(tab, 'alice-2', problems);
+      await tab.goto(server.base);
+      await signedInAs(tab, 'alice');
+      const before = await tab.evaluate(() => localStorage.getItem('chat.token'));
+      // As if the hour had passed: the page refreshes first, then connects.
+      await tab.evaluate(() => localStorage.setItem('chat.expires', String(Date.now() - 1000)));
+      await tab.reload();
+      await signedInAs(tab, 'alice');
+      const after = await tab.evaluate(() => ({ token: localStorage.getItem('chat.token'), expires: Number(localStorage.getItem('chat.expires')) }));
+      assert.notEqual(after.token, before, 'a new token');
+      assert.ok(after.expires > Date.now() + 30 * 60_000, 'good for most of an hour');
+      await id(tab, 'logout').click();
+      await id(tab, 'nick-input').waitFor({ state: 'visible' });
+      // The first tab's connection was of that session: closed with 4005.
+      await id(alice, 'auth-dialog').waitFor({ state: 'visible' });
+      assert.match(await id(alice, 'auth-why').textContent(), /You were logged out/);
+      assert.equal(await id(alice, 'auth-nick').inputValue(), 'alice');
+      await id(alice, 'auth-password').fill(PASSWORD.alice);
+      await id(alice, 'auth-submit').click();
+      await signedInAs(alice, 'alice');
+      await tab.close();
     });
 
     await t.test('a guest: the banner, the marker, and no account nick', async () => {
@@ -291,5 +317,24 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       await fillAccount(alice, 'alice', 'a brand new passphrase');
       await signedInAs(alice, 'alice');
       assert.deepEqual(problems, []);
+    });
+
+    await t.test('too many failed logins: the form says how long to wait, and waits', async () => {
+      const ctx = await context(browser);
+      const page = await ctx.newPage();
+      watchProblems(page, 'eve', problems);
+      await openAccountForm(page, server.base, 'login');
+      const err = id(page, 'auth-error');
+      let text = '';
+      for (let i = 0; i < 12 && !/Too many/.test(text); i++) {
+        await fillAccount(page, 'carol-account', `guess number ${i}`);
+        await err.filter({ hasText: /Wrong nick or password|Too many/ }).waitFor();
+        text = await err.textContent();
+        if (!/Too many/.test(text)) await page.evaluate(() => { document.getElementById('auth-error').hidden = true; document.getElementById('auth-error').textContent = ''; });
+      }
+      assert.match(text, /^Too many attempts: try again in \d+ s\.$/);
+      assert.ok(await id(page, 'auth-submit').isDisabled(), 'no submit while the wait runs');
+      assert.deepEqual(problems, []);
+      await ctx.close();
     });
   }));

@@ -111,7 +111,8 @@ export function moderation(A) {
     if (until !== null) {
       return { closed: true, text: until === Infinity ? `You are muted in #${c.name} until a moderator unmutes you.` : `You are muted in #${c.name} until ${when(until)}.` };
     }
-    const mod = c && c.kind === 'room' ? modOf(c) : null;
+    // Moderators and up are not slowed.
+    const mod = c && c.kind === 'room' && rank(modOf(c).role) < rank('moderator') ? modOf(c) : null;
     if (mod && mod.slowUntil > Date.now()) {
       return { closed: false, text: `Slow mode: you can post again in ${Math.ceil((mod.slowUntil - Date.now()) / 1000)} s.` };
     }

@@ -9,7 +9,8 @@
 // and whose posts the server refuses), then kicks them (they leave the
 // member list), and the audit panel lists both. The owner of general sets
 // its topic and slow mode (bob's composer counts down) and makes bob a
-// moderator; an admin (`chat admin add`) bans him from the server, and
+// moderator; alice blocks him (his messages leave her view) and unblocks
+// him; an admin (`chat admin add`) bans him from the server, and
 // his page says so (4004). axe-core checks the new dialogs and panels. Run through scripts/browser-test.sh (or, with a
 // built server, `node --test tests/browser/accounts.test.mjs`).
 import { test } from 'node:test';
@@ -283,6 +284,21 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       await openMenu(bob, 'alice');
       assert.deepEqual(await menuItems(bob), ['menu-dm', 'menu-block'], 'a moderator cannot act on the owner');
       await bob.keyboard.press('Escape');
+    });
+
+    await t.test('alice blocks bob: his messages leave her view, the menu offers to unblock', async () => {
+      await send(bob, 'a word from bob');
+      await waitMessage(alice, 'a word from bob', { from: 'bob' });
+      await openMenu(alice, 'bob');
+      await id(alice, 'menu-block').click();
+      await alice.waitForFunction(() => !document.querySelector('[data-testid="message"][data-from="bob"]'));
+      await send(bob, 'unseen by alice');
+      await waitMessage(bob, 'unseen by alice', { from: 'bob' });
+      await openMenu(alice, 'bob');
+      assert.ok((await menuItems(alice)).includes('menu-unblock'));
+      await id(alice, 'menu-unblock').click();
+      await waitMessage(alice, 'a word from bob', { from: 'bob' });
+      assert.equal(await alice.locator('[data-testid="message"]').filter({ hasText: 'unseen by alice' }).count(), 0, 'the server never sent it');
     });
 
     await t.test('an admin bans bob from the server: his page says so (4004)', async () => {

@@ -398,8 +398,18 @@ export function moderation(A) {
 
   function renderAudit() {
     const list = $('audit-list');
-    list.replaceChildren(...audit.entries.map((e) => el('li', { 'data-testid': 'audit-entry', 'data-action': e.action, 'data-user': e.user || '' },
-      el('time', { dateTime: new Date(e.ts).toISOString(), text: when(e.ts) }), ' ', el('span', { text: auditLine(e) }))));
+    const c = roomConv(audit.room);
+    list.replaceChildren(...audit.entries.map((e) => {
+      const li = el('li', { 'data-testid': 'audit-entry', 'data-action': e.action, 'data-user': e.user || '' },
+        el('time', { dateTime: new Date(e.ts).toISOString(), text: when(e.ts) }), ' ', el('span', { text: auditLine(e) }));
+      // A banned user is in no member list: the ban is lifted from here.
+      if (e.action === 'ban' && e.user && c && may(c, 'ban')) {
+        const lift = el('button', { type: 'button', class: 'link', 'data-testid': 'audit-unban', text: `lift the ban on ${e.user}` });
+        lift.onclick = () => { if (!send({ type: 'unban', room: audit.room, user: e.user })) toast('not connected: try again when back online'); };
+        li.append(' ', lift);
+      }
+      return li;
+    }));
     $('audit-empty').hidden = audit.entries.length > 0 || audit.loading;
     $('audit-more').hidden = !audit.more;
     $('audit-more').disabled = audit.loading;

@@ -276,6 +276,15 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       await alice.getByTestId('mod-note').filter({ hasText: 'slow mode on' }).waitFor();
     });
 
+    await t.test('the owner deletes bob\'s message: everyone sees the tombstone', async () => {
+      const theirs = alice.locator('[data-testid="message"][data-from="bob"]').filter({ hasText: 'one under slow mode' });
+      await theirs.hover();
+      await theirs.getByTestId('delete').click();
+      await theirs.getByTestId('delete').click();
+      await bob.locator('[data-testid="message"][data-deleted="true"]').waitFor();
+      assert.equal(await bob.locator('[data-testid="message"][data-from="alice"] [data-testid="delete"]').count(), 0);
+    });
+
     await t.test('the owner makes bob a moderator: the list says so, and he gets the room settings', async () => {
       await openMenu(alice, 'bob');
       await id(alice, 'menu-make-moderator').click();

@@ -2,10 +2,11 @@
 // This module holds the state and the user's actions; events.js applies
 // the server's events, conn.js keeps the socket, render.js the message
 // list, sidebar.js the side panel, notices.js toasts and notifications,
-// markdown.js the text's formatting, account.js signing up and in,
+// markdown.js the text's formatting, signin.js who the user is (a nick,
+// an account through account.js, a token) and the closes about it,
 // moderation.js roles, the member menu and the room's settings. All user text reaches the page
 // through textContent, never as HTML.
-import { $, saved, save, newId, NICK_RE, ROOM_RE } from './util.js';
+import { $, saved, save, NICK_RE, ROOM_RE } from './util.js';
 import { Conn } from './conn.js';
 import { renderList } from './render.js';
 import { renderSide } from './sidebar.js';
@@ -13,8 +14,9 @@ import { mentions as mentionsMe } from './markdown.js';
 import { eventHandler } from './events.js';
 import { composer } from './compose.js';
 import { announce, toast, notify as notifyUser, askNotifyOnce } from './notices.js';
-import { MODE, ACCOUNTS, accounts } from './account.js';
+import { MODE, ACCOUNTS } from './account.js';
 import { moderation } from './moderation.js';
+import { signin } from './signin.js';
 
 // The search box asks the server once typing pauses this long.
 const SEARCH_DELAY_MS = 200;
@@ -233,49 +235,7 @@ const conn = new Conn({
       for (const p of c.pending.values()) if (p.state === 'pending' && p.sent) p.state = 'failed';
     }
     renderMessages();
-    if (code === 4001 && ACCOUNTS) {
-      // Our token refused (expired while away, say): a refresh may save
-      // the session; otherwise, or with no account, the login form.
-      if (acct.signedIn()) {
-        acct.refresh().then((ok) => { if (ok) conn.restart(); });
-      } else {
-        // A token from elsewhere (`/?token=`), refused; or none at all.
-        const had = hasToken();
-        save('chat.token', null);
-        endSession(had ? 'That sign-in token was refused (invalid or expired): log in instead.' : 'This server needs an account: log in or sign up.');
-      }
-      return false;
-    }
-    if (code === 4001) {
-      // A token missing, invalid or expired: ask for one.
-      save('chat.token', null);
-      S.token = null;
-      askToken(AUTH === 'token' || S.welcomed ? 'That token was refused (invalid or expired). Paste a new one.' : '');
-      return false;
-    }
-    if (code === 4004) {
-      notice('You are banned from this server.');
-      return false;
-    }
-    if (code === 4005) {
-      // This session was revoked: a logout (here or elsewhere) or a
-      // password change on another device.
-      if (S.loggingOut) { loggedOut(); return false; }
-      acct.forget();
-      endSession('You were logged out: this session was ended (a logout, or a password change elsewhere). Log in again.');
-      return false;
-    }
-    if (code === 1000 && S.welcomed) { loggedOut(); return false; }
-    if (code === 4000) { notice('This nick connected from somewhere else.'); return false; }
-    if (code === 4002) { notice('Too many tabs or devices are connected as you: close one and reload.'); return false; }
-    const renamed = /^renamed to (\S+)$/.exec(reason || '');
-    if (code === 4003 && renamed && NICK_RE.test(renamed[1])) {
-      // Renamed in another tab: come back under the new nick, with the
-      // secret that tab got in `renamed` (shared in localStorage).
-      S.me = S.nick = renamed[1];
-      save('chat.nick', renamed[1]);
-    }
-    return true;
+    return SI.closed(code, reason);
   },
   onState: (state, retryAt) => {
     if (state === 'open') setStatus('online');
@@ -310,14 +270,6 @@ function renderOffline(state, retryAt) {
   if (retryAt) renderOffline.tick = setInterval(line, 1000);
 }
 
-/** Back to the login form, saying why (the session is over). */
-function endSession(why) {
-  S.token = null;
-  conn.stop();
-  acct.show('login', why, S.me || S.nick || '');
-  setComposerEnabled();
-}
-
 /** Out of a room the server took us from (kicked, banned). */
 function dropRoom(room) {
   S.rooms = S.rooms.filter((r) => r !== room);
@@ -326,21 +278,6 @@ function dropRoom(room) {
   if (S.lastRoom === room) S.lastRoom = S.rooms[0] || null;
   if (S.current === '#' + room) show(S.rooms.length ? '#' + S.rooms[0] : null);
   else renderAll();
-}
-
-/** A guest `hello` refused before any welcome (the nick is an account's,
- * or looks like one in use): the nick dialog again, saying why. */
-function nickRefused(m) {
-  const text = m.code === 'nick_reserved'
-    ? 'That nick belongs to an account: log in if it is yours, or choose another.'
-    : m.code === 'nick_confusable'
-      ? 'That nick looks too much like one already in use: choose another.'
-      : 'This server needs an account: log in or sign up.';
-  if (m.code === 'account_required') { endSession(text); return; }
-  conn.stop();
-  S.nick = null;
-  save('chat.nick', null);
-  askNick(text);
 }
 
 function notice(text) {
@@ -353,7 +290,8 @@ function notice(text) {
 function app() {
   return {
     S, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, renderAll, renderLists,
-    renderMessages, renderTyping, search, send, setComposerEnabled, show, toast, dropRoom, nickRefused,
+    renderMessages, renderTyping, search, send, setComposerEnabled, show, toast, dropRoom,
+    nickRefused: (m) => SI.nickRefused(m),
     notify: (c, m) => notifyUser(c, m, show),
     saveNick: (nick) => save('chat.nick', nick),
     saveSession: (session) => save('chat.session', session),
@@ -368,25 +306,8 @@ const C = composer({
 const jumpTo = (c, id) => C.jumpTo(c, id);
 const renderCompose = () => C.renderCompose();
 const handle = eventHandler({ ...app(), M });
-const acct = accounts({
-  token: (token) => { S.token = token; },
-  signedIn: (nick) => {
-    // A guest who logs in or signs up: the page starts afresh as the
-    // account (its guest session is no longer ours).
-    const switching = S.welcomed;
-    S.token = saved('chat.token', null);
-    S.nick = nick;
-    save('chat.nick', nick);
-    save('chat.session', null);
-    S.session = null;
-    if (switching) { location.reload(); return; }
-    $('nick-dialog').hidden = true;
-    notice('');
-    if (conn.stopped) conn.restart(); else start();
-  },
-  ended: (why) => endSession(why),
-  toast,
-});
+const SI = signin({ S, conn, notice, toast, send, setStatus, setComposerEnabled, hasToken, start });
+const acct = SI.acct;
 
 
 // --- rendering -------------------------------------------------------------
@@ -531,86 +452,6 @@ document.querySelector('.chat').addEventListener('click', () => {
 
 $('retry-now').addEventListener('click', () => conn.retryNow());
 
-// --- the account: rename, log out ---------------------------------------------
-
-// With tokens the nick is the token's (a rename would be `nick_fixed`).
-$('rename-form').hidden = AUTH === 'token' || hasToken();
-
-$('rename-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const nick = $('rename-input').value.trim();
-  if (!NICK_RE.test(nick)) return toast('nicks: 1–24 letters, digits, _ - .');
-  if (nick === S.me) return;
-  if (send({ type: 'nick', nick, client_id: newId() })) $('rename-input').value = '';
-  else toast('not connected: try again when back online');
-});
-
-$('logout').addEventListener('click', async () => {
-  S.loggingOut = true;
-  // An account's session is revoked on the server (its connections
-  // close with 4005); a guest's nick is freed everywhere.
-  if (ACCOUNTS && acct.signedIn()) { await acct.logout(); loggedOut(); return; }
-  if (!send({ type: 'logout' })) loggedOut();
-});
-
-/** Logged out (here, or in another tab: the server closes every
- * connection of the user with 1000): nothing of the user stays. */
-function loggedOut() {
-  for (const key of ['chat.nick', 'chat.token', 'chat.refresh', 'chat.expires', 'chat.drafts', 'chat.session', 'chat.current']) save(key, null);
-  location.reload();
-}
-
-// --- signing in: a nick, or a token with --jwt-secret ----------------------------------
-
-$('nick-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const nick = $('nick-input').value.trim();
-  if (!NICK_RE.test(nick)) return toast('nicks: 1–24 letters, digits, _ - .');
-  S.nick = nick;
-  save('chat.nick', nick);
-  $('nick-dialog').hidden = true;
-  if (conn.stopped) conn.restart(); else start();
-});
-
-/** The nick dialog (a guest's nick), saying why if it was refused. */
-function askNick(why = '') {
-  $('nick-error').textContent = why;
-  $('nick-error').hidden = !why;
-  $('nick-accounts').hidden = AUTH !== 'open';
-  $('auth-dialog').hidden = true;
-  $('nick-dialog').hidden = false;
-  setStatus('offline');
-  setComposerEnabled();
-  $('nick-input').focus();
-}
-
-$('nick-to-login').addEventListener('click', () => acct.show('login', '', $('nick-input').value.trim()));
-$('nick-to-signup').addEventListener('click', () => acct.show('signup', '', $('nick-input').value.trim()));
-$('auth-to-guest').addEventListener('click', () => askNick(''));
-$('guest-signup').addEventListener('click', () => acct.show('signup', 'Sign up to keep this nick: it is then yours alone.', S.me || ''));
-$('guest-login').addEventListener('click', () => acct.show('login', '', ''));
-
-function askToken(why) {
-  $('token-error').textContent = why || '';
-  $('token-error').hidden = !why;
-  $('token-dialog').hidden = false;
-  notice('Sign in with a token to chat.');
-  setComposerEnabled();
-  $('token-input').focus();
-}
-
-$('token-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const token = $('token-input').value.trim();
-  if (!token) return;
-  S.token = token;
-  save('chat.token', token);
-  $('token-input').value = '';
-  $('token-dialog').hidden = true;
-  notice('');
-  if (conn.stopped) conn.restart(); else start();
-});
-
 function start() {
   renderAll(true);
   if (!ACCOUNTS || !hasToken()) { conn.connect(); return; }
@@ -635,7 +476,7 @@ if (hasToken() || ((AUTH === 'nick' || AUTH === 'open') && typeof S.nick === 'st
 } else {
   setStatus('offline');
   renderAll();
-  if (AUTH === 'token') askToken('');
+  if (AUTH === 'token') SI.askToken('');
   else if (AUTH === 'required') acct.show('login', 'Log in or sign up to chat.');
-  else askNick('');
+  else SI.askNick('');
 }

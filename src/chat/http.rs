@@ -80,6 +80,7 @@ const MARKDOWN_JS: &str = include_str!("../../web/markdown.js");
 const MODERATION_JS: &str = include_str!("../../web/moderation.js");
 const NOTICES_JS: &str = include_str!("../../web/notices.js");
 const RENDER_JS: &str = include_str!("../../web/render.js");
+const SIGNIN_JS: &str = include_str!("../../web/signin.js");
 const SIDEBAR_JS: &str = include_str!("../../web/sidebar.js");
 const UTIL_JS: &str = include_str!("../../web/util.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
@@ -244,7 +245,7 @@ enum Route {
 /// Every method and path served. HEAD is served as GET without the body
 /// (RFC 9110 §9.3.2). A request no row matches gets 404, or 405 if no row
 /// has its method.
-const ROUTES: [(&str, &str, Route); 22] = [
+const ROUTES: [(&str, &str, Route); 23] = [
     ("GET", "/", Route::Page(index)),
     ("GET", "/index.html", Route::Page(index)),
     ("GET", "/account.js", Route::Page(account_js)),
@@ -256,6 +257,7 @@ const ROUTES: [(&str, &str, Route); 22] = [
     ("GET", "/moderation.js", Route::Page(moderation_js)),
     ("GET", "/notices.js", Route::Page(notices_js)),
     ("GET", "/render.js", Route::Page(render_js)),
+    ("GET", "/signin.js", Route::Page(signin_js)),
     ("GET", "/sidebar.js", Route::Page(sidebar_js)),
     ("GET", "/util.js", Route::Page(util_js)),
     ("GET", "/style.css", Route::Page(style_css)),
@@ -516,6 +518,10 @@ fn render_js(_: &Shared, _: &str) -> Response {
     script(RENDER_JS)
 }
 
+fn signin_js(_: &Shared, _: &str) -> Response {
+    script(SIGNIN_JS)
+}
+
 fn sidebar_js(_: &Shared, _: &str) -> Response {
     script(SIDEBAR_JS)
 }
@@ -729,6 +735,7 @@ mod tests {
             MODERATION_JS,
             NOTICES_JS,
             RENDER_JS,
+            SIGNIN_JS,
             SIDEBAR_JS,
             UTIL_JS,
         ] {

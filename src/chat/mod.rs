@@ -52,6 +52,7 @@ use tracing::{debug, info, warn};
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
 pub use backend::DbSync;
+pub use backend::moderation::AdminOp;
 pub use backend::redis::ClusterConfig;
 pub use metrics::Metrics;
 pub use origin::Origin;
@@ -288,6 +289,24 @@ fn connection_limit(requested: Option<usize>) -> usize {
     chosen
 }
 
+/// `rfc6455 chat admin add|remove|list` (issue 17): changes or lists the
+/// server admins where the servers keep them, the side database of `db`
+/// (`<db>.admins`) or, with `redis`, that Redis. Safe while servers run
+/// on the same store: they read the admins again at every check, so a
+/// change is in force at once. Returns what it did, for a human.
+pub async fn admin(
+    db: &std::path::Path,
+    redis: Option<&str>,
+    op: &AdminOp,
+) -> std::io::Result<String> {
+    match redis {
+        Some(url) => backend::redis::moderation::admin_command(url, op)
+            .await
+            .map_err(std::io::Error::other),
+        None => backend::local::moderation::admin_command(db, op),
+    }
+}
+
 /// Serves the chat on `listener` until `shutdown` resolves, then closes
 /// every connection (1001) and commits history before returning.
 pub async fn serve(
@@ -324,6 +343,7 @@ pub async fn serve(
                 tick.tick().await;
                 hub.flush_presence();
                 hub.flush_receipts();
+                hub.expire_rules();
             }
         })
     };

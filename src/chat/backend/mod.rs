@@ -27,6 +27,7 @@
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod moderation;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use super::protocol::ChatMessage;
 
 pub use local::store::DbSync;
+pub use moderation::{ModAction, Moderation};
 
 /// A page of history: events oldest first, and whether older ones exist.
 pub type Page = (Vec<Event>, bool);
@@ -180,8 +182,8 @@ pub struct Event {
 /// What an event is. Every kind has its own id in the conversation's
 /// stream; the ones that act on a message name it by `target`.
 ///
-/// The stores name the kinds `msg`, `edit`, `delete` and `react`
-/// ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
+/// The stores name the kinds `msg`, `edit`, `delete`, `react`,
+/// `moderation` and `remove` ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
 /// field); only `msg` events are messages (history pages, unread counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -208,6 +210,18 @@ pub enum Kind {
         /// store fills it in; empty as appended), sorted.
         users: Vec<String>,
     },
+    // issue 17: moderation
+    /// A moderation action in a room (kick, ban, mute, slow, topic, role,
+    /// …): its effect is the room's rules ([`moderation`]). Its `text`
+    /// is the action's JSON.
+    Moderation(Box<ModAction>),
+    /// `target` is deleted by a moderator, owner or admin of the room
+    /// (the hub checked the role): as [`Kind::Delete`], without the
+    /// author check.
+    Remove {
+        /// The message deleted.
+        target: u64,
+    },
 }
 
 impl Default for Kind {
@@ -232,16 +246,19 @@ impl Kind {
             Self::Edit { .. } => "edit",
             Self::Delete { .. } => "delete",
             Self::React { .. } => "react",
+            Self::Moderation(_) => "moderation",
+            Self::Remove { .. } => "remove",
         }
     }
 
     /// The message an edit, delete or reaction acts on.
     pub fn target(&self) -> Option<u64> {
         match self {
-            Self::Msg(_) => None,
-            Self::Edit { target } | Self::Delete { target } | Self::React { target, .. } => {
-                Some(*target)
-            }
+            Self::Msg(_) | Self::Moderation(_) => None,
+            Self::Edit { target }
+            | Self::Delete { target }
+            | Self::Remove { target }
+            | Self::React { target, .. } => Some(*target),
         }
     }
 }
@@ -423,6 +440,19 @@ pub enum Signal {
         /// other connections to reconnect with.
         session: Option<String>,
     },
+    // issue 17: moderation
+    /// `nick` is banned from the server: every connection holding it
+    /// closes (4004), on every server.
+    Banned {
+        /// The nick.
+        nick: String,
+    },
+    /// `nick`'s blocks changed (on some server): each server holding it
+    /// reads them again.
+    Blocks {
+        /// The nick.
+        nick: String,
+    },
 }
 
 /// What a backend keeps of each user's conversations besides their
@@ -459,7 +489,7 @@ pub trait Convs: Send + Sync {
 pub type Peer = String;
 
 /// What the hub asks of the place where conversations live.
-pub trait Backend: Convs {
+pub trait Backend: Convs + Moderation {
     /// Starts whatever runs in the background (Redis: the link's tasks),
     /// reporting to `hub`. Called once, before any other method.
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;

@@ -15,6 +15,7 @@ use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scop
 use super::super::lock;
 use super::super::protocol::ServerMsg;
 use super::lifecycle::event_json;
+use super::moderation::hidden_author;
 use super::reads::is_message;
 use super::{Hub, Kind, Room};
 
@@ -119,6 +120,8 @@ impl HubEvents for Hub {
                 renamed,
                 session,
             } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref())),
+            Signal::Banned { nick } => self.close_banned(&nick),
+            Signal::Blocks { nick } => self.blocks_changed(nick),
             Signal::Replaced { nick } => {
                 for c in lock(&self.users).get(&nick).into_iter().flatten() {
                     c.outbox.close(CloseFrame::new(
@@ -258,6 +261,26 @@ impl HubEvents for Hub {
 }
 
 impl Hub {
+    /// Sends a room event to its members, but not to those who block
+    /// its author (issue 17): only the room's blockers are checked, so a
+    /// room where nobody blocks anyone pays nothing.
+    fn send_filtered(&self, r: &Room, e: &Event, frame: &PreparedFrame) {
+        let hidden = match (r.blockers(), hidden_author(e)) {
+            (Some(blockers), Some(author)) => blockers
+                .iter()
+                .filter(|b| self.blocks_author(b, author))
+                .cloned()
+                .collect::<BTreeSet<String>>(),
+            _ => BTreeSet::new(),
+        };
+        if hidden.is_empty() {
+            return r.send_to_members(frame, Kind::Chat, &self.metrics);
+        }
+        for member in r.members.values().filter(|m| !hidden.contains(&m.nick)) {
+            member.outbox.push(frame, Kind::Chat, &self.metrics);
+        }
+    }
+
     /// Delivers a stored room event in id order: a hole before it is
     /// filled by the backend first.
     fn deliver(&self, event: Event) {
@@ -294,8 +317,10 @@ impl Hub {
             }
             let e = entry.remove();
             r.last_id = e.id;
+            self.on_moderation(room, r, &e);
             let frame = self.prepare(event_json(&e, None));
-            r.send_to_members(&frame, Kind::Chat, &self.metrics);
+            self.send_filtered(r, &e, &frame);
+            self.after_moderation(room, r, &e);
         }
         if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {
             r.filling = true;

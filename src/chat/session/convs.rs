@@ -90,6 +90,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// it comes back if that nick was ever here.
     pub(super) async fn dm(&mut self, to: &str, text: &str, client_id: &str) {
         self.hub.refresh_online(to).await;
+        // Issue 17: nothing from a user the recipient blocks.
+        if let Err(refusal) = self.hub.check_dm(&self.client.nick, to).await {
+            return self.refuse(&refusal, Some(client_id));
+        }
         let sent = match self.hub.dm(&self.client, to, text, client_id) {
             Err(r) if r.code == ErrorCode::UnknownUser => {
                 self.hub.dm_offline(&self.client, to, text, client_id).await

@@ -56,6 +56,17 @@ use crate::chat::metrics::Metrics;
 #[cfg(test)]
 use kinds::VERSION;
 
+/// The columns [`read_row`] reads, for other tables' queries of the
+/// history (`super::moderation`).
+pub fn kinds_columns() -> &'static str {
+    kinds::COLUMNS
+}
+
+/// An event read back from a row of [`kinds_columns`].
+pub fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    kinds::row(r)
+}
+
 /// A page of history: messages oldest first, and whether older ones exist.
 pub type Page = (Vec<Event>, bool);
 
@@ -437,7 +448,7 @@ fn commit(db: &mut Connection, batch: &mut Vec<Queued>, ids: &Ids, metrics: &Met
             lock(ids).extend(given);
             let deleted = outcomes
                 .iter()
-                .any(|o| matches!(o, Ok(e) if matches!(e.kind, Kind::Delete { .. })));
+                .any(|o| matches!(o, Ok(e) if matches!(e.kind, Kind::Delete { .. } | Kind::Remove { .. })));
             if deleted {
                 // The log still holds the pages with the purged text: copy
                 // it into the database and empty it before anyone hears of

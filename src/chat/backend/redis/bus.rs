@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{
-    Conversation, Event, HubEvents, Kind, NewEvent, PresenceChange, Scope, Signal,
+    Conversation, Event, HubEvents, Kind, NewEvent, PresenceChange, Scope, Signal, moderation,
 };
 
 /// The channel every server subscribes to.
@@ -104,6 +104,17 @@ pub(super) enum Bus {
         #[serde(default)]
         session: Option<String>,
     },
+    // issue 17: moderation
+    /// A nick is banned from the server: its connections close everywhere.
+    Banned {
+        /// The nick.
+        nick: String,
+    },
+    /// A nick's blocks changed: servers holding it read them again.
+    Blocks {
+        /// The nick.
+        nick: String,
+    },
     /// A server is alive.
     Hb {
         /// The server.
@@ -183,7 +194,8 @@ impl Posted {
                 emoji: self.emoji,
                 users,
             },
-            _ => Kind::msg(self.reply_to),
+            other => moderation::decode(other, target, &self.text)
+                .unwrap_or_else(|| Kind::msg(self.reply_to)),
         };
         Event {
             conv: Conversation::from_key(&self.conv),
@@ -216,6 +228,8 @@ impl Redis {
                 renamed,
                 session,
             },
+            Signal::Banned { nick } => Bus::Banned { nick },
+            Signal::Blocks { nick } => Bus::Blocks { nick },
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(event.to_json());
@@ -343,6 +357,8 @@ impl Redis {
                         .await;
                 }
             }
+            Bus::Banned { nick } => hub.signal(Signal::Banned { nick }),
+            Bus::Blocks { nick } => hub.signal(Signal::Blocks { nick }),
             Bus::Hb { s, n } => self.on_heartbeat(hub, &s, n).await,
         }
     }

@@ -77,6 +77,7 @@
 mod bus;
 mod convs;
 mod link;
+pub mod moderation;
 mod order;
 mod posts;
 mod presence;
@@ -275,6 +276,10 @@ fn key_msgs(key: &str) -> String {
 /// A conversation's message states, by id (hash of JSON).
 fn key_states(key: &str) -> String {
     format!("chat:msg:{key}")
+}
+/// A room's moderation events, its rules and audit (list of JSON).
+fn key_mod(key: &str) -> String {
+    format!("chat:mod:{key}")
 }
 fn key_present(scope: &Scope) -> String {
     format!("chat:present:{}", scope.key())

@@ -11,7 +11,7 @@ use redis::RedisResult;
 use tracing::warn;
 
 use super::bus::{BUS, Posted};
-use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
+use super::{Backoff, Redis, key_id, key_log, key_mod, key_msgs, key_states};
 use crate::chat::backend::{Ack, Busy, Kind, MAX_REACTIONS, NewEvent, Rejected, Unavailable};
 use crate::chat::{lock, random_token};
 
@@ -24,9 +24,10 @@ const MAX_BATCH: usize = 256;
 /// at a time, so nothing comes between the check and the write.
 ///
 /// KEYS: id counter, stream, operation key, message ids (sorted set),
-/// message states (hash). ARGV: stream length, from, text, ts, channel,
+/// message states (hash), moderation log (list: a room's `moderation`
+/// and `remove` events, its rules and audit, never trimmed). ARGV: stream length, from, text, ts, channel,
 /// the event's JSON ([`Posted`]), kind (`msg`, `edit`, `delete`,
-/// `react`), target (the message acted on, or a message's `reply_to`; 0:
+/// `react`, `moderation`, `remove`), target (the message acted on, or a message's `reply_to`; 0:
 /// none), emoji, the most distinct reactions.
 ///
 /// Returns the id, or a refusal as a negative code
@@ -66,7 +67,8 @@ if target > 0 then
   if not raw then return refuse(-1) end
   state = cjson.decode(raw)
   if state.deleted then return refuse(-3) end
-  -- Issue 17's moderators will be let through here.
+  -- A moderator's delete (`remove`, its role checked by the hub) is
+  -- let through whoever wrote the message.
   if (kind == 'edit' or kind == 'delete') and state.from ~= from then return refuse(-2) end
 end
 local users = '[]'
@@ -100,7 +102,13 @@ if top[1] then
   end
 end
 local entry = {'from', from, 'text', text, 'ts', ts, 'kind', kind}
-if kind == 'msg' then
+if kind == 'moderation' or kind == 'remove' then
+  -- The room's rules and audit: never trimmed with the stream.
+  redis.call('RPUSH', KEYS[6], cjson.encode({id = id, from = from, ts = tonumber(ts), kind = kind, text = text, target = target}))
+end
+if kind == 'moderation' then
+  -- No message to update.
+elseif kind == 'msg' then
   local m = {from = from, ts = tonumber(ts), text = text, reactions = {}}
   if target > 0 then
     m.reply_to = target
@@ -119,7 +127,7 @@ else
     state.edited_ts = tonumber(ts)
     if type(state.edits) ~= 'table' then state.edits = {} end
     table.insert(state.edits, id)
-  elseif kind == 'delete' then
+  elseif kind == 'delete' or kind == 'remove' then
     redis.call('XDEL', KEYS[2], target .. '-0')
     if type(state.edits) == 'table' then
       for _, e in ipairs(state.edits) do redis.call('XDEL', KEYS[2], e .. '-0') end
@@ -227,17 +235,21 @@ impl Redis {
             for p in &batch {
                 let (target, emoji) = match &p.event.kind {
                     Kind::Msg(state) => (state.reply_to.unwrap_or(0), ""),
-                    Kind::Edit { target } | Kind::Delete { target } => (*target, ""),
+                    Kind::Edit { target } | Kind::Delete { target } | Kind::Remove { target } => {
+                        (*target, "")
+                    }
+                    Kind::Moderation(_) => (0, ""),
                     Kind::React { target, emoji, .. } => (*target, emoji.as_str()),
                 };
                 pipe.cmd("EVALSHA")
                     .arg(&self.sha)
-                    .arg(5)
+                    .arg(6)
                     .arg(key_id(&p.key))
                     .arg(key_log(&p.key))
                     .arg(format!("chat:op:{}", p.op))
                     .arg(key_msgs(&p.key))
                     .arg(key_states(&p.key))
+                    .arg(key_mod(&p.key))
                     .arg(self.config.history_len)
                     .arg(&p.event.from)
                     .arg(&p.event.text)

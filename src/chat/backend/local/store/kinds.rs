@@ -16,10 +16,10 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::chat::backend::{Event, Kind, MAX_REACTIONS, MsgState, NewEvent, Rejected};
+use crate::chat::backend::{Event, Kind, MAX_REACTIONS, MsgState, NewEvent, Rejected, moderation};
 
 /// The schema's version now (`PRAGMA user_version`).
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 4;
 
 /// Version 1: messages only, one row per message (the backend seam). A
 /// database from before versions were counted holds exactly this (the
@@ -63,6 +63,19 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
              ) WITHOUT ROWID;",
         )?;
     }
+    if version < 4 {
+        // 4 (issue 17, moderation): each user's blocks. A room's rules
+        // are its `moderation` rows (found by `messages_by_kind`); the
+        // server's admins and bans are the side database's
+        // (`super::super::moderation`).
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS blocks (
+                nick TEXT NOT NULL,
+                blocked TEXT NOT NULL,
+                PRIMARY KEY (nick, blocked)
+             ) WITHOUT ROWID;",
+        )?;
+    }
     db.pragma_update(None, "user_version", VERSION)
 }
 
@@ -84,6 +97,10 @@ pub fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     let (kind, text) = match kind.as_str() {
         "edit" => (Kind::Edit { target }, text),
         "delete" => (Kind::Delete { target }, text),
+        name @ ("moderation" | "remove") => match moderation::decode(name, target, &text) {
+            Some(kind) => (kind, text),
+            None => (Kind::default(), String::new()),
+        },
         "react" => {
             let users: Option<String> = r.get(10)?;
             let users = users
@@ -144,8 +161,7 @@ pub fn add_reactions(db: &Connection, room: &str, events: &mut [Event]) -> rusql
 }
 
 /// Whether message `id` of `room` may be acted on (by its author only,
-/// when `author` is given). The hook for moderators (issue 17): a
-/// moderator's delete passes no `author`.
+/// when `author` is given): a moderator's delete passes no `author`.
 fn check(
     tx: &Transaction<'_>,
     room: &str,
@@ -162,7 +178,6 @@ fn check(
         None => Err(Rejected::NoSuchMessage),
         // A tombstone is public (history shows it): said before whose.
         Some((_, deleted)) if deleted != 0 => Err(Rejected::Deleted),
-        // Issue 17's moderators will be let through here.
         Some((sender, _)) if author.is_some_and(|a| a != sender) => Err(Rejected::NotAuthor),
         Some(_) => Ok(()),
     })
@@ -196,8 +211,12 @@ pub fn apply(
             .execute(params![new.text, new.ts as i64, room, *target as i64])?;
             (Some(*target), None)
         }
-        Kind::Delete { target } => {
-            if let Err(why) = check(tx, room, *target, Some(&new.from))? {
+        Kind::Moderation(_) => (None, None),
+        Kind::Delete { target } | Kind::Remove { target } => {
+            // A moderator's delete (`remove`, its role checked by the
+            // hub) is let through whoever wrote the message.
+            let author = matches!(new.kind, Kind::Delete { .. }).then_some(new.from.as_str());
+            if let Err(why) = check(tx, room, *target, author)? {
                 return Ok(Err(why));
             }
             // Purged: the message's text and every edit's; with

@@ -230,6 +230,9 @@ pub enum ClientMsg {
         /// For how long (none: until lifted).
         #[serde(default)]
         minutes: Option<u64>,
+        /// Or for this many seconds (short ones: a test's, a cool-down).
+        #[serde(default)]
+        seconds: Option<u64>,
         /// Why.
         #[serde(default)]
         reason: Option<String>,
@@ -251,6 +254,9 @@ pub enum ClientMsg {
         /// For how long (none: until lifted).
         #[serde(default)]
         minutes: Option<u64>,
+        /// Or for this many seconds (short ones: a test's, a cool-down).
+        #[serde(default)]
+        seconds: Option<u64>,
         /// Why.
         #[serde(default)]
         reason: Option<String>,

@@ -53,9 +53,12 @@ fn banned_close() -> CloseFrame {
     )
 }
 
-/// A ban's or mute's end, `minutes` from now.
-fn until(minutes: Option<u64>) -> Option<u64> {
-    minutes.map(|m| now_ms().saturating_add(m.saturating_mul(60_000)))
+/// A ban's or mute's end, `minutes` (or `seconds`) from now.
+fn until(minutes: Option<u64>, seconds: Option<u64>) -> Option<u64> {
+    let ms = minutes
+        .map(|m| m.saturating_mul(60_000))
+        .or(seconds.map(|s| s.saturating_mul(1000)))?;
+    Some(now_ms().saturating_add(ms))
 }
 
 /// The events a blocker does not get from the nick it blocks: that
@@ -180,10 +183,11 @@ impl Hub {
                 room: Some(room),
                 user,
                 minutes,
+                seconds,
                 reason,
             } => {
                 let mut a = ModAction::new(Action::Ban);
-                (a.user, a.until, a.reason) = (Some(user), until(minutes), reason);
+                (a.user, a.until, a.reason) = (Some(user), until(minutes, seconds), reason);
                 (room, Act::Discipline, a)
             }
             ClientMsg::Unban {
@@ -198,11 +202,11 @@ impl Hub {
                 room: None,
                 user,
                 minutes,
+                seconds,
                 reason,
             } => {
-                return self
-                    .server_ban(client, &user, Some(until(minutes)), reason)
-                    .await;
+                let ban = Some(until(minutes, seconds));
+                return self.server_ban(client, &user, ban, reason).await;
             }
             ClientMsg::Unban { room: None, user } => {
                 return self.server_ban(client, &user, None, None).await;
@@ -211,10 +215,11 @@ impl Hub {
                 room,
                 user,
                 minutes,
+                seconds,
                 reason,
             } => {
                 let mut a = ModAction::new(Action::Mute);
-                (a.user, a.until, a.reason) = (Some(user), until(minutes), reason);
+                (a.user, a.until, a.reason) = (Some(user), until(minutes, seconds), reason);
                 (room, Act::Discipline, a)
             }
             ClientMsg::Unmute { room, user } => {

@@ -219,7 +219,18 @@ fn check_reason(reason: Option<&String>) -> Result<(), Refusal> {
     }
 }
 
-fn check_minutes(minutes: Option<u64>) -> Result<(), Refusal> {
+fn check_minutes(minutes: Option<u64>, seconds: Option<u64>) -> Result<(), Refusal> {
+    if minutes.is_some() && seconds.is_some() {
+        return Err(Refusal::field("minutes or seconds: one of them"));
+    }
+    if let Some(s) = seconds
+        && !(1..=MAX_MINUTES * 60).contains(&s)
+    {
+        return Err(Refusal::field(format!(
+            "seconds: 1 to {} (none: until lifted)",
+            MAX_MINUTES * 60
+        )));
+    }
     match minutes {
         Some(m) if !(1..=MAX_MINUTES).contains(&m) => Err(Refusal::field(format!(
             "minutes: 1 to {MAX_MINUTES} (none: until lifted)"
@@ -244,22 +255,24 @@ pub(super) fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
             room,
             user,
             minutes,
+            seconds,
             reason,
         } => {
             room.as_deref().map_or(Ok(()), check_room)?;
             check_user(user)?;
-            check_minutes(*minutes)?;
+            check_minutes(*minutes, *seconds)?;
             check_reason(reason.as_ref())
         }
         ClientMsg::Mute {
             room,
             user,
             minutes,
+            seconds,
             reason,
         } => {
             check_room(room)?;
             check_user(user)?;
-            check_minutes(*minutes)?;
+            check_minutes(*minutes, *seconds)?;
             check_reason(reason.as_ref())
         }
         ClientMsg::Unban { room, user } => {

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
@@ -70,12 +70,7 @@ pub enum JoinError {
     Unavailable(Refusal),
 }
 
-/// Milliseconds since the Unix epoch, the `ts` of messages.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use super::now_ms;
 
 /// One connected client.
 #[derive(Debug)]

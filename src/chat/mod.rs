@@ -66,6 +66,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// 128 random bits, hex: a session secret, an operation id.
+/// Milliseconds since the Unix epoch, the `ts` of messages (and of
+/// audit entries, which the backends write).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn random_token() -> String {
     let mut bytes = [0u8; 16];
     crate::proto::MaskRng::from_entropy().fill(&mut bytes);

@@ -408,7 +408,7 @@ impl Memory {
         let id = m.audit.len() as u64 + 1;
         m.audit.push(AuditEntry {
             id,
-            ts: crate::chat::hub::now_ms(),
+            ts: crate::chat::now_ms(),
             by: by.to_owned(),
             action: action.to_owned(),
             user: Some(user.to_owned()),

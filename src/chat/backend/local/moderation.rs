@@ -188,7 +188,7 @@ fn note(
     tx.execute(
         "INSERT INTO audit (ts, by, action, user, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
-            i64::try_from(crate::chat::hub::now_ms()).unwrap_or(0),
+            i64::try_from(crate::chat::now_ms()).unwrap_or(0),
             by,
             action,
             user,

@@ -54,7 +54,7 @@ async fn note(
 ) -> RedisResult<()> {
     let entry = AuditEntry {
         id: 0,
-        ts: crate::chat::hub::now_ms(),
+        ts: crate::chat::now_ms(),
         by: by.to_owned(),
         action: action.to_owned(),
         user: Some(user.to_owned()),

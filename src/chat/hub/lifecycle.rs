@@ -86,6 +86,7 @@ pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
             room: room.map(str::to_owned),
             action: (**action).clone(),
             by: e.from.clone(),
+            ts: e.ts,
             event_id: Some(e.id),
         })
         .to_json(),

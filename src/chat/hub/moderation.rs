@@ -321,6 +321,7 @@ impl Hub {
             room: None,
             action,
             by: client.nick.clone(),
+            ts: now_ms(),
             event_id: None,
         };
         Ok(Some(ServerMsg::Moderation(&event).to_json()))

@@ -175,6 +175,8 @@ pub struct ModEvent {
     pub action: ModAction,
     /// Who did it.
     pub by: String,
+    /// When, ms since the Unix epoch.
+    pub ts: u64,
     /// Its id in the room's stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<u64>,
@@ -370,11 +372,12 @@ mod tests {
             room: Some("general".into()),
             action,
             by: "ann".into(),
+            ts: 7,
             event_id: Some(9),
         };
         assert_eq!(
             super::super::ServerMsg::Moderation(&e).to_json(),
-            r#"{"type":"moderation","room":"general","action":"mute","user":"bob","until":5,"by":"ann","event_id":9}"#
+            r#"{"type":"moderation","room":"general","action":"mute","user":"bob","until":5,"by":"ann","ts":7,"event_id":9}"#
         );
     }
 }

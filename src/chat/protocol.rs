@@ -316,6 +316,28 @@ pub enum ClientMsg {
     },
 }
 
+impl ClientMsg {
+    /// Whether it is one of issue 17's moderation requests (the hub's
+    /// `moderate` takes them all).
+    pub fn is_moderation(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::Kick { .. }
+                | ClientMsg::Ban { .. }
+                | ClientMsg::Unban { .. }
+                | ClientMsg::Mute { .. }
+                | ClientMsg::Unmute { .. }
+                | ClientMsg::Slow { .. }
+                | ClientMsg::Topic { .. }
+                | ClientMsg::Role { .. }
+                | ClientMsg::Block { .. }
+                | ClientMsg::Unblock { .. }
+                | ClientMsg::Blocks {}
+                | ClientMsg::Audit { .. }
+        )
+    }
+}
+
 /// The `type`s a client may send, to tell an unknown type from a bad field.
 const CLIENT_TYPES: [&str; 27] = [
     "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
@@ -492,18 +514,6 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
             client_id.as_deref().map_or(Ok(()), check_client_id)
         }
         ClientMsg::Dms {} | ClientMsg::Logout {} => Ok(()),
-        ClientMsg::Kick { .. }
-        | ClientMsg::Ban { .. }
-        | ClientMsg::Unban { .. }
-        | ClientMsg::Mute { .. }
-        | ClientMsg::Unmute { .. }
-        | ClientMsg::Slow { .. }
-        | ClientMsg::Topic { .. }
-        | ClientMsg::Role { .. }
-        | ClientMsg::Block { .. }
-        | ClientMsg::Unblock { .. }
-        | ClientMsg::Blocks {}
-        | ClientMsg::Audit { .. } => moderation::validate(msg),
         ClientMsg::Hello { nick, resume, .. } => {
             if let Some(n) = nick {
                 check_nick(n)?;
@@ -582,6 +592,8 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
                 _ => Ok(()),
             }
         }
+        // The rest: issue 17's moderation requests.
+        other => moderation::validate(other),
     }
 }
 

@@ -769,18 +769,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             | ClientMsg::Dms {}
             | ClientMsg::Nick { .. }
             | ClientMsg::Logout {}) => Box::pin(self.handle_convs(msg)).await,
-            msg @ (ClientMsg::Kick { .. }
-            | ClientMsg::Ban { .. }
-            | ClientMsg::Unban { .. }
-            | ClientMsg::Mute { .. }
-            | ClientMsg::Unmute { .. }
-            | ClientMsg::Slow { .. }
-            | ClientMsg::Topic { .. }
-            | ClientMsg::Role { .. }
-            | ClientMsg::Block { .. }
-            | ClientMsg::Unblock { .. }
-            | ClientMsg::Blocks {}
-            | ClientMsg::Audit { .. }) => Box::pin(self.handle_moderation(msg)).await,
+            msg => Box::pin(self.handle_moderation(msg)).await,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::moderation::{AuditEntry, Moderation, Until, audit_page};
+use super::moderation::{AuditEntry, Moderation, Until, audit_page, in_force, page};
 use super::{
     Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind, MAX_REACTIONS, NewEvent, Page,
     Peer, PresenceChange, Rejected, Reply, Scope, Signal, Span, Unavailable, ready,
@@ -443,7 +443,7 @@ impl Moderation for Memory {
 
     fn server_ban(&self, nick: &str, now: u64) -> Reply<'_, Option<Until>> {
         let ban = lock(&self.moderation).bans.get(nick).copied();
-        ready(ban.filter(|until| until.is_none_or(|u| u > now)))
+        ready(ban.filter(|until| in_force(*until, now)))
     }
 
     fn set_server_ban(
@@ -485,8 +485,7 @@ impl Moderation for Memory {
                 .filter(|e| e.id < before)
                 .cloned()
                 .collect();
-            let more = all.len() > limit as usize;
-            return ready((all.into_iter().take(limit as usize).collect(), more));
+            return ready(page(all, limit));
         }
         let conv = Conversation::Room(room.to_owned());
         let log = lock(&self.log);

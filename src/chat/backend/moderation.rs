@@ -42,12 +42,7 @@ impl AuditEntry {
                     Action::Slow => a.seconds.map(|s| format!("{s} s")),
                     Action::Topic => a.topic.clone(),
                     Action::Role => a.role.map(|r| r.name().to_owned()),
-                    _ => match (&a.reason, a.until) {
-                        (Some(r), Some(u)) => Some(format!("{r} (until {u})")),
-                        (Some(r), None) => Some(r.clone()),
-                        (None, Some(u)) => Some(format!("until {u}")),
-                        (None, None) => None,
-                    },
+                    _ => ban_detail(a.reason.as_deref(), a.until),
                 };
                 (a.action.name().to_owned(), a.user.clone(), detail)
             }
@@ -105,6 +100,29 @@ pub trait Moderation: Send + Sync {
     fn set_block(&self, nick: &str, other: &str, on: bool) -> Reply<'_, ()>;
 }
 
+/// Whether a ban or mute ending at `until` (none: never) is in force
+/// at `now` (ms).
+pub fn in_force(until: Until, now: u64) -> bool {
+    until.is_none_or(|u| u > now)
+}
+
+/// An audit entry's `detail` for a ban or mute: its reason and its end.
+pub fn ban_detail(reason: Option<&str>, until: Until) -> Option<String> {
+    match (reason, until) {
+        (Some(r), Some(u)) => Some(format!("{r} (until {u})")),
+        (Some(r), None) => Some(r.to_owned()),
+        (None, Some(u)) => Some(format!("until {u}")),
+        (None, None) => None,
+    }
+}
+
+/// The first `limit` of `entries` (newest first), and whether more exist.
+pub fn page(mut entries: Vec<AuditEntry>, limit: u32) -> (Vec<AuditEntry>, bool) {
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    (entries, more)
+}
+
 /// Folds the audit entries of a room's events (newest first, below
 /// `before`, at most `limit`), for stores that read the events whole.
 pub fn audit_page(events: &[Event], before: u64, limit: u32) -> (Vec<AuditEntry>, bool) {
@@ -114,8 +132,7 @@ pub fn audit_page(events: &[Event], before: u64, limit: u32) -> (Vec<AuditEntry>
         .filter(|e| e.id < before)
         .filter_map(AuditEntry::of)
         .collect();
-    let more = all.len() > limit as usize;
-    (all.into_iter().take(limit as usize).collect(), more)
+    page(all, limit)
 }
 
 /// What `rfc6455 chat admin` does.

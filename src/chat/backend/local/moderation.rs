@@ -29,7 +29,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::store::kinds_columns;
 use super::{Local, Reply};
-use crate::chat::backend::moderation::{AdminOp, AuditEntry, Moderation, Until, admin_said};
+use crate::chat::backend::moderation::{
+    AdminOp, AuditEntry, Moderation, Until, admin_said, ban_detail, in_force, page,
+};
 use crate::chat::backend::{Event, Unavailable};
 use crate::chat::lock;
 
@@ -117,7 +119,7 @@ impl ServerDb {
             .optional()?;
         Ok(ban
             .map(|until| until.map(|u| u64::try_from(u).unwrap_or(0)))
-            .filter(|until| until.is_none_or(|u| u > now)))
+            .filter(|until| in_force(*until, now)))
     }
 
     fn set_server_ban(
@@ -131,18 +133,13 @@ impl ServerDb {
         let tx = db.transaction()?;
         match ban {
             Some(until) => {
-                let until = until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+                let end = until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
                 tx.execute(
                     "INSERT INTO bans (nick, until) VALUES (?1, ?2)
                      ON CONFLICT (nick) DO UPDATE SET until = excluded.until",
-                    params![nick, until],
+                    params![nick, end],
                 )?;
-                let detail = match (reason, ban.flatten()) {
-                    (Some(r), Some(u)) => Some(format!("{r} (until {u})")),
-                    (Some(r), None) => Some(r.to_owned()),
-                    (None, Some(u)) => Some(format!("until {u}")),
-                    (None, None) => None,
-                };
+                let detail = ban_detail(reason, until);
                 note(&tx, by, "ban", nick, detail.as_deref())?;
             }
             None => {
@@ -170,10 +167,7 @@ impl ServerDb {
                 detail: r.get(5)?,
             })
         })?;
-        let mut all: Vec<AuditEntry> = rows.collect::<rusqlite::Result<_>>()?;
-        let more = all.len() > limit as usize;
-        all.truncate(limit as usize);
-        Ok((all, more))
+        Ok(page(rows.collect::<rusqlite::Result<_>>()?, limit))
     }
 }
 
@@ -270,10 +264,10 @@ impl Moderation for Local {
                 super::store::read_row,
             )?;
             let events: Vec<Event> = rows.collect::<rusqlite::Result<_>>()?;
-            let mut all: Vec<AuditEntry> = events.iter().filter_map(AuditEntry::of).collect();
-            let more = all.len() > limit as usize;
-            all.truncate(limit as usize);
-            Ok((all, more))
+            Ok(page(
+                events.iter().filter_map(AuditEntry::of).collect(),
+                limit,
+            ))
         })
     }
 

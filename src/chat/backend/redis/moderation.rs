@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{Redis, unavailable};
 use crate::chat::backend::moderation::{
-    AdminOp, AuditEntry, Moderation, Until, admin_said, audit_page,
+    AdminOp, AuditEntry, Moderation, Until, admin_said, audit_page, ban_detail, in_force, page,
 };
 use crate::chat::backend::{Conversation, Event, Reply, moderation};
 
@@ -179,7 +179,7 @@ impl Moderation for Redis {
                 .map_err(unavailable)?;
             Ok(until
                 .map(|u| (u > 0).then_some(u))
-                .filter(|until| until.is_none_or(|u| u > now)))
+                .filter(|until| in_force(*until, now)))
         })
     }
 
@@ -201,12 +201,7 @@ impl Moderation for Redis {
                             .arg(until.unwrap_or(0))
                             .query_async::<i64>(&mut c)
                             .await?;
-                        let detail = match (reason, until) {
-                            (Some(r), Some(u)) => Some(format!("{r} (until {u})")),
-                            (Some(r), None) => Some(r),
-                            (None, Some(u)) => Some(format!("until {u}")),
-                            (None, None) => None,
-                        };
+                        let detail = ban_detail(reason.as_deref(), until);
                         note(&mut c, &by, "ban", &nick, detail).await
                     }
                     None => {
@@ -256,8 +251,7 @@ impl Moderation for Redis {
                     .filter_map(|j| serde_json::from_str::<AuditEntry>(j).ok())
                     .filter(|e| e.id < before)
                     .collect();
-                let more = all.len() > limit as usize;
-                return Ok((all.into_iter().take(limit as usize).collect(), more));
+                return Ok(page(all, limit));
             }
             let events = self.logged(&room).await.map_err(unavailable)?;
             Ok(audit_page(&events, before, limit))

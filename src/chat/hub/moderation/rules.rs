@@ -39,10 +39,7 @@ pub struct Rules {
     pub owner_asked: bool,
 }
 
-/// Whether a time limit `until` (none: for ever) is still in force at `now`.
-pub fn in_force(until: Option<u64>, now: u64) -> bool {
-    until.is_none_or(|u| u > now)
-}
+pub use super::super::super::backend::moderation::in_force;
 
 impl Rules {
     /// Folds in moderation event `id`; false if it was folded in already.

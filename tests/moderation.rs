@@ -25,17 +25,7 @@ fn config(name: &str) -> ChatConfig {
 }
 
 fn token(name: &str, admin: bool) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = json!({"sub": name, "name": name, "exp": now + 600, "admin": admin});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    common::chat::token(SECRET, name, admin)
 }
 
 fn hello(name: &str, admin: bool) -> Value {

@@ -192,3 +192,19 @@ impl Client {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// An HS256 token for `--jwt-secret secret`: user `name`, valid for ten
+/// minutes, with the admin claim if `admin`.
+pub fn token(secret: &str, name: &str, admin: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"sub": name, "name": name, "exp": now + 600, "admin": admin});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}

@@ -14,6 +14,8 @@
 pub mod bystander;
 #[cfg(feature = "chat")]
 pub mod chat;
+#[cfg(feature = "chat")]
+pub mod cluster;
 pub mod process;
 #[cfg(feature = "chat")]
 pub mod server;

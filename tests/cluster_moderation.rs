@@ -1,0 +1,123 @@
+//! Moderation (issue 17) across two servers on one real `redis-server`
+//! (`tests/common/cluster.rs`): a server-wide ban through A closes the
+//! user on B (4004) and B refuses its `hello`; a mute through A refuses
+//! posts on B; roles named through A hold on B; a block made on B holds
+//! for DMs sent through A and for messages posted through A; and
+//! `rfc6455 chat admin add --redis` (the real binary) makes an admin
+//! both servers know at once.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::chat::Client;
+use common::cluster::{Chat, PRESENCE_TTL, Redis};
+use common::process::rfc6455;
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret";
+
+async fn server(redis: &Redis) -> Chat {
+    Chat::start_with_args(&redis.url(), PRESENCE_TTL, &["--jwt-secret", SECRET]).await
+}
+
+/// `name` on `chat`, past its first `room` event.
+async fn user(chat: &Chat, name: &str, admin: bool) -> Client {
+    let hello = json!({"type": "hello", "token": common::chat::token(SECRET, name, admin)});
+    let (mut c, _) = chat.client(hello).await;
+    c.next_of("room").await;
+    c
+}
+
+async fn moderation(c: &mut Client, action: &str) -> Value {
+    c.next(|e| e["type"] == "moderation" && e["action"] == action)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_wide_ban_through_one_server_closes_the_user_on_the_other() {
+    let redis = Redis::start("mod-ban").await;
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let mut root = user(&a, "root", true).await;
+    let mut eve = user(&b, "eve", false).await;
+    root.send(json!({"type": "ban", "user": "eve", "reason": "spam"}))
+        .await;
+    moderation(&mut root, "ban").await;
+    assert_eq!(eve.close_code(Duration::from_secs(10)).await, Some(4004));
+    let (ws, _) = rfc6455::transport::connect(
+        &format!("ws://{}/ws", b.addr),
+        rfc6455::transport::Config::default(),
+    )
+    .await
+    .unwrap();
+    let mut again = Client { ws };
+    again
+        .send(json!({"type": "hello", "token": common::chat::token(SECRET, "eve", false)}))
+        .await;
+    assert_eq!(again.next_of("error").await["code"], "banned");
+    assert_eq!(again.close_code(Duration::from_secs(10)).await, Some(4004));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
+    let redis = Redis::start("mod-rules").await;
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let mut ann = user(&a, "ann", false).await;
+    let own = moderation(&mut ann, "role").await;
+    assert_eq!(own["user"], "ann", "ann owns general");
+    let mut bob = user(&b, "bob", false).await;
+    let mut cat = user(&b, "cat", false).await;
+    let mut dan = user(&a, "dan", false).await;
+
+    // A mute through A refuses bob's posts on B.
+    ann.send(json!({"type": "mute", "room": "general", "user": "bob"}))
+        .await;
+    moderation(&mut bob, "mute").await;
+    bob.send(common::chat::msg("general", "hi", "b1")).await;
+    assert_eq!(bob.next_of("error").await["code"], "muted");
+
+    // A role named through A is in force on B: cat moderates there.
+    ann.send(json!({"type": "role", "room": "general", "user": "cat", "role": "moderator"}))
+        .await;
+    moderation(&mut cat, "role").await;
+    assert_eq!(cat.next_of("room").await["you"]["role"], "moderator");
+    cat.send(json!({"type": "unmute", "room": "general", "user": "bob"}))
+        .await;
+    moderation(&mut bob, "unmute").await;
+    assert!(bob.acked("general", "free", "b2").await > 0);
+
+    // A block made on B holds for a DM through A and for posts through A.
+    cat.send(json!({"type": "block", "user": "dan"})).await;
+    assert_eq!(cat.next_of("blocks").await["users"], json!(["dan"]));
+    dan.send(json!({"type": "dm", "to": "cat", "text": "psst", "client_id": "d1"}))
+        .await;
+    assert_eq!(dan.next_of("error").await["code"], "blocked");
+    let hidden = dan.acked("general", "unseen by cat", "d2").await;
+    let shown = ann.acked("general", "seen by cat", "a1").await;
+    loop {
+        let m = cat.next_of("msg").await;
+        assert_ne!(m["id"], hidden, "dan's message reached cat on B");
+        if m["id"] == shown {
+            break;
+        }
+    }
+
+    // `chat admin add --redis` (the real binary): an admin on both.
+    let out = rfc6455("error")
+        .args(["chat", "--redis", &redis.url(), "admin", "add", "bob"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+    bob.send(json!({"type": "audit", "room": "*"})).await;
+    let audit = bob.next_of("audit").await;
+    assert_eq!(audit["entries"][0]["action"], "admin_add", "{audit}");
+    let mut bob_on_a = user(&a, "bob", false).await;
+    bob_on_a
+        .send(json!({"type": "kick", "room": "general", "user": "ann"}))
+        .await;
+    let kick = moderation(&mut ann, "kick").await;
+    assert_eq!(kick["by"], "bob", "an admin acts on an owner");
+}

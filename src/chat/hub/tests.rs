@@ -18,6 +18,7 @@ mod presence;
 
 mod convs;
 mod lifecycle;
+mod moderation;
 
 fn config() -> HubConfig {
     HubConfig {

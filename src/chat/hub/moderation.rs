@@ -2,7 +2,7 @@
 //! per-user blocking and the audit log.
 //!
 //! Every room action (kick, ban, mute, slow, topic, role, …) is a
-//! [`Kind::Moderation`] event appended to the room's stream like a
+//! [`EventKind::Moderation`] event appended to the room's stream like a
 //! message: it reaches every server and every resuming client, in id
 //! order, and its effect is the room's [`Rules`], the fold of those
 //! events (`moderation/rules.rs`), which each server updates as it

@@ -87,19 +87,25 @@ async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
     moderation(&mut bob, "unmute").await;
     assert!(bob.acked("general", "free", "b2").await > 0);
 
-    // A block made on B holds for a DM through A and for posts through A.
+    // A block made on B holds for a DM through A and for posts through A,
+    // on cat's tab on B and on its tab on A (told through Redis).
+    let mut cat_on_a = user(&a, "cat", false).await;
     cat.send(json!({"type": "block", "user": "dan"})).await;
     assert_eq!(cat.next_of("blocks").await["users"], json!(["dan"]));
+    // The signal's way: through Redis to A, which reads cat's blocks.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     dan.send(json!({"type": "dm", "to": "cat", "text": "psst", "client_id": "d1"}))
         .await;
     assert_eq!(dan.next_of("error").await["code"], "blocked");
     let hidden = dan.acked("general", "unseen by cat", "d2").await;
     let shown = ann.acked("general", "seen by cat", "a1").await;
-    loop {
-        let m = cat.next_of("msg").await;
-        assert_ne!(m["id"], hidden, "dan's message reached cat on B");
-        if m["id"] == shown {
-            break;
+    for tab in [&mut cat, &mut cat_on_a] {
+        loop {
+            let m = tab.next_of("msg").await;
+            assert_ne!(m["id"], hidden, "dan's message reached a tab of cat");
+            if m["id"] == shown {
+                break;
+            }
         }
     }
 

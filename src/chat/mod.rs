@@ -307,6 +307,14 @@ pub async fn admin(
     redis: Option<&str>,
     op: &AdminOp,
 ) -> std::io::Result<String> {
+    if let AdminOp::Add(nick) | AdminOp::Remove(nick) = op {
+        protocol::check_nick(nick).map_err(|r| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{nick:?}: {}", r.message),
+            )
+        })?;
+    }
     match redis {
         Some(url) => backend::redis::moderation::admin_command(url, op)
             .await

@@ -409,9 +409,15 @@ impl Hub {
                 blocks.remove(nick);
             }
         }
-        if !blocking {
-            return;
+        if blocking {
+            self.mark_blocker(nick);
         }
+    }
+
+    /// Notes `nick` among the blockers of the rooms its connections here
+    /// are in, so that fan-out checks its blocks there. Noting one that
+    /// blocks nobody only costs that check.
+    fn mark_blocker(&self, nick: &str) {
         let rooms: BTreeSet<String> = lock(&self.users)
             .get(nick)
             .into_iter()
@@ -445,6 +451,9 @@ impl Hub {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // At once, before the blocks are read: a message meanwhile is
+        // checked against what this server knew of them.
+        self.mark_blocker(&nick);
         let backend = self.backend.clone();
         let blocks = self.blocks.clone();
         runtime.spawn(async move {

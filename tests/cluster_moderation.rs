@@ -76,6 +76,20 @@ async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
     moderation(&mut bob, "mute").await;
     bob.send(common::chat::msg("general", "hi", "b1")).await;
     assert_eq!(bob.next_of("error").await["code"], "muted");
+    // The store keeps the room's mutes beside the event (the post script
+    // refuses a muted writer's message itself).
+    let mut r = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mute: Option<String> = redis::cmd("HGET")
+        .arg("chat:mutes:general")
+        .arg("bob")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(mute.as_deref(), Some("0"), "muted until lifted");
 
     // A role named through A is in force on B: cat moderates there.
     ann.send(json!({"type": "role", "room": "general", "user": "cat", "role": "moderator"}))
@@ -86,6 +100,13 @@ async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
         .await;
     moderation(&mut bob, "unmute").await;
     assert!(bob.acked("general", "free", "b2").await > 0);
+    let mute: Option<String> = redis::cmd("HGET")
+        .arg("chat:mutes:general")
+        .arg("bob")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(mute, None);
 
     // A block made on B holds for a DM through A and for posts through A,
     // on cat's tab on B and on its tab on A (told through Redis).

@@ -323,6 +323,7 @@ impl Backend for Memory {
 /// Whether `event` may act on its message in `log` (the stores' checks).
 fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
     let (target, author) = match &event.kind {
+        Kind::Msg(_) if muted(log, event) => return Err(Rejected::Muted),
         Kind::Msg(state) => match state.reply_to {
             Some(to) => (to, None),
             None => return Ok(()),
@@ -348,6 +349,24 @@ fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
         },
         _ => Err(Rejected::NoSuchMessage),
     }
+}
+
+/// Whether the writer of `event` is muted in its room by the events of
+/// `log` (the stores keep the same in a table, or a hash).
+fn muted(log: &[Event], event: &NewEvent) -> bool {
+    let mut until = None;
+    for e in log {
+        if let Kind::Moderation(a) = &e.kind
+            && a.user.as_deref() == Some(event.from.as_str())
+        {
+            match a.action {
+                super::Action::Mute => until = Some(a.until),
+                super::Action::Unmute => until = None,
+                _ => {}
+            }
+        }
+    }
+    until.is_some_and(|u| in_force(u, event.ts))
 }
 
 /// Applies a committed `event` to its message in `log`.

@@ -40,7 +40,7 @@ use std::time::Duration;
 use super::protocol::ChatMessage;
 
 pub use local::store::DbSync;
-pub use moderation::{ModAction, Moderation};
+pub use moderation::{Action, ModAction, Moderation};
 
 /// A page of history: events oldest first, and whether older ones exist.
 pub type Page = (Vec<Event>, bool);
@@ -295,6 +295,11 @@ pub enum Rejected {
     Deleted,
     /// The message has [`MAX_REACTIONS`] distinct reactions already.
     TooManyReactions,
+    // issue 17: moderation
+    /// The writer of a room message is muted there: the store keeps each
+    /// room's mutes, updated by its `mute`/`unmute` events in the same
+    /// step, so a post stored after a mute is refused on every server.
+    Muted,
 }
 
 impl Rejected {
@@ -305,6 +310,7 @@ impl Rejected {
             -2 => Some(Self::NotAuthor),
             -3 => Some(Self::Deleted),
             -4 => Some(Self::TooManyReactions),
+            -5 => Some(Self::Muted),
             _ => None,
         }
     }

@@ -319,7 +319,11 @@ impl Hub {
             r.last_id = e.id;
             self.on_moderation(room, r, &e);
             let frame = self.prepare(event_json(&e, None));
+            let removed = self.take_removed(room, r, &e);
             self.send_filtered(r, &e, &frame);
+            for c in removed {
+                c.outbox.push(&frame, Kind::Chat, &self.metrics);
+            }
             self.after_moderation(room, r, &e);
         }
         if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {

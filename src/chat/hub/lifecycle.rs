@@ -29,6 +29,7 @@ pub(super) fn refusal(why: Rejected, id: u64) -> Refusal {
             format!("message {id} is someone else's: only its author may change it"),
         ),
         Rejected::Deleted => Refusal::new(ErrorCode::Deleted, format!("message {id} is deleted")),
+        Rejected::Muted => Refusal::new(ErrorCode::Muted, "you are muted in this room"),
         Rejected::TooManyReactions => Refusal::new(
             ErrorCode::TooManyReactions,
             format!("message {id} has {MAX_REACTIONS} different reactions already"),

@@ -647,15 +647,16 @@ impl Hub {
         }
     }
 
-    /// After a moderation event went to the room's members: a kicked or
-    /// banned nick's connections leave the room; a nick whose mute or
-    /// role changed is sent the `room` event again.
-    pub(super) fn after_moderation(&self, room: &str, r: &mut Room, e: &Event) {
+    /// Before a moderation event goes to the room's members: a kicked or
+    /// banned nick's connections leave the room, and are returned, to be
+    /// sent the event all the same. They leave first, so that a post
+    /// they make once they have it is already refused (`not_in_room`).
+    pub(super) fn take_removed(&self, room: &str, r: &mut Room, e: &Event) -> Vec<Arc<Client>> {
         let EventKind::Moderation(a) = &e.kind else {
-            return;
+            return Vec::new();
         };
-        let Some(user) = a.user.as_deref() else {
-            return;
+        let (Action::Kick | Action::Ban, Some(user)) = (a.action, a.user.as_deref()) else {
+            return Vec::new();
         };
         let theirs: Vec<Arc<Client>> = r
             .members
@@ -663,20 +664,27 @@ impl Hub {
             .filter(|m| m.nick == user)
             .cloned()
             .collect();
-        match a.action {
-            Action::Kick | Action::Ban => {
-                for c in &theirs {
-                    c.exit(room);
-                    self.remove_member(room, r, c);
-                }
-            }
-            Action::Mute | Action::Unmute | Action::Role => {
-                for c in &theirs {
-                    let frame = self.prepare(self.room_json(c, room, r));
-                    c.outbox.push(&frame, Kind::Chat, &self.metrics);
-                }
-            }
-            _ => {}
+        for c in &theirs {
+            c.exit(room);
+            self.remove_member(room, r, c);
+        }
+        theirs
+    }
+
+    /// After a moderation event went to the room's members: a nick whose
+    /// mute or role changed is sent the `room` event again.
+    pub(super) fn after_moderation(&self, room: &str, r: &Room, e: &Event) {
+        let EventKind::Moderation(a) = &e.kind else {
+            return;
+        };
+        let (Action::Mute | Action::Unmute | Action::Role, Some(user)) =
+            (a.action, a.user.as_deref())
+        else {
+            return;
+        };
+        for c in r.members.values().filter(|m| m.nick == user) {
+            let frame = self.prepare(self.room_json(c, room, r));
+            c.outbox.push(&frame, Kind::Chat, &self.metrics);
         }
     }
 

@@ -281,6 +281,10 @@ fn key_states(key: &str) -> String {
 fn key_mod(key: &str) -> String {
     format!("chat:mod:{key}")
 }
+/// A room's mutes in force (hash, nick → until ms, `0`: until lifted).
+fn key_mutes(key: &str) -> String {
+    format!("chat:mutes:{key}")
+}
 fn key_present(scope: &Scope) -> String {
     format!("chat:present:{}", scope.key())
 }

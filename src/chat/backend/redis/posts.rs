@@ -11,7 +11,7 @@ use redis::RedisResult;
 use tracing::warn;
 
 use super::bus::{BUS, Posted};
-use super::{Backoff, Redis, key_id, key_log, key_mod, key_msgs, key_states};
+use super::{Backoff, Redis, key_id, key_log, key_mod, key_msgs, key_mutes, key_states};
 use crate::chat::backend::{Ack, Busy, Kind, MAX_REACTIONS, NewEvent, Rejected, Unavailable};
 use crate::chat::{lock, random_token};
 
@@ -25,14 +25,16 @@ const MAX_BATCH: usize = 256;
 ///
 /// KEYS: id counter, stream, operation key, message ids (sorted set),
 /// message states (hash), moderation log (list: a room's `moderation`
-/// and `remove` events, its rules and audit, never trimmed). ARGV: stream length, from, text, ts, channel,
+/// and `remove` events, its rules and audit, never trimmed), mutes (hash:
+/// nick → until, `0` until lifted). ARGV: stream length, from, text, ts, channel,
 /// the event's JSON ([`Posted`]), kind (`msg`, `edit`, `delete`,
 /// `react`, `moderation`, `remove`), target (the message acted on, or a message's `reply_to`; 0:
 /// none), emoji, the most distinct reactions.
 ///
 /// Returns the id, or a refusal as a negative code
 /// ([`Rejected::from_code`]): -1 no such message, -2 not its author, -3
-/// deleted, -4 too many reactions. A refused event takes no id.
+/// deleted, -4 too many reactions, -5 the writer is muted in the room.
+/// A refused event takes no id.
 ///
 /// What it publishes is an envelope, `{"t":"stored","id":…,"event":…}`
 /// ([`super::bus::Bus::Stored`]): the event's JSON goes in whole, as
@@ -71,6 +73,12 @@ if target > 0 then
   -- let through whoever wrote the message.
   if (kind == 'edit' or kind == 'delete') and state.from ~= from then return refuse(-2) end
 end
+-- A room's mutes (KEYS[7]: nick -> until, 0 for until lifted), kept by
+-- its mute and unmute events below: a muted writer's message is refused.
+if kind == 'msg' then
+  local muted_until = redis.call('HGET', KEYS[7], from)
+  if muted_until and (muted_until == '0' or tonumber(muted_until) > tonumber(ts)) then return refuse(-5) end
+end
 local users = '[]'
 if kind == 'react' then
   local emoji = ARGV[9]
@@ -107,7 +115,12 @@ if kind == 'moderation' or kind == 'remove' then
   redis.call('RPUSH', KEYS[6], cjson.encode({id = id, from = from, ts = tonumber(ts), kind = kind, text = text, target = target}))
 end
 if kind == 'moderation' then
-  -- No message to update.
+  local a = cjson.decode(text)
+  if a.action == 'mute' then
+    redis.call('HSET', KEYS[7], a.user, a['until'] or 0)
+  elseif a.action == 'unmute' then
+    redis.call('HDEL', KEYS[7], a.user)
+  end
 elseif kind == 'msg' then
   local m = {from = from, ts = tonumber(ts), text = text, reactions = {}}
   if target > 0 then
@@ -243,13 +256,14 @@ impl Redis {
                 };
                 pipe.cmd("EVALSHA")
                     .arg(&self.sha)
-                    .arg(6)
+                    .arg(7)
                     .arg(key_id(&p.key))
                     .arg(key_log(&p.key))
                     .arg(format!("chat:op:{}", p.op))
                     .arg(key_msgs(&p.key))
                     .arg(key_states(&p.key))
                     .arg(key_mod(&p.key))
+                    .arg(key_mutes(&p.key))
                     .arg(self.config.history_len)
                     .arg(&p.event.from)
                     .arg(&p.event.text)

@@ -16,7 +16,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::chat::backend::{Event, Kind, MAX_REACTIONS, MsgState, NewEvent, Rejected, moderation};
+use crate::chat::backend::{
+    Action, Event, Kind, MAX_REACTIONS, ModAction, MsgState, NewEvent, Rejected, moderation,
+};
 
 /// The schema's version now (`PRAGMA user_version`).
 pub const VERSION: i64 = 4;
@@ -68,11 +70,20 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
         // are its `moderation` rows (found by `messages_by_kind`); the
         // server's admins and bans are the side database's
         // (`super::super::moderation`).
+        // `mutes`: each room's mutes in force, kept by its `mute` and
+        // `unmute` rows in the same transaction, so that a message is
+        // checked against them where it is written.
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS blocks (
                 nick TEXT NOT NULL,
                 blocked TEXT NOT NULL,
                 PRIMARY KEY (nick, blocked)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS mutes (
+                room TEXT NOT NULL,
+                nick TEXT NOT NULL,
+                until INTEGER,
+                PRIMARY KEY (room, nick)
              ) WITHOUT ROWID;",
         )?;
     }
@@ -183,6 +194,36 @@ fn check(
     })
 }
 
+/// Whether `nick` is muted in `room` at `ts` (a DM has no mutes).
+fn muted(tx: &Transaction<'_>, room: &str, nick: &str, ts: u64) -> rusqlite::Result<bool> {
+    let until: Option<Option<i64>> = tx
+        .prepare_cached("SELECT until FROM mutes WHERE room = ?1 AND nick = ?2")?
+        .query_row(params![room, nick], |r| r.get(0))
+        .optional()?;
+    Ok(until.is_some_and(|u| u.is_none_or(|u| u > ts as i64)))
+}
+
+/// A `mute` or `unmute` event's effect on the room's mutes.
+fn keep_mute(tx: &Transaction<'_>, room: &str, a: &ModAction) -> rusqlite::Result<()> {
+    let nick = a.user.as_deref().unwrap_or_default();
+    match a.action {
+        Action::Mute => {
+            let until = a.until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+            tx.prepare_cached(
+                "INSERT INTO mutes (room, nick, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room, nick) DO UPDATE SET until = excluded.until",
+            )?
+            .execute(params![room, nick, until])?;
+        }
+        Action::Unmute => {
+            tx.prepare_cached("DELETE FROM mutes WHERE room = ?1 AND nick = ?2")?
+                .execute(params![room, nick])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Checks `new` against its message, applies it, and writes its row as
 /// `id`: the event as stored, or why it was refused (nothing written).
 pub fn apply(
@@ -199,6 +240,9 @@ pub fn apply(
             {
                 return Ok(Err(why));
             }
+            if muted(tx, room, &new.from, new.ts)? {
+                return Ok(Err(Rejected::Muted));
+            }
             (None, state.reply_to)
         }
         Kind::Edit { target } => {
@@ -211,7 +255,10 @@ pub fn apply(
             .execute(params![new.text, new.ts as i64, room, *target as i64])?;
             (Some(*target), None)
         }
-        Kind::Moderation(_) => (None, None),
+        Kind::Moderation(a) => {
+            keep_mute(tx, room, a)?;
+            (None, None)
+        }
         Kind::Delete { target } | Kind::Remove { target } => {
             // A moderator's delete (`remove`, its role checked by the
             // hub) is let through whoever wrote the message.

@@ -15,8 +15,8 @@ mod lifecycle;
 pub use lifecycle::{MAX_EMOJI, check_emoji};
 mod moderation;
 pub use moderation::{
-    Action, AuditEntry, MAX_MINUTES, MAX_REASON, MAX_SLOW, MAX_TOPIC, ModAction, ModEvent, Role,
-    RoomState, YouState,
+    Action, AuditEntry, MAX_BLOCKS, MAX_MINUTES, MAX_REASON, MAX_SLOW, MAX_TOPIC, ModAction,
+    ModEvent, Role, RoomState, YouState,
 };
 
 /// The longest message text, in bytes.

@@ -110,7 +110,19 @@ impl HubEvents for Hub {
                     }
                     .to_json(),
                 );
-                for member in r.members.values().filter(|m| m.nick != user) {
+                // Issue 17: not to those who block the typist (only the
+                // room's blockers are asked).
+                let hidden: BTreeSet<&String> = r
+                    .blockers()
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| self.blocks_author(b, &user))
+                    .collect();
+                for member in r
+                    .members
+                    .values()
+                    .filter(|m| m.nick != user && !hidden.contains(&m.nick))
+                {
                     member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
                 }
             }

@@ -38,8 +38,8 @@ use table::{Act, may};
 use super::super::backend::{Conversation, Event, Kind as EventKind, Signal};
 use super::super::lock;
 use super::super::protocol::{
-    Action, ClientMsg, DEFAULT_HISTORY, ErrorCode, ModAction, ModEvent, Refusal, Role, RoomState,
-    ServerMsg, YouState,
+    Action, ClientMsg, DEFAULT_HISTORY, ErrorCode, MAX_BLOCKS, ModAction, ModEvent, Refusal, Role,
+    RoomState, ServerMsg, YouState,
 };
 use super::{Client, Hub, Kind, Room, Standing, down, now_ms};
 
@@ -385,6 +385,15 @@ impl Hub {
     /// `block` / `unblock`: stored, then in force here at once, and told
     /// to the other servers (the user's connections there).
     async fn block(&self, client: &Arc<Client>, user: &str, on: bool) -> Result<String, Refusal> {
+        if on {
+            let held = self.backend.blocks(&client.nick).await.map_err(down)?;
+            if held.len() >= MAX_BLOCKS && !held.iter().any(|b| b == user) {
+                return Err(Refusal::new(
+                    ErrorCode::InvalidField,
+                    format!("user: you block {MAX_BLOCKS} users already; unblock one first"),
+                ));
+            }
+        }
         self.backend
             .set_block(&client.nick, user, on)
             .await

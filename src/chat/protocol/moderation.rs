@@ -16,6 +16,9 @@ pub const MAX_TOPIC: usize = 300;
 pub const MAX_MINUTES: u64 = 525_600;
 /// The longest slow mode, in seconds: an hour.
 pub const MAX_SLOW: u64 = 3600;
+/// The most users one user may block: its blocks are held in memory
+/// while it is online, so they are bounded like everything else.
+pub const MAX_BLOCKS: usize = 1000;
 
 /// A role in a room, lowest first: the order is the permission table's
 /// "nobody acts on someone of a higher or equal role, except admins".

@@ -101,3 +101,32 @@ fn a_delivered_mute_refuses_posts_and_a_stored_admin_outranks_an_owner() {
     );
     assert!(!ann.in_room("general"), "kicked: out of the room");
 }
+
+#[test]
+fn a_blocker_is_not_told_the_blocked_user_types_and_blocks_are_bounded() {
+    let (hub, _memory) = hub();
+    let [ann, bob, cat] = ["ann", "bob", "cat"].map(|n| {
+        let c = hub.register(Some(n), None, false);
+        joined(&hub, &c, "general");
+        c
+    });
+    let block = |user: &str| ClientMsg::Block { user: user.into() };
+    rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
+    frames(&ann);
+    frames(&cat);
+    hub.typing(&bob, "general").unwrap();
+    assert!(frames(&ann).is_empty(), "ann blocks bob");
+    assert_eq!(frames(&cat).len(), 1);
+    // At most MAX_BLOCKS; blocking one already blocked is no new one.
+    let max = super::super::super::protocol::MAX_BLOCKS;
+    for i in 1..max {
+        rt().block_on(hub.moderate(&ann, block(&format!("u{i}"))))
+            .unwrap();
+    }
+    let e = rt()
+        .block_on(hub.moderate(&ann, block("one-more")))
+        .unwrap_err();
+    assert_eq!(e.code, super::super::ErrorCode::InvalidField);
+    assert!(e.message.contains(&max.to_string()), "{}", e.message);
+    rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
+}

@@ -414,11 +414,20 @@ async fn the_audit_log_records_actions_for_owners_and_admins_and_chat_admin_add_
     bob.send(json!({"type": "audit", "room": "general"})).await;
     assert_eq!(error(&mut bob).await["code"], "forbidden");
 
-    // `chat admin add` while the server runs: bob is an admin at once.
-    let said = rfc6455::chat::admin(&db, None, &AdminOp::Add("bob".into()))
-        .await
+    // `chat admin add` (the real binary) while the server runs on the
+    // same --db: bob is an admin at once.
+    let out = common::process::rfc6455("error")
+        .args(["chat", "--db"])
+        .arg(&db)
+        .args(["admin", "add", "bob"])
+        .stdout(std::process::Stdio::piped())
+        .output()
         .unwrap();
-    assert!(said.contains("bob"), "{said}");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob is now a server admin"));
+    // The library function it calls refuses a bad nick, naming the rule.
+    let bad = rfc6455::chat::admin(&db, None, &AdminOp::Add("not a nick".into())).await;
+    assert!(bad.unwrap_err().to_string().contains("nick"));
     let list = rfc6455::chat::admin(&db, None, &AdminOp::List)
         .await
         .unwrap();

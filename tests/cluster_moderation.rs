@@ -35,6 +35,16 @@ async fn moderation(c: &mut Client, action: &str) -> Value {
         .await
 }
 
+/// What the store keeps of `nick`'s mute in `general` (`chat:mutes:general`).
+async fn mute_of(r: &mut redis::aio::MultiplexedConnection, nick: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg("chat:mutes:general")
+        .arg(nick)
+        .query_async(r)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_wide_ban_through_one_server_closes_the_user_on_the_other() {
     let redis = Redis::start("mod-ban").await;
@@ -45,16 +55,8 @@ async fn a_server_wide_ban_through_one_server_closes_the_user_on_the_other() {
         .await;
     moderation(&mut root, "ban").await;
     assert_eq!(eve.close_code(Duration::from_secs(10)).await, Some(4004));
-    let (ws, _) = rfc6455::transport::connect(
-        &format!("ws://{}/ws", b.addr),
-        rfc6455::transport::Config::default(),
-    )
-    .await
-    .unwrap();
-    let mut again = Client { ws };
-    again
-        .send(json!({"type": "hello", "token": common::chat::token(SECRET, "eve", false)}))
-        .await;
+    let hello = json!({"type": "hello", "token": common::chat::token(SECRET, "eve", false)});
+    let mut again = Client::hello_only(b.addr, hello).await;
     assert_eq!(again.next_of("error").await["code"], "banned");
     assert_eq!(again.close_code(Duration::from_secs(10)).await, Some(4004));
 }
@@ -83,13 +85,11 @@ async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let mute: Option<String> = redis::cmd("HGET")
-        .arg("chat:mutes:general")
-        .arg("bob")
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    assert_eq!(mute.as_deref(), Some("0"), "muted until lifted");
+    assert_eq!(
+        mute_of(&mut r, "bob").await.as_deref(),
+        Some("0"),
+        "until lifted"
+    );
 
     // A role named through A is in force on B: cat moderates there.
     ann.send(json!({"type": "role", "room": "general", "user": "cat", "role": "moderator"}))
@@ -100,13 +100,7 @@ async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
         .await;
     moderation(&mut bob, "unmute").await;
     assert!(bob.acked("general", "free", "b2").await > 0);
-    let mute: Option<String> = redis::cmd("HGET")
-        .arg("chat:mutes:general")
-        .arg("bob")
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    assert_eq!(mute, None);
+    assert_eq!(mute_of(&mut r, "bob").await, None);
 
     // A block made on B holds for a DM through A and for posts through A,
     // on cat's tab on B and on its tab on A (told through Redis).

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::super::super::protocol::ClientMsg;
 use super::super::{Client, Hub, Standing};
-use super::{frames, hub, joined, rt};
+use super::{frames, hub, in_general, joined, rt};
 
 /// A verified user (a token's), joined to `general`.
 fn verified(hub: &Hub, nick: &str) -> Arc<Client> {
@@ -30,11 +30,7 @@ fn blockers(hub: &Hub) -> Option<Vec<String>> {
 #[test]
 fn fan_out_skips_only_the_members_who_block_the_author() {
     let (hub, memory) = hub();
-    let [ann, bob, cat] = ["ann", "bob", "cat"].map(|n| {
-        let c = hub.register(Some(n), None, false);
-        joined(&hub, &c, "general");
-        c
-    });
+    let [ann, bob, cat] = in_general(&hub, ["ann", "bob", "cat"]);
     // Guests only: nobody owns the room, and it holds no rules at all.
     assert_eq!(blockers(&hub), None);
     let block = ClientMsg::Block { user: "bob".into() };
@@ -105,11 +101,7 @@ fn a_delivered_mute_refuses_posts_and_a_stored_admin_outranks_an_owner() {
 #[test]
 fn a_blocker_is_not_told_the_blocked_user_types_and_blocks_are_bounded() {
     let (hub, _memory) = hub();
-    let [ann, bob, cat] = ["ann", "bob", "cat"].map(|n| {
-        let c = hub.register(Some(n), None, false);
-        joined(&hub, &c, "general");
-        c
-    });
+    let [ann, bob, cat] = in_general(&hub, ["ann", "bob", "cat"]);
     let block = |user: &str| ClientMsg::Block { user: user.into() };
     rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
     frames(&ann);

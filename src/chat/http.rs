@@ -385,13 +385,31 @@ where
             respond_api(&mut stream, &answer).await;
             return None;
         }
-        None if ROUTES.iter().any(|(m, _, _)| *m == method) => {
-            Response::text(404, "Not Found", b"not found\n".as_slice())
-        }
-        None => Response::text(405, "Method Not Allowed", b"GET or POST only\n".as_slice()),
+        None => not_routed(method, path),
     };
     respond(&mut stream, &response, head_only).await;
     None
+}
+
+/// The answer to a request no row of [`ROUTES`] matches: 405 (RFC 9110
+/// §15.5.6) if its path is served with other methods, or if no row has
+/// its method, naming what the path takes; else 404.
+fn not_routed(method: &str, path: &str) -> Response {
+    let on_path: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .map(|(m, _, _)| *m)
+        .collect();
+    let known_method = ROUTES.iter().any(|(m, _, _)| *m == method);
+    if on_path.is_empty() && known_method {
+        return Response::text(404, "Not Found", b"not found\n".as_slice());
+    }
+    let body: &'static [u8] = match on_path.first() {
+        Some(&"POST") => b"POST only\n",
+        Some(_) => b"GET only\n",
+        None => b"GET or POST only\n",
+    };
+    Response::text(405, "Method Not Allowed", body)
 }
 
 /// An account request (issue 17): refused with 404 when accounts are

@@ -112,6 +112,17 @@ impl Client {
         (c, welcome)
     }
 
+    /// Upgrades at `ws://{addr}/ws` and says `hello`, waiting for
+    /// nothing: for a `hello` that may get an `error` or a close.
+    pub async fn greet(addr: SocketAddr, hello: Value) -> Client {
+        let (ws, _) = transport::connect(&format!("ws://{addr}/ws"), Config::default())
+            .await
+            .unwrap();
+        let mut c = Client { ws };
+        c.send(hello).await;
+        c
+    }
+
     /// Sends a request; panics if it cannot.
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).await.unwrap();

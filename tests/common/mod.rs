@@ -16,6 +16,8 @@ pub mod bystander;
 pub mod chat;
 pub mod process;
 #[cfg(feature = "chat")]
+pub mod redis;
+#[cfg(feature = "chat")]
 pub mod server;
 pub mod workload;
 

@@ -9,10 +9,10 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::chat::Client;
+use common::chat::{Client, token};
 use common::server::{Answer, ChatServer, http_get, http_post, http_post_from, http_raw};
-use rfc6455::chat::accounts::password::HashConfig;
-use rfc6455::chat::{AccountsMode, ChatConfig};
+
+use rfc6455::chat::{AccountsMode, ChatConfig, HashConfig};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -42,6 +42,23 @@ async fn login(addr: SocketAddr, nick: &str, password: &str) -> Answer {
     http_post(addr, "/api/login", Some(&creds(nick, password)), None).await
 }
 
+/// Who a `welcome` says the user is: the nick, and whether a guest.
+fn who(welcome: &Value) -> (&str, Option<bool>) {
+    (
+        welcome["user"].as_str().unwrap_or(""),
+        welcome["guest"].as_bool(),
+    )
+}
+
+/// What the page at `/` says of signing in (`<meta name="chat-auth">`).
+async fn page_mode(addr: SocketAddr) -> String {
+    let page = http_get(addr, "/").await;
+    let (_, rest) = page
+        .split_once(r#"<meta name="chat-auth" content=""#)
+        .unwrap();
+    rest.split('"').next().unwrap().to_owned()
+}
+
 fn with_token(token: &Value) -> Value {
     json!({"type": "hello", "token": token})
 }
@@ -66,10 +83,7 @@ async fn register_then_login_then_hello_with_the_token() {
     // The token in the query, as the page's login URL carries it.
     let path = format!("/ws?token={}", logged.json["token"].as_str().unwrap());
     let (_, welcome) = Client::connect(server.addr, &path, json!({"type": "hello"})).await;
-    assert_eq!(
-        (welcome["user"].clone(), welcome["guest"].clone()),
-        (json!("alice"), json!(false))
-    );
+    assert_eq!(who(&welcome), ("alice", Some(false)));
     // Login ignores case (and look-alikes): the account's own nick comes back.
     let logged = login(server.addr, "ALICE", PASSWORD).await;
     assert_eq!(
@@ -151,32 +165,18 @@ async fn a_password_change_checks_both_and_revokes_the_other_sessions() {
     let theirs = login(server.addr, "alice", PASSWORD).await.json;
     let (mut other_tab, _) = server.client(with_token(&theirs["token"])).await;
     let (mut my_tab, _) = server.client(with_token(&mine["token"])).await;
-    let token = mine["token"].as_str().unwrap();
-    let change = |old: &str, new: &str| json!({"old": old, "new": new});
+    let addr = server.addr;
+    let token = mine["token"].as_str().unwrap().to_owned();
+    let change = |old: &str, new: &str| {
+        let (body, token) = (json!({"old": old, "new": new}), token.clone());
+        async move { http_post(addr, "/api/password", Some(&body), Some(&token)).await }
+    };
 
-    let wrong = http_post(
-        server.addr,
-        "/api/password",
-        Some(&change("not my password", "a new long password")),
-        Some(token),
-    )
-    .await;
+    let wrong = change("not my password", "a new long password").await;
     assert_eq!((wrong.status, wrong.error()), (401, "bad_credentials"));
-    let weak = http_post(
-        server.addr,
-        "/api/password",
-        Some(&change(PASSWORD, "short")),
-        Some(token),
-    )
-    .await;
+    let weak = change(PASSWORD, "short").await;
     assert_eq!((weak.status, weak.error()), (400, "weak_password"));
-    let done = http_post(
-        server.addr,
-        "/api/password",
-        Some(&change(PASSWORD, "a new long password")),
-        Some(token),
-    )
-    .await;
+    let done = change(PASSWORD, "a new long password").await;
     assert_eq!(done.status, 204, "{done:?}");
 
     assert_eq!(other_tab.close_code(WAIT).await, Some(4005));
@@ -392,10 +392,7 @@ async fn a_registered_nick_is_reserved_and_look_alikes_are_refused() {
     }
     guest.send(json!({"type": "hello", "nick": "bob"})).await;
     let welcome = guest.next_of("welcome").await;
-    assert_eq!(
-        (welcome["user"].clone(), welcome["guest"].clone()),
-        (json!("bob"), json!(true))
-    );
+    assert_eq!(who(&welcome), ("bob", Some(true)));
 
     // Registration is unique on the skeleton.
     let a = http_post(
@@ -439,10 +436,7 @@ async fn registering_the_nick_of_a_guest_online_leaves_the_guest_be() {
     assert_eq!(welcome["guest"], true);
     let issued = register(server.addr, "carol").await;
     let (_, welcome) = server.client(with_token(&issued["token"])).await;
-    assert_eq!(
-        (welcome["user"].clone(), welcome["guest"].clone()),
-        (json!("carol"), json!(false))
-    );
+    assert_eq!(who(&welcome), ("carol", Some(false)));
     let ack = guest
         .answer(common::chat::msg("general", "still me", "g1"))
         .await;
@@ -455,21 +449,14 @@ async fn with_accounts_required_a_guest_is_refused() {
     let mut c = config("required");
     c.accounts.mode = AccountsMode::Required;
     let server = ChatServer::start(c).await;
-    assert!(
-        http_get(server.addr, "/")
-            .await
-            .contains(r#"<meta name="chat-auth" content="required">"#)
-    );
+    assert_eq!(page_mode(server.addr).await, "required");
     let mut guest = Client::greet(server.addr, json!({"type": "hello", "nick": "bob"})).await;
     let e = guest.next_of("error").await;
     assert_eq!(e["code"], "account_required");
     assert_eq!(guest.close_code(WAIT).await, Some(4001));
     let issued = register(server.addr, "alice").await;
     let (_, welcome) = server.client(with_token(&issued["token"])).await;
-    assert_eq!(
-        (welcome["user"].clone(), welcome["guest"].clone()),
-        (json!("alice"), json!(false))
-    );
+    assert_eq!(who(&welcome), ("alice", Some(false)));
     server.stop().await;
 }
 
@@ -478,11 +465,7 @@ async fn with_accounts_off_the_chat_is_anonymous_as_before() {
     let mut c = config("off");
     c.accounts.mode = AccountsMode::Off;
     let server = ChatServer::start(c).await;
-    assert!(
-        http_get(server.addr, "/")
-            .await
-            .contains(r#"<meta name="chat-auth" content="nick">"#)
-    );
+    assert_eq!(page_mode(server.addr).await, "nick");
     let a = http_post(
         server.addr,
         "/api/register",
@@ -508,11 +491,7 @@ async fn with_accounts_off_the_chat_is_anonymous_as_before() {
 #[tokio::test]
 async fn guests_are_marked_in_messages_history_presence_and_members() {
     let server = ChatServer::start(config("markers")).await;
-    assert!(
-        http_get(server.addr, "/")
-            .await
-            .contains(r#"<meta name="chat-auth" content="open">"#)
-    );
+    assert_eq!(page_mode(server.addr).await, "open");
     let issued = register(server.addr, "alice").await;
     let (mut alice, _) = server.client(with_token(&issued["token"])).await;
     let (mut bob, _) = server.client(json!({"type": "hello", "nick": "bob"})).await;
@@ -580,20 +559,6 @@ async fn guests_are_marked_in_messages_history_presence_and_members() {
     server.stop().await;
 }
 
-fn external_token(secret: &str, name: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"name": name, "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 /// `--jwt-secret` beside accounts: an external token is accepted as
 /// before, an account's token too (told apart by its issuer), a guest
 /// is not.
@@ -603,12 +568,9 @@ async fn external_tokens_keep_working_beside_accounts() {
     c.jwt_secret = Some("their secret".into());
     let server = ChatServer::start(c).await;
     let (_, welcome) = server
-        .client(json!({"type": "hello", "token": external_token("their secret", "dana")}))
+        .client(json!({"type": "hello", "token": token("their secret", "dana", 600)}))
         .await;
-    assert_eq!(
-        (welcome["user"].clone(), welcome["guest"].clone()),
-        (json!("dana"), json!(false))
-    );
+    assert_eq!(who(&welcome), ("dana", Some(false)));
     let issued = register(server.addr, "alice").await;
     let (_, welcome) = server.client(with_token(&issued["token"])).await;
     assert_eq!(welcome["user"], "alice");

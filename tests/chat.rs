@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::chat::{Client, nicks};
+use common::chat::{Client, nicks, token};
 use common::server::{ChatServer, http_get};
 use rfc6455::chat::ChatConfig;
 use rfc6455::proto::Message;
@@ -510,20 +510,6 @@ async fn a_dead_client_leaves_presence_within_the_keepalive_timeout() {
 }
 
 // Authentication.
-
-fn token(secret: &str, name: &str, exp_in: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = json!({"sub": "id-42", "name": name, "exp": now + exp_in});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
 
 #[tokio::test]
 async fn tokens_are_required_and_checked_when_a_secret_is_set() {

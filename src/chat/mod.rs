@@ -27,7 +27,7 @@
 //! close 1001, and the backend stores what it has before [`serve`]
 //! returns.
 
-pub mod accounts;
+mod accounts;
 mod admission;
 mod backend;
 pub mod fdlimit;
@@ -52,6 +52,8 @@ use tracing::{debug, info, warn};
 
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
+pub use accounts::limiter::LimitConfig;
+pub use accounts::password::HashConfig;
 pub use accounts::{AccountsConfig, Mode as AccountsMode};
 pub use backend::DbSync;
 pub use backend::redis::ClusterConfig;

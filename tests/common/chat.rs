@@ -203,3 +203,20 @@ impl Client {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// An HS256 token signed with `secret`, as another service would issue
+/// it for `--jwt-secret`: `name` is the nick, expiring `exp_in` seconds
+/// from now (negative: expired).
+pub fn token(secret: &str, name: &str, exp_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"sub": "id-42", "name": name, "exp": now + exp_in});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}

@@ -140,59 +140,49 @@ pub async fn serve<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: SocketAddr,
 ) -> ApiResponse {
-    match answer(accounts, path, request, leftover, stream, peer).await {
-        Ok(response) => response,
-        Err(e) => e.into(),
-    }
-}
-
-async fn answer<S: AsyncRead + Unpin>(
-    accounts: &Accounts,
-    path: &str,
-    request: &Request,
-    leftover: &[u8],
-    stream: &mut S,
-    peer: SocketAddr,
-) -> Result<ApiResponse, ApiError> {
-    let ip = peer.ip();
-    match path {
-        "/api/logout" => {
-            let token = bearer(request)?;
-            accounts.logout(token).await?;
-            Ok(ApiResponse::no_content())
-        }
-        "/api/register" | "/api/login" => {
-            let body = read_body(request, leftover, stream).await?;
-            let c: Credentials = parse(&body)?;
-            if path == "/api/register" {
-                Ok(ApiResponse::ok(
-                    201,
-                    &accounts.register(ip, &c.nick, &c.password).await?,
-                ))
-            } else {
+    let answered: Result<ApiResponse, ApiError> = async {
+        let ip = peer.ip();
+        match path {
+            "/api/logout" => {
+                let token = bearer(request)?;
+                accounts.logout(token).await?;
+                Ok(ApiResponse::no_content())
+            }
+            "/api/register" | "/api/login" => {
+                let body = read_body(request, leftover, stream).await?;
+                let c: Credentials = parse(&body)?;
+                if path == "/api/register" {
+                    Ok(ApiResponse::ok(
+                        201,
+                        &accounts.register(ip, &c.nick, &c.password).await?,
+                    ))
+                } else {
+                    Ok(ApiResponse::ok(
+                        200,
+                        &accounts.login(ip, &c.nick, &c.password).await?,
+                    ))
+                }
+            }
+            "/api/refresh" => {
+                let body = read_body(request, leftover, stream).await?;
+                let r: Refresh = parse(&body)?;
                 Ok(ApiResponse::ok(
                     200,
-                    &accounts.login(ip, &c.nick, &c.password).await?,
+                    &accounts.refresh(ip, &r.refresh).await?,
                 ))
             }
+            "/api/password" => {
+                let token = bearer(request)?;
+                let body = read_body(request, leftover, stream).await?;
+                let c: Change = parse(&body)?;
+                accounts.change_password(ip, token, &c.old, &c.new).await?;
+                Ok(ApiResponse::no_content())
+            }
+            _ => Err(ApiError::new(404, "not_found", "no such endpoint")),
         }
-        "/api/refresh" => {
-            let body = read_body(request, leftover, stream).await?;
-            let r: Refresh = parse(&body)?;
-            Ok(ApiResponse::ok(
-                200,
-                &accounts.refresh(ip, &r.refresh).await?,
-            ))
-        }
-        "/api/password" => {
-            let token = bearer(request)?;
-            let body = read_body(request, leftover, stream).await?;
-            let c: Change = parse(&body)?;
-            accounts.change_password(ip, token, &c.old, &c.new).await?;
-            Ok(ApiResponse::no_content())
-        }
-        _ => Err(ApiError::new(404, "not_found", "no such endpoint")),
     }
+    .await;
+    answered.unwrap_or_else(ApiResponse::from)
 }
 
 /// The token of `Authorization: Bearer TOKEN` (RFC 6750 §2.1).

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::backend::Unavailable;
-use super::backend::{Backend, NewSession, Registered, Rotated, Signal};
+use super::backend::{Backend, NewSession, Registered, Rotation, Signal};
 use super::protocol::{ErrorCode, Refusal, check_nick};
 use super::{lock, now_ms};
 use limiter::{LimitConfig, Limiter};
@@ -252,20 +252,20 @@ impl Accounts {
             .rotate(&tokens::digest(refresh), &tokens::digest(&next), expires)
             .await?;
         match rotated {
-            Rotated::Rotated { session, nick } => Ok(Issued {
+            Rotation::Rotated { session, nick } => Ok(Issued {
                 token: self.keys().await?.sign(&nick, &session, now_ms() / 1000),
                 nick,
                 refresh: next,
                 expires_in: ACCESS_TTL,
             }),
-            Rotated::Replayed { session, nick } => {
+            Rotation::Replayed { session, nick } => {
                 tracing::info!(%nick, "a spent refresh token was replayed: its session is revoked");
                 self.store.publish(Signal::Revoked { nick, session });
                 Err(ApiError::bad_token(
                     "refresh token already used; the session is revoked",
                 ))
             }
-            Rotated::Unknown => Err(ApiError::bad_token("unknown or expired refresh token")),
+            Rotation::Unknown => Err(ApiError::bad_token("unknown or expired refresh token")),
         }
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::{
     Account, Accounts, Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind,
     MAX_REACTIONS, NewEvent, NewSession, Page, Peer, PresenceChange, Registered, Rejected, Reply,
-    Rotated, Scope, Signal, Span, Unavailable, ready,
+    Rotation, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -181,22 +181,22 @@ impl Accounts for Memory {
         ready(())
     }
 
-    fn rotate(&self, refresh: &str, next: &str, _expires: u64) -> Reply<'_, Rotated> {
+    fn rotate(&self, refresh: &str, next: &str, _expires: u64) -> Reply<'_, Rotation> {
         let mut refreshes = lock(&self.refreshes);
         let Some((session, spent)) = refreshes.get(refresh).cloned() else {
-            return ready(Rotated::Unknown);
+            return ready(Rotation::Unknown);
         };
         let Some(nick) = lock(&self.sessions).get(&session).cloned() else {
-            return ready(Rotated::Unknown);
+            return ready(Rotation::Unknown);
         };
         if spent {
             lock(&self.sessions).remove(&session);
             refreshes.retain(|_, (s, _)| *s != session);
-            return ready(Rotated::Replayed { session, nick });
+            return ready(Rotation::Replayed { session, nick });
         }
         refreshes.insert(refresh.to_owned(), (session.clone(), true));
         refreshes.insert(next.to_owned(), (session.clone(), false));
-        ready(Rotated::Rotated { session, nick })
+        ready(Rotation::Rotated { session, nick })
     }
 
     fn session_live(&self, id: &str) -> Reply<'_, bool> {

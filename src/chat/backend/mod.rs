@@ -502,7 +502,7 @@ pub enum Registered {
 
 /// What [`Accounts::rotate`] found for a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotated {
+pub enum Rotation {
     /// It was live: it is spent now, and the new one replaces it.
     Rotated {
         /// The session it belongs to.
@@ -546,8 +546,8 @@ pub trait Accounts: Send + Sync {
 
     /// Spends the refresh token whose digest is `refresh` and stores
     /// `next` (expiring at `expires`) for its session; a spent one
-    /// revokes its session ([`Rotated::Replayed`]).
-    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotated>;
+    /// revokes its session ([`Rotation::Replayed`]).
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation>;
 
     /// Whether the session `id` exists and is not revoked.
     fn session_live(&self, id: &str) -> Reply<'_, bool>;

@@ -18,7 +18,7 @@
 use redis::RedisResult;
 
 use super::{Redis, unavailable};
-use crate::chat::backend::{Account, Accounts, NewSession, Registered, Reply, Rotated};
+use crate::chat::backend::{Account, Accounts, NewSession, Registered, Reply, Rotation};
 
 const KEY_SIGNING: &str = "chat:acct:key";
 
@@ -143,7 +143,7 @@ impl Accounts for Redis {
         })
     }
 
-    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotated> {
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(ROTATE_SCRIPT)
             .arg(2)
@@ -156,9 +156,9 @@ impl Accounts for Redis {
             let (code, session, nick): (i64, Option<String>, Option<String>) =
                 self.query(cmd).await.map_err(unavailable)?;
             Ok(match (code, session, nick) {
-                (1, Some(session), Some(nick)) => Rotated::Rotated { session, nick },
-                (2, Some(session), Some(nick)) => Rotated::Replayed { session, nick },
-                _ => Rotated::Unknown,
+                (1, Some(session), Some(nick)) => Rotation::Rotated { session, nick },
+                (2, Some(session), Some(nick)) => Rotation::Replayed { session, nick },
+                _ => Rotation::Unknown,
             })
         })
     }

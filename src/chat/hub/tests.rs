@@ -16,6 +16,7 @@ use super::{Client, Hub, HubConfig};
 
 mod presence;
 
+mod accounts;
 mod convs;
 mod lifecycle;
 

@@ -219,7 +219,7 @@ impl Hub {
                     format!("{wanted} is taken"),
                 ));
             }
-            if let Some(held) = users.lookalike(wanted) {
+            if let Some(held) = users.lookalike(wanted).filter(|_| self.config.mark_guests) {
                 return Err(Refusal::new(
                     ErrorCode::NickConfusable,
                     format!("{wanted} looks too much like {held}, who is online"),

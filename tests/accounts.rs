@@ -93,6 +93,25 @@ async fn register_then_login_then_hello_with_the_token() {
     server.stop().await;
 }
 
+/// The signing key and the sessions are in the database: a token issued
+/// before a restart still works after it, and a revoked one stays so.
+#[tokio::test]
+async fn tokens_outlive_a_restart() {
+    let c = config("restart");
+    let server = ChatServer::start(c.clone()).await;
+    let kept = register(server.addr, "alice").await;
+    let revoked = login(server.addr, "alice", PASSWORD).await.json;
+    let out = http_post(server.addr, "/api/logout", None, revoked["token"].as_str()).await;
+    assert_eq!(out.status, 204);
+    server.stop().await;
+    let server = ChatServer::start(c).await;
+    let (_, welcome) = server.client(with_token(&kept["token"])).await;
+    assert_eq!(who(&welcome), ("alice", Some(false)));
+    let mut again = Client::greet(server.addr, with_token(&revoked["token"])).await;
+    assert_eq!(again.close_code(WAIT).await, Some(4001));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_refresh_rotates_and_a_replayed_one_revokes_the_session() {
     let server = ChatServer::start(config("refresh")).await;

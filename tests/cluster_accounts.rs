@@ -89,3 +89,64 @@ async fn two_servers_share_accounts_sessions_and_revocations() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Refresh tokens and password changes through Redis: a pair issued by
+/// A is rotated on B, the spent token replayed on A revokes the session
+/// (its connection on B closes), and a password changed on B revokes the
+/// user's other sessions on A.
+#[tokio::test]
+async fn refresh_replay_and_password_change_reach_every_server() {
+    let redis = Redis::start("cluster-accounts-refresh").await;
+    let a = ChatServer::start(config(&redis, "refresh-a")).await;
+    let b = ChatServer::start(config(&redis, "refresh-b")).await;
+    let creds = json!({"nick": "bob", "password": PASSWORD});
+    let first = http_post(a.addr, "/api/register", Some(&creds), None)
+        .await
+        .json;
+    let spent = json!({"refresh": first["refresh"]});
+    let second = http_post(b.addr, "/api/refresh", Some(&spent), None).await;
+    assert_eq!(second.status, 200, "rotated on B: {second:?}");
+    let (mut on_b, _) = b
+        .client(json!({"type": "hello", "token": second.json["token"]}))
+        .await;
+    let replay = http_post(a.addr, "/api/refresh", Some(&spent), None).await;
+    assert_eq!((replay.status, replay.error()), (401, "bad_token"));
+    assert_eq!(on_b.close_code(WAIT).await, Some(4005), "revoked on B by A");
+    let next = json!({"refresh": second.json["refresh"]});
+    let after = http_post(b.addr, "/api/refresh", Some(&next), None).await;
+    assert_eq!(after.status, 401, "the whole session is gone");
+
+    let mine = http_post(b.addr, "/api/login", Some(&creds), None)
+        .await
+        .json;
+    let theirs = http_post(a.addr, "/api/login", Some(&creds), None)
+        .await
+        .json;
+    let (mut on_a, _) = a
+        .client(json!({"type": "hello", "token": theirs["token"]}))
+        .await;
+    let change = json!({"old": PASSWORD, "new": "another long password"});
+    let token = mine["token"].as_str();
+    let done = http_post(b.addr, "/api/password", Some(&change), token).await;
+    assert_eq!(done.status, 204, "{done:?}");
+    assert_eq!(
+        on_a.close_code(WAIT).await,
+        Some(4005),
+        "the other session, on A"
+    );
+    let new = json!({"nick": "bob", "password": "another long password"});
+    assert_eq!(
+        http_post(a.addr, "/api/login", Some(&new), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        http_post(a.addr, "/api/login", Some(&creds), None)
+            .await
+            .status,
+        401
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -46,15 +46,15 @@ return ''
 
 /// Spends a refresh token. KEYS: the token, its successor. ARGV: the
 /// successor's expiry (ms since the epoch), the session key prefix, the
-/// sessions-by-nick key prefix. Returns `{0}` unknown, `{1, id, nick}`
+/// sessions-by-nick key prefix. Returns `{0, nil, nil}` unknown, `{1, id, nick}`
 /// rotated, `{2, id, nick}` replayed (the session is revoked).
 const ROTATE_SCRIPT: &str = r#"
 local v = redis.call('GET', KEYS[1])
-if not v then return {0} end
+if not v then return {0, false, false} end
 local state, id = string.match(v, '^(%a+):(.*)$')
 local skey = ARGV[2] .. id
 local nick = redis.call('HGET', skey, 'nick')
-if not nick then return {0} end
+if not nick then return {0, false, false} end
 if state == 'spent' then
   redis.call('DEL', skey)
   redis.call('SREM', ARGV[3] .. nick, id)

@@ -607,3 +607,26 @@ async fn external_tokens_keep_working_beside_accounts() {
     assert_eq!(forger.close_code(WAIT).await, Some(4001));
     server.stop().await;
 }
+
+/// `rfc6455 chat --accounts MODE` picks the mode (the binary, as an
+/// operator runs it).
+#[tokio::test]
+async fn the_accounts_flag_picks_the_mode() {
+    for (mode, marker, register_status) in [
+        ("open", "open", 201),
+        ("required", "required", 201),
+        ("off", "nick", 404),
+    ] {
+        let addr = common::process::free_addr();
+        let db = common::temp_dir("accounts", &format!("flag-{mode}")).join("chat.db");
+        let mut command = common::process::rfc6455("warn");
+        command
+            .args(["chat", "--listen", &addr.to_string(), "--accounts", mode])
+            .arg("--db")
+            .arg(&db);
+        let _server = common::process::Spawned::listening(&mut command, addr, "rfc6455 chat").await;
+        assert_eq!(page_mode(addr).await, marker, "--accounts {mode}");
+        let a = http_post(addr, "/api/register", Some(&creds("alice", PASSWORD)), None).await;
+        assert_eq!(a.status, register_status, "--accounts {mode}: {a:?}");
+    }
+}

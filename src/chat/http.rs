@@ -214,6 +214,14 @@ pub async fn refuse(mut stream: TcpStream, refusal: Refusal, shared: Arc<Shared>
     let Ok(_permit) = shared.lingering.clone().try_acquire_owned() else {
         return;
     };
+    linger(&mut stream).await;
+}
+
+/// Reads and drops what the client still sends, for up to [`LINGER`]
+/// and [`LINGER_BYTES`], once our side is shut down: so that closing does
+/// not reset the connection (RFC 2525 §2.17) before the client has read
+/// our response.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER, async {
         let mut buf = [0u8; 2048];
         let mut read = 0;
@@ -436,8 +444,10 @@ async fn account_request<S: AsyncRead + Unpin>(
     api::serve(accounts, path, request, leftover, stream, peer).await
 }
 
-/// Writes an account endpoint's answer and closes our side.
-async fn respond_api<S: AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiResponse) {
+/// Writes an account endpoint's answer and closes our side, then
+/// lingers: an answer given before the body was read (403, 413) must not
+/// be lost to a reset.
+async fn respond_api<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiResponse) {
     let extra = answer
         .retry_after
         .map(|s| format!("Retry-After: {s}\r\n"))
@@ -452,6 +462,7 @@ async fn respond_api<S: AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiRes
     response.push_str(&answer.body);
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+    linger(stream).await;
 }
 
 fn index(shared: &Shared, _: &str) -> Response {

@@ -177,6 +177,23 @@ async fn logout_revokes_the_session_everywhere_it_is_used() {
     server.stop().await;
 }
 
+/// The chat's own `logout` request, from an account's user: every
+/// session of the account is revoked (its tokens no longer connect).
+#[tokio::test]
+async fn a_logout_request_revokes_every_session_of_the_account() {
+    let server = ChatServer::start(config("ws-logout")).await;
+    let one = register(server.addr, "alice").await;
+    let two = login(server.addr, "alice", PASSWORD).await.json;
+    let (mut c, _) = server.client(with_token(&one["token"])).await;
+    c.send(json!({"type": "logout"})).await;
+    assert_eq!(c.close_code(WAIT).await, Some(1000));
+    for token in [&one["token"], &two["token"]] {
+        let mut again = Client::greet(server.addr, with_token(token)).await;
+        assert_eq!(again.close_code(WAIT).await, Some(4001));
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_password_change_checks_both_and_revokes_the_other_sessions() {
     let server = ChatServer::start(config("password")).await;

@@ -57,6 +57,13 @@ enum Command {
         /// RFC6455_JWT_SECRET).
         #[arg(long, env = "RFC6455_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        /// The chat's own accounts (POST /api/register, /api/login, …;
+        /// passwords hashed with Argon2id). open: guests and accounts,
+        /// a registered nick reserved for its owner. required: accounts
+        /// only. off: anonymous, no accounts. With --jwt-secret, external
+        /// tokens are accepted beside the server's own.
+        #[arg(long, value_enum, default_value_t = AccountsArg::Open)]
+        accounts: AccountsArg,
         #[command(flatten)]
         tls: TlsArgs,
         /// Most TCP connections open at once: WebSockets, page requests
@@ -200,6 +207,14 @@ enum AdminArg {
     List,
 }
 
+/// `--accounts`: who may say `hello`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AccountsArg {
+    Open,
+    Required,
+    Off,
+}
+
 /// `--db-sync`: SQLite's `synchronous` for the chat history.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DbSyncArg {
@@ -293,6 +308,7 @@ fn main() -> ExitCode {
                 db,
                 db_sync,
                 jwt_secret,
+                accounts,
                 tls,
                 max_connections,
                 max_rooms,
@@ -325,6 +341,11 @@ fn main() -> ExitCode {
                     DbSyncArg::Full => rfc6455::chat::DbSync::Full,
                 };
                 config.jwt_secret = jwt_secret;
+                config.accounts.mode = match accounts {
+                    AccountsArg::Open => rfc6455::chat::AccountsMode::Open,
+                    AccountsArg::Required => rfc6455::chat::AccountsMode::Required,
+                    AccountsArg::Off => rfc6455::chat::AccountsMode::Off,
+                };
                 config.tls = tls.load()?;
                 let scheme = if config.tls.is_some() {
                     "https"

@@ -14,10 +14,11 @@
 
 mod common;
 
-use common::cluster::{Chat, PRESENCE_TTL, Redis, WAIT, wait_for};
+use common::cluster::{Chat, PRESENCE_TTL, WAIT};
 
 use common::chat::{Client, nicks};
 use common::process::cpu_seconds;
+use common::redis::{Redis, wait_for};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -12,8 +12,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::chat::Client;
-use common::cluster::{Chat, PRESENCE_TTL, Redis};
+use common::cluster::{Chat, PRESENCE_TTL};
 use common::process::rfc6455;
+use common::redis::Redis;
 use serde_json::{Value, json};
 
 const SECRET: &str = "s3cret";
@@ -24,7 +25,7 @@ async fn server(redis: &Redis) -> Chat {
 
 /// `name` on `chat`, past its first `room` event.
 async fn user(chat: &Chat, name: &str, admin: bool) -> Client {
-    let hello = json!({"type": "hello", "token": common::chat::token(SECRET, name, admin)});
+    let hello = json!({"type": "hello", "token": common::chat::token_as(SECRET, name, admin)});
     let (mut c, _) = chat.client(hello).await;
     c.next_of("room").await;
     c
@@ -55,8 +56,8 @@ async fn a_server_wide_ban_through_one_server_closes_the_user_on_the_other() {
         .await;
     moderation(&mut root, "ban").await;
     assert_eq!(eve.close_code(Duration::from_secs(10)).await, Some(4004));
-    let hello = json!({"type": "hello", "token": common::chat::token(SECRET, "eve", false)});
-    let mut again = Client::hello_only(b.addr, hello).await;
+    let hello = json!({"type": "hello", "token": common::chat::token_as(SECRET, "eve", false)});
+    let mut again = Client::greet(b.addr, hello).await;
     assert_eq!(again.next_of("error").await["code"], "banned");
     assert_eq!(again.close_code(Duration::from_secs(10)).await, Some(4004));
 }

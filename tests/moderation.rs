@@ -25,7 +25,7 @@ fn config(name: &str) -> ChatConfig {
 }
 
 fn token(name: &str, admin: bool) -> String {
-    common::chat::token(SECRET, name, admin)
+    common::chat::token_as(SECRET, name, admin)
 }
 
 fn hello(name: &str, admin: bool) -> Value {
@@ -263,7 +263,7 @@ async fn a_server_wide_ban_closes_with_4004_and_refuses_hello() {
     assert!(said.get("room").is_none());
     assert_eq!(eve.close_code(Duration::from_secs(5)).await, Some(4004));
     assert_eq!(eve2.close_code(Duration::from_secs(5)).await, Some(4004));
-    let mut again = Client::hello_only(server.addr, hello("eve", false)).await;
+    let mut again = Client::greet(server.addr, hello("eve", false)).await;
     let refused = again.next_of("error").await;
     assert_eq!(refused["code"], "banned", "{refused}");
     assert_eq!(again.close_code(Duration::from_secs(5)).await, Some(4004));

@@ -226,6 +226,25 @@ impl Room {
             && !self.local_all
     }
 
+    /// Of `nicks`, those held here by guests (issue 17): a scan of the
+    /// members, for presence deltas (at most [`MAX_DELTA`] nicks, in a
+    /// room of at most [`LARGE_ROOM`]: larger ones tell only counts),
+    /// sent while the room is locked, when the users map may not be
+    /// taken.
+    fn guests_among(&self, nicks: &[String]) -> Vec<String> {
+        if nicks.is_empty() {
+            return Vec::new();
+        }
+        let wanted: BTreeSet<&str> = nicks.iter().map(String::as_str).collect();
+        let found: BTreeSet<&str> = self
+            .members
+            .values()
+            .filter(|c| c.standing == Standing::Guest && wanted.contains(c.nick.as_str()))
+            .map(|c| c.nick.as_str())
+            .collect();
+        found.into_iter().map(str::to_owned).collect()
+    }
+
     /// Hands a frame to every member, in the order called.
     fn send_to_members(&self, frame: &PreparedFrame, kind: Kind, metrics: &Metrics) {
         for member in self.members.values() {
@@ -323,6 +342,9 @@ pub struct HubConfig {
     pub outbox_limit: usize,
     /// Whether nicks come from tokens (several connections may share one).
     pub authenticated: bool,
+    /// Whether guests are marked (`guest` in `welcome`, messages,
+    /// `presence` and `members`): accounts are on (issue 17).
+    pub mark_guests: bool,
     /// Compress broadcast frames once, for connections that negotiated
     /// permessage-deflate (RFC 7692).
     pub deflate: Option<DeflateConfig>,
@@ -350,7 +372,7 @@ pub struct Hub {
     /// the last presence tick: the tick walks these and no others. Taken
     /// last: nothing else is locked while holding it.
     dirty: Mutex<BTreeSet<String>>,
-    users: Mutex<HashMap<String, Vec<Arc<Client>>>>,
+    users: Mutex<users::Users>,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
     /// Held (shared) by every append from its shutdown check until the
@@ -390,7 +412,7 @@ impl Hub {
             users_all: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
-            users: Mutex::new(HashMap::new()),
+            users: Mutex::new(users::Users::default()),
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             appending: RwLock::new(()),
@@ -498,12 +520,13 @@ impl Hub {
         let base = wanted.map_or_else(|| format!("guest{id}"), str::to_owned);
         let mut nick = base.clone();
         let mut reclaimed = None;
-        if !self.config.authenticated {
+        let fixed = self.fixed(standing);
+        if !fixed {
             let mut n = 1;
             loop {
-                if let Some(holders) = users.get(&nick) {
-                    if let Some(old) = holders
-                        .iter()
+                if users.contains(&nick) {
+                    if let Some(old) = users
+                        .holders(&nick)
                         .find(|c| !c.is_gone() && Some(c.session.as_str()) == session)
                     {
                         reclaimed = Some(old.clone());
@@ -528,9 +551,12 @@ impl Hub {
             // Its owner's secret, proven with the backend: kept, so that
             // the user's other tabs reconnecting with it are that user.
             None if remote_reclaim && nick == base => session.unwrap_or_default().to_owned(),
+            // An account's connection carries its session's id, which a
+            // revocation closes it by (`close_session`).
+            None if fixed => session.map_or_else(random_token, str::to_owned),
             None => random_token(),
         };
-        if !self.config.authenticated {
+        if !fixed {
             self.backend.remember_session(&nick, &session);
         }
         let client = Arc::new(Client {
@@ -542,10 +568,9 @@ impl Hub {
             gone: AtomicBool::new(false),
             standing,
         });
-        if !users.contains_key(&nick) {
-            lock(&self.users_changed).insert(nick.clone());
+        if users.add(client.clone()) {
+            lock(&self.users_changed).insert(nick);
         }
-        users.entry(nick).or_default().push(client.clone());
         client
     }
 
@@ -556,13 +581,9 @@ impl Hub {
             self.leave(client, &room);
         }
         let mut users = lock(&self.users);
-        if let Some(holders) = users.get_mut(&client.nick) {
-            holders.retain(|c| c.id != client.id);
-            if holders.is_empty() {
-                users.remove(&client.nick);
-                lock(&self.users_changed).insert(client.nick.clone());
-                lock(&self.blocks).remove(&client.nick);
-            }
+        if users.remove(client) {
+            lock(&self.users_changed).insert(client.nick.clone());
+            lock(&self.blocks).remove(&client.nick);
         }
     }
 
@@ -620,12 +641,13 @@ impl Hub {
                     self.mark(room);
                 }
             }
-            let joined = (r.roster.page(None, "", MAX_PAGE), r.last_id);
+            let (mut page, last) = (r.roster.page(None, "", MAX_PAGE), r.last_id);
             drop(r);
+            page.guests = self.guests_among(&page.members);
             if claim {
                 self.claim_owner(client, room);
             }
-            return Ok(joined);
+            return Ok((page, last));
         }
     }
 
@@ -723,7 +745,7 @@ impl Hub {
                 "the server is shutting down",
             ));
         }
-        if !lock(&self.users).contains_key(to) && !self.online_elsewhere(to) {
+        if !lock(&self.users).contains(to) && !self.online_elsewhere(to) {
             return Err(Refusal::new(
                 ErrorCode::UnknownUser,
                 format!("{to} is not online"),
@@ -768,6 +790,10 @@ impl Hub {
             EventKind::Msg(state) => state.reply_to,
             other => other.target(),
         };
+        let mut kind = kind;
+        if let EventKind::Msg(state) = &mut kind {
+            state.guest = self.config.mark_guests && client.standing == Standing::Guest;
+        }
         let event = NewEvent {
             conv,
             from: client.nick.clone(),
@@ -822,6 +848,26 @@ impl Hub {
         Ok(())
     }
 
+    /// Of `nicks`, those whose connections here are guests' (issue 17;
+    /// none when guests are not marked). Takes the users map: never while
+    /// a room is locked.
+    pub fn guests_among(&self, nicks: &[String]) -> Vec<String> {
+        if !self.config.mark_guests {
+            return Vec::new();
+        }
+        let users = lock(&self.users);
+        nicks
+            .iter()
+            .filter(|n| {
+                users
+                    .holders(n)
+                    .next()
+                    .is_some_and(|c| c.standing == Standing::Guest)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The number of rooms in memory.
     #[cfg(test)]
     pub fn rooms_in_memory(&self) -> usize {
@@ -839,13 +885,11 @@ impl Hub {
     /// Stops accepting messages and asks every connection to close (1001).
     pub fn shutdown(&self) {
         self.stop_posts();
-        for holders in lock(&self.users).values() {
-            for c in holders {
-                c.outbox.close(CloseFrame::new(
-                    CloseCode::GOING_AWAY,
-                    "server shutting down",
-                ));
-            }
+        for c in lock(&self.users).all() {
+            c.outbox.close(CloseFrame::new(
+                CloseCode::GOING_AWAY,
+                "server shutting down",
+            ));
         }
     }
 

@@ -27,6 +27,7 @@
 //! close 1001, and the backend stores what it has before [`serve`]
 //! returns.
 
+mod accounts;
 mod admission;
 mod backend;
 pub mod fdlimit;
@@ -51,6 +52,9 @@ use tracing::{debug, info, warn};
 
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
+pub use accounts::limiter::LimitConfig;
+pub use accounts::password::HashConfig;
+pub use accounts::{AccountsConfig, Mode as AccountsMode};
 pub use backend::DbSync;
 pub use backend::moderation::AdminOp;
 pub use backend::redis::ClusterConfig;
@@ -65,15 +69,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// 128 random bits, hex: a session secret, an operation id.
-/// Milliseconds since the Unix epoch, the `ts` of messages (and of
-/// audit entries, which the backends write).
+/// Milliseconds since the Unix epoch: the `ts` of messages, account
+/// expiries, audit entries.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// 128 random bits, hex: a session secret, an operation id.
 fn random_token() -> String {
     let mut bytes = [0u8; 16];
     crate::proto::MaskRng::from_entropy().fill(&mut bytes);
@@ -91,8 +95,13 @@ pub struct ChatConfig {
     /// Default [`DbSync::Normal`]: acked messages survive the server's
     /// process being killed, not a power loss.
     pub db_sync: DbSync,
-    /// With a secret, clients need an HS256 token signed with it.
+    /// With a secret, clients need an HS256 token: signed with it by
+    /// someone else, or (with accounts on) one of the server's own.
     pub jwt_secret: Option<String>,
+    /// The chat's own accounts (issue 17; `accounts/`): who may say
+    /// `hello` ([`AccountsMode`]: guests and accounts by default), the
+    /// Argon2id cost, the login limits.
+    pub accounts: AccountsConfig,
     /// Serve https and `wss://` with this TLS configuration (feature
     /// `tls`; see [`crate::transport::tls::server_config_from_pem`]). Each
     /// connection's TLS handshake runs in its own task, within the time
@@ -237,6 +246,7 @@ impl ChatConfig {
             db: db.into(),
             db_sync: DbSync::Normal,
             jwt_secret: None,
+            accounts: AccountsConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
             max_connections: None,
@@ -336,15 +346,25 @@ pub async fn serve(
         None => backend::local::Local::open(&config.db, config.db_sync, metrics.clone())?,
         Some(redis) => backend::redis::Redis::new(redis.clone()).map_err(io::Error::other)?,
     };
-    let auth = Arc::new(match &config.jwt_secret {
-        Some(secret) => {
-            session::Auth::Jwt(jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()))
-        }
-        None => session::Auth::Anonymous,
+    let accounts = match config.accounts.mode {
+        AccountsMode::Off => None,
+        _ => Some(Arc::new(
+            accounts::Accounts::open(backend.clone(), config.accounts)
+                .await
+                .map_err(io::Error::other)?,
+        )),
+    };
+    let auth = Arc::new(session::Auth {
+        external: config
+            .jwt_secret
+            .as_ref()
+            .map(|secret| jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())),
+        accounts: accounts.clone(),
     });
     let hub_config = hub::HubConfig {
         outbox_limit: config.outbox_limit,
         authenticated: config.jwt_secret.is_some(),
+        mark_guests: accounts.is_some(),
         deflate: config.deflate.clone(),
         max_rooms: config.max_rooms,
     };
@@ -366,6 +386,7 @@ pub async fn serve(
     let shared = Arc::new(http::Shared {
         hub: hub.clone(),
         auth,
+        accounts,
         origins: origin::OriginPolicy {
             public: config.public_origin.clone(),
             allowed: config.allowed_origins.clone(),

@@ -393,6 +393,14 @@ pub enum ErrorCode {
     NickFixed,
     /// A `hello` for a user who already has the most connections.
     TooManyConnections,
+    // issue 17: accounts
+    /// A guest `hello` asking for a registered account's nick.
+    NickReserved,
+    /// A guest `hello` asking for a look-alike of a registered or online
+    /// nick (the same confusable skeleton, `accounts/skeleton.rs`).
+    NickConfusable,
+    /// A guest `hello` on a server that takes accounts only; then 4001.
+    AccountRequired,
     // issue 17: moderation
     /// The viewer's role does not allow it (the message says which would).
     Forbidden,
@@ -408,7 +416,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -428,6 +436,9 @@ impl ErrorCode {
         ErrorCode::NickTaken,
         ErrorCode::NickFixed,
         ErrorCode::TooManyConnections,
+        ErrorCode::NickReserved,
+        ErrorCode::NickConfusable,
+        ErrorCode::AccountRequired,
         ErrorCode::Forbidden,
         ErrorCode::Muted,
         ErrorCode::SlowMode,
@@ -728,6 +739,9 @@ pub struct ChatMessage {
     /// Each reaction and who has it (in `history`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// Its writer was a guest (issue 17); omitted when not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
 }
 
 /// What the server sends.
@@ -748,6 +762,10 @@ pub enum ServerMsg<'a> {
         unread: &'a BTreeMap<String, u64>,
         /// Of those, the ones that mention the user (every DM does).
         mentions: &'a BTreeMap<String, u64>,
+        /// Whether the user is a guest (issue 17; omitted with
+        /// `--accounts off`, where everyone is).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guest: Option<bool>,
     },
     /// A room message.
     Msg(&'a ChatMessage),
@@ -766,6 +784,9 @@ pub enum ServerMsg<'a> {
         /// The message it replies to.
         #[serde(skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// The sender was a guest (issue 17); omitted when not.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        guest: bool,
     },
     /// A message was edited (`id`: the message; `event_id`: the edit's
     /// own id in the stream, for `resume`).
@@ -856,6 +877,10 @@ pub enum ServerMsg<'a> {
         /// may be stale; page them again when they are shown.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         count_only: bool,
+        /// Of `joined`, the guests (issue 17; omitted with `--accounts
+        /// off`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guests: Option<&'a [String]>,
     },
     /// A page of a room's members, the answer to `members`.
     Members {
@@ -873,6 +898,10 @@ pub enum ServerMsg<'a> {
         count: usize,
         /// The cursor of the next page, or `null` at the end.
         next: Option<&'a str>,
+        /// Of `members`, the guests (issue 17; omitted with `--accounts
+        /// off`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guests: Option<&'a [String]>,
     },
     /// Someone is typing.
     Typing {
@@ -1091,6 +1120,7 @@ mod tests {
             edited_ts: None,
             deleted: false,
             reactions: BTreeMap::new(),
+            guest: false,
         };
         assert_eq!(
             ServerMsg::Msg(&m).to_json(),
@@ -1152,6 +1182,7 @@ mod tests {
             next: Some(Some("bob")),
             truncated: false,
             count_only: false,
+            guests: None,
         };
         assert_eq!(
             first.to_json(),
@@ -1165,6 +1196,7 @@ mod tests {
             next: Some(None),
             truncated: false,
             count_only: false,
+            guests: None,
         };
         assert!(whole.to_json().ends_with(r#""count":2,"next":null}"#));
         let storm = ServerMsg::Presence {
@@ -1175,6 +1207,7 @@ mod tests {
             next: None,
             truncated: true,
             count_only: false,
+            guests: None,
         };
         assert_eq!(
             storm.to_json(),
@@ -1188,6 +1221,7 @@ mod tests {
             next: None,
             truncated: false,
             count_only: true,
+            guests: None,
         };
         assert_eq!(
             large.to_json(),
@@ -1200,6 +1234,7 @@ mod tests {
             members: &page[..1],
             count: 3,
             next: None,
+            guests: None,
         };
         assert_eq!(
             reply.to_json(),
@@ -1230,6 +1265,9 @@ mod tests {
             ErrorCode::NickTaken => "nick_taken",
             ErrorCode::NickFixed => "nick_fixed",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::NickReserved => "nick_reserved",
+            ErrorCode::NickConfusable => "nick_confusable",
+            ErrorCode::AccountRequired => "account_required",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Muted => "muted",
             ErrorCode::SlowMode => "slow_mode",

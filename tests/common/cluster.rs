@@ -1,113 +1,20 @@
-//! Scale-out test helpers: a real `redis-server` on a free loopback port
-//! and `rfc6455 chat --redis` processes on it (`tests/cluster.rs`,
-//! `tests/cluster_moderation.rs`).
+//! `rfc6455 chat --redis` processes, on a `redis-server` of
+//! [`super::redis`] (`tests/cluster.rs`, `tests/cluster_moderation.rs`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::chat::Client;
-use super::process::{Spawned, cpu_seconds, free_addr, free_port, rfc6455};
+use super::process::{Spawned, free_addr, rfc6455};
+use super::redis::{Redis, wait_for};
 use super::server::{http_get, metric};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 /// What the servers here take as a dead server's silence.
 pub const PRESENCE_TTL: Duration = Duration::from_millis(1500);
-
-pub fn temp_dir(name: &str) -> PathBuf {
-    super::temp_dir("cluster", name)
-}
-
-/// Waits until `addr` accepts TCP and answers `probe` with a line
-/// starting with `expect`.
-pub async fn wait_for(addr: SocketAddr, probe: &[u8], expect: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(mut s) = TcpStream::connect(addr).await {
-            let _ = s.write_all(probe).await;
-            let mut got = Vec::new();
-            let mut buf = [0u8; 256];
-            let until = tokio::time::Instant::now() + Duration::from_secs(1);
-            while let Ok(Ok(n @ 1..)) = tokio::time::timeout_at(until, s.read(&mut buf)).await {
-                got.extend_from_slice(&buf[..n]);
-                if String::from_utf8_lossy(&got).contains(expect) {
-                    return;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "{addr} did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A `redis-server` with an append-only file fsynced at every write, so a
-/// SIGKILL loses nothing Redis acknowledged.
-pub struct Redis {
-    pub port: u16,
-    pub dir: PathBuf,
-    pub process: Option<Spawned>,
-}
-
-impl Redis {
-    pub async fn start(name: &str) -> Redis {
-        let mut r = Redis {
-            port: free_port(),
-            dir: temp_dir(name),
-            process: None,
-        };
-        r.spawn().await;
-        r
-    }
-
-    pub async fn spawn(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null());
-        let what = "redis-server (scripts/check.sh installs Debian's redis-server)";
-        self.process = Some(Spawned::start(&mut command, what));
-        wait_for(self.addr(), b"PING\r\n", "+PONG").await;
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn kill(&mut self) {
-        self.process = None;
-    }
-
-    /// CPU seconds the server has used (user + system), from /proc.
-    pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(self.process.as_ref().map_or(0, Spawned::pid))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A `rfc6455 chat --redis` process.
 pub struct Chat {

@@ -18,6 +18,8 @@ pub mod chat;
 pub mod cluster;
 pub mod process;
 #[cfg(feature = "chat")]
+pub mod redis;
+#[cfg(feature = "chat")]
 pub mod server;
 pub mod workload;
 

@@ -11,6 +11,7 @@
 //! disk does not have, and an ack means "on disk". A crash loses only ids
 //! nobody saw, and the next server continues from the ids on disk.
 
+mod accounts;
 mod convs;
 pub mod moderation;
 pub mod store;
@@ -145,6 +146,7 @@ impl Backend for Local {
             Signal::Replaced { .. } => {}
             Signal::Receipt { .. }
             | Signal::Logout { .. }
+            | Signal::Revoked { .. }
             | Signal::Banned { .. }
             | Signal::Blocks { .. } => {
                 if let Some(hub) = self.hub() {

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use super::moderation::{AuditEntry, Moderation, Until, audit_page, in_force, page};
 use super::{
-    Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind, MAX_REACTIONS, NewEvent, Page,
-    Peer, PresenceChange, Rejected, Reply, Scope, Signal, Span, Unavailable, ready,
+    Account, Accounts, Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind,
+    MAX_REACTIONS, NewEvent, NewSession, Page, Peer, PresenceChange, Registered, Rejected, Reply,
+    Rotation, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -49,6 +50,12 @@ pub struct Memory {
     known: Mutex<std::collections::HashSet<String>>,
     /// Admins, server bans, blocks and the server's audit log (issue 17).
     moderation: Mutex<ModState>,
+    /// Accounts by skeleton, sessions (id → nick) and refresh tokens
+    /// (digest → session, spent), as the stores keep them.
+    accounts: Mutex<HashMap<String, Account>>,
+    sessions: Mutex<HashMap<String, String>>,
+    refreshes: Mutex<HashMap<String, (String, bool)>>,
+    key: Mutex<Option<Vec<u8>>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -139,6 +146,84 @@ impl Memory {
     /// Events waiting for [`commit`](Self::commit).
     pub fn waiting(&self) -> usize {
         lock(&self.waiting).len()
+    }
+}
+
+impl Accounts for Memory {
+    fn signing_key(&self, candidate: Vec<u8>) -> Reply<'_, Vec<u8>> {
+        ready(lock(&self.key).get_or_insert(candidate).clone())
+    }
+
+    fn create_account(&self, nick: &str, skeleton: &str, hash: &str) -> Reply<'_, Registered> {
+        let mut accounts = lock(&self.accounts);
+        if let Some(held) = accounts.get(skeleton) {
+            return ready(Registered::Taken(held.nick.clone()));
+        }
+        let account = Account {
+            nick: nick.to_owned(),
+            hash: hash.to_owned(),
+        };
+        accounts.insert(skeleton.to_owned(), account);
+        ready(Registered::Created)
+    }
+
+    fn account(&self, skeleton: &str) -> Reply<'_, Option<Account>> {
+        ready(lock(&self.accounts).get(skeleton).cloned())
+    }
+
+    fn set_password(&self, skeleton: &str, hash: &str) -> Reply<'_, ()> {
+        if let Some(a) = lock(&self.accounts).get_mut(skeleton) {
+            a.hash = hash.to_owned();
+        }
+        ready(())
+    }
+
+    fn open_session(&self, s: NewSession) -> Reply<'_, ()> {
+        lock(&self.sessions).insert(s.id.clone(), s.nick);
+        lock(&self.refreshes).insert(s.refresh, (s.id, false));
+        ready(())
+    }
+
+    fn rotate(&self, refresh: &str, next: &str, _expires: u64) -> Reply<'_, Rotation> {
+        let mut refreshes = lock(&self.refreshes);
+        let Some((session, spent)) = refreshes.get(refresh).cloned() else {
+            return ready(Rotation::Unknown);
+        };
+        let Some(nick) = lock(&self.sessions).get(&session).cloned() else {
+            return ready(Rotation::Unknown);
+        };
+        if spent {
+            lock(&self.sessions).remove(&session);
+            refreshes.retain(|_, (s, _)| *s != session);
+            return ready(Rotation::Replayed { session, nick });
+        }
+        refreshes.insert(refresh.to_owned(), (session.clone(), true));
+        refreshes.insert(next.to_owned(), (session.clone(), false));
+        ready(Rotation::Rotated { session, nick })
+    }
+
+    fn session_live(&self, id: &str) -> Reply<'_, bool> {
+        ready(lock(&self.sessions).contains_key(id))
+    }
+
+    fn revoke(&self, id: &str) -> Reply<'_, ()> {
+        lock(&self.sessions).remove(id);
+        lock(&self.refreshes).retain(|_, (s, _)| s != id);
+        ready(())
+    }
+
+    fn revoke_all(&self, nick: &str, except: Option<&str>) -> Reply<'_, Vec<String>> {
+        let mut sessions = lock(&self.sessions);
+        let ids: Vec<String> = sessions
+            .iter()
+            .filter(|(id, n)| *n == nick && Some(id.as_str()) != except)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            sessions.remove(id);
+        }
+        lock(&self.refreshes).retain(|_, (s, _)| !ids.contains(s));
+        ready(ids)
     }
 }
 
@@ -278,6 +363,7 @@ impl Backend for Memory {
         if let Signal::Typing { .. }
         | Signal::Receipt { .. }
         | Signal::Logout { .. }
+        | Signal::Revoked { .. }
         | Signal::Banned { .. }
         | Signal::Blocks { .. } = signal
         {

@@ -274,6 +274,8 @@ pub struct MsgState {
     pub deleted: bool,
     /// Each reaction and who has it (sorted); no empty lists.
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// Its writer was a guest (issue 17): stored with it, as appended.
+    pub guest: bool,
 }
 
 /// The most distinct reactions one message may carry: a toggle that
@@ -338,6 +340,7 @@ impl Event {
             edited_ts: state.edited_ts,
             deleted: state.deleted,
             reactions: state.reactions,
+            guest: state.guest,
         }
     }
 }
@@ -435,6 +438,15 @@ pub enum Signal {
         /// Up to where.
         id: u64,
     },
+    /// The account session `session` of `nick` was revoked (logout, a
+    /// password change, a replayed refresh token): its connections close
+    /// (4005), on every server.
+    Revoked {
+        /// Whose session.
+        nick: String,
+        /// The session id.
+        session: String,
+    },
     /// `nick` logged out (or, with `renamed`, took another nick): every
     /// connection holding it closes, on every server.
     Logout {
@@ -490,12 +502,105 @@ pub trait Convs: Send + Sync {
     fn forget_session(&self, nick: &str);
 }
 
+/// An account as its store keeps it (issue 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The nick, as registered.
+    pub nick: String,
+    /// Its password's Argon2id hash, a PHC string (`$argon2id$v=19$…`).
+    pub hash: String,
+}
+
+/// A login's session, as first stored: its id (the `sid` of its access
+/// tokens) and the SHA-256 digest of its first refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// The session id.
+    pub id: String,
+    /// Whose.
+    pub nick: String,
+    /// SHA-256 of the refresh token, hex: the token itself is never kept.
+    pub refresh: String,
+    /// When the refresh token (and, unrefreshed, the session) expires,
+    /// ms since the Unix epoch.
+    pub expires: u64,
+}
+
+/// What [`Accounts::create_account`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// The account exists now.
+    Created,
+    /// An account holds the skeleton already: this nick, as registered
+    /// (the same nick as asked for, or a look-alike of it).
+    Taken(String),
+}
+
+/// What [`Accounts::rotate`] found for a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was live: it is spent now, and the new one replaces it.
+    Rotated {
+        /// The session it belongs to.
+        session: String,
+        /// The session's user.
+        nick: String,
+    },
+    /// It was spent already: someone replayed it, so the session it
+    /// belonged to is revoked now.
+    Replayed {
+        /// The session revoked.
+        session: String,
+        /// Its user.
+        nick: String,
+    },
+    /// No such token, expired, or its session is revoked.
+    Unknown,
+}
+
+/// Where accounts, their sessions and the server's token key live
+/// (issue 17): beside the history, so that every server sharing a store
+/// shares accounts too. Each check-and-write is atomic in the store (the
+/// history thread's transaction, a Redis script).
+pub trait Accounts: Send + Sync {
+    /// The key the server signs its session tokens with: the one stored,
+    /// or `candidate`, stored now if none was (the first server to ask
+    /// sets it for all).
+    fn signing_key(&self, candidate: Vec<u8>) -> Reply<'_, Vec<u8>>;
+
+    /// Creates the account `nick`, unique on its confusable `skeleton`.
+    fn create_account(&self, nick: &str, skeleton: &str, hash: &str) -> Reply<'_, Registered>;
+
+    /// The account whose nick has `skeleton`, if any.
+    fn account(&self, skeleton: &str) -> Reply<'_, Option<Account>>;
+
+    /// Replaces the password hash of the account with `skeleton`.
+    fn set_password(&self, skeleton: &str, hash: &str) -> Reply<'_, ()>;
+
+    /// Stores a new session and its first refresh token.
+    fn open_session(&self, session: NewSession) -> Reply<'_, ()>;
+
+    /// Spends the refresh token whose digest is `refresh` and stores
+    /// `next` (expiring at `expires`) for its session; a spent one
+    /// revokes its session ([`Rotation::Replayed`]).
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation>;
+
+    /// Whether the session `id` exists and is not revoked.
+    fn session_live(&self, id: &str) -> Reply<'_, bool>;
+
+    /// Revokes the session `id` and its refresh tokens.
+    fn revoke(&self, id: &str) -> Reply<'_, ()>;
+
+    /// Revokes every session of `nick` but `except`; the ids revoked.
+    fn revoke_all(&self, nick: &str, except: Option<&str>) -> Reply<'_, Vec<String>>;
+}
+
 /// A peer's identity (another server sharing the backend), as the backend
 /// names it. Opaque to the hub.
 pub type Peer = String;
 
 /// What the hub asks of the place where conversations live.
-pub trait Backend: Convs + Moderation {
+pub trait Backend: Convs + Accounts + Moderation {
     /// Starts whatever runs in the background (Redis: the link's tasks),
     /// reporting to `hub`. Called once, before any other method.
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;

@@ -45,7 +45,7 @@ impl HubEvents for Hub {
                     .collect();
                 let users = lock(&self.users);
                 for (me, frame) in &frames {
-                    for c in users.get(*me).into_iter().flatten() {
+                    for c in users.holders(me) {
                         c.outbox.push(frame, Kind::Chat, &self.metrics);
                     }
                 }
@@ -132,10 +132,11 @@ impl HubEvents for Hub {
                 renamed,
                 session,
             } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref())),
+            Signal::Revoked { nick, session } => self.close_session(&nick, &session),
             Signal::Banned { nick } => self.close_banned(&nick),
             Signal::Blocks { nick } => self.blocks_changed(nick),
             Signal::Replaced { nick } => {
-                for c in lock(&self.users).get(&nick).into_iter().flatten() {
+                for c in lock(&self.users).holders(&nick) {
                     c.outbox.close(CloseFrame::new(
                         CloseCode::try_from(4000).unwrap_or(CloseCode::NORMAL),
                         "replaced by a newer connection",

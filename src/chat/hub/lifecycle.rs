@@ -60,6 +60,7 @@ pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
                     text: &e.text,
                     ts: e.ts,
                     reply_to: state.reply_to,
+                    guest: state.guest,
                 }
                 .to_json()
             }

@@ -110,10 +110,9 @@ impl Hub {
         owners: &BTreeSet<String>,
         mods: &BTreeSet<String>,
     ) -> Role {
-        let claimed = lock(&self.users).get(nick).is_some_and(|held| {
-            held.iter()
-                .any(|c| c.standing == (Standing::Verified { admin_claim: true }))
-        });
+        let claimed = lock(&self.users)
+            .holders(nick)
+            .any(|c| c.standing == (Standing::Verified { admin_claim: true }));
         if claimed || self.backend.is_admin(nick).await.unwrap_or(false) {
             Role::Admin
         } else if owners.contains(nick) {
@@ -339,7 +338,7 @@ impl Hub {
 
     /// A [`Signal::Banned`] arrived: the nick's connections here close.
     pub(super) fn close_banned(&self, nick: &str) {
-        for c in lock(&self.users).get(nick).into_iter().flatten() {
+        for c in lock(&self.users).holders(nick) {
             c.outbox.close(banned_close());
         }
     }
@@ -428,9 +427,7 @@ impl Hub {
     /// blocks nobody only costs that check.
     fn mark_blocker(&self, nick: &str) {
         let rooms: BTreeSet<String> = lock(&self.users)
-            .get(nick)
-            .into_iter()
-            .flatten()
+            .holders(nick)
             .flat_map(|c| c.rooms())
             .collect();
         for name in rooms {
@@ -454,7 +451,7 @@ impl Hub {
     /// A [`Signal::Blocks`] arrived: if the nick is here, read its blocks
     /// again (in a task of its own: the signal comes on the backend's).
     pub(super) fn blocks_changed(self: &Hub, nick: String) {
-        if !lock(&self.users).contains_key(&nick) {
+        if !lock(&self.users).contains(&nick) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -486,7 +483,7 @@ impl Hub {
 
     /// A DM from `from` to `to`: refused (`blocked`) if `to` blocks `from`.
     pub async fn check_dm(&self, from: &str, to: &str) -> Result<(), Refusal> {
-        let here = lock(&self.users).contains_key(to);
+        let here = lock(&self.users).contains(to);
         let blocked = if here {
             self.blocks_author(to, from)
         } else {

@@ -114,11 +114,9 @@ impl Hub {
             let changed = std::mem::take(&mut *lock(&self.users_changed));
             let users = lock(&self.users);
             let change = if all {
-                let mut nicks: Vec<String> = users.keys().cloned().collect();
-                nicks.sort();
-                Some(PresenceChange::All(nicks))
+                Some(PresenceChange::All(users.nicks()))
             } else {
-                delta(changed, |n| users.contains_key(n))
+                delta(changed, |n| users.contains(n))
             };
             drop(users);
             if let Some(change) = change {
@@ -203,6 +201,7 @@ impl Hub {
             }
         };
         if !r.members.is_empty() {
+            let guests = r.guests_among(&joined);
             let frame = self.prepare(
                 ServerMsg::Presence {
                     room: name,
@@ -212,6 +211,7 @@ impl Hub {
                     next: None,
                     truncated,
                     count_only,
+                    guests: self.marks_guests().then_some(&guests),
                 }
                 .to_json(),
             );
@@ -235,7 +235,7 @@ impl Hub {
     /// Before a DM to a nick this server does not know to be online: ask
     /// the backend (it may have come online a moment ago, elsewhere).
     pub async fn refresh_online(&self, nick: &str) {
-        if lock(&self.users).contains_key(nick) || self.online_elsewhere(nick) {
+        if lock(&self.users).contains(nick) || self.online_elsewhere(nick) {
             return;
         }
         if let Ok(others) = self.backend.presence(&Scope::Online).await {

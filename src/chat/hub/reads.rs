@@ -144,7 +144,7 @@ impl Hub {
                                 }
                                 .to_json(),
                             );
-                            for c in users.get(me).into_iter().flatten() {
+                            for c in users.holders(me) {
                                 c.outbox.push(&frame, Delivery::Ephemeral, &self.metrics);
                             }
                         }
@@ -340,7 +340,10 @@ impl Hub {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, n)| {
-                    let here = users.get(*n)?.clone();
+                    let here: Vec<Arc<Client>> = users.holders(n).cloned().collect();
+                    if here.is_empty() {
+                        return None;
+                    }
                     let member = roster.as_ref().is_some_and(|r| r[i]);
                     Some(((*n).to_owned(), here, member))
                 })

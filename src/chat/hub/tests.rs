@@ -16,6 +16,7 @@ use super::{Client, Hub, HubConfig};
 
 mod presence;
 
+mod accounts;
 mod convs;
 mod lifecycle;
 mod moderation;
@@ -24,6 +25,7 @@ fn config() -> HubConfig {
     HubConfig {
         outbox_limit: 1 << 20,
         authenticated: false,
+        mark_guests: false,
         deflate: None,
         max_rooms: 100,
     }
@@ -423,6 +425,7 @@ fn shared_presence_is_published_once_per_tick_and_remote_nicks_join_the_roster()
 fn a_dm_reaches_every_connection_of_both_ends_and_no_one_else() {
     let authenticated = HubConfig {
         authenticated: true,
+        mark_guests: false,
         ..config()
     };
     let (hub, memory) = hub_on(Memory::default(), authenticated);

@@ -222,6 +222,7 @@ mod tests {
             edited_ts: None,
             deleted: true,
             reactions: Default::default(),
+            guest: false,
         };
         assert_eq!(
             ServerMsg::Msg(&tombstone).to_json(),

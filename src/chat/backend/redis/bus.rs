@@ -22,7 +22,8 @@ use tracing::warn;
 
 use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{
-    Conversation, Event, HubEvents, Kind, NewEvent, PresenceChange, Scope, Signal, moderation,
+    Conversation, Event, HubEvents, Kind, MsgState, NewEvent, PresenceChange, Scope, Signal,
+    moderation,
 };
 
 /// The channel every server subscribes to.
@@ -104,6 +105,14 @@ pub(super) enum Bus {
         #[serde(default)]
         session: Option<String>,
     },
+    /// An account session was revoked: its connections close everywhere
+    /// (issue 17).
+    Revoked {
+        /// Whose session.
+        nick: String,
+        /// The session id.
+        session: String,
+    },
     // issue 17: moderation
     /// A nick is banned from the server: its connections close everywhere.
     Banned {
@@ -155,6 +164,9 @@ pub(super) struct Posted {
     /// A reaction's emoji.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     emoji: String,
+    /// A message's writer was a guest (issue 17).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    guest: bool,
 }
 
 fn is_msg(kind: &str) -> bool {
@@ -177,6 +189,7 @@ impl Posted {
             target: event.kind.target(),
             reply_to,
             emoji,
+            guest: matches!(&event.kind, Kind::Msg(state) if state.guest),
         }
     }
 
@@ -194,8 +207,13 @@ impl Posted {
                 emoji: self.emoji,
                 users,
             },
-            other => moderation::decode(other, target, &self.text)
-                .unwrap_or_else(|| Kind::msg(self.reply_to)),
+            other => moderation::decode(other, target, &self.text).unwrap_or_else(|| {
+                Kind::Msg(MsgState {
+                    reply_to: self.reply_to,
+                    guest: self.guest,
+                    ..MsgState::default()
+                })
+            }),
         };
         Event {
             conv: Conversation::from_key(&self.conv),
@@ -228,6 +246,7 @@ impl Redis {
                 renamed,
                 session,
             },
+            Signal::Revoked { nick, session } => Bus::Revoked { nick, session },
             Signal::Banned { nick } => Bus::Banned { nick },
             Signal::Blocks { nick } => Bus::Blocks { nick },
         };
@@ -328,6 +347,7 @@ impl Redis {
                 renamed,
                 session,
             }),
+            Bus::Revoked { nick, session } => hub.signal(Signal::Revoked { nick, session }),
             Bus::Replace { s, nick } => {
                 if s != self.id {
                     // Its owner came back on another server: the

@@ -74,6 +74,7 @@
 //! checked for missed ids. Heartbeats also carry presence: a server silent
 //! for `presence_ttl` is taken as dead and its users leave every room.
 
+mod accounts;
 mod bus;
 mod convs;
 mod link;

@@ -52,6 +52,8 @@ struct State {
     deleted: bool,
     #[serde(default)]
     reactions: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    guest: bool,
 }
 
 /// Message `id` of `conv` from its state's JSON; `None` if unreadable.
@@ -68,6 +70,7 @@ fn from_state(conv: &Conversation, id: u64, json: &str) -> Option<Event> {
             edited_ts: s.edited_ts.map(|t| t as u64),
             deleted: s.deleted,
             reactions: s.reactions,
+            guest: s.guest,
         }),
     })
 }
@@ -115,7 +118,14 @@ fn to_event(conv: &Conversation, entry: &redis::streams::StreamId) -> Event {
             }
         }
         // A message; entries from before kinds have no `kind`.
-        _ => (Kind::msg(field("reply_to").parse().ok()), field("text")),
+        _ => (
+            Kind::Msg(MsgState {
+                reply_to: field("reply_to").parse().ok(),
+                guest: field("guest") == "1",
+                ..MsgState::default()
+            }),
+            field("text"),
+        ),
     };
     Event {
         conv: conv.clone(),

@@ -28,8 +28,10 @@ const MAX_BATCH: usize = 256;
 /// and `remove` events, its rules and audit, never trimmed), mutes (hash:
 /// nick → until, `0` until lifted). ARGV: stream length, from, text, ts, channel,
 /// the event's JSON ([`Posted`]), kind (`msg`, `edit`, `delete`,
-/// `react`, `moderation`, `remove`), target (the message acted on, or a message's `reply_to`; 0:
-/// none), emoji, the most distinct reactions.
+/// `react`, `moderation`, `remove`), target (the message acted on, or a
+/// message's `reply_to`; 0: none), emoji, the most distinct reactions,
+/// `1` if a message's writer is a guest (issue 17: its entry and state
+/// then say `guest`).
 ///
 /// Returns the id, or a refusal as a negative code
 /// ([`Rejected::from_code`]): -1 no such message, -2 not its author, -3
@@ -123,6 +125,10 @@ if kind == 'moderation' then
   end
 elseif kind == 'msg' then
   local m = {from = from, ts = tonumber(ts), text = text, reactions = {}}
+  if ARGV[11] == '1' then
+    m.guest = true
+    table.insert(entry, 'guest'); table.insert(entry, '1')
+  end
   if target > 0 then
     m.reply_to = target
     table.insert(entry, 'reply_to'); table.insert(entry, target)
@@ -254,6 +260,7 @@ impl Redis {
                     Kind::Moderation(_) => (0, ""),
                     Kind::React { target, emoji, .. } => (*target, emoji.as_str()),
                 };
+                let guest = matches!(&p.event.kind, Kind::Msg(state) if state.guest);
                 pipe.cmd("EVALSHA")
                     .arg(&self.sha)
                     .arg(7)
@@ -273,7 +280,8 @@ impl Redis {
                     .arg(p.event.kind.name())
                     .arg(target)
                     .arg(emoji)
-                    .arg(MAX_REACTIONS);
+                    .arg(MAX_REACTIONS)
+                    .arg(u8::from(guest));
             }
             let result: RedisResult<Vec<i64>> = self
                 .with_conn(|mut c| async move { pipe.query_async(&mut c).await })

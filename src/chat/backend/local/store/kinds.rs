@@ -65,6 +65,38 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
              ) WITHOUT ROWID;",
         )?;
     }
+    if version < 3 {
+        // 3 (issue 17): accounts, unique on their nick's confusable
+        // skeleton; their login sessions (a revoked one is deleted) and
+        // refresh tokens (SHA-256 digests; a spent one is kept until it
+        // expires, so that its replay is recognised); the server's token
+        // signing key; and whether a message's writer was a guest.
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS accounts (
+                skeleton TEXT PRIMARY KEY,
+                nick TEXT NOT NULL UNIQUE,
+                hash TEXT NOT NULL,
+                created INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS account_sessions (
+                id TEXT PRIMARY KEY,
+                nick TEXT NOT NULL,
+                expires INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS account_sessions_by_nick ON account_sessions (nick);
+             CREATE TABLE IF NOT EXISTS refresh_tokens (
+                hash TEXT PRIMARY KEY,
+                session TEXT NOT NULL,
+                spent INTEGER NOT NULL DEFAULT 0,
+                expires INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS server_keys (
+                name TEXT PRIMARY KEY,
+                key BLOB NOT NULL
+             ) WITHOUT ROWID;
+             ALTER TABLE messages ADD COLUMN guest INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
     if version < 4 {
         // 4 (issue 17, moderation): each user's blocks. A room's rules
         // are its `moderation` rows (found by `messages_by_kind`); the
@@ -92,7 +124,7 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
 
 /// The columns [`row`] reads, in its order.
 pub const COLUMNS: &str =
-    "room, id, sender, text, ts, kind, target, reply_to, edited_ts, deleted, users";
+    "room, id, sender, text, ts, kind, target, reply_to, edited_ts, deleted, users, guest";
 
 fn id_of(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
@@ -133,6 +165,7 @@ pub fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
                 edited_ts: id_of(r.get(8)?),
                 deleted: r.get::<_, i64>(9)? != 0,
                 reactions: Default::default(),
+                guest: r.get::<_, i64>(11)? != 0,
             }),
             text,
         ),
@@ -324,6 +357,7 @@ pub fn apply(
             (Some(*target), None)
         }
     };
+    let guest = matches!(&event.kind, Kind::Msg(state) if state.guest);
     let (text, users) = match &event.kind {
         Kind::React { emoji, users, .. } => (
             emoji.clone(),
@@ -335,8 +369,8 @@ pub fn apply(
     // bug, and it fails the batch loudly rather than dropping an event
     // that was about to be acked.
     tx.prepare_cached(
-        "INSERT INTO messages (room, id, sender, text, ts, kind, target, reply_to, users)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (room, id, sender, text, ts, kind, target, reply_to, users, guest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         room,
@@ -348,6 +382,7 @@ pub fn apply(
         target.map(|t| t as i64),
         reply_to.map(|t| t as i64),
         users,
+        i64::from(guest),
     ])?;
     Ok(Ok(event))
 }

@@ -141,6 +141,43 @@ async fn a_guest_may_do_nothing_of_moderation() {
     server.stop().await;
 }
 
+/// With the chat's own accounts (`--accounts open`): a guest in a room
+/// owns nothing and may do nothing; the first account's user to join
+/// owns it, and moderates the guest.
+#[tokio::test]
+async fn an_accounts_user_owns_and_moderates_and_a_guest_beside_it_may_not() {
+    let mut c = config("accounts");
+    c.jwt_secret = None;
+    c.accounts.hash = rfc6455::chat::HashConfig::cheap();
+    let server = ChatServer::start(c).await;
+    let (mut gus, _) = server.client(json!({"type": "hello", "nick": "gus"})).await;
+    assert_eq!(gus.next_of("room").await["owners"], json!([]));
+    let creds = json!({"nick": "ann", "password": "correct horse battery"});
+    let made = common::server::http_post(server.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(made.status, 201, "{made:?}");
+    let (mut ann, welcome) = server
+        .client(json!({"type": "hello", "token": made.json["token"]}))
+        .await;
+    assert_eq!(welcome["guest"], false);
+    let own = moderation(&mut ann, "role").await;
+    assert_eq!(
+        (own["user"].as_str(), own["role"].as_str()),
+        (Some("ann"), Some("owner"))
+    );
+    gus.send(json!({"type": "mute", "room": "general", "user": "ann"}))
+        .await;
+    assert_eq!(error(&mut gus).await["code"], "forbidden");
+    ann.send(json!({"type": "mute", "room": "general", "user": "gus"}))
+        .await;
+    moderation(&mut gus, "mute").await;
+    gus.send(common::chat::msg("general", "hello?", "g1")).await;
+    assert_eq!(error(&mut gus).await["code"], "muted");
+    ann.send(json!({"type": "kick", "room": "general", "user": "gus"}))
+        .await;
+    moderation(&mut gus, "kick").await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn kick_ban_mute_slow_and_topic_take_effect() {
     let server = ChatServer::start(config("actions")).await;

@@ -150,3 +150,42 @@ async fn refresh_replay_and_password_change_reach_every_server() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A guest on one server is listed in `guests` on the other: in the
+/// presence that announces it, and in `members`; its messages carry
+/// `guest: true` there too.
+#[tokio::test]
+async fn a_guest_on_one_server_is_marked_on_the_other() {
+    let redis = Redis::start("cluster-accounts-guests").await;
+    let a = ChatServer::start(config(&redis, "guests-a")).await;
+    let b = ChatServer::start(config(&redis, "guests-b")).await;
+    let creds = json!({"nick": "alice", "password": PASSWORD});
+    let issued = http_post(a.addr, "/api/register", Some(&creds), None)
+        .await
+        .json;
+    let (mut alice, _) = b
+        .client(json!({"type": "hello", "token": issued["token"]}))
+        .await;
+    let (mut carol, _) = a.client(json!({"type": "hello", "nick": "carol"})).await;
+    let told = alice
+        .next(|e| {
+            e["type"] == "presence"
+                && e["joined"]
+                    .as_array()
+                    .is_some_and(|j| j.contains(&json!("carol")))
+        })
+        .await;
+    assert_eq!(told["guests"], json!(["carol"]), "{told}");
+    alice
+        .send(json!({"type": "members", "room": "general"}))
+        .await;
+    let members = alice.next_of("members").await;
+    assert_eq!(members["guests"], json!(["carol"]), "{members}");
+    carol.send_msg("general", "hello from A", "c1").await;
+    let m = alice
+        .next(|e| e["type"] == "msg" && e["from"] == "carol")
+        .await;
+    assert_eq!(m["guest"], true, "{m}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -27,11 +27,18 @@ fn config(redis: &Redis, name: &str) -> ChatConfig {
     c
 }
 
+/// A `redis-server` and two chat servers on it (the Redis first: it
+/// must outlive them).
+async fn two_servers(name: &str) -> (Redis, ChatServer, ChatServer) {
+    let redis = Redis::start(name).await;
+    let a = ChatServer::start(config(&redis, &format!("{name}-a"))).await;
+    let b = ChatServer::start(config(&redis, &format!("{name}-b"))).await;
+    (redis, a, b)
+}
+
 #[tokio::test]
 async fn two_servers_share_accounts_sessions_and_revocations() {
-    let redis = Redis::start("cluster-accounts").await;
-    let a = ChatServer::start(config(&redis, "a")).await;
-    let b = ChatServer::start(config(&redis, "b")).await;
+    let (_redis, a, b) = two_servers("cluster-accounts").await;
     let creds = json!({"nick": "alice", "password": PASSWORD});
 
     let registered = http_post(a.addr, "/api/register", Some(&creds), None).await;
@@ -96,9 +103,7 @@ async fn two_servers_share_accounts_sessions_and_revocations() {
 /// user's other sessions on A.
 #[tokio::test]
 async fn refresh_replay_and_password_change_reach_every_server() {
-    let redis = Redis::start("cluster-accounts-refresh").await;
-    let a = ChatServer::start(config(&redis, "refresh-a")).await;
-    let b = ChatServer::start(config(&redis, "refresh-b")).await;
+    let (_redis, a, b) = two_servers("cluster-accounts-refresh").await;
     let creds = json!({"nick": "bob", "password": PASSWORD});
     let first = http_post(a.addr, "/api/register", Some(&creds), None)
         .await
@@ -156,9 +161,7 @@ async fn refresh_replay_and_password_change_reach_every_server() {
 /// `guest: true` there too.
 #[tokio::test]
 async fn a_guest_on_one_server_is_marked_on_the_other() {
-    let redis = Redis::start("cluster-accounts-guests").await;
-    let a = ChatServer::start(config(&redis, "guests-a")).await;
-    let b = ChatServer::start(config(&redis, "guests-b")).await;
+    let (_redis, a, b) = two_servers("cluster-accounts-guests").await;
     let creds = json!({"nick": "alice", "password": PASSWORD});
     let issued = http_post(a.addr, "/api/register", Some(&creds), None)
         .await

@@ -27,11 +27,18 @@ fn config(redis: &Redis, name: &str) -> ChatConfig {
     c
 }
 
+/// A `redis-server` and two chat servers on it (the Redis first: it
+/// must outlive them).
+async fn two_servers(name: &str) -> (Redis, ChatServer, ChatServer) {
+    let redis = Redis::start(name).await;
+    let a = ChatServer::start(config(&redis, &format!("{name}-a"))).await;
+    let b = ChatServer::start(config(&redis, &format!("{name}-b"))).await;
+    (redis, a, b)
+}
+
 #[tokio::test]
 async fn two_servers_share_accounts_sessions_and_revocations() {
-    let redis = Redis::start("cluster-accounts").await;
-    let a = ChatServer::start(config(&redis, "a")).await;
-    let b = ChatServer::start(config(&redis, "b")).await;
+    let (_redis, a, b) = two_servers("cluster-accounts").await;
     let creds = json!({"nick": "alice", "password": PASSWORD});
 
     let registered = http_post(a.addr, "/api/register", Some(&creds), None).await;
@@ -96,9 +103,7 @@ async fn two_servers_share_accounts_sessions_and_revocations() {
 /// user's other sessions on A.
 #[tokio::test]
 async fn refresh_replay_and_password_change_reach_every_server() {
-    let redis = Redis::start("cluster-accounts-refresh").await;
-    let a = ChatServer::start(config(&redis, "refresh-a")).await;
-    let b = ChatServer::start(config(&redis, "refresh-b")).await;
+    let (_redis, a, b) = two_servers("cluster-accounts-refresh").await;
     let creds = json!({"nick": "bob", "password": PASSWORD});
     let first = http_post(a.addr, "/api/register", Some(&creds), None)
         .await
@@ -147,6 +152,43 @@ async fn refresh_replay_and_password_change_reach_every_server() {
             .status,
         401
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A guest on one server is listed in `guests` on the other: in the
+/// presence that announces it, and in `members`; its messages carry
+/// `guest: true` there too.
+#[tokio::test]
+async fn a_guest_on_one_server_is_marked_on_the_other() {
+    let (_redis, a, b) = two_servers("cluster-accounts-guests").await;
+    let creds = json!({"nick": "alice", "password": PASSWORD});
+    let issued = http_post(a.addr, "/api/register", Some(&creds), None)
+        .await
+        .json;
+    let (mut alice, _) = b
+        .client(json!({"type": "hello", "token": issued["token"]}))
+        .await;
+    let (mut carol, _) = a.client(json!({"type": "hello", "nick": "carol"})).await;
+    let told = alice
+        .next(|e| {
+            e["type"] == "presence"
+                && e["joined"]
+                    .as_array()
+                    .is_some_and(|j| j.contains(&json!("carol")))
+        })
+        .await;
+    assert_eq!(told["guests"], json!(["carol"]), "{told}");
+    alice
+        .send(json!({"type": "members", "room": "general"}))
+        .await;
+    let members = alice.next_of("members").await;
+    assert_eq!(members["guests"], json!(["carol"]), "{members}");
+    carol.send_msg("general", "hello from A", "c1").await;
+    let m = alice
+        .next(|e| e["type"] == "msg" && e["from"] == "carol")
+        .await;
+    assert_eq!(m["guest"], true, "{m}");
     a.stop().await;
     b.stop().await;
 }

@@ -359,6 +359,8 @@ pub struct Hub {
     backend: Arc<dyn Backend>,
     /// The nicks online on each other server.
     remote_users: Mutex<HashMap<Peer, BTreeSet<String>>>,
+    /// Of those, the guests' (issue 17). A leaf lock: taken under a room.
+    remote_guests: Mutex<HashMap<Peer, BTreeSet<String>>>,
     /// Our own nicks that came online or went offline since last
     /// published. A leaf lock (taken under `users`).
     users_changed: Mutex<BTreeSet<String>>,
@@ -408,6 +410,7 @@ impl Hub {
         Self {
             backend,
             remote_users: Mutex::new(HashMap::new()),
+            remote_guests: Mutex::new(HashMap::new()),
             users_changed: Mutex::new(BTreeSet::new()),
             users_all: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
@@ -848,22 +851,33 @@ impl Hub {
         Ok(())
     }
 
-    /// Of `nicks`, those whose connections here are guests' (issue 17;
-    /// none when guests are not marked). Takes the users map: never while
-    /// a room is locked.
+    /// Of `nicks`, those who are guests (issue 17; none when guests are
+    /// not marked): by their connections here, else by what other
+    /// servers say ([`Scope::Guests`](super::backend::Scope::Guests)).
+    /// Takes the users map: never while a room is locked.
     pub fn guests_among(&self, nicks: &[String]) -> Vec<String> {
         if !self.config.mark_guests {
             return Vec::new();
         }
         let users = lock(&self.users);
+        let remote = lock(&self.remote_guests);
         nicks
             .iter()
-            .filter(|n| {
-                users
-                    .holders(n)
-                    .next()
-                    .is_some_and(|c| c.standing == Standing::Guest)
+            .filter(|n| match users.holders(n).next() {
+                Some(c) => c.standing == Standing::Guest,
+                None => remote.values().any(|held| held.contains(n.as_str())),
             })
+            .cloned()
+            .collect()
+    }
+
+    /// Of `nicks`, those that are guests on other servers (a leaf lock:
+    /// may be called with a room locked).
+    fn remote_guests_among(&self, nicks: &[String]) -> Vec<String> {
+        let remote = lock(&self.remote_guests);
+        nicks
+            .iter()
+            .filter(|n| remote.values().any(|held| held.contains(n.as_str())))
             .cloned()
             .collect()
     }

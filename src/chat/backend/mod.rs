@@ -124,23 +124,28 @@ pub enum Scope {
     Room(String),
     /// The nicks online.
     Online,
+    /// The nicks online as guests (issue 17): what `guests` lists for
+    /// users on other servers.
+    Guests,
 }
 
 impl Scope {
-    /// The shared key: the room's name, or `*` (not a valid room name).
+    /// The shared key: the room's name, `*` or `~` (neither is a valid
+    /// room name).
     pub fn key(&self) -> &str {
         match self {
             Self::Room(name) => name,
             Self::Online => "*",
+            Self::Guests => "~",
         }
     }
 
     /// The scope stored under `key`.
     pub fn from_key(key: &str) -> Self {
-        if key == "*" {
-            Self::Online
-        } else {
-            Self::Room(key.to_owned())
+        match key {
+            "*" => Self::Online,
+            "~" => Self::Guests,
+            _ => Self::Room(key.to_owned()),
         }
     }
 }

@@ -6,12 +6,14 @@
 //! A child module of the hub, so it works on the same rooms under the same
 //! lock order (a room, then the rooms map; never the other way round).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
-use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span};
+use super::super::backend::{
+    Conversation, Event, HubEvents, Peer, PresenceChange, Scope, Signal, Span,
+};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
 use super::lifecycle::event_json;
@@ -148,25 +150,8 @@ impl HubEvents for Hub {
 
     fn presence(&self, peer: &str, scope: &Scope, change: PresenceChange) {
         let room = match scope {
-            Scope::Online => {
-                let mut users = lock(&self.remote_users);
-                match change {
-                    PresenceChange::All(nicks) => {
-                        users.insert(peer.to_owned(), nicks.into_iter().collect());
-                    }
-                    PresenceChange::Delta { joined, left } => {
-                        let held = users.entry(peer.to_owned()).or_default();
-                        held.extend(joined);
-                        for nick in &left {
-                            held.remove(nick);
-                        }
-                        if held.is_empty() {
-                            users.remove(peer);
-                        }
-                    }
-                }
-                return;
-            }
+            Scope::Online => return apply(&mut lock(&self.remote_users), peer, change),
+            Scope::Guests => return apply(&mut lock(&self.remote_guests), peer, change),
             Scope::Room(room) => room,
         };
         // Looked up, not created: a room nobody here is in needs no
@@ -220,6 +205,7 @@ impl HubEvents for Hub {
 
     fn peer_gone(&self, peer: &str) {
         lock(&self.remote_users).remove(peer);
+        lock(&self.remote_guests).remove(peer);
         let rooms: Vec<_> = lock(&self.rooms)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -348,6 +334,26 @@ impl Hub {
                     upto: next - 1,
                 },
             );
+        }
+    }
+}
+
+/// What `peer` says of its nicks in a server-wide scope (online, guests),
+/// applied to what `held` keeps of each other server's.
+fn apply(held: &mut HashMap<Peer, BTreeSet<String>>, peer: &str, change: PresenceChange) {
+    match change {
+        PresenceChange::All(nicks) => {
+            held.insert(peer.to_owned(), nicks.into_iter().collect());
+        }
+        PresenceChange::Delta { joined, left } => {
+            let nicks = held.entry(peer.to_owned()).or_default();
+            nicks.extend(joined);
+            for nick in &left {
+                nicks.remove(nick);
+            }
+            if nicks.is_empty() {
+                held.remove(peer);
+            }
         }
     }
 }

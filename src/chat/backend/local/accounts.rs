@@ -4,8 +4,8 @@
 //!
 //! ```sql
 //! accounts (skeleton, nick, hash, created)  -- PRIMARY KEY (skeleton); UNIQUE (nick)
-//! account_sessions (id, nick, expires)      -- a revoked session is deleted
-//! refresh_tokens (hash, session, spent, expires)
+//! account_sessions (id, nick, expires)      -- a revoked session is deleted; INDEX (nick), (expires)
+//! refresh_tokens (hash, session, spent, expires)  -- INDEX (session), (expires)
 //! server_keys (name, key)                   -- 'token': the signing key
 //! ```
 //!
@@ -82,6 +82,14 @@ impl Accounts for Local {
     fn open_session(&self, s: NewSession) -> Reply<'_, ()> {
         self.ask(move |db| {
             let tx = db.unchecked_transaction()?;
+            // Sessions past their refresh token's expiry are dead: each
+            // login sweeps them (and their tokens), so the tables hold
+            // the sessions of the last 30 days, not of all time.
+            let now = int(now_ms());
+            tx.prepare_cached("DELETE FROM account_sessions WHERE expires <= ?1")?
+                .execute(params![now])?;
+            tx.prepare_cached("DELETE FROM refresh_tokens WHERE expires <= ?1")?
+                .execute(params![now])?;
             tx.prepare_cached(
                 "INSERT INTO account_sessions (id, nick, expires) VALUES (?1, ?2, ?3)",
             )?

@@ -51,7 +51,8 @@ pub(super) enum Bus {
         /// Who.
         user: String,
     },
-    /// All of one server's nicks in a room (`*`: who is online there),
+    /// All of one server's nicks in a room (`*`: who is online there;
+    /// `~`: its guests),
     /// after it lost its link; rare.
     Presence {
         /// The server.
@@ -63,7 +64,7 @@ pub(super) enum Bus {
         /// Its nicks there.
         nicks: Vec<String>,
     },
-    /// The nicks that came to and left a room (`*`: online) on one server
+    /// The nicks that came to and left a room (`*`: online; `~`: guests) on one server
     /// within one presence tick: the usual presence event.
     PresenceDelta {
         /// The server.

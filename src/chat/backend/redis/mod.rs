@@ -37,8 +37,8 @@
 //! ```
 //!
 //! A DM conversation's key is `@a|b` (the two nicks, sorted;
-//! [`Conversation::key`]) and the online users' presence key is `*`
-//! ([`Scope::key`]); neither can be a room's name.
+//! [`Conversation::key`]) and the online users' presence key is `*`, the
+//! guests' among them `~` ([`Scope::key`]); none can be a room's name.
 //!
 //! The parts, by concern: [`link`] (the command connection, its state and
 //! the writer of fire-and-forget commands), [`posts`] (the queue of appends

@@ -84,12 +84,15 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
                 expires INTEGER NOT NULL
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS account_sessions_by_nick ON account_sessions (nick);
+             CREATE INDEX IF NOT EXISTS account_sessions_by_expiry ON account_sessions (expires);
              CREATE TABLE IF NOT EXISTS refresh_tokens (
                 hash TEXT PRIMARY KEY,
                 session TEXT NOT NULL,
                 spent INTEGER NOT NULL DEFAULT 0,
                 expires INTEGER NOT NULL
              ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS refresh_tokens_by_session ON refresh_tokens (session);
+             CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens (expires);
              CREATE TABLE IF NOT EXISTS server_keys (
                 name TEXT PRIMARY KEY,
                 key BLOB NOT NULL

@@ -34,6 +34,8 @@ struct Cli {
     command: Command,
 }
 
+// Built once, from the command line: a variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// The chat server: web UI at /, WebSocket at /ws, /healthz, /metrics.
@@ -121,6 +123,9 @@ enum Command {
         /// users leave presence.
         #[arg(long, default_value_t = 5_000, requires = "redis")]
         presence_ttl_ms: u64,
+        /// Instead of serving: manage the server admins (issue 17).
+        #[command(subcommand)]
+        action: Option<ChatAction>,
     },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
@@ -171,6 +176,35 @@ enum Command {
         #[arg(long)]
         deflate: bool,
     },
+}
+
+/// What `rfc6455 chat` does instead of serving.
+#[derive(Subcommand)]
+enum ChatAction {
+    /// Server admins, kept in the same store the servers use (--db's side
+    /// file `<db>.admins`, or --redis), and safe while they run: servers
+    /// read the admins again at every check.
+    Admin {
+        #[command(subcommand)]
+        op: AdminArg,
+    },
+}
+
+/// `rfc6455 chat admin …`.
+#[derive(Subcommand)]
+enum AdminArg {
+    /// Make NICK a server admin.
+    Add {
+        /// The nick.
+        nick: String,
+    },
+    /// NICK is no longer a server admin.
+    Remove {
+        /// The nick.
+        nick: String,
+    },
+    /// List the server admins.
+    List,
 }
 
 /// `--accounts`: who may say `hello`.
@@ -287,7 +321,20 @@ fn main() -> ExitCode {
                 redis,
                 redis_history,
                 presence_ttl_ms,
+                action,
             } => {
+                if let Some(ChatAction::Admin { op }) = action {
+                    let op = match op {
+                        AdminArg::Add { nick } => rfc6455::chat::AdminOp::Add(nick),
+                        AdminArg::Remove { nick } => rfc6455::chat::AdminOp::Remove(nick),
+                        AdminArg::List => rfc6455::chat::AdminOp::List,
+                    };
+                    let said = rfc6455::chat::admin(&db, redis.as_deref(), &op).await?;
+                    if !said.is_empty() {
+                        println!("{said}");
+                    }
+                    return Ok(());
+                }
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.db_sync = match db_sync {
                     DbSyncArg::Normal => rfc6455::chat::DbSync::Normal,

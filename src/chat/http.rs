@@ -217,6 +217,14 @@ pub async fn refuse(mut stream: TcpStream, refusal: Refusal, shared: Arc<Shared>
     let Ok(_permit) = shared.lingering.clone().try_acquire_owned() else {
         return;
     };
+    linger(&mut stream).await;
+}
+
+/// Reads and drops what the client still sends, for up to [`LINGER`]
+/// and [`LINGER_BYTES`], once our side is shut down: so that closing does
+/// not reset the connection (RFC 2525 §2.17) before the client has read
+/// our response.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER, async {
         let mut buf = [0u8; 2048];
         let mut read = 0;
@@ -391,13 +399,31 @@ where
             respond_api(&mut stream, &answer).await;
             return None;
         }
-        None if ROUTES.iter().any(|(m, _, _)| *m == method) => {
-            Response::text(404, "Not Found", b"not found\n".as_slice())
-        }
-        None => Response::text(405, "Method Not Allowed", b"GET or POST only\n".as_slice()),
+        None => not_routed(method, path),
     };
     respond(&mut stream, &response, head_only).await;
     None
+}
+
+/// The answer to a request no row of [`ROUTES`] matches: 405 (RFC 9110
+/// §15.5.6) if its path is served with other methods, or if no row has
+/// its method, naming what the path takes; else 404.
+fn not_routed(method: &str, path: &str) -> Response {
+    let on_path: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .map(|(m, _, _)| *m)
+        .collect();
+    let known_method = ROUTES.iter().any(|(m, _, _)| *m == method);
+    if on_path.is_empty() && known_method {
+        return Response::text(404, "Not Found", b"not found\n".as_slice());
+    }
+    let body: &'static [u8] = match on_path.first() {
+        Some(&"POST") => b"POST only\n",
+        Some(_) => b"GET only\n",
+        None => b"GET or POST only\n",
+    };
+    Response::text(405, "Method Not Allowed", body)
 }
 
 /// An account request (issue 17): refused with 404 when accounts are
@@ -424,8 +450,10 @@ async fn account_request<S: AsyncRead + Unpin>(
     api::serve(accounts, path, request, leftover, stream, peer).await
 }
 
-/// Writes an account endpoint's answer and closes our side.
-async fn respond_api<S: AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiResponse) {
+/// Writes an account endpoint's answer and closes our side, then
+/// lingers: an answer given before the body was read (403, 413) must not
+/// be lost to a reset.
+async fn respond_api<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiResponse) {
     let extra = answer
         .retry_after
         .map(|s| format!("Retry-After: {s}\r\n"))
@@ -440,6 +468,7 @@ async fn respond_api<S: AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiRes
     response.push_str(&answer.body);
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+    linger(stream).await;
 }
 
 fn index(shared: &Shared, _: &str) -> Response {

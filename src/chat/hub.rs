@@ -40,6 +40,7 @@ use super::{lock, random_token};
 
 mod events;
 mod lifecycle;
+mod moderation;
 mod presence;
 mod reads;
 mod roster;
@@ -48,6 +49,7 @@ mod tests;
 mod users;
 
 pub use lifecycle::newest_that_fit as newest_frames_that_fit;
+pub use moderation::BANNED as BANNED_CLOSE;
 use roster::Roster;
 pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
 pub use users::Standing;
@@ -88,7 +90,7 @@ pub struct Client {
     /// Its connection has ended.
     gone: AtomicBool,
     /// How it proved who it is (issue 17): a guest, or an account's or
-    /// a token's user.
+    /// a token's user. Roles go by it (`hub/moderation.rs`).
     pub standing: Standing,
 }
 
@@ -172,6 +174,10 @@ struct Room {
     joining: usize,
     /// Dropped from the hub's map: whoever still holds it must look again.
     dropped: bool,
+    /// Its rules (issue 17: owners, moderators, topic, slow mode, mutes,
+    /// bans, the members here who block someone); none for a room that
+    /// has none, so that such a room costs a pointer.
+    rules: Option<Box<moderation::Rules>>,
 }
 
 impl Room {
@@ -244,6 +250,15 @@ impl Room {
         for member in self.members.values() {
             member.outbox.push(frame, kind, metrics);
         }
+    }
+
+    /// The members here that block someone (issue 17): none in a room
+    /// where nobody does, and fan-out then checks nobody.
+    fn blockers(&self) -> Option<&BTreeSet<String>> {
+        self.rules
+            .as_ref()
+            .map(|r| &r.blockers)
+            .filter(|b| !b.is_empty())
     }
 }
 
@@ -344,6 +359,8 @@ pub struct Hub {
     backend: Arc<dyn Backend>,
     /// The nicks online on each other server.
     remote_users: Mutex<HashMap<Peer, BTreeSet<String>>>,
+    /// Of those, the guests' (issue 17). A leaf lock: taken under a room.
+    remote_guests: Mutex<HashMap<Peer, BTreeSet<String>>>,
     /// Our own nicks that came online or went offline since last
     /// published. A leaf lock (taken under `users`).
     users_changed: Mutex<BTreeSet<String>>,
@@ -370,6 +387,15 @@ pub struct Hub {
     config: HubConfig,
     /// The counters of `/metrics`.
     pub metrics: Arc<Metrics>,
+    // issue 17: moderation
+    /// The blocks of our users who block someone, by nick. A leaf lock.
+    blocks: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// Stored admins seen at the last check of each (for `room` events
+    /// between checks). A leaf lock.
+    admins_seen: Mutex<BTreeSet<String>>,
+    /// Rooms whose rules hold a mute or ban that ends by itself: the
+    /// tick looks at these. A leaf lock.
+    expiring: Mutex<BTreeSet<String>>,
 }
 
 impl Hub {
@@ -384,6 +410,7 @@ impl Hub {
         Self {
             backend,
             remote_users: Mutex::new(HashMap::new()),
+            remote_guests: Mutex::new(HashMap::new()),
             users_changed: Mutex::new(BTreeSet::new()),
             users_all: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
@@ -395,6 +422,9 @@ impl Hub {
             receipts: Mutex::new(BTreeMap::new()),
             config,
             metrics,
+            blocks: Arc::default(),
+            admins_seen: Mutex::new(BTreeSet::new()),
+            expiring: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -556,6 +586,7 @@ impl Hub {
         let mut users = lock(&self.users);
         if users.remove(client) {
             lock(&self.users_changed).insert(client.nick.clone());
+            lock(&self.blocks).remove(&client.nick);
         }
     }
 
@@ -587,12 +618,22 @@ impl Hub {
                 r.joining += 1;
             }
             let prepared = self.prepare_room(room, &room_arc).await;
+            if client.standing != Standing::Guest {
+                self.refresh_admin(&client.nick, client.standing).await;
+            }
             let mut r = lock(&room_arc);
             r.joining -= 1;
             if let Err(refusal) = prepared {
                 self.mark(room);
                 return Err(JoinError::Unavailable(refusal));
             }
+            let claim = match self.admitted(client, room, &mut r) {
+                Ok((_, claim)) => claim,
+                Err(refusal) => {
+                    self.mark(room);
+                    return Err(JoinError::Refused(refusal));
+                }
+            };
             client.enter(room);
             if r.members.insert(client.id, client.clone()).is_none() {
                 let count = r.nicks.entry(client.nick.clone()).or_insert(0);
@@ -606,6 +647,9 @@ impl Hub {
             let (mut page, last) = (r.roster.page(None, "", MAX_PAGE), r.last_id);
             drop(r);
             page.guests = self.guests_among(&page.members);
+            if claim {
+                self.claim_owner(client, room);
+            }
             return Ok((page, last));
         }
     }
@@ -619,6 +663,12 @@ impl Hub {
             return;
         };
         let mut r = lock(&room_arc);
+        self.remove_member(room, &mut r, client);
+    }
+
+    /// Takes `client` out of `r`, the room `room` locked by the caller
+    /// (its own list of rooms is the caller's to update).
+    fn remove_member(&self, room: &str, r: &mut Room, client: &Client) {
         if r.members.remove(&client.id).is_some() {
             if let Some(count) = r.nicks.get_mut(&client.nick) {
                 *count -= 1;
@@ -626,12 +676,27 @@ impl Hub {
                     r.nicks.remove(&client.nick);
                     r.release(&client.nick);
                     r.local_changed.insert(client.nick.clone());
+                    if let Some(rules) = r.rules.as_mut() {
+                        rules.blockers.remove(&client.nick);
+                    }
                 }
             }
             if r.members.is_empty() || !r.local_changed.is_empty() {
                 self.mark(room);
             }
         }
+    }
+
+    /// The `room` event for `client` (issue 17), after its join.
+    pub fn room_event(&self, client: &Client, room: &str) -> Option<String> {
+        let room_arc = self.find_room(room)?;
+        let r = lock(&room_arc);
+        Some(self.room_json(client, room, &r))
+    }
+
+    /// Whom `viewer` blocks, if anyone (to filter a history page).
+    pub fn blocked_by(&self, viewer: &str) -> Option<BTreeSet<String>> {
+        lock(&self.blocks).get(viewer).cloned()
     }
 
     /// Posts to a room. Once the backend has stored it, every member gets
@@ -655,7 +720,17 @@ impl Hub {
                 format!("join {room} first"),
             ));
         }
+        self.may_post(client, room)?;
         self.append(client, Conversation::Room(room.to_owned()), text, client_id)
+    }
+
+    /// Whether `client` may post to `room` now (issue 17: not muted, not
+    /// sooner than slow mode allows).
+    fn may_post(&self, client: &Client, room: &str) -> Result<(), Refusal> {
+        match self.find_room(room) {
+            Some(room_arc) => self.check_post(client, &mut lock(&room_arc)),
+            None => Ok(()),
+        }
     }
 
     /// A private message: once stored, to every connection of `to` and of
@@ -776,22 +851,33 @@ impl Hub {
         Ok(())
     }
 
-    /// Of `nicks`, those whose connections here are guests' (issue 17;
-    /// none when guests are not marked). Takes the users map: never while
-    /// a room is locked.
+    /// Of `nicks`, those who are guests (issue 17; none when guests are
+    /// not marked): by their connections here, else by what other
+    /// servers say ([`Scope::Guests`](super::backend::Scope::Guests)).
+    /// Takes the users map: never while a room is locked.
     pub fn guests_among(&self, nicks: &[String]) -> Vec<String> {
         if !self.config.mark_guests {
             return Vec::new();
         }
         let users = lock(&self.users);
+        let remote = lock(&self.remote_guests);
         nicks
             .iter()
-            .filter(|n| {
-                users
-                    .holders(n)
-                    .next()
-                    .is_some_and(|c| c.standing == Standing::Guest)
+            .filter(|n| match users.holders(n).next() {
+                Some(c) => c.standing == Standing::Guest,
+                None => remote.values().any(|held| held.contains(n.as_str())),
             })
+            .cloned()
+            .collect()
+    }
+
+    /// Of `nicks`, those that are guests on other servers (a leaf lock:
+    /// may be called with a room locked).
+    fn remote_guests_among(&self, nicks: &[String]) -> Vec<String> {
+        let remote = lock(&self.remote_guests);
+        nicks
+            .iter()
+            .filter(|n| remote.values().any(|held| held.contains(n.as_str())))
             .cloned()
             .collect()
     }

@@ -27,7 +27,7 @@
 //! close 1001, and the backend stores what it has before [`serve`]
 //! returns.
 
-pub mod accounts;
+mod accounts;
 mod admission;
 mod backend;
 pub mod fdlimit;
@@ -52,8 +52,11 @@ use tracing::{debug, info, warn};
 
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
+pub use accounts::limiter::LimitConfig;
+pub use accounts::password::HashConfig;
 pub use accounts::{AccountsConfig, Mode as AccountsMode};
 pub use backend::DbSync;
+pub use backend::moderation::AdminOp;
 pub use backend::redis::ClusterConfig;
 pub use metrics::Metrics;
 pub use origin::Origin;
@@ -67,7 +70,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Milliseconds since the Unix epoch: the `ts` of messages, account
-/// expiries.
+/// expiries, audit entries.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -304,6 +307,32 @@ fn connection_limit(requested: Option<usize>) -> usize {
     chosen
 }
 
+/// `rfc6455 chat admin add|remove|list` (issue 17): changes or lists the
+/// server admins where the servers keep them, the side database of `db`
+/// (`<db>.admins`) or, with `redis`, that Redis. Safe while servers run
+/// on the same store: they read the admins again at every check, so a
+/// change is in force at once. Returns what it did, for a human.
+pub async fn admin(
+    db: &std::path::Path,
+    redis: Option<&str>,
+    op: &AdminOp,
+) -> std::io::Result<String> {
+    if let AdminOp::Add(nick) | AdminOp::Remove(nick) = op {
+        protocol::check_nick(nick).map_err(|r| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{nick:?}: {}", r.message),
+            )
+        })?;
+    }
+    match redis {
+        Some(url) => backend::redis::moderation::admin_command(url, op)
+            .await
+            .map_err(std::io::Error::other),
+        None => backend::local::moderation::admin_command(db, op),
+    }
+}
+
 /// Serves the chat on `listener` until `shutdown` resolves, then closes
 /// every connection (1001) and commits history before returning.
 pub async fn serve(
@@ -350,6 +379,7 @@ pub async fn serve(
                 tick.tick().await;
                 hub.flush_presence();
                 hub.flush_receipts();
+                hub.expire_rules();
             }
         })
     };

@@ -13,6 +13,11 @@ pub use convs::{
 };
 mod lifecycle;
 pub use lifecycle::{MAX_EMOJI, check_emoji};
+mod moderation;
+pub use moderation::{
+    Action, AuditEntry, MAX_BLOCKS, MAX_MINUTES, MAX_REASON, MAX_SLOW, MAX_TOPIC, ModAction,
+    ModEvent, Role, RoomState, YouState,
+};
 
 /// The longest message text, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -204,12 +209,141 @@ pub enum ClientMsg {
     },
     /// End the user's session everywhere.
     Logout {},
+    // issue 17: moderation (`protocol/moderation.rs` checks them)
+    /// Remove `user` from `room` now (may rejoin).
+    Kick {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Ban `user` from `room` (none: from the server, admins only).
+    Ban {
+        /// The room, or none for a server-wide ban.
+        #[serde(default)]
+        room: Option<String>,
+        /// Who.
+        user: String,
+        /// For how long (none: until lifted).
+        #[serde(default)]
+        minutes: Option<u64>,
+        /// Or for this many seconds (short ones: a test's, a cool-down).
+        #[serde(default)]
+        seconds: Option<u64>,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The room, or none for a server-wide ban.
+        #[serde(default)]
+        room: Option<String>,
+        /// Who.
+        user: String,
+    },
+    /// `user` may read `room` but not post.
+    Mute {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// For how long (none: until lifted).
+        #[serde(default)]
+        minutes: Option<u64>,
+        /// Or for this many seconds (short ones: a test's, a cool-down).
+        #[serde(default)]
+        seconds: Option<u64>,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift a mute.
+    Unmute {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// One message per `seconds` per user in `room` (0: off).
+    Slow {
+        /// The room.
+        room: String,
+        /// The interval.
+        seconds: u64,
+    },
+    /// Set `room`'s topic.
+    Topic {
+        /// The room.
+        room: String,
+        /// The topic (empty: none).
+        topic: String,
+    },
+    /// Give `user` a role in `room`.
+    Role {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// `owner`, `moderator` or `member`.
+        role: String,
+    },
+    /// Block `user`: no DMs from them, none of their room messages.
+    Block {
+        /// Who.
+        user: String,
+    },
+    /// Unblock `user`.
+    Unblock {
+        /// Who.
+        user: String,
+    },
+    /// The users one blocks.
+    Blocks {},
+    /// A page of `room`'s audit log (`*`: the server's; admins only).
+    Audit {
+        /// The room.
+        room: String,
+        /// Only entries with ids below this.
+        #[serde(default)]
+        before: Option<u64>,
+        /// At most this many (1 to 100, default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+}
+
+impl ClientMsg {
+    /// Whether it is one of issue 17's moderation requests (the hub's
+    /// `moderate` takes them all).
+    pub fn is_moderation(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::Kick { .. }
+                | ClientMsg::Ban { .. }
+                | ClientMsg::Unban { .. }
+                | ClientMsg::Mute { .. }
+                | ClientMsg::Unmute { .. }
+                | ClientMsg::Slow { .. }
+                | ClientMsg::Topic { .. }
+                | ClientMsg::Role { .. }
+                | ClientMsg::Block { .. }
+                | ClientMsg::Unblock { .. }
+                | ClientMsg::Blocks {}
+                | ClientMsg::Audit { .. }
+        )
+    }
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 15] = [
+const CLIENT_TYPES: [&str; 27] = [
     "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
-    "react", "read", "dms", "nick", "logout",
+    "react", "read", "dms", "nick", "logout", // issue 17: moderation
+    "kick", "ban", "unban", "mute", "unmute", "slow", "topic", "role", "block", "unblock",
+    "blocks", "audit",
 ];
 
 /// The `code` of an `error`: why a request was refused. These are the
@@ -267,11 +401,22 @@ pub enum ErrorCode {
     NickConfusable,
     /// A guest `hello` on a server that takes accounts only; then 4001.
     AccountRequired,
+    // issue 17: moderation
+    /// The viewer's role does not allow it (the message says which would).
+    Forbidden,
+    /// A post to a room where the poster is muted.
+    Muted,
+    /// A post sooner than the room's slow mode allows.
+    SlowMode,
+    /// A join of a room (or a `hello` to a server) one is banned from.
+    Banned,
+    /// A DM to someone who blocks the sender.
+    Blocked,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -294,6 +439,11 @@ impl ErrorCode {
         ErrorCode::NickReserved,
         ErrorCode::NickConfusable,
         ErrorCode::AccountRequired,
+        ErrorCode::Forbidden,
+        ErrorCode::Muted,
+        ErrorCode::SlowMode,
+        ErrorCode::Banned,
+        ErrorCode::Blocked,
     ];
 }
 
@@ -453,6 +603,8 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
                 _ => Ok(()),
             }
         }
+        // The rest: issue 17's moderation requests.
+        other => moderation::validate(other),
     }
 }
 
@@ -670,6 +822,10 @@ pub enum ServerMsg<'a> {
         from: &'a str,
         /// The delete's own id.
         event_id: u64,
+        /// Issue 17: the moderator, owner or admin who deleted someone
+        /// else's message (none: its author did).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
     },
     /// A reaction was toggled: who has it now.
     Reaction {
@@ -837,6 +993,26 @@ pub enum ServerMsg<'a> {
         old: &'a str,
         /// The secret that reclaims the new nick.
         session: &'a str,
+    },
+    // issue 17: moderation
+    /// A moderation action, stored in the room's stream (`event_id`).
+    Moderation(&'a ModEvent),
+    /// A room's rules and the viewer's place in them: after each join,
+    /// and when the viewer's role or mute changes.
+    Room(&'a RoomState),
+    /// The answer to `block`, `unblock` and `blocks`.
+    Blocks {
+        /// Whom the user blocks, sorted.
+        users: &'a [String],
+    },
+    /// The answer to `audit`: entries newest first.
+    Audit {
+        /// The room (`*`: the server's own log).
+        room: &'a str,
+        /// The entries.
+        entries: &'a [AuditEntry],
+        /// Whether older ones exist.
+        more: bool,
     },
     /// A refused request.
     Error {
@@ -1092,6 +1268,11 @@ mod tests {
             ErrorCode::NickReserved => "nick_reserved",
             ErrorCode::NickConfusable => "nick_confusable",
             ErrorCode::AccountRequired => "account_required",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Muted => "muted",
+            ErrorCode::SlowMode => "slow_mode",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Blocked => "blocked",
         }
     }
 

@@ -40,6 +40,7 @@ use super::protocol::{
 
 mod convs;
 mod identify;
+mod moderation;
 
 use identify::Identity;
 
@@ -253,6 +254,19 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
+    // Issue 17: a nick banned from the server says no more than this.
+    if let Some(nick) = nick.as_deref()
+        && hub.banned_from_server(nick).await.unwrap_or(false)
+    {
+        let refusal = Refusal::new(
+            ErrorCode::Banned,
+            format!("{nick} is banned from this server"),
+        );
+        let _ = ws.queue(Message::text(error_json(&refusal, None)));
+        let code = CloseCode::try_from(hub::BANNED_CLOSE).unwrap_or(CloseCode::POLICY_VIOLATION);
+        let _ = ws.close(Some(CloseFrame::new(code, "banned"))).await;
+        return None;
+    }
     // A guest's secret may prove it owns a nick held on another server;
     // a token's user owns its nick anyway.
     let remote_reclaim = match standing {
@@ -469,6 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
         self.welcome(&client, &names).await;
+        self.hub.load_blocks(&client).await;
         for (room, seen) in rooms {
             if !self.drain().await {
                 return;
@@ -544,10 +559,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             count_only: false,
             guests: self.hub.marks_guests().then_some(&page.guests),
         });
+        // Issue 17: the room's rules and the user's place in them.
+        if let Some(json) = self.hub.room_event(&self.client, room) {
+            self.reply_json(json);
+        }
         match seen {
             // Every kind of event, in id order: a message, and the edits,
             // deletes and reactions made while the client was away.
-            Some(seen) => match self.hub.replay(room, seen, last, MAX_REPLAY).await {
+            Some(seen) => match self
+                .hub
+                .replay(&self.client.nick, room, seen, last, MAX_REPLAY)
+                .await
+            {
                 Ok(missed) => {
                     let full = missed.len() >= MAX_REPLAY as usize;
                     let (missed, cut) = hub::newest_frames_that_fit(missed, MAX_REPLY);
@@ -575,10 +598,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// A page of history before `before`, cut to [`MAX_REPLY`] bytes.
     async fn send_history(&mut self, room: &str, before: u64, limit: u32) {
-        let (messages, more) = match self.hub.history(room, before, limit).await {
+        let (mut messages, more) = match self.hub.history(room, before, limit).await {
             Ok(page) => page,
             Err(refusal) => return self.unavailable(&refusal),
         };
+        // Issue 17: not the messages of users the viewer blocks.
+        if let Some(blocked) = self.hub.blocked_by(&self.client.nick) {
+            messages.retain(|m| !blocked.contains(&m.from));
+        }
         let (messages, cut) = newest_that_fit(messages);
         self.reply(&ServerMsg::History {
             room,
@@ -670,6 +697,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ),
             ClientMsg::Join { room } => Box::pin(self.join(&room, None)).await,
             ClientMsg::Leave { room } => self.hub.leave(&self.client, &room),
+            // Issue 17: a room's moderators may delete anyone's message.
+            ClientMsg::Delete {
+                room: Some(room),
+                id,
+                client_id,
+                ..
+            } => {
+                let deleting =
+                    self.hub
+                        .delete_in_room(&self.client, &room, id, client_id.as_deref());
+                if let Err(refusal) = Box::pin(deleting).await {
+                    self.refuse(&refusal, client_id.as_deref());
+                }
+            }
             // A message's life after it is posted (`hub/lifecycle.rs`).
             msg @ (ClientMsg::Edit { .. }
             | ClientMsg::Delete { .. }
@@ -757,6 +798,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             | ClientMsg::Dms {}
             | ClientMsg::Nick { .. }
             | ClientMsg::Logout {}) => Box::pin(self.handle_convs(msg)).await,
+            msg => Box::pin(self.handle_moderation(msg)).await,
         }
     }
 }

@@ -19,7 +19,7 @@
 //! and be at most [`MAX_BODY`] bytes: a longer one gets 413 before a byte
 //! of it is read or a buffer is made for it (RFC 9110 §15.5.14).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -104,6 +104,25 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The address the login limits count a request under: the peer's; or,
+/// when the peer is loopback (a reverse proxy on this host, the way
+/// plain-http deployments reach the endpoints), the last address of
+/// `X-Forwarded-For`, the one that proxy appended (earlier ones are the
+/// client's to write, so are never trusted). Without it every user
+/// behind the proxy would share one address's limit.
+pub fn client_ip(request: &Request, peer: SocketAddr) -> IpAddr {
+    let ip = peer.ip();
+    if !ip.to_canonical().is_loopback() {
+        return ip;
+    }
+    request
+        .header("x-forwarded-for")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(ip)
+}
+
 /// Whether a request may carry a password here: over our own TLS, or
 /// from a loopback peer.
 pub fn secure(tls: bool, peer: SocketAddr) -> bool {
@@ -140,59 +159,49 @@ pub async fn serve<S: AsyncRead + Unpin>(
     stream: &mut S,
     peer: SocketAddr,
 ) -> ApiResponse {
-    match answer(accounts, path, request, leftover, stream, peer).await {
-        Ok(response) => response,
-        Err(e) => e.into(),
-    }
-}
-
-async fn answer<S: AsyncRead + Unpin>(
-    accounts: &Accounts,
-    path: &str,
-    request: &Request,
-    leftover: &[u8],
-    stream: &mut S,
-    peer: SocketAddr,
-) -> Result<ApiResponse, ApiError> {
-    let ip = peer.ip();
-    match path {
-        "/api/logout" => {
-            let token = bearer(request)?;
-            accounts.logout(token).await?;
-            Ok(ApiResponse::no_content())
-        }
-        "/api/register" | "/api/login" => {
-            let body = read_body(request, leftover, stream).await?;
-            let c: Credentials = parse(&body)?;
-            if path == "/api/register" {
-                Ok(ApiResponse::ok(
-                    201,
-                    &accounts.register(ip, &c.nick, &c.password).await?,
-                ))
-            } else {
+    let answered: Result<ApiResponse, ApiError> = async {
+        let ip = client_ip(request, peer);
+        match path {
+            "/api/logout" => {
+                let token = bearer(request)?;
+                accounts.logout(token).await?;
+                Ok(ApiResponse::no_content())
+            }
+            "/api/register" | "/api/login" => {
+                let body = read_body(request, leftover, stream).await?;
+                let c: Credentials = parse(&body)?;
+                if path == "/api/register" {
+                    Ok(ApiResponse::ok(
+                        201,
+                        &accounts.register(ip, &c.nick, &c.password).await?,
+                    ))
+                } else {
+                    Ok(ApiResponse::ok(
+                        200,
+                        &accounts.login(ip, &c.nick, &c.password).await?,
+                    ))
+                }
+            }
+            "/api/refresh" => {
+                let body = read_body(request, leftover, stream).await?;
+                let r: Refresh = parse(&body)?;
                 Ok(ApiResponse::ok(
                     200,
-                    &accounts.login(ip, &c.nick, &c.password).await?,
+                    &accounts.refresh(ip, &r.refresh).await?,
                 ))
             }
+            "/api/password" => {
+                let token = bearer(request)?;
+                let body = read_body(request, leftover, stream).await?;
+                let c: Change = parse(&body)?;
+                accounts.change_password(ip, token, &c.old, &c.new).await?;
+                Ok(ApiResponse::no_content())
+            }
+            _ => Err(ApiError::new(404, "not_found", "no such endpoint")),
         }
-        "/api/refresh" => {
-            let body = read_body(request, leftover, stream).await?;
-            let r: Refresh = parse(&body)?;
-            Ok(ApiResponse::ok(
-                200,
-                &accounts.refresh(ip, &r.refresh).await?,
-            ))
-        }
-        "/api/password" => {
-            let token = bearer(request)?;
-            let body = read_body(request, leftover, stream).await?;
-            let c: Change = parse(&body)?;
-            accounts.change_password(ip, token, &c.old, &c.new).await?;
-            Ok(ApiResponse::no_content())
-        }
-        _ => Err(ApiError::new(404, "not_found", "no such endpoint")),
     }
+    .await;
+    answered.unwrap_or_else(ApiResponse::from)
 }
 
 /// The token of `Authorization: Bearer TOKEN` (RFC 6750 §2.1).
@@ -291,5 +300,41 @@ mod tests {
         assert!(!secure(false, addr("192.0.2.7:9")));
         assert!(!secure(false, addr("[2001:db8::1]:9")));
         assert!(secure(true, addr("192.0.2.7:9")));
+    }
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "POST".into(),
+            target: "/api/login".into(),
+            version_minor: 1,
+            headers: headers
+                .iter()
+                .map(|(name, value)| crate::proto::Header {
+                    name: (*name).to_owned(),
+                    value: value.as_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Behind a proxy on this host, the limits count the address the
+    /// proxy appended; from anyone else the header is ignored.
+    #[test]
+    fn the_limits_count_the_address_a_local_proxy_forwards() {
+        let proxy: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let forwarded = request(&[("X-Forwarded-For", "10.0.0.1, 198.51.100.4")]);
+        assert_eq!(
+            client_ip(&forwarded, proxy),
+            "198.51.100.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(&forwarded, remote),
+            remote.ip(),
+            "not from a proxy here"
+        );
+        assert_eq!(client_ip(&request(&[]), proxy), proxy.ip());
+        let garbage = request(&[("X-Forwarded-For", "not an address")]);
+        assert_eq!(client_ip(&garbage, proxy), proxy.ip());
     }
 }

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::backend::Unavailable;
-use super::backend::{Backend, NewSession, Registered, Rotated, Signal};
+use super::backend::{Backend, NewSession, Registered, Rotation, Signal};
 use super::protocol::{ErrorCode, Refusal, check_nick};
 use super::{lock, now_ms};
 use limiter::{LimitConfig, Limiter};
@@ -152,27 +152,25 @@ pub enum Reservation {
 /// The accounts of one server (shared with every server on its store).
 pub struct Accounts {
     store: Arc<dyn Backend>,
-    keys: Keys,
+    /// The signing key, read from the store (or stored) when first
+    /// needed: a server starts while its Redis is away, as it always has.
+    keys: tokio::sync::OnceCell<Keys>,
     hasher: Hasher,
     limiter: Mutex<Limiter>,
     mode: Mode,
 }
 
 impl Accounts {
-    /// The accounts on `store`: its signing key (made now if the store has
-    /// none) and a hasher with `config`'s parameters.
+    /// The accounts on `store`, with a hasher of `config`'s parameters
+    /// (its dummy hash made now, off the async threads).
     pub async fn open(store: Arc<dyn Backend>, config: AccountsConfig) -> Result<Self, String> {
-        let key = store
-            .signing_key(tokens::new_key())
-            .await
-            .map_err(|_| "accounts: the store is unreachable".to_owned())?;
         let hash = config.hash;
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(hash))
             .await
             .map_err(|e| e.to_string())??;
         Ok(Self {
             store,
-            keys: Keys::new(&key),
+            keys: tokio::sync::OnceCell::new(),
             hasher,
             limiter: Mutex::new(Limiter::new(config.limits)),
             mode: config.mode,
@@ -182,6 +180,17 @@ impl Accounts {
     /// Who may say `hello`.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The signing key: the store's, or a new one stored now if it has
+    /// none (the first server to ask sets it for all).
+    async fn keys(&self) -> Result<&Keys, Unavailable> {
+        self.keys
+            .get_or_try_init(|| async {
+                let key = self.store.signing_key(tokens::new_key()).await?;
+                Ok(Keys::new(&key))
+            })
+            .await
     }
 
     /// One attempt from `ip` (every request pays one).
@@ -243,20 +252,20 @@ impl Accounts {
             .rotate(&tokens::digest(refresh), &tokens::digest(&next), expires)
             .await?;
         match rotated {
-            Rotated::Rotated { session, nick } => Ok(Issued {
-                token: self.keys.sign(&nick, &session, now_ms() / 1000),
+            Rotation::Rotated { session, nick } => Ok(Issued {
+                token: self.keys().await?.sign(&nick, &session, now_ms() / 1000),
                 nick,
                 refresh: next,
                 expires_in: ACCESS_TTL,
             }),
-            Rotated::Replayed { session, nick } => {
+            Rotation::Replayed { session, nick } => {
                 tracing::info!(%nick, "a spent refresh token was replayed: its session is revoked");
                 self.store.publish(Signal::Revoked { nick, session });
                 Err(ApiError::bad_token(
                     "refresh token already used; the session is revoked",
                 ))
             }
-            Rotated::Unknown => Err(ApiError::bad_token("unknown or expired refresh token")),
+            Rotation::Unknown => Err(ApiError::bad_token("unknown or expired refresh token")),
         }
     }
 
@@ -306,7 +315,8 @@ impl Accounts {
     /// Checks one of our access tokens at `hello` (and for logout): its
     /// signature and expiry, then that its session is not revoked.
     pub async fn check(&self, token: &str) -> Result<Verified, TokenError> {
-        let who = self.keys.verify(token).map_err(|why| match why {
+        let keys = self.keys().await.map_err(|_| TokenError::Unavailable)?;
+        let who = keys.verify(token).map_err(|why| match why {
             Refused::Expired => TokenError::Refused("token expired"),
             Refused::NotOurs | Refused::Invalid => TokenError::Refused("invalid token"),
         })?;
@@ -340,6 +350,7 @@ impl Accounts {
 
     /// A new session for `nick`, and its tokens.
     async fn issue(&self, nick: &str) -> Result<Issued, ApiError> {
+        let keys = self.keys().await?;
         let session = super::random_token();
         let refresh = tokens::new_refresh();
         self.store
@@ -352,7 +363,7 @@ impl Accounts {
             .await?;
         Ok(Issued {
             nick: nick.to_owned(),
-            token: self.keys.sign(nick, &session, now_ms() / 1000),
+            token: keys.sign(nick, &session, now_ms() / 1000),
             refresh,
             expires_in: ACCESS_TTL,
         })

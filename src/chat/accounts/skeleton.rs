@@ -53,14 +53,13 @@ pub fn skeleton(nick: &str) -> String {
     out
 }
 
-/// Whether `a` and `b` look alike: the same skeleton.
-pub fn confusable(a: &str, b: &str) -> bool {
-    skeleton(a) == skeleton(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn confusable(a: &str, b: &str) -> bool {
+        skeleton(a) == skeleton(b)
+    }
 
     /// The issue's own look-alikes of `alice`.
     #[test]

@@ -27,6 +27,7 @@
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod moderation;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use super::protocol::ChatMessage;
 
 pub use local::store::DbSync;
+pub use moderation::{Action, ModAction, Moderation};
 
 /// A page of history: events oldest first, and whether older ones exist.
 pub type Page = (Vec<Event>, bool);
@@ -122,23 +124,28 @@ pub enum Scope {
     Room(String),
     /// The nicks online.
     Online,
+    /// The nicks online as guests (issue 17): what `guests` lists for
+    /// users on other servers.
+    Guests,
 }
 
 impl Scope {
-    /// The shared key: the room's name, or `*` (not a valid room name).
+    /// The shared key: the room's name, `*` or `~` (neither is a valid
+    /// room name).
     pub fn key(&self) -> &str {
         match self {
             Self::Room(name) => name,
             Self::Online => "*",
+            Self::Guests => "~",
         }
     }
 
     /// The scope stored under `key`.
     pub fn from_key(key: &str) -> Self {
-        if key == "*" {
-            Self::Online
-        } else {
-            Self::Room(key.to_owned())
+        match key {
+            "*" => Self::Online,
+            "~" => Self::Guests,
+            _ => Self::Room(key.to_owned()),
         }
     }
 }
@@ -180,8 +187,8 @@ pub struct Event {
 /// What an event is. Every kind has its own id in the conversation's
 /// stream; the ones that act on a message name it by `target`.
 ///
-/// The stores name the kinds `msg`, `edit`, `delete` and `react`
-/// ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
+/// The stores name the kinds `msg`, `edit`, `delete`, `react`,
+/// `moderation` and `remove` ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
 /// field); only `msg` events are messages (history pages, unread counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -208,6 +215,18 @@ pub enum Kind {
         /// store fills it in; empty as appended), sorted.
         users: Vec<String>,
     },
+    // issue 17: moderation
+    /// A moderation action in a room (kick, ban, mute, slow, topic, role,
+    /// …): its effect is the room's rules ([`moderation`]). Its `text`
+    /// is the action's JSON.
+    Moderation(Box<ModAction>),
+    /// `target` is deleted by a moderator, owner or admin of the room
+    /// (the hub checked the role): as [`Kind::Delete`], without the
+    /// author check.
+    Remove {
+        /// The message deleted.
+        target: u64,
+    },
 }
 
 impl Default for Kind {
@@ -232,16 +251,19 @@ impl Kind {
             Self::Edit { .. } => "edit",
             Self::Delete { .. } => "delete",
             Self::React { .. } => "react",
+            Self::Moderation(_) => "moderation",
+            Self::Remove { .. } => "remove",
         }
     }
 
     /// The message an edit, delete or reaction acts on.
     pub fn target(&self) -> Option<u64> {
         match self {
-            Self::Msg(_) => None,
-            Self::Edit { target } | Self::Delete { target } | Self::React { target, .. } => {
-                Some(*target)
-            }
+            Self::Msg(_) | Self::Moderation(_) => None,
+            Self::Edit { target }
+            | Self::Delete { target }
+            | Self::Remove { target }
+            | Self::React { target, .. } => Some(*target),
         }
     }
 }
@@ -280,6 +302,11 @@ pub enum Rejected {
     Deleted,
     /// The message has [`MAX_REACTIONS`] distinct reactions already.
     TooManyReactions,
+    // issue 17: moderation
+    /// The writer of a room message is muted there: the store keeps each
+    /// room's mutes, updated by its `mute`/`unmute` events in the same
+    /// step, so a post stored after a mute is refused on every server.
+    Muted,
 }
 
 impl Rejected {
@@ -290,6 +317,7 @@ impl Rejected {
             -2 => Some(Self::NotAuthor),
             -3 => Some(Self::Deleted),
             -4 => Some(Self::TooManyReactions),
+            -5 => Some(Self::Muted),
             _ => None,
         }
     }
@@ -435,6 +463,19 @@ pub enum Signal {
         /// other connections to reconnect with.
         session: Option<String>,
     },
+    // issue 17: moderation
+    /// `nick` is banned from the server: every connection holding it
+    /// closes (4004), on every server.
+    Banned {
+        /// The nick.
+        nick: String,
+    },
+    /// `nick`'s blocks changed (on some server): each server holding it
+    /// reads them again.
+    Blocks {
+        /// The nick.
+        nick: String,
+    },
 }
 
 /// What a backend keeps of each user's conversations besides their
@@ -502,7 +543,7 @@ pub enum Registered {
 
 /// What [`Accounts::rotate`] found for a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotated {
+pub enum Rotation {
     /// It was live: it is spent now, and the new one replaces it.
     Rotated {
         /// The session it belongs to.
@@ -546,8 +587,8 @@ pub trait Accounts: Send + Sync {
 
     /// Spends the refresh token whose digest is `refresh` and stores
     /// `next` (expiring at `expires`) for its session; a spent one
-    /// revokes its session ([`Rotated::Replayed`]).
-    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotated>;
+    /// revokes its session ([`Rotation::Replayed`]).
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation>;
 
     /// Whether the session `id` exists and is not revoked.
     fn session_live(&self, id: &str) -> Reply<'_, bool>;
@@ -564,7 +605,7 @@ pub trait Accounts: Send + Sync {
 pub type Peer = String;
 
 /// What the hub asks of the place where conversations live.
-pub trait Backend: Convs + Accounts {
+pub trait Backend: Convs + Accounts + Moderation {
     /// Starts whatever runs in the background (Redis: the link's tasks),
     /// reporting to `hub`. Called once, before any other method.
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;

@@ -322,9 +322,10 @@ impl Hub {
         if !is_message(event) || !event.text.contains('@') {
             return;
         }
+        // Issue 17: nobody is told of a mention by someone they block.
         let named: Vec<&str> = mentions(&event.text)
             .into_iter()
-            .filter(|n| *n != event.from)
+            .filter(|n| *n != event.from && !self.blocks_author(n, &event.from))
             .collect();
         let roster = self.find_room(room).map(|room_arc| {
             let r = lock(&room_arc);

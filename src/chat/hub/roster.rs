@@ -75,8 +75,8 @@ pub struct Members {
     /// The cursor for the next page (the last nick of this one), if more
     /// follow.
     pub next: Option<String>,
-    /// Of `members`, the guests connected here (issue 17; filled in by
-    /// the hub when it marks guests).
+    /// Of `members`, the guests, here or on other servers (issue 17;
+    /// filled in by the hub when it marks guests).
     pub guests: Vec<String>,
 }
 

@@ -16,8 +16,10 @@ use super::{Client, Hub, HubConfig};
 
 mod presence;
 
+mod accounts;
 mod convs;
 mod lifecycle;
+mod moderation;
 
 fn config() -> HubConfig {
     HubConfig {
@@ -218,7 +220,7 @@ fn a_join_gives_the_last_id_and_resume_reads_exactly_the_range_after_it() {
     let rt = rt();
     let ids = |after, upto, limit| -> Vec<u64> {
         let range = rt
-            .block_on(hub.replay("general", after, upto, limit))
+            .block_on(hub.replay("x", "general", after, upto, limit))
             .unwrap();
         range.iter().map(|(id, _)| *id).collect()
     };

@@ -219,7 +219,9 @@ impl Hub {
                     format!("{wanted} is taken"),
                 ));
             }
-            if let Some(held) = users.lookalike(wanted) {
+            // (Its own look-alike is the user's to take: a change of case.)
+            let lookalike = users.lookalike(wanted).filter(|held| *held != old.nick);
+            if let Some(held) = lookalike.filter(|_| self.config.mark_guests) {
                 return Err(Refusal::new(
                     ErrorCode::NickConfusable,
                     format!("{wanted} looks too much like {held}, who is online"),

@@ -4,11 +4,15 @@
 //!
 //! | hello | `--accounts off` | `open` | `required` |
 //! |---|---|---|---|
-//! | our token, live session | (not ours: 4001) | the account | the account |
-//! | our token, revoked or expired | 4001 | 4001 | 4001 |
+//! | our token, live session | ignored: a guest | the account | the account |
+//! | our token, revoked or expired | ignored: a guest | 4001 | 4001 |
 //! | external token (`--jwt-secret`) | its user | its user | its user |
+//! | any other token | ignored: a guest | 4001 | 4001 |
 //! | no token, `--jwt-secret` set | 4001 | 4001 | 4001 |
 //! | no token | a guest | a guest, unless the nick is reserved or confusable (`error`, may say `hello` again) | `account_required`, 4001 |
+//!
+//! "Ignored: a guest" holds without `--jwt-secret`; with it, any token
+//! not ours is checked against the secret, in every mode.
 //!
 //! Our tokens are told from external ones by their issuer
 //! (`accounts::tokens::ISSUER`): each is checked with its own key only.
@@ -89,6 +93,9 @@ pub async fn identify(
                 },
                 Err(why) => close(UNAUTHORIZED, why),
             },
+            // Accounts off and no secret: tokens mean nothing here, and
+            // are ignored as they always were.
+            None if auth.accounts.is_none() => guest(nick, session),
             None => close(UNAUTHORIZED, "invalid token"),
         };
     }

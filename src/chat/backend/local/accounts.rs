@@ -4,8 +4,8 @@
 //!
 //! ```sql
 //! accounts (skeleton, nick, hash, created)  -- PRIMARY KEY (skeleton); UNIQUE (nick)
-//! account_sessions (id, nick, expires)      -- a revoked session is deleted
-//! refresh_tokens (hash, session, spent, expires)
+//! account_sessions (id, nick, expires)      -- a revoked session is deleted; INDEX (nick), (expires)
+//! refresh_tokens (hash, session, spent, expires)  -- INDEX (session), (expires)
 //! server_keys (name, key)                   -- 'token': the signing key
 //! ```
 //!
@@ -16,7 +16,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Local, Reply};
-use crate::chat::backend::{Account, Accounts, NewSession, Registered, Rotated};
+use crate::chat::backend::{Account, Accounts, NewSession, Registered, Rotation};
 use crate::chat::now_ms;
 
 fn int(v: u64) -> i64 {
@@ -82,6 +82,14 @@ impl Accounts for Local {
     fn open_session(&self, s: NewSession) -> Reply<'_, ()> {
         self.ask(move |db| {
             let tx = db.unchecked_transaction()?;
+            // Sessions past their refresh token's expiry are dead: each
+            // login sweeps them (and their tokens), so the tables hold
+            // the sessions of the last 30 days, not of all time.
+            let now = int(now_ms());
+            tx.prepare_cached("DELETE FROM account_sessions WHERE expires <= ?1")?
+                .execute(params![now])?;
+            tx.prepare_cached("DELETE FROM refresh_tokens WHERE expires <= ?1")?
+                .execute(params![now])?;
             tx.prepare_cached(
                 "INSERT INTO account_sessions (id, nick, expires) VALUES (?1, ?2, ?3)",
             )?
@@ -94,7 +102,7 @@ impl Accounts for Local {
         })
     }
 
-    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotated> {
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation> {
         let (refresh, next) = (refresh.to_owned(), next.to_owned());
         self.ask(move |db| {
             let now = int(now_ms());
@@ -109,18 +117,18 @@ impl Accounts for Local {
                 })
                 .optional()?;
             let Some((session, spent)) = found else {
-                return Ok(Rotated::Unknown);
+                return Ok(Rotation::Unknown);
             };
             let nick: Option<String> = tx
                 .prepare_cached("SELECT nick FROM account_sessions WHERE id = ?1")?
                 .query_row(params![session], |r| r.get(0))
                 .optional()?;
             let Some(nick) = nick else {
-                return Ok(Rotated::Unknown); // revoked already
+                return Ok(Rotation::Unknown); // revoked already
             };
             let outcome = if spent {
                 revoke(&tx, &session)?;
-                Rotated::Replayed { session, nick }
+                Rotation::Replayed { session, nick }
             } else {
                 tx.prepare_cached("UPDATE refresh_tokens SET spent = 1 WHERE hash = ?1")?
                     .execute(params![refresh])?;
@@ -130,7 +138,7 @@ impl Accounts for Local {
                 .execute(params![next, session, int(expires)])?;
                 tx.prepare_cached("UPDATE account_sessions SET expires = ?1 WHERE id = ?2")?
                     .execute(params![int(expires), session])?;
-                Rotated::Rotated { session, nick }
+                Rotation::Rotated { session, nick }
             };
             tx.commit()?;
             Ok(outcome)

@@ -18,7 +18,7 @@
 use redis::RedisResult;
 
 use super::{Redis, unavailable};
-use crate::chat::backend::{Account, Accounts, NewSession, Registered, Reply, Rotated};
+use crate::chat::backend::{Account, Accounts, NewSession, Registered, Reply, Rotation};
 
 const KEY_SIGNING: &str = "chat:acct:key";
 
@@ -46,15 +46,15 @@ return ''
 
 /// Spends a refresh token. KEYS: the token, its successor. ARGV: the
 /// successor's expiry (ms since the epoch), the session key prefix, the
-/// sessions-by-nick key prefix. Returns `{0}` unknown, `{1, id, nick}`
+/// sessions-by-nick key prefix. Returns `{0, nil, nil}` unknown, `{1, id, nick}`
 /// rotated, `{2, id, nick}` replayed (the session is revoked).
 const ROTATE_SCRIPT: &str = r#"
 local v = redis.call('GET', KEYS[1])
-if not v then return {0} end
+if not v then return {0, false, false} end
 local state, id = string.match(v, '^(%a+):(.*)$')
 local skey = ARGV[2] .. id
 local nick = redis.call('HGET', skey, 'nick')
-if not nick then return {0} end
+if not nick then return {0, false, false} end
 if state == 'spent' then
   redis.call('DEL', skey)
   redis.call('SREM', ARGV[3] .. nick, id)
@@ -143,7 +143,7 @@ impl Accounts for Redis {
         })
     }
 
-    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotated> {
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(ROTATE_SCRIPT)
             .arg(2)
@@ -156,9 +156,9 @@ impl Accounts for Redis {
             let (code, session, nick): (i64, Option<String>, Option<String>) =
                 self.query(cmd).await.map_err(unavailable)?;
             Ok(match (code, session, nick) {
-                (1, Some(session), Some(nick)) => Rotated::Rotated { session, nick },
-                (2, Some(session), Some(nick)) => Rotated::Replayed { session, nick },
-                _ => Rotated::Unknown,
+                (1, Some(session), Some(nick)) => Rotation::Rotated { session, nick },
+                (2, Some(session), Some(nick)) => Rotation::Replayed { session, nick },
+                _ => Rotation::Unknown,
             })
         })
     }

@@ -23,6 +23,7 @@ use tracing::warn;
 use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{
     Conversation, Event, HubEvents, Kind, MsgState, NewEvent, PresenceChange, Scope, Signal,
+    moderation,
 };
 
 /// The channel every server subscribes to.
@@ -50,7 +51,8 @@ pub(super) enum Bus {
         /// Who.
         user: String,
     },
-    /// All of one server's nicks in a room (`*`: who is online there),
+    /// All of one server's nicks in a room (`*`: who is online there;
+    /// `~`: its guests),
     /// after it lost its link; rare.
     Presence {
         /// The server.
@@ -62,7 +64,7 @@ pub(super) enum Bus {
         /// Its nicks there.
         nicks: Vec<String>,
     },
-    /// The nicks that came to and left a room (`*`: online) on one server
+    /// The nicks that came to and left a room (`*`: online; `~`: guests) on one server
     /// within one presence tick: the usual presence event.
     PresenceDelta {
         /// The server.
@@ -111,6 +113,17 @@ pub(super) enum Bus {
         nick: String,
         /// The session id.
         session: String,
+    },
+    // issue 17: moderation
+    /// A nick is banned from the server: its connections close everywhere.
+    Banned {
+        /// The nick.
+        nick: String,
+    },
+    /// A nick's blocks changed: servers holding it read them again.
+    Blocks {
+        /// The nick.
+        nick: String,
     },
     /// A server is alive.
     Hb {
@@ -195,10 +208,12 @@ impl Posted {
                 emoji: self.emoji,
                 users,
             },
-            _ => Kind::Msg(MsgState {
-                reply_to: self.reply_to,
-                guest: self.guest,
-                ..MsgState::default()
+            other => moderation::decode(other, target, &self.text).unwrap_or_else(|| {
+                Kind::Msg(MsgState {
+                    reply_to: self.reply_to,
+                    guest: self.guest,
+                    ..MsgState::default()
+                })
             }),
         };
         Event {
@@ -233,6 +248,8 @@ impl Redis {
                 session,
             },
             Signal::Revoked { nick, session } => Bus::Revoked { nick, session },
+            Signal::Banned { nick } => Bus::Banned { nick },
+            Signal::Blocks { nick } => Bus::Blocks { nick },
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(event.to_json());
@@ -361,6 +378,8 @@ impl Redis {
                         .await;
                 }
             }
+            Bus::Banned { nick } => hub.signal(Signal::Banned { nick }),
+            Bus::Blocks { nick } => hub.signal(Signal::Blocks { nick }),
             Bus::Hb { s, n } => self.on_heartbeat(hub, &s, n).await,
         }
     }

@@ -17,7 +17,9 @@ use redis::RedisResult;
 use tracing::debug;
 
 use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
-use crate::chat::backend::{Conversation, Event, HubEvents, Kind, MsgState, Page, Span};
+use crate::chat::backend::{
+    Conversation, Event, HubEvents, Kind, MsgState, Page, Span, moderation,
+};
 
 /// A page of messages with their states, in one round trip: the ids
 /// below `ARGV[1]` (`(id` or `+inf`), newest first, at most `ARGV[2]`, each
@@ -107,6 +109,13 @@ fn to_event(conv: &Conversation, entry: &redis::streams::StreamId) -> Event {
                 },
                 String::new(),
             )
+        }
+        name @ ("moderation" | "remove") => {
+            let text = field("text");
+            match moderation::decode(name, target, &text) {
+                Some(kind) => (kind, text),
+                None => (Kind::default(), String::new()),
+            }
         }
         // A message; entries from before kinds have no `kind`.
         _ => (

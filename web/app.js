@@ -353,6 +353,8 @@ function renderLists() {
   renderSide(S, { show, leave: leaveRoom, member: (nick, opener) => M.openMenu(nick, opener, S.lastRoom), roleIn: M.roleIn });
   M.renderHeader();
   $('guest-banner').hidden = !(S.guest && S.welcomed && AUTH === 'open');
+  // With tokens the nick is the token's (a rename would be `nick_fixed`).
+  $('rename-form').hidden = AUTH === 'token' || hasToken();
   $('change-password').hidden = !(ACCOUNTS && !S.guest && S.welcomed && acct.signedIn());
   $('logout').textContent = ACCOUNTS && acct.signedIn() ? 'Log out' : 'Log out everywhere';
   const c = current();

@@ -67,6 +67,7 @@ const AUDIT_VERB = {
 /** An audit entry in words; its `detail` is the server's text (a reason,
  * "until <ms>", a topic, a role), its times shown as times. */
 function auditLine(e) {
+  if (e.action === 'role' && e.by === e.user && e.detail === 'owner') return `${e.by} opened the room and owns it`;
   const detail = typeof e.detail === 'string' ? e.detail.replace(/until (\d{10,})/g, (_, ms) => `until ${when(Number(ms))}`) : '';
   return `${e.by} ${AUDIT_VERB[e.action] || e.action}${e.user ? ' ' + e.user : ''}${detail ? ': ' + detail : ''}`;
 }

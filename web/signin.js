@@ -103,8 +103,6 @@ export function signin(A) {
 
   // --- the account: rename, log out ---------------------------------------------
 
-  // With tokens the nick is the token's (a rename would be `nick_fixed`).
-  $('rename-form').hidden = AUTH === 'token' || hasToken();
 
   $('rename-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -100,6 +100,8 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       await openAccountForm(bob, server.base, 'signup');
       await fillAccount(bob, 'bob', PASSWORD.bob);
       await signedInAs(bob, 'bob');
+      assert.ok(await id(alice, 'rename-input').isHidden(), 'an account\'s nick is its own: no rename');
+      await id(alice, 'change-password').waitFor();
       const kept = await alice.evaluate(() => ({ token: !!localStorage.getItem('chat.token'), refresh: !!localStorage.getItem('chat.refresh') }));
       assert.deepEqual(kept, { token: true, refresh: true });
       await id(alice, 'user-bob').waitFor();

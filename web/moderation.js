@@ -293,7 +293,8 @@ export function moderation(A) {
       return b;
     });
     const c2 = c && c.kind === 'room' ? c : null;
-    const tags = c2 ? [roleIn(c2, nick), isGuest(c2, nick) ? 'guest' : ''].filter((t) => t && t !== 'member').join(', ') : '';
+    const role = c2 ? roleIn(c2, nick) : 'member';
+    const tags = [rank(role) > 0 ? role : '', c2 && isGuest(c2, nick) ? 'guest' : ''].filter(Boolean).join(', ');
     $('member-menu-title').textContent = tags ? `${nick} (${tags})` : nick;
     $('member-menu-items').replaceChildren(...list);
     box.hidden = false;

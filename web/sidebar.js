@@ -49,7 +49,7 @@ export function renderSide(S, on) {
     const guest = room.guests && room.guests.has(n);
     const b = el('button', { type: 'button', class: 'open', title: n === S.me ? 'you' : `${n}: message, and more` },
       el('span', { class: 'dot' }), el('span', { class: 'name', text: n }),
-      role !== 'member' ? el('span', { class: 'tag role', 'data-testid': 'role-tag', text: role === 'moderator' ? 'mod' : role }) : null,
+      role === 'owner' || role === 'moderator' || role === 'admin' ? el('span', { class: 'tag role', 'data-testid': 'role-tag', text: role === 'moderator' ? 'mod' : role }) : null,
       guest ? guestTag() : null,
       n === S.me ? el('span', { class: 'hint', text: ' (you)' }) : null);
     b.disabled = n === S.me;

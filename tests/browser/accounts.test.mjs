@@ -167,6 +167,8 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       assert.match(await id(page, 'nick-error').textContent(), /belongs to an account/);
       await signIn(page, server.base, 'carol');
       await id(page, 'guest-banner').waitFor({ state: 'visible' });
+      await id(page, 'user-carol').getByTestId('guest-tag').waitFor();
+      assert.equal(await id(page, 'user-carol').locator('.tag').count(), 1, 'one tag: guest');
       assert.match(await id(page, 'guest-banner').textContent(), /You are a guest: sign up to keep this nick/);
       await id(alice, 'user-carol').getByTestId('guest-tag').waitFor();
       await send(page, 'hello from a guest');

@@ -661,13 +661,21 @@ impl Hub {
     pub(super) fn claim_owner(&self, client: &Arc<Client>, room: &str) {
         let mut a = ModAction::new(Action::Role);
         (a.user, a.role) = (Some(client.nick.clone()), Some(Role::Owner));
-        let _ = self.append_event(
+        let appended = self.append_event(
             client,
             Conversation::Room(room.to_owned()),
             &a.to_text(),
             EventKind::Moderation(Box::new(a)),
             None,
         );
+        // Not taken (shutting down, the store busy): the next verified
+        // join asks again.
+        if appended.is_err()
+            && let Some(room_arc) = self.find_room(room)
+            && let Some(rules) = lock(&room_arc).rules.as_mut()
+        {
+            rules.owner_asked = false;
+        }
     }
 
     /// A moderation event of `room` is being delivered: folds it into the

@@ -236,6 +236,18 @@ async fn kick_ban_mute_slow_and_topic_take_effect() {
     ann.send(json!({"type": "topic", "room": "general", "topic": "be kind"}))
         .await;
     assert_eq!(moderation(&mut cat, "topic").await["topic"], "be kind");
+    // Every member is sent the `room` event again, each with its own `you`.
+    let room = cat
+        .next(|e| e["type"] == "room" && e["topic"] == "be kind")
+        .await;
+    assert_eq!(
+        (room["slow"].as_u64(), room["you"]["role"].as_str()),
+        (Some(60), Some("member"))
+    );
+    let room = ann
+        .next(|e| e["type"] == "room" && e["topic"] == "be kind")
+        .await;
+    assert_eq!(room["you"]["role"], "owner");
     let (_dan, room) = user(&server, "dan", false).await;
     assert_eq!(
         (room["topic"].as_str(), room["slow"].as_u64()),

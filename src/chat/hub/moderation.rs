@@ -27,10 +27,10 @@
 mod rules;
 pub mod table;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::proto::{CloseCode, CloseFrame};
+use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
 pub(super) use rules::Rules;
 use table::{Act, may};
@@ -59,6 +59,26 @@ fn until(minutes: Option<u64>, seconds: Option<u64>) -> Option<u64> {
         .map(|m| m.saturating_mul(60_000))
         .or(seconds.map(|s| s.saturating_mul(1000)))?;
     Some(now_ms().saturating_add(ms))
+}
+
+/// `r`'s rules as the `room` event shows them (`you` left to the caller).
+fn room_state(room: &str, r: &Room) -> RoomState {
+    let rules = r.rules.as_deref();
+    RoomState {
+        room: room.to_owned(),
+        topic: rules.map(|x| x.topic.clone()).unwrap_or_default(),
+        slow: rules.map_or(0, |x| x.slow),
+        owners: rules
+            .map(|x| x.owners.iter().cloned().collect())
+            .unwrap_or_default(),
+        moderators: rules
+            .map(|x| x.moderators.iter().cloned().collect())
+            .unwrap_or_default(),
+        you: YouState {
+            role: Role::Guest,
+            muted_until: None,
+        },
+    }
 }
 
 /// The events a blocker does not get from the nick it blocks: that
@@ -570,26 +590,38 @@ impl Hub {
 
     /// `room`'s rules as `client` sees them: the `room` event.
     pub(super) fn room_json(&self, client: &Client, room: &str, r: &Room) -> String {
-        let rules = r.rules.as_deref();
-        let now = now_ms();
-        let state = RoomState {
-            room: room.to_owned(),
-            topic: rules.map(|x| x.topic.clone()).unwrap_or_default(),
-            slow: rules.map_or(0, |x| x.slow),
-            owners: rules
-                .map(|x| x.owners.iter().cloned().collect())
-                .unwrap_or_default(),
-            moderators: rules
-                .map(|x| x.moderators.iter().cloned().collect())
-                .unwrap_or_default(),
-            you: YouState {
-                role: self.role_of(client, rules),
-                muted_until: rules
-                    .and_then(|x| x.muted(&client.nick, now))
-                    .map(|until| until.unwrap_or(0)),
-            },
-        };
+        let mut state = room_state(room, r);
+        state.you = self.you(client, r, now_ms());
         ServerMsg::Room(&state).to_json()
+    }
+
+    /// `client`'s place in `r`'s rules at `now`.
+    fn you(&self, client: &Client, r: &Room, now: u64) -> YouState {
+        let rules = r.rules.as_deref();
+        YouState {
+            role: self.role_of(client, rules),
+            muted_until: rules
+                .and_then(|x| x.muted(&client.nick, now))
+                .map(|until| until.unwrap_or(0)),
+        }
+    }
+
+    /// The `room` event again to every member here, after a change every
+    /// member sees (topic, slow mode, owners, moderators): one frame per
+    /// distinct `you` (most members share one: a member, not muted), so
+    /// a large room costs a few encodings, not one per member.
+    fn tell_room(&self, room: &str, r: &Room) {
+        let now = now_ms();
+        let mut state = room_state(room, r);
+        let mut frames: HashMap<YouState, PreparedFrame> = HashMap::new();
+        for member in r.members.values() {
+            let you = self.you(member, r, now);
+            let frame = frames.entry(you.clone()).or_insert_with(|| {
+                state.you = you;
+                self.prepare(ServerMsg::Room(&state).to_json())
+            });
+            member.outbox.push(frame, Kind::Chat, &self.metrics);
+        }
     }
 
     /// After a join: the `room` event for `client`, and, if it is the
@@ -629,13 +661,21 @@ impl Hub {
     pub(super) fn claim_owner(&self, client: &Arc<Client>, room: &str) {
         let mut a = ModAction::new(Action::Role);
         (a.user, a.role) = (Some(client.nick.clone()), Some(Role::Owner));
-        let _ = self.append_event(
+        let appended = self.append_event(
             client,
             Conversation::Room(room.to_owned()),
             &a.to_text(),
             EventKind::Moderation(Box::new(a)),
             None,
         );
+        // Not taken (shutting down, the store busy): the next verified
+        // join asks again.
+        if appended.is_err()
+            && let Some(room_arc) = self.find_room(room)
+            && let Some(rules) = lock(&room_arc).rules.as_mut()
+        {
+            rules.owner_asked = false;
+        }
     }
 
     /// A moderation event of `room` is being delivered: folds it into the
@@ -678,19 +718,21 @@ impl Hub {
     }
 
     /// After a moderation event went to the room's members: a nick whose
-    /// mute or role changed is sent the `room` event again.
+    /// mute changed is sent the `room` event again; after a change of
+    /// topic, slow mode or roles, every member is.
     pub(super) fn after_moderation(&self, room: &str, r: &Room, e: &Event) {
         let EventKind::Moderation(a) = &e.kind else {
             return;
         };
-        let (Action::Mute | Action::Unmute | Action::Role, Some(user)) =
-            (a.action, a.user.as_deref())
-        else {
-            return;
-        };
-        for c in r.members.values().filter(|m| m.nick == user) {
-            let frame = self.prepare(self.room_json(c, room, r));
-            c.outbox.push(&frame, Kind::Chat, &self.metrics);
+        match (a.action, a.user.as_deref()) {
+            (Action::Mute | Action::Unmute, Some(user)) => {
+                for c in r.members.values().filter(|m| m.nick == user) {
+                    let frame = self.prepare(self.room_json(c, room, r));
+                    c.outbox.push(&frame, Kind::Chat, &self.metrics);
+                }
+            }
+            (Action::Topic | Action::Slow | Action::Role, _) => self.tell_room(room, r),
+            _ => {}
         }
     }
 

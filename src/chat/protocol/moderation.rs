@@ -22,7 +22,7 @@ pub const MAX_BLOCKS: usize = 1000;
 
 /// A role in a room, lowest first: the order is the permission table's
 /// "nobody acts on someone of a higher or equal role, except admins".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Picked its own nick: holds no role, may do nothing of moderation.
@@ -186,7 +186,7 @@ pub struct ModEvent {
 }
 
 /// The viewer's place in a room's rules.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct YouState {
     /// `guest`, `member`, `moderator`, `owner` or `admin`.
     pub role: Role,

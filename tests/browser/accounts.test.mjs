@@ -136,13 +136,15 @@ test('accounts: sign up, log out and in, a guest, and an owner who mutes and kic
       watchProblems(tab, 'alice-2', problems);
       await tab.goto(server.base);
       await signedInAs(tab, 'alice');
-      const before = await tab.evaluate(() => localStorage.getItem('chat.token'));
+      // The refresh token is random (an access token issued within the
+      // same second as the last is the same bytes): it says a refresh ran.
+      const before = await tab.evaluate(() => localStorage.getItem('chat.refresh'));
       // As if the hour had passed: the page refreshes first, then connects.
       await tab.evaluate(() => localStorage.setItem('chat.expires', String(Date.now() - 1000)));
       await tab.reload();
       await signedInAs(tab, 'alice');
-      const after = await tab.evaluate(() => ({ token: localStorage.getItem('chat.token'), expires: Number(localStorage.getItem('chat.expires')) }));
-      assert.notEqual(after.token, before, 'a new token');
+      const after = await tab.evaluate(() => ({ refresh: localStorage.getItem('chat.refresh'), expires: Number(localStorage.getItem('chat.expires')) }));
+      assert.notEqual(after.refresh, before, 'a new pair');
       assert.ok(after.expires > Date.now() + 30 * 60_000, 'good for most of an hour');
       await id(tab, 'logout').click();
       await id(tab, 'nick-input').waitFor({ state: 'visible' });

@@ -12,6 +12,9 @@
 # tests/browser/features.test.mjs drives the everyday features (drafts,
 # formatting, the offline banner, refused posts, contrast with axe-core in
 # both themes, signing in with a token, …) with two users each.
+# tests/browser/accounts.test.mjs (issue 17) signs two users up, logs them
+# out and in, and has a room's owner mute, kick and audit the other, with
+# guests, blocking, slow mode and a server-wide ban (--accounts open).
 #
 # Installs what it needs when missing (Debian's chromium and openssl
 # packages; the npm dependencies in tests/browser/), builds the server,

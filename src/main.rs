@@ -37,6 +37,8 @@ struct Cli {
     command: Command,
 }
 
+// Built once, from the command line: a variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// The chat server: web UI at /, WebSocket at /ws, /healthz, /metrics.
@@ -58,6 +60,13 @@ enum Command {
         /// RFC6455_JWT_SECRET).
         #[arg(long, env = "RFC6455_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        /// The chat's own accounts (POST /api/register, /api/login, …;
+        /// passwords hashed with Argon2id). open: guests and accounts,
+        /// a registered nick reserved for its owner. required: accounts
+        /// only. off: anonymous, no accounts. With --jwt-secret, external
+        /// tokens are accepted beside the server's own.
+        #[arg(long, value_enum, default_value_t = AccountsArg::Open)]
+        accounts: AccountsArg,
         #[command(flatten)]
         tls: TlsArgs,
         /// Most TCP connections open at once: WebSockets, page requests
@@ -117,6 +126,9 @@ enum Command {
         /// users leave presence.
         #[arg(long, default_value_t = 5_000, requires = "redis")]
         presence_ttl_ms: u64,
+        /// Instead of serving: manage the server admins (issue 17).
+        #[command(subcommand)]
+        action: Option<ChatAction>,
     },
     /// Echo every text and binary message back (max message 64 MiB).
     Echo {
@@ -179,6 +191,43 @@ enum TraceArg {
     Frames,
     /// Each frame's bytes too, the header annotated field by field.
     Hex,
+}
+
+/// What `rfc6455 chat` does instead of serving.
+#[derive(Subcommand)]
+enum ChatAction {
+    /// Server admins, kept in the same store the servers use (--db's side
+    /// file `<db>.admins`, or --redis), and safe while they run: servers
+    /// read the admins again at every check.
+    Admin {
+        #[command(subcommand)]
+        op: AdminArg,
+    },
+}
+
+/// `rfc6455 chat admin …`.
+#[derive(Subcommand)]
+enum AdminArg {
+    /// Make NICK a server admin.
+    Add {
+        /// The nick.
+        nick: String,
+    },
+    /// NICK is no longer a server admin.
+    Remove {
+        /// The nick.
+        nick: String,
+    },
+    /// List the server admins.
+    List,
+}
+
+/// `--accounts`: who may say `hello`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AccountsArg {
+    Open,
+    Required,
+    Off,
 }
 
 /// `--db-sync`: SQLite's `synchronous` for the chat history.
@@ -274,6 +323,7 @@ fn main() -> ExitCode {
                 db,
                 db_sync,
                 jwt_secret,
+                accounts,
                 tls,
                 max_connections,
                 max_rooms,
@@ -286,13 +336,31 @@ fn main() -> ExitCode {
                 redis,
                 redis_history,
                 presence_ttl_ms,
+                action,
             } => {
+                if let Some(ChatAction::Admin { op }) = action {
+                    let op = match op {
+                        AdminArg::Add { nick } => rfc6455::chat::AdminOp::Add(nick),
+                        AdminArg::Remove { nick } => rfc6455::chat::AdminOp::Remove(nick),
+                        AdminArg::List => rfc6455::chat::AdminOp::List,
+                    };
+                    let said = rfc6455::chat::admin(&db, redis.as_deref(), &op).await?;
+                    if !said.is_empty() {
+                        println!("{said}");
+                    }
+                    return Ok(());
+                }
                 let mut config = rfc6455::chat::ChatConfig::new(db);
                 config.db_sync = match db_sync {
                     DbSyncArg::Normal => rfc6455::chat::DbSync::Normal,
                     DbSyncArg::Full => rfc6455::chat::DbSync::Full,
                 };
                 config.jwt_secret = jwt_secret;
+                config.accounts.mode = match accounts {
+                    AccountsArg::Open => rfc6455::chat::AccountsMode::Open,
+                    AccountsArg::Required => rfc6455::chat::AccountsMode::Required,
+                    AccountsArg::Off => rfc6455::chat::AccountsMode::Off,
+                };
                 config.tls = tls.load()?;
                 let scheme = if config.tls.is_some() {
                     "https"

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::chat::{Client, nicks};
+use common::chat::{Client, nicks, token};
 use common::server::{ChatServer, http_get};
 use rfc6455::chat::ChatConfig;
 use rfc6455::proto::Message;
@@ -511,20 +511,6 @@ async fn a_dead_client_leaves_presence_within_the_keepalive_timeout() {
 
 // Authentication.
 
-fn token(secret: &str, name: &str, exp_in: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = json!({"sub": "id-42", "name": name, "exp": now + exp_in});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn tokens_are_required_and_checked_when_a_secret_is_set() {
     let mut c = config("jwt");
@@ -628,13 +614,23 @@ async fn head_gets_the_head_alone_and_other_methods_get_405() {
     let (get_head, body) = get.split_once("\r\n\r\n").unwrap();
     assert!(!body.is_empty());
     assert_eq!(head, format!("{get_head}\r\n\r\n"));
-    for request in [
-        "POST /app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-        "DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+    for (request, allowed) in [
+        (
+            "POST /app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            "GET only",
+        ),
+        ("GET /api/login HTTP/1.1\r\nHost: x\r\n\r\n", "POST only"),
+        (
+            "DELETE /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET or POST only",
+        ),
     ] {
         let answer = exchange(request).await;
         assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
-        assert!(answer.ends_with("\r\n\r\nGET only\n"), "{answer}");
+        assert!(
+            answer.ends_with(&format!("\r\n\r\n{allowed}\n")),
+            "{answer}"
+        );
     }
     let missing = exchange("HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(missing.starts_with("HTTP/1.1 404 ") && missing.ends_with("\r\n\r\n"));

@@ -2,9 +2,11 @@
 // This module holds the state and the user's actions; events.js applies
 // the server's events, conn.js keeps the socket, render.js the message
 // list, sidebar.js the side panel, notices.js toasts and notifications,
-// markdown.js the text's formatting. All user text reaches the page
+// markdown.js the text's formatting, signin.js who the user is (a nick,
+// an account through account.js, a token) and the closes about it,
+// moderation.js roles, the member menu and the room's settings. All user text reaches the page
 // through textContent, never as HTML.
-import { $, saved, save, newId, NICK_RE, ROOM_RE } from './util.js';
+import { $, saved, save, NICK_RE, ROOM_RE } from './util.js';
 import { Conn } from './conn.js';
 import { renderList } from './render.js';
 import { renderSide } from './sidebar.js';
@@ -12,15 +14,19 @@ import { mentions as mentionsMe } from './markdown.js';
 import { eventHandler } from './events.js';
 import { composer } from './compose.js';
 import { announce, toast, notify as notifyUser, askNotifyOnce } from './notices.js';
+import { MODE, ACCOUNTS } from './account.js';
+import { moderation } from './moderation.js';
+import { signin } from './signin.js';
 
 // The search box asks the server once typing pauses this long.
 const SEARCH_DELAY_MS = 200;
 // How close to the bottom of the list counts as "at the bottom".
 const NEAR_BOTTOM_PX = 60;
 
-// Whether the server wants a token (`--jwt-secret`): it says so in the
-// page it serves (docs/PROTOCOL.md, "Authentication").
-const AUTH = document.querySelector('meta[name="chat-auth"]')?.content === 'token' ? 'token' : 'nick';
+// Whether the server wants a token from elsewhere (`--jwt-secret`), has
+// accounts of its own, or lets anyone pick a nick: it says so in the page
+// it serves (docs/PROTOCOL.md, "Authentication"; account.js).
+const AUTH = MODE;
 // A login URL (`/?token=JWT`) hands the page its token once: it is kept,
 // and taken out of the address bar (and so out of history and bookmarks).
 {
@@ -56,6 +62,8 @@ const S = {
   searchTimer: null,
   picker: null,       // id of the message whose reaction picker is open
   confirmDelete: null, // id of the message whose delete awaits a second click
+  guest: false,       // welcome.guest: a guest of a server with accounts
+  blocked: null,      // the nicks the user blocked (a Set, once `blocks` came)
   conv,
 };
 const hasToken = () => typeof S.token === 'string' && S.token.length > 0;
@@ -101,6 +109,7 @@ function addMessage(c, m, live) {
     id: m.id, from: m.from, text: m.text ?? '', ts: m.ts, edited_ts: m.edited_ts, deleted: !!m.deleted,
     reactions: m.reactions && typeof m.reactions === 'object' ? m.reactions : undefined,
     reply_to: m.reply_to, mentioned: m.from !== S.me && mentionsMe(m.text ?? '', S.me),
+    guest: m.guest === true,
   });
   if (m.from === S.me) {
     // Our own message may come before its ack: it replaces the oldest
@@ -205,6 +214,8 @@ const conn = new Conn({
   onOpen: (ws) => {
     // The tabs share the secret: another may have changed it (a rename).
     S.session = saved('chat.session', S.session);
+    // Another tab may have refreshed the token.
+    if (hasToken()) S.token = saved('chat.token', S.token);
     const hello = { type: 'hello' };
     if (AUTH === 'token' || hasToken()) hello.token = S.token; else hello.nick = S.me || S.nick;
     if (S.session) hello.session = S.session;
@@ -224,24 +235,7 @@ const conn = new Conn({
       for (const p of c.pending.values()) if (p.state === 'pending' && p.sent) p.state = 'failed';
     }
     renderMessages();
-    if (code === 4001) {
-      // A token missing, invalid or expired: ask for one.
-      save('chat.token', null);
-      S.token = null;
-      askToken(AUTH === 'token' || S.welcomed ? 'That token was refused (invalid or expired). Paste a new one.' : '');
-      return false;
-    }
-    if (code === 1000 && S.welcomed) { loggedOut(); return false; }
-    if (code === 4000) { notice('This nick connected from somewhere else.'); return false; }
-    if (code === 4002) { notice('Too many tabs or devices are connected as you: close one and reload.'); return false; }
-    const renamed = /^renamed to (\S+)$/.exec(reason || '');
-    if (code === 4003 && renamed && NICK_RE.test(renamed[1])) {
-      // Renamed in another tab: come back under the new nick, with the
-      // secret that tab got in `renamed` (shared in localStorage).
-      S.me = S.nick = renamed[1];
-      save('chat.nick', renamed[1]);
-    }
-    return true;
+    return SI.closed(code, reason);
   },
   onState: (state, retryAt) => {
     if (state === 'open') setStatus('online');
@@ -276,6 +270,16 @@ function renderOffline(state, retryAt) {
   if (retryAt) renderOffline.tick = setInterval(line, 1000);
 }
 
+/** Out of a room the server took us from (kicked, banned). */
+function dropRoom(room) {
+  S.rooms = S.rooms.filter((r) => r !== room);
+  save('chat.rooms', S.rooms);
+  S.convs.delete('#' + room);
+  if (S.lastRoom === room) S.lastRoom = S.rooms[0] || null;
+  if (S.current === '#' + room) show(S.rooms.length ? '#' + S.rooms[0] : null);
+  else renderAll();
+}
+
 function notice(text) {
   const n = $('notice');
   n.textContent = text || '';
@@ -286,16 +290,24 @@ function notice(text) {
 function app() {
   return {
     S, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, renderAll, renderLists,
-    renderMessages, renderTyping, search, send, setComposerEnabled, show, toast,
+    renderMessages, renderTyping, search, send, setComposerEnabled, show, toast, dropRoom,
+    nickRefused: (m) => SI.nickRefused(m),
     notify: (c, m) => notifyUser(c, m, show),
     saveNick: (nick) => save('chat.nick', nick),
     saveSession: (session) => save('chat.session', session),
   };
 }
-const C = composer({ S, current, send, target, saveDraft, renderMessages, renderJump, markRead, renderLists, toast, askNotifyOnce });
+const M = moderation({ S, conv, current, send, notice, toast, show, dropRoom, setComposerEnabled, renderAll, renderMessages });
+const C = composer({
+  S, current, send, target, saveDraft, renderMessages, renderJump, markRead, renderLists, toast, askNotifyOnce,
+  member: (nick, opener, room) => M.openMenu(nick, opener, room),
+  postState: (c) => M.postState(c),
+});
 const jumpTo = (c, id) => C.jumpTo(c, id);
 const renderCompose = () => C.renderCompose();
-const handle = eventHandler(app());
+const handle = eventHandler({ ...app(), M });
+const SI = signin({ S, conn, notice, toast, send, setStatus, setComposerEnabled, hasToken, start });
+const acct = SI.acct;
 
 
 // --- rendering -------------------------------------------------------------
@@ -310,7 +322,10 @@ function renderMessages(keepScroll = false) {
   const c = current();
   const fromBottom = box.scrollHeight - box.scrollTop;
   const wasAtBottom = atBottom();
-  renderList($('messages'), c, { me: S.me || S.nick, picker: S.picker, confirmDelete: S.confirmDelete });
+  renderList($('messages'), c, {
+    me: S.me || S.nick, picker: S.picker, confirmDelete: S.confirmDelete, blocked: S.blocked,
+    moderate: !!c && M.mayDelete(c),
+  });
   $('earlier').hidden = !(c && c.more && c.msgs.size);
   $('earlier').disabled = !!(c && c.loadingEarlier);
   const empty = $('empty');
@@ -335,7 +350,13 @@ function renderJump() {
 }
 
 function renderLists() {
-  renderSide(S, { show, leave: leaveRoom });
+  renderSide(S, { show, leave: leaveRoom, member: (nick, opener) => M.openMenu(nick, opener, S.lastRoom), roleIn: M.roleIn });
+  M.renderHeader();
+  $('guest-banner').hidden = !(S.guest && S.welcomed && AUTH === 'open');
+  // With tokens the nick is the token's (a rename would be `nick_fixed`).
+  $('rename-form').hidden = AUTH === 'token' || hasToken();
+  $('change-password').hidden = !(ACCOUNTS && !S.guest && S.welcomed && acct.signedIn());
+  $('logout').textContent = ACCOUNTS && acct.signedIn() ? 'Log out' : 'Log out everywhere';
   const c = current();
   const name = c ? (c.kind === 'room' ? '#' : '@') + c.name : '';
   if (S.me) $('composer').placeholder = c ? `Message ${name}` : 'Join a room first';
@@ -346,10 +367,16 @@ function renderLists() {
  * says why it is disabled. */
 function setComposerEnabled() {
   const c = current();
-  const signedIn = S.welcomed || (AUTH === 'nick' && !hasToken() && typeof S.nick === 'string');
-  const ok = !!c && signedIn;
+  const signedIn = S.welcomed || ((AUTH === 'nick' || AUTH === 'open') && !hasToken() && typeof S.nick === 'string');
+  // Muted here: the composer is closed, and says until when.
+  const st = c && signedIn ? M.renderState() : (M.renderState(), null);
+  const ok = !!c && signedIn && !(st && st.closed);
   $('composer').disabled = $('send').disabled = !ok;
-  if (!signedIn) $('composer').placeholder = AUTH === 'token' || hasToken() ? 'Sign in with a token to chat' : 'Choose a nick to chat';
+  if (st && st.closed) $('composer').placeholder = st.text;
+  if (!signedIn) {
+    $('composer').placeholder = AUTH === 'token' ? 'Sign in with a token to chat'
+      : ACCOUNTS && (AUTH === 'required' || hasToken()) ? 'Log in to chat' : 'Choose a nick to chat';
+  }
 }
 
 function renderTyping() {
@@ -427,68 +454,14 @@ document.querySelector('.chat').addEventListener('click', () => {
 
 $('retry-now').addEventListener('click', () => conn.retryNow());
 
-// --- the account: rename, log out ---------------------------------------------
-
-// With tokens the nick is the token's (a rename would be `nick_fixed`).
-$('rename-form').hidden = AUTH === 'token' || hasToken();
-
-$('rename-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const nick = $('rename-input').value.trim();
-  if (!NICK_RE.test(nick)) return toast('nicks: 1–24 letters, digits, _ - .');
-  if (nick === S.me) return;
-  if (send({ type: 'nick', nick, client_id: newId() })) $('rename-input').value = '';
-  else toast('not connected: try again when back online');
-});
-
-$('logout').addEventListener('click', () => {
-  S.loggingOut = true;
-  if (!send({ type: 'logout' })) loggedOut();
-});
-
-/** Logged out (here, or in another tab: the server closes every
- * connection of the user with 1000): nothing of the user stays. */
-function loggedOut() {
-  for (const key of ['chat.nick', 'chat.token', 'chat.drafts', 'chat.session', 'chat.current']) save(key, null);
-  location.reload();
-}
-
-// --- signing in: a nick, or a token with --jwt-secret ----------------------------------
-
-$('nick-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const nick = $('nick-input').value.trim();
-  if (!NICK_RE.test(nick)) return toast('nicks: 1–24 letters, digits, _ - .');
-  S.nick = nick;
-  save('chat.nick', nick);
-  $('nick-dialog').hidden = true;
-  start();
-});
-
-function askToken(why) {
-  $('token-error').textContent = why || '';
-  $('token-error').hidden = !why;
-  $('token-dialog').hidden = false;
-  notice('Sign in with a token to chat.');
-  setComposerEnabled();
-  $('token-input').focus();
-}
-
-$('token-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const token = $('token-input').value.trim();
-  if (!token) return;
-  S.token = token;
-  save('chat.token', token);
-  $('token-input').value = '';
-  $('token-dialog').hidden = true;
-  notice('');
-  if (conn.stopped) conn.restart(); else start();
-});
-
 function start() {
   renderAll(true);
-  conn.connect();
+  if (!ACCOUNTS || !hasToken()) { conn.connect(); return; }
+  // An account's token, refreshed first if it is (about to be) stale.
+  acct.fresh().then((ok) => {
+    S.token = saved('chat.token', null);
+    if (ok && hasToken()) conn.connect();
+  });
 }
 
 {
@@ -500,11 +473,12 @@ function start() {
 }
 S.lastRoom = S.rooms[0] || null;
 $('composer').value = (S.current && S.drafts[S.current]) || '';
-if (hasToken() || (AUTH === 'nick' && typeof S.nick === 'string' && NICK_RE.test(S.nick))) {
+if (hasToken() || ((AUTH === 'nick' || AUTH === 'open') && typeof S.nick === 'string' && NICK_RE.test(S.nick))) {
   start();
 } else {
   setStatus('offline');
   renderAll();
-  if (AUTH === 'token') askToken('');
-  else { $('nick-dialog').hidden = false; $('nick-input').focus(); }
+  if (AUTH === 'token') SI.askToken('');
+  else if (AUTH === 'required') acct.show('login', 'Log in or sign up to chat.');
+  else SI.askNick('');
 }

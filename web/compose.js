@@ -11,7 +11,7 @@ const TYPING_SEND_MS = 2000;
 /** Installs the composer's and the list's handlers over the app `A`;
  * returns what the rest of the app calls. */
 export function composer(A) {
-  const { S, current, send, target, saveDraft, renderMessages, renderJump, markRead, renderLists, toast, askNotifyOnce } = A;
+  const { S, current, send, target, saveDraft, renderMessages, renderJump, markRead, renderLists, toast, askNotifyOnce, member, postState } = A;
 
   function post(c, text, { cid = newId(), reply_to } = {}) {
     const frame = c.kind === 'room'
@@ -72,6 +72,9 @@ export function composer(A) {
     const text = input.value;
     if (!c || !text.trim()) return;
     if (new TextEncoder().encode(text).length > 4096) return toast('message too long (4096 bytes at most)');
+    // Muted, or slow mode still counting down: the line above says so.
+    const st = postState(c);
+    if (st && !st.info) return;
     askNotifyOnce();
     if (c.compose && c.compose.mode === 'edit') {
       const m = c.msgs.get(c.compose.id);
@@ -156,6 +159,7 @@ export function composer(A) {
       return;
     }
     if (action === 'jump') { jumpTo(c, Number(b.dataset.target)); return; }
+    if (action === 'member') { member(b.dataset.nick, b, c.kind === 'room' ? c.name : null); return; }
     const id = Number(li.dataset.id);
     const m = c.msgs.get(id);
     if (!m) return;

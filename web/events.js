@@ -3,6 +3,8 @@
 // and the functions that render it (see `app()` in app.js).
 import { $, byNick, NICK_RE } from './util.js';
 import { mentions as mentionsMe } from './markdown.js';
+import { MODE } from './account.js';
+import { refusal } from './moderation.js';
 
 export const TYPING_SHOW_MS = 3000;
 // How often a big room's member list is paged afresh while in view.
@@ -10,11 +12,12 @@ const REPAGE_MS = 5000;
 
 /** The handler of the server's events, over the app `A`. */
 export function eventHandler(A) {
-  const { S, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, notify, renderAll, renderLists, renderMessages, renderTyping, search, send, setComposerEnabled, show, toast } = A;
+  const { S, M, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, notify, renderAll, renderLists, renderMessages, renderTyping, search, send, setComposerEnabled, show, toast } = A;
   function handle(m) {
     switch (m.type) {
       case 'welcome': {
         S.me = m.user;
+        S.guest = m.guest === true;
         S.session = m.session;
         A.saveSession(m.session);
         S.ready = true;
@@ -56,6 +59,8 @@ export function eventHandler(A) {
           }
         }
         send({ type: 'dms' });
+        // Blocking is there wherever users can be told apart.
+        if (MODE !== 'nick') send({ type: 'blocks' });
         // DMs that came while we were away: read their newest page again.
         if (resumed) for (const c of S.convs.values()) if (c.kind === 'dm' && c.loaded) send({ type: 'history', dm: c.name });
         for (const f of S.outbox.splice(0)) {
@@ -252,6 +257,7 @@ export function eventHandler(A) {
         } else if ('next' in m || c.expectFull) {
           // Right after our join: the first page of members.
           c.members = new Set(m.joined || []);
+          c.guests = new Set(m.guests || []);
           c.next = typeof m.next === 'string' ? m.next : null;
           c.expectFull = false;
           if (found) search(found.q);
@@ -265,11 +271,13 @@ export function eventHandler(A) {
         } else {
           for (const n of m.left || []) {
             c.members.delete(n);
+            c.guests?.delete(n);
             if (found) found.list = found.list.filter((f) => f !== n);
           }
           // A nick past the last page loaded comes with a later page.
           for (const n of m.joined || []) if (c.next === null || byNick(n, c.next) <= 0) c.members.add(n);
         }
+        guests(c, m);
         renderLists();
         break;
       }
@@ -277,6 +285,7 @@ export function eventHandler(A) {
         if (!S.rooms.includes(m.room) || !Array.isArray(m.members)) return;
         const c = conv('#' + m.room);
         if (typeof m.count === 'number') c.count = m.count;
+        guests(c, m);
         const next = typeof m.next === 'string' ? m.next : null;
         if (m.q) {
           const f = S.found;
@@ -306,18 +315,33 @@ export function eventHandler(A) {
         break;
       }
       case 'error': {
+        // A guest's nick refused at the greeting: choose again.
+        if (!S.ready && ['nick_reserved', 'nick_confusable', 'account_required'].includes(m.code)) { A.nickRefused(m); break; }
         const c = m.client_id && S.convs.get(S.inflight.get(m.client_id));
         const p = c && c.pending.get(m.client_id);
-        if (p) { p.state = 'failed'; p.why = m.message || m.code; renderMessages(); }
+        if (p) { p.state = 'failed'; p.why = refusal(m) || m.message || m.code; renderMessages(); }
         S.inflight.delete(m.client_id);
         S.requests.delete(m.client_id);
-          toast(`${m.code}${m.message ? ': ' + m.message : ''}`);
+        if (!M.onError(m)) toast(`${m.code}${m.message ? ': ' + m.message : ''}`);
         break;
       }
+      // issue 17: roles and moderation (moderation.js)
+      case 'room': M.onRoom(m); break;
+      case 'moderation': M.onModeration(m); break;
+      case 'audit': M.onAudit(m); break;
+      case 'blocks': M.onBlocks(m); break;
       default: break;
     }
   }
   return handle;
+}
+
+/** The guests among the nicks of a `presence` or `members` (`guests`):
+ * their names carry a guest marker. */
+function guests(c, m) {
+  if (!Array.isArray(m.guests)) return;
+  if (!c.guests) c.guests = new Set();
+  for (const n of m.guests) if (typeof n === 'string') c.guests.add(n);
 }
 
 /** An edit, delete or reaction is an event of the room's stream with an

@@ -2,7 +2,9 @@
 // every message, day separator and divider is a node kept per
 // conversation and rebuilt only when what it shows changes, so a new
 // message appends one node (and screen readers, through the separate
-// live region, hear only that one). All user text goes in as textContent
+// live region, hear only that one). Moderation events of the room are
+// notes between the messages, in the room's order (their `event_id`);
+// messages of users the reader blocked are not shown. All user text goes in as textContent
 // (markdown.js builds the formatting from DOM nodes).
 import { el } from './util.js';
 import { renderText } from './markdown.js';
@@ -50,7 +52,10 @@ function messageEl(m, v) {
   if (m.id !== undefined) li.dataset.id = m.id;
   if (v.clientId) li.dataset.clientId = v.clientId;
   if (m.deleted) li.dataset.deleted = 'true';
-  const meta = el('div', { class: 'meta' }, el('span', { class: 'from', text: m.from }), timeEl(m.ts));
+  // Someone else's nick opens their member menu (moderation.js).
+  const from = v.mine || v.state !== 'sent' ? el('span', { class: 'from', text: m.from })
+    : el('button', { type: 'button', class: 'from', 'data-action': 'member', 'data-nick': m.from, 'aria-haspopup': 'menu', 'aria-expanded': 'false', text: m.from });
+  const meta = el('div', { class: 'meta' }, from, m.guest ? guestTag() : null, timeEl(m.ts));
   if (m.edited_ts && !m.deleted) meta.append(el('span', { class: 'edited', 'data-testid': 'edited', title: new Date(m.edited_ts).toLocaleString(), text: '(edited)' }));
   if (v.state === 'pending') meta.append(el('span', { class: 'state', text: 'sending…' }));
   if (v.state === 'failed') {
@@ -82,10 +87,11 @@ function messageEl(m, v) {
     const acts = el('div', { class: 'actions' },
       button('reply', 'reply', '↩', { 'data-testid': 'reply' }),
       button('picker', 'add a reaction', '☺', { 'data-testid': 'react', 'aria-expanded': String(v.picker) }));
-    if (v.mine) {
-      acts.append(button('edit', 'edit', '✎', { 'data-testid': 'edit' }),
-        v.confirmDelete ? button('delete', 'really delete', 'delete?', { 'data-testid': 'delete', class: 'act danger' })
-          : button('delete', 'delete', '🗑', { 'data-testid': 'delete' }));
+    if (v.mine) acts.append(button('edit', 'edit', '✎', { 'data-testid': 'edit' }));
+    // Moderators delete anyone's message.
+    if (v.mine || v.moderate) {
+      acts.append(v.confirmDelete ? button('delete', 'really delete', 'delete?', { 'data-testid': 'delete', class: 'act danger' })
+        : button('delete', 'delete', '🗑', { 'data-testid': 'delete' }));
     }
     li.append(acts);
     if (v.picker) {
@@ -97,11 +103,15 @@ function messageEl(m, v) {
   return li;
 }
 
-/** The items of conversation `c` in order: its messages, then its
- * pending posts, with day separators and the "new messages" divider. */
-function items(c, me) {
+/** The marker beside a guest's nick (the nick is not an account's). */
+export const guestTag = () => el('span', { class: 'tag guest', 'data-testid': 'guest-tag', title: 'a guest: this nick is not an account', text: 'guest' });
+
+/** The items of conversation `c` in order: its messages and notes, then
+ * its pending posts, with day separators and the "new messages" divider;
+ * none from the users in `blocked`. */
+function items(c, me, blocked) {
   const out = [];
-  const ids = [...c.msgs.keys()].sort((a, b) => a - b);
+  const ids = [...c.msgs.keys()].filter((i) => !(blocked && blocked.has(c.msgs.get(i).from))).sort((a, b) => a - b);
   // Where each other reader's last read falls: the newest shown id at or
   // before it.
   const seenAt = new Map();
@@ -123,7 +133,18 @@ function items(c, me) {
     out.push({ ...base, m, cont });
     prev = m;
   };
+  const notes = c.notes ? [...c.notes.values()].sort((a, b) => a.id - b.id) : [];
+  let n = 0;
+  const note = (upTo) => {
+    for (; n < notes.length && notes[n].id < upTo; n++) {
+      const x = notes[n];
+      if (!prev || dayKey(prev.ts) !== dayKey(x.ts)) out.push({ key: 'd' + dayKey(x.ts), day: x.ts });
+      out.push({ key: 'n' + x.id, note: x });
+      prev = { from: null, ts: x.ts };
+    }
+  };
   for (const id of ids) {
+    note(id);
     const m = c.msgs.get(id);
     const quote = m.reply_to ? c.msgs.get(m.reply_to) : null;
     push(m, {
@@ -133,6 +154,7 @@ function items(c, me) {
       seen: (seenAt.get(id) || []).filter((u) => u !== m.from).sort(),
     });
   }
+  note(Infinity);
   for (const [cid, p] of c.pending) {
     push({ from: me, text: p.text, ts: p.ts, reply_to: p.reply_to }, { key: 'p' + cid, clientId: cid, state: p.state, why: p.why, seen: [], quote: null });
   }
@@ -150,17 +172,18 @@ export function renderList(list, c, ui) {
   if (!c.nodes) c.nodes = new Map();
   const keep = new Map();
   const nodes = [];
-  for (const it of items(c, ui.me)) {
+  for (const it of items(c, ui.me, ui.blocked)) {
     let view;
     if (it.day !== undefined) view = { day: dayLabel(it.day) };
     else if (it.divider) view = { divider: true };
+    else if (it.note) view = { note: it.note.text, action: it.note.action };
     else {
       const m = it.m;
       view = {
         state: it.state, why: it.why, clientId: it.clientId, cont: it.cont, quote: it.quote, seen: it.seen, me: ui.me,
-        mine: m.from === ui.me, mentioned: !!m.mentioned,
+        mine: m.from === ui.me, mentioned: !!m.mentioned, moderate: !!ui.moderate && m.from !== ui.me,
         picker: it.id !== undefined && ui.picker === it.id, confirmDelete: it.id !== undefined && ui.confirmDelete === it.id,
-        m: [m.text, m.edited_ts, m.deleted, m.reactions, m.reply_to],
+        m: [m.text, m.edited_ts, m.deleted, m.reactions, m.reply_to, m.guest],
       };
     }
     const sig = JSON.stringify(view);
@@ -170,6 +193,7 @@ export function renderList(list, c, ui) {
       // Plain list items: an <ol> holds only those (no role="separator").
       if (view.day) node = el('li', { class: 'day', 'data-testid': 'day', text: view.day });
       else if (view.divider) node = el('li', { class: 'divider', 'data-testid': 'new-divider', text: 'new messages' });
+      else if (view.note) node = el('li', { class: 'note', 'data-testid': 'mod-note', 'data-action': view.action, text: view.note });
       else node = messageEl(it.m, view);
       entry = { sig, node };
     }

@@ -1,6 +1,7 @@
 // The side panel (rooms, direct messages, who is online), the title and
 // the unread badges (side panel, ☰ button, document title).
 import { $, el, byNick } from './util.js';
+import { guestTag } from './render.js';
 
 const countFmt = new Intl.NumberFormat();
 
@@ -13,7 +14,8 @@ function unreadBadge(c) {
 }
 
 /** Renders the side panel and title from the app's state `S`; `on` holds
- * the click handlers (`show(key)`, `leave(room)`). */
+ * the click handlers (`show(key)`, `leave(room)`, `member(nick, button)`:
+ * a member's menu) and `roleIn(conv, nick)`. */
 export function renderSide(S, on) {
   const rooms = S.rooms.map((r) => {
     const c = S.conv('#' + r);
@@ -43,10 +45,19 @@ export function renderSide(S, on) {
   more.hidden = !room || (found ? found.next === null : room.next === null);
   more.disabled = !!(found ? found.loading : room && room.loadingMembers);
   $('online').replaceChildren(...people.map((n) => {
-    const b = el('button', { type: 'button', class: 'open', title: n === S.me ? 'you' : `message ${n}` },
-      el('span', { class: 'dot' }), el('span', { class: 'name', text: n }), n === S.me ? el('span', { class: 'hint', text: ' (you)' }) : null);
+    const role = on.roleIn(room, n);
+    const guest = room.guests && room.guests.has(n);
+    const b = el('button', { type: 'button', class: 'open', title: n === S.me ? 'you' : `${n}: message, and more` },
+      el('span', { class: 'dot' }), el('span', { class: 'name', text: n }),
+      role === 'owner' || role === 'moderator' || role === 'admin' ? el('span', { class: 'tag role', 'data-testid': 'role-tag', text: role === 'moderator' ? 'mod' : role }) : null,
+      guest ? guestTag() : null,
+      n === S.me ? el('span', { class: 'hint', text: ' (you)' }) : null);
     b.disabled = n === S.me;
-    b.onclick = () => on.show('@' + n);
+    if (n !== S.me) {
+      b.setAttribute('aria-haspopup', 'menu');
+      b.setAttribute('aria-expanded', 'false');
+      b.onclick = () => on.member(n, b);
+    }
     return el('li', { 'data-testid': `user-${n}` }, b);
   }));
 

@@ -80,7 +80,7 @@ pub struct Admission {
 }
 
 /// The address a client is counted under: IPv4 as it is, IPv6 by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(super) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -20,7 +20,8 @@
 //!
 //! | status | when |
 //! |--------|------|
-//! | 403 | `/ws` with an `Origin` that is not allowed, or `Origin: null` |
+//! | 403 | `/ws` with an `Origin` that is not allowed, or `Origin: null`; `/api/*` over plain http from a peer that is not loopback (`insecure`) |
+//! | 404 | `/api/*` with `--accounts off` |
 //! | 429 | too many connections (`max_per_ip`), or too many not yet upgraded (`max_handshakes_per_ip`), from the client's address |
 //! | 503 | `max_connections` connections open, or shutting down |
 
@@ -39,6 +40,7 @@ use crate::proto;
 use crate::transport;
 
 use super::ChatConfig;
+use super::accounts::{Accounts, Mode, api};
 use super::admission::{Refusal, Slot};
 use super::hub::Hub;
 use super::origin::{OriginPolicy, OriginRefusal};
@@ -50,6 +52,9 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// How clients authenticate.
     pub auth: Arc<Auth>,
+    /// The server's own accounts (`None`: `--accounts off`), for the
+    /// `/api/*` endpoints.
+    pub accounts: Option<Arc<Accounts>>,
     /// Which pages may open WebSockets (from the config).
     pub origins: OriginPolicy,
     /// Permits for refused connections to linger (see [`refuse`]).
@@ -66,13 +71,16 @@ pub struct Shared {
 }
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
+const ACCOUNT_JS: &str = include_str!("../../web/account.js");
 const APP_JS: &str = include_str!("../../web/app.js");
 const COMPOSE_JS: &str = include_str!("../../web/compose.js");
 const CONN_JS: &str = include_str!("../../web/conn.js");
 const EVENTS_JS: &str = include_str!("../../web/events.js");
 const MARKDOWN_JS: &str = include_str!("../../web/markdown.js");
+const MODERATION_JS: &str = include_str!("../../web/moderation.js");
 const NOTICES_JS: &str = include_str!("../../web/notices.js");
 const RENDER_JS: &str = include_str!("../../web/render.js");
+const SIGNIN_JS: &str = include_str!("../../web/signin.js");
 const SIDEBAR_JS: &str = include_str!("../../web/sidebar.js");
 const UTIL_JS: &str = include_str!("../../web/util.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
@@ -209,6 +217,14 @@ pub async fn refuse(mut stream: TcpStream, refusal: Refusal, shared: Arc<Shared>
     let Ok(_permit) = shared.lingering.clone().try_acquire_owned() else {
         return;
     };
+    linger(&mut stream).await;
+}
+
+/// Reads and drops what the client still sends, for up to [`LINGER`]
+/// and [`LINGER_BYTES`], once our side is shut down: so that closing does
+/// not reset the connection (RFC 2525 §2.17) before the client has read
+/// our response.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER, async {
         let mut buf = [0u8; 2048];
         let mut read = 0;
@@ -230,27 +246,37 @@ enum Route {
     /// The WebSocket endpoint: the opening handshake (RFC 6455 §4.2) and
     /// the session.
     WebSocket,
+    /// An account endpoint (`accounts/api.rs`), JSON in and out.
+    Api,
 }
 
 /// Every method and path served. HEAD is served as GET without the body
 /// (RFC 9110 §9.3.2). A request no row matches gets 404, or 405 if no row
 /// has its method.
-const ROUTES: [(&str, &str, Route); 15] = [
+const ROUTES: [(&str, &str, Route); 23] = [
     ("GET", "/", Route::Page(index)),
     ("GET", "/index.html", Route::Page(index)),
+    ("GET", "/account.js", Route::Page(account_js)),
     ("GET", "/app.js", Route::Page(app_js)),
     ("GET", "/compose.js", Route::Page(compose_js)),
     ("GET", "/conn.js", Route::Page(conn_js)),
     ("GET", "/events.js", Route::Page(events_js)),
     ("GET", "/markdown.js", Route::Page(markdown_js)),
+    ("GET", "/moderation.js", Route::Page(moderation_js)),
     ("GET", "/notices.js", Route::Page(notices_js)),
     ("GET", "/render.js", Route::Page(render_js)),
+    ("GET", "/signin.js", Route::Page(signin_js)),
     ("GET", "/sidebar.js", Route::Page(sidebar_js)),
     ("GET", "/util.js", Route::Page(util_js)),
     ("GET", "/style.css", Route::Page(style_css)),
     ("GET", "/healthz", Route::Page(healthz)),
     ("GET", "/metrics", Route::Page(metrics)),
     ("GET", "/ws", Route::WebSocket),
+    ("POST", "/api/register", Route::Api),
+    ("POST", "/api/login", Route::Api),
+    ("POST", "/api/refresh", Route::Api),
+    ("POST", "/api/logout", Route::Api),
+    ("POST", "/api/password", Route::Api),
 ];
 
 /// A response, whole.
@@ -367,18 +393,94 @@ where
             };
             return websocket(stream, peer, shared, upgrade, slot).await;
         }
-        None if ROUTES.iter().any(|(m, _, _)| *m == method) => {
-            Response::text(404, "Not Found", b"not found\n".as_slice())
+        Some(Route::Api) => {
+            let answer = account_request(&mut stream, peer, shared, &request, &leftover, path);
+            let answer = Box::pin(answer).await;
+            respond_api(&mut stream, &answer).await;
+            return None;
         }
-        None => Response::text(405, "Method Not Allowed", b"GET only\n".as_slice()),
+        None => not_routed(method, path),
     };
     respond(&mut stream, &response, head_only).await;
     None
 }
 
+/// The answer to a request no row of [`ROUTES`] matches: 405 (RFC 9110
+/// §15.5.6) if its path is served with other methods, or if no row has
+/// its method, naming what the path takes; else 404.
+fn not_routed(method: &str, path: &str) -> Response {
+    let on_path: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .map(|(m, _, _)| *m)
+        .collect();
+    let known_method = ROUTES.iter().any(|(m, _, _)| *m == method);
+    if on_path.is_empty() && known_method {
+        return Response::text(404, "Not Found", b"not found\n".as_slice());
+    }
+    let body: &'static [u8] = match on_path.first() {
+        Some(&"POST") => b"POST only\n",
+        Some(_) => b"GET only\n",
+        None => b"GET or POST only\n",
+    };
+    Response::text(405, "Method Not Allowed", body)
+}
+
+/// An account request (issue 17): refused with 404 when accounts are
+/// off, 403 `insecure` unless over our TLS or from a loopback peer
+/// (before its body is read), else answered by `accounts/api.rs`.
+async fn account_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    peer: SocketAddr,
+    shared: &Shared,
+    request: &proto::Request,
+    leftover: &[u8],
+    path: &str,
+) -> api::ApiResponse {
+    let Some(accounts) = &shared.accounts else {
+        return api::ApiResponse::error(404, "not_found", "accounts are off on this server");
+    };
+    if !api::secure(serves_tls(&shared.config), peer) {
+        return api::ApiResponse::error(
+            403,
+            "insecure",
+            "passwords are taken over HTTPS only (or from a proxy on this host)",
+        );
+    }
+    api::serve(accounts, path, request, leftover, stream, peer).await
+}
+
+/// Writes an account endpoint's answer and closes our side, then
+/// lingers: an answer given before the body was read (403, 413) must not
+/// be lost to a reset.
+async fn respond_api<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &api::ApiResponse) {
+    let extra = answer
+        .retry_after
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
+    let mut response = head(
+        answer.status,
+        api::reason(answer.status),
+        "application/json",
+        answer.body.len(),
+        &extra,
+    );
+    response.push_str(&answer.body);
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    linger(stream).await;
+}
+
 fn index(shared: &Shared, _: &str) -> Response {
+    let mode = match (&shared.accounts, shared.config.jwt_secret.is_some()) {
+        (None, false) => AUTH_NICK,
+        (None, true) => AUTH_TOKEN,
+        (Some(_), true) => AUTH_REQUIRED,
+        (Some(a), false) if a.mode() == Mode::Required => AUTH_REQUIRED,
+        (Some(_), false) => AUTH_OPEN,
+    };
     // Borrowed as built in, unless the marker had to change.
-    let body: Cow<'static, [u8]> = match index_html(shared.config.jwt_secret.is_some()) {
+    let body: Cow<'static, [u8]> = match index_html(mode) {
         Cow::Borrowed(html) => Cow::Borrowed(html.as_bytes()),
         Cow::Owned(html) => Cow::Owned(html.into_bytes()),
     };
@@ -386,23 +488,31 @@ fn index(shared: &Shared, _: &str) -> Response {
 }
 
 /// What the page says about signing in (docs/PROTOCOL.md,
-/// "Authentication"): `<meta name="chat-auth">` is `nick` as written,
-/// `token` when the server requires one, so that the page asks for a
-/// token rather than a nick it could never use.
+/// "Authentication"): `<meta name="chat-auth">` is `nick` as written
+/// (accounts off), `token` when the server requires an external token,
+/// `open` with guests and accounts, `required` with accounts only (or
+/// accounts beside `--jwt-secret`), so that the page offers only what
+/// the server takes.
 const AUTH_NICK: &str = r#"<meta name="chat-auth" content="nick">"#;
 const AUTH_TOKEN: &str = r#"<meta name="chat-auth" content="token">"#;
+const AUTH_OPEN: &str = r#"<meta name="chat-auth" content="open">"#;
+const AUTH_REQUIRED: &str = r#"<meta name="chat-auth" content="required">"#;
 
-fn index_html(token: bool) -> Cow<'static, str> {
-    if token {
-        Cow::Owned(INDEX_HTML.replacen(AUTH_NICK, AUTH_TOKEN, 1))
-    } else {
+fn index_html(marker: &'static str) -> Cow<'static, str> {
+    if marker == AUTH_NICK {
         Cow::Borrowed(INDEX_HTML)
+    } else {
+        Cow::Owned(INDEX_HTML.replacen(AUTH_NICK, marker, 1))
     }
 }
 
 /// A module of the page's script (web/*.js, loaded as ES modules).
 fn script(body: &'static str) -> Response {
     Response::ok("text/javascript; charset=utf-8", body.as_bytes())
+}
+
+fn account_js(_: &Shared, _: &str) -> Response {
+    script(ACCOUNT_JS)
 }
 
 fn app_js(_: &Shared, _: &str) -> Response {
@@ -425,12 +535,20 @@ fn markdown_js(_: &Shared, _: &str) -> Response {
     script(MARKDOWN_JS)
 }
 
+fn moderation_js(_: &Shared, _: &str) -> Response {
+    script(MODERATION_JS)
+}
+
 fn notices_js(_: &Shared, _: &str) -> Response {
     script(NOTICES_JS)
 }
 
 fn render_js(_: &Shared, _: &str) -> Response {
     script(RENDER_JS)
+}
+
+fn signin_js(_: &Shared, _: &str) -> Response {
+    script(SIGNIN_JS)
 }
 
 fn sidebar_js(_: &Shared, _: &str) -> Response {
@@ -625,9 +743,11 @@ mod tests {
     #[test]
     fn the_index_says_whether_a_token_is_needed() {
         assert_eq!(INDEX_HTML.matches(AUTH_NICK).count(), 1);
-        assert_eq!(index_html(false), INDEX_HTML);
-        let token = index_html(true);
-        assert!(token.contains(AUTH_TOKEN) && !token.contains(AUTH_NICK));
+        assert_eq!(index_html(AUTH_NICK), INDEX_HTML);
+        for marker in [AUTH_TOKEN, AUTH_OPEN, AUTH_REQUIRED] {
+            let page = index_html(marker);
+            assert!(page.contains(marker) && !page.contains(AUTH_NICK));
+        }
     }
 
     /// Every module the page imports is served: an `import … from
@@ -635,13 +755,16 @@ mod tests {
     #[test]
     fn every_imported_module_has_a_route() {
         for body in [
+            ACCOUNT_JS,
             APP_JS,
             COMPOSE_JS,
             CONN_JS,
             EVENTS_JS,
             MARKDOWN_JS,
+            MODERATION_JS,
             NOTICES_JS,
             RENDER_JS,
+            SIGNIN_JS,
             SIDEBAR_JS,
             UTIL_JS,
         ] {
@@ -679,6 +802,7 @@ mod tests {
         let hub_config = HubConfig {
             outbox_limit: 1 << 20,
             authenticated: false,
+            mark_guests: false,
             deflate: None,
             max_rooms: 10,
         };
@@ -691,7 +815,8 @@ mod tests {
         let transport = config.transport_config();
         let shared = Arc::new(Shared {
             hub: hub.clone(),
-            auth: Arc::new(Auth::Anonymous),
+            auth: Arc::new(Auth::default()),
+            accounts: None,
             origins: OriginPolicy {
                 public: None,
                 allowed: Vec::new(),

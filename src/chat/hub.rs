@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 
@@ -40,6 +40,7 @@ use super::{lock, random_token};
 
 mod events;
 mod lifecycle;
+mod moderation;
 mod presence;
 mod reads;
 mod roster;
@@ -48,6 +49,7 @@ mod tests;
 mod users;
 
 pub use lifecycle::newest_that_fit as newest_frames_that_fit;
+pub use moderation::BANNED as BANNED_CLOSE;
 use roster::Roster;
 pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
 pub use users::Standing;
@@ -68,12 +70,7 @@ pub enum JoinError {
     Unavailable(Refusal),
 }
 
-/// Milliseconds since the Unix epoch, the `ts` of messages.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use super::now_ms;
 
 /// One connected client.
 #[derive(Debug)]
@@ -93,8 +90,7 @@ pub struct Client {
     /// Its connection has ended.
     gone: AtomicBool,
     /// How it proved who it is (issue 17): a guest, or an account's or
-    /// a token's user.
-    #[allow(dead_code)] // read by issue 17's moderation, in progress
+    /// a token's user. Roles go by it (`hub/moderation.rs`).
     pub standing: Standing,
 }
 
@@ -178,6 +174,10 @@ struct Room {
     joining: usize,
     /// Dropped from the hub's map: whoever still holds it must look again.
     dropped: bool,
+    /// Its rules (issue 17: owners, moderators, topic, slow mode, mutes,
+    /// bans, the members here who block someone); none for a room that
+    /// has none, so that such a room costs a pointer.
+    rules: Option<Box<moderation::Rules>>,
 }
 
 impl Room {
@@ -226,11 +226,39 @@ impl Room {
             && !self.local_all
     }
 
+    /// Of `nicks`, those held here by guests (issue 17): a scan of the
+    /// members, for presence deltas (at most [`MAX_DELTA`] nicks, in a
+    /// room of at most [`LARGE_ROOM`]: larger ones tell only counts),
+    /// sent while the room is locked, when the users map may not be
+    /// taken.
+    fn guests_among(&self, nicks: &[String]) -> Vec<String> {
+        if nicks.is_empty() {
+            return Vec::new();
+        }
+        let wanted: BTreeSet<&str> = nicks.iter().map(String::as_str).collect();
+        let found: BTreeSet<&str> = self
+            .members
+            .values()
+            .filter(|c| c.standing == Standing::Guest && wanted.contains(c.nick.as_str()))
+            .map(|c| c.nick.as_str())
+            .collect();
+        found.into_iter().map(str::to_owned).collect()
+    }
+
     /// Hands a frame to every member, in the order called.
     fn send_to_members(&self, frame: &PreparedFrame, kind: Kind, metrics: &Metrics) {
         for member in self.members.values() {
             member.outbox.push(frame, kind, metrics);
         }
+    }
+
+    /// The members here that block someone (issue 17): none in a room
+    /// where nobody does, and fan-out then checks nobody.
+    fn blockers(&self) -> Option<&BTreeSet<String>> {
+        self.rules
+            .as_ref()
+            .map(|r| &r.blockers)
+            .filter(|b| !b.is_empty())
     }
 }
 
@@ -314,6 +342,9 @@ pub struct HubConfig {
     pub outbox_limit: usize,
     /// Whether nicks come from tokens (several connections may share one).
     pub authenticated: bool,
+    /// Whether guests are marked (`guest` in `welcome`, messages,
+    /// `presence` and `members`): accounts are on (issue 17).
+    pub mark_guests: bool,
     /// Compress broadcast frames once, for connections that negotiated
     /// permessage-deflate (RFC 7692).
     pub deflate: Option<DeflateConfig>,
@@ -328,6 +359,8 @@ pub struct Hub {
     backend: Arc<dyn Backend>,
     /// The nicks online on each other server.
     remote_users: Mutex<HashMap<Peer, BTreeSet<String>>>,
+    /// Of those, the guests' (issue 17). A leaf lock: taken under a room.
+    remote_guests: Mutex<HashMap<Peer, BTreeSet<String>>>,
     /// Our own nicks that came online or went offline since last
     /// published. A leaf lock (taken under `users`).
     users_changed: Mutex<BTreeSet<String>>,
@@ -341,7 +374,7 @@ pub struct Hub {
     /// the last presence tick: the tick walks these and no others. Taken
     /// last: nothing else is locked while holding it.
     dirty: Mutex<BTreeSet<String>>,
-    users: Mutex<HashMap<String, Vec<Arc<Client>>>>,
+    users: Mutex<users::Users>,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
     /// Held (shared) by every append from its shutdown check until the
@@ -354,6 +387,15 @@ pub struct Hub {
     config: HubConfig,
     /// The counters of `/metrics`.
     pub metrics: Arc<Metrics>,
+    // issue 17: moderation
+    /// The blocks of our users who block someone, by nick. A leaf lock.
+    blocks: Arc<Mutex<HashMap<String, BTreeSet<String>>>>,
+    /// Stored admins seen at the last check of each (for `room` events
+    /// between checks). A leaf lock.
+    admins_seen: Mutex<BTreeSet<String>>,
+    /// Rooms whose rules hold a mute or ban that ends by itself: the
+    /// tick looks at these. A leaf lock.
+    expiring: Mutex<BTreeSet<String>>,
 }
 
 impl Hub {
@@ -368,17 +410,21 @@ impl Hub {
         Self {
             backend,
             remote_users: Mutex::new(HashMap::new()),
+            remote_guests: Mutex::new(HashMap::new()),
             users_changed: Mutex::new(BTreeSet::new()),
             users_all: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
-            users: Mutex::new(HashMap::new()),
+            users: Mutex::new(users::Users::default()),
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             appending: RwLock::new(()),
             receipts: Mutex::new(BTreeMap::new()),
             config,
             metrics,
+            blocks: Arc::default(),
+            admins_seen: Mutex::new(BTreeSet::new()),
+            expiring: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -477,12 +523,13 @@ impl Hub {
         let base = wanted.map_or_else(|| format!("guest{id}"), str::to_owned);
         let mut nick = base.clone();
         let mut reclaimed = None;
-        if !self.config.authenticated {
+        let fixed = self.fixed(standing);
+        if !fixed {
             let mut n = 1;
             loop {
-                if let Some(holders) = users.get(&nick) {
-                    if let Some(old) = holders
-                        .iter()
+                if users.contains(&nick) {
+                    if let Some(old) = users
+                        .holders(&nick)
                         .find(|c| !c.is_gone() && Some(c.session.as_str()) == session)
                     {
                         reclaimed = Some(old.clone());
@@ -507,9 +554,12 @@ impl Hub {
             // Its owner's secret, proven with the backend: kept, so that
             // the user's other tabs reconnecting with it are that user.
             None if remote_reclaim && nick == base => session.unwrap_or_default().to_owned(),
+            // An account's connection carries its session's id, which a
+            // revocation closes it by (`close_session`).
+            None if fixed => session.map_or_else(random_token, str::to_owned),
             None => random_token(),
         };
-        if !self.config.authenticated {
+        if !fixed {
             self.backend.remember_session(&nick, &session);
         }
         let client = Arc::new(Client {
@@ -521,10 +571,9 @@ impl Hub {
             gone: AtomicBool::new(false),
             standing,
         });
-        if !users.contains_key(&nick) {
-            lock(&self.users_changed).insert(nick.clone());
+        if users.add(client.clone()) {
+            lock(&self.users_changed).insert(nick);
         }
-        users.entry(nick).or_default().push(client.clone());
         client
     }
 
@@ -535,12 +584,9 @@ impl Hub {
             self.leave(client, &room);
         }
         let mut users = lock(&self.users);
-        if let Some(holders) = users.get_mut(&client.nick) {
-            holders.retain(|c| c.id != client.id);
-            if holders.is_empty() {
-                users.remove(&client.nick);
-                lock(&self.users_changed).insert(client.nick.clone());
-            }
+        if users.remove(client) {
+            lock(&self.users_changed).insert(client.nick.clone());
+            lock(&self.blocks).remove(&client.nick);
         }
     }
 
@@ -572,12 +618,22 @@ impl Hub {
                 r.joining += 1;
             }
             let prepared = self.prepare_room(room, &room_arc).await;
+            if client.standing != Standing::Guest {
+                self.refresh_admin(&client.nick, client.standing).await;
+            }
             let mut r = lock(&room_arc);
             r.joining -= 1;
             if let Err(refusal) = prepared {
                 self.mark(room);
                 return Err(JoinError::Unavailable(refusal));
             }
+            let claim = match self.admitted(client, room, &mut r) {
+                Ok((_, claim)) => claim,
+                Err(refusal) => {
+                    self.mark(room);
+                    return Err(JoinError::Refused(refusal));
+                }
+            };
             client.enter(room);
             if r.members.insert(client.id, client.clone()).is_none() {
                 let count = r.nicks.entry(client.nick.clone()).or_insert(0);
@@ -588,7 +644,13 @@ impl Hub {
                     self.mark(room);
                 }
             }
-            return Ok((r.roster.page(None, "", MAX_PAGE), r.last_id));
+            let (mut page, last) = (r.roster.page(None, "", MAX_PAGE), r.last_id);
+            drop(r);
+            page.guests = self.guests_among(&page.members);
+            if claim {
+                self.claim_owner(client, room);
+            }
+            return Ok((page, last));
         }
     }
 
@@ -601,6 +663,12 @@ impl Hub {
             return;
         };
         let mut r = lock(&room_arc);
+        self.remove_member(room, &mut r, client);
+    }
+
+    /// Takes `client` out of `r`, the room `room` locked by the caller
+    /// (its own list of rooms is the caller's to update).
+    fn remove_member(&self, room: &str, r: &mut Room, client: &Client) {
         if r.members.remove(&client.id).is_some() {
             if let Some(count) = r.nicks.get_mut(&client.nick) {
                 *count -= 1;
@@ -608,12 +676,27 @@ impl Hub {
                     r.nicks.remove(&client.nick);
                     r.release(&client.nick);
                     r.local_changed.insert(client.nick.clone());
+                    if let Some(rules) = r.rules.as_mut() {
+                        rules.blockers.remove(&client.nick);
+                    }
                 }
             }
             if r.members.is_empty() || !r.local_changed.is_empty() {
                 self.mark(room);
             }
         }
+    }
+
+    /// The `room` event for `client` (issue 17), after its join.
+    pub fn room_event(&self, client: &Client, room: &str) -> Option<String> {
+        let room_arc = self.find_room(room)?;
+        let r = lock(&room_arc);
+        Some(self.room_json(client, room, &r))
+    }
+
+    /// Whom `viewer` blocks, if anyone (to filter a history page).
+    pub fn blocked_by(&self, viewer: &str) -> Option<BTreeSet<String>> {
+        lock(&self.blocks).get(viewer).cloned()
     }
 
     /// Posts to a room. Once the backend has stored it, every member gets
@@ -637,7 +720,17 @@ impl Hub {
                 format!("join {room} first"),
             ));
         }
+        self.may_post(client, room)?;
         self.append(client, Conversation::Room(room.to_owned()), text, client_id)
+    }
+
+    /// Whether `client` may post to `room` now (issue 17: not muted, not
+    /// sooner than slow mode allows).
+    fn may_post(&self, client: &Client, room: &str) -> Result<(), Refusal> {
+        match self.find_room(room) {
+            Some(room_arc) => self.check_post(client, &mut lock(&room_arc)),
+            None => Ok(()),
+        }
     }
 
     /// A private message: once stored, to every connection of `to` and of
@@ -655,7 +748,7 @@ impl Hub {
                 "the server is shutting down",
             ));
         }
-        if !lock(&self.users).contains_key(to) && !self.online_elsewhere(to) {
+        if !lock(&self.users).contains(to) && !self.online_elsewhere(to) {
             return Err(Refusal::new(
                 ErrorCode::UnknownUser,
                 format!("{to} is not online"),
@@ -700,6 +793,10 @@ impl Hub {
             EventKind::Msg(state) => state.reply_to,
             other => other.target(),
         };
+        let mut kind = kind;
+        if let EventKind::Msg(state) = &mut kind {
+            state.guest = self.config.mark_guests && client.standing == Standing::Guest;
+        }
         let event = NewEvent {
             conv,
             from: client.nick.clone(),
@@ -754,6 +851,37 @@ impl Hub {
         Ok(())
     }
 
+    /// Of `nicks`, those who are guests (issue 17; none when guests are
+    /// not marked): by their connections here, else by what other
+    /// servers say ([`Scope::Guests`](super::backend::Scope::Guests)).
+    /// Takes the users map: never while a room is locked.
+    pub fn guests_among(&self, nicks: &[String]) -> Vec<String> {
+        if !self.config.mark_guests {
+            return Vec::new();
+        }
+        let users = lock(&self.users);
+        let remote = lock(&self.remote_guests);
+        nicks
+            .iter()
+            .filter(|n| match users.holders(n).next() {
+                Some(c) => c.standing == Standing::Guest,
+                None => remote.values().any(|held| held.contains(n.as_str())),
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Of `nicks`, those that are guests on other servers (a leaf lock:
+    /// may be called with a room locked).
+    fn remote_guests_among(&self, nicks: &[String]) -> Vec<String> {
+        let remote = lock(&self.remote_guests);
+        nicks
+            .iter()
+            .filter(|n| remote.values().any(|held| held.contains(n.as_str())))
+            .cloned()
+            .collect()
+    }
+
     /// The number of rooms in memory.
     #[cfg(test)]
     pub fn rooms_in_memory(&self) -> usize {
@@ -771,13 +899,11 @@ impl Hub {
     /// Stops accepting messages and asks every connection to close (1001).
     pub fn shutdown(&self) {
         self.stop_posts();
-        for holders in lock(&self.users).values() {
-            for c in holders {
-                c.outbox.close(CloseFrame::new(
-                    CloseCode::GOING_AWAY,
-                    "server shutting down",
-                ));
-            }
+        for c in lock(&self.users).all() {
+            c.outbox.close(CloseFrame::new(
+                CloseCode::GOING_AWAY,
+                "server shutting down",
+            ));
         }
     }
 

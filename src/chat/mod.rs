@@ -27,6 +27,7 @@
 //! close 1001, and the backend stores what it has before [`serve`]
 //! returns.
 
+mod accounts;
 mod admission;
 mod backend;
 pub mod fdlimit;
@@ -51,7 +52,11 @@ use tracing::{debug, info, warn};
 
 use crate::proto::DeflateConfig;
 use crate::transport::{self, Keepalive};
+pub use accounts::limiter::LimitConfig;
+pub use accounts::password::HashConfig;
+pub use accounts::{AccountsConfig, Mode as AccountsMode};
 pub use backend::DbSync;
+pub use backend::moderation::AdminOp;
 pub use backend::redis::ClusterConfig;
 pub use metrics::Metrics;
 pub use origin::Origin;
@@ -62,6 +67,14 @@ pub use redact::RedactedUrl;
 /// was held leaves nothing half-changed for the next holder to trip on.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Milliseconds since the Unix epoch: the `ts` of messages, account
+/// expiries, audit entries.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// 128 random bits, hex: a session secret, an operation id.
@@ -82,8 +95,13 @@ pub struct ChatConfig {
     /// Default [`DbSync::Normal`]: acked messages survive the server's
     /// process being killed, not a power loss.
     pub db_sync: DbSync,
-    /// With a secret, clients need an HS256 token signed with it.
+    /// With a secret, clients need an HS256 token: signed with it by
+    /// someone else, or (with accounts on) one of the server's own.
     pub jwt_secret: Option<String>,
+    /// The chat's own accounts (issue 17; `accounts/`): who may say
+    /// `hello` ([`AccountsMode`]: guests and accounts by default), the
+    /// Argon2id cost, the login limits.
+    pub accounts: AccountsConfig,
     /// Serve https and `wss://` with this TLS configuration (feature
     /// `tls`; see [`crate::transport::tls::server_config_from_pem`]). Each
     /// connection's TLS handshake runs in its own task, within the time
@@ -228,6 +246,7 @@ impl ChatConfig {
             db: db.into(),
             db_sync: DbSync::Normal,
             jwt_secret: None,
+            accounts: AccountsConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
             max_connections: None,
@@ -288,6 +307,32 @@ fn connection_limit(requested: Option<usize>) -> usize {
     chosen
 }
 
+/// `rfc6455 chat admin add|remove|list` (issue 17): changes or lists the
+/// server admins where the servers keep them, the side database of `db`
+/// (`<db>.admins`) or, with `redis`, that Redis. Safe while servers run
+/// on the same store: they read the admins again at every check, so a
+/// change is in force at once. Returns what it did, for a human.
+pub async fn admin(
+    db: &std::path::Path,
+    redis: Option<&str>,
+    op: &AdminOp,
+) -> std::io::Result<String> {
+    if let AdminOp::Add(nick) | AdminOp::Remove(nick) = op {
+        protocol::check_nick(nick).map_err(|r| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{nick:?}: {}", r.message),
+            )
+        })?;
+    }
+    match redis {
+        Some(url) => backend::redis::moderation::admin_command(url, op)
+            .await
+            .map_err(std::io::Error::other),
+        None => backend::local::moderation::admin_command(db, op),
+    }
+}
+
 /// Serves the chat on `listener` until `shutdown` resolves, then closes
 /// every connection (1001) and commits history before returning.
 pub async fn serve(
@@ -301,15 +346,25 @@ pub async fn serve(
         None => backend::local::Local::open(&config.db, config.db_sync, metrics.clone())?,
         Some(redis) => backend::redis::Redis::new(redis.clone()).map_err(io::Error::other)?,
     };
-    let auth = Arc::new(match &config.jwt_secret {
-        Some(secret) => {
-            session::Auth::Jwt(jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()))
-        }
-        None => session::Auth::Anonymous,
+    let accounts = match config.accounts.mode {
+        AccountsMode::Off => None,
+        _ => Some(Arc::new(
+            accounts::Accounts::open(backend.clone(), config.accounts)
+                .await
+                .map_err(io::Error::other)?,
+        )),
+    };
+    let auth = Arc::new(session::Auth {
+        external: config
+            .jwt_secret
+            .as_ref()
+            .map(|secret| jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())),
+        accounts: accounts.clone(),
     });
     let hub_config = hub::HubConfig {
         outbox_limit: config.outbox_limit,
         authenticated: config.jwt_secret.is_some(),
+        mark_guests: accounts.is_some(),
         deflate: config.deflate.clone(),
         max_rooms: config.max_rooms,
     };
@@ -324,12 +379,14 @@ pub async fn serve(
                 tick.tick().await;
                 hub.flush_presence();
                 hub.flush_receipts();
+                hub.expire_rules();
             }
         })
     };
     let shared = Arc::new(http::Shared {
         hub: hub.clone(),
         auth,
+        accounts,
         origins: origin::OriginPolicy {
             public: config.public_origin.clone(),
             allowed: config.allowed_origins.clone(),

@@ -13,6 +13,11 @@ pub use convs::{
 };
 mod lifecycle;
 pub use lifecycle::{MAX_EMOJI, check_emoji};
+mod moderation;
+pub use moderation::{
+    Action, AuditEntry, MAX_BLOCKS, MAX_MINUTES, MAX_REASON, MAX_SLOW, MAX_TOPIC, ModAction,
+    ModEvent, Role, RoomState, YouState,
+};
 
 /// The longest message text, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -204,12 +209,141 @@ pub enum ClientMsg {
     },
     /// End the user's session everywhere.
     Logout {},
+    // issue 17: moderation (`protocol/moderation.rs` checks them)
+    /// Remove `user` from `room` now (may rejoin).
+    Kick {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Ban `user` from `room` (none: from the server, admins only).
+    Ban {
+        /// The room, or none for a server-wide ban.
+        #[serde(default)]
+        room: Option<String>,
+        /// Who.
+        user: String,
+        /// For how long (none: until lifted).
+        #[serde(default)]
+        minutes: Option<u64>,
+        /// Or for this many seconds (short ones: a test's, a cool-down).
+        #[serde(default)]
+        seconds: Option<u64>,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The room, or none for a server-wide ban.
+        #[serde(default)]
+        room: Option<String>,
+        /// Who.
+        user: String,
+    },
+    /// `user` may read `room` but not post.
+    Mute {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// For how long (none: until lifted).
+        #[serde(default)]
+        minutes: Option<u64>,
+        /// Or for this many seconds (short ones: a test's, a cool-down).
+        #[serde(default)]
+        seconds: Option<u64>,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Lift a mute.
+    Unmute {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// One message per `seconds` per user in `room` (0: off).
+    Slow {
+        /// The room.
+        room: String,
+        /// The interval.
+        seconds: u64,
+    },
+    /// Set `room`'s topic.
+    Topic {
+        /// The room.
+        room: String,
+        /// The topic (empty: none).
+        topic: String,
+    },
+    /// Give `user` a role in `room`.
+    Role {
+        /// The room.
+        room: String,
+        /// Who.
+        user: String,
+        /// `owner`, `moderator` or `member`.
+        role: String,
+    },
+    /// Block `user`: no DMs from them, none of their room messages.
+    Block {
+        /// Who.
+        user: String,
+    },
+    /// Unblock `user`.
+    Unblock {
+        /// Who.
+        user: String,
+    },
+    /// The users one blocks.
+    Blocks {},
+    /// A page of `room`'s audit log (`*`: the server's; admins only).
+    Audit {
+        /// The room.
+        room: String,
+        /// Only entries with ids below this.
+        #[serde(default)]
+        before: Option<u64>,
+        /// At most this many (1 to 100, default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+}
+
+impl ClientMsg {
+    /// Whether it is one of issue 17's moderation requests (the hub's
+    /// `moderate` takes them all).
+    pub fn is_moderation(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::Kick { .. }
+                | ClientMsg::Ban { .. }
+                | ClientMsg::Unban { .. }
+                | ClientMsg::Mute { .. }
+                | ClientMsg::Unmute { .. }
+                | ClientMsg::Slow { .. }
+                | ClientMsg::Topic { .. }
+                | ClientMsg::Role { .. }
+                | ClientMsg::Block { .. }
+                | ClientMsg::Unblock { .. }
+                | ClientMsg::Blocks {}
+                | ClientMsg::Audit { .. }
+        )
+    }
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 15] = [
+const CLIENT_TYPES: [&str; 27] = [
     "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
-    "react", "read", "dms", "nick", "logout",
+    "react", "read", "dms", "nick", "logout", // issue 17: moderation
+    "kick", "ban", "unban", "mute", "unmute", "slow", "topic", "role", "block", "unblock",
+    "blocks", "audit",
 ];
 
 /// The `code` of an `error`: why a request was refused. These are the
@@ -259,11 +393,30 @@ pub enum ErrorCode {
     NickFixed,
     /// A `hello` for a user who already has the most connections.
     TooManyConnections,
+    // issue 17: accounts
+    /// A guest `hello` asking for a registered account's nick.
+    NickReserved,
+    /// A guest `hello` asking for a look-alike of a registered or online
+    /// nick (the same confusable skeleton, `accounts/skeleton.rs`).
+    NickConfusable,
+    /// A guest `hello` on a server that takes accounts only; then 4001.
+    AccountRequired,
+    // issue 17: moderation
+    /// The viewer's role does not allow it (the message says which would).
+    Forbidden,
+    /// A post to a room where the poster is muted.
+    Muted,
+    /// A post sooner than the room's slow mode allows.
+    SlowMode,
+    /// A join of a room (or a `hello` to a server) one is banned from.
+    Banned,
+    /// A DM to someone who blocks the sender.
+    Blocked,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -283,6 +436,14 @@ impl ErrorCode {
         ErrorCode::NickTaken,
         ErrorCode::NickFixed,
         ErrorCode::TooManyConnections,
+        ErrorCode::NickReserved,
+        ErrorCode::NickConfusable,
+        ErrorCode::AccountRequired,
+        ErrorCode::Forbidden,
+        ErrorCode::Muted,
+        ErrorCode::SlowMode,
+        ErrorCode::Banned,
+        ErrorCode::Blocked,
     ];
 }
 
@@ -442,6 +603,8 @@ fn validate(msg: &ClientMsg) -> Result<(), Refusal> {
                 _ => Ok(()),
             }
         }
+        // The rest: issue 17's moderation requests.
+        other => moderation::validate(other),
     }
 }
 
@@ -576,6 +739,9 @@ pub struct ChatMessage {
     /// Each reaction and who has it (in `history`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// Its writer was a guest (issue 17); omitted when not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
 }
 
 /// What the server sends.
@@ -596,6 +762,10 @@ pub enum ServerMsg<'a> {
         unread: &'a BTreeMap<String, u64>,
         /// Of those, the ones that mention the user (every DM does).
         mentions: &'a BTreeMap<String, u64>,
+        /// Whether the user is a guest (issue 17; omitted with
+        /// `--accounts off`, where everyone is).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guest: Option<bool>,
     },
     /// A room message.
     Msg(&'a ChatMessage),
@@ -614,6 +784,9 @@ pub enum ServerMsg<'a> {
         /// The message it replies to.
         #[serde(skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// The sender was a guest (issue 17); omitted when not.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        guest: bool,
     },
     /// A message was edited (`id`: the message; `event_id`: the edit's
     /// own id in the stream, for `resume`).
@@ -649,6 +822,10 @@ pub enum ServerMsg<'a> {
         from: &'a str,
         /// The delete's own id.
         event_id: u64,
+        /// Issue 17: the moderator, owner or admin who deleted someone
+        /// else's message (none: its author did).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
     },
     /// A reaction was toggled: who has it now.
     Reaction {
@@ -700,6 +877,10 @@ pub enum ServerMsg<'a> {
         /// may be stale; page them again when they are shown.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         count_only: bool,
+        /// Of `joined`, the guests (issue 17; omitted with `--accounts
+        /// off`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guests: Option<&'a [String]>,
     },
     /// A page of a room's members, the answer to `members`.
     Members {
@@ -717,6 +898,10 @@ pub enum ServerMsg<'a> {
         count: usize,
         /// The cursor of the next page, or `null` at the end.
         next: Option<&'a str>,
+        /// Of `members`, the guests (issue 17; omitted with `--accounts
+        /// off`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guests: Option<&'a [String]>,
     },
     /// Someone is typing.
     Typing {
@@ -808,6 +993,26 @@ pub enum ServerMsg<'a> {
         old: &'a str,
         /// The secret that reclaims the new nick.
         session: &'a str,
+    },
+    // issue 17: moderation
+    /// A moderation action, stored in the room's stream (`event_id`).
+    Moderation(&'a ModEvent),
+    /// A room's rules and the viewer's place in them: after each join,
+    /// and when the viewer's role or mute changes.
+    Room(&'a RoomState),
+    /// The answer to `block`, `unblock` and `blocks`.
+    Blocks {
+        /// Whom the user blocks, sorted.
+        users: &'a [String],
+    },
+    /// The answer to `audit`: entries newest first.
+    Audit {
+        /// The room (`*`: the server's own log).
+        room: &'a str,
+        /// The entries.
+        entries: &'a [AuditEntry],
+        /// Whether older ones exist.
+        more: bool,
     },
     /// A refused request.
     Error {
@@ -915,6 +1120,7 @@ mod tests {
             edited_ts: None,
             deleted: false,
             reactions: BTreeMap::new(),
+            guest: false,
         };
         assert_eq!(
             ServerMsg::Msg(&m).to_json(),
@@ -976,6 +1182,7 @@ mod tests {
             next: Some(Some("bob")),
             truncated: false,
             count_only: false,
+            guests: None,
         };
         assert_eq!(
             first.to_json(),
@@ -989,6 +1196,7 @@ mod tests {
             next: Some(None),
             truncated: false,
             count_only: false,
+            guests: None,
         };
         assert!(whole.to_json().ends_with(r#""count":2,"next":null}"#));
         let storm = ServerMsg::Presence {
@@ -999,6 +1207,7 @@ mod tests {
             next: None,
             truncated: true,
             count_only: false,
+            guests: None,
         };
         assert_eq!(
             storm.to_json(),
@@ -1012,6 +1221,7 @@ mod tests {
             next: None,
             truncated: false,
             count_only: true,
+            guests: None,
         };
         assert_eq!(
             large.to_json(),
@@ -1024,6 +1234,7 @@ mod tests {
             members: &page[..1],
             count: 3,
             next: None,
+            guests: None,
         };
         assert_eq!(
             reply.to_json(),
@@ -1054,6 +1265,14 @@ mod tests {
             ErrorCode::NickTaken => "nick_taken",
             ErrorCode::NickFixed => "nick_fixed",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::NickReserved => "nick_reserved",
+            ErrorCode::NickConfusable => "nick_confusable",
+            ErrorCode::AccountRequired => "account_required",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Muted => "muted",
+            ErrorCode::SlowMode => "slow_mode",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Blocked => "blocked",
         }
     }
 

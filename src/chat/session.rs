@@ -30,6 +30,7 @@ use crate::proto::{CloseCode, CloseFrame, Message, PreparedFrame};
 use crate::transport::WebSocket;
 
 use super::RateLimit;
+use super::accounts::Accounts;
 use super::backend::Conversation;
 use super::hub::{self, Client, Hub, JoinError, Standing, slow_close};
 use super::protocol::{
@@ -38,6 +39,10 @@ use super::protocol::{
 };
 
 mod convs;
+mod identify;
+mod moderation;
+
+use identify::Identity;
 
 /// Outbox frames move to the socket while less than this is waiting to be
 /// written; the rest waits in the outbox, where its bound applies. The
@@ -59,12 +64,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refusals within a minute that close the connection with 1008.
 const ABUSE_LIMIT: usize = 100;
 
-/// What to do about authentication.
-pub enum Auth {
-    /// Clients choose their nicks.
-    Anonymous,
-    /// A JWT (HS256) is required; its claims give the nick.
-    Jwt(jsonwebtoken::DecodingKey),
+/// What to do about authentication (`session/identify.rs` has the
+/// table of what each `hello` gets).
+#[derive(Default)]
+pub struct Auth {
+    /// `--jwt-secret`: HS256 tokens signed by someone else, whose claims
+    /// give the nick; with it, every `hello` needs a token.
+    pub external: Option<jsonwebtoken::DecodingKey>,
+    /// The server's own accounts; `None` with `--accounts off`.
+    pub accounts: Option<Arc<Accounts>>,
 }
 
 /// A connection's token bucket and its record of refusals.
@@ -205,33 +213,66 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     auth: &Auth,
     query_token: Option<String>,
 ) -> Option<(Arc<Client>, Option<BTreeMap<String, u64>>)> {
-    let ClientMsg::Hello {
-        nick,
-        token,
-        session,
-        resume,
-    } = wait_for_hello(ws, limiter, hub).await?
-    else {
-        return None;
-    };
-    let (nick, standing) = match auth {
-        Auth::Anonymous => (nick, Standing::Guest),
-        Auth::Jwt(key) => {
-            let checked = match token.or(query_token) {
-                Some(t) => verify(key, &t),
-                None => Err("a token is required"),
-            };
-            match checked {
-                Ok((nick, admin_claim)) => (Some(nick), Standing::Verified { admin_claim }),
-                Err(why) => {
-                    let code = CloseCode::try_from(4001).unwrap_or(CloseCode::POLICY_VIOLATION);
-                    let _ = ws.close(Some(CloseFrame::new(code, why))).await;
+    let (nick, session, standing, resume) = loop {
+        let ClientMsg::Hello {
+            nick,
+            token,
+            session,
+            resume,
+        } = wait_for_hello(ws, limiter, hub).await?
+        else {
+            return None;
+        };
+        let token = token.or_else(|| query_token.clone());
+        match identify::identify(auth, hub, nick, token, session).await {
+            Identity::Admit {
+                nick,
+                session,
+                standing,
+            } => break (nick, session, standing, resume),
+            // Another `hello` may follow (a reserved nick, say).
+            Identity::Retry(refusal) => {
+                hub.metrics.errors.inc();
+                let _ = ws.queue(Message::text(error_json(&refusal, None)));
+                if limiter.refused() {
+                    let _ = ws.close(Some(abuse_close())).await;
                     return None;
                 }
             }
+            Identity::Close {
+                code,
+                reason,
+                error,
+            } => {
+                if let Some(refusal) = error {
+                    hub.metrics.errors.inc();
+                    let _ = ws.queue(Message::text(error_json(&refusal, None)));
+                }
+                let code = CloseCode::try_from(code).unwrap_or(CloseCode::POLICY_VIOLATION);
+                let _ = ws.close(Some(CloseFrame::new(code, reason))).await;
+                return None;
+            }
         }
     };
-    let remote_reclaim = hub.claim_remote(nick.as_deref(), session.as_deref()).await;
+    // Issue 17: a nick banned from the server says no more than this.
+    if let Some(nick) = nick.as_deref()
+        && hub.banned_from_server(nick).await.unwrap_or(false)
+    {
+        let refusal = Refusal::new(
+            ErrorCode::Banned,
+            format!("{nick} is banned from this server"),
+        );
+        let _ = ws.queue(Message::text(error_json(&refusal, None)));
+        let code = CloseCode::try_from(hub::BANNED_CLOSE).unwrap_or(CloseCode::POLICY_VIOLATION);
+        let _ = ws.close(Some(CloseFrame::new(code, "banned"))).await;
+        return None;
+    }
+    // A guest's secret may prove it owns a nick held on another server;
+    // a token's user owns its nick anyway.
+    let remote_reclaim = match standing {
+        Standing::Guest => hub.claim_remote(nick.as_deref(), session.as_deref()).await,
+        Standing::Verified { .. } => false,
+    };
     match hub.admit(
         nick.as_deref(),
         session.as_deref(),
@@ -442,6 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let names: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
         let client = self.client.clone();
         self.welcome(&client, &names).await;
+        self.hub.load_blocks(&client).await;
         for (room, seen) in rooms {
             if !self.drain().await {
                 return;
@@ -515,11 +557,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             next: Some(page.next.as_deref()),
             truncated: false,
             count_only: false,
+            guests: self.hub.marks_guests().then_some(&page.guests),
         });
+        // Issue 17: the room's rules and the user's place in them.
+        if let Some(json) = self.hub.room_event(&self.client, room) {
+            self.reply_json(json);
+        }
         match seen {
             // Every kind of event, in id order: a message, and the edits,
             // deletes and reactions made while the client was away.
-            Some(seen) => match self.hub.replay(room, seen, last, MAX_REPLAY).await {
+            Some(seen) => match self
+                .hub
+                .replay(&self.client.nick, room, seen, last, MAX_REPLAY)
+                .await
+            {
                 Ok(missed) => {
                     let full = missed.len() >= MAX_REPLAY as usize;
                     let (missed, cut) = hub::newest_frames_that_fit(missed, MAX_REPLY);
@@ -547,10 +598,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// A page of history before `before`, cut to [`MAX_REPLY`] bytes.
     async fn send_history(&mut self, room: &str, before: u64, limit: u32) {
-        let (messages, more) = match self.hub.history(room, before, limit).await {
+        let (mut messages, more) = match self.hub.history(room, before, limit).await {
             Ok(page) => page,
             Err(refusal) => return self.unavailable(&refusal),
         };
+        // Issue 17: not the messages of users the viewer blocks.
+        if let Some(blocked) = self.hub.blocked_by(&self.client.nick) {
+            messages.retain(|m| !blocked.contains(&m.from));
+        }
         let (messages, cut) = newest_that_fit(messages);
         self.reply(&ServerMsg::History {
             room,
@@ -642,6 +697,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ),
             ClientMsg::Join { room } => Box::pin(self.join(&room, None)).await,
             ClientMsg::Leave { room } => self.hub.leave(&self.client, &room),
+            // Issue 17: a room's moderators may delete anyone's message.
+            ClientMsg::Delete {
+                room: Some(room),
+                id,
+                client_id,
+                ..
+            } => {
+                let deleting =
+                    self.hub
+                        .delete_in_room(&self.client, &room, id, client_id.as_deref());
+                if let Err(refusal) = Box::pin(deleting).await {
+                    self.refuse(&refusal, client_id.as_deref());
+                }
+            }
             // A message's life after it is posted (`hub/lifecycle.rs`).
             msg @ (ClientMsg::Edit { .. }
             | ClientMsg::Delete { .. }
@@ -720,6 +789,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         members: &page.members,
                         count: page.count,
                         next: page.next.as_deref(),
+                        guests: self.hub.marks_guests().then_some(&page.guests),
                     }),
                     Err(refusal) => self.refuse(&refusal, None),
                 }
@@ -728,6 +798,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             | ClientMsg::Dms {}
             | ClientMsg::Nick { .. }
             | ClientMsg::Logout {}) => Box::pin(self.handle_convs(msg)).await,
+            msg => Box::pin(self.handle_moderation(msg)).await,
         }
     }
 }
@@ -747,6 +818,7 @@ mod tests {
             edited_ts: None,
             deleted: false,
             reactions: Default::default(),
+            guest: false,
         }
     }
 

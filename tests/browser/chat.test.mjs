@@ -12,7 +12,7 @@ import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  CHROMIUM, REPO, SERVER, Server, TLS_CERT, TLS_KEY, WAIT, assertNoDuplicates, budget, freePort, id, launchChromium, openDm, openRoom, send, shown, sideClick, signIn, sleep, statusIs, waitMessage, watchProblems, withChat,
+  CHROMIUM, REPO, SERVER, Server, TLS_CERT, TLS_KEY, WAIT, assertNoDuplicates, budget, freePort, id, launchChromium, messageUser, openDm, openRoom, send, shown, sideClick, signIn, sleep, statusIs, waitMessage, watchProblems, withChat,
 } from './harness.mjs';
 
 budget(300);
@@ -148,7 +148,7 @@ async function scenario(t, { tls }) {
     });
 
     await step('2. a DM from alice reaches only the conversation with bob', async () => {
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       assert.equal(await id(alice, 'title').textContent(), '@bob');
       await send(alice, 'psst, bob');
       await waitMessage(alice, 'psst, bob', { from: 'alice', state: 'sent' });

@@ -5,7 +5,7 @@
 // with a built server).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WAIT, budget, id, openDm, openRoom, pair, send, shown, statusIs, waitMessage, withChat } from './harness.mjs';
+import { WAIT, budget, id, messageUser, openDm, openRoom, pair, send, shown, statusIs, waitMessage, withChat } from './harness.mjs';
 
 budget(600);
 
@@ -133,7 +133,7 @@ test('"seen by", unread counts and the "new messages" divider after a reload', {
       assert.equal(await bob.getByTestId('seen').count(), 0, 'bob\'s own read is not shown to him');
     });
     await t.test('three messages while bob looks elsewhere: after his reload, general says 3 and the divider is before them', async () => {
-      await id(bob, 'user-alice').locator('button').click();
+      await messageUser(bob, 'alice');
       assert.equal(await id(bob, 'title').textContent(), '@alice');
       for (const text of ['one', 'two', 'three']) await send(alice, text);
       await id(bob, 'room-general').getByTestId('unread').and(bob.getByText('3', { exact: true })).waitFor();
@@ -165,7 +165,7 @@ test('DMs last: the list and the messages survive a reload; a DM to someone away
   withChat('dms', [], async ({ server, browser, problems }) => {
     const { alice, bob, bctx } = await pair(browser, server, problems, { bobMobile: false });
     await t.test('a DM survives both reloads', async () => {
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       await send(alice, 'just between us');
       await waitMessage(alice, 'just between us', { from: 'alice' });
       await id(bob, 'dm-alice').waitFor();
@@ -210,7 +210,7 @@ test('two tabs are one user: one nick, one member, both tabs get everything', { 
       await send(alice, 'from tab one');
       await waitMessage(second, 'from tab one', { from: 'alice' });
       assert.ok(await message(second, 'from tab one').evaluate((e) => e.classList.contains('mine')));
-      await id(bob, 'user-alice').locator('button').click();
+      await messageUser(bob, 'alice');
       await send(bob, 'to both tabs');
       for (const page of [alice, second]) {
         await id(page, 'dm-bob').waitFor();
@@ -246,7 +246,7 @@ test('a mention (and a DM): highlighted, counted in the title, and a notificatio
       await alice.waitForFunction(() => window.__notes.length === 1);
       assert.deepEqual(await alice.evaluate(() => window.__notes), [{ title: 'bob mentioned you in #general', body: '@alice are you there?' }]);
       assert.match(await alice.title(), /^\(@1\)/);
-      await id(bob, 'user-alice').locator('button').click();
+      await messageUser(bob, 'alice');
       await send(bob, 'a private word');
       await alice.waitForFunction(() => window.__notes.length === 2);
       assert.deepEqual((await alice.evaluate(() => window.__notes))[1], { title: 'bob sent you a direct message', body: 'a private word' });
@@ -309,7 +309,7 @@ test('a short disconnect: DMs missed meanwhile arrive, and room unread is counte
       Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
     });
     await t.test('bob is in the DM with alice when his network goes', async () => {
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       await send(alice, 'before');
       await id(bob, 'dm-alice').waitFor();
       await openDm(bob, 'alice');

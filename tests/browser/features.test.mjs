@@ -16,7 +16,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
-  WAIT, budget, id, openDm, openRoom, pair, send, shown, signIn, sleep, statusIs, waitMessage, watchProblems, withChat,
+  WAIT, budget, id, messageUser, openDm, openRoom, pair, send, shown, signIn, sleep, statusIs, waitMessage, watchProblems, withChat,
 } from './harness.mjs';
 
 budget(600);
@@ -31,7 +31,7 @@ test('drafts stay with their conversation, across switches and a reload', { time
     });
     await t.test('a draft in general does not follow into the DM', async () => {
       await id(alice, 'composer').fill('half a thought for general');
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       assert.equal(await id(alice, 'title').textContent(), '@bob');
       assert.equal(await composer(alice), '', 'the DM starts empty');
       await id(alice, 'composer').fill('a secret for bob');
@@ -51,7 +51,7 @@ test('drafts stay with their conversation, across switches and a reload', { time
       await alice.reload();
       await statusIs(alice, 'online');
       assert.equal(await composer(alice), '', 'general\'s draft was sent');
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       assert.equal(await composer(alice), 'a secret for bob');
       assert.deepEqual(problems, []);
     });
@@ -152,7 +152,7 @@ test('unread badges: on the ☰ button on a phone, and in the title', { timeout:
   withChat('badges', [], async ({ server, browser, problems }) => {
     const { alice, bob } = await pair(browser, server, problems);
     await t.test('a DM to bob, who is in general on his phone', async () => {
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       await send(alice, 'ping');
       await waitMessage(alice, 'ping', { from: 'alice' });
       const badge = id(bob, 'menu-unread');
@@ -291,12 +291,12 @@ for (const scheme of ['light', 'dark']) {
       await bob.waitForFunction(() => document.querySelector('[data-testid="message"][data-deleted="true"]'));
       await alice.getByTestId('seen').first().waitFor();
       // alice away in a DM while bob writes: back in general, the divider.
-      await id(alice, 'user-bob').locator('button').click();
+      await messageUser(alice, 'bob');
       await send(bob, 'while you were away');
       await id(alice, 'room-general').getByTestId('unread').waitFor({ state: 'visible' });
       await id(alice, 'room-general').locator('button.open').click();
       await alice.getByTestId('new-divider').waitFor();
-      await id(bob, 'user-alice').locator('button').click();
+      await messageUser(bob, 'alice');
       await send(bob, 'psst');
       await id(alice, 'dm-bob').getByTestId('unread').waitFor({ state: 'visible' });
       await t.test('the chat, both users', async () => {
@@ -329,7 +329,9 @@ function jwt(secret, name, expSecs = 3600) {
 }
 
 test('with --jwt-secret the page asks for a token, never leaving a dead composer', { timeout: 120_000 }, (t) =>
-  withChat('jwt', ['--jwt-secret', 'browser-secret'], async ({ server, browser, problems }) => {
+  // Tokens from elsewhere only: with accounts beside them the page asks
+  // for a login instead (accounts.test.mjs).
+  withChat('jwt', ['--jwt-secret', 'browser-secret', '--accounts', 'off'], async ({ server, browser, problems }) => {
     const ctx = await browser.newContext();
     ctx.setDefaultTimeout(WAIT);
     const page = await ctx.newPage();

@@ -132,8 +132,10 @@ export async function launchChromium(extra = []) {
         const headers = { ...real.headers(), 'content-type': name.endsWith('.js') ? 'text/javascript' : name.endsWith('.css') ? 'text/css' : 'text/html' };
         delete headers['content-length'];
         let body = await readFile(path.join(REPO, dir, name), 'utf8');
-        // What the server does for --jwt-secret (src/chat/http.rs, index_html).
-        if (name === 'index.html' && (await real.text()).includes('content="token"')) body = body.replace('content="nick"', 'content="token"');
+        // The server's sign-in mode (src/chat/http.rs, index_html): `token`
+        // with --jwt-secret, `open` or `required` with accounts.
+        const mode = name === 'index.html' && /<meta name="chat-auth" content="([a-z]+)">/.exec(await real.text());
+        if (mode) body = body.replace('content="nick"', `content="${mode[1]}"`);
         await route.fulfill({ status: 200, headers, body });
       });
       return ctx;
@@ -216,6 +218,13 @@ export function assertNoDuplicates(list, who) {
   assert.equal(new Set(ids).size, ids.length, `${who}: duplicate ids shown: ${ids}`);
   const sorted = [...ids].map(Number).sort((a, b) => a - b);
   assert.deepEqual(ids.map(Number), sorted, `${who}: messages in id order`);
+}
+
+/** Opens the DM with `nick` from the member list: their menu, then
+ * "Send a message". */
+export async function messageUser(page, nick) {
+  await sideClick(page, id(page, `user-${nick}`).locator('button'));
+  await id(page, 'menu-dm').click();
 }
 
 export async function send(page, text) {

@@ -112,6 +112,17 @@ impl Client {
         (c, welcome)
     }
 
+    /// Upgrades at `ws://{addr}/ws` and says `hello`, waiting for
+    /// nothing: for a `hello` that may get an `error` or a close.
+    pub async fn greet(addr: SocketAddr, hello: Value) -> Client {
+        let (ws, _) = transport::connect(&format!("ws://{addr}/ws"), Config::default())
+            .await
+            .unwrap();
+        let mut c = Client { ws };
+        c.send(hello).await;
+        c
+    }
+
     /// Sends a request; panics if it cannot.
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).await.unwrap();
@@ -191,4 +202,39 @@ impl Client {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// An HS256 token signed with `secret`, as another service would issue
+/// it for `--jwt-secret`: `name` is the nick, expiring `exp_in` seconds
+/// from now (negative: expired).
+pub fn token(secret: &str, name: &str, exp_in: i64) -> String {
+    signed(
+        secret,
+        json!({"sub": "id-42", "name": name, "exp": now_s() + exp_in}),
+    )
+}
+
+/// A token for `name`, valid for ten minutes, with the admin claim
+/// (`"admin": true`) if `admin` (issue 17's moderation tests).
+pub fn token_as(secret: &str, name: &str, admin: bool) -> String {
+    signed(
+        secret,
+        json!({"sub": name, "name": name, "exp": now_s() + 600, "admin": admin}),
+    )
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn signed(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }

@@ -14,7 +14,11 @@
 pub mod bystander;
 #[cfg(feature = "chat")]
 pub mod chat;
+#[cfg(feature = "chat")]
+pub mod cluster;
 pub mod process;
+#[cfg(feature = "chat")]
+pub mod redis;
 #[cfg(feature = "chat")]
 pub mod server;
 pub mod workload;

@@ -11,7 +11,9 @@
 //! disk does not have, and an ack means "on disk". A crash loses only ids
 //! nobody saw, and the next server continues from the ids on disk.
 
+mod accounts;
 mod convs;
+pub mod moderation;
 pub mod store;
 
 use std::future::Future;
@@ -43,6 +45,9 @@ pub struct Local {
     store: Store,
     /// Each user's DM partners ([`convs::Partners`]).
     partners: convs::Partners,
+    /// Admins, server bans and their audit: the side database
+    /// ([`moderation::server_path`]).
+    server: Arc<moderation::ServerDb>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -52,9 +57,11 @@ impl Local {
     pub fn open(path: &Path, sync: DbSync, metrics: Arc<Metrics>) -> io::Result<Arc<Self>> {
         let store = Store::open(path, sync, metrics)?;
         let partners = convs::open(&store)?;
+        let server = moderation::ServerDb::open(&moderation::server_path(path))?;
         Ok(Arc::new(Self {
             store,
             partners,
+            server,
             hub: OnceLock::new(),
         }))
     }
@@ -137,7 +144,11 @@ impl Backend for Local {
             }
             // No other server holds the nick.
             Signal::Replaced { .. } => {}
-            Signal::Receipt { .. } | Signal::Logout { .. } => {
+            Signal::Receipt { .. }
+            | Signal::Logout { .. }
+            | Signal::Revoked { .. }
+            | Signal::Banned { .. }
+            | Signal::Blocks { .. } => {
                 if let Some(hub) = self.hub() {
                     hub.signal(signal);
                 }

@@ -15,9 +15,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use super::moderation::{AuditEntry, Moderation, Until, audit_page, in_force, page};
 use super::{
-    Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind, MAX_REACTIONS, NewEvent, Page,
-    Peer, PresenceChange, Rejected, Reply, Scope, Signal, Span, Unavailable, ready,
+    Account, Accounts, Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind,
+    MAX_REACTIONS, NewEvent, NewSession, Page, Peer, PresenceChange, Registered, Rejected, Reply,
+    Rotation, Scope, Signal, Span, Unavailable, ready,
 };
 use crate::chat::lock;
 
@@ -46,6 +48,14 @@ pub struct Memory {
     marks: Mutex<HashMap<(String, Conversation), u64>>,
     /// The nicks ever seen.
     known: Mutex<std::collections::HashSet<String>>,
+    /// Admins, server bans, blocks and the server's audit log (issue 17).
+    moderation: Mutex<ModState>,
+    /// Accounts by skeleton, sessions (id → nick) and refresh tokens
+    /// (digest → session, spent), as the stores keep them.
+    accounts: Mutex<HashMap<String, Account>>,
+    sessions: Mutex<HashMap<String, String>>,
+    refreshes: Mutex<HashMap<String, (String, bool)>>,
+    key: Mutex<Option<Vec<u8>>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
 }
 
@@ -136,6 +146,84 @@ impl Memory {
     /// Events waiting for [`commit`](Self::commit).
     pub fn waiting(&self) -> usize {
         lock(&self.waiting).len()
+    }
+}
+
+impl Accounts for Memory {
+    fn signing_key(&self, candidate: Vec<u8>) -> Reply<'_, Vec<u8>> {
+        ready(lock(&self.key).get_or_insert(candidate).clone())
+    }
+
+    fn create_account(&self, nick: &str, skeleton: &str, hash: &str) -> Reply<'_, Registered> {
+        let mut accounts = lock(&self.accounts);
+        if let Some(held) = accounts.get(skeleton) {
+            return ready(Registered::Taken(held.nick.clone()));
+        }
+        let account = Account {
+            nick: nick.to_owned(),
+            hash: hash.to_owned(),
+        };
+        accounts.insert(skeleton.to_owned(), account);
+        ready(Registered::Created)
+    }
+
+    fn account(&self, skeleton: &str) -> Reply<'_, Option<Account>> {
+        ready(lock(&self.accounts).get(skeleton).cloned())
+    }
+
+    fn set_password(&self, skeleton: &str, hash: &str) -> Reply<'_, ()> {
+        if let Some(a) = lock(&self.accounts).get_mut(skeleton) {
+            a.hash = hash.to_owned();
+        }
+        ready(())
+    }
+
+    fn open_session(&self, s: NewSession) -> Reply<'_, ()> {
+        lock(&self.sessions).insert(s.id.clone(), s.nick);
+        lock(&self.refreshes).insert(s.refresh, (s.id, false));
+        ready(())
+    }
+
+    fn rotate(&self, refresh: &str, next: &str, _expires: u64) -> Reply<'_, Rotation> {
+        let mut refreshes = lock(&self.refreshes);
+        let Some((session, spent)) = refreshes.get(refresh).cloned() else {
+            return ready(Rotation::Unknown);
+        };
+        let Some(nick) = lock(&self.sessions).get(&session).cloned() else {
+            return ready(Rotation::Unknown);
+        };
+        if spent {
+            lock(&self.sessions).remove(&session);
+            refreshes.retain(|_, (s, _)| *s != session);
+            return ready(Rotation::Replayed { session, nick });
+        }
+        refreshes.insert(refresh.to_owned(), (session.clone(), true));
+        refreshes.insert(next.to_owned(), (session.clone(), false));
+        ready(Rotation::Rotated { session, nick })
+    }
+
+    fn session_live(&self, id: &str) -> Reply<'_, bool> {
+        ready(lock(&self.sessions).contains_key(id))
+    }
+
+    fn revoke(&self, id: &str) -> Reply<'_, ()> {
+        lock(&self.sessions).remove(id);
+        lock(&self.refreshes).retain(|_, (s, _)| s != id);
+        ready(())
+    }
+
+    fn revoke_all(&self, nick: &str, except: Option<&str>) -> Reply<'_, Vec<String>> {
+        let mut sessions = lock(&self.sessions);
+        let ids: Vec<String> = sessions
+            .iter()
+            .filter(|(id, n)| *n == nick && Some(id.as_str()) != except)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            sessions.remove(id);
+        }
+        lock(&self.refreshes).retain(|_, (s, _)| !ids.contains(s));
+        ready(ids)
     }
 }
 
@@ -272,7 +360,13 @@ impl Backend for Memory {
 
     fn publish(&self, signal: Signal) {
         lock(&self.signals).push(signal.clone());
-        if let Signal::Typing { .. } | Signal::Receipt { .. } | Signal::Logout { .. } = signal {
+        if let Signal::Typing { .. }
+        | Signal::Receipt { .. }
+        | Signal::Logout { .. }
+        | Signal::Revoked { .. }
+        | Signal::Banned { .. }
+        | Signal::Blocks { .. } = signal
+        {
             self.hub().signal(signal);
         }
     }
@@ -315,12 +409,14 @@ impl Backend for Memory {
 /// Whether `event` may act on its message in `log` (the stores' checks).
 fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
     let (target, author) = match &event.kind {
+        Kind::Msg(_) if muted(log, event) => return Err(Rejected::Muted),
         Kind::Msg(state) => match state.reply_to {
             Some(to) => (to, None),
             None => return Ok(()),
         },
         Kind::Edit { target } | Kind::Delete { target } => (*target, Some(&event.from)),
-        Kind::React { target, .. } => (*target, None),
+        Kind::React { target, .. } | Kind::Remove { target } => (*target, None),
+        Kind::Moderation(_) => return Ok(()),
     };
     let Some(m) = log.iter().find(|m| m.id == target) else {
         return Err(Rejected::NoSuchMessage);
@@ -341,6 +437,24 @@ fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
     }
 }
 
+/// Whether the writer of `event` is muted in its room by the events of
+/// `log` (the stores keep the same in a table, or a hash).
+fn muted(log: &[Event], event: &NewEvent) -> bool {
+    let mut until = None;
+    for e in log {
+        if let Kind::Moderation(a) = &e.kind
+            && a.user.as_deref() == Some(event.from.as_str())
+        {
+            match a.action {
+                super::Action::Mute => until = Some(a.until),
+                super::Action::Unmute => until = None,
+                _ => {}
+            }
+        }
+    }
+    until.is_some_and(|u| in_force(u, event.ts))
+}
+
 /// Applies a committed `event` to its message in `log`.
 fn apply(log: &mut [Event], event: &mut Event) {
     let Some(target) = event.kind.target() else {
@@ -357,7 +471,7 @@ fn apply(log: &mut [Event], event: &mut Event) {
             m.text = event.text.clone();
             state.edited_ts = Some(event.ts);
         }
-        Kind::Delete { .. } => {
+        Kind::Delete { .. } | Kind::Remove { .. } => {
             m.text.clear();
             state.deleted = true;
             state.reactions.clear();
@@ -380,6 +494,128 @@ fn apply(log: &mut [Event], event: &mut Event) {
                 state.reactions.remove(emoji);
             }
         }
-        Kind::Msg(_) => {}
+        Kind::Msg(_) | Kind::Moderation(_) => {}
+    }
+}
+
+/// Issue 17's state, in memory.
+#[derive(Default)]
+pub struct ModState {
+    admins: std::collections::BTreeSet<String>,
+    bans: HashMap<String, Until>,
+    blocks: HashMap<String, std::collections::BTreeSet<String>>,
+    audit: Vec<AuditEntry>,
+}
+
+impl Memory {
+    fn note(&self, by: &str, action: &str, user: &str, detail: Option<String>) {
+        let mut m = lock(&self.moderation);
+        let id = m.audit.len() as u64 + 1;
+        m.audit.push(AuditEntry {
+            id,
+            ts: crate::chat::now_ms(),
+            by: by.to_owned(),
+            action: action.to_owned(),
+            user: Some(user.to_owned()),
+            detail,
+        });
+    }
+}
+
+impl Memory {
+    /// Makes `nick` an admin (or not), as `rfc6455 chat admin` does.
+    pub fn set_admin(&self, nick: &str, admin: bool, by: &str) -> bool {
+        let changed = {
+            let mut m = lock(&self.moderation);
+            if admin {
+                m.admins.insert(nick.to_owned())
+            } else {
+                m.admins.remove(nick)
+            }
+        };
+        if changed {
+            let action = if admin { "admin_add" } else { "admin_remove" };
+            self.note(by, action, nick, None);
+        }
+        changed
+    }
+}
+
+impl Moderation for Memory {
+    fn is_admin(&self, nick: &str) -> Reply<'_, bool> {
+        ready(lock(&self.moderation).admins.contains(nick))
+    }
+
+    fn server_ban(&self, nick: &str, now: u64) -> Reply<'_, Option<Until>> {
+        let ban = lock(&self.moderation).bans.get(nick).copied();
+        ready(ban.filter(|until| in_force(*until, now)))
+    }
+
+    fn set_server_ban(
+        &self,
+        nick: &str,
+        ban: Option<Until>,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Reply<'_, ()> {
+        match ban {
+            Some(until) => lock(&self.moderation).bans.insert(nick.to_owned(), until),
+            None => lock(&self.moderation).bans.remove(nick),
+        };
+        let action = if ban.is_some() { "ban" } else { "unban" };
+        self.note(by, action, nick, reason.map(str::to_owned));
+        ready(())
+    }
+
+    fn rules(&self, room: &str) -> Reply<'_, Vec<Event>> {
+        let conv = Conversation::Room(room.to_owned());
+        ready(
+            lock(&self.log)
+                .get(&conv)
+                .into_iter()
+                .flatten()
+                .filter(|e| matches!(e.kind, Kind::Moderation(_)))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn audit(&self, room: &str, before: u64, limit: u32) -> Reply<'_, (Vec<AuditEntry>, bool)> {
+        if room == "*" {
+            let m = lock(&self.moderation);
+            let all: Vec<AuditEntry> = m
+                .audit
+                .iter()
+                .rev()
+                .filter(|e| e.id < before)
+                .cloned()
+                .collect();
+            return ready(page(all, limit));
+        }
+        let conv = Conversation::Room(room.to_owned());
+        let log = lock(&self.log);
+        let events = log.get(&conv).map(Vec::as_slice).unwrap_or_default();
+        ready(audit_page(events, before, limit))
+    }
+
+    fn blocks(&self, nick: &str) -> Reply<'_, Vec<String>> {
+        ready(
+            lock(&self.moderation)
+                .blocks
+                .get(nick)
+                .map(|b| b.iter().cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn set_block(&self, nick: &str, other: &str, on: bool) -> Reply<'_, ()> {
+        let mut m = lock(&self.moderation);
+        let set = m.blocks.entry(nick.to_owned()).or_default();
+        if on {
+            set.insert(other.to_owned());
+        } else {
+            set.remove(other);
+        }
+        ready(())
     }
 }

@@ -27,6 +27,7 @@
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod moderation;
 pub mod redis;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use super::protocol::ChatMessage;
 
 pub use local::store::DbSync;
+pub use moderation::{Action, ModAction, Moderation};
 
 /// A page of history: events oldest first, and whether older ones exist.
 pub type Page = (Vec<Event>, bool);
@@ -122,23 +124,28 @@ pub enum Scope {
     Room(String),
     /// The nicks online.
     Online,
+    /// The nicks online as guests (issue 17): what `guests` lists for
+    /// users on other servers.
+    Guests,
 }
 
 impl Scope {
-    /// The shared key: the room's name, or `*` (not a valid room name).
+    /// The shared key: the room's name, `*` or `~` (neither is a valid
+    /// room name).
     pub fn key(&self) -> &str {
         match self {
             Self::Room(name) => name,
             Self::Online => "*",
+            Self::Guests => "~",
         }
     }
 
     /// The scope stored under `key`.
     pub fn from_key(key: &str) -> Self {
-        if key == "*" {
-            Self::Online
-        } else {
-            Self::Room(key.to_owned())
+        match key {
+            "*" => Self::Online,
+            "~" => Self::Guests,
+            _ => Self::Room(key.to_owned()),
         }
     }
 }
@@ -180,8 +187,8 @@ pub struct Event {
 /// What an event is. Every kind has its own id in the conversation's
 /// stream; the ones that act on a message name it by `target`.
 ///
-/// The stores name the kinds `msg`, `edit`, `delete` and `react`
-/// ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
+/// The stores name the kinds `msg`, `edit`, `delete`, `react`,
+/// `moderation` and `remove` ([`Kind::name`]: SQLite's `kind` column, the Redis stream's `kind`
 /// field); only `msg` events are messages (history pages, unread counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -208,6 +215,18 @@ pub enum Kind {
         /// store fills it in; empty as appended), sorted.
         users: Vec<String>,
     },
+    // issue 17: moderation
+    /// A moderation action in a room (kick, ban, mute, slow, topic, role,
+    /// …): its effect is the room's rules ([`moderation`]). Its `text`
+    /// is the action's JSON.
+    Moderation(Box<ModAction>),
+    /// `target` is deleted by a moderator, owner or admin of the room
+    /// (the hub checked the role): as [`Kind::Delete`], without the
+    /// author check.
+    Remove {
+        /// The message deleted.
+        target: u64,
+    },
 }
 
 impl Default for Kind {
@@ -232,16 +251,19 @@ impl Kind {
             Self::Edit { .. } => "edit",
             Self::Delete { .. } => "delete",
             Self::React { .. } => "react",
+            Self::Moderation(_) => "moderation",
+            Self::Remove { .. } => "remove",
         }
     }
 
     /// The message an edit, delete or reaction acts on.
     pub fn target(&self) -> Option<u64> {
         match self {
-            Self::Msg(_) => None,
-            Self::Edit { target } | Self::Delete { target } | Self::React { target, .. } => {
-                Some(*target)
-            }
+            Self::Msg(_) | Self::Moderation(_) => None,
+            Self::Edit { target }
+            | Self::Delete { target }
+            | Self::Remove { target }
+            | Self::React { target, .. } => Some(*target),
         }
     }
 }
@@ -257,6 +279,8 @@ pub struct MsgState {
     pub deleted: bool,
     /// Each reaction and who has it (sorted); no empty lists.
     pub reactions: BTreeMap<String, Vec<String>>,
+    /// Its writer was a guest (issue 17): stored with it, as appended.
+    pub guest: bool,
 }
 
 /// The most distinct reactions one message may carry: a toggle that
@@ -278,6 +302,11 @@ pub enum Rejected {
     Deleted,
     /// The message has [`MAX_REACTIONS`] distinct reactions already.
     TooManyReactions,
+    // issue 17: moderation
+    /// The writer of a room message is muted there: the store keeps each
+    /// room's mutes, updated by its `mute`/`unmute` events in the same
+    /// step, so a post stored after a mute is refused on every server.
+    Muted,
 }
 
 impl Rejected {
@@ -288,6 +317,7 @@ impl Rejected {
             -2 => Some(Self::NotAuthor),
             -3 => Some(Self::Deleted),
             -4 => Some(Self::TooManyReactions),
+            -5 => Some(Self::Muted),
             _ => None,
         }
     }
@@ -315,6 +345,7 @@ impl Event {
             edited_ts: state.edited_ts,
             deleted: state.deleted,
             reactions: state.reactions,
+            guest: state.guest,
         }
     }
 }
@@ -412,6 +443,15 @@ pub enum Signal {
         /// Up to where.
         id: u64,
     },
+    /// The account session `session` of `nick` was revoked (logout, a
+    /// password change, a replayed refresh token): its connections close
+    /// (4005), on every server.
+    Revoked {
+        /// Whose session.
+        nick: String,
+        /// The session id.
+        session: String,
+    },
     /// `nick` logged out (or, with `renamed`, took another nick): every
     /// connection holding it closes, on every server.
     Logout {
@@ -422,6 +462,19 @@ pub enum Signal {
         /// With `renamed`: the new nick's session secret, for the user's
         /// other connections to reconnect with.
         session: Option<String>,
+    },
+    // issue 17: moderation
+    /// `nick` is banned from the server: every connection holding it
+    /// closes (4004), on every server.
+    Banned {
+        /// The nick.
+        nick: String,
+    },
+    /// `nick`'s blocks changed (on some server): each server holding it
+    /// reads them again.
+    Blocks {
+        /// The nick.
+        nick: String,
     },
 }
 
@@ -454,12 +507,105 @@ pub trait Convs: Send + Sync {
     fn forget_session(&self, nick: &str);
 }
 
+/// An account as its store keeps it (issue 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The nick, as registered.
+    pub nick: String,
+    /// Its password's Argon2id hash, a PHC string (`$argon2id$v=19$…`).
+    pub hash: String,
+}
+
+/// A login's session, as first stored: its id (the `sid` of its access
+/// tokens) and the SHA-256 digest of its first refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// The session id.
+    pub id: String,
+    /// Whose.
+    pub nick: String,
+    /// SHA-256 of the refresh token, hex: the token itself is never kept.
+    pub refresh: String,
+    /// When the refresh token (and, unrefreshed, the session) expires,
+    /// ms since the Unix epoch.
+    pub expires: u64,
+}
+
+/// What [`Accounts::create_account`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// The account exists now.
+    Created,
+    /// An account holds the skeleton already: this nick, as registered
+    /// (the same nick as asked for, or a look-alike of it).
+    Taken(String),
+}
+
+/// What [`Accounts::rotate`] found for a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was live: it is spent now, and the new one replaces it.
+    Rotated {
+        /// The session it belongs to.
+        session: String,
+        /// The session's user.
+        nick: String,
+    },
+    /// It was spent already: someone replayed it, so the session it
+    /// belonged to is revoked now.
+    Replayed {
+        /// The session revoked.
+        session: String,
+        /// Its user.
+        nick: String,
+    },
+    /// No such token, expired, or its session is revoked.
+    Unknown,
+}
+
+/// Where accounts, their sessions and the server's token key live
+/// (issue 17): beside the history, so that every server sharing a store
+/// shares accounts too. Each check-and-write is atomic in the store (the
+/// history thread's transaction, a Redis script).
+pub trait Accounts: Send + Sync {
+    /// The key the server signs its session tokens with: the one stored,
+    /// or `candidate`, stored now if none was (the first server to ask
+    /// sets it for all).
+    fn signing_key(&self, candidate: Vec<u8>) -> Reply<'_, Vec<u8>>;
+
+    /// Creates the account `nick`, unique on its confusable `skeleton`.
+    fn create_account(&self, nick: &str, skeleton: &str, hash: &str) -> Reply<'_, Registered>;
+
+    /// The account whose nick has `skeleton`, if any.
+    fn account(&self, skeleton: &str) -> Reply<'_, Option<Account>>;
+
+    /// Replaces the password hash of the account with `skeleton`.
+    fn set_password(&self, skeleton: &str, hash: &str) -> Reply<'_, ()>;
+
+    /// Stores a new session and its first refresh token.
+    fn open_session(&self, session: NewSession) -> Reply<'_, ()>;
+
+    /// Spends the refresh token whose digest is `refresh` and stores
+    /// `next` (expiring at `expires`) for its session; a spent one
+    /// revokes its session ([`Rotation::Replayed`]).
+    fn rotate(&self, refresh: &str, next: &str, expires: u64) -> Reply<'_, Rotation>;
+
+    /// Whether the session `id` exists and is not revoked.
+    fn session_live(&self, id: &str) -> Reply<'_, bool>;
+
+    /// Revokes the session `id` and its refresh tokens.
+    fn revoke(&self, id: &str) -> Reply<'_, ()>;
+
+    /// Revokes every session of `nick` but `except`; the ids revoked.
+    fn revoke_all(&self, nick: &str, except: Option<&str>) -> Reply<'_, Vec<String>>;
+}
+
 /// A peer's identity (another server sharing the backend), as the backend
 /// names it. Opaque to the hub.
 pub type Peer = String;
 
 /// What the hub asks of the place where conversations live.
-pub trait Backend: Convs {
+pub trait Backend: Convs + Accounts + Moderation {
     /// Starts whatever runs in the background (Redis: the link's tasks),
     /// reporting to `hub`. Called once, before any other method.
     fn start(self: Arc<Self>, hub: Arc<dyn HubEvents>) -> Vec<tokio::task::JoinHandle<()>>;

@@ -6,15 +6,18 @@
 //! A child module of the hub, so it works on the same rooms under the same
 //! lock order (a room, then the rooms map; never the other way round).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
-use super::super::backend::{Conversation, Event, HubEvents, PresenceChange, Scope, Signal, Span};
+use super::super::backend::{
+    Conversation, Event, HubEvents, Peer, PresenceChange, Scope, Signal, Span,
+};
 use super::super::lock;
 use super::super::protocol::ServerMsg;
 use super::lifecycle::event_json;
+use super::moderation::hidden_author;
 use super::reads::is_message;
 use super::{Hub, Kind, Room};
 
@@ -44,7 +47,7 @@ impl HubEvents for Hub {
                     .collect();
                 let users = lock(&self.users);
                 for (me, frame) in &frames {
-                    for c in users.get(*me).into_iter().flatten() {
+                    for c in users.holders(me) {
                         c.outbox.push(frame, Kind::Chat, &self.metrics);
                     }
                 }
@@ -109,7 +112,19 @@ impl HubEvents for Hub {
                     }
                     .to_json(),
                 );
-                for member in r.members.values().filter(|m| m.nick != user) {
+                // Issue 17: not to those who block the typist (only the
+                // room's blockers are asked).
+                let hidden: BTreeSet<&String> = r
+                    .blockers()
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| self.blocks_author(b, &user))
+                    .collect();
+                for member in r
+                    .members
+                    .values()
+                    .filter(|m| m.nick != user && !hidden.contains(&m.nick))
+                {
                     member.outbox.push(&frame, Kind::Ephemeral, &self.metrics);
                 }
             }
@@ -119,8 +134,11 @@ impl HubEvents for Hub {
                 renamed,
                 session,
             } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref())),
+            Signal::Revoked { nick, session } => self.close_session(&nick, &session),
+            Signal::Banned { nick } => self.close_banned(&nick),
+            Signal::Blocks { nick } => self.blocks_changed(nick),
             Signal::Replaced { nick } => {
-                for c in lock(&self.users).get(&nick).into_iter().flatten() {
+                for c in lock(&self.users).holders(&nick) {
                     c.outbox.close(CloseFrame::new(
                         CloseCode::try_from(4000).unwrap_or(CloseCode::NORMAL),
                         "replaced by a newer connection",
@@ -132,25 +150,8 @@ impl HubEvents for Hub {
 
     fn presence(&self, peer: &str, scope: &Scope, change: PresenceChange) {
         let room = match scope {
-            Scope::Online => {
-                let mut users = lock(&self.remote_users);
-                match change {
-                    PresenceChange::All(nicks) => {
-                        users.insert(peer.to_owned(), nicks.into_iter().collect());
-                    }
-                    PresenceChange::Delta { joined, left } => {
-                        let held = users.entry(peer.to_owned()).or_default();
-                        held.extend(joined);
-                        for nick in &left {
-                            held.remove(nick);
-                        }
-                        if held.is_empty() {
-                            users.remove(peer);
-                        }
-                    }
-                }
-                return;
-            }
+            Scope::Online => return apply(&mut lock(&self.remote_users), peer, change),
+            Scope::Guests => return apply(&mut lock(&self.remote_guests), peer, change),
             Scope::Room(room) => room,
         };
         // Looked up, not created: a room nobody here is in needs no
@@ -204,6 +205,7 @@ impl HubEvents for Hub {
 
     fn peer_gone(&self, peer: &str) {
         lock(&self.remote_users).remove(peer);
+        lock(&self.remote_guests).remove(peer);
         let rooms: Vec<_> = lock(&self.rooms)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -258,6 +260,26 @@ impl HubEvents for Hub {
 }
 
 impl Hub {
+    /// Sends a room event to its members, but not to those who block
+    /// its author (issue 17): only the room's blockers are checked, so a
+    /// room where nobody blocks anyone pays nothing.
+    fn send_filtered(&self, r: &Room, e: &Event, frame: &PreparedFrame) {
+        let hidden = match (r.blockers(), hidden_author(e)) {
+            (Some(blockers), Some(author)) => blockers
+                .iter()
+                .filter(|b| self.blocks_author(b, author))
+                .cloned()
+                .collect::<BTreeSet<String>>(),
+            _ => BTreeSet::new(),
+        };
+        if hidden.is_empty() {
+            return r.send_to_members(frame, Kind::Chat, &self.metrics);
+        }
+        for member in r.members.values().filter(|m| !hidden.contains(&m.nick)) {
+            member.outbox.push(frame, Kind::Chat, &self.metrics);
+        }
+    }
+
     /// Delivers a stored room event in id order: a hole before it is
     /// filled by the backend first.
     fn deliver(&self, event: Event) {
@@ -294,8 +316,14 @@ impl Hub {
             }
             let e = entry.remove();
             r.last_id = e.id;
+            self.on_moderation(room, r, &e);
             let frame = self.prepare(event_json(&e, None));
-            r.send_to_members(&frame, Kind::Chat, &self.metrics);
+            let removed = self.take_removed(room, r, &e);
+            self.send_filtered(r, &e, &frame);
+            for c in removed {
+                c.outbox.push(&frame, Kind::Chat, &self.metrics);
+            }
+            self.after_moderation(room, r, &e);
         }
         if let (Some(&next), false) = (r.pending.keys().next(), r.filling) {
             r.filling = true;
@@ -306,6 +334,26 @@ impl Hub {
                     upto: next - 1,
                 },
             );
+        }
+    }
+}
+
+/// What `peer` says of its nicks in a server-wide scope (online, guests),
+/// applied to what `held` keeps of each other server's.
+fn apply(held: &mut HashMap<Peer, BTreeSet<String>>, peer: &str, change: PresenceChange) {
+    match change {
+        PresenceChange::All(nicks) => {
+            held.insert(peer.to_owned(), nicks.into_iter().collect());
+        }
+        PresenceChange::Delta { joined, left } => {
+            let nicks = held.entry(peer.to_owned()).or_default();
+            nicks.extend(joined);
+            for nick in &left {
+                nicks.remove(nick);
+            }
+            if nicks.is_empty() {
+                held.remove(peer);
+            }
         }
     }
 }

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use super::super::backend::{Conversation, Event, Kind as EventKind, MAX_REACTIONS, Rejected};
-use super::super::protocol::{ClientMsg, ErrorCode, Refusal, ServerMsg};
+use super::super::protocol::{ClientMsg, ErrorCode, ModEvent, Refusal, ServerMsg};
 use super::{Client, Hub};
 
 /// How the store's refusal of an event acting on message `id` reads.
@@ -29,6 +29,7 @@ pub(super) fn refusal(why: Rejected, id: u64) -> Refusal {
             format!("message {id} is someone else's: only its author may change it"),
         ),
         Rejected::Deleted => Refusal::new(ErrorCode::Deleted, format!("message {id} is deleted")),
+        Rejected::Muted => Refusal::new(ErrorCode::Muted, "you are muted in this room"),
         Rejected::TooManyReactions => Refusal::new(
             ErrorCode::TooManyReactions,
             format!("message {id} has {MAX_REACTIONS} different reactions already"),
@@ -59,6 +60,7 @@ pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
                     text: &e.text,
                     ts: e.ts,
                     reply_to: state.reply_to,
+                    guest: state.guest,
                 }
                 .to_json()
             }
@@ -73,13 +75,22 @@ pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
             event_id: e.id,
         }
         .to_json(),
-        EventKind::Delete { target } => ServerMsg::Deleted {
+        EventKind::Delete { target } | EventKind::Remove { target } => ServerMsg::Deleted {
             room,
             dm,
             id: *target,
             from: &e.from,
             event_id: e.id,
+            by: matches!(e.kind, EventKind::Remove { .. }).then_some(e.from.as_str()),
         }
+        .to_json(),
+        EventKind::Moderation(action) => ServerMsg::Moderation(&ModEvent {
+            room: room.map(str::to_owned),
+            action: (**action).clone(),
+            by: e.from.clone(),
+            ts: e.ts,
+            event_id: Some(e.id),
+        })
         .to_json(),
         EventKind::React {
             target,
@@ -277,14 +288,19 @@ impl Hub {
         reply_to: u64,
     ) -> Result<(), Refusal> {
         let conv = self.conversation(client, room, dm)?;
+        if let Some(room) = room {
+            self.may_post(client, room)?;
+        }
         let kind = EventKind::msg(Some(reply_to));
         self.append_event(client, conv, text, kind, Some(client_id))
     }
 
     /// `room`'s events with `after < id <= upto` (the newest `limit`), as
     /// frames, with their ids: what a resume replays, every kind in order.
+    /// Without what `viewer` does not see (its blocked users' messages).
     pub async fn replay(
         &self,
+        viewer: &str,
         room: &str,
         after: u64,
         upto: u64,
@@ -297,6 +313,11 @@ impl Hub {
             .range(&conv, span, limit)
             .await
             .map_err(super::down)?;
-        Ok(events.iter().map(|e| (e.id, event_json(e, None))).collect())
+        let blocked = self.blocked_by(viewer).unwrap_or_default();
+        Ok(events
+            .iter()
+            .filter(|e| super::moderation::hidden_author(e).is_none_or(|a| !blocked.contains(a)))
+            .map(|e| (e.id, event_json(e, None)))
+            .collect())
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::super::backend::{Conversation, PresenceChange, Scope};
 use super::super::lock;
 use super::super::protocol::{Refusal, ServerMsg};
-use super::{COUNT_EVERY, Hub, Kind, LARGE_ROOM, LARGE_ROOM_UNTIL, Room, down};
+use super::{COUNT_EVERY, Hub, Kind, LARGE_ROOM, LARGE_ROOM_UNTIL, Room, Standing, down};
 
 impl Hub {
     /// Before the first local member joins `room`: learn its last id and
@@ -30,6 +30,9 @@ impl Hub {
         }
         let conv = Conversation::Room(room.to_owned());
         let last = self.backend.last_id(&conv).await.map_err(down)?;
+        // After the last id: a rule stored since is then both loaded and
+        // delivered, and applied once (`Rules::applied`).
+        self.load_rules(room, room_arc).await?;
         let others = self
             .backend
             .presence(&Scope::Room(room.to_owned()))
@@ -110,16 +113,33 @@ impl Hub {
             let all = self.users_all.swap(false, Ordering::Relaxed);
             let changed = std::mem::take(&mut *lock(&self.users_changed));
             let users = lock(&self.users);
+            let guest = |n: &str| {
+                users
+                    .holders(n)
+                    .next()
+                    .is_some_and(|c| c.standing == Standing::Guest)
+            };
+            // The guests among them, for the other servers' `guests`.
+            let guests = match self.config.mark_guests {
+                false => None,
+                true if all => {
+                    let mut nicks = users.nicks();
+                    nicks.retain(|n| guest(n));
+                    Some(PresenceChange::All(nicks))
+                }
+                true => delta(changed.clone(), guest),
+            };
             let change = if all {
-                let mut nicks: Vec<String> = users.keys().cloned().collect();
-                nicks.sort();
-                Some(PresenceChange::All(nicks))
+                Some(PresenceChange::All(users.nicks()))
             } else {
-                delta(changed, |n| users.contains_key(n))
+                delta(changed, |n| users.contains(n))
             };
             drop(users);
             if let Some(change) = change {
                 self.backend.publish_presence(&Scope::Online, change);
+            }
+            if let Some(change) = guests {
+                self.backend.publish_presence(&Scope::Guests, change);
             }
         }
         for name in dirty {
@@ -200,6 +220,12 @@ impl Hub {
             }
         };
         if !r.members.is_empty() {
+            let mut guests = r.guests_among(&joined);
+            if self.marks_guests() {
+                guests.extend(self.remote_guests_among(&joined));
+                guests.sort();
+                guests.dedup();
+            }
             let frame = self.prepare(
                 ServerMsg::Presence {
                     room: name,
@@ -209,6 +235,7 @@ impl Hub {
                     next: None,
                     truncated,
                     count_only,
+                    guests: self.marks_guests().then_some(&guests),
                 }
                 .to_json(),
             );
@@ -232,7 +259,7 @@ impl Hub {
     /// Before a DM to a nick this server does not know to be online: ask
     /// the backend (it may have come online a moment ago, elsewhere).
     pub async fn refresh_online(&self, nick: &str) {
-        if lock(&self.users).contains_key(nick) || self.online_elsewhere(nick) {
+        if lock(&self.users).contains(nick) || self.online_elsewhere(nick) {
             return;
         }
         if let Ok(others) = self.backend.presence(&Scope::Online).await {

@@ -144,7 +144,7 @@ impl Hub {
                                 }
                                 .to_json(),
                             );
-                            for c in users.get(me).into_iter().flatten() {
+                            for c in users.holders(me) {
                                 c.outbox.push(&frame, Delivery::Ephemeral, &self.metrics);
                             }
                         }
@@ -322,9 +322,10 @@ impl Hub {
         if !is_message(event) || !event.text.contains('@') {
             return;
         }
+        // Issue 17: nobody is told of a mention by someone they block.
         let named: Vec<&str> = mentions(&event.text)
             .into_iter()
-            .filter(|n| *n != event.from)
+            .filter(|n| *n != event.from && !self.blocks_author(n, &event.from))
             .collect();
         let roster = self.find_room(room).map(|room_arc| {
             let r = lock(&room_arc);
@@ -339,7 +340,10 @@ impl Hub {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, n)| {
-                    let here = users.get(*n)?.clone();
+                    let here: Vec<Arc<Client>> = users.holders(n).cloned().collect();
+                    if here.is_empty() {
+                        return None;
+                    }
                     let member = roster.as_ref().is_some_and(|r| r[i]);
                     Some(((*n).to_owned(), here, member))
                 })

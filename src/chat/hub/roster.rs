@@ -75,6 +75,9 @@ pub struct Members {
     /// The cursor for the next page (the last nick of this one), if more
     /// follow.
     pub next: Option<String>,
+    /// Of `members`, the guests, here or on other servers (issue 17;
+    /// filled in by the hub when it marks guests).
+    pub guests: Vec<String>,
 }
 
 /// Everyone in a room, here and elsewhere: see the module doc.
@@ -145,6 +148,7 @@ impl Roster {
             members,
             count: self.len(),
             next,
+            guests: Vec::new(),
         }
     }
 }
@@ -165,8 +169,11 @@ impl Hub {
             return Err(not_in());
         }
         let room_arc = self.find_room(room).ok_or_else(not_in)?;
-        let r = lock(&room_arc);
-        Ok(r.roster.page(after, prefix, limit.min(MAX_PAGE)))
+        let mut page = lock(&room_arc)
+            .roster
+            .page(after, prefix, limit.min(MAX_PAGE));
+        page.guests = self.guests_among(&page.members);
+        Ok(page)
     }
 }
 

@@ -16,13 +16,16 @@ use super::{Client, Hub, HubConfig};
 
 mod presence;
 
+mod accounts;
 mod convs;
 mod lifecycle;
+mod moderation;
 
 fn config() -> HubConfig {
     HubConfig {
         outbox_limit: 1 << 20,
         authenticated: false,
+        mark_guests: false,
         deflate: None,
         max_rooms: 100,
     }
@@ -217,7 +220,7 @@ fn a_join_gives_the_last_id_and_resume_reads_exactly_the_range_after_it() {
     let rt = rt();
     let ids = |after, upto, limit| -> Vec<u64> {
         let range = rt
-            .block_on(hub.replay("general", after, upto, limit))
+            .block_on(hub.replay("x", "general", after, upto, limit))
             .unwrap();
         range.iter().map(|(id, _)| *id).collect()
     };
@@ -422,6 +425,7 @@ fn shared_presence_is_published_once_per_tick_and_remote_nicks_join_the_roster()
 fn a_dm_reaches_every_connection_of_both_ends_and_no_one_else() {
     let authenticated = HubConfig {
         authenticated: true,
+        mark_guests: false,
         ..config()
     };
     let (hub, memory) = hub_on(Memory::default(), authenticated);

@@ -7,12 +7,14 @@
 //! order (a room, then the rooms map; the users map never while a room is
 //! locked here).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::proto::{CloseCode, CloseFrame};
 
+use super::super::accounts::skeleton::skeleton;
 use super::super::backend::{Conversation, Signal};
 use super::super::lock;
 use super::super::protocol::{ErrorCode, Refusal, ServerMsg};
@@ -34,6 +36,79 @@ pub enum Standing {
     },
 }
 
+/// The users connected here: each nick's connections, keyed by the
+/// nick's confusable skeleton (`accounts/skeleton.rs`; issue 17), so that
+/// a look-alike of a nick online is found in one look-up, at no cost per
+/// idle member (the key is the skeleton instead of the nick, and each
+/// [`Client`] keeps its nick). Two look-alikes under one key (tokens from
+/// elsewhere name what they name) are told apart by each client's nick.
+#[derive(Debug, Default)]
+pub(super) struct Users(HashMap<String, Vec<Arc<Client>>>);
+
+impl Users {
+    /// The connections holding exactly `nick`.
+    pub fn holders<'a>(&'a self, nick: &'a str) -> impl Iterator<Item = &'a Arc<Client>> + 'a {
+        self.0
+            .get(&skeleton(nick))
+            .into_iter()
+            .flatten()
+            .filter(move |c| c.nick == nick)
+    }
+
+    /// Whether a connection here holds `nick`.
+    pub fn contains(&self, nick: &str) -> bool {
+        self.holders(nick).next().is_some()
+    }
+
+    /// A nick online here that looks like `nick` but is not it.
+    pub fn lookalike(&self, nick: &str) -> Option<&str> {
+        self.0
+            .get(&skeleton(nick))
+            .into_iter()
+            .flatten()
+            .find(|c| c.nick != nick)
+            .map(|c| c.nick.as_str())
+    }
+
+    /// Adds a connection; true if its nick was not held here before.
+    pub fn add(&mut self, client: Arc<Client>) -> bool {
+        let new = !self.contains(&client.nick);
+        let key = skeleton(&client.nick);
+        let holders = self.0.entry(key).or_default();
+        holders.push(client);
+        new
+    }
+
+    /// Removes a connection; true if its nick is held here no more.
+    pub fn remove(&mut self, client: &Client) -> bool {
+        let key = skeleton(&client.nick);
+        let Some(holders) = self.0.get_mut(&key) else {
+            return false;
+        };
+        let before = holders.len();
+        holders.retain(|c| c.id != client.id);
+        let removed = holders.len() < before;
+        let gone = !holders.iter().any(|c| c.nick == client.nick);
+        if holders.is_empty() {
+            self.0.remove(&key);
+        }
+        removed && gone
+    }
+
+    /// Every connection here.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.0.values().flatten()
+    }
+
+    /// Every nick held here, sorted, once each.
+    pub fn nicks(&self) -> Vec<String> {
+        let mut nicks: Vec<String> = self.all().map(|c| c.nick.clone()).collect();
+        nicks.sort();
+        nicks.dedup();
+        nicks
+    }
+}
+
 /// The most connections one user (one nick) may hold on one server: the
 /// next `hello` is refused with `too_many_connections` and closed (4002).
 pub const MAX_CONNECTIONS: usize = 10;
@@ -41,6 +116,10 @@ pub const MAX_CONNECTIONS: usize = 10;
 /// The close code of a connection whose user took another nick on
 /// another connection: reconnect with the new nick and session.
 const RENAMED: u16 = 4003;
+
+/// The close code of a connection whose account session was revoked
+/// (logout, a password change, a replayed refresh token; issue 17).
+const REVOKED: u16 = 4005;
 
 impl Hub {
     /// [`register`](Self::register), unless the user it would add a
@@ -54,13 +133,12 @@ impl Hub {
         standing: Standing,
     ) -> Result<Arc<Client>, Refusal> {
         if let Some(nick) = wanted {
+            let fixed = self.fixed(standing);
             let users = lock(&self.users);
-            let shared = users.get(nick).map_or(0, |holders| {
-                holders
-                    .iter()
-                    .filter(|c| self.config.authenticated || Some(c.session.as_str()) == session)
-                    .count()
-            });
+            let shared = users
+                .holders(nick)
+                .filter(|c| fixed || Some(c.session.as_str()) == session)
+                .count();
             if shared >= MAX_CONNECTIONS {
                 return Err(Refusal::new(
                     ErrorCode::TooManyConnections,
@@ -114,19 +192,39 @@ impl Hub {
     /// reconnect as `wanted`; the old nick's secret is forgotten. Read
     /// marks and DMs stay with the old nick.
     pub async fn rename(&self, old: &Arc<Client>, wanted: &str) -> Result<Arc<Client>, Refusal> {
-        if self.config.authenticated {
+        if self.fixed(old.standing) {
             return Err(Refusal::new(
                 ErrorCode::NickFixed,
                 "the nick comes from your token",
             ));
         }
+        if self.config.mark_guests {
+            // Accounts are on: a registered nick, or a look-alike of one,
+            // is not a guest's to take.
+            match super::super::accounts::reservation(&*self.backend, wanted).await {
+                Ok(found) => {
+                    if let Some(refusal) = super::super::accounts::refusal(wanted, &found) {
+                        return Err(refusal);
+                    }
+                }
+                Err(unavailable) => return Err(super::down(unavailable)),
+            }
+        }
         self.refresh_online(wanted).await;
         let client = {
             let mut users = lock(&self.users);
-            if users.contains_key(wanted) || self.online_elsewhere(wanted) {
+            if users.contains(wanted) || self.online_elsewhere(wanted) {
                 return Err(Refusal::new(
                     ErrorCode::NickTaken,
                     format!("{wanted} is taken"),
+                ));
+            }
+            // (Its own look-alike is the user's to take: a change of case.)
+            let lookalike = users.lookalike(wanted).filter(|held| *held != old.nick);
+            if let Some(held) = lookalike.filter(|_| self.config.mark_guests) {
+                return Err(Refusal::new(
+                    ErrorCode::NickConfusable,
+                    format!("{wanted} looks too much like {held}, who is online"),
                 ));
             }
             let client = Arc::new(Client {
@@ -139,7 +237,7 @@ impl Hub {
                 standing: Standing::default(),
             });
             lock(&self.users_changed).insert(wanted.to_owned());
-            users.insert(wanted.to_owned(), vec![client.clone()]);
+            users.add(client.clone());
             client
         };
         self.backend.remember_session(wanted, &client.session);
@@ -198,7 +296,7 @@ impl Hub {
             ),
             None => (CloseFrame::new(CloseCode::NORMAL, "logged out"), None),
         };
-        for c in lock(&self.users).get(nick).into_iter().flatten() {
+        for c in lock(&self.users).holders(nick) {
             // Gone from now on: a `hello` with the old secret is not one
             // more connection of this user while these close.
             c.gone.store(true, Ordering::Relaxed);
@@ -207,5 +305,40 @@ impl Hub {
             }
             c.outbox.close(close.clone());
         }
+    }
+
+    /// A [`Signal::Revoked`] arrived: close the connections of `nick`'s
+    /// account session `session` here (4005). Their `session` is the
+    /// account session's id (`session/identify.rs`).
+    pub(super) fn close_session(&self, nick: &str, session: &str) {
+        let close = CloseFrame::new(
+            CloseCode::try_from(REVOKED).unwrap_or(CloseCode::POLICY_VIOLATION),
+            "session revoked: log in again",
+        );
+        for c in lock(&self.users).holders(nick) {
+            if c.session == session && c.standing != Standing::Guest {
+                c.gone.store(true, Ordering::Relaxed);
+                c.outbox.close(close.clone());
+            }
+        }
+    }
+
+    /// A guest's nick online here that looks like `nick` but is not it
+    /// (issue 17: such a `hello` gets `nick_confusable`).
+    pub fn lookalike_online(&self, nick: &str) -> Option<String> {
+        lock(&self.users).lookalike(nick).map(str::to_owned)
+    }
+
+    /// Whether connections of `standing` keep the nick they come with (a
+    /// token's user, whose nick is its own) rather than getting a
+    /// suffixed one when it is taken.
+    pub(super) fn fixed(&self, standing: Standing) -> bool {
+        self.config.authenticated || matches!(standing, Standing::Verified { .. })
+    }
+
+    /// Whether messages, `welcome`, `presence` and `members` mark guests
+    /// (accounts are on).
+    pub fn marks_guests(&self) -> bool {
+        self.config.mark_guests
     }
 }

@@ -159,6 +159,7 @@ mod tests {
                 rooms: &rooms,
                 unread: &unread,
                 mentions: &mentions,
+                guest: None,
             }
             .to_json(),
             r#"{"type":"welcome","user":"al","session":"s","rooms":["general"],"unread":{"@bob":2,"general":3},"mentions":{"@bob":2}}"#
@@ -218,6 +219,7 @@ mod tests {
             edited_ts: None,
             deleted: false,
             reactions: BTreeMap::new(),
+            guest: false,
         };
         let page = ServerMsg::DmHistory {
             dm: "bob",

@@ -182,9 +182,22 @@ mod tests {
                 id: 3,
                 from: "alice",
                 event_id: 8,
+                by: None,
             }
             .to_json(),
             r#"{"type":"deleted","dm":"bob","id":3,"from":"alice","event_id":8}"#
+        );
+        assert_eq!(
+            ServerMsg::Deleted {
+                room: Some("general"),
+                dm: None,
+                id: 3,
+                from: "mod",
+                event_id: 9,
+                by: Some("mod"),
+            }
+            .to_json(),
+            r#"{"type":"deleted","room":"general","id":3,"from":"mod","event_id":9,"by":"mod"}"#
         );
         assert_eq!(
             ServerMsg::Reaction {
@@ -209,6 +222,7 @@ mod tests {
             edited_ts: None,
             deleted: true,
             reactions: Default::default(),
+            guest: false,
         };
         assert_eq!(
             ServerMsg::Msg(&tombstone).to_json(),

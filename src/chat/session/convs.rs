@@ -6,7 +6,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::backend::Conversation;
-use super::super::hub::Client;
+use super::super::hub::{Client, Standing};
 use super::super::protocol::{ClientMsg, DEFAULT_HISTORY, ErrorCode, ServerMsg};
 use super::{Session, newest_that_fit};
 
@@ -42,7 +42,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(refusal) => self.refuse(&refusal, None),
             },
             ClientMsg::Nick { nick, client_id } => Box::pin(self.rename(&nick, client_id)).await,
-            ClientMsg::Logout {} => self.hub.logout(&self.client),
+            ClientMsg::Logout {} => {
+                // An account's user leaves every session of the account
+                // (none of its tokens works again); a guest's or an
+                // external token's has none, and the call finds none.
+                if self.client.standing != Standing::Guest {
+                    let revoking = self.hub.backend().revoke_all(&self.client.nick, None);
+                    if Box::pin(revoking).await.is_err() {
+                        tracing::warn!("logout: the account's sessions could not be revoked");
+                    }
+                }
+                self.hub.logout(&self.client)
+            }
             _ => {}
         }
     }
@@ -57,6 +68,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rooms,
             unread: &unread.unread,
             mentions: &unread.mentions,
+            guest: self
+                .hub
+                .marks_guests()
+                .then_some(client.standing == Standing::Guest),
         });
         for (with, id) in &unread.away {
             self.reply(&ServerMsg::Mention {
@@ -90,6 +105,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// it comes back if that nick was ever here.
     pub(super) async fn dm(&mut self, to: &str, text: &str, client_id: &str) {
         self.hub.refresh_online(to).await;
+        // Issue 17: nothing from a user the recipient blocks.
+        if let Err(refusal) = self.hub.check_dm(&self.client.nick, to).await {
+            return self.refuse(&refusal, Some(client_id));
+        }
         let sent = match self.hub.dm(&self.client, to, text, client_id) {
             Err(r) if r.code == ErrorCode::UnknownUser => {
                 self.hub.dm_offline(&self.client, to, text, client_id).await

@@ -151,7 +151,7 @@ fn uint(v: i64) -> u64 {
 impl Local {
     /// Runs `job` on the history thread and waits for its answer; a
     /// failed query answers as [`Unavailable`].
-    fn ask<T: Send + 'static>(
+    pub(super) fn ask<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Reply<'_, T> {

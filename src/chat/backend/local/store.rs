@@ -56,6 +56,17 @@ use crate::chat::metrics::Metrics;
 #[cfg(test)]
 use kinds::VERSION;
 
+/// The columns [`read_row`] reads, for other tables' queries of the
+/// history (`super::moderation`).
+pub fn kinds_columns() -> &'static str {
+    kinds::COLUMNS
+}
+
+/// An event read back from a row of [`kinds_columns`].
+pub fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    kinds::row(r)
+}
+
 /// A page of history: messages oldest first, and whether older ones exist.
 pub type Page = (Vec<Event>, bool);
 
@@ -437,7 +448,7 @@ fn commit(db: &mut Connection, batch: &mut Vec<Queued>, ids: &Ids, metrics: &Met
             lock(ids).extend(given);
             let deleted = outcomes
                 .iter()
-                .any(|o| matches!(o, Ok(e) if matches!(e.kind, Kind::Delete { .. })));
+                .any(|o| matches!(o, Ok(e) if matches!(e.kind, Kind::Delete { .. } | Kind::Remove { .. })));
             if deleted {
                 // The log still holds the pages with the purged text: copy
                 // it into the database and empty it before anyone hears of
@@ -798,6 +809,55 @@ mod tests {
         assert!(matches!(&page[0].kind, Kind::Msg(s) if s.deleted && s.reactions.is_empty()));
         assert!(matches!(&page[1].kind, Kind::Msg(s) if s.reply_to == Some(1)));
         assert!(all.iter().all(|e| !e.text.contains("first")));
+        store.close();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// Issue 17: a room's mutes are kept by its moderation rows in the
+    /// batch's transaction, and a muted writer's message is refused where
+    /// it is written (a mute that has ended refuses nothing).
+    #[test]
+    fn a_muted_writer_is_refused_by_the_store() {
+        use crate::chat::backend::{Action, ModAction};
+        let path = temp_db("mutes");
+        let store = Store::open(&path, DbSync::Normal, Arc::new(Metrics::default())).unwrap();
+        let rt = runtime();
+        let log: Log = Arc::default();
+        let act = |action: Action, until: Option<u64>| {
+            let mut a = ModAction::new(action);
+            (a.user, a.until) = (Some("bob".into()), until);
+            event("r", "ann", &a.to_text(), Kind::Moderation(Box::new(a)))
+        };
+        let steps = [
+            event("r", "bob", "one", Kind::default()),   // 1
+            act(Action::Mute, None),                     // 2
+            event("r", "bob", "two", Kind::default()),   // muted
+            event("r", "ann", "three", Kind::default()), // 3
+            act(Action::Unmute, None),                   // 4
+            event("r", "bob", "four", Kind::default()),  // 5
+            act(Action::Mute, Some(1)),                  // 6: over at ts 1
+            event("r", "bob", "five", Kind::default()),  // 7
+        ];
+        for e in steps {
+            store.insert(e.clone(), recorder(&log, &e));
+        }
+        rt.block_on(store.flush());
+        let told: Vec<_> = log.lock().unwrap().iter().map(|(_, t)| t.clone()).collect();
+        assert_eq!(
+            told,
+            vec![
+                Ok(1),
+                Ok(2),
+                Err("Muted".into()),
+                Ok(3),
+                Ok(4),
+                Ok(5),
+                Ok(6),
+                Ok(7)
+            ]
+        );
+        let rules = rt.block_on(store.range("r", 0, 10, 10));
+        assert!(matches!(&rules[1].kind, Kind::Moderation(a) if a.action == Action::Mute));
         store.close();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }

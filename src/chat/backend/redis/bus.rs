@@ -22,7 +22,8 @@ use tracing::warn;
 
 use super::{Backoff, IO_TIMEOUT, Redis};
 use crate::chat::backend::{
-    Conversation, Event, HubEvents, Kind, NewEvent, PresenceChange, Scope, Signal,
+    Conversation, Event, HubEvents, Kind, MsgState, NewEvent, PresenceChange, Scope, Signal,
+    moderation,
 };
 
 /// The channel every server subscribes to.
@@ -50,7 +51,8 @@ pub(super) enum Bus {
         /// Who.
         user: String,
     },
-    /// All of one server's nicks in a room (`*`: who is online there),
+    /// All of one server's nicks in a room (`*`: who is online there;
+    /// `~`: its guests),
     /// after it lost its link; rare.
     Presence {
         /// The server.
@@ -62,7 +64,7 @@ pub(super) enum Bus {
         /// Its nicks there.
         nicks: Vec<String>,
     },
-    /// The nicks that came to and left a room (`*`: online) on one server
+    /// The nicks that came to and left a room (`*`: online; `~`: guests) on one server
     /// within one presence tick: the usual presence event.
     PresenceDelta {
         /// The server.
@@ -104,6 +106,25 @@ pub(super) enum Bus {
         #[serde(default)]
         session: Option<String>,
     },
+    /// An account session was revoked: its connections close everywhere
+    /// (issue 17).
+    Revoked {
+        /// Whose session.
+        nick: String,
+        /// The session id.
+        session: String,
+    },
+    // issue 17: moderation
+    /// A nick is banned from the server: its connections close everywhere.
+    Banned {
+        /// The nick.
+        nick: String,
+    },
+    /// A nick's blocks changed: servers holding it read them again.
+    Blocks {
+        /// The nick.
+        nick: String,
+    },
     /// A server is alive.
     Hb {
         /// The server.
@@ -144,6 +165,9 @@ pub(super) struct Posted {
     /// A reaction's emoji.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     emoji: String,
+    /// A message's writer was a guest (issue 17).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    guest: bool,
 }
 
 fn is_msg(kind: &str) -> bool {
@@ -166,6 +190,7 @@ impl Posted {
             target: event.kind.target(),
             reply_to,
             emoji,
+            guest: matches!(&event.kind, Kind::Msg(state) if state.guest),
         }
     }
 
@@ -183,7 +208,13 @@ impl Posted {
                 emoji: self.emoji,
                 users,
             },
-            _ => Kind::msg(self.reply_to),
+            other => moderation::decode(other, target, &self.text).unwrap_or_else(|| {
+                Kind::Msg(MsgState {
+                    reply_to: self.reply_to,
+                    guest: self.guest,
+                    ..MsgState::default()
+                })
+            }),
         };
         Event {
             conv: Conversation::from_key(&self.conv),
@@ -216,6 +247,9 @@ impl Redis {
                 renamed,
                 session,
             },
+            Signal::Revoked { nick, session } => Bus::Revoked { nick, session },
+            Signal::Banned { nick } => Bus::Banned { nick },
+            Signal::Blocks { nick } => Bus::Blocks { nick },
         };
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(BUS).arg(event.to_json());
@@ -314,6 +348,7 @@ impl Redis {
                 renamed,
                 session,
             }),
+            Bus::Revoked { nick, session } => hub.signal(Signal::Revoked { nick, session }),
             Bus::Replace { s, nick } => {
                 if s != self.id {
                     // Its owner came back on another server: the
@@ -343,6 +378,8 @@ impl Redis {
                         .await;
                 }
             }
+            Bus::Banned { nick } => hub.signal(Signal::Banned { nick }),
+            Bus::Blocks { nick } => hub.signal(Signal::Blocks { nick }),
             Bus::Hb { s, n } => self.on_heartbeat(hub, &s, n).await,
         }
     }

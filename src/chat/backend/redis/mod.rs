@@ -37,8 +37,8 @@
 //! ```
 //!
 //! A DM conversation's key is `@a|b` (the two nicks, sorted;
-//! [`Conversation::key`]) and the online users' presence key is `*`
-//! ([`Scope::key`]); neither can be a room's name.
+//! [`Conversation::key`]) and the online users' presence key is `*`, the
+//! guests' among them `~` ([`Scope::key`]); none can be a room's name.
 //!
 //! The parts, by concern: [`link`] (the command connection, its state and
 //! the writer of fire-and-forget commands), [`posts`] (the queue of appends
@@ -74,9 +74,11 @@
 //! checked for missed ids. Heartbeats also carry presence: a server silent
 //! for `presence_ttl` is taken as dead and its users leave every room.
 
+mod accounts;
 mod bus;
 mod convs;
 mod link;
+pub mod moderation;
 mod order;
 mod posts;
 mod presence;
@@ -275,6 +277,14 @@ fn key_msgs(key: &str) -> String {
 /// A conversation's message states, by id (hash of JSON).
 fn key_states(key: &str) -> String {
     format!("chat:msg:{key}")
+}
+/// A room's moderation events, its rules and audit (list of JSON).
+fn key_mod(key: &str) -> String {
+    format!("chat:mod:{key}")
+}
+/// A room's mutes in force (hash, nick → until ms, `0`: until lifted).
+fn key_mutes(key: &str) -> String {
+    format!("chat:mutes:{key}")
 }
 fn key_present(scope: &Scope) -> String {
     format!("chat:present:{}", scope.key())

@@ -17,7 +17,9 @@ use redis::RedisResult;
 use tracing::debug;
 
 use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
-use crate::chat::backend::{Conversation, Event, HubEvents, Kind, MsgState, Page, Span};
+use crate::chat::backend::{
+    Conversation, Event, HubEvents, Kind, MsgState, Page, Span, moderation,
+};
 
 /// A page of messages with their states, in one round trip: the ids
 /// below `ARGV[1]` (`(id` or `+inf`), newest first, at most `ARGV[2]`, each
@@ -50,6 +52,8 @@ struct State {
     deleted: bool,
     #[serde(default)]
     reactions: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    guest: bool,
 }
 
 /// Message `id` of `conv` from its state's JSON; `None` if unreadable.
@@ -66,6 +70,7 @@ fn from_state(conv: &Conversation, id: u64, json: &str) -> Option<Event> {
             edited_ts: s.edited_ts.map(|t| t as u64),
             deleted: s.deleted,
             reactions: s.reactions,
+            guest: s.guest,
         }),
     })
 }
@@ -105,8 +110,22 @@ fn to_event(conv: &Conversation, entry: &redis::streams::StreamId) -> Event {
                 String::new(),
             )
         }
+        name @ ("moderation" | "remove") => {
+            let text = field("text");
+            match moderation::decode(name, target, &text) {
+                Some(kind) => (kind, text),
+                None => (Kind::default(), String::new()),
+            }
+        }
         // A message; entries from before kinds have no `kind`.
-        _ => (Kind::msg(field("reply_to").parse().ok()), field("text")),
+        _ => (
+            Kind::Msg(MsgState {
+                reply_to: field("reply_to").parse().ok(),
+                guest: field("guest") == "1",
+                ..MsgState::default()
+            }),
+            field("text"),
+        ),
     };
     Event {
         conv: conv.clone(),

@@ -11,7 +11,7 @@ use redis::RedisResult;
 use tracing::warn;
 
 use super::bus::{BUS, Posted};
-use super::{Backoff, Redis, key_id, key_log, key_msgs, key_states};
+use super::{Backoff, Redis, key_id, key_log, key_mod, key_msgs, key_mutes, key_states};
 use crate::chat::backend::{Ack, Busy, Kind, MAX_REACTIONS, NewEvent, Rejected, Unavailable};
 use crate::chat::{lock, random_token};
 
@@ -24,14 +24,19 @@ const MAX_BATCH: usize = 256;
 /// at a time, so nothing comes between the check and the write.
 ///
 /// KEYS: id counter, stream, operation key, message ids (sorted set),
-/// message states (hash). ARGV: stream length, from, text, ts, channel,
+/// message states (hash), moderation log (list: a room's `moderation`
+/// and `remove` events, its rules and audit, never trimmed), mutes (hash:
+/// nick → until, `0` until lifted). ARGV: stream length, from, text, ts, channel,
 /// the event's JSON ([`Posted`]), kind (`msg`, `edit`, `delete`,
-/// `react`), target (the message acted on, or a message's `reply_to`; 0:
-/// none), emoji, the most distinct reactions.
+/// `react`, `moderation`, `remove`), target (the message acted on, or a
+/// message's `reply_to`; 0: none), emoji, the most distinct reactions,
+/// `1` if a message's writer is a guest (issue 17: its entry and state
+/// then say `guest`).
 ///
 /// Returns the id, or a refusal as a negative code
 /// ([`Rejected::from_code`]): -1 no such message, -2 not its author, -3
-/// deleted, -4 too many reactions. A refused event takes no id.
+/// deleted, -4 too many reactions, -5 the writer is muted in the room.
+/// A refused event takes no id.
 ///
 /// What it publishes is an envelope, `{"t":"stored","id":…,"event":…}`
 /// ([`super::bus::Bus::Stored`]): the event's JSON goes in whole, as
@@ -66,8 +71,15 @@ if target > 0 then
   if not raw then return refuse(-1) end
   state = cjson.decode(raw)
   if state.deleted then return refuse(-3) end
-  -- Issue 17's moderators will be let through here.
+  -- A moderator's delete (`remove`, its role checked by the hub) is
+  -- let through whoever wrote the message.
   if (kind == 'edit' or kind == 'delete') and state.from ~= from then return refuse(-2) end
+end
+-- A room's mutes (KEYS[7]: nick -> until, 0 for until lifted), kept by
+-- its mute and unmute events below: a muted writer's message is refused.
+if kind == 'msg' then
+  local muted_until = redis.call('HGET', KEYS[7], from)
+  if muted_until and (muted_until == '0' or tonumber(muted_until) > tonumber(ts)) then return refuse(-5) end
 end
 local users = '[]'
 if kind == 'react' then
@@ -100,8 +112,23 @@ if top[1] then
   end
 end
 local entry = {'from', from, 'text', text, 'ts', ts, 'kind', kind}
-if kind == 'msg' then
+if kind == 'moderation' or kind == 'remove' then
+  -- The room's rules and audit: never trimmed with the stream.
+  redis.call('RPUSH', KEYS[6], cjson.encode({id = id, from = from, ts = tonumber(ts), kind = kind, text = text, target = target}))
+end
+if kind == 'moderation' then
+  local a = cjson.decode(text)
+  if a.action == 'mute' then
+    redis.call('HSET', KEYS[7], a.user, a['until'] or 0)
+  elseif a.action == 'unmute' then
+    redis.call('HDEL', KEYS[7], a.user)
+  end
+elseif kind == 'msg' then
   local m = {from = from, ts = tonumber(ts), text = text, reactions = {}}
+  if ARGV[11] == '1' then
+    m.guest = true
+    table.insert(entry, 'guest'); table.insert(entry, '1')
+  end
   if target > 0 then
     m.reply_to = target
     table.insert(entry, 'reply_to'); table.insert(entry, target)
@@ -119,7 +146,7 @@ else
     state.edited_ts = tonumber(ts)
     if type(state.edits) ~= 'table' then state.edits = {} end
     table.insert(state.edits, id)
-  elseif kind == 'delete' then
+  elseif kind == 'delete' or kind == 'remove' then
     redis.call('XDEL', KEYS[2], target .. '-0')
     if type(state.edits) == 'table' then
       for _, e in ipairs(state.edits) do redis.call('XDEL', KEYS[2], e .. '-0') end
@@ -227,17 +254,23 @@ impl Redis {
             for p in &batch {
                 let (target, emoji) = match &p.event.kind {
                     Kind::Msg(state) => (state.reply_to.unwrap_or(0), ""),
-                    Kind::Edit { target } | Kind::Delete { target } => (*target, ""),
+                    Kind::Edit { target } | Kind::Delete { target } | Kind::Remove { target } => {
+                        (*target, "")
+                    }
+                    Kind::Moderation(_) => (0, ""),
                     Kind::React { target, emoji, .. } => (*target, emoji.as_str()),
                 };
+                let guest = matches!(&p.event.kind, Kind::Msg(state) if state.guest);
                 pipe.cmd("EVALSHA")
                     .arg(&self.sha)
-                    .arg(5)
+                    .arg(7)
                     .arg(key_id(&p.key))
                     .arg(key_log(&p.key))
                     .arg(format!("chat:op:{}", p.op))
                     .arg(key_msgs(&p.key))
                     .arg(key_states(&p.key))
+                    .arg(key_mod(&p.key))
+                    .arg(key_mutes(&p.key))
                     .arg(self.config.history_len)
                     .arg(&p.event.from)
                     .arg(&p.event.text)
@@ -247,7 +280,8 @@ impl Redis {
                     .arg(p.event.kind.name())
                     .arg(target)
                     .arg(emoji)
-                    .arg(MAX_REACTIONS);
+                    .arg(MAX_REACTIONS)
+                    .arg(u8::from(guest));
             }
             let result: RedisResult<Vec<i64>> = self
                 .with_conn(|mut c| async move { pipe.query_async(&mut c).await })

@@ -131,7 +131,8 @@ impl Redis {
     /// Reads `server`'s sets for the online list and every room with
     /// members here, and gives each to the hub whole.
     async fn resync_server(&self, hub: &Arc<dyn HubEvents>, server: &str) -> RedisResult<()> {
-        let scopes: Vec<Scope> = std::iter::once(Scope::Online)
+        let scopes: Vec<Scope> = [Scope::Online, Scope::Guests]
+            .into_iter()
             .chain(hub.rooms().into_iter().map(Scope::Room))
             .collect();
         let mut pipe = redis::pipe();
@@ -216,7 +217,9 @@ impl Redis {
     /// Reads who is where on other servers, for the online list and every
     /// room with members here.
     pub(super) async fn load_presence(&self, hub: &Arc<dyn HubEvents>) {
-        let scopes = std::iter::once(Scope::Online).chain(hub.rooms().into_iter().map(Scope::Room));
+        let scopes = [Scope::Online, Scope::Guests]
+            .into_iter()
+            .chain(hub.rooms().into_iter().map(Scope::Room));
         for scope in scopes {
             let Ok(others) = self.read_presence(&scope).await else {
                 return;
@@ -289,7 +292,7 @@ impl Redis {
             hub.peer_gone(s);
             let rooms = lock(&self.rooms_of).remove(s).unwrap_or_default();
             let scopes: BTreeSet<Scope> = rooms.into_iter().map(Scope::Room).collect();
-            for scope in scopes.iter().chain([&Scope::Online]) {
+            for scope in scopes.iter().chain([&Scope::Online, &Scope::Guests]) {
                 self.send(vec![
                     redis::cmd("SREM").arg(key_present(scope)).arg(s).to_owned(),
                     redis::cmd("DEL").arg(key_nicks(s, scope)).to_owned(),

@@ -16,10 +16,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::chat::backend::{Event, Kind, MAX_REACTIONS, MsgState, NewEvent, Rejected};
+use crate::chat::backend::{
+    Action, Event, Kind, MAX_REACTIONS, ModAction, MsgState, NewEvent, Rejected, moderation,
+};
 
 /// The schema's version now (`PRAGMA user_version`).
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 4;
 
 /// Version 1: messages only, one row per message (the backend seam). A
 /// database from before versions were counted holds exactly this (the
@@ -63,12 +65,69 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
              ) WITHOUT ROWID;",
         )?;
     }
+    if version < 3 {
+        // 3 (issue 17): accounts, unique on their nick's confusable
+        // skeleton; their login sessions (a revoked one is deleted) and
+        // refresh tokens (SHA-256 digests; a spent one is kept until it
+        // expires, so that its replay is recognised); the server's token
+        // signing key; and whether a message's writer was a guest.
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS accounts (
+                skeleton TEXT PRIMARY KEY,
+                nick TEXT NOT NULL UNIQUE,
+                hash TEXT NOT NULL,
+                created INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS account_sessions (
+                id TEXT PRIMARY KEY,
+                nick TEXT NOT NULL,
+                expires INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS account_sessions_by_nick ON account_sessions (nick);
+             CREATE INDEX IF NOT EXISTS account_sessions_by_expiry ON account_sessions (expires);
+             CREATE TABLE IF NOT EXISTS refresh_tokens (
+                hash TEXT PRIMARY KEY,
+                session TEXT NOT NULL,
+                spent INTEGER NOT NULL DEFAULT 0,
+                expires INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS refresh_tokens_by_session ON refresh_tokens (session);
+             CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens (expires);
+             CREATE TABLE IF NOT EXISTS server_keys (
+                name TEXT PRIMARY KEY,
+                key BLOB NOT NULL
+             ) WITHOUT ROWID;
+             ALTER TABLE messages ADD COLUMN guest INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
+    if version < 4 {
+        // 4 (issue 17, moderation): each user's blocks. A room's rules
+        // are its `moderation` rows (found by `messages_by_kind`); the
+        // server's admins and bans are the side database's
+        // (`super::super::moderation`).
+        // `mutes`: each room's mutes in force, kept by its `mute` and
+        // `unmute` rows in the same transaction, so that a message is
+        // checked against them where it is written.
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS blocks (
+                nick TEXT NOT NULL,
+                blocked TEXT NOT NULL,
+                PRIMARY KEY (nick, blocked)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS mutes (
+                room TEXT NOT NULL,
+                nick TEXT NOT NULL,
+                until INTEGER,
+                PRIMARY KEY (room, nick)
+             ) WITHOUT ROWID;",
+        )?;
+    }
     db.pragma_update(None, "user_version", VERSION)
 }
 
 /// The columns [`row`] reads, in its order.
 pub const COLUMNS: &str =
-    "room, id, sender, text, ts, kind, target, reply_to, edited_ts, deleted, users";
+    "room, id, sender, text, ts, kind, target, reply_to, edited_ts, deleted, users, guest";
 
 fn id_of(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
@@ -84,6 +143,10 @@ pub fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     let (kind, text) = match kind.as_str() {
         "edit" => (Kind::Edit { target }, text),
         "delete" => (Kind::Delete { target }, text),
+        name @ ("moderation" | "remove") => match moderation::decode(name, target, &text) {
+            Some(kind) => (kind, text),
+            None => (Kind::default(), String::new()),
+        },
         "react" => {
             let users: Option<String> = r.get(10)?;
             let users = users
@@ -105,6 +168,7 @@ pub fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
                 edited_ts: id_of(r.get(8)?),
                 deleted: r.get::<_, i64>(9)? != 0,
                 reactions: Default::default(),
+                guest: r.get::<_, i64>(11)? != 0,
             }),
             text,
         ),
@@ -144,8 +208,7 @@ pub fn add_reactions(db: &Connection, room: &str, events: &mut [Event]) -> rusql
 }
 
 /// Whether message `id` of `room` may be acted on (by its author only,
-/// when `author` is given). The hook for moderators (issue 17): a
-/// moderator's delete passes no `author`.
+/// when `author` is given): a moderator's delete passes no `author`.
 fn check(
     tx: &Transaction<'_>,
     room: &str,
@@ -162,10 +225,39 @@ fn check(
         None => Err(Rejected::NoSuchMessage),
         // A tombstone is public (history shows it): said before whose.
         Some((_, deleted)) if deleted != 0 => Err(Rejected::Deleted),
-        // Issue 17's moderators will be let through here.
         Some((sender, _)) if author.is_some_and(|a| a != sender) => Err(Rejected::NotAuthor),
         Some(_) => Ok(()),
     })
+}
+
+/// Whether `nick` is muted in `room` at `ts` (a DM has no mutes).
+fn muted(tx: &Transaction<'_>, room: &str, nick: &str, ts: u64) -> rusqlite::Result<bool> {
+    let until: Option<Option<i64>> = tx
+        .prepare_cached("SELECT until FROM mutes WHERE room = ?1 AND nick = ?2")?
+        .query_row(params![room, nick], |r| r.get(0))
+        .optional()?;
+    Ok(until.is_some_and(|u| u.is_none_or(|u| u > ts as i64)))
+}
+
+/// A `mute` or `unmute` event's effect on the room's mutes.
+fn keep_mute(tx: &Transaction<'_>, room: &str, a: &ModAction) -> rusqlite::Result<()> {
+    let nick = a.user.as_deref().unwrap_or_default();
+    match a.action {
+        Action::Mute => {
+            let until = a.until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+            tx.prepare_cached(
+                "INSERT INTO mutes (room, nick, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room, nick) DO UPDATE SET until = excluded.until",
+            )?
+            .execute(params![room, nick, until])?;
+        }
+        Action::Unmute => {
+            tx.prepare_cached("DELETE FROM mutes WHERE room = ?1 AND nick = ?2")?
+                .execute(params![room, nick])?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Checks `new` against its message, applies it, and writes its row as
@@ -184,6 +276,9 @@ pub fn apply(
             {
                 return Ok(Err(why));
             }
+            if muted(tx, room, &new.from, new.ts)? {
+                return Ok(Err(Rejected::Muted));
+            }
             (None, state.reply_to)
         }
         Kind::Edit { target } => {
@@ -196,8 +291,15 @@ pub fn apply(
             .execute(params![new.text, new.ts as i64, room, *target as i64])?;
             (Some(*target), None)
         }
-        Kind::Delete { target } => {
-            if let Err(why) = check(tx, room, *target, Some(&new.from))? {
+        Kind::Moderation(a) => {
+            keep_mute(tx, room, a)?;
+            (None, None)
+        }
+        Kind::Delete { target } | Kind::Remove { target } => {
+            // A moderator's delete (`remove`, its role checked by the
+            // hub) is let through whoever wrote the message.
+            let author = matches!(new.kind, Kind::Delete { .. }).then_some(new.from.as_str());
+            if let Err(why) = check(tx, room, *target, author)? {
                 return Ok(Err(why));
             }
             // Purged: the message's text and every edit's; with
@@ -258,6 +360,7 @@ pub fn apply(
             (Some(*target), None)
         }
     };
+    let guest = matches!(&event.kind, Kind::Msg(state) if state.guest);
     let (text, users) = match &event.kind {
         Kind::React { emoji, users, .. } => (
             emoji.clone(),
@@ -269,8 +372,8 @@ pub fn apply(
     // bug, and it fails the batch loudly rather than dropping an event
     // that was about to be acked.
     tx.prepare_cached(
-        "INSERT INTO messages (room, id, sender, text, ts, kind, target, reply_to, users)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (room, id, sender, text, ts, kind, target, reply_to, users, guest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         room,
@@ -282,6 +385,7 @@ pub fn apply(
         target.map(|t| t as i64),
         reply_to.map(|t| t as i64),
         users,
+        i64::from(guest),
     ])?;
     Ok(Ok(event))
 }

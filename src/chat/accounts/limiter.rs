@@ -1,0 +1,240 @@
+//! Login rate limits (issue 17): per account and per client address,
+//! both in bounded memory.
+//!
+//! - **Per address** (IPv6: per /64, as the front door counts them): a
+//!   token bucket of [`LimitConfig::ip_burst`] attempts, refilled at
+//!   [`LimitConfig::ip_per_minute`] a minute. Every account request
+//!   (register, login, refresh, password) costs one.
+//! - **Per account** (by the nick's skeleton, so `Alice` and `alice`
+//!   share one): [`LimitConfig::free_failures`] failed logins in a row
+//!   are free; each one after locks the account for
+//!   [`LimitConfig::lockout`], doubling with every further failure up
+//!   to [`LimitConfig::max_lockout`]. A success clears it; so does
+//!   [`LimitConfig::forget_after`] with no failure.
+//!
+//! Each map holds at most [`LimitConfig::max_entries`]. A full map first
+//! drops the entries that have gone back to nothing (a full bucket, an
+//! old failure); if none has, the new address or nick is refused as if
+//! limited, so a flood of distinct nicks or addresses costs a bounded
+//! map and never evicts the record of one that is being attacked.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// The limits. Defaults in each field's doc.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitConfig {
+    /// Attempts an address may make at once. Default 10.
+    pub ip_burst: f64,
+    /// Attempts an address regains a minute. Default 10.
+    pub ip_per_minute: f64,
+    /// Failed logins in a row before an account locks. Default 5.
+    pub free_failures: u32,
+    /// The first lockout. Default 30 s.
+    pub lockout: Duration,
+    /// The longest lockout. Default 15 min.
+    pub max_lockout: Duration,
+    /// Failures older than this are forgotten. Default 15 min.
+    pub forget_after: Duration,
+    /// Most addresses, and most accounts, tracked. Default 10,000 each
+    /// (under 1 MiB together).
+    pub max_entries: usize,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self {
+            ip_burst: 10.0,
+            ip_per_minute: 10.0,
+            free_failures: 5,
+            lockout: Duration::from_secs(30),
+            max_lockout: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(15 * 60),
+            max_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// The login limiter; the caller locks it (every call is short).
+#[derive(Debug)]
+pub struct Limiter {
+    config: LimitConfig,
+    ips: HashMap<IpAddr, Bucket>,
+    accounts: HashMap<String, Failures>,
+}
+
+impl Limiter {
+    /// An empty limiter.
+    pub fn new(config: LimitConfig) -> Self {
+        Self {
+            config,
+            ips: HashMap::new(),
+            accounts: HashMap::new(),
+        }
+    }
+
+    /// Takes one attempt from `ip`'s bucket: `Err(wait)` when it is
+    /// empty (or the map is full of live buckets).
+    pub fn attempt(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let c = self.config;
+        let per_sec = c.ip_per_minute / 60.0;
+        let refill = |b: &Bucket| {
+            (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(c.ip_burst)
+        };
+        if !self.ips.contains_key(&ip) && self.ips.len() >= c.max_entries {
+            self.ips.retain(|_, b| refill(b) < c.ip_burst);
+            if self.ips.len() >= c.max_entries {
+                return Err(Duration::from_secs_f64(1.0 / per_sec));
+            }
+        }
+        let bucket = self.ips.entry(ip).or_insert(Bucket {
+            tokens: c.ip_burst,
+            at: now,
+        });
+        bucket.tokens = refill(bucket);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_sec))
+        }
+    }
+
+    /// `Err(wait)` while the account with skeleton `who` is locked out.
+    pub fn locked(&self, who: &str, now: Instant) -> Result<(), Duration> {
+        match self.accounts.get(who).and_then(|f| f.locked_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// A failed login for `who`: past the free ones, locks it.
+    pub fn failed(&mut self, who: &str, now: Instant) {
+        let c = self.config;
+        let stale = |f: &Failures| now.duration_since(f.last) > c.forget_after;
+        if !self.accounts.contains_key(who) && self.accounts.len() >= c.max_entries {
+            self.accounts
+                .retain(|_, f| !stale(f) || f.locked_until.is_some_and(|u| u > now));
+            if self.accounts.len() >= c.max_entries {
+                return; // the address limit still holds
+            }
+        }
+        let f = self.accounts.entry(who.to_owned()).or_insert(Failures {
+            count: 0,
+            last: now,
+            locked_until: None,
+        });
+        if stale(f) {
+            f.count = 0;
+        }
+        f.count += 1;
+        f.last = now;
+        if f.count > c.free_failures {
+            let doublings = (f.count - c.free_failures - 1).min(16);
+            let lock = c.lockout.saturating_mul(1 << doublings).min(c.max_lockout);
+            f.locked_until = Some(now + lock);
+        }
+    }
+
+    /// A successful login for `who`: its failures are forgotten.
+    pub fn succeeded(&mut self, who: &str) {
+        self.accounts.remove(who);
+    }
+
+    /// Addresses and accounts tracked (for tests).
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        (self.ips.len(), self.accounts.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn an_address_gets_its_burst_then_waits() {
+        let mut l = Limiter::new(LimitConfig::default());
+        let t = Instant::now();
+        for _ in 0..10 {
+            assert!(l.attempt(ip(1), t).is_ok());
+        }
+        let wait = l.attempt(ip(1), t).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(6), "10 a minute: one every 6 s");
+        assert!(l.attempt(ip(2), t).is_ok(), "another address has its own");
+        assert!(l.attempt(ip(1), t + Duration::from_secs(6)).is_ok());
+    }
+
+    #[test]
+    fn an_account_locks_after_five_failures_and_doubles() {
+        let mut l = Limiter::new(LimitConfig::default());
+        let t = Instant::now();
+        for _ in 0..5 {
+            l.failed("allce", t);
+            assert!(l.locked("allce", t).is_ok());
+        }
+        l.failed("allce", t);
+        assert_eq!(l.locked("allce", t), Err(Duration::from_secs(30)));
+        l.failed("allce", t);
+        assert_eq!(l.locked("allce", t), Err(Duration::from_secs(60)));
+        for _ in 0..20 {
+            l.failed("allce", t);
+        }
+        assert_eq!(
+            l.locked("allce", t),
+            Err(Duration::from_secs(900)),
+            "capped"
+        );
+        assert!(l.locked("allce", t + Duration::from_secs(900)).is_ok());
+        l.succeeded("allce");
+        l.failed("allce", t);
+        assert!(
+            l.locked("allce", t).is_ok(),
+            "a success starts the count again"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_distinct_addresses_and_nicks_stays_bounded() {
+        let config = LimitConfig {
+            max_entries: 100,
+            ..LimitConfig::default()
+        };
+        let mut l = Limiter::new(config);
+        let t = Instant::now();
+        for n in 0..10_000 {
+            let _ = l.attempt(ip(n), t);
+            l.failed(&format!("nick{n}"), t);
+        }
+        assert_eq!(l.len(), (100, 100));
+        // The tracked ones are not evicted by the flood: still limited.
+        for _ in 0..9 {
+            assert!(l.attempt(ip(0), t).is_ok());
+        }
+        assert!(l.attempt(ip(0), t).is_err());
+        // A minute later the flood's buckets are full again and make room.
+        let later = t + Duration::from_secs(60);
+        assert!(l.attempt(ip(20_000), later).is_ok());
+        assert!(l.len().0 <= 100);
+    }
+}

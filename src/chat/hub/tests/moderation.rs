@@ -1,0 +1,124 @@
+//! Moderation through the hub, on the memory backend: the fan-out that
+//! skips only the members who block a message's author (and checks
+//! nobody in a room where nobody blocks), rules folded from delivered
+//! events, and a stored admin's role.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::super::super::protocol::ClientMsg;
+use super::super::{Client, Hub, Standing};
+use super::{frames, hub, in_general, joined, rt};
+
+/// A verified user (a token's), joined to `general`.
+fn verified(hub: &Hub, nick: &str) -> Arc<Client> {
+    let standing = Standing::Verified { admin_claim: false };
+    let client = hub.register_as(Some(nick), None, false, standing);
+    joined(hub, &client, "general");
+    client
+}
+
+fn blockers(hub: &Hub) -> Option<Vec<String>> {
+    let room = hub.find_room("general")?;
+    let r = super::super::lock(&room);
+    r.rules
+        .as_ref()
+        .map(|rules| rules.blockers.iter().cloned().collect())
+}
+
+#[test]
+fn fan_out_skips_only_the_members_who_block_the_author() {
+    let (hub, memory) = hub();
+    let [ann, bob, cat] = in_general(&hub, ["ann", "bob", "cat"]);
+    // Guests only: nobody owns the room, and it holds no rules at all.
+    assert_eq!(blockers(&hub), None);
+    let block = ClientMsg::Block { user: "bob".into() };
+    let reply = rt().block_on(hub.moderate(&ann, block)).unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&reply).unwrap(),
+        json!({"type": "blocks", "users": ["bob"]})
+    );
+    assert_eq!(blockers(&hub), Some(vec!["ann".to_owned()]));
+    frames(&ann);
+    frames(&cat);
+    hub.post(&bob, "general", "from bob", "b1").unwrap();
+    hub.post(&cat, "general", "from cat", "c1").unwrap();
+    memory.commit();
+    let texts = |c: &Client| -> Vec<String> {
+        frames(c)
+            .into_iter()
+            .filter(|f| f["type"] == "msg")
+            .map(|f| f["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(texts(&ann), ["from cat"], "ann blocks bob");
+    assert_eq!(texts(&cat), ["from bob", "from cat"]);
+    // Leaving takes ann out of the room's blockers.
+    hub.leave(&ann, "general");
+    assert_eq!(blockers(&hub), Some(vec![]));
+}
+
+#[test]
+fn a_delivered_mute_refuses_posts_and_a_stored_admin_outranks_an_owner() {
+    let (hub, memory) = hub();
+    let ann = verified(&hub, "ann");
+    memory.commit(); // ann's ownership of general
+    let bob = verified(&hub, "bob");
+    let mute = ClientMsg::Mute {
+        room: "general".into(),
+        user: "bob".into(),
+        minutes: None,
+        seconds: None,
+        reason: None,
+    };
+    rt().block_on(hub.moderate(&ann, mute)).unwrap();
+    // Stored, not yet delivered: the rules have not changed.
+    assert!(hub.post(&bob, "general", "before", "b1").is_ok());
+    memory.commit();
+    let refused = hub.post(&bob, "general", "after", "b2").unwrap_err();
+    assert_eq!(refused.code, super::super::ErrorCode::Muted);
+    // bob may not kick the owner; once a stored admin, he may.
+    let kick = || ClientMsg::Kick {
+        room: "general".into(),
+        user: "ann".into(),
+        reason: None,
+    };
+    let e = rt().block_on(hub.moderate(&bob, kick())).unwrap_err();
+    assert_eq!(e.code, super::super::ErrorCode::Forbidden);
+    assert!(memory.set_admin("bob", true, "cli"));
+    rt().block_on(hub.moderate(&bob, kick())).unwrap();
+    frames(&ann);
+    memory.commit();
+    let seen = frames(&ann);
+    assert!(
+        seen.iter()
+            .any(|f| f["type"] == "moderation" && f["action"] == "kick")
+    );
+    assert!(!ann.in_room("general"), "kicked: out of the room");
+}
+
+#[test]
+fn a_blocker_is_not_told_the_blocked_user_types_and_blocks_are_bounded() {
+    let (hub, _memory) = hub();
+    let [ann, bob, cat] = in_general(&hub, ["ann", "bob", "cat"]);
+    let block = |user: &str| ClientMsg::Block { user: user.into() };
+    rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
+    frames(&ann);
+    frames(&cat);
+    hub.typing(&bob, "general").unwrap();
+    assert!(frames(&ann).is_empty(), "ann blocks bob");
+    assert_eq!(frames(&cat).len(), 1);
+    // At most MAX_BLOCKS; blocking one already blocked is no new one.
+    let max = super::super::super::protocol::MAX_BLOCKS;
+    for i in 1..max {
+        rt().block_on(hub.moderate(&ann, block(&format!("u{i}"))))
+            .unwrap();
+    }
+    let e = rt()
+        .block_on(hub.moderate(&ann, block("one-more")))
+        .unwrap_err();
+    assert_eq!(e.code, super::super::ErrorCode::InvalidField);
+    assert!(e.message.contains(&max.to_string()), "{}", e.message);
+    rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
+}

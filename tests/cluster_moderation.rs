@@ -1,0 +1,145 @@
+//! Moderation (issue 17) across two servers on one real `redis-server`
+//! (`tests/common/cluster.rs`): a server-wide ban through A closes the
+//! user on B (4004) and B refuses its `hello`; a mute through A refuses
+//! posts on B; roles named through A hold on B; a block made on B holds
+//! for DMs sent through A and for messages posted through A; and
+//! `rfc6455 chat admin add --redis` (the real binary) makes an admin
+//! both servers know at once.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::chat::Client;
+use common::cluster::{Chat, PRESENCE_TTL};
+use common::process::rfc6455;
+use common::redis::Redis;
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret";
+
+async fn server(redis: &Redis) -> Chat {
+    Chat::start_with_args(&redis.url(), PRESENCE_TTL, &["--jwt-secret", SECRET]).await
+}
+
+/// `name` on `chat`, past its first `room` event.
+async fn user(chat: &Chat, name: &str, admin: bool) -> Client {
+    let hello = json!({"type": "hello", "token": common::chat::token_as(SECRET, name, admin)});
+    let (mut c, _) = chat.client(hello).await;
+    c.next_of("room").await;
+    c
+}
+
+async fn moderation(c: &mut Client, action: &str) -> Value {
+    c.next(|e| e["type"] == "moderation" && e["action"] == action)
+        .await
+}
+
+/// What the store keeps of `nick`'s mute in `general` (`chat:mutes:general`).
+async fn mute_of(r: &mut redis::aio::MultiplexedConnection, nick: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg("chat:mutes:general")
+        .arg(nick)
+        .query_async(r)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_wide_ban_through_one_server_closes_the_user_on_the_other() {
+    let redis = Redis::start("mod-ban").await;
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let mut root = user(&a, "root", true).await;
+    let mut eve = user(&b, "eve", false).await;
+    root.send(json!({"type": "ban", "user": "eve", "reason": "spam"}))
+        .await;
+    moderation(&mut root, "ban").await;
+    assert_eq!(eve.close_code(Duration::from_secs(10)).await, Some(4004));
+    let hello = json!({"type": "hello", "token": common::chat::token_as(SECRET, "eve", false)});
+    let mut again = Client::greet(b.addr, hello).await;
+    assert_eq!(again.next_of("error").await["code"], "banned");
+    assert_eq!(again.close_code(Duration::from_secs(10)).await, Some(4004));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
+    let redis = Redis::start("mod-rules").await;
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let mut ann = user(&a, "ann", false).await;
+    let own = moderation(&mut ann, "role").await;
+    assert_eq!(own["user"], "ann", "ann owns general");
+    let mut bob = user(&b, "bob", false).await;
+    let mut cat = user(&b, "cat", false).await;
+    let mut dan = user(&a, "dan", false).await;
+
+    // A mute through A refuses bob's posts on B.
+    ann.send(json!({"type": "mute", "room": "general", "user": "bob"}))
+        .await;
+    moderation(&mut bob, "mute").await;
+    bob.send(common::chat::msg("general", "hi", "b1")).await;
+    assert_eq!(bob.next_of("error").await["code"], "muted");
+    // The store keeps the room's mutes beside the event (the post script
+    // refuses a muted writer's message itself).
+    let mut r = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert_eq!(
+        mute_of(&mut r, "bob").await.as_deref(),
+        Some("0"),
+        "until lifted"
+    );
+
+    // A role named through A is in force on B: cat moderates there.
+    ann.send(json!({"type": "role", "room": "general", "user": "cat", "role": "moderator"}))
+        .await;
+    moderation(&mut cat, "role").await;
+    assert_eq!(cat.next_of("room").await["you"]["role"], "moderator");
+    cat.send(json!({"type": "unmute", "room": "general", "user": "bob"}))
+        .await;
+    moderation(&mut bob, "unmute").await;
+    assert!(bob.acked("general", "free", "b2").await > 0);
+    assert_eq!(mute_of(&mut r, "bob").await, None);
+
+    // A block made on B holds for a DM through A and for posts through A,
+    // on cat's tab on B and on its tab on A (told through Redis).
+    let mut cat_on_a = user(&a, "cat", false).await;
+    cat.send(json!({"type": "block", "user": "dan"})).await;
+    assert_eq!(cat.next_of("blocks").await["users"], json!(["dan"]));
+    // The signal's way: through Redis to A, which reads cat's blocks.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dan.send(json!({"type": "dm", "to": "cat", "text": "psst", "client_id": "d1"}))
+        .await;
+    assert_eq!(dan.next_of("error").await["code"], "blocked");
+    let hidden = dan.acked("general", "unseen by cat", "d2").await;
+    let shown = ann.acked("general", "seen by cat", "a1").await;
+    for tab in [&mut cat, &mut cat_on_a] {
+        loop {
+            let m = tab.next_of("msg").await;
+            assert_ne!(m["id"], hidden, "dan's message reached a tab of cat");
+            if m["id"] == shown {
+                break;
+            }
+        }
+    }
+
+    // `chat admin add --redis` (the real binary): an admin on both.
+    let out = rfc6455("error")
+        .args(["chat", "--redis", &redis.url(), "admin", "add", "bob"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+    bob.send(json!({"type": "audit", "room": "*"})).await;
+    let audit = bob.next_of("audit").await;
+    assert_eq!(audit["entries"][0]["action"], "admin_add", "{audit}");
+    let mut bob_on_a = user(&a, "bob", false).await;
+    bob_on_a
+        .send(json!({"type": "kick", "room": "general", "user": "ann"}))
+        .await;
+    let kick = moderation(&mut ann, "kick").await;
+    assert_eq!(kick["by"], "bob", "an admin acts on an owner");
+}

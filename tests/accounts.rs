@@ -185,12 +185,33 @@ async fn a_logout_request_revokes_every_session_of_the_account() {
     let one = register(server.addr, "alice").await;
     let two = login(server.addr, "alice", PASSWORD).await.json;
     let (mut c, _) = server.client(with_token(&one["token"])).await;
+    let (mut other, _) = server.client(with_token(&two["token"])).await;
     c.send(json!({"type": "logout"})).await;
-    assert_eq!(c.close_code(WAIT).await, Some(1000));
+    // Revoked, as the docs say (review finding 10).
+    assert_eq!(c.close_code(WAIT).await, Some(4005));
+    assert_eq!(other.close_code(WAIT).await, Some(4005));
     for token in [&one["token"], &two["token"]] {
         let mut again = Client::greet(server.addr, with_token(token)).await;
         assert_eq!(again.close_code(WAIT).await, Some(4001));
     }
+    server.stop().await;
+}
+
+/// An external token's user of an account's nick has none of the
+/// account's sessions: its `logout` revokes none (review finding 10).
+#[tokio::test]
+async fn an_external_users_logout_leaves_the_accounts_sessions_be() {
+    let mut c = config("ext-logout");
+    c.jwt_secret = Some("their secret".into());
+    let server = ChatServer::start(c).await;
+    let issued = register(server.addr, "alice").await;
+    let external = json!({"type": "hello", "token": token("their secret", "alice", 600)});
+    let (mut theirs, _) = server.client(external).await;
+    theirs.send(json!({"type": "logout"})).await;
+    assert_eq!(theirs.close_code(WAIT).await, Some(1000));
+    // The account's session was not revoked: its token still connects.
+    let (_, welcome) = server.client(with_token(&issued["token"])).await;
+    assert_eq!(who(&welcome), ("alice", Some(false)));
     server.stop().await;
 }
 
@@ -461,22 +482,65 @@ async fn a_registered_nick_is_reserved_and_look_alikes_are_refused() {
     server.stop().await;
 }
 
-/// A guest online when its nick is registered keeps its connection
-/// (marked a guest); the account's user gets the nick all the same.
+/// Once a nick is registered only the account's connections hold it:
+/// the guests holding it (every connection, whatever the count) or a
+/// look-alike are closed with 4006 and must come back under another
+/// nick; the account's user then connects (review finding 2).
 #[tokio::test]
-async fn registering_the_nick_of_a_guest_online_leaves_the_guest_be() {
+async fn registering_a_nick_closes_the_guests_holding_it_or_a_look_alike() {
     let server = ChatServer::start(config("guest-online")).await;
-    let (mut guest, welcome) = server
+    let (first, welcome) = server
         .client(json!({"type": "hello", "nick": "carol"}))
         .await;
     assert_eq!(welcome["guest"], true);
+    let secret = welcome["session"].clone();
+    let mut guests = vec![first];
+    for _ in 1..10 {
+        let hello = json!({"type": "hello", "nick": "carol", "session": secret});
+        let (c, w) = server.client(hello).await;
+        assert_eq!(w["user"], "carol", "{w}");
+        guests.push(c);
+    }
+    let (mut alike, _) = server
+        .client(json!({"type": "hello", "nick": "dave."}))
+        .await;
     let issued = register(server.addr, "carol").await;
-    let (_, welcome) = server.client(with_token(&issued["token"])).await;
+    for guest in &mut guests {
+        assert_eq!(guest.close_code(WAIT).await, Some(4006));
+    }
+    register(server.addr, "dave").await;
+    assert_eq!(alike.close_code(WAIT).await, Some(4006));
+    let (mut account, welcome) = server.client(with_token(&issued["token"])).await;
     assert_eq!(who(&welcome), ("carol", Some(false)));
-    let ack = guest
-        .answer(common::chat::msg("general", "still me", "g1"))
+    // The guest's secret no longer gets the nick back.
+    let mut back = Client::greet(
+        server.addr,
+        json!({"type": "hello", "nick": "carol", "session": secret}),
+    )
+    .await;
+    assert_eq!(back.next_of("error").await["code"], "nick_reserved");
+    let ack = account
+        .answer(common::chat::msg("general", "mine now", "a1"))
         .await;
     assert_eq!(ack["type"], "ack", "{ack}");
+    server.stop().await;
+}
+
+/// A guest's `-N` suffix or `guestN` never names a registered nick
+/// (review finding 1): the next free one is given instead.
+#[tokio::test]
+async fn a_guest_never_gets_a_registered_nick_by_suffix_or_number() {
+    let server = ChatServer::start(config("suffix")).await;
+    register(server.addr, "guest1").await;
+    register(server.addr, "bob-2").await;
+    let (_numbered, welcome) = server.client(json!({"type": "hello"})).await;
+    let (nick, guest) = who(&welcome);
+    assert!(nick.starts_with("guest") && nick != "guest1", "{nick}");
+    assert_eq!(guest, Some(true));
+    let (_a, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(who(&welcome), ("bob", Some(true)));
+    let (_b, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(who(&welcome), ("bob-3", Some(true)));
     server.stop().await;
 }
 

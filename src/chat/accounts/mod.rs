@@ -211,7 +211,14 @@ impl Accounts {
         }
         let hash = self.hasher.hash(pass).await?;
         match self.store.create_account(nick, &skeleton, &hash).await? {
-            Registered::Created => self.issue(nick).await,
+            Registered::Created => {
+                // Only the account's connections hold the nick from now
+                // on: guests holding it or a look-alike close (4006).
+                self.store.publish(Signal::Claimed {
+                    nick: nick.to_owned(),
+                });
+                self.issue(nick).await
+            }
             // Registered meanwhile by someone else.
             Registered::Taken(held) => Err(taken(nick, &held)),
         }

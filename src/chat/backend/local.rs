@@ -138,7 +138,10 @@ impl Backend for Local {
             }
             // No other server holds the nick.
             Signal::Replaced { .. } => {}
-            Signal::Receipt { .. } | Signal::Logout { .. } | Signal::Revoked { .. } => {
+            Signal::Receipt { .. }
+            | Signal::Logout { .. }
+            | Signal::Revoked { .. }
+            | Signal::Claimed { .. } => {
                 if let Some(hub) = self.hub() {
                     hub.signal(signal);
                 }

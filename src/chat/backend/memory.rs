@@ -360,7 +360,8 @@ impl Backend for Memory {
         if let Signal::Typing { .. }
         | Signal::Receipt { .. }
         | Signal::Logout { .. }
-        | Signal::Revoked { .. } = signal
+        | Signal::Revoked { .. }
+        | Signal::Claimed { .. } = signal
         {
             self.hub().signal(signal);
         }

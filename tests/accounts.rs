@@ -376,6 +376,57 @@ async fn a_flood_of_logins_is_limited_and_the_server_still_answers() {
     server.stop().await;
 }
 
+/// Review finding 5(a): wrong passwords sent all at once are each
+/// counted before they are checked, so no more than the free ones and
+/// the one that locks are checked.
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_outrun_the_lockout() {
+    let mut c = config("lockout-race");
+    c.accounts.limits.ip_burst = 100.0;
+    let server = ChatServer::start(c).await;
+    register(server.addr, "alice").await;
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let addr = server.addr;
+        tries.spawn(async move { login(addr, "alice", "not the password").await.status });
+    }
+    let mut checked = 0;
+    while let Some(status) = tries.join_next().await {
+        match status.unwrap() {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(checked <= 6, "{checked} wrong passwords were checked");
+    server.stop().await;
+}
+
+/// Review finding 5(b): a flood of failed logins for made-up nicks (and
+/// nicks no account could have) does not switch the account lockout
+/// off: a full map makes room instead of ignoring the next account.
+#[tokio::test]
+async fn a_flood_of_junk_nicks_does_not_switch_the_lockout_off() {
+    let mut c = config("lockout-flood");
+    c.accounts.limits.ip_burst = 1000.0;
+    c.accounts.limits.max_entries = 20;
+    let server = ChatServer::start(c).await;
+    register(server.addr, "alice").await;
+    for i in 0..40 {
+        let a = login(server.addr, &format!("junk{i}"), "not the password").await;
+        assert_eq!((a.status, a.error()), (401, "bad_credentials"));
+    }
+    let long = login(server.addr, &"x".repeat(4000), "not the password").await;
+    assert_eq!((long.status, long.error()), (401, "bad_credentials"));
+    for i in 0..6 {
+        let a = login(server.addr, "alice", "not the password").await;
+        assert_eq!(a.status, 401, "attempt {i}: {a:?}");
+    }
+    let locked = login(server.addr, "alice", PASSWORD).await;
+    assert_eq!((locked.status, locked.error()), (429, "rate_limited"));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_account_locks_after_five_wrong_passwords() {
     let server = ChatServer::start(config("lockout")).await;

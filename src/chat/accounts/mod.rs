@@ -228,9 +228,16 @@ impl Accounts {
     /// nick nobody has and for a wrong password.
     pub async fn login(&self, ip: IpAddr, nick: &str, pass: &str) -> Result<Issued, ApiError> {
         self.attempt(ip)?;
+        // A nick no account can have is simply wrong, and never tracked
+        // (a flood of made-up ones costs the account limit nothing).
+        if check_nick(nick).is_err() {
+            return Err(ApiError::bad_credentials());
+        }
         let skeleton = skeleton::skeleton(nick);
+        // Counted as a failure from here (`limiter.rs`): logins sent at
+        // once cannot all pass the lock before the first has failed.
         lock(&self.limiter)
-            .locked(&skeleton, Instant::now())
+            .begin(&skeleton, Instant::now())
             .map_err(ApiError::limited)?;
         // An over-long password is simply wrong (never hashed: its cost).
         let pass = if pass.len() > password::MAX_BYTES {
@@ -241,7 +248,6 @@ impl Accounts {
         let account = self.store.account(&skeleton).await?;
         let hash = account.as_ref().map(|a| a.hash.as_str());
         if !self.hasher.verify(pass, hash).await? {
-            lock(&self.limiter).failed(&skeleton, Instant::now());
             return Err(ApiError::bad_credentials());
         }
         lock(&self.limiter).succeeded(&skeleton);
@@ -294,7 +300,7 @@ impl Accounts {
         self.attempt(ip)?;
         let skeleton = skeleton::skeleton(&who.nick);
         lock(&self.limiter)
-            .locked(&skeleton, Instant::now())
+            .begin(&skeleton, Instant::now())
             .map_err(ApiError::limited)?;
         let account = self.store.account(&skeleton).await?;
         let hash = account.as_ref().map(|a| a.hash.as_str());
@@ -304,9 +310,9 @@ impl Accounts {
             old
         };
         if !self.hasher.verify(old, hash).await? {
-            lock(&self.limiter).failed(&skeleton, Instant::now());
             return Err(ApiError::bad_credentials());
         }
+        lock(&self.limiter).succeeded(&skeleton);
         password::check(&who.nick, new).map_err(|why| ApiError::new(400, "weak_password", why))?;
         let hash = self.hasher.hash(new).await?;
         self.store.set_password(&skeleton, &hash).await?;

@@ -427,6 +427,59 @@ async fn a_flood_of_junk_nicks_does_not_switch_the_lockout_off() {
     server.stop().await;
 }
 
+/// A login from loopback with the given `X-Forwarded-For` lines (each
+/// for a nick of its own: the address's limit, not an account's).
+async fn login_forwarded(addr: SocketAddr, forwarded: &[&str]) -> u16 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = creds(&format!("nobody{n}"), "not the password").to_string();
+    let lines: String = forwarded
+        .iter()
+        .map(|v| format!("X-Forwarded-For: {v}\r\n"))
+        .collect();
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{lines}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_raw(addr, request.as_bytes()).await.status
+}
+
+/// Review finding 6: without `--trust-proxy`, `X-Forwarded-For` is
+/// ignored: a client writing a new address each time still spends its
+/// own address's attempts.
+#[tokio::test]
+async fn forwarded_addresses_are_ignored_unless_the_proxy_is_trusted() {
+    let server = ChatServer::start(config("xff-off")).await;
+    for i in 0..10 {
+        let status = login_forwarded(server.addr, &[&format!("203.0.113.{i}")]).await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    assert_eq!(login_forwarded(server.addr, &["203.0.113.99"]).await, 429);
+    server.stop().await;
+}
+
+/// Review finding 6: with `--trust-proxy`, the address counted is the
+/// last one of every `X-Forwarded-For` line joined (a proxy that adds its
+/// own line), written `ip`, `ip:port` or `[v6]:port`.
+#[tokio::test]
+async fn a_trusted_proxy_is_counted_by_its_last_forwarded_address() {
+    let mut c = config("xff-on");
+    c.accounts.trust_proxy = true;
+    let server = ChatServer::start(c).await;
+    for i in 0..10 {
+        let first = format!("10.0.0.{i}");
+        let status = login_forwarded(server.addr, &[&first, "198.51.100.4:5555"]).await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    assert_eq!(login_forwarded(server.addr, &["198.51.100.4"]).await, 429);
+    assert_eq!(
+        login_forwarded(server.addr, &["198.51.100.4, [2001:db8::1]:443"]).await,
+        401,
+        "another client, its own limit"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_account_locks_after_five_wrong_passwords() {
     let server = ChatServer::start(config("lockout")).await;

@@ -62,6 +62,10 @@ pub struct AccountsConfig {
     pub hash: HashConfig,
     /// Login limits.
     pub limits: LimitConfig,
+    /// `--trust-proxy`: a reverse proxy on this host (a loopback peer)
+    /// says who the client is in `X-Forwarded-For`, and the login limits
+    /// count that address (`api::client_ip`). Off: the header is ignored.
+    pub trust_proxy: bool,
 }
 
 /// An error of an account request: its HTTP status, its `error` code and
@@ -158,6 +162,7 @@ pub struct Accounts {
     hasher: Hasher,
     limiter: Mutex<Limiter>,
     mode: Mode,
+    trust_proxy: bool,
 }
 
 impl Accounts {
@@ -174,7 +179,14 @@ impl Accounts {
             hasher,
             limiter: Mutex::new(Limiter::new(config.limits)),
             mode: config.mode,
+            trust_proxy: config.trust_proxy,
         })
+    }
+
+    /// Whether `X-Forwarded-For` from a loopback peer is believed
+    /// ([`AccountsConfig::trust_proxy`]).
+    pub fn trusts_proxy(&self) -> bool {
+        self.trust_proxy
     }
 
     /// Who may say `hello`.

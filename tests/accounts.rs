@@ -480,6 +480,27 @@ async fn a_trusted_proxy_is_counted_by_its_last_forwarded_address() {
     server.stop().await;
 }
 
+/// Review finding 12: login limits that make no sense (no refill, no
+/// burst, no room) are refused when the server starts, naming the
+/// setting, instead of panicking at the first limited request.
+#[tokio::test]
+async fn nonsense_login_limits_are_refused_at_start() {
+    let broken: [fn(&mut ChatConfig); 3] = [
+        |c| c.accounts.limits.ip_per_minute = 0.0,
+        |c| c.accounts.limits.ip_burst = f64::NAN,
+        |c| c.accounts.limits.max_entries = 0,
+    ];
+    for (i, breaks) in broken.iter().enumerate() {
+        let mut c = config(&format!("bad-limits-{i}"));
+        breaks(&mut c);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let served = rfc6455::chat::serve(listener, c, std::future::pending::<()>());
+        let ended = tokio::time::timeout(WAIT, served).await;
+        let err = ended.expect("refused at once").expect_err("refused");
+        assert!(err.to_string().contains("limit"), "{i}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn an_account_locks_after_five_wrong_passwords() {
     let server = ChatServer::start(config("lockout")).await;

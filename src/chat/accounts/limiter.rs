@@ -77,6 +77,31 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
+impl LimitConfig {
+    /// Refuses limits the limiter cannot keep: an address must be able
+    /// to make an attempt and regain one (a refill of 0 would wait for
+    /// ever), and each map must hold at least one entry.
+    pub fn check(&self) -> Result<(), String> {
+        let finite = |v: f64| v.is_finite() && v > 0.0;
+        if !finite(self.ip_burst) || self.ip_burst < 1.0 {
+            return Err(format!(
+                "login limit ip_burst must be at least 1 (is {})",
+                self.ip_burst
+            ));
+        }
+        if !finite(self.ip_per_minute) {
+            return Err(format!(
+                "login limit ip_per_minute must be above 0 (is {})",
+                self.ip_per_minute
+            ));
+        }
+        if self.max_entries == 0 {
+            return Err("login limit max_entries must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// The login limiter; the caller locks it (every call is short).
 #[derive(Debug)]
 pub struct Limiter {

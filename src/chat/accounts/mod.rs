@@ -167,8 +167,10 @@ pub struct Accounts {
 
 impl Accounts {
     /// The accounts on `store`, with a hasher of `config`'s parameters
-    /// (its dummy hash made now, off the async threads).
+    /// (its dummy hash made now, off the async threads). Limits that make
+    /// no sense ([`LimitConfig::check`]) are refused, naming the setting.
     pub async fn open(store: Arc<dyn Backend>, config: AccountsConfig) -> Result<Self, String> {
+        config.limits.check()?;
         let hash = config.hash;
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(hash))
             .await

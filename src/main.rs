@@ -67,6 +67,13 @@ enum Command {
         /// tokens are accepted beside the server's own.
         #[arg(long, value_enum, default_value_t = AccountsArg::Open)]
         accounts: AccountsArg,
+        /// A reverse proxy on this host says who the client is: the
+        /// login limits count the last X-Forwarded-For address of a
+        /// loopback peer (every header line joined; ip:port accepted).
+        /// Off: the header is ignored. Only with a proxy that sets or
+        /// appends it: else clients write it.
+        #[arg(long)]
+        trust_proxy: bool,
         #[command(flatten)]
         tls: TlsArgs,
         /// Most TCP connections open at once: WebSockets, page requests
@@ -324,6 +331,7 @@ fn main() -> ExitCode {
                 db_sync,
                 jwt_secret,
                 accounts,
+                trust_proxy,
                 tls,
                 max_connections,
                 max_rooms,
@@ -356,6 +364,7 @@ fn main() -> ExitCode {
                     DbSyncArg::Full => rfc6455::chat::DbSync::Full,
                 };
                 config.jwt_secret = jwt_secret;
+                config.accounts.trust_proxy = trust_proxy;
                 config.accounts.mode = match accounts {
                     AccountsArg::Open => rfc6455::chat::AccountsMode::Open,
                     AccountsArg::Required => rfc6455::chat::AccountsMode::Required,

@@ -185,12 +185,33 @@ async fn a_logout_request_revokes_every_session_of_the_account() {
     let one = register(server.addr, "alice").await;
     let two = login(server.addr, "alice", PASSWORD).await.json;
     let (mut c, _) = server.client(with_token(&one["token"])).await;
+    let (mut other, _) = server.client(with_token(&two["token"])).await;
     c.send(json!({"type": "logout"})).await;
-    assert_eq!(c.close_code(WAIT).await, Some(1000));
+    // Revoked, as the docs say (review finding 10).
+    assert_eq!(c.close_code(WAIT).await, Some(4005));
+    assert_eq!(other.close_code(WAIT).await, Some(4005));
     for token in [&one["token"], &two["token"]] {
         let mut again = Client::greet(server.addr, with_token(token)).await;
         assert_eq!(again.close_code(WAIT).await, Some(4001));
     }
+    server.stop().await;
+}
+
+/// An external token's user of an account's nick has none of the
+/// account's sessions: its `logout` revokes none (review finding 10).
+#[tokio::test]
+async fn an_external_users_logout_leaves_the_accounts_sessions_be() {
+    let mut c = config("ext-logout");
+    c.jwt_secret = Some("their secret".into());
+    let server = ChatServer::start(c).await;
+    let issued = register(server.addr, "alice").await;
+    let external = json!({"type": "hello", "token": token("their secret", "alice", 600)});
+    let (mut theirs, _) = server.client(external).await;
+    theirs.send(json!({"type": "logout"})).await;
+    assert_eq!(theirs.close_code(WAIT).await, Some(1000));
+    // The account's session was not revoked: its token still connects.
+    let (_, welcome) = server.client(with_token(&issued["token"])).await;
+    assert_eq!(who(&welcome), ("alice", Some(false)));
     server.stop().await;
 }
 
@@ -355,6 +376,131 @@ async fn a_flood_of_logins_is_limited_and_the_server_still_answers() {
     server.stop().await;
 }
 
+/// Review finding 5(a): wrong passwords sent all at once are each
+/// counted before they are checked, so no more than the free ones and
+/// the one that locks are checked.
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_outrun_the_lockout() {
+    let mut c = config("lockout-race");
+    c.accounts.limits.ip_burst = 100.0;
+    let server = ChatServer::start(c).await;
+    register(server.addr, "alice").await;
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let addr = server.addr;
+        tries.spawn(async move { login(addr, "alice", "not the password").await.status });
+    }
+    let mut checked = 0;
+    while let Some(status) = tries.join_next().await {
+        match status.unwrap() {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(checked <= 6, "{checked} wrong passwords were checked");
+    server.stop().await;
+}
+
+/// Review finding 5(b): a flood of failed logins for made-up nicks (and
+/// nicks no account could have) does not switch the account lockout
+/// off: a full map makes room instead of ignoring the next account.
+#[tokio::test]
+async fn a_flood_of_junk_nicks_does_not_switch_the_lockout_off() {
+    let mut c = config("lockout-flood");
+    c.accounts.limits.ip_burst = 1000.0;
+    c.accounts.limits.max_entries = 20;
+    let server = ChatServer::start(c).await;
+    register(server.addr, "alice").await;
+    for i in 0..40 {
+        let a = login(server.addr, &format!("junk{i}"), "not the password").await;
+        assert_eq!((a.status, a.error()), (401, "bad_credentials"));
+    }
+    let long = login(server.addr, &"x".repeat(4000), "not the password").await;
+    assert_eq!((long.status, long.error()), (401, "bad_credentials"));
+    for i in 0..6 {
+        let a = login(server.addr, "alice", "not the password").await;
+        assert_eq!(a.status, 401, "attempt {i}: {a:?}");
+    }
+    let locked = login(server.addr, "alice", PASSWORD).await;
+    assert_eq!((locked.status, locked.error()), (429, "rate_limited"));
+    server.stop().await;
+}
+
+/// A login from loopback with the given `X-Forwarded-For` lines (each
+/// for a nick of its own: the address's limit, not an account's).
+async fn login_forwarded(addr: SocketAddr, forwarded: &[&str]) -> u16 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = creds(&format!("nobody{n}"), "not the password").to_string();
+    let lines: String = forwarded
+        .iter()
+        .map(|v| format!("X-Forwarded-For: {v}\r\n"))
+        .collect();
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{lines}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_raw(addr, request.as_bytes()).await.status
+}
+
+/// Review finding 6: without `--trust-proxy`, `X-Forwarded-For` is
+/// ignored: a client writing a new address each time still spends its
+/// own address's attempts.
+#[tokio::test]
+async fn forwarded_addresses_are_ignored_unless_the_proxy_is_trusted() {
+    let server = ChatServer::start(config("xff-off")).await;
+    for i in 0..10 {
+        let status = login_forwarded(server.addr, &[&format!("203.0.113.{i}")]).await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    assert_eq!(login_forwarded(server.addr, &["203.0.113.99"]).await, 429);
+    server.stop().await;
+}
+
+/// Review finding 6: with `--trust-proxy`, the address counted is the
+/// last one of every `X-Forwarded-For` line joined (a proxy that adds its
+/// own line), written `ip`, `ip:port` or `[v6]:port`.
+#[tokio::test]
+async fn a_trusted_proxy_is_counted_by_its_last_forwarded_address() {
+    let mut c = config("xff-on");
+    c.accounts.trust_proxy = true;
+    let server = ChatServer::start(c).await;
+    for i in 0..10 {
+        let first = format!("10.0.0.{i}");
+        let status = login_forwarded(server.addr, &[&first, "198.51.100.4:5555"]).await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    assert_eq!(login_forwarded(server.addr, &["198.51.100.4"]).await, 429);
+    assert_eq!(
+        login_forwarded(server.addr, &["198.51.100.4, [2001:db8::1]:443"]).await,
+        401,
+        "another client, its own limit"
+    );
+    server.stop().await;
+}
+
+/// Review finding 12: login limits that make no sense (no refill, no
+/// burst, no room) are refused when the server starts, naming the
+/// setting, instead of panicking at the first limited request.
+#[tokio::test]
+async fn nonsense_login_limits_are_refused_at_start() {
+    let broken: [fn(&mut ChatConfig); 3] = [
+        |c| c.accounts.limits.ip_per_minute = 0.0,
+        |c| c.accounts.limits.ip_burst = f64::NAN,
+        |c| c.accounts.limits.max_entries = 0,
+    ];
+    for (i, breaks) in broken.iter().enumerate() {
+        let mut c = config(&format!("bad-limits-{i}"));
+        breaks(&mut c);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let served = rfc6455::chat::serve(listener, c, std::future::pending::<()>());
+        let ended = tokio::time::timeout(WAIT, served).await;
+        let err = ended.expect("refused at once").expect_err("refused");
+        assert!(err.to_string().contains("limit"), "{i}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn an_account_locks_after_five_wrong_passwords() {
     let server = ChatServer::start(config("lockout")).await;
@@ -461,22 +607,65 @@ async fn a_registered_nick_is_reserved_and_look_alikes_are_refused() {
     server.stop().await;
 }
 
-/// A guest online when its nick is registered keeps its connection
-/// (marked a guest); the account's user gets the nick all the same.
+/// Once a nick is registered only the account's connections hold it:
+/// the guests holding it (every connection, whatever the count) or a
+/// look-alike are closed with 4006 and must come back under another
+/// nick; the account's user then connects (review finding 2).
 #[tokio::test]
-async fn registering_the_nick_of_a_guest_online_leaves_the_guest_be() {
+async fn registering_a_nick_closes_the_guests_holding_it_or_a_look_alike() {
     let server = ChatServer::start(config("guest-online")).await;
-    let (mut guest, welcome) = server
+    let (first, welcome) = server
         .client(json!({"type": "hello", "nick": "carol"}))
         .await;
     assert_eq!(welcome["guest"], true);
+    let secret = welcome["session"].clone();
+    let mut guests = vec![first];
+    for _ in 1..10 {
+        let hello = json!({"type": "hello", "nick": "carol", "session": secret});
+        let (c, w) = server.client(hello).await;
+        assert_eq!(w["user"], "carol", "{w}");
+        guests.push(c);
+    }
+    let (mut alike, _) = server
+        .client(json!({"type": "hello", "nick": "dave."}))
+        .await;
     let issued = register(server.addr, "carol").await;
-    let (_, welcome) = server.client(with_token(&issued["token"])).await;
+    for guest in &mut guests {
+        assert_eq!(guest.close_code(WAIT).await, Some(4006));
+    }
+    register(server.addr, "dave").await;
+    assert_eq!(alike.close_code(WAIT).await, Some(4006));
+    let (mut account, welcome) = server.client(with_token(&issued["token"])).await;
     assert_eq!(who(&welcome), ("carol", Some(false)));
-    let ack = guest
-        .answer(common::chat::msg("general", "still me", "g1"))
+    // The guest's secret no longer gets the nick back.
+    let mut back = Client::greet(
+        server.addr,
+        json!({"type": "hello", "nick": "carol", "session": secret}),
+    )
+    .await;
+    assert_eq!(back.next_of("error").await["code"], "nick_reserved");
+    let ack = account
+        .answer(common::chat::msg("general", "mine now", "a1"))
         .await;
     assert_eq!(ack["type"], "ack", "{ack}");
+    server.stop().await;
+}
+
+/// A guest's `-N` suffix or `guestN` never names a registered nick
+/// (review finding 1): the next free one is given instead.
+#[tokio::test]
+async fn a_guest_never_gets_a_registered_nick_by_suffix_or_number() {
+    let server = ChatServer::start(config("suffix")).await;
+    register(server.addr, "guest1").await;
+    register(server.addr, "bob-2").await;
+    let (_numbered, welcome) = server.client(json!({"type": "hello"})).await;
+    let (nick, guest) = who(&welcome);
+    assert!(nick.starts_with("guest") && nick != "guest1", "{nick}");
+    assert_eq!(guest, Some(true));
+    let (_a, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(who(&welcome), ("bob", Some(true)));
+    let (_b, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(who(&welcome), ("bob-3", Some(true)));
     server.stop().await;
 }
 

@@ -192,3 +192,77 @@ async fn a_guest_on_one_server_is_marked_on_the_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// One `redis-server` command's answer, for looking at the keys.
+async fn redis_query<T: redis::FromRedisValue>(redis: &Redis, cmd: &mut redis::Cmd) -> T {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+/// Review finding 3: the nick `key` (skeleton `key`) registered first on
+/// a new store does not take the signing key's place: it logs in on
+/// both servers, and accounts registered after it still work.
+#[tokio::test]
+async fn an_account_called_key_leaves_the_signing_key_alone() {
+    let (_redis, a, b) = two_servers("cluster-accounts-key").await;
+    let creds = json!({"nick": "key", "password": PASSWORD});
+    let first = http_post(a.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let logged = http_post(b.addr, "/api/login", Some(&creds), None).await;
+    assert_eq!(logged.status, 200, "{logged:?}");
+    let other = json!({"nick": "alice", "password": PASSWORD});
+    let second = http_post(b.addr, "/api/register", Some(&other), None).await;
+    assert_eq!(second.status, 201, "{second:?}");
+    let (_, welcome) = a
+        .client(json!({"type": "hello", "token": second.json["token"]}))
+        .await;
+    assert_eq!(welcome["user"], "alice");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Review finding 7: an account's list of sessions expires with its
+/// newest session and drops the ones revoked, so logins do not grow it
+/// for ever.
+#[tokio::test]
+async fn an_accounts_session_list_expires_and_sheds_revoked_sessions() {
+    let (redis, a, b) = two_servers("cluster-accounts-sessions").await;
+    let creds = json!({"nick": "dave", "password": PASSWORD});
+    let first = http_post(a.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    for _ in 0..2 {
+        assert_eq!(
+            http_post(b.addr, "/api/login", Some(&creds), None)
+                .await
+                .status,
+            200
+        );
+    }
+    let key = "chat:asessions:dave";
+    let ttl: i64 = redis_query(&redis, redis::cmd("PTTL").arg(key)).await;
+    assert!(ttl > 0, "the list expires (PTTL {ttl})");
+    let token = first.json["token"].as_str();
+    assert_eq!(
+        http_post(a.addr, "/api/logout", None, token).await.status,
+        204
+    );
+    let left: i64 = redis_query(&redis, redis::cmd("ZCARD").arg(key)).await;
+    assert_eq!(left, 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Review finding 2, scaled out: registering a nick on one server closes
+/// the guest holding it on the other (4006).
+#[tokio::test]
+async fn registering_a_nick_closes_its_guest_on_the_other_server() {
+    let (_redis, a, b) = two_servers("cluster-accounts-claim").await;
+    let (mut guest, _) = b.client(json!({"type": "hello", "nick": "erin"})).await;
+    let creds = json!({"nick": "erin", "password": PASSWORD});
+    let issued = http_post(a.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(issued.status, 201, "{issued:?}");
+    assert_eq!(guest.close_code(WAIT).await, Some(4006));
+    a.stop().await;
+    b.stop().await;
+}

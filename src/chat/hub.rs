@@ -510,12 +510,29 @@ impl Hub {
 
     /// [`register`](Self::register), for a connection of the given
     /// [`Standing`].
+    #[cfg(test)]
     pub fn register_as(
         &self,
         wanted: Option<&str>,
         session: Option<&str>,
         remote_reclaim: bool,
         standing: Standing,
+    ) -> Arc<Client> {
+        self.register_avoiding(wanted, session, remote_reclaim, standing, &[])
+    }
+
+    /// [`register_as`](Self::register_as), never under a nick in `avoid`
+    /// (a guest's: registered nicks its suffix or `guestN` would name).
+    /// With guests marked, a guest's suffixed nick is never a look-alike
+    /// of one online either; and an account's user takes its nick from
+    /// the guests holding it or a look-alike ([`Signal::Claimed`], 4006).
+    fn register_avoiding(
+        &self,
+        wanted: Option<&str>,
+        session: Option<&str>,
+        remote_reclaim: bool,
+        standing: Standing,
+        avoid: &[String],
     ) -> Arc<Client> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut users = lock(&self.users);
@@ -526,15 +543,23 @@ impl Hub {
         let fixed = self.fixed(standing);
         if !fixed {
             let mut n = 1;
+            let marked = self.config.mark_guests;
             loop {
-                if users.contains(&nick) {
-                    if let Some(old) = users
-                        .holders(&nick)
-                        .find(|c| !c.is_gone() && Some(c.session.as_str()) == session)
-                    {
+                if avoid.contains(&nick) {
+                    // registered: never a guest's
+                } else if users.contains(&nick) {
+                    // Only a guest's connection is another guest's to
+                    // reclaim with its secret.
+                    if let Some(old) = users.holders(&nick).find(|c| {
+                        !c.is_gone()
+                            && c.standing == Standing::Guest
+                            && Some(c.session.as_str()) == session
+                    }) {
                         reclaimed = Some(old.clone());
                         break;
                     }
+                } else if marked && users.lookalike(&nick).is_some() {
+                    // a look-alike of a nick online: not given out either
                 } else if !remote.values().any(|held| held.contains(&nick)) {
                     break;
                 } else if remote_reclaim && nick == base {
@@ -571,8 +596,19 @@ impl Hub {
             gone: AtomicBool::new(false),
             standing,
         });
+        // The nick is the account's: guests holding it, or a look-alike,
+        // here or on another server, give it up.
+        let claimed = self.config.mark_guests && standing != Standing::Guest;
+        if claimed {
+            users::close_guests_like(&users, &nick);
+        }
         if users.add(client.clone()) {
-            lock(&self.users_changed).insert(nick);
+            lock(&self.users_changed).insert(nick.clone());
+        }
+        drop(users);
+        if claimed {
+            // (Unlocked: a backend may hand the signal straight back.)
+            self.backend.publish(Signal::Claimed { nick });
         }
         client
     }

@@ -273,12 +273,16 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         Standing::Guest => hub.claim_remote(nick.as_deref(), session.as_deref()).await,
         Standing::Verified { .. } => false,
     };
-    match hub.admit(
+    match identify::admit(
+        auth,
+        hub,
         nick.as_deref(),
         session.as_deref(),
         remote_reclaim,
         standing,
-    ) {
+    )
+    .await
+    {
         Ok(client) => Some((client, resume)),
         Err(refusal) => {
             hub.metrics.errors.inc();

@@ -105,22 +105,42 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// The address the login limits count a request under: the peer's; or,
-/// when the peer is loopback (a reverse proxy on this host, the way
-/// plain-http deployments reach the endpoints), the last address of
-/// `X-Forwarded-For`, the one that proxy appended (earlier ones are the
-/// client's to write, so are never trusted). Without it every user
-/// behind the proxy would share one address's limit.
-pub fn client_ip(request: &Request, peer: SocketAddr) -> IpAddr {
+/// with `trust_proxy` (`--trust-proxy`) and a loopback peer (a reverse
+/// proxy on this host), the last address of `X-Forwarded-For`, the one
+/// that proxy appended (earlier ones are the client's to write, so are
+/// never believed). Repeated header lines are one list, in order (RFC
+/// 9110 §5.3): a proxy that adds a line of its own is read right. An
+/// entry may carry a port (`ip:port`, `[v6]:port`); one that is no
+/// address counts as the peer. Without `trust_proxy` the header is
+/// ignored: a client could write any address in it.
+pub fn client_ip(request: &Request, peer: SocketAddr, trust_proxy: bool) -> IpAddr {
     let ip = peer.ip();
-    if !ip.to_canonical().is_loopback() {
+    if !trust_proxy || !ip.to_canonical().is_loopback() {
         return ip;
     }
     request
-        .header("x-forwarded-for")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .filter_map(|h| std::str::from_utf8(&h.value).ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(forwarded_ip)
         .unwrap_or(ip)
+}
+
+/// One `X-Forwarded-For` entry's address: `ip`, `[v6]`, `ip:port` or
+/// `[v6]:port`.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse().ok()
+        })
 }
 
 /// Whether a request may carry a password here: over our own TLS, or
@@ -160,7 +180,7 @@ pub async fn serve<S: AsyncRead + Unpin>(
     peer: SocketAddr,
 ) -> ApiResponse {
     let answered: Result<ApiResponse, ApiError> = async {
-        let ip = client_ip(request, peer);
+        let ip = client_ip(request, peer, accounts.trusts_proxy());
         match path {
             "/api/logout" => {
                 let token = bearer(request)?;
@@ -317,24 +337,39 @@ mod tests {
         }
     }
 
-    /// Behind a proxy on this host, the limits count the address the
-    /// proxy appended; from anyone else the header is ignored.
+    /// Behind a trusted proxy on this host, the limits count the address
+    /// the proxy appended (every line joined, a port allowed); from anyone
+    /// else, or without `--trust-proxy`, the header is ignored.
     #[test]
-    fn the_limits_count_the_address_a_local_proxy_forwards() {
+    fn the_limits_count_the_address_a_trusted_local_proxy_forwards() {
         let proxy: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:40000".parse().unwrap();
         let forwarded = request(&[("X-Forwarded-For", "10.0.0.1, 198.51.100.4")]);
+        let last: IpAddr = "198.51.100.4".parse().unwrap();
+        assert_eq!(client_ip(&forwarded, proxy, true), last);
+        assert_eq!(client_ip(&forwarded, proxy, false), proxy.ip(), "untrusted");
         assert_eq!(
-            client_ip(&forwarded, proxy),
-            "198.51.100.4".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip(&forwarded, remote),
+            client_ip(&forwarded, remote, true),
             remote.ip(),
             "not from a proxy here"
         );
-        assert_eq!(client_ip(&request(&[]), proxy), proxy.ip());
+        assert_eq!(client_ip(&request(&[]), proxy, true), proxy.ip());
         let garbage = request(&[("X-Forwarded-For", "not an address")]);
-        assert_eq!(client_ip(&garbage, proxy), proxy.ip());
+        assert_eq!(client_ip(&garbage, proxy, true), proxy.ip());
+        let lines = request(&[
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("x-forwarded-for", "198.51.100.4:8080"),
+        ]);
+        assert_eq!(client_ip(&lines, proxy, true), last);
+        let v6 = request(&[("X-Forwarded-For", "[2001:db8::1]:443")]);
+        assert_eq!(
+            client_ip(&v6, proxy, true),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        let bare = request(&[("X-Forwarded-For", "[2001:db8::2]")]);
+        assert_eq!(
+            client_ip(&bare, proxy, true),
+            "2001:db8::2".parse::<IpAddr>().unwrap()
+        );
     }
 }

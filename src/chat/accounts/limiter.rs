@@ -12,11 +12,19 @@
 //!   to [`LimitConfig::max_lockout`]. A success clears it; so does
 //!   [`LimitConfig::forget_after`] with no failure.
 //!
+//! A login is counted as a failure when it starts ([`Limiter::begin`]),
+//! before the password is checked, and a success clears it: requests
+//! sent all at once cannot all pass the lock's check before the first
+//! failure is recorded.
+//!
 //! Each map holds at most [`LimitConfig::max_entries`]. A full map first
 //! drops the entries that have gone back to nothing (a full bucket, an
-//! old failure); if none has, the new address or nick is refused as if
-//! limited, so a flood of distinct nicks or addresses costs a bounded
-//! map and never evicts the record of one that is being attacked.
+//! old failure). If none has, a full address map refuses the new address
+//! as if limited; a full account map evicts the account whose last
+//! failure is oldest among those not locked (else the one whose lock ends
+//! first), so a flood of made-up nicks never switches the lockout off
+//! for the next account, and a locked account, the one under attack, is
+//! the last to go.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -67,6 +75,31 @@ struct Failures {
     count: u32,
     last: Instant,
     locked_until: Option<Instant>,
+}
+
+impl LimitConfig {
+    /// Refuses limits the limiter cannot keep: an address must be able
+    /// to make an attempt and regain one (a refill of 0 would wait for
+    /// ever), and each map must hold at least one entry.
+    pub fn check(&self) -> Result<(), String> {
+        let finite = |v: f64| v.is_finite() && v > 0.0;
+        if !finite(self.ip_burst) || self.ip_burst < 1.0 {
+            return Err(format!(
+                "login limit ip_burst must be at least 1 (is {})",
+                self.ip_burst
+            ));
+        }
+        if !finite(self.ip_per_minute) {
+            return Err(format!(
+                "login limit ip_per_minute must be above 0 (is {})",
+                self.ip_per_minute
+            ));
+        }
+        if self.max_entries == 0 {
+            return Err("login limit max_entries must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// The login limiter; the caller locks it (every call is short).
@@ -123,6 +156,15 @@ impl Limiter {
         }
     }
 
+    /// A login for `who` starts: `Err(wait)` while it is locked out;
+    /// else it is counted as a failure at once ([`failed`](Self::failed)),
+    /// until [`succeeded`](Self::succeeded) says otherwise.
+    pub fn begin(&mut self, who: &str, now: Instant) -> Result<(), Duration> {
+        self.locked(who, now)?;
+        self.failed(who, now);
+        Ok(())
+    }
+
     /// A failed login for `who`: past the free ones, locks it.
     pub fn failed(&mut self, who: &str, now: Instant) {
         let c = self.config;
@@ -131,7 +173,7 @@ impl Limiter {
             self.accounts
                 .retain(|_, f| !stale(f) || f.locked_until.is_some_and(|u| u > now));
             if self.accounts.len() >= c.max_entries {
-                return; // the address limit still holds
+                self.evict(now);
             }
         }
         let f = self.accounts.entry(who.to_owned()).or_insert(Failures {
@@ -148,6 +190,20 @@ impl Limiter {
             let doublings = (f.count - c.free_failures - 1).min(16);
             let lock = c.lockout.saturating_mul(1 << doublings).min(c.max_lockout);
             f.locked_until = Some(now + lock);
+        }
+    }
+
+    /// Makes room for one account: the unlocked one whose last failure
+    /// is oldest, else the one whose lock ends first.
+    fn evict(&mut self, now: Instant) {
+        let locked = |f: &Failures| f.locked_until.filter(|u| *u > now);
+        let victim = self
+            .accounts
+            .iter()
+            .min_by_key(|(_, f)| (locked(f).is_some(), locked(f).unwrap_or(f.last)))
+            .map(|(who, _)| who.clone());
+        if let Some(who) = victim {
+            self.accounts.remove(&who);
         }
     }
 
@@ -227,6 +283,8 @@ mod tests {
             l.failed(&format!("nick{n}"), t);
         }
         assert_eq!(l.len(), (100, 100));
+        // The account map made room for each: the newest is tracked.
+        assert!(l.accounts.contains_key("nick9999"));
         // The tracked ones are not evicted by the flood: still limited.
         for _ in 0..9 {
             assert!(l.attempt(ip(0), t).is_ok());
@@ -236,5 +294,39 @@ mod tests {
         let later = t + Duration::from_secs(60);
         assert!(l.attempt(ip(20_000), later).is_ok());
         assert!(l.len().0 <= 100);
+    }
+
+    #[test]
+    fn a_full_account_map_evicts_an_unlocked_account_never_a_locked_one() {
+        let config = LimitConfig {
+            max_entries: 10,
+            ..LimitConfig::default()
+        };
+        let mut l = Limiter::new(config);
+        let t = Instant::now();
+        for _ in 0..6 {
+            l.failed("allce", t);
+        }
+        assert!(l.locked("allce", t).is_err());
+        for n in 0..100 {
+            l.failed(&format!("nick{n}"), t + Duration::from_millis(n));
+        }
+        assert!(l.locked("allce", t).is_err(), "the locked account stays");
+        for _ in 0..6 {
+            l.failed("bob", t + Duration::from_secs(1));
+        }
+        assert!(l.locked("bob", t + Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn a_login_counts_as_a_failure_from_its_start() {
+        let mut l = Limiter::new(LimitConfig::default());
+        let t = Instant::now();
+        for _ in 0..6 {
+            assert!(l.begin("allce", t).is_ok());
+        }
+        assert!(l.begin("allce", t).is_err(), "six in flight lock it");
+        l.succeeded("allce");
+        assert!(l.begin("allce", t).is_ok());
     }
 }

@@ -62,6 +62,10 @@ pub struct AccountsConfig {
     pub hash: HashConfig,
     /// Login limits.
     pub limits: LimitConfig,
+    /// `--trust-proxy`: a reverse proxy on this host (a loopback peer)
+    /// says who the client is in `X-Forwarded-For`, and the login limits
+    /// count that address (`api::client_ip`). Off: the header is ignored.
+    pub trust_proxy: bool,
 }
 
 /// An error of an account request: its HTTP status, its `error` code and
@@ -158,12 +162,15 @@ pub struct Accounts {
     hasher: Hasher,
     limiter: Mutex<Limiter>,
     mode: Mode,
+    trust_proxy: bool,
 }
 
 impl Accounts {
     /// The accounts on `store`, with a hasher of `config`'s parameters
-    /// (its dummy hash made now, off the async threads).
+    /// (its dummy hash made now, off the async threads). Limits that make
+    /// no sense ([`LimitConfig::check`]) are refused, naming the setting.
     pub async fn open(store: Arc<dyn Backend>, config: AccountsConfig) -> Result<Self, String> {
+        config.limits.check()?;
         let hash = config.hash;
         let hasher = tokio::task::spawn_blocking(move || Hasher::new(hash))
             .await
@@ -174,7 +181,14 @@ impl Accounts {
             hasher,
             limiter: Mutex::new(Limiter::new(config.limits)),
             mode: config.mode,
+            trust_proxy: config.trust_proxy,
         })
+    }
+
+    /// Whether `X-Forwarded-For` from a loopback peer is believed
+    /// ([`AccountsConfig::trust_proxy`]).
+    pub fn trusts_proxy(&self) -> bool {
+        self.trust_proxy
     }
 
     /// Who may say `hello`.
@@ -211,7 +225,14 @@ impl Accounts {
         }
         let hash = self.hasher.hash(pass).await?;
         match self.store.create_account(nick, &skeleton, &hash).await? {
-            Registered::Created => self.issue(nick).await,
+            Registered::Created => {
+                // Only the account's connections hold the nick from now
+                // on: guests holding it or a look-alike close (4006).
+                self.store.publish(Signal::Claimed {
+                    nick: nick.to_owned(),
+                });
+                self.issue(nick).await
+            }
             // Registered meanwhile by someone else.
             Registered::Taken(held) => Err(taken(nick, &held)),
         }
@@ -221,9 +242,16 @@ impl Accounts {
     /// nick nobody has and for a wrong password.
     pub async fn login(&self, ip: IpAddr, nick: &str, pass: &str) -> Result<Issued, ApiError> {
         self.attempt(ip)?;
+        // A nick no account can have is simply wrong, and never tracked
+        // (a flood of made-up ones costs the account limit nothing).
+        if check_nick(nick).is_err() {
+            return Err(ApiError::bad_credentials());
+        }
         let skeleton = skeleton::skeleton(nick);
+        // Counted as a failure from here (`limiter.rs`): logins sent at
+        // once cannot all pass the lock before the first has failed.
         lock(&self.limiter)
-            .locked(&skeleton, Instant::now())
+            .begin(&skeleton, Instant::now())
             .map_err(ApiError::limited)?;
         // An over-long password is simply wrong (never hashed: its cost).
         let pass = if pass.len() > password::MAX_BYTES {
@@ -234,7 +262,6 @@ impl Accounts {
         let account = self.store.account(&skeleton).await?;
         let hash = account.as_ref().map(|a| a.hash.as_str());
         if !self.hasher.verify(pass, hash).await? {
-            lock(&self.limiter).failed(&skeleton, Instant::now());
             return Err(ApiError::bad_credentials());
         }
         lock(&self.limiter).succeeded(&skeleton);
@@ -287,7 +314,7 @@ impl Accounts {
         self.attempt(ip)?;
         let skeleton = skeleton::skeleton(&who.nick);
         lock(&self.limiter)
-            .locked(&skeleton, Instant::now())
+            .begin(&skeleton, Instant::now())
             .map_err(ApiError::limited)?;
         let account = self.store.account(&skeleton).await?;
         let hash = account.as_ref().map(|a| a.hash.as_str());
@@ -297,9 +324,9 @@ impl Accounts {
             old
         };
         if !self.hasher.verify(old, hash).await? {
-            lock(&self.limiter).failed(&skeleton, Instant::now());
             return Err(ApiError::bad_credentials());
         }
+        lock(&self.limiter).succeeded(&skeleton);
         password::check(&who.nick, new).map_err(|why| ApiError::new(400, "weak_password", why))?;
         let hash = self.hasher.hash(new).await?;
         self.store.set_password(&skeleton, &hash).await?;

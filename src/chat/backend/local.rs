@@ -147,6 +147,7 @@ impl Backend for Local {
             Signal::Receipt { .. }
             | Signal::Logout { .. }
             | Signal::Revoked { .. }
+            | Signal::Claimed { .. }
             | Signal::Banned { .. }
             | Signal::Blocks { .. } => {
                 if let Some(hub) = self.hub() {

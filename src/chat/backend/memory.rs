@@ -364,6 +364,7 @@ impl Backend for Memory {
         | Signal::Receipt { .. }
         | Signal::Logout { .. }
         | Signal::Revoked { .. }
+        | Signal::Claimed { .. }
         | Signal::Banned { .. }
         | Signal::Blocks { .. } = signal
         {

@@ -462,6 +462,16 @@ pub enum Signal {
         /// With `renamed`: the new nick's session secret, for the user's
         /// other connections to reconnect with.
         session: Option<String>,
+        /// Whether a guest logged out: only the guest connections of the
+        /// nick close (a verified user's are not the guest's to end).
+        guest: bool,
+    },
+    /// `nick` is registered, or its account's user connected: the guest
+    /// connections holding it or a look-alike of it close (4006), on
+    /// every server (issue 17).
+    Claimed {
+        /// The account's nick.
+        nick: String,
     },
     // issue 17: moderation
     /// `nick` is banned from the server: every connection holding it

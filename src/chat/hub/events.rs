@@ -19,7 +19,7 @@ use super::super::protocol::ServerMsg;
 use super::lifecycle::event_json;
 use super::moderation::hidden_author;
 use super::reads::is_message;
-use super::{Hub, Kind, Room};
+use super::{Hub, Kind, Room, Standing};
 
 impl HubEvents for Hub {
     fn stored(&self, event: Event) {
@@ -47,7 +47,13 @@ impl HubEvents for Hub {
                     .collect();
                 let users = lock(&self.users);
                 for (me, frame) in &frames {
-                    for c in users.holders(me) {
+                    // A nick an account's user holds is the account's: a
+                    // guest still holding it (until its close) reads none.
+                    let verified = users.holders(me).any(|c| c.standing != Standing::Guest);
+                    for c in users
+                        .holders(me)
+                        .filter(|c| !verified || c.standing != Standing::Guest)
+                    {
                         c.outbox.push(frame, Kind::Chat, &self.metrics);
                     }
                 }
@@ -133,7 +139,9 @@ impl HubEvents for Hub {
                 nick,
                 renamed,
                 session,
-            } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref())),
+                guest,
+            } => self.close_user(&nick, renamed.as_deref().zip(session.as_deref()), guest),
+            Signal::Claimed { nick } => self.close_guests_like(&nick),
             Signal::Revoked { nick, session } => self.close_session(&nick, &session),
             Signal::Banned { nick } => self.close_banned(&nick),
             Signal::Blocks { nick } => self.blocks_changed(nick),

@@ -70,6 +70,11 @@ impl Users {
             .map(|c| c.nick.as_str())
     }
 
+    /// Every connection holding `nick` or a look-alike of it.
+    pub fn alike<'a>(&'a self, nick: &str) -> impl Iterator<Item = &'a Arc<Client>> + 'a {
+        self.0.get(&skeleton(nick)).into_iter().flatten()
+    }
+
     /// Adds a connection; true if its nick was not held here before.
     pub fn add(&mut self, client: Arc<Client>) -> bool {
         let new = !self.contains(&client.nick);
@@ -121,6 +126,11 @@ const RENAMED: u16 = 4003;
 /// (logout, a password change, a replayed refresh token; issue 17).
 const REVOKED: u16 = 4005;
 
+/// The close code of a guest's connection whose nick (or a look-alike of
+/// it) was registered, or whose account's user connected: the nick is
+/// the account's now; reconnect under another one (issue 17).
+pub const CLAIMED: u16 = 4006;
+
 impl Hub {
     /// [`register`](Self::register), unless the user it would add a
     /// connection to holds [`MAX_CONNECTIONS`] here already; and the nick
@@ -132,11 +142,28 @@ impl Hub {
         remote_reclaim: bool,
         standing: Standing,
     ) -> Result<Arc<Client>, Refusal> {
+        self.admit_avoiding(wanted, session, remote_reclaim, standing, &[])
+    }
+
+    /// [`admit`](Self::admit), never under one of the nicks in `avoid`
+    /// (registered ones a guest's suffix or `guestN` would have named).
+    pub fn admit_avoiding(
+        &self,
+        wanted: Option<&str>,
+        session: Option<&str>,
+        remote_reclaim: bool,
+        standing: Standing,
+        avoid: &[String],
+    ) -> Result<Arc<Client>, Refusal> {
         if let Some(nick) = wanted {
             let fixed = self.fixed(standing);
+            let guest = standing == Standing::Guest;
             let users = lock(&self.users);
+            // Counted by standing: a guest holding the nick never uses up
+            // the connections of its account's user (nor the other way).
             let shared = users
                 .holders(nick)
+                .filter(|c| (c.standing == Standing::Guest) == guest)
                 .filter(|c| fixed || Some(c.session.as_str()) == session)
                 .count();
             if shared >= MAX_CONNECTIONS {
@@ -146,7 +173,7 @@ impl Hub {
                 ));
             }
         }
-        let client = self.register_as(wanted, session, remote_reclaim, standing);
+        let client = self.register_avoiding(wanted, session, remote_reclaim, standing, avoid);
         // A guest (no nick asked for) is not remembered: its name is
         // the connection's, and nobody can know it to write to later.
         if wanted.is_some() {
@@ -256,6 +283,7 @@ impl Hub {
             nick: old.nick.clone(),
             renamed: Some(wanted.to_owned()),
             session: Some(client.session.clone()),
+            guest: old.standing == Standing::Guest,
         });
         Ok(client)
     }
@@ -269,6 +297,7 @@ impl Hub {
             nick: client.nick.clone(),
             renamed: None,
             session: None,
+            guest: client.standing == Standing::Guest,
         });
     }
 
@@ -276,7 +305,9 @@ impl Hub {
     /// After a rename (`renamed`: the new nick and its secret), each is
     /// told first, with a `renamed` of its own, so that it reconnects as
     /// the new nick.
-    pub(super) fn close_user(&self, nick: &str, renamed: Option<(&str, &str)>) {
+    /// A guest's logout (`guest`) closes the nick's guest connections
+    /// only; a verified user's, its verified ones only.
+    pub(super) fn close_user(&self, nick: &str, renamed: Option<(&str, &str)>, guest: bool) {
         let (close, told) = match renamed {
             Some((to, session)) => (
                 CloseFrame::new(
@@ -296,7 +327,11 @@ impl Hub {
             ),
             None => (CloseFrame::new(CloseCode::NORMAL, "logged out"), None),
         };
-        for c in lock(&self.users).holders(nick) {
+        let users = lock(&self.users);
+        for c in users
+            .holders(nick)
+            .filter(|c| (c.standing == Standing::Guest) == guest)
+        {
             // Gone from now on: a `hello` with the old secret is not one
             // more connection of this user while these close.
             c.gone.store(true, Ordering::Relaxed);
@@ -323,6 +358,12 @@ impl Hub {
         }
     }
 
+    /// `nick` is an account's ([`Signal::Claimed`]): the guest
+    /// connections here holding it or a look-alike of it close (4006).
+    pub(super) fn close_guests_like(&self, nick: &str) {
+        close_guests_like(&lock(&self.users), nick);
+    }
+
     /// A guest's nick online here that looks like `nick` but is not it
     /// (issue 17: such a `hello` gets `nick_confusable`).
     pub fn lookalike_online(&self, nick: &str) -> Option<String> {
@@ -340,5 +381,18 @@ impl Hub {
     /// (accounts are on).
     pub fn marks_guests(&self) -> bool {
         self.config.mark_guests
+    }
+}
+
+/// The guest connections in `users` holding `nick` or a look-alike of it
+/// close (4006): the nick is an account's (issue 17).
+pub(super) fn close_guests_like(users: &Users, nick: &str) {
+    let close = CloseFrame::new(
+        CloseCode::try_from(CLAIMED).unwrap_or(CloseCode::POLICY_VIOLATION),
+        &format!("{nick} is a registered nick: reconnect under another"),
+    );
+    for c in users.alike(nick).filter(|c| c.standing == Standing::Guest) {
+        c.gone.store(true, Ordering::Relaxed);
+        c.outbox.close(close.clone());
     }
 }

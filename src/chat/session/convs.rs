@@ -5,7 +5,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::super::backend::Conversation;
+use super::super::backend::{Conversation, Signal};
 use super::super::hub::{Client, Standing};
 use super::super::protocol::{ClientMsg, DEFAULT_HISTORY, ErrorCode, ServerMsg};
 use super::{Session, newest_that_fit};
@@ -44,12 +44,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ClientMsg::Nick { nick, client_id } => Box::pin(self.rename(&nick, client_id)).await,
             ClientMsg::Logout {} => {
                 // An account's user leaves every session of the account
-                // (none of its tokens works again); a guest's or an
-                // external token's has none, and the call finds none.
-                if self.client.standing != Standing::Guest {
-                    let revoking = self.hub.backend().revoke_all(&self.client.nick, None);
-                    if Box::pin(revoking).await.is_err() {
-                        tracing::warn!("logout: the account's sessions could not be revoked");
+                // (none of its tokens works again), and its connections
+                // close as revoked (4005). Only a connection holding one
+                // of our sessions may: an external token's user of the
+                // same nick has none to end (docs/PROTOCOL.md, Accounts).
+                let backend = self.hub.backend();
+                let ours = self.client.standing != Standing::Guest
+                    && matches!(
+                        Box::pin(backend.session_live(&self.client.session)).await,
+                        Ok(true)
+                    );
+                if ours {
+                    let nick = &self.client.nick;
+                    match Box::pin(backend.revoke_all(nick, None)).await {
+                        Ok(sessions) => {
+                            for session in sessions {
+                                backend.publish(Signal::Revoked {
+                                    nick: nick.clone(),
+                                    session,
+                                });
+                            }
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!("logout: the account's sessions could not be revoked");
+                        }
                     }
                 }
                 self.hub.logout(&self.client)

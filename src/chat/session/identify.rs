@@ -17,8 +17,10 @@
 //! Our tokens are told from external ones by their issuer
 //! (`accounts::tokens::ISSUER`): each is checked with its own key only.
 
+use std::sync::Arc;
+
 use super::super::accounts::{self, Accounts, Mode, TokenError, tokens};
-use super::super::hub::{Hub, Standing};
+use super::super::hub::{Client, Hub, Standing};
 use super::super::protocol::{ErrorCode, Refusal};
 use super::{Auth, verify};
 
@@ -154,5 +156,52 @@ async fn may_have(accounts: &Accounts, hub: &Hub, wanted: &str) -> Result<(), Re
             format!("{wanted} looks too much like {held}, who is online"),
         )),
         None => Ok(()),
+    }
+}
+
+/// The most nicks a guest's `hello` tries before it is refused: each one
+/// tried and found registered costs a look-up in the store.
+const MAX_TRIES: usize = 16;
+
+/// Registers the connection ([`Hub::admit`]). A guest's nick is checked
+/// once more against the accounts once the guest holds it: the nick it
+/// asked for may have been registered since [`identify`] looked, and a
+/// suffixed nick (`bob-2`) or a `guestN` was never looked up at all.
+/// A registered one (or a look-alike of one) is given up and the next
+/// one tried, so that a guest never holds an account's nick.
+pub async fn admit(
+    auth: &Auth,
+    hub: &Hub,
+    nick: Option<&str>,
+    session: Option<&str>,
+    remote_reclaim: bool,
+    standing: Standing,
+) -> Result<Arc<Client>, Refusal> {
+    let Some(accounts) = auth
+        .accounts
+        .as_ref()
+        .filter(|_| standing == Standing::Guest)
+    else {
+        return hub.admit(nick, session, remote_reclaim, standing);
+    };
+    let mut avoid = Vec::new();
+    loop {
+        let client = hub.admit_avoiding(nick, session, remote_reclaim, standing, &avoid)?;
+        let found = match accounts.reservation(&client.nick).await {
+            Ok(found) => found,
+            // Unreachable: the nick asked for was checked moments ago.
+            Err(_) => return Ok(client),
+        };
+        if accounts::refusal(&client.nick, &found).is_none() {
+            return Ok(client);
+        }
+        hub.unregister(&client);
+        avoid.push(client.nick.clone());
+        if avoid.len() >= MAX_TRIES {
+            return Err(Refusal::new(
+                ErrorCode::NickReserved,
+                "every nick tried is registered: ask for another",
+            ));
+        }
     }
 }

@@ -5,9 +5,9 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `chat:acct:key` | string | the token signing key (set once, `NX`) |
-//! | `chat:acct:{skeleton}` | hash `{nick, hash}` | the account whose nick has that skeleton |
+//! | `chat:acct:n:{skeleton}` | hash `{nick, hash}` | the account whose nick has that skeleton (its own namespace: the nick `key` is no signing key) |
 //! | `chat:asess:{id}` | hash `{nick}` | a live session (deleted when revoked; expires with its refresh token) |
-//! | `chat:asessions:{nick}` | set of ids | the user's sessions |
+//! | `chat:asessions:{nick}` | sorted set of ids, by expiry (ms) | the user's sessions: each login drops the expired ones, and the set expires with the newest |
 //! | `chat:refresh:{digest}` | string `live:{id}` / `spent:{id}` | a refresh token, by its SHA-256 (expires with it) |
 //!
 //! Registration ([`CREATE_SCRIPT`]) and rotation ([`ROTATE_SCRIPT`]) are
@@ -23,7 +23,7 @@ use crate::chat::backend::{Account, Accounts, NewSession, Registered, Reply, Rot
 const KEY_SIGNING: &str = "chat:acct:key";
 
 fn key_account(skeleton: &str) -> String {
-    format!("chat:acct:{skeleton}")
+    format!("chat:acct:n:{skeleton}")
 }
 fn key_session(id: &str) -> String {
     format!("chat:asess:{id}")
@@ -57,13 +57,15 @@ local nick = redis.call('HGET', skey, 'nick')
 if not nick then return {0, false, false} end
 if state == 'spent' then
   redis.call('DEL', skey)
-  redis.call('SREM', ARGV[3] .. nick, id)
+  redis.call('ZREM', ARGV[3] .. nick, id)
   redis.call('DEL', KEYS[1])
   return {2, id, nick}
 end
 redis.call('SET', KEYS[1], 'spent:' .. id, 'PXAT', ARGV[1])
 redis.call('SET', KEYS[2], 'live:' .. id, 'PXAT', ARGV[1])
 redis.call('PEXPIREAT', skey, ARGV[1])
+redis.call('ZADD', ARGV[3] .. nick, ARGV[1], id)
+redis.call('PEXPIREAT', ARGV[3] .. nick, ARGV[1])
 return {1, id, nick}
 "#;
 
@@ -130,7 +132,15 @@ impl Accounts for Redis {
             .arg("nick")
             .arg(&s.nick);
         pipe.cmd("PEXPIREAT").arg(key_session(&s.id)).arg(s.expires);
-        pipe.cmd("SADD").arg(key_sessions(&s.nick)).arg(&s.id);
+        // The newest session expires last: the set lasts as long, and
+        // sheds the sessions that expired on their own.
+        let sessions = key_sessions(&s.nick);
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&sessions)
+            .arg("-inf")
+            .arg(crate::chat::now_ms());
+        pipe.cmd("ZADD").arg(&sessions).arg(s.expires).arg(&s.id);
+        pipe.cmd("PEXPIREAT").arg(&sessions).arg(s.expires);
         pipe.cmd("SET")
             .arg(key_refresh(&s.refresh))
             .arg(format!("live:{}", s.id))
@@ -185,7 +195,7 @@ impl Accounts for Redis {
             del.arg(&key);
             let _: i64 = self.query(del).await.map_err(unavailable)?;
             if let Some(nick) = nick {
-                let mut srem = redis::cmd("SREM");
+                let mut srem = redis::cmd("ZREM");
                 srem.arg(key_sessions(&nick)).arg(&id);
                 let _: i64 = self.query(srem).await.map_err(unavailable)?;
             }
@@ -197,8 +207,8 @@ impl Accounts for Redis {
         let nick = nick.to_owned();
         let except = except.map(str::to_owned);
         Box::pin(async move {
-            let mut members = redis::cmd("SMEMBERS");
-            members.arg(key_sessions(&nick));
+            let mut members = redis::cmd("ZRANGE");
+            members.arg(key_sessions(&nick)).arg(0).arg(-1);
             let ids: Vec<String> = self.query(members).await.map_err(unavailable)?;
             let ids: Vec<String> = ids
                 .into_iter()

@@ -105,6 +105,14 @@ pub(super) enum Bus {
         /// The new nick's secret, if renamed.
         #[serde(default)]
         session: Option<String>,
+        /// A guest's logout: its guest connections only.
+        #[serde(default)]
+        guest: bool,
+    },
+    /// A nick's account claimed it: guests holding it close (issue 17).
+    Claimed {
+        /// The account's nick.
+        nick: String,
     },
     /// An account session was revoked: its connections close everywhere
     /// (issue 17).
@@ -242,11 +250,14 @@ impl Redis {
                 nick,
                 renamed,
                 session,
+                guest,
             } => Bus::Logout {
                 nick,
                 renamed,
                 session,
+                guest,
             },
+            Signal::Claimed { nick } => Bus::Claimed { nick },
             Signal::Revoked { nick, session } => Bus::Revoked { nick, session },
             Signal::Banned { nick } => Bus::Banned { nick },
             Signal::Blocks { nick } => Bus::Blocks { nick },
@@ -343,11 +354,14 @@ impl Redis {
                 nick,
                 renamed,
                 session,
+                guest,
             } => hub.signal(Signal::Logout {
                 nick,
                 renamed,
                 session,
+                guest,
             }),
+            Bus::Claimed { nick } => hub.signal(Signal::Claimed { nick }),
             Bus::Revoked { nick, session } => hub.signal(Signal::Revoked { nick, session }),
             Bus::Replace { s, nick } => {
                 if s != self.id {

@@ -3,6 +3,7 @@
 //! connections only, and guests marked on what they post.
 
 use super::super::Standing;
+use super::super::users::MAX_CONNECTIONS;
 use super::*;
 use crate::chat::lock;
 
@@ -93,4 +94,31 @@ async fn a_guests_messages_are_stored_marked_when_guests_are() {
         hub.guests_among(&["bob".into(), "alice".into()]),
         vec!["bob"]
     );
+}
+
+/// Review finding 2: a guest and an account's user holding one nick
+/// (guests unmarked, as here, or before the guest's close): the guest's
+/// logout closes guests only, the connection limit counts each standing
+/// apart, and DMs to the nick reach the account's connections only.
+#[tokio::test]
+async fn a_guest_sharing_an_accounts_nick_cannot_log_it_out_lock_it_out_or_read_its_dms() {
+    let (hub, memory) = hub();
+    let guest = hub.register(Some("carol"), None, false);
+    for _ in 1..MAX_CONNECTIONS {
+        hub.admit(Some("carol"), Some(&guest.session), false, Standing::Guest)
+            .unwrap();
+    }
+    let account = hub
+        .admit(Some("carol"), Some("sid-1"), false, VERIFIED)
+        .expect("a guest's connections do not count against the account");
+    let sender = hub.register(Some("dave"), None, false);
+    hub.dm(&sender, "carol", "for carol", "d1").unwrap();
+    memory.commit();
+    let (frames, _) = drain(&account);
+    assert!(frames.iter().any(|f| f["type"] == "dm"), "{frames:?}");
+    let (frames, _) = drain(&guest);
+    assert!(!frames.iter().any(|f| f["type"] == "dm"), "{frames:?}");
+    hub.logout(&guest);
+    assert_eq!(drain(&guest).1, Some(1000));
+    assert_eq!(drain(&account).1, None);
 }

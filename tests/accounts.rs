@@ -501,6 +501,21 @@ async fn nonsense_login_limits_are_refused_at_start() {
     }
 }
 
+/// Review finding 13: `POST /api/logout` costs an attempt of the
+/// address's, like every other account request.
+#[tokio::test]
+async fn logout_requests_are_limited_per_address() {
+    let server = ChatServer::start(config("logout-limit")).await;
+    for i in 0..10 {
+        let a = http_post(server.addr, "/api/logout", None, Some("not a token")).await;
+        assert_eq!((a.status, a.error()), (401, "bad_token"), "attempt {i}");
+    }
+    let a = http_post(server.addr, "/api/logout", None, Some("not a token")).await;
+    assert_eq!((a.status, a.error()), (429, "rate_limited"));
+    assert!(a.head.contains("Retry-After: "), "{a:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_account_locks_after_five_wrong_passwords() {
     let server = ChatServer::start(config("lockout")).await;

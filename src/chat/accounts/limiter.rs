@@ -4,7 +4,7 @@
 //! - **Per address** (IPv6: per /64, as the front door counts them): a
 //!   token bucket of [`LimitConfig::ip_burst`] attempts, refilled at
 //!   [`LimitConfig::ip_per_minute`] a minute. Every account request
-//!   (register, login, refresh, password) costs one.
+//!   (register, login, refresh, logout, password) costs one.
 //! - **Per account** (by the nick's skeleton, so `Alice` and `alice`
 //!   share one): [`LimitConfig::free_failures`] failed logins in a row
 //!   are free; each one after locks the account for

@@ -296,8 +296,10 @@ impl Accounts {
         }
     }
 
-    /// `POST /api/logout`: the session of `token` is revoked.
-    pub async fn logout(&self, token: &str) -> Result<(), ApiError> {
+    /// `POST /api/logout`: the session of `token` is revoked. It costs
+    /// `ip` an attempt, as every account request does (a look-up each).
+    pub async fn logout(&self, ip: IpAddr, token: &str) -> Result<(), ApiError> {
+        self.attempt(ip)?;
         let who = self.live(token).await?;
         self.revoke(&who.nick, &who.session).await
     }

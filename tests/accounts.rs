@@ -38,6 +38,15 @@ async fn register(addr: SocketAddr, nick: &str) -> Value {
     a.json
 }
 
+/// [`register`] from an address of its own: the tests' own address is
+/// then a stranger to the account, as an attacker is (finding 4).
+async fn register_from_elsewhere(addr: SocketAddr, nick: &str) {
+    let home = IpAddr::V4(Ipv4Addr::new(127, 0, 9, 9));
+    let body = creds(nick, PASSWORD);
+    let a = http_post_from(home, addr, "/api/register", Some(&body), None).await;
+    assert_eq!(a.status, 201, "{a:?}");
+}
+
 async fn login(addr: SocketAddr, nick: &str, password: &str) -> Answer {
     http_post(addr, "/api/login", Some(&creds(nick, password)), None).await
 }
@@ -384,7 +393,7 @@ async fn parallel_wrong_passwords_cannot_outrun_the_lockout() {
     let mut c = config("lockout-race");
     c.accounts.limits.ip_burst = 100.0;
     let server = ChatServer::start(c).await;
-    register(server.addr, "alice").await;
+    register_from_elsewhere(server.addr, "alice").await;
     let mut tries = tokio::task::JoinSet::new();
     for _ in 0..30 {
         let addr = server.addr;
@@ -411,7 +420,7 @@ async fn a_flood_of_junk_nicks_does_not_switch_the_lockout_off() {
     c.accounts.limits.ip_burst = 1000.0;
     c.accounts.limits.max_entries = 20;
     let server = ChatServer::start(c).await;
-    register(server.addr, "alice").await;
+    register_from_elsewhere(server.addr, "alice").await;
     for i in 0..40 {
         let a = login(server.addr, &format!("junk{i}"), "not the password").await;
         assert_eq!((a.status, a.error()), (401, "bad_credentials"));
@@ -501,6 +510,21 @@ async fn nonsense_login_limits_are_refused_at_start() {
     }
 }
 
+/// Review finding 13: `POST /api/logout` costs an attempt of the
+/// address's, like every other account request.
+#[tokio::test]
+async fn logout_requests_are_limited_per_address() {
+    let server = ChatServer::start(config("logout-limit")).await;
+    for i in 0..10 {
+        let a = http_post(server.addr, "/api/logout", None, Some("not a token")).await;
+        assert_eq!((a.status, a.error()), (401, "bad_token"), "attempt {i}");
+    }
+    let a = http_post(server.addr, "/api/logout", None, Some("not a token")).await;
+    assert_eq!((a.status, a.error()), (429, "rate_limited"));
+    assert!(a.head.contains("Retry-After: "), "{a:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_account_locks_after_five_wrong_passwords() {
     let server = ChatServer::start(config("lockout")).await;
@@ -521,6 +545,30 @@ async fn an_account_locks_after_five_wrong_passwords() {
         "locked, even with the password"
     );
     assert!(a.head.contains("Retry-After: 30"), "{}", a.head);
+    server.stop().await;
+}
+
+/// Review finding 4: a stranger's wrong passwords lock the account for
+/// strangers only: the address its user last logged in from (here, or
+/// registered from) still logs in with the right password.
+#[tokio::test]
+async fn a_lockout_does_not_keep_the_user_out_from_a_known_address() {
+    let server = ChatServer::start(config("lockout-known")).await;
+    let home = IpAddr::V4(Ipv4Addr::new(127, 0, 3, 1));
+    let body = creds("alice", PASSWORD);
+    let made = http_post_from(home, server.addr, "/api/register", Some(&body), None).await;
+    assert_eq!(made.status, 201, "{made:?}");
+    for i in 0..7 {
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 4, i + 1));
+        let wrong = creds("alice", "not the password");
+        let a = http_post_from(from, server.addr, "/api/login", Some(&wrong), None).await;
+        assert!(a.status == 401 || a.status == 429, "attempt {i}: {a:?}");
+    }
+    let stranger = IpAddr::V4(Ipv4Addr::new(127, 0, 5, 1));
+    let a = http_post_from(stranger, server.addr, "/api/login", Some(&body), None).await;
+    assert_eq!(a.status, 429, "locked for strangers: {a:?}");
+    let a = http_post_from(home, server.addr, "/api/login", Some(&body), None).await;
+    assert_eq!(a.status, 200, "not for its user at home: {a:?}");
     server.stop().await;
 }
 

@@ -184,7 +184,7 @@ pub async fn serve<S: AsyncRead + Unpin>(
         match path {
             "/api/logout" => {
                 let token = bearer(request)?;
-                accounts.logout(token).await?;
+                accounts.logout(ip, token).await?;
                 Ok(ApiResponse::no_content())
             }
             "/api/register" | "/api/login" => {

@@ -4,13 +4,18 @@
 //! - **Per address** (IPv6: per /64, as the front door counts them): a
 //!   token bucket of [`LimitConfig::ip_burst`] attempts, refilled at
 //!   [`LimitConfig::ip_per_minute`] a minute. Every account request
-//!   (register, login, refresh, password) costs one.
+//!   (register, login, refresh, logout, password) costs one.
 //! - **Per account** (by the nick's skeleton, so `Alice` and `alice`
 //!   share one): [`LimitConfig::free_failures`] failed logins in a row
 //!   are free; each one after locks the account for
 //!   [`LimitConfig::lockout`], doubling with every further failure up
 //!   to [`LimitConfig::max_lockout`]. A success clears it; so does
 //!   [`LimitConfig::forget_after`] with no failure.
+//!
+//! The lockout is for strangers: an address that logged in to the
+//! account (or registered it) within [`KNOWN_FOR`] bypasses it (its own
+//! attempts still pay its address's bucket), so nobody can keep a user
+//! out of its account by failing on purpose from elsewhere.
 //!
 //! A login is counted as a failure when it starts ([`Limiter::begin`]),
 //! before the password is checked, and a success clears it: requests
@@ -29,6 +34,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+/// How long an address that logged in to an account stays known to it
+/// (and past its lockout).
+pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The limits. Defaults in each field's doc.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,6 +117,8 @@ pub struct Limiter {
     config: LimitConfig,
     ips: HashMap<IpAddr, Bucket>,
     accounts: HashMap<String, Failures>,
+    /// (account's skeleton, address) → its last success.
+    known: HashMap<(String, IpAddr), Instant>,
 }
 
 impl Limiter {
@@ -117,6 +128,7 @@ impl Limiter {
             config,
             ips: HashMap::new(),
             accounts: HashMap::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -156,10 +168,20 @@ impl Limiter {
         }
     }
 
-    /// A login for `who` starts: `Err(wait)` while it is locked out;
-    /// else it is counted as a failure at once ([`failed`](Self::failed)),
-    /// until [`succeeded`](Self::succeeded) says otherwise.
-    pub fn begin(&mut self, who: &str, now: Instant) -> Result<(), Duration> {
+    /// A login for `who` from `ip` starts: `Err(wait)` while it is
+    /// locked out, unless `ip` is known to the account (it logged in
+    /// lately: [`succeeded`](Self::succeeded)); else it is counted as a
+    /// failure at once ([`failed`](Self::failed)), until `succeeded` says
+    /// otherwise.
+    pub fn begin(&mut self, who: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = (who.to_owned(), ip);
+        if self
+            .known
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < KNOWN_FOR)
+        {
+            return Ok(());
+        }
         self.locked(who, now)?;
         self.failed(who, now);
         Ok(())
@@ -207,9 +229,21 @@ impl Limiter {
         }
     }
 
-    /// A successful login for `who`: its failures are forgotten.
-    pub fn succeeded(&mut self, who: &str) {
+    /// A successful login (or registration) for `who` from `ip`: its
+    /// failures are forgotten, and `ip` is known to it from now on. When
+    /// the known map is full the oldest is forgotten.
+    pub fn succeeded(&mut self, who: &str, ip: IpAddr, now: Instant) {
         self.accounts.remove(who);
+        let key = (who.to_owned(), ip);
+        if !self.known.contains_key(&key) && self.known.len() >= self.config.max_entries {
+            self.known
+                .retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
+            let oldest = self.known.iter().min_by_key(|(_, at)| **at);
+            if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+                self.known.remove(&k);
+            }
+        }
+        self.known.insert(key, now);
     }
 
     /// Addresses and accounts tracked (for tests).
@@ -262,7 +296,7 @@ mod tests {
             "capped"
         );
         assert!(l.locked("allce", t + Duration::from_secs(900)).is_ok());
-        l.succeeded("allce");
+        l.succeeded("allce", ip(1), t);
         l.failed("allce", t);
         assert!(
             l.locked("allce", t).is_ok(),
@@ -323,10 +357,30 @@ mod tests {
         let mut l = Limiter::new(LimitConfig::default());
         let t = Instant::now();
         for _ in 0..6 {
-            assert!(l.begin("allce", t).is_ok());
+            assert!(l.begin("allce", ip(9), t).is_ok());
         }
-        assert!(l.begin("allce", t).is_err(), "six in flight lock it");
-        l.succeeded("allce");
-        assert!(l.begin("allce", t).is_ok());
+        assert!(l.begin("allce", ip(9), t).is_err(), "six in flight lock it");
+        l.succeeded("allce", ip(1), t);
+        assert!(l.begin("allce", ip(9), t).is_ok());
+    }
+
+    #[test]
+    fn a_known_address_is_past_the_lockout_and_a_stranger_is_not() {
+        let mut l = Limiter::new(LimitConfig::default());
+        let t = Instant::now();
+        l.succeeded("allce", ip(1), t);
+        for _ in 0..10 {
+            l.failed("allce", t);
+        }
+        assert!(l.begin("allce", ip(2), t).is_err(), "a stranger waits");
+        assert!(l.begin("allce", ip(1), t).is_ok(), "its user does not");
+        let later = t + KNOWN_FOR;
+        for _ in 0..10 {
+            l.failed("allce", later);
+        }
+        assert!(
+            l.begin("allce", ip(1), later).is_err(),
+            "known for a while only"
+        );
     }
 }

@@ -32,6 +32,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::admission::client_key;
 use super::backend::Unavailable;
 use super::backend::{Backend, NewSession, Registered, Rotation, Signal};
 use super::protocol::{ErrorCode, Refusal, check_nick};
@@ -210,7 +211,7 @@ impl Accounts {
     /// One attempt from `ip` (every request pays one).
     fn attempt(&self, ip: IpAddr) -> Result<(), ApiError> {
         lock(&self.limiter)
-            .attempt(super::admission::client_key(ip), Instant::now())
+            .attempt(client_key(ip), Instant::now())
             .map_err(ApiError::limited)
     }
 
@@ -226,6 +227,8 @@ impl Accounts {
         let hash = self.hasher.hash(pass).await?;
         match self.store.create_account(nick, &skeleton, &hash).await? {
             Registered::Created => {
+                // Its address is known to it: past any lockout later.
+                lock(&self.limiter).succeeded(&skeleton, client_key(ip), Instant::now());
                 // Only the account's connections hold the nick from now
                 // on: guests holding it or a look-alike close (4006).
                 self.store.publish(Signal::Claimed {
@@ -251,7 +254,7 @@ impl Accounts {
         // Counted as a failure from here (`limiter.rs`): logins sent at
         // once cannot all pass the lock before the first has failed.
         lock(&self.limiter)
-            .begin(&skeleton, Instant::now())
+            .begin(&skeleton, client_key(ip), Instant::now())
             .map_err(ApiError::limited)?;
         // An over-long password is simply wrong (never hashed: its cost).
         let pass = if pass.len() > password::MAX_BYTES {
@@ -264,7 +267,7 @@ impl Accounts {
         if !self.hasher.verify(pass, hash).await? {
             return Err(ApiError::bad_credentials());
         }
-        lock(&self.limiter).succeeded(&skeleton);
+        lock(&self.limiter).succeeded(&skeleton, client_key(ip), Instant::now());
         let nick = account.map(|a| a.nick).unwrap_or_default();
         self.issue(&nick).await
     }
@@ -296,8 +299,10 @@ impl Accounts {
         }
     }
 
-    /// `POST /api/logout`: the session of `token` is revoked.
-    pub async fn logout(&self, token: &str) -> Result<(), ApiError> {
+    /// `POST /api/logout`: the session of `token` is revoked. It costs
+    /// `ip` an attempt, as every account request does (a look-up each).
+    pub async fn logout(&self, ip: IpAddr, token: &str) -> Result<(), ApiError> {
+        self.attempt(ip)?;
         let who = self.live(token).await?;
         self.revoke(&who.nick, &who.session).await
     }
@@ -314,7 +319,7 @@ impl Accounts {
         self.attempt(ip)?;
         let skeleton = skeleton::skeleton(&who.nick);
         lock(&self.limiter)
-            .begin(&skeleton, Instant::now())
+            .begin(&skeleton, client_key(ip), Instant::now())
             .map_err(ApiError::limited)?;
         let account = self.store.account(&skeleton).await?;
         let hash = account.as_ref().map(|a| a.hash.as_str());
@@ -326,7 +331,7 @@ impl Accounts {
         if !self.hasher.verify(old, hash).await? {
             return Err(ApiError::bad_credentials());
         }
-        lock(&self.limiter).succeeded(&skeleton);
+        lock(&self.limiter).succeeded(&skeleton, client_key(ip), Instant::now());
         password::check(&who.nick, new).map_err(|why| ApiError::new(400, "weak_password", why))?;
         let hash = self.hasher.hash(new).await?;
         self.store.set_password(&skeleton, &hash).await?;

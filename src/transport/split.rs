@@ -18,13 +18,16 @@
 //! wakes the reader, whichever half wrote last.
 
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
+use futures_core::Stream;
+use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Error, WebSocket};
-use crate::proto::{CloseFrame, Message, PreparedFrame};
+use crate::proto::{CloseFrame, Message, PreparedFrame, State};
 
 struct Shared<S> {
     socket: Mutex<WebSocket<S>>,
@@ -109,7 +112,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
     ///
     /// Cancel-safe, as [`WebSocket::recv`].
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| self.shared.poll_with(cx, true, |ws, cx| ws.poll_recv(cx))).await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The poll behind [`recv`](Self::recv) and the `Stream` impl: the I/O
+    /// loop of [`WebSocket::poll_recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.shared.poll_with(cx, true, |ws, cx| ws.poll_recv(cx))
+    }
+}
+
+/// `poll_next` is [`WsReader::poll_recv`]: cancel-safe, as
+/// [`WebSocket::recv`].
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
     }
 }
 
@@ -121,8 +140,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     /// As [`WebSocket::send`]: once first polled, the message is queued and
     /// goes out whole with the next write from either half.
     pub async fn send(&mut self, message: Message) -> Result<(), Error> {
-        lock(&self.shared.socket).queue(message)?;
+        self.queue(message)?;
         self.flush().await
+    }
+
+    /// Queues a message without writing it; see [`WebSocket::queue`].
+    /// Several queued messages leave together with the next
+    /// [`flush`](Self::flush) (one vectored write while they fit).
+    pub fn queue(&mut self, message: Message) -> Result<(), Error> {
+        lock(&self.shared.socket).queue(message)
+    }
+
+    /// Queues a prepared frame without writing it (servers only); see
+    /// [`WebSocket::queue_prepared`].
+    pub fn queue_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
+        lock(&self.shared.socket).queue_prepared(frame)
     }
 
     /// Sends a prepared frame (servers only).
@@ -131,8 +163,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     ///
     /// As [`send`](Self::send).
     pub async fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), Error> {
-        lock(&self.shared.socket).queue_prepared(frame)?;
+        self.queue_prepared(frame)?;
         self.flush().await
+    }
+
+    /// Bytes queued and not yet written, by either half; see
+    /// [`WebSocket::pending_output_len`].
+    pub fn pending_output_len(&self) -> usize {
+        lock(&self.shared.socket).pending_output_len()
     }
 
     /// Writes everything queued; see [`WebSocket::flush`]. When the send
@@ -143,11 +181,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     ///
     /// Cancel-safe: what is left stays queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        poll_fn(|cx| {
-            self.shared
-                .poll_with(cx, false, |ws, cx| ws.poll_write_out(cx))
-        })
-        .await
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared
+            .poll_with(cx, false, |ws, cx| ws.poll_write_out(cx))
     }
 
     /// Queues a Close frame and writes it. The reader sees the peer's reply
@@ -157,7 +196,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
     ///
     /// As [`send`](Self::send).
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        lock(&self.shared.socket).queue(Message::Close(frame))?;
+        self.queue(Message::Close(frame))?;
         self.flush().await
+    }
+}
+
+/// As [`WebSocket`]'s `Sink`, but for one half: `poll_ready` waits while
+/// more than [`Config::write_buffer_limit`](super::Config::write_buffer_limit)
+/// bytes are queued (by either half), writing meanwhile, and is woken when
+/// the socket takes enough of them; `start_send` queues; `poll_flush`
+/// writes all. `poll_close` sends a Close without a code unless one was
+/// sent (§7.1.2) and writes it: the handshake's end (the peer's Close,
+/// then `None`) is the reader's to see.
+///
+/// # Cancel safety
+///
+/// As [`WebSocket`]'s `Sink`: state lives in the connection, not in the
+/// futures `SinkExt` builds.
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut()
+            .shared
+            .poll_with(cx, false, |ws, cx| ws.poll_ready_to_queue(cx))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().queue(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_out(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        {
+            let mut ws = lock(&this.shared.socket);
+            if ws.connection().state() == State::Open {
+                ws.queue(Message::Close(None))?;
+            }
+        }
+        this.poll_flush_out(cx)
     }
 }

@@ -42,7 +42,7 @@
 //! |------|------|
 //! | `handshake.rs` | §4: [`accept`], [`accept_request`], [`connect`], [`connect_with`], under the handshake timeout |
 //! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
-//! | `split.rs` | [`WsReader`] and [`WsWriter`], halves with no lock on the data path |
+//! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): one socket driven from two tasks |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
 //! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
 //! | `trace/` | [`trace::Traced`]: the handshake and every frame in and out, decoded (`rfc6455 client --trace`) |

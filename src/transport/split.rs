@@ -1,4 +1,6 @@
-//! [`WebSocket::split`]: a reader and a writer for two tasks.
+//! [`WebSocket::split`]: a reader and a writer for two tasks; the reader
+//! is a `futures` `Stream`, the writer a `Sink`, as the unsplit
+//! [`WebSocket`] is both.
 //!
 //! Both halves drive one [`WebSocket`]. The reader's automatic replies
 //! (Pongs, the reply to a Close) go out from the reader itself, so they
@@ -7,9 +9,12 @@
 //! The halves share the `WebSocket` behind a `std::sync::Mutex` that is held
 //! only inside a single `poll` (one parse step or one write, never across an
 //! `.await`), so neither half can stall the other for longer than a system
-//! call. tokio's streams keep one waker per direction, and both halves may
-//! wait on the socket being writable, so a write that cannot finish
-//! registers a waker that wakes both.
+//! call. It is still a lock on the data path: a reader answering a Ping
+//! waits for a writer's system call to end (`benches/split.rs` measures
+//! what that costs against the unsplit socket). tokio's streams keep one
+//! waker per direction, and both halves may wait on the socket being
+//! writable, so a write that cannot finish registers a waker that wakes
+//! both.
 //!
 //! The reader drives [`WebSocket::poll_recv`], so it obeys the write buffer
 //! limit too ([`Config::write_buffer_limit`](super::Config::write_buffer_limit)):

@@ -16,12 +16,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use rfc6455::proto::{Message, PreparedFrame};
 use rfc6455::transport::{self, Config, MaybeTlsStream, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::broadcast;
+
+/// The tests' split echo (`forward_echo`).
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const IN_FLIGHT: usize = 16;
 const SUBSCRIBERS: usize = 32;
@@ -59,15 +63,7 @@ async fn echo_connection(ws: WebSocket<TcpStream>, shape: Shape) {
                 }
             }
         }
-        Shape::Split => {
-            let (reader, writer) = ws.split();
-            let _ = reader
-                .try_filter(|m| {
-                    std::future::ready(matches!(m, Message::Text(_) | Message::Binary(_)))
-                })
-                .forward(writer)
-                .await;
-        }
+        Shape::Split => common::forward_echo(ws).await,
     }
 }
 

@@ -13,7 +13,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt, StreamExt, TryStreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use rfc6455::proto::{self, CloseCode, CloseFrame, Message};
 use rfc6455::transport::{self, Config, Error, WebSocket};
 use tokio::io::AsyncWriteExt;
@@ -45,15 +45,7 @@ async fn forwarding_echo_server() -> std::net::SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let ws = transport::accept(stream, Config::default()).await.unwrap();
-                let (reader, writer) = ws.split();
-                // Pings and the peer's Close are answered by the reader
-                // itself; only data is echoed.
-                let _ = reader
-                    .try_filter(|m| {
-                        std::future::ready(matches!(m, Message::Text(_) | Message::Binary(_)))
-                    })
-                    .forward(writer)
-                    .await;
+                common::forward_echo(ws).await;
             });
         }
     });

@@ -41,6 +41,7 @@
 //! | file | what |
 //! |------|------|
 //! | `handshake.rs` | §4: [`accept`], [`accept_request`], [`connect`], [`connect_with`], under the handshake timeout |
+//! | `http_types.rs` | §4 in the `http` crate's types: [`accept_with_callback`] (a callback sees the `http::Request`, answers with the `http::Response`), [`connect_request`] |
 //! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
 //! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): one socket driven from two tasks |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
@@ -195,6 +196,7 @@
 //! [`Config::send_timeout`] after the socket last took a byte.
 
 mod handshake;
+mod http_types;
 mod socket;
 mod split;
 mod stream;
@@ -209,6 +211,13 @@ use std::time::Duration;
 use crate::proto;
 
 pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with, read_request};
+/// The `http` crate, whose types [`accept_with_callback`] and
+/// [`connect_request`] take and give, re-exported so a caller names the
+/// same version.
+pub use http;
+pub use http_types::{
+    HandshakeDecision, accept_with_callback, connect_request, connect_request_with,
+};
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 pub use stream::{Connector, MaybeTlsStream};
@@ -357,6 +366,10 @@ pub enum Error {
     Tls(rustls::Error),
     /// A `wss://` URL, in a build without the `tls` feature.
     TlsUnsupported,
+    /// The server's handshake callback refused the connection
+    /// ([`accept_with_callback`]): its response, with this status, was
+    /// sent, and no WebSocket connection exists.
+    Rejected(http::StatusCode),
 }
 
 impl Error {
@@ -379,6 +392,8 @@ impl Error {
             #[cfg(feature = "tls")]
             Error::Tls(_) => None,
             Error::TlsUnsupported => None,
+            // Refused in HTTP, before there was a connection.
+            Error::Rejected(_) => None,
         }
     }
 }
@@ -399,6 +414,7 @@ impl fmt::Display for Error {
             Error::TlsUnsupported => {
                 f.write_str("wss:// URLs need TLS: this build has no `tls` feature")
             }
+            Error::Rejected(status) => write!(f, "handshake refused with HTTP {status}"),
         }
     }
 }

@@ -132,7 +132,7 @@ fn to_http_request(request: &Request) -> Result<http::Request<()>, HandshakeErro
 
 /// The 101 of §4.2.2 that [`accept`](super::accept) would send, for the
 /// callback to start from.
-fn switching_protocols(
+pub(super) fn switching_protocols(
     upgrade: &UpgradeRequest,
     protocol: Option<&str>,
     deflate: Option<&crate::proto::DeflateParams>,

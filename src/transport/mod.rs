@@ -42,6 +42,8 @@
 //! |------|------|
 //! | `handshake.rs` | §4: [`accept`], [`accept_request`], [`connect`], [`connect_with`], under the handshake timeout |
 //! | `http_types.rs` | §4 in the `http` crate's types: [`accept_with_callback`] (a callback sees the `http::Request`, answers with the `http::Response`), [`connect_request`] |
+//! | `upgrade.rs` | (feature `hyper`) [`upgrade`]: a hyper 1.x request checked, the 101 to return, and the future of the socket on hyper's `Upgraded` |
+//! | `extract.rs` | (feature `axum`) [`WsUpgrade`]: the same as an axum extractor |
 //! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
 //! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): one socket driven from two tasks |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
@@ -195,6 +197,8 @@
 //! coming in. A peer that stops reading holds it for at most
 //! [`Config::send_timeout`] after the socket last took a byte.
 
+#[cfg(feature = "axum")]
+mod extract;
 mod handshake;
 mod http_types;
 mod socket;
@@ -203,6 +207,8 @@ mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod trace;
+#[cfg(feature = "hyper")]
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -210,6 +216,8 @@ use std::time::Duration;
 
 use crate::proto;
 
+#[cfg(feature = "axum")]
+pub use extract::{WsRejection, WsUpgrade};
 pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with, read_request};
 /// The `http` crate, whose types [`accept_with_callback`] and
 /// [`connect_request`] take and give, re-exported so a caller names the
@@ -221,6 +229,8 @@ pub use http_types::{
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 pub use stream::{Connector, MaybeTlsStream};
+#[cfg(feature = "hyper")]
+pub use upgrade::{UpgradedStream, Upgrading, error_response, upgrade};
 
 /// Settings of the transport, on top of the protocol's limits.
 #[derive(Debug, Clone)]

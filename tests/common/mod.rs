@@ -161,6 +161,15 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> E
     echoed
 }
 
+/// Sends a Ping and checks that the next message is its Pong, with the
+/// same payload (§5.5.2, §5.5.3).
+#[cfg(feature = "transport")]
+pub async fn assert_ping_answered<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    let payload = bytes::Bytes::from_static(b"are you there");
+    ws.send(Message::Ping(payload.clone())).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::Pong(payload));
+}
+
 /// An echo from two tasks' worth of halves, with the `futures` traits
 /// alone: the split reader's data messages forwarded into the writer
 /// (Pings and the peer's Close are answered by the reader itself).

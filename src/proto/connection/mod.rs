@@ -70,6 +70,7 @@ use super::role::Role;
 use super::utf8::{Utf8Bytes, Utf8Validator};
 
 mod read;
+mod split;
 mod write;
 
 pub use write::PreparedFrame;

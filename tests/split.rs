@@ -218,8 +218,13 @@ fn fragmenting(fragment: usize) -> Config {
 async fn a_ping_flood_during_a_large_fragmented_stream_is_answered_between_frames() {
     const MESSAGES: usize = 16;
     const LEN: usize = 1 << 20;
-    // 16 KiB fragments: each message is 64 frames (§5.4).
-    let (ws, peer) = server_and_raw_peer(fragmenting(16 * 1024)).await;
+    // 16 KiB fragments: each message is 64 frames (§5.4). The write
+    // buffer limit is above one message, so that the reader is not paused
+    // by the writer's backlog (see "Backpressure") and reads the Pings
+    // while the data goes out.
+    let mut config = fragmenting(16 * 1024);
+    config.write_buffer_limit = 4 * LEN;
+    let (ws, peer) = server_and_raw_peer(config).await;
     let (mut reader, mut writer) = ws.split();
     let (peer_rx, mut peer_tx) = peer.into_split();
     let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
@@ -412,5 +417,39 @@ async fn split_writer_queues_several_messages_and_writes_them_on_flush() {
     assert_eq!(writer.pending_output_len(), 0);
     for i in 0..10u8 {
         assert_eq!(read_frame(&mut peer).await, (0x82, vec![i; 100]));
+    }
+}
+
+#[cfg(feature = "deflate")]
+#[tokio::test]
+async fn a_compressor_keeps_its_context_across_the_split() {
+    // RFC 7692 §7.2.1: with context takeover, a message may refer back to
+    // the ones before it, so the writer must carry on the compressor the
+    // socket used before the split.
+    let mut config = Config::default();
+    config.protocol.deflate = Some(proto::DeflateConfig::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_config = config.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let ws = transport::accept(stream, server_config).await.unwrap();
+        common::forward_echo(ws).await;
+    });
+    let (mut ws, _) = transport::connect(&format!("ws://{addr}/"), config)
+        .await
+        .unwrap();
+    assert!(ws.connection().deflate_enabled(), "deflate not negotiated");
+    let text = "the same words, again and again; ".repeat(100);
+    ws.send(Message::text(text.clone())).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::text(text.clone())
+    );
+    let (mut reader, mut writer) = ws.split();
+    for i in 0..3 {
+        let message = Message::text(format!("{text}{i}"));
+        writer.send(message.clone()).await.unwrap();
+        assert_eq!(reader.recv().await.unwrap().unwrap(), message);
     }
 }

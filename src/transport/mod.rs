@@ -45,7 +45,7 @@
 //! | `upgrade.rs` | (feature `hyper`) [`upgrade`]: a hyper 1.x request checked, the 101 to return, and the future of the socket on hyper's `Upgraded` |
 //! | `extract.rs` | (feature `axum`) [`WsUpgrade`]: the same as an axum extractor |
 //! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
-//! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): one socket driven from two tasks |
+//! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): owned halves sharing only a small control block |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
 //! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
 //! | `trace/` | [`trace::Traced`]: the handshake and every frame in and out, decoded (`rfc6455 client --trace`) |
@@ -135,8 +135,8 @@
 //!   a loop of `send`s stays within the limit (one message at a time);
 //!   [`WebSocket::queue`] never waits, and is bounded by whoever calls
 //!   `recv` or `poll_ready`.
-//! - The split reader drives the same loop, so it pauses too; the socket's
-//!   write waker wakes both halves, so a writer's flush resumes the reader.
+//! - The split reader pauses too while the writer's output is over the
+//!   limit; the writer wakes it once its output is back within it.
 //!
 //! # Timers
 //!

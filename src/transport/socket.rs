@@ -272,9 +272,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    /// Splits into a reader and a writer for use from two tasks.
+    /// Splits into a reader and a writer for use from two tasks: see
+    /// [`WsReader`](super::WsReader) and [`WsWriter`](super::WsWriter).
+    /// Timers start anew in the halves.
     pub fn split(self) -> (super::WsReader<S>, super::WsWriter<S>) {
         super::split::split(self)
+    }
+
+    /// What [`split`](Self::split) builds the halves from: the stream, the
+    /// connection, the chunks taken from it and not yet written (the first
+    /// maybe in part), and the settings it was made with.
+    pub(super) fn into_split_parts(self) -> (S, Connection, VecDeque<Bytes>, Config) {
+        let config = Config {
+            close_timeout: self.close_timeout,
+            keepalive: self.keepalive.as_ref().map(|k| k.config),
+            write_buffer_limit: self.write_buffer_limit,
+            frame_timeout: self.frame_timer.as_ref().map(|t| t.timeout),
+            send_timeout: self.send_timeout,
+            ..Config::default()
+        };
+        (self.io, self.conn, self.out, config)
+    }
+
+    /// The connection, for the split halves to share close state.
+    pub(super) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The stream, for the split writer to hand its write half over.
+    pub(super) fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Whether everything taken from the connection has been written.
+    pub(super) fn nothing_in_flight(&self) -> bool {
+        self.out.is_empty()
     }
 
     /// The I/O loop of the [module documentation](super).

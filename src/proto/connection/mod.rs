@@ -73,6 +73,8 @@ mod read;
 mod split;
 mod write;
 
+#[cfg(feature = "transport")]
+pub(crate) use split::contains_close;
 pub use write::PreparedFrame;
 
 /// The RFC's connection states after the handshake (§4.1, §7).

@@ -25,8 +25,9 @@ impl Connection {
     /// output queued so far (it goes out first, from there), the message
     /// being sent in fragments, the client's mask keys, and the
     /// permessage-deflate compressor with its context. This one keeps
-    /// reading and queues only its replies (see the
-    /// [module documentation](self)).
+    /// reading and queues only its replies, whole control frames, which the
+    /// I/O layer hands to the sender with
+    /// [`queue_encoded`](Self::queue_encoded).
     pub fn split_sender(&mut self) -> Connection {
         let pong = self.out.pong.take();
         let out = std::mem::take(&mut self.out);
@@ -82,7 +83,7 @@ impl Connection {
 
 /// Whether the whole frames in `frames` (as our own encoder wrote them)
 /// include a Close.
-fn contains_close(mut frames: &[u8]) -> bool {
+pub(crate) fn contains_close(mut frames: &[u8]) -> bool {
     while let Ok(Some((header, len))) = FrameHeader::parse(frames) {
         if header.opcode == OpCode::Close {
             return true;

@@ -137,6 +137,8 @@ run_step "clippy (proto alone)" cargo clippy --lib --tests --no-default-features
 run_step "clippy (proto with deflate)" cargo clippy --lib --tests --no-default-features --features deflate -- -D warnings
 run_step "proto's dependencies" proto_dependencies
 run_step "TLS: ring is the only crypto provider" tls_provider
+# --all-features takes in `hyper` and `axum` (off by default): their
+# upgrade, the extractor and the examples that tests/frameworks.rs runs.
 run_step "cargo test" cargo test --all-features
 run_step "cargo test (proto alone)" cargo test --lib --no-default-features
 run_step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

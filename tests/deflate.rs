@@ -648,3 +648,39 @@ fn an_empty_message_after_a_compressed_one_keeps_the_stream_valid() {
         ]
     );
 }
+
+/// RFC 7692 §7.2.1: with context takeover a message may refer back to
+/// the ones before it; a connection split in two
+/// (`Connection::split_sender`) hands its compressor over with that
+/// context, so a message repeated after the split still costs a few bytes.
+#[test]
+fn split_sender_carries_on_the_compressors_context() {
+    let config = DeflateConfig::default();
+    let (_, params) = agree(&config, &config);
+    let proto = Config {
+        deflate: Some(config),
+        ..Config::default()
+    };
+    // Hard to compress on its own (about 4 KiB of hash-like hex), easy
+    // to compress as a copy of a message the window holds.
+    let text: String = (0..512u32)
+        .map(|i| format!("{:08x}", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    let wire = |conn: &mut Connection| {
+        let mut n = 0;
+        while let Some(chunk) = conn.poll_transmit() {
+            n += chunk.len();
+        }
+        n
+    };
+    let mut conn = Connection::new(Role::Server, proto).with_deflate(params);
+    conn.send_text(text.clone()).unwrap();
+    let first = wire(&mut conn);
+    let mut sender = conn.split_sender();
+    sender.send_text(text).unwrap();
+    let again = wire(&mut sender);
+    assert!(
+        first > 1000 && again * 10 < first,
+        "{again} bytes after the split against {first} for the first copy"
+    );
+}

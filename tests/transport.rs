@@ -113,13 +113,7 @@ async fn fragmented_sends_arrive_as_one_message() {
 async fn ping_is_answered_by_the_peer() {
     let (addr, _) = server(Config::default(), echo).await;
     let mut ws = client(addr).await;
-    ws.send(Message::Ping(Bytes::from_static(b"are you there")))
-        .await
-        .unwrap();
-    assert_eq!(
-        ws.recv().await.unwrap().unwrap(),
-        Message::Pong(Bytes::from_static(b"are you there"))
-    );
+    common::assert_ping_answered(&mut ws).await;
 }
 
 // Every close path (§7).

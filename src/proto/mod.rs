@@ -62,6 +62,8 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
 pub use config::{Config, DeflateConfig};
+#[cfg(feature = "transport")]
+pub(crate) use connection::contains_close;
 pub use connection::{Connection, Message, PreparedFrame, State};
 pub use deflate::DeflateParams;
 pub use error::{Error, ProtocolError};

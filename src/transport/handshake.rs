@@ -86,7 +86,10 @@ where
 
 /// Answers an HTTP error and closes our side; errors writing it are moot,
 /// the connection is going away.
-async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, error: &crate::proto::HandshakeError) {
+pub(super) async fn reject<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    error: &crate::proto::HandshakeError,
+) {
     let _ = stream.write_all(&error.response()).await;
     let _ = stream.shutdown().await;
 }
@@ -167,8 +170,25 @@ pub async fn connect(
 ///
 /// Not cancel-safe.
 pub async fn connect_with<S>(
+    stream: S,
+    url: &WsUrl,
+    config: Config,
+) -> Result<(WebSocket<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let offered = config.subprotocols.clone();
+    let protocols: Vec<&str> = offered.iter().map(String::as_str).collect();
+    client_handshake(stream, url, &protocols, &[], config).await
+}
+
+/// The client handshake (§4.1) for `url`, offering `protocols` and adding
+/// `extra_headers`, within [`Config::handshake_timeout`].
+pub(super) async fn client_handshake<S>(
     mut stream: S,
     url: &WsUrl,
+    protocols: &[&str],
+    extra_headers: &[(&str, &str)],
     config: Config,
 ) -> Result<(WebSocket<S>, Response), Error>
 where
@@ -177,9 +197,8 @@ where
     let deadline = config.handshake_timeout;
     // Boxed, as in `accept`.
     Box::pin(tokio::time::timeout(deadline, async {
-        let protocols: Vec<&str> = config.subprotocols.iter().map(String::as_str).collect();
         let (mut handshake, request) =
-            ClientHandshake::new(url, &protocols, &[], &config.protocol)?;
+            ClientHandshake::new(url, protocols, extra_headers, &config.protocol)?;
         stream.write_all(&request).await?;
         stream.flush().await?;
         let mut buf = vec![0u8; HANDSHAKE_READ];

@@ -41,8 +41,11 @@
 //! | file | what |
 //! |------|------|
 //! | `handshake.rs` | §4: [`accept`], [`accept_request`], [`connect`], [`connect_with`], under the handshake timeout |
+//! | `http_types.rs` | §4 in the `http` crate's types: [`accept_with_callback`] (a callback sees the `http::Request`, answers with the `http::Response`), [`connect_request`] |
+//! | `upgrade.rs` | (feature `hyper`) [`upgrade`]: a hyper 1.x request checked, the 101 to return, and the future of the socket on hyper's `Upgraded` |
+//! | `extract.rs` | (feature `axum`) [`WsUpgrade`]: the same as an axum extractor |
 //! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
-//! | `split.rs` | [`WsReader`] and [`WsWriter`], halves with no lock on the data path |
+//! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): owned halves sharing only a small control block |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
 //! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
 //! | `trace/` | [`trace::Traced`]: the handshake and every frame in and out, decoded (`rfc6455 client --trace`) |
@@ -132,8 +135,8 @@
 //!   a loop of `send`s stays within the limit (one message at a time);
 //!   [`WebSocket::queue`] never waits, and is bounded by whoever calls
 //!   `recv` or `poll_ready`.
-//! - The split reader drives the same loop, so it pauses too; the socket's
-//!   write waker wakes both halves, so a writer's flush resumes the reader.
+//! - The split reader pauses too while the writer's output is over the
+//!   limit; the writer wakes it once its output is back within it.
 //!
 //! # Timers
 //!
@@ -194,13 +197,18 @@
 //! coming in. A peer that stops reading holds it for at most
 //! [`Config::send_timeout`] after the socket last took a byte.
 
+#[cfg(feature = "axum")]
+mod extract;
 mod handshake;
+mod http_types;
 mod socket;
 mod split;
 mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod trace;
+#[cfg(feature = "hyper")]
+mod upgrade;
 
 use std::fmt;
 use std::io;
@@ -208,10 +216,21 @@ use std::time::Duration;
 
 use crate::proto;
 
+#[cfg(feature = "axum")]
+pub use extract::{WsRejection, WsUpgrade};
 pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with, read_request};
+/// The `http` crate, whose types [`accept_with_callback`] and
+/// [`connect_request`] take and give, re-exported so a caller names the
+/// same version.
+pub use http;
+pub use http_types::{
+    HandshakeDecision, accept_with_callback, connect_request, connect_request_with,
+};
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 pub use stream::{Connector, MaybeTlsStream};
+#[cfg(feature = "hyper")]
+pub use upgrade::{UpgradedStream, Upgrading, error_response, upgrade};
 
 /// Settings of the transport, on top of the protocol's limits.
 #[derive(Debug, Clone)]
@@ -357,6 +376,10 @@ pub enum Error {
     Tls(rustls::Error),
     /// A `wss://` URL, in a build without the `tls` feature.
     TlsUnsupported,
+    /// The server's handshake callback refused the connection
+    /// ([`accept_with_callback`]): its response, with this status, was
+    /// sent, and no WebSocket connection exists.
+    Rejected(http::StatusCode),
 }
 
 impl Error {
@@ -379,6 +402,8 @@ impl Error {
             #[cfg(feature = "tls")]
             Error::Tls(_) => None,
             Error::TlsUnsupported => None,
+            // Refused in HTTP, before there was a connection.
+            Error::Rejected(_) => None,
         }
     }
 }
@@ -399,6 +424,7 @@ impl fmt::Display for Error {
             Error::TlsUnsupported => {
                 f.write_str("wss:// URLs need TLS: this build has no `tls` feature")
             }
+            Error::Rejected(status) => write!(f, "handshake refused with HTTP {status}"),
         }
     }
 }

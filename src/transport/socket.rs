@@ -272,9 +272,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    /// Splits into a reader and a writer for use from two tasks.
+    /// Splits into a reader and a writer for use from two tasks: see
+    /// [`WsReader`](super::WsReader) and [`WsWriter`](super::WsWriter).
+    /// Timers start anew in the halves.
     pub fn split(self) -> (super::WsReader<S>, super::WsWriter<S>) {
         super::split::split(self)
+    }
+
+    /// What [`split`](Self::split) builds the halves from: the stream, the
+    /// connection, the chunks taken from it and not yet written (the first
+    /// maybe in part), and the settings it was made with.
+    pub(super) fn into_split_parts(self) -> (S, Connection, VecDeque<Bytes>, Config) {
+        let config = Config {
+            close_timeout: self.close_timeout,
+            keepalive: self.keepalive.as_ref().map(|k| k.config),
+            write_buffer_limit: self.write_buffer_limit,
+            frame_timeout: self.frame_timer.as_ref().map(|t| t.timeout),
+            send_timeout: self.send_timeout,
+            ..Config::default()
+        };
+        (self.io, self.conn, self.out, config)
+    }
+
+    /// The connection, for the split halves to share close state.
+    pub(super) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The stream, for the split writer to hand its write half over.
+    pub(super) fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Whether everything taken from the connection has been written.
+    pub(super) fn nothing_in_flight(&self) -> bool {
+        self.out.is_empty()
     }
 
     /// The I/O loop of the [module documentation](super).
@@ -674,6 +706,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// `Sink::poll_ready`: `Pending` while more than
+    /// [`Config::write_buffer_limit`] bytes are queued, writing meanwhile;
+    /// the socket wakes the task when it takes more, and then this is
+    /// `Ready` once the backlog is back within the limit.
+    pub(super) fn poll_ready_to_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.send_timed_out {
+            // Sticky: nothing sent now would be written.
+            return Poll::Ready(Err(Error::SendTimeout));
+        }
+        if self.over_write_limit() {
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                return Poll::Ready(Err(e));
+            }
+            // Still over means the write returned Pending: the socket wakes
+            // us when it can take more.
+            if self.over_write_limit() {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// `Sink::poll_close`: queues a Close without a code if none was sent
+    /// (§7.1.2), then runs the I/O loop until the stream ends, dropping
+    /// what arrives meanwhile.
+    pub(super) fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.conn.close_sent() && !self.finished {
+            self.conn.close(None)?;
+        }
+        loop {
+            match ready!(self.poll_recv(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(_)) => {}
+                // The peer closing TCP after our Close is the end we wanted.
+                Some(Err(Error::Protocol(crate::proto::Error::AbnormalClosure))) => {}
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// `poll_next` is [`WebSocket::poll_recv`], so the `Stream` is cancel-safe
+/// as [`recv`](WebSocket::recv) is: `StreamExt::next` can sit in a
+/// `tokio::select!`.
 impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
@@ -687,26 +764,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
 /// all; `poll_close` runs the close handshake to its end. Each returns
 /// [`Error::SendTimeout`] once the send timer has fired
 /// ([`Config::send_timeout`]).
+///
+/// # Cancel safety
+///
+/// Everything lives in the `WebSocket`, none of it in the futures that
+/// `SinkExt` builds: dropping `SinkExt::send` after `start_send` leaves
+/// the message queued (it goes out with the next write, as for
+/// [`WebSocket::send`]); dropping it before leaves nothing. `SinkExt::flush`
+/// and `SinkExt::close` can be dropped and called again.
 impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        if this.send_timed_out {
-            // Sticky: nothing sent now would be written.
-            return Poll::Ready(Err(Error::SendTimeout));
-        }
-        if this.over_write_limit() {
-            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
-                return Poll::Ready(Err(e));
-            }
-            // Still over means the write returned Pending: the socket wakes
-            // us when it can take more.
-            if this.over_write_limit() {
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(Ok(()))
+        self.get_mut().poll_ready_to_queue(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
@@ -718,17 +788,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        if !this.conn.close_sent() && !this.finished {
-            this.conn.close(None)?;
-        }
-        loop {
-            match ready!(this.poll_recv(cx)) {
-                None => return Poll::Ready(Ok(())),
-                Some(Ok(_)) => {}
-                Some(Err(Error::Protocol(crate::proto::Error::AbnormalClosure))) => {}
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.get_mut().poll_close_handshake(cx)
     }
 }

@@ -165,6 +165,28 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> E
     echoed
 }
 
+/// Sends a Ping and checks that the next message is its Pong, with the
+/// same payload (§5.5.2, §5.5.3).
+#[cfg(feature = "transport")]
+pub async fn assert_ping_answered<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    let payload = bytes::Bytes::from_static(b"are you there");
+    ws.send(Message::Ping(payload.clone())).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::Pong(payload));
+}
+
+/// An echo from two tasks' worth of halves, with the `futures` traits
+/// alone: the split reader's data messages forwarded into the writer
+/// (Pings and the peer's Close are answered by the reader itself).
+#[cfg(feature = "transport")]
+pub async fn forward_echo<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocket<S>) {
+    use futures_util::{StreamExt, TryStreamExt};
+    let (reader, writer) = ws.split();
+    let _ = reader
+        .try_filter(|m| std::future::ready(matches!(m, Message::Text(_) | Message::Binary(_))))
+        .forward(writer)
+        .await;
+}
+
 /// Writes `frame` again and again, never reading, until a write fails
 /// (the peer hung up) or `for_at_most` has passed: how many were written
 /// whole, and how long until the write failed (`None` if none did).

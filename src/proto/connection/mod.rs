@@ -70,8 +70,11 @@ use super::role::Role;
 use super::utf8::{Utf8Bytes, Utf8Validator};
 
 mod read;
+mod split;
 mod write;
 
+#[cfg(feature = "transport")]
+pub(crate) use split::contains_close;
 pub use write::PreparedFrame;
 
 /// The RFC's connection states after the handshake (§4.1, §7).

@@ -382,6 +382,27 @@ impl PerMessageDeflate {
             _ => false,
         }
     }
+
+    /// The sending side, for a connection split in two
+    /// ([`Connection::split_sender`](crate::proto::Connection::split_sender)):
+    /// the compressor moves out with its context (RFC 7692 §7.2.1: later
+    /// messages may refer back to earlier ones), and this one keeps the
+    /// decompressor and a fresh compressor that allocates nothing unless
+    /// used.
+    pub fn split_sender(&mut self) -> Self {
+        Self(self.0.as_deref_mut().map(|codec| {
+            let fresh = Compressor::new(
+                codec.tx.level,
+                codec.tx.window_bits,
+                codec.tx.no_context_takeover,
+            );
+            Box::new(Codec {
+                tx: std::mem::replace(&mut codec.tx, fresh),
+                rx: Decompressor::new(codec.rx.window_bits, codec.rx.no_context_takeover),
+                threshold: codec.threshold,
+            })
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ impl PerMessageDeflate {
         Self
     }
 
+    /// The sending side of a split connection: off, as this one is.
+    pub fn split_sender(&mut self) -> Self {
+        Self
+    }
+
     /// Never: RSV1 keeps no meaning, and is refused.
     pub fn is_enabled(&self) -> bool {
         false

@@ -1028,6 +1028,9 @@ async fn dms_last_offline_ones_wait_and_history_reads_only_your_own() {
     frank
         .send(json!({"type": "read", "dm": "bob", "id": 1}))
         .await;
+    // The read is in once bob hears of it: a stop may come before the
+    // server has read a request still on the wire, and drop it.
+    assert_eq!(bob.next_of("receipt").await["user"], "frank");
     // The DM survives a restart, unread again for nobody.
     server.stop().await;
     let server = ChatServer::start(c).await;

@@ -74,6 +74,12 @@ enum Command {
         /// appends it: else clients write it.
         #[arg(long)]
         trust_proxy: bool,
+        /// Account requests (register, login, refresh, logout, password)
+        /// one client address may make a minute, and at once: a token
+        /// bucket. Raise it when many users share one address (an office
+        /// behind NAT, a proxy without --trust-proxy).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        account_requests_per_minute: u32,
         #[command(flatten)]
         tls: TlsArgs,
         /// Most TCP connections open at once: WebSockets, page requests
@@ -332,6 +338,7 @@ fn main() -> ExitCode {
                 jwt_secret,
                 accounts,
                 trust_proxy,
+                account_requests_per_minute,
                 tls,
                 max_connections,
                 max_rooms,
@@ -365,6 +372,9 @@ fn main() -> ExitCode {
                 };
                 config.jwt_secret = jwt_secret;
                 config.accounts.trust_proxy = trust_proxy;
+                let per_minute = f64::from(account_requests_per_minute);
+                config.accounts.limits.ip_burst = per_minute;
+                config.accounts.limits.ip_per_minute = per_minute;
                 config.accounts.mode = match accounts {
                     AccountsArg::Open => rfc6455::chat::AccountsMode::Open,
                     AccountsArg::Required => rfc6455::chat::AccountsMode::Required,

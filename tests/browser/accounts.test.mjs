@@ -73,7 +73,7 @@ async function joinRoom(page, room) {
 }
 
 test('accounts: sign up, log out and in, a guest, and an owner who mutes and kicks', { timeout: 240_000 }, (t) =>
-  withChat('accounts', ['--accounts', 'open'], async ({ server, browser, problems }) => {
+  withChat('accounts', ['--accounts', 'open', '--account-requests-per-minute', '60'], async ({ server, browser, problems }) => {
     const actx = await context(browser);
     const bctx = await context(browser);
     const alice = await actx.newPage();

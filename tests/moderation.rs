@@ -429,6 +429,58 @@ async fn a_blocked_user_is_refused_dms_and_hidden_live_in_history_and_on_resume(
     server.stop().await;
 }
 
+/// What `c` receives until `marker` (a DM from someone else), asserting
+/// none of it comes from `from`.
+async fn nothing_from_until(c: &mut Client, from: &str, marker: &str) {
+    loop {
+        let e = c.event(Duration::from_secs(5)).await.expect("the marker");
+        assert_ne!(e["from"], from, "{e}");
+        if e["type"] == "dm" && e["text"] == marker {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_user_cannot_reach_the_blocker_by_a_dm_reply_edit_or_reaction() {
+    let server = ChatServer::start(config("dm-blocks")).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    let (mut bob, _) = user(&server, "bob", false).await;
+    let (mut cat, _) = user(&server, "cat", false).await;
+    bob.send(json!({"type": "dm", "to": "ann", "text": "hi", "client_id": "b0"}))
+        .await;
+    let id = bob.next_of("ack").await["id"].as_u64().unwrap();
+    ann.next(|e| e["type"] == "dm" && e["id"] == id).await;
+    ann.send(json!({"type": "block", "user": "bob"})).await;
+    assert_eq!(ann.next_of("blocks").await["users"], json!(["bob"]));
+    for (request, client_id) in [
+        (
+            json!({"type": "dm", "to": "ann", "text": "still here", "client_id": "b1", "reply_to": id}),
+            "b1",
+        ),
+        (
+            json!({"type": "edit", "dm": "ann", "id": id, "text": "edited", "client_id": "b2"}),
+            "b2",
+        ),
+        (
+            json!({"type": "react", "dm": "ann", "id": id, "emoji": "👍", "client_id": "b3"}),
+            "b3",
+        ),
+    ] {
+        bob.send(request.clone()).await;
+        let e = error(&mut bob).await;
+        assert_eq!(
+            (e["code"].as_str(), e["client_id"].as_str()),
+            (Some("blocked"), Some(client_id)),
+            "{request}"
+        );
+    }
+    cat.send(json!({"type": "dm", "to": "ann", "text": "marker", "client_id": "c1"}))
+        .await;
+    nothing_from_until(&mut ann, "bob", "marker").await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_audit_log_records_actions_for_owners_and_admins_and_chat_admin_add_works_live() {
     let config = config("audit");

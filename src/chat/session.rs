@@ -725,7 +725,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             | ClientMsg::Dm {
                 reply_to: Some(_), ..
             }) => {
-                if let Err((refusal, client_id)) = self.hub.act(&self.client, msg) {
+                if let Err((refusal, client_id)) = Box::pin(self.hub.act(&self.client, msg)).await {
                     self.refuse(&refusal, client_id.as_deref());
                 }
             }

@@ -109,6 +109,27 @@ pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
     }
 }
 
+/// The other party of the DM that `msg` writes to (a reply, an edit or
+/// a reaction there), with the request's `client_id`.
+fn writes_to_dm(msg: &ClientMsg) -> Option<(&str, Option<&str>)> {
+    match msg {
+        ClientMsg::Dm { to, client_id, .. } => Some((to, Some(client_id))),
+        ClientMsg::Edit {
+            room: None,
+            dm: Some(to),
+            client_id,
+            ..
+        }
+        | ClientMsg::React {
+            room: None,
+            dm: Some(to),
+            client_id,
+            ..
+        } => Some((to, client_id.as_deref())),
+        _ => None,
+    }
+}
+
 /// The newest frames (oldest first) whose bytes fit in `max`, and
 /// whether any were left out.
 pub fn newest_that_fit(mut frames: Vec<(u64, String)>, max: usize) -> (Vec<(u64, String)>, bool) {
@@ -129,11 +150,20 @@ impl Hub {
     /// An `edit`, `delete` or `react`, or a `msg` or `dm` with a
     /// `reply_to`, from `client`; a refusal comes with the request's
     /// `client_id`. Anything else is refused as out of place.
-    pub fn act(
+    ///
+    /// Issue 17: what writes to a DM (a reply, an edit, a reaction) is
+    /// refused `blocked` when the other party blocks the writer, as a
+    /// plain `dm` is ([`Hub::check_dm`]); a delete only takes away.
+    pub async fn act(
         &self,
         client: &Arc<Client>,
         msg: ClientMsg,
     ) -> Result<(), (Refusal, Option<String>)> {
+        if let Some((to, client_id)) = writes_to_dm(&msg)
+            && let Err(refusal) = self.check_dm(&client.nick, to).await
+        {
+            return Err((refusal, client_id.map(str::to_owned)));
+        }
         let named = |client_id: Option<String>| move |r| (r, client_id);
         match msg {
             ClientMsg::Edit {

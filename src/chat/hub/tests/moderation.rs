@@ -122,3 +122,29 @@ fn a_blocker_is_not_told_the_blocked_user_types_and_blocks_are_bounded() {
     assert!(e.message.contains(&max.to_string()), "{}", e.message);
     rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
 }
+
+#[test]
+fn a_dm_the_store_took_before_the_block_does_not_reach_the_blocker() {
+    let (hub, memory) = hub();
+    let [ann, bob] = in_general(&hub, ["ann", "bob"]);
+    // Queued for the store before ann's block: delivered after it.
+    hub.dm(&bob, "ann", "sent before the block", "b1").unwrap();
+    let block = ClientMsg::Block { user: "bob".into() };
+    rt().block_on(hub.moderate(&ann, block)).unwrap();
+    frames(&ann);
+    frames(&bob);
+    memory.commit();
+    assert!(
+        frames(&ann).iter().all(|f| f["type"] != "dm"),
+        "ann blocks bob"
+    );
+    let to_bob: Vec<_> = frames(&bob)
+        .into_iter()
+        .map(|f| f["type"].clone())
+        .collect();
+    assert_eq!(
+        to_bob,
+        [json!("dm"), json!("ack")],
+        "bob's own copy and ack"
+    );
+}

@@ -50,6 +50,27 @@ async fn error(c: &mut Client) -> Value {
     c.next_of("error").await
 }
 
+/// Sends each request and asserts it is refused with `code`, naming its
+/// `client_id`; the errors.
+async fn refused_each<const N: usize>(
+    c: &mut Client,
+    code: &str,
+    requests: [Value; N],
+) -> Vec<Value> {
+    let mut errors = Vec::new();
+    for request in requests {
+        c.send(request.clone()).await;
+        let e = error(c).await;
+        assert_eq!(
+            (e["code"].as_str(), &e["client_id"]),
+            (Some(code), &request["client_id"]),
+            "{request}"
+        );
+        errors.push(e);
+    }
+    errors
+}
+
 #[tokio::test]
 async fn roles_follow_the_permission_table() {
     let server = ChatServer::start(config("roles")).await;
@@ -270,6 +291,75 @@ async fn kick_ban_mute_slow_and_topic_take_effect() {
 }
 
 #[tokio::test]
+async fn a_mute_stops_edits_reactions_and_typing_and_slow_mode_only_new_messages() {
+    let server = ChatServer::start(config("mute-edits")).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    moderation(&mut ann, "role").await;
+    let (mut cat, _) = user(&server, "cat", false).await;
+    let mine = cat.acked("general", "mine", "c0").await;
+    let theirs = ann.acked("general", "theirs", "a0").await;
+    ann.send(json!({"type": "mute", "room": "general", "user": "cat"}))
+        .await;
+    moderation(&mut cat, "mute").await;
+    cat.next_of("room").await;
+    let refused = refused_each(
+        &mut cat,
+        "muted",
+        [
+            json!({"type": "edit", "room": "general", "id": mine, "text": "rewritten", "client_id": "e1"}),
+            json!({"type": "react", "room": "general", "id": theirs, "emoji": "👍", "client_id": "r1"}),
+        ],
+    )
+    .await;
+    for e in refused {
+        assert!(
+            e["message"].as_str().unwrap().contains("until lifted"),
+            "{e}"
+        );
+    }
+    // Typing is dropped; deleting its own message is allowed.
+    cat.send(json!({"type": "typing", "room": "general"})).await;
+    cat.send(json!({"type": "delete", "room": "general", "id": mine}))
+        .await;
+    loop {
+        let e = ann.event(Duration::from_secs(5)).await.expect("the delete");
+        assert!(
+            e["from"] != "cat" || e["type"] == "deleted",
+            "a muted user reached the room: {e}"
+        );
+        assert_ne!(e["type"], "typing", "{e}");
+        if e["type"] == "deleted" {
+            break;
+        }
+    }
+    ann.send(json!({"type": "unmute", "room": "general", "user": "cat"}))
+        .await;
+    moderation(&mut cat, "unmute").await;
+    cat.send(json!({"type": "typing", "room": "general"})).await;
+    let t = ann.next_of("typing").await;
+    assert_eq!(t["user"], "cat", "unmuted, cat's typing is relayed");
+
+    // Slow mode limits new messages only: an edit and a reaction pass.
+    ann.send(json!({"type": "slow", "room": "general", "seconds": 60}))
+        .await;
+    moderation(&mut cat, "slow").await;
+    let one = cat.acked("general", "one", "s1").await;
+    cat.send(
+        json!({"type": "edit", "room": "general", "id": one, "text": "one!", "client_id": "s2"}),
+    )
+    .await;
+    assert_eq!(ann.next_of("edited").await["text"], "one!");
+    cat.send(
+        json!({"type": "react", "room": "general", "id": theirs, "emoji": "👍", "client_id": "s3"}),
+    )
+    .await;
+    assert_eq!(ann.next_of("reaction").await["from"], "cat");
+    cat.send(common::chat::msg("general", "two", "s4")).await;
+    assert_eq!(error(&mut cat).await["code"], "slow_mode");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_short_mute_ends_while_connected_and_a_ban_with_expiry_ends() {
     let server = ChatServer::start(config("expiry")).await;
     let (mut ann, _) = user(&server, "ann", false).await;
@@ -453,28 +543,16 @@ async fn a_blocked_user_cannot_reach_the_blocker_by_a_dm_reply_edit_or_reaction(
     ann.next(|e| e["type"] == "dm" && e["id"] == id).await;
     ann.send(json!({"type": "block", "user": "bob"})).await;
     assert_eq!(ann.next_of("blocks").await["users"], json!(["bob"]));
-    for (request, client_id) in [
-        (
+    refused_each(
+        &mut bob,
+        "blocked",
+        [
             json!({"type": "dm", "to": "ann", "text": "still here", "client_id": "b1", "reply_to": id}),
-            "b1",
-        ),
-        (
             json!({"type": "edit", "dm": "ann", "id": id, "text": "edited", "client_id": "b2"}),
-            "b2",
-        ),
-        (
             json!({"type": "react", "dm": "ann", "id": id, "emoji": "👍", "client_id": "b3"}),
-            "b3",
-        ),
-    ] {
-        bob.send(request.clone()).await;
-        let e = error(&mut bob).await;
-        assert_eq!(
-            (e["code"].as_str(), e["client_id"].as_str()),
-            (Some("blocked"), Some(client_id)),
-            "{request}"
-        );
-    }
+        ],
+    )
+    .await;
     cat.send(json!({"type": "dm", "to": "ann", "text": "marker", "client_id": "c1"}))
         .await;
     nothing_from_until(&mut ann, "bob", "marker").await;

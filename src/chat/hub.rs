@@ -869,6 +869,13 @@ impl Hub {
         };
         {
             let mut r = lock(&room_arc);
+            // Issue 17: a muted user's typing is dropped (it may not post).
+            if r.rules
+                .as_ref()
+                .is_some_and(|rules| rules.muted(&client.nick, now_ms()).is_some())
+            {
+                return Ok(());
+            }
             let now = Instant::now();
             if r.typing
                 .get(&client.nick)

@@ -255,6 +255,15 @@ impl Hub {
         }
     }
 
+    /// Whether `client` may edit or react in `conv` (issue 17: not in a
+    /// room where it is muted; nothing stops it in a DM).
+    fn may_change_in(&self, client: &Client, conv: &Conversation) -> Result<(), Refusal> {
+        match conv {
+            Conversation::Room(room) => self.may_change(client, room),
+            Conversation::Dm(..) => Ok(()),
+        }
+    }
+
     /// Edits message `id`: its author's only ([`Rejected::NotAuthor`]).
     pub fn edit(
         &self,
@@ -266,6 +275,7 @@ impl Hub {
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let conv = self.conversation(client, room, dm)?;
+        self.may_change_in(client, &conv)?;
         let kind = EventKind::Edit { target: id };
         self.append_event(client, conv, text, kind, client_id)
     }
@@ -297,6 +307,7 @@ impl Hub {
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let conv = self.conversation(client, room, dm)?;
+        self.may_change_in(client, &conv)?;
         let kind = EventKind::React {
             target: id,
             emoji: emoji.to_owned(),

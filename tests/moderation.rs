@@ -414,6 +414,41 @@ async fn a_server_wide_ban_closes_with_4004_and_refuses_hello() {
 }
 
 #[tokio::test]
+async fn a_banned_users_requests_after_the_ban_are_neither_stored_nor_relayed() {
+    let server = ChatServer::start(config("ban-then-post")).await;
+    let (mut root, _) = user(&server, "root", true).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    let (mut eve, _) = user(&server, "eve", false).await;
+    // eve reads nothing from here on: what the room says waits for her.
+    for i in 0..5 {
+        ann.acked("general", &format!("backlog {i}"), &format!("a{i}"))
+            .await;
+    }
+    root.send(json!({"type": "ban", "user": "eve"})).await;
+    moderation(&mut root, "ban").await;
+    eve.send(common::chat::msg("general", "after the ban", "e1"))
+        .await;
+    eve.send(json!({"type": "dm", "to": "ann", "text": "after the ban", "client_id": "e2"}))
+        .await;
+    root.send(json!({"type": "dm", "to": "ann", "text": "marker", "client_id": "r1"}))
+        .await;
+    nothing_from_until(&mut ann, "eve", "marker").await;
+    assert_eq!(eve.close_code(Duration::from_secs(5)).await, Some(4004));
+    ann.send(json!({"type": "history", "room": "general"}))
+        .await;
+    let page = ann.next_of("history").await;
+    assert!(
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["from"] != "eve"),
+        "{page}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn moderators_delete_anyones_message_and_members_only_their_own() {
     let server = ChatServer::start(config("delete")).await;
     let (mut ann, _) = user(&server, "ann", false).await;

@@ -816,6 +816,14 @@ impl Hub {
         kind: EventKind,
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
+        // A connection being closed (banned, revoked, its nick claimed,
+        // logged out) writes nothing more, whatever it sent meanwhile.
+        if client.is_gone() || client.outbox.is_closed() {
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "this connection is closing",
+            ));
+        }
         let _open = self.appending.read().unwrap_or_else(|p| p.into_inner());
         // Checked again under the lock `stop_posts` takes: no post that
         // passed this check can be queued after shutdown's drain.

@@ -658,7 +658,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Next::Event(Some(Ok(Message::Binary(_)))) => {
                     self.hub.metrics.messages_in.inc();
-                    if self.ws.connection().close_sent() {
+                    if self.ws.connection().close_sent() || self.client.outbox.is_closed() {
                         continue;
                     }
                     let refusal = if self.limiter.allow() {
@@ -679,7 +679,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn handle(&mut self, text: &str) {
-        if self.ws.connection().close_sent() {
+        // Once the server has begun to close this connection (a ban, a
+        // revoked session, a claimed nick, a shutdown), nothing more it
+        // sends is acted on, though its queue may still be draining.
+        if self.ws.connection().close_sent() || self.client.outbox.is_closed() {
             return;
         }
         if !self.limiter.allow() {

@@ -29,6 +29,7 @@ pub mod table;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
@@ -371,10 +372,14 @@ impl Hub {
         Ok(ban.is_some())
     }
 
-    /// A [`Signal::Banned`] arrived: the nick's connections here close.
+    /// A [`Signal::Banned`] arrived: the nick's connections here close
+    /// now. What waits for them is dropped (a banned user reads no more),
+    /// and they are gone at once: a post of theirs still waiting for the
+    /// store may be dropped, and the hub takes no more from them.
     pub(super) fn close_banned(&self, nick: &str) {
         for c in lock(&self.users).holders(nick) {
-            c.outbox.close(banned_close());
+            c.gone.store(true, Ordering::Relaxed);
+            c.outbox.abort(banned_close());
         }
     }
 

@@ -352,8 +352,9 @@ impl Hub {
         );
         for c in lock(&self.users).holders(nick) {
             if c.session == session && c.standing != Standing::Guest {
+                // Now, dropping what waits: a revoked session reads no more.
                 c.gone.store(true, Ordering::Relaxed);
-                c.outbox.close(close.clone());
+                c.outbox.abort(close.clone());
             }
         }
     }
@@ -392,7 +393,8 @@ pub(super) fn close_guests_like(users: &Users, nick: &str) {
         &format!("{nick} is a registered nick: reconnect under another"),
     );
     for c in users.alike(nick).filter(|c| c.standing == Standing::Guest) {
+        // Now, dropping what waits: the nick is no longer this guest's.
         c.gone.store(true, Ordering::Relaxed);
-        c.outbox.close(close.clone());
+        c.outbox.abort(close.clone());
     }
 }

@@ -216,3 +216,25 @@ fn a_delivered_mute_refuses_an_edit_and_a_reaction_and_drops_typing() {
     memory.commit();
     assert!(frames(&ann).iter().any(|f| f["type"] == "deleted"));
 }
+
+#[test]
+fn a_banned_connection_closes_at_once_and_writes_nothing_more() {
+    use super::super::super::backend::{HubEvents, Signal};
+    let (hub, memory) = hub();
+    let [ann, eve] = in_general(&hub, ["ann", "eve"]);
+    // eve reads slowly: ann's message waits in her queue.
+    hub.post(&ann, "general", "queued for eve", "a1").unwrap();
+    memory.commit();
+    hub.signal(Signal::Banned { nick: "eve".into() });
+    let (queued, close) = super::drain(&eve);
+    assert_eq!(
+        (queued.len(), close),
+        (0, Some(4004)),
+        "the close goes out now, ahead of what waited"
+    );
+    assert!(eve.is_gone());
+    // What eve sent meanwhile is not stored.
+    assert!(hub.post(&eve, "general", "after the ban", "e1").is_err());
+    assert!(hub.dm(&eve, "ann", "after the ban", "e2").is_err());
+    assert_eq!(memory.waiting(), 0);
+}

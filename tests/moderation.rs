@@ -24,6 +24,23 @@ fn config(name: &str) -> ChatConfig {
     c
 }
 
+/// With the chat's own accounts (`--accounts open`) and guests, no
+/// `--jwt-secret`.
+fn accounts_config(name: &str) -> ChatConfig {
+    let mut c = config(name);
+    c.jwt_secret = None;
+    c.accounts.hash = rfc6455::chat::HashConfig::cheap();
+    c
+}
+
+/// Registers the account `nick`: its access token.
+async fn register(server: &ChatServer, nick: &str) -> Value {
+    let creds = json!({"nick": nick, "password": "correct horse battery"});
+    let made = common::server::http_post(server.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(made.status, 201, "{made:?}");
+    made.json["token"].clone()
+}
+
 fn token(name: &str, admin: bool) -> String {
     common::chat::token_as(SECRET, name, admin)
 }
@@ -167,17 +184,12 @@ async fn a_guest_may_do_nothing_of_moderation() {
 /// owns it, and moderates the guest.
 #[tokio::test]
 async fn an_accounts_user_owns_and_moderates_and_a_guest_beside_it_may_not() {
-    let mut c = config("accounts");
-    c.jwt_secret = None;
-    c.accounts.hash = rfc6455::chat::HashConfig::cheap();
-    let server = ChatServer::start(c).await;
+    let server = ChatServer::start(accounts_config("accounts")).await;
     let (mut gus, _) = server.client(json!({"type": "hello", "nick": "gus"})).await;
     assert_eq!(gus.next_of("room").await["owners"], json!([]));
-    let creds = json!({"nick": "ann", "password": "correct horse battery"});
-    let made = common::server::http_post(server.addr, "/api/register", Some(&creds), None).await;
-    assert_eq!(made.status, 201, "{made:?}");
+    let token = register(&server, "ann").await;
     let (mut ann, welcome) = server
-        .client(json!({"type": "hello", "token": made.json["token"]}))
+        .client(json!({"type": "hello", "token": token}))
         .await;
     assert_eq!(welcome["guest"], false);
     let own = moderation(&mut ann, "role").await;
@@ -444,6 +456,40 @@ async fn a_banned_users_requests_after_the_ban_are_neither_stored_nor_relayed() 
             .iter()
             .all(|m| m["from"] != "eve"),
         "{page}"
+    );
+    server.stop().await;
+}
+
+/// A server-wide ban holds on the nick a guest is given, not only on the
+/// one it asks for, and on a rename.
+#[tokio::test]
+async fn a_banned_nick_is_neither_handed_out_as_a_suffix_nor_taken_by_a_rename() {
+    let c = accounts_config("ban-nick-given");
+    let db = c.db.clone();
+    let server = ChatServer::start(c).await;
+    let token = register(&server, "root").await;
+    rfc6455::chat::admin(&db, None, &AdminOp::Add("root".into()))
+        .await
+        .unwrap();
+    let (mut root, _) = server
+        .client(json!({"type": "hello", "token": token}))
+        .await;
+    root.send(json!({"type": "ban", "user": "bob-2"})).await;
+    moderation(&mut root, "ban").await;
+    let (_bob, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(welcome["user"], "bob");
+    // bob is taken: the next free nick that is not banned.
+    let (_other, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(welcome["user"], "bob-3", "{welcome}");
+    // A rename to the banned nick is refused the same way.
+    let (mut cat, _) = server.client(json!({"type": "hello", "nick": "cat"})).await;
+    cat.send(json!({"type": "nick", "nick": "bob-2", "client_id": "n1"}))
+        .await;
+    let e = error(&mut cat).await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("banned"), Some("n1")),
+        "{e}"
     );
     server.stop().await;
 }

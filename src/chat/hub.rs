@@ -52,7 +52,7 @@ pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 pub use moderation::BANNED as BANNED_CLOSE;
 use roster::Roster;
 pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
-pub use users::Standing;
+pub use users::{Standing, banned_nick};
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -497,7 +497,7 @@ impl Hub {
     /// A nick online on another server is taken too, unless
     /// [`claim_remote`](Self::claim_remote) found that `session` is its
     /// owner's (`remote_reclaim`): then the user is on both servers.
-    /// [`admit`](Self::admit) bounds the connections per user first.
+    /// [`admit_avoiding`](Self::admit_avoiding) bounds the connections per user first.
     #[cfg(test)]
     pub fn register(
         &self,

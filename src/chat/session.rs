@@ -258,10 +258,7 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(nick) = nick.as_deref()
         && hub.banned_from_server(nick).await.unwrap_or(false)
     {
-        let refusal = Refusal::new(
-            ErrorCode::Banned,
-            format!("{nick} is banned from this server"),
-        );
+        let refusal = hub::banned_nick(nick);
         let _ = ws.queue(Message::text(error_json(&refusal, None)));
         let code = CloseCode::try_from(hub::BANNED_CLOSE).unwrap_or(CloseCode::POLICY_VIOLATION);
         let _ = ws.close(Some(CloseFrame::new(code, "banned"))).await;
@@ -288,9 +285,11 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
             hub.metrics.errors.inc();
             let _ = ws.queue(Message::text(error_json(&refusal, None)));
             let code = CloseCode::try_from(4002).unwrap_or(CloseCode::POLICY_VIOLATION);
-            let _ = ws
-                .close(Some(CloseFrame::new(code, "too many connections")))
-                .await;
+            let reason = match refusal.code {
+                ErrorCode::TooManyConnections => "too many connections",
+                _ => "no nick to give: ask for another",
+            };
+            let _ = ws.close(Some(CloseFrame::new(code, reason))).await;
             None
         }
     }

@@ -280,8 +280,8 @@ impl Hub {
         self.append_event(client, conv, text, kind, client_id)
     }
 
-    /// Deletes message `id`, purging its text: its author's only, for now
-    /// (issue 17's moderators are the store's check to widen).
+    /// Deletes message `id`, purging its text: its author's only (a room
+    /// moderator's delete of anyone's is [`Hub::delete_in_room`]).
     pub fn delete(
         &self,
         client: &Arc<Client>,

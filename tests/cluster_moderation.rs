@@ -1,7 +1,8 @@
 //! Moderation (issue 17) across two servers on one real `redis-server`
 //! (`tests/common/cluster.rs`): a server-wide ban through A closes the
 //! user on B (4004) and B refuses its `hello`; a mute through A refuses
-//! posts on B; roles named through A hold on B; a block made on B holds
+//! posts on B (and the post script refuses a muted writer's edit and
+//! reaction itself); roles named through A hold on B; a block made on B holds
 //! for DMs sent through A and for messages posted through A; and
 //! `rfc6455 chat admin add --redis` (the real binary) makes an admin
 //! both servers know at once.
@@ -142,4 +143,42 @@ async fn mutes_roles_blocks_and_admins_hold_on_both_servers() {
         .await;
     let kick = moderation(&mut ann, "kick").await;
     assert_eq!(kick["by"], "bob", "an admin acts on an owner");
+}
+
+/// The post script refuses a muted writer's edit and reaction itself, as
+/// its message: here the mute is in the store (`chat:mutes:general`) but no
+/// server has delivered its event, as when an edit races the mute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_refuses_a_muted_writers_edit_and_reaction() {
+    let redis = Redis::start("mod-mute-edit").await;
+    let a = server(&redis).await;
+    let mut bob = user(&a, "bob", false).await;
+    let id = bob.acked("general", "mine", "b0").await;
+    let mut r = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let set = |op: &str| {
+        let mut cmd = redis::cmd(op);
+        cmd.arg("chat:mutes:general").arg("bob");
+        cmd
+    };
+    let _: () = set("HSET").arg("0").query_async(&mut r).await.unwrap();
+    let edit = |client_id: &str| json!({"type": "edit", "room": "general", "id": id, "text": "rewritten", "client_id": client_id});
+    for request in [
+        edit("e1"),
+        json!({"type": "react", "room": "general", "id": id, "emoji": "👍", "client_id": "r1"}),
+    ] {
+        bob.send(request.clone()).await;
+        let e = bob.next_of("error").await;
+        assert_eq!(
+            (e["code"].as_str(), &e["client_id"]),
+            (Some("muted"), &request["client_id"]),
+            "{request}"
+        );
+    }
+    let _: () = set("HDEL").query_async(&mut r).await.unwrap();
+    bob.send(edit("e2")).await;
+    assert_eq!(bob.next_of("ack").await["client_id"], "e2");
 }

@@ -24,6 +24,23 @@ fn config(name: &str) -> ChatConfig {
     c
 }
 
+/// With the chat's own accounts (`--accounts open`) and guests, no
+/// `--jwt-secret`.
+fn accounts_config(name: &str) -> ChatConfig {
+    let mut c = config(name);
+    c.jwt_secret = None;
+    c.accounts.hash = rfc6455::chat::HashConfig::cheap();
+    c
+}
+
+/// Registers the account `nick`: its access token.
+async fn register(server: &ChatServer, nick: &str) -> Value {
+    let creds = json!({"nick": nick, "password": "correct horse battery"});
+    let made = common::server::http_post(server.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(made.status, 201, "{made:?}");
+    made.json["token"].clone()
+}
+
 fn token(name: &str, admin: bool) -> String {
     common::chat::token_as(SECRET, name, admin)
 }
@@ -48,6 +65,27 @@ async fn moderation(c: &mut Client, action: &str) -> Value {
 /// The next error (skipping other events).
 async fn error(c: &mut Client) -> Value {
     c.next_of("error").await
+}
+
+/// Sends each request and asserts it is refused with `code`, naming its
+/// `client_id`; the errors.
+async fn refused_each<const N: usize>(
+    c: &mut Client,
+    code: &str,
+    requests: [Value; N],
+) -> Vec<Value> {
+    let mut errors = Vec::new();
+    for request in requests {
+        c.send(request.clone()).await;
+        let e = error(c).await;
+        assert_eq!(
+            (e["code"].as_str(), &e["client_id"]),
+            (Some(code), &request["client_id"]),
+            "{request}"
+        );
+        errors.push(e);
+    }
+    errors
 }
 
 #[tokio::test]
@@ -146,17 +184,12 @@ async fn a_guest_may_do_nothing_of_moderation() {
 /// owns it, and moderates the guest.
 #[tokio::test]
 async fn an_accounts_user_owns_and_moderates_and_a_guest_beside_it_may_not() {
-    let mut c = config("accounts");
-    c.jwt_secret = None;
-    c.accounts.hash = rfc6455::chat::HashConfig::cheap();
-    let server = ChatServer::start(c).await;
+    let server = ChatServer::start(accounts_config("accounts")).await;
     let (mut gus, _) = server.client(json!({"type": "hello", "nick": "gus"})).await;
     assert_eq!(gus.next_of("room").await["owners"], json!([]));
-    let creds = json!({"nick": "ann", "password": "correct horse battery"});
-    let made = common::server::http_post(server.addr, "/api/register", Some(&creds), None).await;
-    assert_eq!(made.status, 201, "{made:?}");
+    let token = register(&server, "ann").await;
     let (mut ann, welcome) = server
-        .client(json!({"type": "hello", "token": made.json["token"]}))
+        .client(json!({"type": "hello", "token": token}))
         .await;
     assert_eq!(welcome["guest"], false);
     let own = moderation(&mut ann, "role").await;
@@ -270,6 +303,75 @@ async fn kick_ban_mute_slow_and_topic_take_effect() {
 }
 
 #[tokio::test]
+async fn a_mute_stops_edits_reactions_and_typing_and_slow_mode_only_new_messages() {
+    let server = ChatServer::start(config("mute-edits")).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    moderation(&mut ann, "role").await;
+    let (mut cat, _) = user(&server, "cat", false).await;
+    let mine = cat.acked("general", "mine", "c0").await;
+    let theirs = ann.acked("general", "theirs", "a0").await;
+    ann.send(json!({"type": "mute", "room": "general", "user": "cat"}))
+        .await;
+    moderation(&mut cat, "mute").await;
+    cat.next_of("room").await;
+    let refused = refused_each(
+        &mut cat,
+        "muted",
+        [
+            json!({"type": "edit", "room": "general", "id": mine, "text": "rewritten", "client_id": "e1"}),
+            json!({"type": "react", "room": "general", "id": theirs, "emoji": "👍", "client_id": "r1"}),
+        ],
+    )
+    .await;
+    for e in refused {
+        assert!(
+            e["message"].as_str().unwrap().contains("until lifted"),
+            "{e}"
+        );
+    }
+    // Typing is dropped; deleting its own message is allowed.
+    cat.send(json!({"type": "typing", "room": "general"})).await;
+    cat.send(json!({"type": "delete", "room": "general", "id": mine}))
+        .await;
+    loop {
+        let e = ann.event(Duration::from_secs(5)).await.expect("the delete");
+        assert!(
+            e["from"] != "cat" || e["type"] == "deleted",
+            "a muted user reached the room: {e}"
+        );
+        assert_ne!(e["type"], "typing", "{e}");
+        if e["type"] == "deleted" {
+            break;
+        }
+    }
+    ann.send(json!({"type": "unmute", "room": "general", "user": "cat"}))
+        .await;
+    moderation(&mut cat, "unmute").await;
+    cat.send(json!({"type": "typing", "room": "general"})).await;
+    let t = ann.next_of("typing").await;
+    assert_eq!(t["user"], "cat", "unmuted, cat's typing is relayed");
+
+    // Slow mode limits new messages only: an edit and a reaction pass.
+    ann.send(json!({"type": "slow", "room": "general", "seconds": 60}))
+        .await;
+    moderation(&mut cat, "slow").await;
+    let one = cat.acked("general", "one", "s1").await;
+    cat.send(
+        json!({"type": "edit", "room": "general", "id": one, "text": "one!", "client_id": "s2"}),
+    )
+    .await;
+    assert_eq!(ann.next_of("edited").await["text"], "one!");
+    cat.send(
+        json!({"type": "react", "room": "general", "id": theirs, "emoji": "👍", "client_id": "s3"}),
+    )
+    .await;
+    assert_eq!(ann.next_of("reaction").await["from"], "cat");
+    cat.send(common::chat::msg("general", "two", "s4")).await;
+    assert_eq!(error(&mut cat).await["code"], "slow_mode");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_short_mute_ends_while_connected_and_a_ban_with_expiry_ends() {
     let server = ChatServer::start(config("expiry")).await;
     let (mut ann, _) = user(&server, "ann", false).await;
@@ -320,6 +422,75 @@ async fn a_server_wide_ban_closes_with_4004_and_refuses_hello() {
     moderation(&mut root, "unban").await;
     let (_, room) = user(&server, "eve", false).await;
     assert_eq!(room["room"], "general");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_banned_users_requests_after_the_ban_are_neither_stored_nor_relayed() {
+    let server = ChatServer::start(config("ban-then-post")).await;
+    let (mut root, _) = user(&server, "root", true).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    let (mut eve, _) = user(&server, "eve", false).await;
+    // eve reads nothing from here on: what the room says waits for her.
+    for i in 0..5 {
+        ann.acked("general", &format!("backlog {i}"), &format!("a{i}"))
+            .await;
+    }
+    root.send(json!({"type": "ban", "user": "eve"})).await;
+    moderation(&mut root, "ban").await;
+    eve.send(common::chat::msg("general", "after the ban", "e1"))
+        .await;
+    eve.send(json!({"type": "dm", "to": "ann", "text": "after the ban", "client_id": "e2"}))
+        .await;
+    root.send(json!({"type": "dm", "to": "ann", "text": "marker", "client_id": "r1"}))
+        .await;
+    nothing_from_until(&mut ann, "eve", "marker").await;
+    assert_eq!(eve.close_code(Duration::from_secs(5)).await, Some(4004));
+    ann.send(json!({"type": "history", "room": "general"}))
+        .await;
+    let page = ann.next_of("history").await;
+    assert!(
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["from"] != "eve"),
+        "{page}"
+    );
+    server.stop().await;
+}
+
+/// A server-wide ban holds on the nick a guest is given, not only on the
+/// one it asks for, and on a rename.
+#[tokio::test]
+async fn a_banned_nick_is_neither_handed_out_as_a_suffix_nor_taken_by_a_rename() {
+    let c = accounts_config("ban-nick-given");
+    let db = c.db.clone();
+    let server = ChatServer::start(c).await;
+    let token = register(&server, "root").await;
+    rfc6455::chat::admin(&db, None, &AdminOp::Add("root".into()))
+        .await
+        .unwrap();
+    let (mut root, _) = server
+        .client(json!({"type": "hello", "token": token}))
+        .await;
+    root.send(json!({"type": "ban", "user": "bob-2"})).await;
+    moderation(&mut root, "ban").await;
+    let (_bob, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(welcome["user"], "bob");
+    // bob is taken: the next free nick that is not banned.
+    let (_other, welcome) = server.client(json!({"type": "hello", "nick": "bob"})).await;
+    assert_eq!(welcome["user"], "bob-3", "{welcome}");
+    // A rename to the banned nick is refused the same way.
+    let (mut cat, _) = server.client(json!({"type": "hello", "nick": "cat"})).await;
+    cat.send(json!({"type": "nick", "nick": "bob-2", "client_id": "n1"}))
+        .await;
+    let e = error(&mut cat).await;
+    assert_eq!(
+        (e["code"].as_str(), e["client_id"].as_str()),
+        (Some("banned"), Some("n1")),
+        "{e}"
+    );
     server.stop().await;
 }
 
@@ -426,6 +597,46 @@ async fn a_blocked_user_is_refused_dms_and_hidden_live_in_history_and_on_resume(
     assert_eq!(cat.next_of("blocks").await["users"], json!([]));
     let seen = dan.acked("general", "visible again", "d3").await;
     cat.next(|e| e["type"] == "msg" && e["id"] == seen).await;
+    server.stop().await;
+}
+
+/// What `c` receives until `marker` (a DM from someone else), asserting
+/// none of it comes from `from`.
+async fn nothing_from_until(c: &mut Client, from: &str, marker: &str) {
+    loop {
+        let e = c.event(Duration::from_secs(5)).await.expect("the marker");
+        assert_ne!(e["from"], from, "{e}");
+        if e["type"] == "dm" && e["text"] == marker {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_user_cannot_reach_the_blocker_by_a_dm_reply_edit_or_reaction() {
+    let server = ChatServer::start(config("dm-blocks")).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    let (mut bob, _) = user(&server, "bob", false).await;
+    let (mut cat, _) = user(&server, "cat", false).await;
+    bob.send(json!({"type": "dm", "to": "ann", "text": "hi", "client_id": "b0"}))
+        .await;
+    let id = bob.next_of("ack").await["id"].as_u64().unwrap();
+    ann.next(|e| e["type"] == "dm" && e["id"] == id).await;
+    ann.send(json!({"type": "block", "user": "bob"})).await;
+    assert_eq!(ann.next_of("blocks").await["users"], json!(["bob"]));
+    refused_each(
+        &mut bob,
+        "blocked",
+        [
+            json!({"type": "dm", "to": "ann", "text": "still here", "client_id": "b1", "reply_to": id}),
+            json!({"type": "edit", "dm": "ann", "id": id, "text": "edited", "client_id": "b2"}),
+            json!({"type": "react", "dm": "ann", "id": id, "emoji": "👍", "client_id": "b3"}),
+        ],
+    )
+    .await;
+    cat.send(json!({"type": "dm", "to": "ann", "text": "marker", "client_id": "c1"}))
+        .await;
+    nothing_from_until(&mut ann, "bob", "marker").await;
     server.stop().await;
 }
 

@@ -52,7 +52,7 @@ pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 pub use moderation::BANNED as BANNED_CLOSE;
 use roster::Roster;
 pub use roster::{COUNT_EVERY, LARGE_ROOM, LARGE_ROOM_UNTIL, MAX_DELTA, MAX_PAGE, Members};
-pub use users::Standing;
+pub use users::{Standing, banned_nick};
 
 /// A connection's number, unique for the server's life.
 pub type ConnId = u64;
@@ -497,7 +497,7 @@ impl Hub {
     /// A nick online on another server is taken too, unless
     /// [`claim_remote`](Self::claim_remote) found that `session` is its
     /// owner's (`remote_reclaim`): then the user is on both servers.
-    /// [`admit`](Self::admit) bounds the connections per user first.
+    /// [`admit_avoiding`](Self::admit_avoiding) bounds the connections per user first.
     #[cfg(test)]
     pub fn register(
         &self,
@@ -816,6 +816,14 @@ impl Hub {
         kind: EventKind,
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
+        // A connection being closed (banned, revoked, its nick claimed,
+        // logged out) writes nothing more, whatever it sent meanwhile.
+        if client.is_gone() || client.outbox.is_closed() {
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "this connection is closing",
+            ));
+        }
         let _open = self.appending.read().unwrap_or_else(|p| p.into_inner());
         // Checked again under the lock `stop_posts` takes: no post that
         // passed this check can be queued after shutdown's drain.
@@ -869,6 +877,13 @@ impl Hub {
         };
         {
             let mut r = lock(&room_arc);
+            // Issue 17: a muted user's typing is dropped (it may not post).
+            if r.rules
+                .as_ref()
+                .is_some_and(|rules| rules.muted(&client.nick, now_ms()).is_some())
+            {
+                return Ok(());
+            }
             let now = Instant::now();
             if r.typing
                 .get(&client.nick)

@@ -162,6 +162,12 @@ impl Outbox {
         s.wake();
     }
 
+    /// Whether a close was requested (the connection is ending: the
+    /// session reads no more requests from it).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
     /// Whether there is something to take; if not, wakes `cx` when there is.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> bool {
         let mut s = lock(&self.state);

@@ -258,10 +258,7 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(nick) = nick.as_deref()
         && hub.banned_from_server(nick).await.unwrap_or(false)
     {
-        let refusal = Refusal::new(
-            ErrorCode::Banned,
-            format!("{nick} is banned from this server"),
-        );
+        let refusal = hub::banned_nick(nick);
         let _ = ws.queue(Message::text(error_json(&refusal, None)));
         let code = CloseCode::try_from(hub::BANNED_CLOSE).unwrap_or(CloseCode::POLICY_VIOLATION);
         let _ = ws.close(Some(CloseFrame::new(code, "banned"))).await;
@@ -288,9 +285,11 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
             hub.metrics.errors.inc();
             let _ = ws.queue(Message::text(error_json(&refusal, None)));
             let code = CloseCode::try_from(4002).unwrap_or(CloseCode::POLICY_VIOLATION);
-            let _ = ws
-                .close(Some(CloseFrame::new(code, "too many connections")))
-                .await;
+            let reason = match refusal.code {
+                ErrorCode::TooManyConnections => "too many connections",
+                _ => "no nick to give: ask for another",
+            };
+            let _ = ws.close(Some(CloseFrame::new(code, reason))).await;
             None
         }
     }
@@ -658,7 +657,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Next::Event(Some(Ok(Message::Binary(_)))) => {
                     self.hub.metrics.messages_in.inc();
-                    if self.ws.connection().close_sent() {
+                    if self.ws.connection().close_sent() || self.client.outbox.is_closed() {
                         continue;
                     }
                     let refusal = if self.limiter.allow() {
@@ -679,7 +678,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn handle(&mut self, text: &str) {
-        if self.ws.connection().close_sent() {
+        // Once the server has begun to close this connection (a ban, a
+        // revoked session, a claimed nick, a shutdown), nothing more it
+        // sends is acted on, though its queue may still be draining.
+        if self.ws.connection().close_sent() || self.client.outbox.is_closed() {
             return;
         }
         if !self.limiter.allow() {
@@ -725,7 +727,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             | ClientMsg::Dm {
                 reply_to: Some(_), ..
             }) => {
-                if let Err((refusal, client_id)) = self.hub.act(&self.client, msg) {
+                if let Err((refusal, client_id)) = Box::pin(self.hub.act(&self.client, msg)).await {
                     self.refuse(&refusal, client_id.as_deref());
                 }
             }

@@ -410,7 +410,9 @@ impl Backend for Memory {
 /// Whether `event` may act on its message in `log` (the stores' checks).
 fn check(log: &[Event], event: &NewEvent) -> Result<(), Rejected> {
     let (target, author) = match &event.kind {
-        Kind::Msg(_) if muted(log, event) => return Err(Rejected::Muted),
+        Kind::Msg(_) | Kind::Edit { .. } | Kind::React { .. } if muted(log, event) => {
+            return Err(Rejected::Muted);
+        }
         Kind::Msg(state) => match state.reply_to {
             Some(to) => (to, None),
             None => return Ok(()),

@@ -39,10 +39,16 @@ impl HubEvents for Hub {
                 // event as its own (an edit's `dm` is the other party).
                 // Encoded before the users lock is taken: every session's
                 // lookup waits on that lock.
+                // Issue 17: none of a blocked user's messages, edits or
+                // reactions to the blocker (as in a room's fan-out), even
+                // one the store took before the block reached it.
+                let hidden =
+                    |me: &str| hidden_author(&event).is_some_and(|a| self.blocks_author(me, a));
                 let frames: Vec<(&str, PreparedFrame)> = event
                     .conv
                     .parties()
                     .into_iter()
+                    .filter(|&(me, _)| !hidden(me))
                     .map(|(me, _)| (me, self.prepare(event_json(&event, Some(me)))))
                     .collect();
                 let users = lock(&self.users);

@@ -109,6 +109,27 @@ pub(super) fn event_json(e: &Event, viewer: Option<&str>) -> String {
     }
 }
 
+/// The other party of the DM that `msg` writes to (a reply, an edit or
+/// a reaction there), with the request's `client_id`.
+fn writes_to_dm(msg: &ClientMsg) -> Option<(&str, Option<&str>)> {
+    match msg {
+        ClientMsg::Dm { to, client_id, .. } => Some((to, Some(client_id))),
+        ClientMsg::Edit {
+            room: None,
+            dm: Some(to),
+            client_id,
+            ..
+        }
+        | ClientMsg::React {
+            room: None,
+            dm: Some(to),
+            client_id,
+            ..
+        } => Some((to, client_id.as_deref())),
+        _ => None,
+    }
+}
+
 /// The newest frames (oldest first) whose bytes fit in `max`, and
 /// whether any were left out.
 pub fn newest_that_fit(mut frames: Vec<(u64, String)>, max: usize) -> (Vec<(u64, String)>, bool) {
@@ -129,11 +150,20 @@ impl Hub {
     /// An `edit`, `delete` or `react`, or a `msg` or `dm` with a
     /// `reply_to`, from `client`; a refusal comes with the request's
     /// `client_id`. Anything else is refused as out of place.
-    pub fn act(
+    ///
+    /// Issue 17: what writes to a DM (a reply, an edit, a reaction) is
+    /// refused `blocked` when the other party blocks the writer, as a
+    /// plain `dm` is ([`Hub::check_dm`]); a delete only takes away.
+    pub async fn act(
         &self,
         client: &Arc<Client>,
         msg: ClientMsg,
     ) -> Result<(), (Refusal, Option<String>)> {
+        if let Some((to, client_id)) = writes_to_dm(&msg)
+            && let Err(refusal) = self.check_dm(&client.nick, to).await
+        {
+            return Err((refusal, client_id.map(str::to_owned)));
+        }
         let named = |client_id: Option<String>| move |r| (r, client_id);
         match msg {
             ClientMsg::Edit {
@@ -225,6 +255,15 @@ impl Hub {
         }
     }
 
+    /// Whether `client` may edit or react in `conv` (issue 17: not in a
+    /// room where it is muted; nothing stops it in a DM).
+    fn may_change_in(&self, client: &Client, conv: &Conversation) -> Result<(), Refusal> {
+        match conv {
+            Conversation::Room(room) => self.may_change(client, room),
+            Conversation::Dm(..) => Ok(()),
+        }
+    }
+
     /// Edits message `id`: its author's only ([`Rejected::NotAuthor`]).
     pub fn edit(
         &self,
@@ -236,12 +275,13 @@ impl Hub {
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let conv = self.conversation(client, room, dm)?;
+        self.may_change_in(client, &conv)?;
         let kind = EventKind::Edit { target: id };
         self.append_event(client, conv, text, kind, client_id)
     }
 
-    /// Deletes message `id`, purging its text: its author's only, for now
-    /// (issue 17's moderators are the store's check to widen).
+    /// Deletes message `id`, purging its text: its author's only (a room
+    /// moderator's delete of anyone's is [`Hub::delete_in_room`]).
     pub fn delete(
         &self,
         client: &Arc<Client>,
@@ -267,6 +307,7 @@ impl Hub {
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let conv = self.conversation(client, room, dm)?;
+        self.may_change_in(client, &conv)?;
         let kind = EventKind::React {
             target: id,
             emoji: emoji.to_owned(),

@@ -29,6 +29,7 @@ pub mod table;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
@@ -87,6 +88,21 @@ pub(super) fn hidden_author(e: &Event) -> Option<&str> {
     match e.kind {
         EventKind::Msg(_) | EventKind::Edit { .. } | EventKind::React { .. } => Some(&e.from),
         _ => None,
+    }
+}
+
+/// Refused (`muted`, saying until when) if `client` is muted by `rules`
+/// at `now`.
+fn unmuted(client: &Client, rules: &Rules, now: u64) -> Result<(), Refusal> {
+    match rules.muted(&client.nick, now) {
+        Some(until) => {
+            let when = until.map_or_else(|| "until lifted".to_owned(), |u| format!("until {u}"));
+            Err(Refusal::new(
+                ErrorCode::Muted,
+                format!("you are muted here {when}"),
+            ))
+        }
+        None => Ok(()),
     }
 }
 
@@ -356,10 +372,14 @@ impl Hub {
         Ok(ban.is_some())
     }
 
-    /// A [`Signal::Banned`] arrived: the nick's connections here close.
+    /// A [`Signal::Banned`] arrived: the nick's connections here close
+    /// now. What waits for them is dropped (a banned user reads no more),
+    /// and they are gone at once: a post of theirs still waiting for the
+    /// store may be dropped, and the hub takes no more from them.
     pub(super) fn close_banned(&self, nick: &str) {
         for c in lock(&self.users).holders(nick) {
-            c.outbox.close(banned_close());
+            c.gone.store(true, Ordering::Relaxed);
+            c.outbox.abort(banned_close());
         }
     }
 
@@ -527,13 +547,7 @@ impl Hub {
             return Ok(());
         };
         let now = now_ms();
-        if let Some(until) = rules.muted(&client.nick, now) {
-            let when = until.map_or_else(|| "until lifted".to_owned(), |u| format!("until {u}"));
-            return Err(Refusal::new(
-                ErrorCode::Muted,
-                format!("you are muted here {when}"),
-            ));
-        }
+        unmuted(client, rules, now)?;
         if rules.slow > 0 && role < Role::Moderator {
             let every = rules.slow.saturating_mul(1000);
             if let Some(&last) = rules.last_post.get(&client.nick)
@@ -551,6 +565,20 @@ impl Hub {
             rules.last_post.insert(client.nick.clone(), now);
         }
         Ok(())
+    }
+
+    /// Before an edit of or a reaction to a message of `room`: refused if
+    /// `client` is muted there (a mute stops every write to the room;
+    /// slow mode limits new messages only, as Discord's slowmode does).
+    pub(super) fn may_change(&self, client: &Client, room: &str) -> Result<(), Refusal> {
+        let Some(room_arc) = self.find_room(room) else {
+            return Ok(());
+        };
+        let r = lock(&room_arc);
+        match r.rules.as_deref() {
+            Some(rules) => unmuted(client, rules, now_ms()),
+            None => Ok(()),
+        }
     }
 
     /// A delete of message `id` in `room`: someone else's too for the

@@ -132,9 +132,10 @@ const REVOKED: u16 = 4005;
 pub const CLAIMED: u16 = 4006;
 
 impl Hub {
-    /// [`register`](Self::register), unless the user it would add a
-    /// connection to holds [`MAX_CONNECTIONS`] here already; and the nick
-    /// is remembered as one that may get DMs while away.
+    /// [`admit_avoiding`](Self::admit_avoiding) nothing (the session
+    /// always goes through `admit_avoiding`, which a banned or registered
+    /// nick it was given sends round again).
+    #[cfg(test)]
     pub fn admit(
         &self,
         wanted: Option<&str>,
@@ -145,8 +146,11 @@ impl Hub {
         self.admit_avoiding(wanted, session, remote_reclaim, standing, &[])
     }
 
-    /// [`admit`](Self::admit), never under one of the nicks in `avoid`
-    /// (registered ones a guest's suffix or `guestN` would have named).
+    /// [`register`](Self::register), unless the user it would add a
+    /// connection to holds [`MAX_CONNECTIONS`] here already; and the nick
+    /// is remembered as one that may get DMs while away. Never under one
+    /// of the nicks in `avoid` (registered or banned ones a guest's
+    /// suffix or `guestN` would have named).
     pub fn admit_avoiding(
         &self,
         wanted: Option<&str>,
@@ -236,6 +240,11 @@ impl Hub {
                 }
                 Err(unavailable) => return Err(super::down(unavailable)),
             }
+        }
+        // Issue 17: a nick banned from the server is not taken back by a
+        // rename (as a `hello` with it is refused).
+        if self.banned_from_server(wanted).await? {
+            return Err(banned_nick(wanted));
         }
         self.refresh_online(wanted).await;
         let client = {
@@ -352,8 +361,9 @@ impl Hub {
         );
         for c in lock(&self.users).holders(nick) {
             if c.session == session && c.standing != Standing::Guest {
+                // Now, dropping what waits: a revoked session reads no more.
                 c.gone.store(true, Ordering::Relaxed);
-                c.outbox.close(close.clone());
+                c.outbox.abort(close.clone());
             }
         }
     }
@@ -384,6 +394,15 @@ impl Hub {
     }
 }
 
+/// The refusal of `nick`, banned from the server, to a `hello` or a
+/// rename.
+pub fn banned_nick(nick: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::Banned,
+        format!("{nick} is banned from this server"),
+    )
+}
+
 /// The guest connections in `users` holding `nick` or a look-alike of it
 /// close (4006): the nick is an account's (issue 17).
 pub(super) fn close_guests_like(users: &Users, nick: &str) {
@@ -392,7 +411,8 @@ pub(super) fn close_guests_like(users: &Users, nick: &str) {
         &format!("{nick} is a registered nick: reconnect under another"),
     );
     for c in users.alike(nick).filter(|c| c.standing == Standing::Guest) {
+        // Now, dropping what waits: the nick is no longer this guest's.
         c.gone.store(true, Ordering::Relaxed);
-        c.outbox.close(close.clone());
+        c.outbox.abort(close.clone());
     }
 }

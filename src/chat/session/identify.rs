@@ -159,16 +159,36 @@ async fn may_have(accounts: &Accounts, hub: &Hub, wanted: &str) -> Result<(), Re
     }
 }
 
+/// Whether `given`, the nick a `hello` asking for `asked` was given, is
+/// one it may not keep: registered (for a guest, with `accounts`), or
+/// banned from the server. A store that cannot answer refuses nothing
+/// here: the nick asked for was checked moments ago.
+async fn unfit(hub: &Hub, accounts: Option<&Accounts>, asked: Option<&str>, given: &str) -> bool {
+    if asked != Some(given) && hub.banned_from_server(given).await.unwrap_or(false) {
+        return true;
+    }
+    match accounts {
+        Some(accounts) => accounts
+            .reservation(given)
+            .await
+            .is_ok_and(|found| accounts::refusal(given, &found).is_some()),
+        None => false,
+    }
+}
+
 /// The most nicks a guest's `hello` tries before it is refused: each one
 /// tried and found registered costs a look-up in the store.
 const MAX_TRIES: usize = 16;
 
-/// Registers the connection ([`Hub::admit`]). A guest's nick is checked
+/// Registers the connection ([`Hub::admit_avoiding`]). A guest's nick is checked
 /// once more against the accounts once the guest holds it: the nick it
 /// asked for may have been registered since [`identify`] looked, and a
 /// suffixed nick (`bob-2`) or a `guestN` was never looked up at all.
 /// A registered one (or a look-alike of one) is given up and the next
-/// one tried, so that a guest never holds an account's nick.
+/// one tried, so that a guest never holds an account's nick. So is a
+/// given nick other than the one asked for that is banned from the
+/// server (issue 17: asking for `bob` while `bob` is online must not
+/// hand back a banned `bob-2`; the one asked for was checked before).
 pub async fn admit(
     auth: &Auth,
     hub: &Hub,
@@ -177,22 +197,14 @@ pub async fn admit(
     remote_reclaim: bool,
     standing: Standing,
 ) -> Result<Arc<Client>, Refusal> {
-    let Some(accounts) = auth
+    let accounts = auth
         .accounts
-        .as_ref()
-        .filter(|_| standing == Standing::Guest)
-    else {
-        return hub.admit(nick, session, remote_reclaim, standing);
-    };
+        .as_deref()
+        .filter(|_| standing == Standing::Guest);
     let mut avoid = Vec::new();
     loop {
         let client = hub.admit_avoiding(nick, session, remote_reclaim, standing, &avoid)?;
-        let found = match accounts.reservation(&client.nick).await {
-            Ok(found) => found,
-            // Unreachable: the nick asked for was checked moments ago.
-            Err(_) => return Ok(client),
-        };
-        if accounts::refusal(&client.nick, &found).is_none() {
+        if !unfit(hub, accounts, nick, &client.nick).await {
             return Ok(client);
         }
         hub.unregister(&client);
@@ -200,7 +212,7 @@ pub async fn admit(
         if avoid.len() >= MAX_TRIES {
             return Err(Refusal::new(
                 ErrorCode::NickReserved,
-                "every nick tried is registered: ask for another",
+                "every nick tried is registered or banned: ask for another",
             ));
         }
     }

@@ -814,7 +814,7 @@ mod tests {
     }
 
     /// Issue 17: a room's mutes are kept by its moderation rows in the
-    /// batch's transaction, and a muted writer's message is refused where
+    /// batch's transaction, and a muted writer's message (edit, reaction) is refused where
     /// it is written (a mute that has ended refuses nothing).
     #[test]
     fn a_muted_writer_is_refused_by_the_store() {
@@ -823,20 +823,27 @@ mod tests {
         let store = Store::open(&path, DbSync::Normal, Arc::new(Metrics::default())).unwrap();
         let rt = runtime();
         let log: Log = Arc::default();
+        let react = |target| Kind::React {
+            target,
+            emoji: "👍".into(),
+            users: Vec::new(),
+        };
         let act = |action: Action, until: Option<u64>| {
             let mut a = ModAction::new(action);
             (a.user, a.until) = (Some("bob".into()), until);
             event("r", "ann", &a.to_text(), Kind::Moderation(Box::new(a)))
         };
         let steps = [
-            event("r", "bob", "one", Kind::default()),   // 1
-            act(Action::Mute, None),                     // 2
-            event("r", "bob", "two", Kind::default()),   // muted
-            event("r", "ann", "three", Kind::default()), // 3
-            act(Action::Unmute, None),                   // 4
-            event("r", "bob", "four", Kind::default()),  // 5
-            act(Action::Mute, Some(1)),                  // 6: over at ts 1
-            event("r", "bob", "five", Kind::default()),  // 7
+            event("r", "bob", "one", Kind::default()),           // 1
+            act(Action::Mute, None),                             // 2
+            event("r", "bob", "two", Kind::default()),           // muted
+            event("r", "bob", "one!", Kind::Edit { target: 1 }), // muted
+            event("r", "bob", "", react(1)),                     // muted
+            event("r", "ann", "three", Kind::default()),         // 3
+            act(Action::Unmute, None),                           // 4
+            event("r", "bob", "four", Kind::default()),          // 5
+            act(Action::Mute, Some(1)),                          // 6: over at ts 1
+            event("r", "bob", "five", Kind::default()),          // 7
         ];
         for e in steps {
             store.insert(e.clone(), recorder(&log, &e));
@@ -848,6 +855,8 @@ mod tests {
             vec![
                 Ok(1),
                 Ok(2),
+                Err("Muted".into()),
+                Err("Muted".into()),
                 Err("Muted".into()),
                 Ok(3),
                 Ok(4),

@@ -76,8 +76,9 @@ if target > 0 then
   if (kind == 'edit' or kind == 'delete') and state.from ~= from then return refuse(-2) end
 end
 -- A room's mutes (KEYS[7]: nick -> until, 0 for until lifted), kept by
--- its mute and unmute events below: a muted writer's message is refused.
-if kind == 'msg' then
+-- its mute and unmute events below: a muted writer's message, edit or
+-- reaction is refused.
+if kind == 'msg' or kind == 'edit' or kind == 'react' then
   local muted_until = redis.call('HGET', KEYS[7], from)
   if muted_until and (muted_until == '0' or tonumber(muted_until) > tonumber(ts)) then return refuse(-5) end
 end

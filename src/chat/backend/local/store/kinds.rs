@@ -285,6 +285,9 @@ pub fn apply(
             if let Err(why) = check(tx, room, *target, Some(&new.from))? {
                 return Ok(Err(why));
             }
+            if muted(tx, room, &new.from, new.ts)? {
+                return Ok(Err(Rejected::Muted));
+            }
             tx.prepare_cached(
                 "UPDATE messages SET text = ?1, edited_ts = ?2 WHERE room = ?3 AND id = ?4",
             )?
@@ -326,6 +329,9 @@ pub fn apply(
         } => {
             if let Err(why) = check(tx, room, *target, None)? {
                 return Ok(Err(why));
+            }
+            if muted(tx, room, &new.from, new.ts)? {
+                return Ok(Err(Rejected::Muted));
             }
             let (t, emoji) = (*target as i64, emoji.as_str());
             let removed = tx

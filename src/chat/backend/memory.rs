@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::moderation::{AuditEntry, Moderation, Until, audit_page, in_force, page};
+use super::moderation::{self, AuditEntry, Moderation, Until, audit_page, in_force, page};
 use super::{
     Account, Accounts, Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind,
     MAX_REACTIONS, NewEvent, NewSession, Page, Peer, PresenceChange, Registered, Rejected, Reply,
@@ -570,15 +570,14 @@ impl Moderation for Memory {
 
     fn rules(&self, room: &str) -> Reply<'_, Vec<Event>> {
         let conv = Conversation::Room(room.to_owned());
-        ready(
-            lock(&self.log)
-                .get(&conv)
-                .into_iter()
-                .flatten()
-                .filter(|e| matches!(e.kind, Kind::Moderation(_)))
-                .cloned()
-                .collect(),
-        )
+        let all = lock(&self.log)
+            .get(&conv)
+            .into_iter()
+            .flatten()
+            .filter(|e| matches!(e.kind, Kind::Moderation(_)))
+            .cloned()
+            .collect();
+        ready(moderation::current(all, crate::chat::now_ms()))
     }
 
     fn audit(&self, room: &str, before: u64, limit: u32) -> Reply<'_, (Vec<AuditEntry>, bool)> {

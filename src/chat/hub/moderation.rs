@@ -81,6 +81,14 @@ fn room_state(room: &str, r: &Room) -> RoomState {
     }
 }
 
+/// What a moderation request in a room is judged by: the room's owners
+/// and moderators, and whether it fits the room's bounds.
+struct Roster {
+    owners: BTreeSet<String>,
+    mods: BTreeSet<String>,
+    fits: Result<(), Refusal>,
+}
+
 /// The events a blocker does not get from the nick it blocks: that
 /// nick's messages, edits and reactions.
 pub(super) fn hidden_author(e: &Event) -> Option<&str> {
@@ -144,15 +152,22 @@ impl Hub {
         }
     }
 
-    /// `room`'s owners and moderators: from memory, or folded from the
-    /// store for a room nobody here is in.
-    async fn roles_in(&self, room: &str) -> Result<(BTreeSet<String>, BTreeSet<String>), Refusal> {
+    /// `room`'s owners and moderators, and whether `action` fits its
+    /// bounds ([`Rules::fits`]): from memory, or folded from the store's
+    /// current rules for a room nobody here is in.
+    async fn roles_in(&self, room: &str, action: Option<&ModAction>) -> Result<Roster, Refusal> {
+        let judge = |rules: &Rules| Roster {
+            owners: rules.owners.clone(),
+            mods: rules.moderators.clone(),
+            fits: action.map_or(Ok(()), |a| rules.fits(a)),
+        };
         if let Some(room_arc) = self.find_room(room) {
             let r = lock(&room_arc);
             if !r.members.is_empty() {
-                return Ok(r.rules.as_ref().map_or_else(Default::default, |x| {
-                    (x.owners.clone(), x.moderators.clone())
-                }));
+                return Ok(r
+                    .rules
+                    .as_deref()
+                    .map_or_else(|| judge(&Rules::default()), judge));
             }
         }
         let mut rules = Rules::default();
@@ -161,7 +176,8 @@ impl Hub {
                 rules.apply(e.id, a);
             }
         }
-        Ok((rules.owners, rules.moderators))
+        rules.expire(now_ms());
+        Ok(judge(&rules))
     }
 
     /// `client`'s role in `room`, and the room's roles.
@@ -169,17 +185,18 @@ impl Hub {
         &self,
         client: &Client,
         room: &str,
-    ) -> Result<(Role, BTreeSet<String>, BTreeSet<String>), Refusal> {
+        action: Option<&ModAction>,
+    ) -> Result<(Role, Roster), Refusal> {
         let admin = self.refresh_admin(&client.nick, client.standing).await;
-        let (owners, mods) = self.roles_in(room).await?;
+        let roster = self.roles_in(room, action).await?;
         let role = match client.standing {
             Standing::Guest => Role::Guest,
             _ if admin => Role::Admin,
-            _ if owners.contains(&client.nick) => Role::Owner,
-            _ if mods.contains(&client.nick) => Role::Moderator,
+            _ if roster.owners.contains(&client.nick) => Role::Owner,
+            _ if roster.mods.contains(&client.nick) => Role::Moderator,
             _ => Role::Member,
         };
-        Ok((role, owners, mods))
+        Ok((role, roster))
     }
 
     /// A moderation request from `client`: checked against the
@@ -287,12 +304,16 @@ impl Hub {
                 ));
             }
         };
-        let (by, owners, mods) = self.standing_in(client, &room).await?;
+        let (by, roster) = self.standing_in(client, &room, Some(&action)).await?;
         let target = match &action.user {
-            Some(user) => Some((user.as_str(), self.target_role(user, &owners, &mods).await)),
+            Some(user) => {
+                let role = self.target_role(user, &roster.owners, &roster.mods).await;
+                Some((user.as_str(), role))
+            }
             None => None,
         };
         may(by, act, target)?;
+        roster.fits?;
         self.append_event(
             client,
             Conversation::Room(room),
@@ -380,7 +401,7 @@ impl Hub {
                 _ => Role::Member,
             }
         } else {
-            self.standing_in(client, room).await?.0
+            self.standing_in(client, room, None).await?.0
         };
         let act = if room == "*" { Act::Server } else { Act::Audit };
         may(by, act, None)?;
@@ -572,7 +593,7 @@ impl Hub {
         let kind = if client.standing == Standing::Guest {
             EventKind::Delete { target: id }
         } else {
-            let (role, _, _) = self.standing_in(client, room).await?;
+            let (role, _) = self.standing_in(client, room, None).await?;
             if may(role, Act::Delete, None).is_ok() {
                 EventKind::Remove { target: id }
             } else {

@@ -223,10 +223,7 @@ impl Moderation for Redis {
         let room = room.to_owned();
         Box::pin(async move {
             let all = self.logged(&room).await.map_err(unavailable)?;
-            Ok(all
-                .into_iter()
-                .filter(|e| matches!(e.kind, crate::chat::backend::Kind::Moderation(_)))
-                .collect())
+            Ok(moderation::current(all, crate::chat::now_ms()))
         })
     }
 

@@ -7,10 +7,17 @@
 //! ([`Rules::apply`]): loaded with the room when it comes into memory,
 //! then updated by each one delivered. An event is applied once even if
 //! it is both loaded and delivered (`applied`).
+//!
+//! They are bounded ([`Rules::fits`]): at most [`MAX_ROOM_RESTRICTIONS`]
+//! mutes and bans, at most [`MAX_ROOM_ROLES`] owners and moderators. The
+//! presence tick drops the mutes and bans that ended, and costs nothing
+//! until the first of them ends (`next_end`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::super::super::protocol::{Action, ModAction, Role};
+use super::super::super::protocol::{
+    Action, ErrorCode, MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES, ModAction, Refusal, Role,
+};
 
 /// A room's rules (see the module doc).
 #[derive(Debug, Default)]
@@ -32,6 +39,9 @@ pub struct Rules {
     /// Nicks of members here that block someone: only their connections
     /// are checked at fan-out (`super::Hub::send_filtered`).
     pub blockers: BTreeSet<String>,
+    /// The earliest end of a timed mute or ban (ms): the tick does
+    /// nothing before it.
+    pub next_end: Option<u64>,
     /// The last moderation event's id folded in.
     pub applied: u64,
     /// An owner was asked for (the first verified join): not again until
@@ -52,12 +62,14 @@ impl Rules {
         match a.action {
             Action::Kick => {}
             Action::Ban => {
+                self.ends_at(a.until);
                 self.bans.insert(user, a.until);
             }
             Action::Unban => {
                 self.bans.remove(&user);
             }
             Action::Mute => {
+                self.ends_at(a.until);
                 self.mutes.insert(user, a.until);
             }
             Action::Unmute => {
@@ -116,14 +128,22 @@ impl Rules {
 
     /// Whether a mute or ban here ends by itself.
     pub fn has_timed(&self) -> bool {
-        self.mutes
-            .values()
-            .chain(self.bans.values())
-            .any(Option::is_some)
+        self.next_end.is_some()
+    }
+
+    /// Notes a mute or ban ending at `until`.
+    fn ends_at(&mut self, until: Option<u64>) {
+        if let Some(u) = until {
+            self.next_end = Some(self.next_end.map_or(u, |n| n.min(u)));
+        }
     }
 
     /// Drops the mutes and bans over at `now`; the nicks whose mute ended.
+    /// Nothing to do (and nothing scanned) before the first end.
     pub fn expire(&mut self, now: u64) -> Vec<String> {
+        if self.next_end.is_none_or(|end| end > now) {
+            return Vec::new();
+        }
         let ended: Vec<String> = self
             .mutes
             .iter()
@@ -134,7 +154,52 @@ impl Rules {
             self.mutes.remove(nick);
         }
         self.bans.retain(|_, until| in_force(*until, now));
+        self.next_end = self
+            .mutes
+            .values()
+            .chain(self.bans.values())
+            .flatten()
+            .min()
+            .copied();
         ended
+    }
+
+    /// Whether `a` keeps the room within its bounds: a mute or ban of a
+    /// nick not muted (banned) yet needs room among the
+    /// [`MAX_ROOM_RESTRICTIONS`], an owner or moderator named anew among
+    /// the [`MAX_ROOM_ROLES`]; lifting and replacing always fit.
+    pub fn fits(&self, a: &ModAction) -> Result<(), Refusal> {
+        let user = a.user.as_deref().unwrap_or_default();
+        let restricted = self.mutes.len() + self.bans.len();
+        let roles = self.owners.len() + self.moderators.len();
+        let held = match a.action {
+            Action::Mute => self.mutes.contains_key(user),
+            Action::Ban => self.bans.contains_key(user),
+            _ => true,
+        };
+        match a.action {
+            Action::Mute | Action::Ban if restricted >= MAX_ROOM_RESTRICTIONS && !held => {
+                Err(Refusal::new(
+                    ErrorCode::RulesFull,
+                    format!(
+                        "the room has {MAX_ROOM_RESTRICTIONS} mutes and bans in force already; lift one first"
+                    ),
+                ))
+            }
+            Action::Role
+                if matches!(a.role, Some(Role::Owner | Role::Moderator))
+                    && roles >= MAX_ROOM_ROLES
+                    && self.role(user) == Role::Member =>
+            {
+                Err(Refusal::new(
+                    ErrorCode::RulesFull,
+                    format!(
+                        "the room has {MAX_ROOM_ROLES} owners and moderators already; make one a member first"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -164,7 +229,15 @@ mod tests {
         assert_eq!(rules.muted("bob", 1_000), None, "over at its end");
         assert!(rules.banned("eve", u64::MAX));
         assert!(rules.has_timed());
+        assert_eq!(rules.next_end, Some(1_000));
+        assert!(
+            rules.expire(999).is_empty(),
+            "nothing over before the first end"
+        );
+        assert_eq!(rules.mutes.len(), 1);
         assert_eq!(rules.expire(1_000), vec!["bob".to_owned()]);
+        assert!(rules.mutes.is_empty(), "the ended mute is gone");
+        assert_eq!(rules.next_end, None);
         assert!(!rules.has_timed());
         assert!(rules.apply(4, &act(Action::Unban, "eve")));
         assert!(!rules.banned("eve", 0));

@@ -122,3 +122,90 @@ fn a_blocker_is_not_told_the_blocked_user_types_and_blocks_are_bounded() {
     assert!(e.message.contains(&max.to_string()), "{}", e.message);
     rt().block_on(hub.moderate(&ann, block("bob"))).unwrap();
 }
+
+/// Review finding 2: a room holds at most `MAX_ROOM_RESTRICTIONS` mutes
+/// and bans and `MAX_ROOM_ROLES` owners and moderators: one more is
+/// refused with `rules_full`; replacing one, or lifting one, is not.
+#[test]
+fn a_rooms_mutes_bans_and_roles_are_bounded() {
+    use super::super::super::protocol::{MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES};
+    use super::super::ErrorCode;
+    let (hub, memory) = hub();
+    let ann = verified(&hub, "ann");
+    memory.commit(); // ann owns general
+    let mute = |user: &str| ClientMsg::Mute {
+        room: "general".into(),
+        user: user.into(),
+        minutes: Some(60),
+        seconds: None,
+        reason: None,
+    };
+    let ban = |user: &str| ClientMsg::Ban {
+        room: Some("general".into()),
+        user: user.into(),
+        minutes: None,
+        seconds: None,
+        reason: None,
+    };
+    for i in 0..MAX_ROOM_RESTRICTIONS {
+        let req = if i % 2 == 0 {
+            mute(&format!("u{i}"))
+        } else {
+            ban(&format!("u{i}"))
+        };
+        rt().block_on(hub.moderate(&ann, req)).unwrap();
+        if i % 500 == 499 {
+            memory.commit();
+            frames(&ann);
+        }
+    }
+    memory.commit();
+    frames(&ann);
+    let e = rt()
+        .block_on(hub.moderate(&ann, mute("one-more")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RulesFull);
+    assert!(e.message.contains("10000"), "{}", e.message);
+    let e = rt()
+        .block_on(hub.moderate(&ann, ban("one-more")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RulesFull);
+    // A mute of one muted already replaces it; an unmute makes room.
+    rt().block_on(hub.moderate(&ann, mute("u0"))).unwrap();
+    let unmute = ClientMsg::Unmute {
+        room: "general".into(),
+        user: "u0".into(),
+    };
+    rt().block_on(hub.moderate(&ann, unmute)).unwrap();
+    memory.commit();
+    rt().block_on(hub.moderate(&ann, mute("one-more"))).unwrap();
+
+    let role = |user: &str, role: &str| ClientMsg::Role {
+        room: "general".into(),
+        user: user.into(),
+        role: role.into(),
+    };
+    for i in 1..MAX_ROOM_ROLES {
+        rt().block_on(hub.moderate(&ann, role(&format!("m{i}"), "moderator")))
+            .unwrap();
+    }
+    memory.commit();
+    let e = rt()
+        .block_on(hub.moderate(&ann, role("m-more", "moderator")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RulesFull);
+    // Demoting one makes room; the `room` event lists at most the bound.
+    rt().block_on(hub.moderate(&ann, role("m1", "member")))
+        .unwrap();
+    memory.commit();
+    rt().block_on(hub.moderate(&ann, role("m-more", "moderator")))
+        .unwrap();
+    memory.commit();
+    let room = frames(&ann)
+        .into_iter()
+        .rfind(|f| f["type"] == "room")
+        .unwrap();
+    let listed =
+        room["owners"].as_array().unwrap().len() + room["moderators"].as_array().unwrap().len();
+    assert_eq!(listed, MAX_ROOM_ROLES);
+}

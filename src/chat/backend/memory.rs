@@ -57,6 +57,8 @@ pub struct Memory {
     refreshes: Mutex<HashMap<String, (String, bool)>>,
     key: Mutex<Option<Vec<u8>>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
+    /// How many times a room's rules or an admin were read.
+    pub moderation_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl Memory {
@@ -544,6 +546,8 @@ impl Memory {
 
 impl Moderation for Memory {
     fn is_admin(&self, nick: &str) -> Reply<'_, bool> {
+        self.moderation_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ready(lock(&self.moderation).admins.contains(nick))
     }
 
@@ -569,6 +573,8 @@ impl Moderation for Memory {
     }
 
     fn rules(&self, room: &str) -> Reply<'_, Vec<Event>> {
+        self.moderation_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conv = Conversation::Room(room.to_owned());
         let all = lock(&self.log)
             .get(&conv)

@@ -304,6 +304,10 @@ impl Hub {
                 ));
             }
         };
+        // A guest never holds a role: refused before any store read.
+        if client.standing == Standing::Guest {
+            may(Role::Guest, act, None)?;
+        }
         let (by, roster) = self.standing_in(client, &room, Some(&action)).await?;
         let target = match &action.user {
             Some(user) => {
@@ -333,12 +337,11 @@ impl Hub {
         ban: Option<Option<u64>>,
         reason: Option<String>,
     ) -> Result<Option<String>, Refusal> {
+        if client.standing == Standing::Guest {
+            may(Role::Guest, Act::Server, None)?;
+        }
         let admin = self.refresh_admin(&client.nick, client.standing).await;
-        let by = match client.standing {
-            Standing::Guest => Role::Guest,
-            _ if admin => Role::Admin,
-            _ => Role::Member,
-        };
+        let by = if admin { Role::Admin } else { Role::Member };
         let none = BTreeSet::new();
         let target = self.target_role(user, &none, &none).await;
         may(by, Act::Server, Some((user, target)))?;
@@ -393,6 +396,10 @@ impl Hub {
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Result<String, Refusal> {
+        let act = if room == "*" { Act::Server } else { Act::Audit };
+        if client.standing == Standing::Guest {
+            may(Role::Guest, act, None)?;
+        }
         let by = if room == "*" {
             let admin = self.refresh_admin(&client.nick, client.standing).await;
             match client.standing {
@@ -403,7 +410,6 @@ impl Hub {
         } else {
             self.standing_in(client, room, None).await?.0
         };
-        let act = if room == "*" { Act::Server } else { Act::Audit };
         may(by, act, None)?;
         let (entries, more) = self
             .backend

@@ -209,3 +209,44 @@ fn a_rooms_mutes_bans_and_roles_are_bounded() {
         room["owners"].as_array().unwrap().len() + room["moderators"].as_array().unwrap().len();
     assert_eq!(listed, MAX_ROOM_ROLES);
 }
+
+/// Review finding 7: a guest's moderation request is refused by its
+/// standing alone (a guest never holds a role), before any store read:
+/// neither the room's rules nor an admin are looked up.
+#[test]
+fn a_guest_is_refused_moderation_before_any_store_read() {
+    use std::sync::atomic::Ordering;
+    let (hub, memory) = hub();
+    let [guest] = in_general(&hub, ["guest"]);
+    let reads = || memory.moderation_reads.load(Ordering::Relaxed);
+    let before = reads();
+    let requests = [
+        ClientMsg::Kick {
+            room: "elsewhere".into(),
+            user: "ann".into(),
+            reason: None,
+        },
+        ClientMsg::Ban {
+            room: None,
+            user: "ann".into(),
+            minutes: None,
+            seconds: None,
+            reason: None,
+        },
+        ClientMsg::Audit {
+            room: "elsewhere".into(),
+            before: None,
+            limit: None,
+        },
+        ClientMsg::Audit {
+            room: "*".into(),
+            before: None,
+            limit: None,
+        },
+    ];
+    for req in requests {
+        let e = rt().block_on(hub.moderate(&guest, req)).unwrap_err();
+        assert_eq!(e.code, super::super::ErrorCode::Forbidden);
+    }
+    assert_eq!(reads(), before, "nothing read for a guest");
+}

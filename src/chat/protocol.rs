@@ -16,7 +16,7 @@ pub use lifecycle::{MAX_EMOJI, check_emoji};
 mod moderation;
 pub use moderation::{
     Action, AuditEntry, MAX_BLOCKS, MAX_MINUTES, MAX_REASON, MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES,
-    MAX_SLOW, MAX_TOPIC, ModAction, ModEvent, Role, RoomState, YouState,
+    MAX_SLOW, MAX_SLOW_STAMPS, MAX_TOPIC, ModAction, ModEvent, Role, RoomState, YouState,
 };
 
 /// The longest message text, in bytes.

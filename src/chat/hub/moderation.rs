@@ -562,22 +562,18 @@ impl Hub {
             ));
         }
         if rules.slow > 0 && role < Role::Moderator {
-            let every = rules.slow.saturating_mul(1000);
-            if let Some(&last) = rules.last_post.get(&client.nick)
-                && now < last + every
-            {
-                let left = (last + every - now).div_ceil(1000);
-                return Err(Refusal::new(
-                    ErrorCode::SlowMode,
-                    format!(
-                        "slow mode: wait {left} s more (one message per {} s)",
-                        rules.slow
-                    ),
-                ));
-            }
-            rules.last_post.insert(client.nick.clone(), now);
+            rules.slow_post(&client.nick, now)?;
         }
         Ok(())
+    }
+
+    /// Keeps `room` in the tick's round ([`expire_rules`](Self::expire_rules))
+    /// while its rules have something to end or drop.
+    pub(super) fn keep_ticking(&self, room: &str) {
+        let mut expiring = lock(&self.expiring);
+        if !expiring.contains(room) {
+            expiring.insert(room.to_owned());
+        }
     }
 
     /// A delete of message `id` in `room`: someone else's too for the
@@ -713,10 +709,7 @@ impl Hub {
         };
         let rules = r.rules.get_or_insert_with(Box::default);
         if rules.apply(e.id, a) && rules.has_timed() {
-            let mut expiring = lock(&self.expiring);
-            if !expiring.contains(room) {
-                expiring.insert(room.to_owned());
-            }
+            self.keep_ticking(room);
         }
     }
 
@@ -763,7 +756,8 @@ impl Hub {
         }
     }
 
-    /// At each tick: mutes and bans that ended are lifted; the nicks
+    /// At each tick: mutes and bans that ended are lifted, old slow-mode
+    /// stamps dropped ([`Rules::tick`]); the nicks
     /// whose mute ended are sent the `room` event again (`muted_until`
     /// gone).
     pub fn expire_rules(&self) {
@@ -779,8 +773,8 @@ impl Hub {
                 lock(&self.expiring).remove(&name);
                 continue;
             };
-            let ended = rules.expire(now);
-            if !rules.has_timed() {
+            let ended = rules.tick(now);
+            if !rules.busy() {
                 lock(&self.expiring).remove(&name);
             }
             for nick in ended {

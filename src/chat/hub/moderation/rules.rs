@@ -16,7 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::super::super::protocol::{
-    Action, ErrorCode, MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES, ModAction, Refusal, Role,
+    Action, ErrorCode, MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES, MAX_SLOW_STAMPS, ModAction, Refusal,
+    Role,
 };
 
 /// A room's rules (see the module doc).
@@ -34,8 +35,12 @@ pub struct Rules {
     pub mutes: BTreeMap<String, Option<u64>>,
     /// Banned nicks, until when.
     pub bans: BTreeMap<String, Option<u64>>,
-    /// With slow mode on: when each nick last posted (ms).
+    /// With slow mode on: when each nick last posted (ms), for those
+    /// who posted within the interval (at most [`MAX_SLOW_STAMPS`]; older
+    /// ones decide nothing and are dropped at the tick).
     pub last_post: HashMap<String, u64>,
+    /// When `last_post` was last rid of its old stamps (ms).
+    pub stamps_pruned: u64,
     /// Nicks of members here that block someone: only their connections
     /// are checked at fan-out (`super::Hub::send_filtered`).
     pub blockers: BTreeSet<String>,
@@ -164,6 +169,66 @@ impl Rules {
         ended
     }
 
+    /// Whether the tick has anything to do here: a timed mute or ban, or
+    /// slow-mode stamps to drop once they are old.
+    pub fn busy(&self) -> bool {
+        self.has_timed() || !self.last_post.is_empty()
+    }
+
+    /// The tick at `now`: the mutes and bans that ended are dropped
+    /// ([`expire`](Self::expire)), and, at most once per slow-mode
+    /// interval, the stamps older than the interval. The nicks whose mute
+    /// ended.
+    pub fn tick(&mut self, now: u64) -> Vec<String> {
+        let every = self.slow.saturating_mul(1000);
+        if !self.last_post.is_empty() && now >= self.stamps_pruned.saturating_add(every) {
+            self.prune_stamps(now);
+        }
+        self.expire(now)
+    }
+
+    /// Drops the slow-mode stamps older than the interval at `now`.
+    fn prune_stamps(&mut self, now: u64) {
+        let every = self.slow.saturating_mul(1000);
+        self.last_post
+            .retain(|_, last| now < last.saturating_add(every));
+        self.stamps_pruned = now;
+    }
+
+    /// Slow mode for a post by `nick` at `now` (slow mode on, `nick` not
+    /// exempt): refused (`slow_mode`) sooner than the interval after its
+    /// last post, or while [`MAX_SLOW_STAMPS`] others have posted within
+    /// the interval; else its stamp is kept.
+    pub fn slow_post(&mut self, nick: &str, now: u64) -> Result<(), Refusal> {
+        let every = self.slow.saturating_mul(1000);
+        if let Some(&last) = self.last_post.get(nick)
+            && now < last.saturating_add(every)
+        {
+            let left = (last + every - now).div_ceil(1000);
+            return Err(Refusal::new(
+                ErrorCode::SlowMode,
+                format!(
+                    "slow mode: wait {left} s more (one message per {} s)",
+                    self.slow
+                ),
+            ));
+        }
+        if self.last_post.len() >= MAX_SLOW_STAMPS && !self.last_post.contains_key(nick) {
+            self.prune_stamps(now);
+            if self.last_post.len() >= MAX_SLOW_STAMPS {
+                return Err(Refusal::new(
+                    ErrorCode::SlowMode,
+                    format!(
+                        "slow mode: {MAX_SLOW_STAMPS} users posted here in the last {} s; wait",
+                        self.slow
+                    ),
+                ));
+            }
+        }
+        self.last_post.insert(nick.to_owned(), now);
+        Ok(())
+    }
+
     /// Whether `a` keeps the room within its bounds: a mute or ban of a
     /// nick not muted (banned) yet needs room among the
     /// [`MAX_ROOM_RESTRICTIONS`], an owner or moderator named anew among
@@ -245,5 +310,31 @@ mod tests {
         demoted.role = Some(Role::Member);
         assert!(rules.apply(5, &demoted));
         assert_eq!(rules.role("ann"), Role::Member);
+    }
+
+    #[test]
+    fn slow_mode_keeps_at_most_the_bound_of_stamps_within_its_interval() {
+        let mut rules = Rules {
+            slow: 1,
+            ..Rules::default()
+        };
+        for i in 0..MAX_SLOW_STAMPS {
+            rules.slow_post(&format!("n{i}"), 10_000).unwrap();
+        }
+        let e = rules.slow_post("n0", 10_500).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SlowMode);
+        assert!(e.message.contains("wait 1 s"), "{}", e.message);
+        // Full: one more nick waits until the oldest stamps are over.
+        let e = rules.slow_post("one-more", 10_999).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SlowMode);
+        assert_eq!(rules.last_post.len(), MAX_SLOW_STAMPS);
+        rules.slow_post("one-more", 11_000).unwrap();
+        assert_eq!(rules.last_post.len(), 1, "the old ones dropped");
+        // The tick drops old stamps too, at most once per interval.
+        assert!(rules.tick(11_500).is_empty());
+        assert_eq!(rules.last_post.len(), 1);
+        rules.tick(12_000);
+        assert!(rules.last_post.is_empty());
+        assert!(!rules.busy());
     }
 }

@@ -250,3 +250,36 @@ fn a_guest_is_refused_moderation_before_any_store_read() {
     }
     assert_eq!(reads(), before, "nothing read for a guest");
 }
+
+/// Review finding 8: slow mode's stamps are kept only for the nicks that
+/// posted within its interval: a guest posting under nick after nick
+/// leaves none behind once the interval is over (dropped at the tick).
+#[test]
+fn slow_mode_stamps_are_dropped_at_the_tick_once_old() {
+    let (hub, memory) = hub();
+    let ann = verified(&hub, "ann");
+    memory.commit(); // ann owns general
+    let slow = ClientMsg::Slow {
+        room: "general".into(),
+        seconds: 1,
+    };
+    rt().block_on(hub.moderate(&ann, slow)).unwrap();
+    memory.commit();
+    let [mut guest] = in_general(&hub, ["g0"]);
+    for i in 1..=5 {
+        hub.post(&guest, "general", "hi", &format!("c{i}")).unwrap();
+        memory.commit();
+        guest = rt().block_on(hub.rename(&guest, &format!("g{i}"))).unwrap();
+    }
+    let stamps = |hub: &Hub| {
+        let room = hub.find_room("general").unwrap();
+        let r = super::super::lock(&room);
+        r.rules.as_ref().map_or(0, |x| x.last_post.len())
+    };
+    assert_eq!(stamps(&hub), 5, "one per nick that posted");
+    hub.expire_rules();
+    assert_eq!(stamps(&hub), 5, "within the interval: kept");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    hub.expire_rules();
+    assert_eq!(stamps(&hub), 0, "over: dropped");
+}

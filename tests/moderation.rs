@@ -521,27 +521,7 @@ async fn a_room_load_reads_its_rules_in_force_not_its_history() {
     let server = ChatServer::start(cfg.clone()).await;
     let (mut ann, _) = user(&server, "ann", false).await;
     moderation(&mut ann, "role").await;
-    let steps = [
-        json!({"type": "mute", "room": "general", "user": "bob"}),
-        json!({"type": "unmute", "room": "general", "user": "bob"}),
-        json!({"type": "mute", "room": "general", "user": "bob", "minutes": 60}),
-        json!({"type": "ban", "room": "general", "user": "eve"}),
-        json!({"type": "ban", "room": "general", "user": "dan"}),
-        json!({"type": "unban", "room": "general", "user": "dan"}),
-        json!({"type": "topic", "room": "general", "topic": "first"}),
-        json!({"type": "topic", "room": "general", "topic": "second"}),
-        json!({"type": "slow", "room": "general", "seconds": 30}),
-        json!({"type": "slow", "room": "general", "seconds": 45}),
-        json!({"type": "role", "room": "general", "user": "cat", "role": "moderator"}),
-        json!({"type": "role", "room": "general", "user": "cat", "role": "member"}),
-        json!({"type": "role", "room": "general", "user": "fay", "role": "moderator"}),
-        json!({"type": "mute", "room": "general", "user": "cat", "seconds": 1}),
-    ];
-    for step in steps {
-        let action = step["type"].as_str().unwrap().to_owned();
-        ann.send(step).await;
-        moderation(&mut ann, &action).await;
-    }
+    common::chat::rule_history(&mut ann, "general").await;
     let db = server.stop().await;
     let count = |sql: &str| -> i64 {
         let c = rusqlite::Connection::open(&db).unwrap();

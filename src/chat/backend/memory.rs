@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::moderation::{self, AuditEntry, Moderation, Until, audit_page, in_force, page};
+use super::moderation::{self, AuditEntry, Moderation, Until, in_force, page};
 use super::{
     Account, Accounts, Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind,
     MAX_REACTIONS, NewEvent, NewSession, Page, Peer, PresenceChange, Registered, Rejected, Reply,
@@ -624,4 +624,16 @@ impl Moderation for Memory {
         }
         ready(())
     }
+}
+
+/// Folds the audit entries of a room's events (newest first, below
+/// `before`, at most `limit`), as the memory store reads them whole.
+fn audit_page(events: &[Event], before: u64, limit: u32) -> (Vec<AuditEntry>, bool) {
+    let all: Vec<AuditEntry> = events
+        .iter()
+        .rev()
+        .filter(|e| e.id < before)
+        .filter_map(AuditEntry::of)
+        .collect();
+    page(all, limit)
 }

@@ -174,18 +174,6 @@ pub fn page(mut entries: Vec<AuditEntry>, limit: u32) -> (Vec<AuditEntry>, bool)
     (entries, more)
 }
 
-/// Folds the audit entries of a room's events (newest first, below
-/// `before`, at most `limit`), for stores that read the events whole.
-pub fn audit_page(events: &[Event], before: u64, limit: u32) -> (Vec<AuditEntry>, bool) {
-    let all: Vec<AuditEntry> = events
-        .iter()
-        .rev()
-        .filter(|e| e.id < before)
-        .filter_map(AuditEntry::of)
-        .collect();
-    page(all, limit)
-}
-
 /// What `rfc6455 chat admin` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminOp {

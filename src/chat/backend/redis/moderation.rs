@@ -196,9 +196,7 @@ impl Redis {
             )
             .await?;
         if !raw.is_empty() {
-            let mut events = moderation::current(decode_logged(room, raw.values()), now);
-            events.sort_by_key(|e| e.id);
-            return Ok(events);
+            return Ok(moderation::current(decode_logged(room, raw.values()), now));
         }
         let (all, len) = self.logged(room).await?;
         let Some(last) = all.last().map(|e| e.id) else {

@@ -182,3 +182,105 @@ async fn the_store_refuses_a_muted_writers_edit_and_reaction() {
     bob.send(edit("e2")).await;
     assert_eq!(bob.next_of("ack").await["client_id"], "e2");
 }
+
+/// `c` joins `room` and gets its `room` event.
+async fn join(c: &mut Client, room: &str) -> Value {
+    c.send(json!({"type": "join", "room": room})).await;
+    c.next(|e| e["type"] == "room" && e["room"] == room).await
+}
+
+async fn hlen(r: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("HLEN").arg(key).query_async(r).await.unwrap()
+}
+
+/// Review finding 2, scaled out: the post script keeps each room's rules
+/// in force (`chat:rules:{room}`), dropping timed ones once over, and a
+/// room coming into memory on another server reads those, not its log;
+/// a room from before (no such hash) is folded from its log once; audit
+/// pages read one page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_load_reads_the_rules_in_force_and_audit_reads_a_page() {
+    let redis = Redis::start("mod-fold").await;
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let mut r = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut ann = user(&a, "ann", false).await;
+    join(&mut ann, "lab").await;
+    moderation(&mut ann, "role").await;
+    common::chat::rule_history(&mut ann, "lab").await;
+    // role:ann, mute:bob, ban:eve, topic, slow, role:fay, mute:cat, ~last.
+    assert_eq!(hlen(&mut r, "chat:rules:lab").await, 8);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // cat's mute ends
+    ann.send(json!({"type": "topic", "room": "lab", "topic": "third"}))
+        .await;
+    moderation(&mut ann, "topic").await;
+    assert_eq!(
+        hlen(&mut r, "chat:rules:lab").await,
+        7,
+        "cat's mute dropped"
+    );
+    assert_eq!(hlen(&mut r, "chat:mutes:lab").await, 1, "bob's only");
+
+    // B has never held `lab`: it reads the rules in force.
+    let check = async |chat: &Chat| {
+        let mut dan = user(chat, "dan", false).await;
+        let room = join(&mut dan, "lab").await;
+        assert_eq!(
+            (
+                room["topic"].as_str(),
+                room["slow"].as_u64(),
+                room["owners"].clone(),
+                room["moderators"].clone()
+            ),
+            (Some("third"), Some(45), json!(["ann"]), json!(["fay"]))
+        );
+        let mut bob = user(chat, "bob", false).await;
+        join(&mut bob, "lab").await;
+        bob.send(common::chat::msg("lab", "muted?", "b1")).await;
+        assert_eq!(bob.next_of("error").await["code"], "muted");
+        let mut eve = user(chat, "eve", false).await;
+        eve.send(json!({"type": "join", "room": "lab"})).await;
+        assert_eq!(eve.next_of("error").await["code"], "banned");
+        for c in [dan, bob, eve] {
+            c.close().await;
+        }
+    };
+    check(&b).await;
+
+    // A room from before the rules were kept: folded from its log once.
+    redis::cmd("DEL")
+        .arg("chat:rules:lab")
+        .arg("chat:ends:lab")
+        .query_async::<i64>(&mut r)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // `lab` leaves B's memory
+    check(&b).await;
+    assert_eq!(hlen(&mut r, "chat:rules:lab").await, 7, "kept again");
+
+    // Audit: pages of the log, newest first.
+    ann.send(json!({"type": "audit", "room": "lab", "limit": 5}))
+        .await;
+    let first = ann.next_of("audit").await;
+    let ids: Vec<u64> = first["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    assert_eq!(first["more"], true);
+    assert_eq!(first["entries"][0]["action"], "topic");
+    let before = ids[4];
+    ann.send(json!({"type": "audit", "room": "lab", "before": before, "limit": 100}))
+        .await;
+    let rest = ann.next_of("audit").await;
+    let older = rest["entries"].as_array().unwrap();
+    assert_eq!(older.len(), 16 - 5, "the role claim and 15 more, 16 in all");
+    assert!(older.iter().all(|e| e["id"].as_u64().unwrap() < before));
+    assert_eq!(rest["more"], false);
+}

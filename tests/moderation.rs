@@ -722,3 +722,56 @@ async fn resume_replays_moderation_events_in_order() {
     assert!(topic["event_id"].as_u64().unwrap() < last);
     server.stop().await;
 }
+
+/// Review finding 2: a room coming into memory reads its rules in force
+/// (folded by the store), not its whole moderation history; a mute that
+/// ended is dropped from the store when the room is loaded.
+#[tokio::test]
+async fn a_room_load_reads_its_rules_in_force_not_its_history() {
+    let cfg = config("fold");
+    let server = ChatServer::start(cfg.clone()).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    moderation(&mut ann, "role").await;
+    common::chat::rule_history(&mut ann, "general").await;
+    let db = server.stop().await;
+    let count = |sql: &str| -> i64 {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    let history = "SELECT count(*) FROM messages WHERE room = 'general' AND kind = 'moderation'";
+    assert_eq!(count(history), 15, "the audit log keeps every event");
+    let in_force = "SELECT count(*) FROM rules WHERE room = 'general'";
+    // role:ann, mute:bob, ban:eve, topic, slow, role:fay, mute:cat.
+    assert_eq!(count(in_force), 7);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // cat's mute ends
+
+    let server = ChatServer::start(cfg).await;
+    let (_ann, room) = user(&server, "ann", false).await;
+    assert_eq!(
+        (
+            room["topic"].as_str(),
+            room["slow"].as_u64(),
+            room["owners"].clone(),
+            room["moderators"].clone()
+        ),
+        (Some("second"), Some(45), json!(["ann"]), json!(["fay"]))
+    );
+    let (mut bob, _) = user(&server, "bob", false).await;
+    bob.send(common::chat::msg("general", "still muted?", "b1"))
+        .await;
+    assert_eq!(error(&mut bob).await["code"], "muted");
+    let (mut cat, room) = user(&server, "cat", false).await;
+    assert!(room["you"].get("muted_until").is_none(), "{room}");
+    assert!(cat.acked("general", "my mute ended", "c1").await > 0);
+    user(&server, "dan", false).await; // unbanned: joins
+    let (mut eve, _) = server.client(hello("eve", false)).await;
+    assert_eq!(error(&mut eve).await["code"], "banned");
+    let db = server.stop().await;
+    let count = |sql: &str| -> i64 {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(count(in_force), 6, "cat's ended mute dropped at the load");
+    let mutes = "SELECT count(*) FROM mutes WHERE room = 'general'";
+    assert_eq!(count(mutes), 1, "only bob's");
+}

@@ -764,7 +764,15 @@ impl Hub {
     /// sooner than slow mode allows).
     fn may_post(&self, client: &Client, room: &str) -> Result<(), Refusal> {
         match self.find_room(room) {
-            Some(room_arc) => self.check_post(client, &mut lock(&room_arc)),
+            Some(room_arc) => {
+                let mut r = lock(&room_arc);
+                self.check_post(client, &mut r)?;
+                // Slow-mode stamps are dropped at the tick once old.
+                if r.rules.as_ref().is_some_and(|x| !x.last_post.is_empty()) {
+                    self.keep_ticking(room);
+                }
+                Ok(())
+            }
             None => Ok(()),
         }
     }

@@ -15,8 +15,8 @@ mod lifecycle;
 pub use lifecycle::{MAX_EMOJI, check_emoji};
 mod moderation;
 pub use moderation::{
-    Action, AuditEntry, MAX_BLOCKS, MAX_MINUTES, MAX_REASON, MAX_SLOW, MAX_TOPIC, ModAction,
-    ModEvent, Role, RoomState, YouState,
+    Action, AuditEntry, MAX_BLOCKS, MAX_MINUTES, MAX_REASON, MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES,
+    MAX_SLOW, MAX_SLOW_STAMPS, MAX_TOPIC, ModAction, ModEvent, Role, RoomState, YouState,
 };
 
 /// The longest message text, in bytes.
@@ -412,11 +412,14 @@ pub enum ErrorCode {
     Banned,
     /// A DM to someone who blocks the sender.
     Blocked,
+    /// A ban, mute or role past the room's bound ([`MAX_ROOM_RESTRICTIONS`]
+    /// mutes and bans in force, [`MAX_ROOM_ROLES`] owners and moderators).
+    RulesFull,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/PROTOCOL.md` lists them.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -444,6 +447,7 @@ impl ErrorCode {
         ErrorCode::SlowMode,
         ErrorCode::Banned,
         ErrorCode::Blocked,
+        ErrorCode::RulesFull,
     ];
 }
 
@@ -1273,6 +1277,7 @@ mod tests {
             ErrorCode::SlowMode => "slow_mode",
             ErrorCode::Banned => "banned",
             ErrorCode::Blocked => "blocked",
+            ErrorCode::RulesFull => "rules_full",
         }
     }
 

@@ -238,3 +238,34 @@ fn signed(secret: &str, claims: Value) -> String {
     )
     .unwrap()
 }
+
+/// Review finding 2's moderation history of `room`, sent by `owner` (its
+/// owner) one by one, each awaited: 14 events whose rules in force are
+/// bob muted for an hour, eve banned, topic "second", slow mode 45 s, fay
+/// a moderator and cat muted for one second (dan's ban and cat's role
+/// lifted, bob's first mute replaced).
+pub async fn rule_history(owner: &mut Client, room: &str) {
+    let steps = [
+        json!({"type": "mute", "room": room, "user": "bob"}),
+        json!({"type": "unmute", "room": room, "user": "bob"}),
+        json!({"type": "mute", "room": room, "user": "bob", "minutes": 60}),
+        json!({"type": "ban", "room": room, "user": "eve"}),
+        json!({"type": "ban", "room": room, "user": "dan"}),
+        json!({"type": "unban", "room": room, "user": "dan"}),
+        json!({"type": "topic", "room": room, "topic": "first"}),
+        json!({"type": "topic", "room": room, "topic": "second"}),
+        json!({"type": "slow", "room": room, "seconds": 30}),
+        json!({"type": "slow", "room": room, "seconds": 45}),
+        json!({"type": "role", "room": room, "user": "cat", "role": "moderator"}),
+        json!({"type": "role", "room": room, "user": "cat", "role": "member"}),
+        json!({"type": "role", "room": room, "user": "fay", "role": "moderator"}),
+        json!({"type": "mute", "room": room, "user": "cat", "seconds": 1}),
+    ];
+    for step in steps {
+        let action = step["type"].clone();
+        owner.send(step).await;
+        owner
+            .next(|e| e["type"] == "moderation" && e["action"] == action)
+            .await;
+    }
+}

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::moderation::{AuditEntry, Moderation, Until, audit_page, in_force, page};
+use super::moderation::{self, AuditEntry, Moderation, Until, in_force, page};
 use super::{
     Account, Accounts, Ack, Backend, Busy, Conversation, Convs, Event, HubEvents, Kind,
     MAX_REACTIONS, NewEvent, NewSession, Page, Peer, PresenceChange, Registered, Rejected, Reply,
@@ -57,6 +57,8 @@ pub struct Memory {
     refreshes: Mutex<HashMap<String, (String, bool)>>,
     key: Mutex<Option<Vec<u8>>>,
     hub: OnceLock<Weak<dyn HubEvents>>,
+    /// How many times a room's rules or an admin were read.
+    pub moderation_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl Memory {
@@ -546,6 +548,8 @@ impl Memory {
 
 impl Moderation for Memory {
     fn is_admin(&self, nick: &str) -> Reply<'_, bool> {
+        self.moderation_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ready(lock(&self.moderation).admins.contains(nick))
     }
 
@@ -571,16 +575,17 @@ impl Moderation for Memory {
     }
 
     fn rules(&self, room: &str) -> Reply<'_, Vec<Event>> {
+        self.moderation_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conv = Conversation::Room(room.to_owned());
-        ready(
-            lock(&self.log)
-                .get(&conv)
-                .into_iter()
-                .flatten()
-                .filter(|e| matches!(e.kind, Kind::Moderation(_)))
-                .cloned()
-                .collect(),
-        )
+        let all = lock(&self.log)
+            .get(&conv)
+            .into_iter()
+            .flatten()
+            .filter(|e| matches!(e.kind, Kind::Moderation(_)))
+            .cloned()
+            .collect();
+        ready(moderation::current(all, crate::chat::now_ms()))
     }
 
     fn audit(&self, room: &str, before: u64, limit: u32) -> Reply<'_, (Vec<AuditEntry>, bool)> {
@@ -621,4 +626,16 @@ impl Moderation for Memory {
         }
         ready(())
     }
+}
+
+/// Folds the audit entries of a room's events (newest first, below
+/// `before`, at most `limit`), as the memory store reads them whole.
+fn audit_page(events: &[Event], before: u64, limit: u32) -> (Vec<AuditEntry>, bool) {
+    let all: Vec<AuditEntry> = events
+        .iter()
+        .rev()
+        .filter(|e| e.id < before)
+        .filter_map(AuditEntry::of)
+        .collect();
+    page(all, limit)
 }

@@ -18,7 +18,7 @@
 //! store, and its changes are audited under the room `*`.
 
 use super::{Event, Kind, Reply};
-pub use crate::chat::protocol::{Action, AuditEntry, ModAction};
+pub use crate::chat::protocol::{Action, AuditEntry, ModAction, Role};
 
 /// The kinds of issue 17 as the stores name them, read back: a
 /// moderation event from its text, a moderator's delete by its target.
@@ -86,7 +86,11 @@ pub trait Moderation: Send + Sync {
         reason: Option<&str>,
     ) -> Reply<'_, ()>;
 
-    /// `room`'s moderation events, oldest first: its rules, to fold.
+    /// The moderation events that make `room`'s rules now, oldest first,
+    /// to fold: the latest of each rule that still holds ([`current`]),
+    /// never the whole history (bounded like the rules themselves:
+    /// `MAX_ROOM_RESTRICTIONS`, `MAX_ROOM_ROLES`, a topic, a slow mode).
+    /// The store may drop the mutes and bans that ended meanwhile.
     fn rules(&self, room: &str) -> Reply<'_, Vec<Event>>;
 
     /// Up to `limit` audit entries of `room` (`*`: the server's own) with
@@ -106,6 +110,53 @@ pub fn in_force(until: Until, now: u64) -> bool {
     until.is_none_or(|u| u > now)
 }
 
+/// The key of the room rule a moderation event sets or lifts (the
+/// latest event of each key is the rule in force): a ban and an unban
+/// of one nick share one, and so on; a kick sets none.
+pub fn rule_key(a: &ModAction) -> Option<String> {
+    let user = a.user.as_deref().unwrap_or_default();
+    match a.action {
+        Action::Kick => None,
+        Action::Ban | Action::Unban => Some(format!("ban:{user}")),
+        Action::Mute | Action::Unmute => Some(format!("mute:{user}")),
+        Action::Role => Some(format!("role:{user}")),
+        Action::Topic => Some("topic".to_owned()),
+        Action::Slow => Some("slow".to_owned()),
+    }
+}
+
+/// Whether the rule a moderation event sets still holds at `now`: not a
+/// lifting (unban, unmute, a role back to member), not a ban or mute
+/// that ended.
+pub fn holds(a: &ModAction, now: u64) -> bool {
+    match a.action {
+        Action::Kick | Action::Unban | Action::Unmute => false,
+        Action::Ban | Action::Mute => in_force(a.until, now),
+        Action::Role => matches!(a.role, Some(Role::Owner | Role::Moderator)),
+        Action::Topic | Action::Slow => true,
+    }
+}
+
+/// The events of a room's moderation history (oldest first) that make
+/// its rules at `now`: the latest of each [`rule_key`], if it
+/// [`holds`]. Folding them gives the rules folding all of them would.
+pub fn current(events: Vec<Event>, now: u64) -> Vec<Event> {
+    let mut latest: std::collections::HashMap<String, Event> = std::collections::HashMap::new();
+    for e in events {
+        if let Kind::Moderation(a) = &e.kind
+            && let Some(key) = rule_key(a)
+        {
+            latest.insert(key, e);
+        }
+    }
+    let mut kept: Vec<Event> = latest
+        .into_values()
+        .filter(|e| matches!(&e.kind, Kind::Moderation(a) if holds(a, now)))
+        .collect();
+    kept.sort_by_key(|e| e.id);
+    kept
+}
+
 /// An audit entry's `detail` for a ban or mute: its reason and its end.
 pub fn ban_detail(reason: Option<&str>, until: Until) -> Option<String> {
     match (reason, until) {
@@ -121,18 +172,6 @@ pub fn page(mut entries: Vec<AuditEntry>, limit: u32) -> (Vec<AuditEntry>, bool)
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     (entries, more)
-}
-
-/// Folds the audit entries of a room's events (newest first, below
-/// `before`, at most `limit`), for stores that read the events whole.
-pub fn audit_page(events: &[Event], before: u64, limit: u32) -> (Vec<AuditEntry>, bool) {
-    let all: Vec<AuditEntry> = events
-        .iter()
-        .rev()
-        .filter(|e| e.id < before)
-        .filter_map(AuditEntry::of)
-        .collect();
-    page(all, limit)
 }
 
 /// What `rfc6455 chat admin` does.

@@ -82,6 +82,14 @@ fn room_state(room: &str, r: &Room) -> RoomState {
     }
 }
 
+/// What a moderation request in a room is judged by: the room's owners
+/// and moderators, and whether it fits the room's bounds.
+struct Roster {
+    owners: BTreeSet<String>,
+    mods: BTreeSet<String>,
+    fits: Result<(), Refusal>,
+}
+
 /// The events a blocker does not get from the nick it blocks: that
 /// nick's messages, edits and reactions.
 pub(super) fn hidden_author(e: &Event) -> Option<&str> {
@@ -160,15 +168,22 @@ impl Hub {
         }
     }
 
-    /// `room`'s owners and moderators: from memory, or folded from the
-    /// store for a room nobody here is in.
-    async fn roles_in(&self, room: &str) -> Result<(BTreeSet<String>, BTreeSet<String>), Refusal> {
+    /// `room`'s owners and moderators, and whether `action` fits its
+    /// bounds ([`Rules::fits`]): from memory, or folded from the store's
+    /// current rules for a room nobody here is in.
+    async fn roles_in(&self, room: &str, action: Option<&ModAction>) -> Result<Roster, Refusal> {
+        let judge = |rules: &Rules| Roster {
+            owners: rules.owners.clone(),
+            mods: rules.moderators.clone(),
+            fits: action.map_or(Ok(()), |a| rules.fits(a)),
+        };
         if let Some(room_arc) = self.find_room(room) {
             let r = lock(&room_arc);
             if !r.members.is_empty() {
-                return Ok(r.rules.as_ref().map_or_else(Default::default, |x| {
-                    (x.owners.clone(), x.moderators.clone())
-                }));
+                return Ok(r
+                    .rules
+                    .as_deref()
+                    .map_or_else(|| judge(&Rules::default()), judge));
             }
         }
         let mut rules = Rules::default();
@@ -177,7 +192,8 @@ impl Hub {
                 rules.apply(e.id, a);
             }
         }
-        Ok((rules.owners, rules.moderators))
+        rules.expire(now_ms());
+        Ok(judge(&rules))
     }
 
     /// `client`'s role in `room`, and the room's roles.
@@ -185,17 +201,18 @@ impl Hub {
         &self,
         client: &Client,
         room: &str,
-    ) -> Result<(Role, BTreeSet<String>, BTreeSet<String>), Refusal> {
+        action: Option<&ModAction>,
+    ) -> Result<(Role, Roster), Refusal> {
         let admin = self.refresh_admin(&client.nick, client.standing).await;
-        let (owners, mods) = self.roles_in(room).await?;
+        let roster = self.roles_in(room, action).await?;
         let role = match client.standing {
             Standing::Guest => Role::Guest,
             _ if admin => Role::Admin,
-            _ if owners.contains(&client.nick) => Role::Owner,
-            _ if mods.contains(&client.nick) => Role::Moderator,
+            _ if roster.owners.contains(&client.nick) => Role::Owner,
+            _ if roster.mods.contains(&client.nick) => Role::Moderator,
             _ => Role::Member,
         };
-        Ok((role, owners, mods))
+        Ok((role, roster))
     }
 
     /// A moderation request from `client`: checked against the
@@ -303,12 +320,20 @@ impl Hub {
                 ));
             }
         };
-        let (by, owners, mods) = self.standing_in(client, &room).await?;
+        // A guest never holds a role: refused before any store read.
+        if client.standing == Standing::Guest {
+            may(Role::Guest, act, None)?;
+        }
+        let (by, roster) = self.standing_in(client, &room, Some(&action)).await?;
         let target = match &action.user {
-            Some(user) => Some((user.as_str(), self.target_role(user, &owners, &mods).await)),
+            Some(user) => {
+                let role = self.target_role(user, &roster.owners, &roster.mods).await;
+                Some((user.as_str(), role))
+            }
             None => None,
         };
         may(by, act, target)?;
+        roster.fits?;
         self.append_event(
             client,
             Conversation::Room(room),
@@ -328,12 +353,11 @@ impl Hub {
         ban: Option<Option<u64>>,
         reason: Option<String>,
     ) -> Result<Option<String>, Refusal> {
+        if client.standing == Standing::Guest {
+            may(Role::Guest, Act::Server, None)?;
+        }
         let admin = self.refresh_admin(&client.nick, client.standing).await;
-        let by = match client.standing {
-            Standing::Guest => Role::Guest,
-            _ if admin => Role::Admin,
-            _ => Role::Member,
-        };
+        let by = if admin { Role::Admin } else { Role::Member };
         let none = BTreeSet::new();
         let target = self.target_role(user, &none, &none).await;
         may(by, Act::Server, Some((user, target)))?;
@@ -392,6 +416,10 @@ impl Hub {
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Result<String, Refusal> {
+        let act = if room == "*" { Act::Server } else { Act::Audit };
+        if client.standing == Standing::Guest {
+            may(Role::Guest, act, None)?;
+        }
         let by = if room == "*" {
             let admin = self.refresh_admin(&client.nick, client.standing).await;
             match client.standing {
@@ -400,9 +428,8 @@ impl Hub {
                 _ => Role::Member,
             }
         } else {
-            self.standing_in(client, room).await?.0
+            self.standing_in(client, room, None).await?.0
         };
-        let act = if room == "*" { Act::Server } else { Act::Audit };
         may(by, act, None)?;
         let (entries, more) = self
             .backend
@@ -549,20 +576,7 @@ impl Hub {
         let now = now_ms();
         unmuted(client, rules, now)?;
         if rules.slow > 0 && role < Role::Moderator {
-            let every = rules.slow.saturating_mul(1000);
-            if let Some(&last) = rules.last_post.get(&client.nick)
-                && now < last + every
-            {
-                let left = (last + every - now).div_ceil(1000);
-                return Err(Refusal::new(
-                    ErrorCode::SlowMode,
-                    format!(
-                        "slow mode: wait {left} s more (one message per {} s)",
-                        rules.slow
-                    ),
-                ));
-            }
-            rules.last_post.insert(client.nick.clone(), now);
+            rules.slow_post(&client.nick, now)?;
         }
         Ok(())
     }
@@ -578,6 +592,15 @@ impl Hub {
         match r.rules.as_deref() {
             Some(rules) => unmuted(client, rules, now_ms()),
             None => Ok(()),
+        }
+    }
+
+    /// Keeps `room` in the tick's round ([`expire_rules`](Self::expire_rules))
+    /// while its rules have something to end or drop.
+    pub(super) fn keep_ticking(&self, room: &str) {
+        let mut expiring = lock(&self.expiring);
+        if !expiring.contains(room) {
+            expiring.insert(room.to_owned());
         }
     }
 
@@ -600,7 +623,7 @@ impl Hub {
         let kind = if client.standing == Standing::Guest {
             EventKind::Delete { target: id }
         } else {
-            let (role, _, _) = self.standing_in(client, room).await?;
+            let (role, _) = self.standing_in(client, room, None).await?;
             if may(role, Act::Delete, None).is_ok() {
                 EventKind::Remove { target: id }
             } else {
@@ -714,10 +737,7 @@ impl Hub {
         };
         let rules = r.rules.get_or_insert_with(Box::default);
         if rules.apply(e.id, a) && rules.has_timed() {
-            let mut expiring = lock(&self.expiring);
-            if !expiring.contains(room) {
-                expiring.insert(room.to_owned());
-            }
+            self.keep_ticking(room);
         }
     }
 
@@ -764,7 +784,8 @@ impl Hub {
         }
     }
 
-    /// At each tick: mutes and bans that ended are lifted; the nicks
+    /// At each tick: mutes and bans that ended are lifted, old slow-mode
+    /// stamps dropped ([`Rules::tick`]); the nicks
     /// whose mute ended are sent the `room` event again (`muted_until`
     /// gone).
     pub fn expire_rules(&self) {
@@ -780,8 +801,8 @@ impl Hub {
                 lock(&self.expiring).remove(&name);
                 continue;
             };
-            let ended = rules.expire(now);
-            if !rules.has_timed() {
+            let ended = rules.tick(now);
+            if !rules.busy() {
                 lock(&self.expiring).remove(&name);
             }
             for nick in ended {

@@ -19,6 +19,17 @@ pub const MAX_SLOW: u64 = 3600;
 /// The most users one user may block: its blocks are held in memory
 /// while it is online, so they are bounded like everything else.
 pub const MAX_BLOCKS: usize = 1000;
+/// The most mutes and bans in force in one room, together: a room's
+/// rules are held in memory while it is, and read whole when it comes
+/// back, so they are bounded (one more: `rules_full`).
+pub const MAX_ROOM_RESTRICTIONS: usize = 10_000;
+/// The most owners and moderators of one room, together: every `room`
+/// event lists them all.
+pub const MAX_ROOM_ROLES: usize = 100;
+/// With slow mode on, the most nicks one room remembers the last post
+/// of (those who posted within its interval): one more nick's post waits
+/// (`slow_mode`) until the oldest stamps are over.
+pub const MAX_SLOW_STAMPS: usize = 10_000;
 
 /// A role in a room, lowest first: the order is the permission table's
 /// "nobody acts on someone of a higher or equal role, except admins".

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::store::kinds_columns;
+use super::store::{kinds_columns, prune_rules};
 use super::{Local, Reply};
 use crate::chat::backend::moderation::{
     AdminOp, AuditEntry, Moderation, Until, admin_said, ban_detail, in_force, page,
@@ -238,8 +238,10 @@ impl Moderation for Local {
     fn rules(&self, room: &str) -> Reply<'_, Vec<Event>> {
         let room = room.to_owned();
         self.ask(move |db| {
+            prune_rules(db, &room, crate::chat::now_ms())?;
             let mut stmt = db.prepare_cached(&format!(
-                "SELECT {} FROM messages WHERE room = ?1 AND kind = 'moderation' ORDER BY id",
+                "SELECT {} FROM messages WHERE room = ?1 AND kind = 'moderation'
+                 AND id IN (SELECT id FROM rules WHERE room = ?1) ORDER BY id",
                 kinds_columns()
             ))?;
             let rows = stmt.query_map(params![room], super::store::read_row)?;

@@ -36,6 +36,7 @@
 //! at [`Store::open`].
 
 mod kinds;
+pub use kinds::prune_rules;
 
 use std::collections::HashMap;
 use std::io;

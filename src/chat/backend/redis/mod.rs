@@ -286,6 +286,14 @@ fn key_mod(key: &str) -> String {
 fn key_mutes(key: &str) -> String {
     format!("chat:mutes:{key}")
 }
+/// A room's rules in force (hash, rule → its latest event, as logged).
+fn key_rules(key: &str) -> String {
+    format!("chat:rules:{key}")
+}
+/// A room's timed rules by their end (sorted set, rule by until ms).
+fn key_ends(key: &str) -> String {
+    format!("chat:ends:{key}")
+}
 fn key_present(scope: &Scope) -> String {
     format!("chat:present:{}", scope.key())
 }

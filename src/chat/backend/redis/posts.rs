@@ -11,7 +11,9 @@ use redis::RedisResult;
 use tracing::warn;
 
 use super::bus::{BUS, Posted};
-use super::{Backoff, Redis, key_id, key_log, key_mod, key_msgs, key_mutes, key_states};
+use super::{
+    Backoff, Redis, key_ends, key_id, key_log, key_mod, key_msgs, key_mutes, key_rules, key_states,
+};
 use crate::chat::backend::{Ack, Busy, Kind, MAX_REACTIONS, NewEvent, Rejected, Unavailable};
 use crate::chat::{lock, random_token};
 
@@ -25,8 +27,12 @@ const MAX_BATCH: usize = 256;
 ///
 /// KEYS: id counter, stream, operation key, message ids (sorted set),
 /// message states (hash), moderation log (list: a room's `moderation`
-/// and `remove` events, its rules and audit, never trimmed), mutes (hash:
-/// nick → until, `0` until lifted). ARGV: stream length, from, text, ts, channel,
+/// and `remove` events, its audit, never trimmed), mutes (hash:
+/// nick → until, `0` until lifted), rules in force (hash: `ban:NICK`,
+/// `mute:NICK`, `role:NICK`, `topic`, `slow` → the latest event of that
+/// rule that still holds, as in the log; `~last` → the last one's id),
+/// ends (sorted set: the timed rules by their end; those over are dropped
+/// from the rules and the mutes by the next moderation event). ARGV: stream length, from, text, ts, channel,
 /// the event's JSON ([`Posted`]), kind (`msg`, `edit`, `delete`,
 /// `react`, `moderation`, `remove`), target (the message acted on, or a
 /// message's `reply_to`; 0: none), emoji, the most distinct reactions,
@@ -113,9 +119,11 @@ if top[1] then
   end
 end
 local entry = {'from', from, 'text', text, 'ts', ts, 'kind', kind}
+local logged
 if kind == 'moderation' or kind == 'remove' then
-  -- The room's rules and audit: never trimmed with the stream.
-  redis.call('RPUSH', KEYS[6], cjson.encode({id = id, from = from, ts = tonumber(ts), kind = kind, text = text, target = target}))
+  -- The room's audit: never trimmed with the stream.
+  logged = cjson.encode({id = id, from = from, ts = tonumber(ts), kind = kind, text = text, target = target})
+  redis.call('RPUSH', KEYS[6], logged)
 end
 if kind == 'moderation' then
   local a = cjson.decode(text)
@@ -124,6 +132,36 @@ if kind == 'moderation' then
   elseif a.action == 'unmute' then
     redis.call('HDEL', KEYS[7], a.user)
   end
+  -- The rules in force (KEYS[8]: rule -> its latest event), what a room
+  -- coming into memory reads; KEYS[9] orders the timed ones by their
+  -- end, so that those over are dropped here at no cost of a scan.
+  local over = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', ts)
+  for _, rule in ipairs(over) do
+    redis.call('HDEL', KEYS[8], rule)
+    if string.sub(rule, 1, 5) == 'mute:' then redis.call('HDEL', KEYS[7], string.sub(rule, 6)) end
+  end
+  if #over > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', ts) end
+  local act, user = a.action, a.user or ''
+  local rule
+  if act == 'ban' or act == 'unban' then rule = 'ban:' .. user
+  elseif act == 'mute' or act == 'unmute' then rule = 'mute:' .. user
+  elseif act == 'role' then rule = 'role:' .. user
+  elseif act == 'topic' or act == 'slow' then rule = act end
+  if rule then
+    if act == 'unban' or act == 'unmute' or (act == 'role' and a.role ~= 'owner' and a.role ~= 'moderator') then
+      redis.call('HDEL', KEYS[8], rule)
+      redis.call('ZREM', KEYS[9], rule)
+    else
+      redis.call('HSET', KEYS[8], rule, logged)
+      if type(a['until']) == 'number' then
+        redis.call('ZADD', KEYS[9], a['until'], rule)
+      else
+        redis.call('ZREM', KEYS[9], rule)
+      end
+    end
+  end
+  -- Never empty once written by this script (see `rules`).
+  redis.call('HSET', KEYS[8], '~last', id)
 elseif kind == 'msg' then
   local m = {from = from, ts = tonumber(ts), text = text, reactions = {}}
   if ARGV[11] == '1' then
@@ -264,7 +302,7 @@ impl Redis {
                 let guest = matches!(&p.event.kind, Kind::Msg(state) if state.guest);
                 pipe.cmd("EVALSHA")
                     .arg(&self.sha)
-                    .arg(7)
+                    .arg(9)
                     .arg(key_id(&p.key))
                     .arg(key_log(&p.key))
                     .arg(format!("chat:op:{}", p.op))
@@ -272,6 +310,8 @@ impl Redis {
                     .arg(key_states(&p.key))
                     .arg(key_mod(&p.key))
                     .arg(key_mutes(&p.key))
+                    .arg(key_rules(&p.key))
+                    .arg(key_ends(&p.key))
                     .arg(self.config.history_len)
                     .arg(&p.event.from)
                     .arg(&p.event.text)

@@ -7,10 +7,18 @@
 //! ([`Rules::apply`]): loaded with the room when it comes into memory,
 //! then updated by each one delivered. An event is applied once even if
 //! it is both loaded and delivered (`applied`).
+//!
+//! They are bounded ([`Rules::fits`]): at most [`MAX_ROOM_RESTRICTIONS`]
+//! mutes and bans, at most [`MAX_ROOM_ROLES`] owners and moderators. The
+//! presence tick drops the mutes and bans that ended, and costs nothing
+//! until the first of them ends (`next_end`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::super::super::protocol::{Action, ModAction, Role};
+use super::super::super::protocol::{
+    Action, ErrorCode, MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES, MAX_SLOW_STAMPS, ModAction, Refusal,
+    Role,
+};
 
 /// A room's rules (see the module doc).
 #[derive(Debug, Default)]
@@ -27,11 +35,18 @@ pub struct Rules {
     pub mutes: BTreeMap<String, Option<u64>>,
     /// Banned nicks, until when.
     pub bans: BTreeMap<String, Option<u64>>,
-    /// With slow mode on: when each nick last posted (ms).
+    /// With slow mode on: when each nick last posted (ms), for those
+    /// who posted within the interval (at most [`MAX_SLOW_STAMPS`]; older
+    /// ones decide nothing and are dropped at the tick).
     pub last_post: HashMap<String, u64>,
+    /// When `last_post` was last rid of its old stamps (ms).
+    pub stamps_pruned: u64,
     /// Nicks of members here that block someone: only their connections
     /// are checked at fan-out (`super::Hub::send_filtered`).
     pub blockers: BTreeSet<String>,
+    /// The earliest end of a timed mute or ban (ms): the tick does
+    /// nothing before it.
+    pub next_end: Option<u64>,
     /// The last moderation event's id folded in.
     pub applied: u64,
     /// An owner was asked for (the first verified join): not again until
@@ -52,12 +67,14 @@ impl Rules {
         match a.action {
             Action::Kick => {}
             Action::Ban => {
+                self.ends_at(a.until);
                 self.bans.insert(user, a.until);
             }
             Action::Unban => {
                 self.bans.remove(&user);
             }
             Action::Mute => {
+                self.ends_at(a.until);
                 self.mutes.insert(user, a.until);
             }
             Action::Unmute => {
@@ -116,14 +133,22 @@ impl Rules {
 
     /// Whether a mute or ban here ends by itself.
     pub fn has_timed(&self) -> bool {
-        self.mutes
-            .values()
-            .chain(self.bans.values())
-            .any(Option::is_some)
+        self.next_end.is_some()
+    }
+
+    /// Notes a mute or ban ending at `until`.
+    fn ends_at(&mut self, until: Option<u64>) {
+        if let Some(u) = until {
+            self.next_end = Some(self.next_end.map_or(u, |n| n.min(u)));
+        }
     }
 
     /// Drops the mutes and bans over at `now`; the nicks whose mute ended.
+    /// Nothing to do (and nothing scanned) before the first end.
     pub fn expire(&mut self, now: u64) -> Vec<String> {
+        if self.next_end.is_none_or(|end| end > now) {
+            return Vec::new();
+        }
         let ended: Vec<String> = self
             .mutes
             .iter()
@@ -134,7 +159,112 @@ impl Rules {
             self.mutes.remove(nick);
         }
         self.bans.retain(|_, until| in_force(*until, now));
+        self.next_end = self
+            .mutes
+            .values()
+            .chain(self.bans.values())
+            .flatten()
+            .min()
+            .copied();
         ended
+    }
+
+    /// Whether the tick has anything to do here: a timed mute or ban, or
+    /// slow-mode stamps to drop once they are old.
+    pub fn busy(&self) -> bool {
+        self.has_timed() || !self.last_post.is_empty()
+    }
+
+    /// The tick at `now`: the mutes and bans that ended are dropped
+    /// ([`expire`](Self::expire)), and, at most once per slow-mode
+    /// interval, the stamps older than the interval. The nicks whose mute
+    /// ended.
+    pub fn tick(&mut self, now: u64) -> Vec<String> {
+        let every = self.slow.saturating_mul(1000);
+        if !self.last_post.is_empty() && now >= self.stamps_pruned.saturating_add(every) {
+            self.prune_stamps(now);
+        }
+        self.expire(now)
+    }
+
+    /// Drops the slow-mode stamps older than the interval at `now`.
+    fn prune_stamps(&mut self, now: u64) {
+        let every = self.slow.saturating_mul(1000);
+        self.last_post
+            .retain(|_, last| now < last.saturating_add(every));
+        self.stamps_pruned = now;
+    }
+
+    /// Slow mode for a post by `nick` at `now` (slow mode on, `nick` not
+    /// exempt): refused (`slow_mode`) sooner than the interval after its
+    /// last post, or while [`MAX_SLOW_STAMPS`] others have posted within
+    /// the interval; else its stamp is kept.
+    pub fn slow_post(&mut self, nick: &str, now: u64) -> Result<(), Refusal> {
+        let every = self.slow.saturating_mul(1000);
+        if let Some(&last) = self.last_post.get(nick)
+            && now < last.saturating_add(every)
+        {
+            let left = (last + every - now).div_ceil(1000);
+            return Err(Refusal::new(
+                ErrorCode::SlowMode,
+                format!(
+                    "slow mode: wait {left} s more (one message per {} s)",
+                    self.slow
+                ),
+            ));
+        }
+        if self.last_post.len() >= MAX_SLOW_STAMPS && !self.last_post.contains_key(nick) {
+            self.prune_stamps(now);
+            if self.last_post.len() >= MAX_SLOW_STAMPS {
+                return Err(Refusal::new(
+                    ErrorCode::SlowMode,
+                    format!(
+                        "slow mode: {MAX_SLOW_STAMPS} users posted here in the last {} s; wait",
+                        self.slow
+                    ),
+                ));
+            }
+        }
+        self.last_post.insert(nick.to_owned(), now);
+        Ok(())
+    }
+
+    /// Whether `a` keeps the room within its bounds: a mute or ban of a
+    /// nick not muted (banned) yet needs room among the
+    /// [`MAX_ROOM_RESTRICTIONS`], an owner or moderator named anew among
+    /// the [`MAX_ROOM_ROLES`]; lifting and replacing always fit.
+    pub fn fits(&self, a: &ModAction) -> Result<(), Refusal> {
+        let user = a.user.as_deref().unwrap_or_default();
+        let restricted = self.mutes.len() + self.bans.len();
+        let roles = self.owners.len() + self.moderators.len();
+        let held = match a.action {
+            Action::Mute => self.mutes.contains_key(user),
+            Action::Ban => self.bans.contains_key(user),
+            _ => true,
+        };
+        match a.action {
+            Action::Mute | Action::Ban if restricted >= MAX_ROOM_RESTRICTIONS && !held => {
+                Err(Refusal::new(
+                    ErrorCode::RulesFull,
+                    format!(
+                        "the room has {MAX_ROOM_RESTRICTIONS} mutes and bans in force already; lift one first"
+                    ),
+                ))
+            }
+            Action::Role
+                if matches!(a.role, Some(Role::Owner | Role::Moderator))
+                    && roles >= MAX_ROOM_ROLES
+                    && self.role(user) == Role::Member =>
+            {
+                Err(Refusal::new(
+                    ErrorCode::RulesFull,
+                    format!(
+                        "the room has {MAX_ROOM_ROLES} owners and moderators already; make one a member first"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -164,7 +294,15 @@ mod tests {
         assert_eq!(rules.muted("bob", 1_000), None, "over at its end");
         assert!(rules.banned("eve", u64::MAX));
         assert!(rules.has_timed());
+        assert_eq!(rules.next_end, Some(1_000));
+        assert!(
+            rules.expire(999).is_empty(),
+            "nothing over before the first end"
+        );
+        assert_eq!(rules.mutes.len(), 1);
         assert_eq!(rules.expire(1_000), vec!["bob".to_owned()]);
+        assert!(rules.mutes.is_empty(), "the ended mute is gone");
+        assert_eq!(rules.next_end, None);
         assert!(!rules.has_timed());
         assert!(rules.apply(4, &act(Action::Unban, "eve")));
         assert!(!rules.banned("eve", 0));
@@ -172,5 +310,31 @@ mod tests {
         demoted.role = Some(Role::Member);
         assert!(rules.apply(5, &demoted));
         assert_eq!(rules.role("ann"), Role::Member);
+    }
+
+    #[test]
+    fn slow_mode_keeps_at_most_the_bound_of_stamps_within_its_interval() {
+        let mut rules = Rules {
+            slow: 1,
+            ..Rules::default()
+        };
+        for i in 0..MAX_SLOW_STAMPS {
+            rules.slow_post(&format!("n{i}"), 10_000).unwrap();
+        }
+        let e = rules.slow_post("n0", 10_500).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SlowMode);
+        assert!(e.message.contains("wait 1 s"), "{}", e.message);
+        // Full: one more nick waits until the oldest stamps are over.
+        let e = rules.slow_post("one-more", 10_999).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SlowMode);
+        assert_eq!(rules.last_post.len(), MAX_SLOW_STAMPS);
+        rules.slow_post("one-more", 11_000).unwrap();
+        assert_eq!(rules.last_post.len(), 1, "the old ones dropped");
+        // The tick drops old stamps too, at most once per interval.
+        assert!(rules.tick(11_500).is_empty());
+        assert_eq!(rules.last_post.len(), 1);
+        rules.tick(12_000);
+        assert!(rules.last_post.is_empty());
+        assert!(!rules.busy());
     }
 }

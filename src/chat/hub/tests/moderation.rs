@@ -238,3 +238,164 @@ fn a_banned_connection_closes_at_once_and_writes_nothing_more() {
     assert!(hub.dm(&eve, "ann", "after the ban", "e2").is_err());
     assert_eq!(memory.waiting(), 0);
 }
+
+/// Review finding 2: a room holds at most `MAX_ROOM_RESTRICTIONS` mutes
+/// and bans and `MAX_ROOM_ROLES` owners and moderators: one more is
+/// refused with `rules_full`; replacing one, or lifting one, is not.
+#[test]
+fn a_rooms_mutes_bans_and_roles_are_bounded() {
+    use super::super::super::protocol::{MAX_ROOM_RESTRICTIONS, MAX_ROOM_ROLES};
+    use super::super::ErrorCode;
+    let (hub, memory) = hub();
+    let ann = verified(&hub, "ann");
+    memory.commit(); // ann owns general
+    let mute = |user: &str| ClientMsg::Mute {
+        room: "general".into(),
+        user: user.into(),
+        minutes: Some(60),
+        seconds: None,
+        reason: None,
+    };
+    let ban = |user: &str| ClientMsg::Ban {
+        room: Some("general".into()),
+        user: user.into(),
+        minutes: None,
+        seconds: None,
+        reason: None,
+    };
+    for i in 0..MAX_ROOM_RESTRICTIONS {
+        let req = if i % 2 == 0 {
+            mute(&format!("u{i}"))
+        } else {
+            ban(&format!("u{i}"))
+        };
+        rt().block_on(hub.moderate(&ann, req)).unwrap();
+        if i % 500 == 499 {
+            memory.commit();
+            frames(&ann);
+        }
+    }
+    memory.commit();
+    frames(&ann);
+    let e = rt()
+        .block_on(hub.moderate(&ann, mute("one-more")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RulesFull);
+    assert!(e.message.contains("10000"), "{}", e.message);
+    let e = rt()
+        .block_on(hub.moderate(&ann, ban("one-more")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RulesFull);
+    // A mute of one muted already replaces it; an unmute makes room.
+    rt().block_on(hub.moderate(&ann, mute("u0"))).unwrap();
+    let unmute = ClientMsg::Unmute {
+        room: "general".into(),
+        user: "u0".into(),
+    };
+    rt().block_on(hub.moderate(&ann, unmute)).unwrap();
+    memory.commit();
+    rt().block_on(hub.moderate(&ann, mute("one-more"))).unwrap();
+
+    let role = |user: &str, role: &str| ClientMsg::Role {
+        room: "general".into(),
+        user: user.into(),
+        role: role.into(),
+    };
+    for i in 1..MAX_ROOM_ROLES {
+        rt().block_on(hub.moderate(&ann, role(&format!("m{i}"), "moderator")))
+            .unwrap();
+    }
+    memory.commit();
+    let e = rt()
+        .block_on(hub.moderate(&ann, role("m-more", "moderator")))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::RulesFull);
+    // Demoting one makes room; the `room` event lists at most the bound.
+    rt().block_on(hub.moderate(&ann, role("m1", "member")))
+        .unwrap();
+    memory.commit();
+    rt().block_on(hub.moderate(&ann, role("m-more", "moderator")))
+        .unwrap();
+    memory.commit();
+    let room = frames(&ann)
+        .into_iter()
+        .rfind(|f| f["type"] == "room")
+        .unwrap();
+    let listed =
+        room["owners"].as_array().unwrap().len() + room["moderators"].as_array().unwrap().len();
+    assert_eq!(listed, MAX_ROOM_ROLES);
+}
+
+/// Review finding 7: a guest's moderation request is refused by its
+/// standing alone (a guest never holds a role), before any store read:
+/// neither the room's rules nor an admin are looked up.
+#[test]
+fn a_guest_is_refused_moderation_before_any_store_read() {
+    use std::sync::atomic::Ordering;
+    let (hub, memory) = hub();
+    let [guest] = in_general(&hub, ["guest"]);
+    let reads = || memory.moderation_reads.load(Ordering::Relaxed);
+    let before = reads();
+    let requests = [
+        ClientMsg::Kick {
+            room: "elsewhere".into(),
+            user: "ann".into(),
+            reason: None,
+        },
+        ClientMsg::Ban {
+            room: None,
+            user: "ann".into(),
+            minutes: None,
+            seconds: None,
+            reason: None,
+        },
+        ClientMsg::Audit {
+            room: "elsewhere".into(),
+            before: None,
+            limit: None,
+        },
+        ClientMsg::Audit {
+            room: "*".into(),
+            before: None,
+            limit: None,
+        },
+    ];
+    for req in requests {
+        let e = rt().block_on(hub.moderate(&guest, req)).unwrap_err();
+        assert_eq!(e.code, super::super::ErrorCode::Forbidden);
+    }
+    assert_eq!(reads(), before, "nothing read for a guest");
+}
+
+/// Review finding 8: slow mode's stamps are kept only for the nicks that
+/// posted within its interval: a guest posting under nick after nick
+/// leaves none behind once the interval is over (dropped at the tick).
+#[test]
+fn slow_mode_stamps_are_dropped_at_the_tick_once_old() {
+    let (hub, memory) = hub();
+    let ann = verified(&hub, "ann");
+    memory.commit(); // ann owns general
+    let slow = ClientMsg::Slow {
+        room: "general".into(),
+        seconds: 1,
+    };
+    rt().block_on(hub.moderate(&ann, slow)).unwrap();
+    memory.commit();
+    let [mut guest] = in_general(&hub, ["g0"]);
+    for i in 1..=5 {
+        hub.post(&guest, "general", "hi", &format!("c{i}")).unwrap();
+        memory.commit();
+        guest = rt().block_on(hub.rename(&guest, &format!("g{i}"))).unwrap();
+    }
+    let stamps = |hub: &Hub| {
+        let room = hub.find_room("general").unwrap();
+        let r = super::super::lock(&room);
+        r.rules.as_ref().map_or(0, |x| x.last_post.len())
+    };
+    assert_eq!(stamps(&hub), 5, "one per nick that posted");
+    hub.expire_rules();
+    assert_eq!(stamps(&hub), 5, "within the interval: kept");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    hub.expire_rules();
+    assert_eq!(stamps(&hub), 0, "over: dropped");
+}

@@ -21,7 +21,7 @@ use crate::chat::backend::{
 };
 
 /// The schema's version now (`PRAGMA user_version`).
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Version 1: messages only, one row per message (the backend seam). A
 /// database from before versions were counted holds exactly this (the
@@ -122,7 +122,80 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<()> {
              ) WITHOUT ROWID;",
         )?;
     }
+    if version < 5 {
+        // 5 (review of issue 17): each room's rules in force, folded
+        // (`keep_rule`): a room coming into memory reads these, not its
+        // whole moderation history. Filled from the history once here.
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS rules (
+                room TEXT NOT NULL,
+                key TEXT NOT NULL,
+                id INTEGER NOT NULL,
+                until INTEGER,
+                PRIMARY KEY (room, key)
+             ) WITHOUT ROWID;",
+        )?;
+        let mut stmt = db.prepare(
+            "SELECT room, id, text FROM messages WHERE kind = 'moderation' ORDER BY room, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (room, id, text) = row?;
+            if let Ok(a) = serde_json::from_str::<ModAction>(&text) {
+                keep_rule(db, &room, id as u64, &a, 0)?;
+            }
+        }
+    }
     db.pragma_update(None, "user_version", VERSION)
+}
+
+/// A moderation event's effect on its room's folded rules (`rules`):
+/// the latest event of each key ([`moderation::rule_key`]) that still
+/// holds is kept, one that lifts removes it. A mute or ban also drops
+/// the room's mutes and bans that ended by `now` (here and in `mutes`).
+fn keep_rule(
+    db: &Connection,
+    room: &str,
+    id: u64,
+    a: &ModAction,
+    now: u64,
+) -> rusqlite::Result<()> {
+    let Some(key) = moderation::rule_key(a) else {
+        return Ok(());
+    };
+    if moderation::holds(a, 0) {
+        let until = a.until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+        db.prepare_cached(
+            "INSERT INTO rules (room, key, id, until) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (room, key) DO UPDATE SET id = excluded.id, until = excluded.until",
+        )?
+        .execute(params![room, key, id as i64, until])?;
+    } else {
+        db.prepare_cached("DELETE FROM rules WHERE room = ?1 AND key = ?2")?
+            .execute(params![room, key])?;
+    }
+    if matches!(a.action, Action::Mute | Action::Ban) && now > 0 {
+        prune_rules(db, room, now)?;
+    }
+    Ok(())
+}
+
+/// Drops `room`'s mutes and bans that ended by `now` (ms), from the
+/// folded rules and from `mutes`: a room's store holds only what is in
+/// force (and what is timed, until a write or a load after its end).
+pub fn prune_rules(db: &Connection, room: &str, now: u64) -> rusqlite::Result<()> {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    db.prepare_cached("DELETE FROM rules WHERE room = ?1 AND until IS NOT NULL AND until <= ?2")?
+        .execute(params![room, now])?;
+    db.prepare_cached("DELETE FROM mutes WHERE room = ?1 AND until IS NOT NULL AND until <= ?2")?
+        .execute(params![room, now])?;
+    Ok(())
 }
 
 /// The columns [`row`] reads, in its order.
@@ -296,6 +369,7 @@ pub fn apply(
         }
         Kind::Moderation(a) => {
             keep_mute(tx, room, a)?;
+            keep_rule(tx, room, id, a, new.ts)?;
             (None, None)
         }
         Kind::Delete { target } | Kind::Remove { target } => {

@@ -396,6 +396,9 @@ pub struct Hub {
     /// Rooms whose rules hold a mute or ban that ends by itself: the
     /// tick looks at these. A leaf lock.
     expiring: Mutex<BTreeSet<String>>,
+    /// Rooms whose rules may miss an event: read again at the tick
+    /// (`moderation::reload`). A leaf lock.
+    stale_rules: Mutex<BTreeSet<String>>,
 }
 
 impl Hub {
@@ -425,6 +428,7 @@ impl Hub {
             blocks: Arc::default(),
             admins_seen: Mutex::new(BTreeSet::new()),
             expiring: Mutex::new(BTreeSet::new()),
+            stale_rules: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -653,11 +657,22 @@ impl Hub {
                 }
                 r.joining += 1;
             }
-            let prepared = self.prepare_room(room, &room_arc).await;
+            let mut prepared = self.prepare_room(room, &room_arc).await;
             if client.standing != Standing::Guest {
                 self.refresh_admin(&client.nick, client.standing).await;
             }
-            let mut r = lock(&room_arc);
+            // A rule delivered while the room had no member to fold it for
+            // (`deliver`) is read again before the first member is let in:
+            // once one is, rules are folded in as they are delivered.
+            let mut rounds = 0;
+            let mut r = loop {
+                let last = rounds == 2 || prepared.is_err();
+                if let Some(r) = self.unless_stale(room, &room_arc, last) {
+                    break r;
+                }
+                rounds += 1;
+                prepared = self.reload_rules(room, &room_arc).await;
+            };
             r.joining -= 1;
             if let Err(refusal) = prepared {
                 self.mark(room);

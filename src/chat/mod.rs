@@ -380,6 +380,7 @@ pub async fn serve(
                 hub.flush_presence();
                 hub.flush_receipts();
                 hub.expire_rules();
+                hub.reload_stale_rules().await;
             }
         })
     };

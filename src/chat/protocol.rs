@@ -1100,7 +1100,10 @@ mod tests {
                 "`seconds`",
             ),
             (r#"{"type":"history","room":"a","limit":1e10}"#, "`limit`"),
-            (r#"{"type":"role","room":"a","user":"b","role":1}"#, "`role`"),
+            (
+                r#"{"type":"role","room":"a","user":"b","role":1}"#,
+                "`role`",
+            ),
             (r#"{"type":"msg","room":7,"text":"hi"}"#, "`room`"),
         ] {
             assert_invalid_field(bad, field);

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
 use super::super::backend::{
-    Conversation, Event, HubEvents, Peer, PresenceChange, Scope, Signal, Span,
+    Conversation, Event, HubEvents, Kind as EventKind, Peer, PresenceChange, Scope, Signal, Span,
 };
 use super::super::lock;
 use super::super::protocol::ServerMsg;
@@ -89,6 +89,9 @@ impl HubEvents for Hub {
             if let Some((&newest, _)) = r.pending.last_key_value() {
                 r.last_id = r.last_id.max(newest);
             }
+            if r.pending.values().any(is_moderation) {
+                self.rules_stale(room, &mut r);
+            }
             r.pending.clear();
         } else {
             // Whatever the store no longer has (a Redis stream trimmed
@@ -100,6 +103,9 @@ impl HubEvents for Hub {
                 && first <= span.upto + 1
             {
                 r.last_id = first - 1;
+                // The hole may have held a rule: the store keeps the
+                // rules whole, apart from the stream.
+                self.rules_stale(room, &mut r);
             }
             self.drain(room, &mut r);
         }
@@ -311,7 +317,12 @@ impl Hub {
         if r.members.is_empty() {
             // Nobody to deliver to: just keep count (a later join asks the
             // backend anyway), and let the tick see whether the room can
-            // leave memory.
+            // leave memory. A rule is not folded in here, out of order
+            // with the store's read by a join under way: the rules are
+            // read again instead.
+            if is_moderation(&event) {
+                self.rules_stale(&room, &mut r);
+            }
             r.last_id = event.id;
             r.pending.clear();
             self.mark(&room);
@@ -350,6 +361,11 @@ impl Hub {
             );
         }
     }
+}
+
+/// Whether `e` is a moderation event (a rule, or a kick).
+fn is_moderation(e: &Event) -> bool {
+    matches!(e.kind, EventKind::Moderation(_))
 }
 
 /// What `peer` says of its nicks in a server-wide scope (online, guests),

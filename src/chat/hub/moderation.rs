@@ -24,6 +24,7 @@
 //! only those members, so a room where nobody blocks anyone costs
 //! nothing more.
 
+mod reload;
 mod rules;
 pub mod table;
 
@@ -812,23 +813,5 @@ impl Hub {
                 }
             }
         }
-    }
-
-    /// Folds the room's stored moderation events into its rules, as it
-    /// comes into memory (those delivered meanwhile are applied once).
-    pub(super) async fn load_rules(
-        &self,
-        room: &str,
-        room_arc: &std::sync::Mutex<Room>,
-    ) -> Result<(), Refusal> {
-        let events = self.backend.rules(room).await.map_err(down)?;
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut r = lock(room_arc);
-        for e in &events {
-            self.on_moderation(room, &mut r, e);
-        }
-        Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl Hub {
         let last = self.backend.last_id(&conv).await.map_err(down)?;
         // After the last id: a rule stored since is then both loaded and
         // delivered, and applied once (`Rules::applied`).
-        self.load_rules(room, room_arc).await?;
+        self.reload_rules(room, room_arc).await?;
         let others = self
             .backend
             .presence(&Scope::Room(room.to_owned()))

@@ -6,7 +6,8 @@
 //! The rules are the fold of the room's moderation events, in id order
 //! ([`Rules::apply`]): loaded with the room when it comes into memory,
 //! then updated by each one delivered. An event is applied once even if
-//! it is both loaded and delivered (`applied`).
+//! it is both loaded and delivered (`applied`). One this server missed
+//! makes the room stale, and its rules are read again whole (`reload`).
 //!
 //! They are bounded ([`Rules::fits`]): at most [`MAX_ROOM_RESTRICTIONS`]
 //! mutes and bans, at most [`MAX_ROOM_ROLES`] owners and moderators. The
@@ -52,6 +53,10 @@ pub struct Rules {
     /// An owner was asked for (the first verified join): not again until
     /// its event comes back.
     pub owner_asked: bool,
+    /// Bumped by each event folded in, and by each one missed (see
+    /// `reload`): a reload that sees it change while it reads the store
+    /// reads again.
+    pub generation: u64,
 }
 
 pub use super::super::super::backend::moderation::in_force;
@@ -63,6 +68,7 @@ impl Rules {
             return false;
         }
         self.applied = id;
+        self.generation += 1;
         let user = a.user.clone().unwrap_or_default();
         match a.action {
             Action::Kick => {}
@@ -103,6 +109,17 @@ impl Rules {
             }
         }
         true
+    }
+
+    /// Takes from `old` (the rules these replace, read again from the
+    /// store) what the store does not keep: which members here block
+    /// someone, slow mode's stamps, an owner asked for, the generation.
+    pub fn keep_local(&mut self, old: Rules) {
+        self.blockers = old.blockers;
+        self.last_post = old.last_post;
+        self.stamps_pruned = old.stamps_pruned;
+        self.owner_asked = old.owner_asked && self.owners.is_empty();
+        self.generation = old.generation;
     }
 
     /// `nick`'s role by these rules alone (admins are the hub's to know).

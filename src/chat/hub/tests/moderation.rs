@@ -399,3 +399,113 @@ fn slow_mode_stamps_are_dropped_at_the_tick_once_old() {
     hub.expire_rules();
     assert_eq!(stamps(&hub), 0, "over: dropped");
 }
+
+/// Review finding 5: rules this server never folded in are read again.
+mod missed_rules {
+    use super::super::super::super::backend::memory::Memory;
+    use super::super::super::super::backend::{Conversation, Event, HubEvents, Kind};
+    use super::super::super::super::protocol::{Action, ErrorCode, ModAction};
+    use super::super::super::{Hub, JoinError, lock, now_ms};
+    use super::super::{event, frames, hub, in_general, rt};
+
+    /// A ban of `user` in `room`, as the store holds it.
+    fn ban(room: &str, id: u64, user: &str) -> Event {
+        let mut a = ModAction::new(Action::Ban);
+        a.user = Some(user.into());
+        Event {
+            from: "root".into(),
+            kind: Kind::Moderation(Box::new(a)),
+            ..event(room, id, "")
+        }
+    }
+
+    fn banned_here(hub: &Hub, room: &str, user: &str) -> bool {
+        let room_arc = hub.find_room(room).unwrap();
+        let r = lock(&room_arc);
+        r.rules.as_ref().is_some_and(|x| x.banned(user, now_ms()))
+    }
+
+    /// `troll` joins `room`: the refusal's code, if refused.
+    fn troll_joins(hub: &Hub, room: &str) -> Option<ErrorCode> {
+        let troll = hub.register(Some("troll"), None, false);
+        match rt().block_on(hub.join(&troll, room)) {
+            Ok(_) => None,
+            Err(JoinError::Refused(r) | JoinError::Unavailable(r)) => Some(r.code),
+        }
+    }
+
+    #[test]
+    fn a_rule_lost_in_a_hole_of_the_stream_is_read_again_from_the_store() {
+        let (hub, memory): (_, std::sync::Arc<Memory>) = hub();
+        let [ann] = in_general(&hub, ["ann"]);
+        // Another server stored a ban (id 1) that this one never saw, and
+        // the stream no longer has it (trimmed): the fill finds nothing.
+        memory.store_unseen(ban("general", 1, "troll"));
+        hub.stored(event("general", 2, "after the ban"));
+        let fills = std::mem::take(&mut *lock(&memory.fills));
+        assert_eq!(fills.len(), 1, "the hole at 1 is filled first");
+        let (conv, span) = fills.into_iter().next().unwrap();
+        assert_eq!(conv, Conversation::Room("general".into()));
+        hub.filled(&conv, span, Vec::new());
+        // The hole is skipped for delivery ...
+        let got: Vec<u64> = frames(&ann)
+            .iter()
+            .filter_map(|f| f["id"].as_u64())
+            .collect();
+        assert_eq!(got, [2]);
+        // ... and the room's rules are stale until the tick reads them.
+        assert!(hub.is_stale("general"));
+        assert!(!banned_here(&hub, "general", "troll"));
+        rt().block_on(hub.reload_stale_rules());
+        assert!(!hub.is_stale("general"));
+        assert!(banned_here(&hub, "general", "troll"));
+        assert_eq!(troll_joins(&hub, "general"), Some(ErrorCode::Banned));
+    }
+
+    #[test]
+    fn a_rule_delivered_while_a_first_join_is_under_way_is_read_before_it_lets_anyone_in() {
+        let (hub, memory) = hub();
+        // A first join of `dev` is under way: the room is in memory with
+        // no member yet, and its (empty) rules were read.
+        let room_arc = hub.room("dev").unwrap();
+        lock(&room_arc).joining += 1;
+        rt().block_on(hub.prepare_room("dev", &room_arc)).unwrap();
+        // The ban is stored and delivered meanwhile: nobody here to fold
+        // it for, so the room is marked stale, not folded out of order.
+        let b = ban("dev", 1, "troll");
+        memory.store_unseen(b.clone());
+        hub.stored(b);
+        assert!(hub.is_stale("dev"));
+        lock(&room_arc).joining -= 1;
+        // The next join reads the rules again before letting troll in.
+        assert_eq!(troll_joins(&hub, "dev"), Some(ErrorCode::Banned));
+        assert!(!hub.is_stale("dev"));
+        assert!(banned_here(&hub, "dev", "troll"));
+    }
+
+    #[test]
+    fn a_reload_keeps_what_the_store_does_not_know_and_costs_nothing_without_rules() {
+        let (hub, memory) = hub();
+        let [ann] = in_general(&hub, ["ann"]);
+        // No rules anywhere: a reload allocates none.
+        let room_arc = hub.find_room("general").unwrap();
+        rt().block_on(hub.reload_rules("general", &room_arc))
+            .unwrap();
+        assert!(lock(&room_arc).rules.is_none());
+        // ann blocks someone: that is the hub's, not the store's, and
+        // survives a reload that brings a ban.
+        lock(&room_arc)
+            .rules
+            .get_or_insert_with(Box::default)
+            .blockers
+            .insert(ann.nick.clone());
+        memory.store_unseen(ban("general", 1, "troll"));
+        rt().block_on(hub.reload_rules("general", &room_arc))
+            .unwrap();
+        let r = lock(&room_arc);
+        let rules = r.rules.as_ref().unwrap();
+        assert!(rules.blockers.contains("ann"));
+        assert!(rules.banned("troll", now_ms()));
+        assert_eq!(rules.applied, 1);
+    }
+}

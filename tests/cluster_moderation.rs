@@ -284,3 +284,33 @@ async fn a_room_load_reads_the_rules_in_force_and_audit_reads_a_page() {
     assert!(older.iter().all(|e| e["id"].as_u64().unwrap() < before));
     assert_eq!(rest["more"], false);
 }
+
+/// Review finding 4, scaled out: the post script keeps the demotion that
+/// left a room ownerless as a rule, so a server that loads the room later
+/// does not let its next verified joiner claim it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_left_ownerless_is_not_claimed_on_another_server() {
+    let redis = Redis::start("mod-ownerless").await;
+    let (a, b) = (server(&redis).await, server(&redis).await);
+    let mut ann = user(&a, "ann", false).await;
+    join(&mut ann, "lab").await;
+    moderation(&mut ann, "role").await;
+    let mut root = user(&a, "root", true).await;
+    join(&mut root, "lab").await;
+    root.send(json!({"type": "role", "room": "lab", "user": "ann", "role": "member"}))
+        .await;
+    let demoted = moderation(&mut root, "role").await;
+    assert_eq!(demoted["ownerless"], true, "{demoted}");
+    // B has never held `lab`: dan, verified, is its first member there.
+    let mut dan = user(&b, "dan", false).await;
+    let room = join(&mut dan, "lab").await;
+    assert_eq!(room["owners"], json!([]), "{room}");
+    assert_eq!(room["you"]["role"], "member");
+    // A claim would be stored before this message: it is not.
+    let seen = dan.before_ack("lab", "hello", "d1").await;
+    assert!(!seen.iter().any(|e| e["type"] == "moderation"), "{seen:?}");
+    dan.send(json!({"type": "topic", "room": "lab", "topic": "mine"}))
+        .await;
+    let e = dan.next_of("error").await;
+    assert_eq!(e["code"], "forbidden", "{e}");
+}

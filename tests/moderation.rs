@@ -775,3 +775,51 @@ async fn a_room_load_reads_its_rules_in_force_not_its_history() {
     let mutes = "SELECT count(*) FROM mutes WHERE room = 'general'";
     assert_eq!(count(mutes), 1, "only bob's");
 }
+
+/// Review finding 4: an admin making a room's only owner a member leaves
+/// the room ownerless, for good: neither the demoted owner coming back nor
+/// a new verified user claims it, across a restart too, until an admin
+/// names an owner.
+#[tokio::test]
+async fn a_room_whose_only_owner_was_demoted_is_not_claimed_again() {
+    let cfg = config("ownerless");
+    let server = ChatServer::start(cfg.clone()).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    moderation(&mut ann, "role").await;
+    let (mut root, _) = user(&server, "root", true).await;
+    root.send(json!({"type": "role", "room": "general", "user": "ann", "role": "member"}))
+        .await;
+    let demoted = moderation(&mut ann, "role").await;
+    assert_eq!(
+        (demoted["role"].as_str(), demoted["ownerless"].as_bool()),
+        (Some("member"), Some(true)),
+        "{demoted}"
+    );
+    assert_eq!(ann.next_of("room").await["owners"], json!([]));
+    drop(ann);
+    drop(root);
+    server.stop().await;
+
+    let server = ChatServer::start(cfg).await;
+    for name in ["ann", "bob"] {
+        let (mut c, room) = user(&server, name, false).await;
+        assert_eq!(room["owners"], json!([]), "{name}: {room}");
+        assert_eq!(room["you"]["role"], "member", "{name}");
+        // A claim would be stored before this message: it is not.
+        let seen = c.before_ack("general", "hello", "h1").await;
+        assert!(!seen.iter().any(|e| e["type"] == "moderation"), "{seen:?}");
+        c.send(json!({"type": "topic", "room": "general", "topic": "mine"}))
+            .await;
+        assert_eq!(error(&mut c).await["code"], "forbidden", "{name}");
+    }
+    let (mut root, _) = user(&server, "root", true).await;
+    root.send(json!({"type": "role", "room": "general", "user": "bob", "role": "owner"}))
+        .await;
+    let named = moderation(&mut root, "role").await;
+    assert_eq!(
+        (named["user"].as_str(), named["role"].as_str()),
+        (Some("bob"), Some("owner"))
+    );
+    assert!(named.get("ownerless").is_none(), "{named}");
+    server.stop().await;
+}

@@ -190,6 +190,22 @@ impl Client {
             .await
     }
 
+    /// Posts, and returns the events that arrived before its ack (those
+    /// stored before it, in the room: the fan-out keeps id order); panics
+    /// if it is refused or not answered.
+    pub async fn before_ack(&mut self, room: &str, text: &str, client_id: &str) -> Vec<Value> {
+        self.send(msg(room, text, client_id)).await;
+        let mut seen = Vec::new();
+        loop {
+            let e = self.event(PATIENCE).await.expect("the ack");
+            if e["client_id"] == client_id {
+                assert_eq!(e["type"], "ack", "refused: {e}");
+                return seen;
+            }
+            seen.push(e);
+        }
+    }
+
     /// Posts, and returns the id it is acked with; panics if it is not.
     pub async fn acked(&mut self, room: &str, text: &str, client_id: &str) -> u64 {
         let answer = self.post(room, text, client_id).await;

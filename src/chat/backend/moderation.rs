@@ -126,13 +126,14 @@ pub fn rule_key(a: &ModAction) -> Option<String> {
 }
 
 /// Whether the rule a moderation event sets still holds at `now`: not a
-/// lifting (unban, unmute, a role back to member), not a ban or mute
-/// that ended.
+/// lifting (unban, unmute, a role back to member, unless it left an owned
+/// room `ownerless`: that is kept, as the room's memory of its owners),
+/// not a ban or mute that ended.
 pub fn holds(a: &ModAction, now: u64) -> bool {
     match a.action {
         Action::Kick | Action::Unban | Action::Unmute => false,
         Action::Ban | Action::Mute => in_force(a.until, now),
-        Action::Role => matches!(a.role, Some(Role::Owner | Role::Moderator)),
+        Action::Role => a.ownerless || matches!(a.role, Some(Role::Owner | Role::Moderator)),
         Action::Topic | Action::Slow => true,
     }
 }

@@ -89,6 +89,9 @@ struct Roster {
     owners: BTreeSet<String>,
     mods: BTreeSet<String>,
     fits: Result<(), Refusal>,
+    /// `action` is a `role` event that leaves the room without an owner
+    /// it had ([`Rules::leaves_ownerless`]).
+    ownerless: bool,
 }
 
 /// The events a blocker does not get from the nick it blocks: that
@@ -177,6 +180,7 @@ impl Hub {
             owners: rules.owners.clone(),
             mods: rules.moderators.clone(),
             fits: action.map_or(Ok(()), |a| rules.fits(a)),
+            ownerless: action.is_some_and(|a| rules.leaves_ownerless(a)),
         };
         if let Some(room_arc) = self.find_room(room) {
             let r = lock(&room_arc);
@@ -226,7 +230,7 @@ impl Hub {
         client: &Arc<Client>,
         msg: ClientMsg,
     ) -> Result<Option<String>, Refusal> {
-        let (room, act, action) = match msg {
+        let (room, act, mut action) = match msg {
             ClientMsg::Kick { room, user, reason } => {
                 let mut a = ModAction::new(Action::Kick);
                 (a.user, a.reason) = (Some(user), reason);
@@ -335,6 +339,7 @@ impl Hub {
         };
         may(by, act, target)?;
         roster.fits?;
+        action.ownerless = roster.ownerless;
         self.append_event(
             client,
             Conversation::Room(room),
@@ -677,8 +682,9 @@ impl Hub {
     }
 
     /// After a join: the `room` event for `client`, and, if it is the
-    /// first verified user in a room with no owner, its ownership (an
-    /// event like any role). Refused (`banned`) if it is banned there.
+    /// first verified user in a room that never had an owner, its
+    /// ownership (an event like any role). Refused (`banned`) if it is
+    /// banned there.
     pub(super) fn admitted(
         &self,
         client: &Arc<Client>,
@@ -694,10 +700,7 @@ impl Hub {
             ));
         }
         let verified = client.standing != Standing::Guest;
-        let claim = verified
-            && r.rules
-                .as_ref()
-                .is_none_or(|x| x.owners.is_empty() && !x.owner_asked);
+        let claim = verified && r.rules.as_ref().is_none_or(|x| x.claimable());
         if claim {
             r.rules.get_or_insert_with(Box::default).owner_asked = true;
         }

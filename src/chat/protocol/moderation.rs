@@ -123,6 +123,12 @@ pub struct ModAction {
     /// The role given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// On a `role` event: the room has had an owner and has none now. The
+    /// stores keep such an event as a rule in force, so that a room whose
+    /// owners were all made members is not claimed again by its next
+    /// verified joiner (only an admin names its owners from then on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ownerless: bool,
 }
 
 impl ModAction {
@@ -136,6 +142,7 @@ impl ModAction {
             seconds: None,
             topic: None,
             role: None,
+            ownerless: false,
         }
     }
 

@@ -148,7 +148,7 @@ if kind == 'moderation' then
   elseif act == 'role' then rule = 'role:' .. user
   elseif act == 'topic' or act == 'slow' then rule = act end
   if rule then
-    if act == 'unban' or act == 'unmute' or (act == 'role' and a.role ~= 'owner' and a.role ~= 'moderator') then
+    if act == 'unban' or act == 'unmute' or (act == 'role' and a.role ~= 'owner' and a.role ~= 'moderator' and not a.ownerless) then
       redis.call('HDEL', KEYS[8], rule)
       redis.call('ZREM', KEYS[9], rule)
     else

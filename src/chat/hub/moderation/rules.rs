@@ -53,6 +53,9 @@ pub struct Rules {
     /// An owner was asked for (the first verified join): not again until
     /// its event comes back.
     pub owner_asked: bool,
+    /// The room has had an owner (an owner's event, or an `ownerless`
+    /// one): its next verified joiner does not claim it.
+    pub ever_owned: bool,
     /// Bumped by each event folded in, and by each one missed (see
     /// `reload`): a reload that sees it change while it reads the store
     /// reads again.
@@ -96,10 +99,12 @@ impl Rules {
             Action::Role => {
                 self.owners.remove(&user);
                 self.moderators.remove(&user);
+                self.ever_owned |= a.ownerless;
                 match a.role {
                     Some(Role::Owner) => {
                         self.owners.insert(user);
                         self.owner_asked = false;
+                        self.ever_owned = true;
                     }
                     Some(Role::Moderator) => {
                         self.moderators.insert(user);
@@ -120,6 +125,22 @@ impl Rules {
         self.stamps_pruned = old.stamps_pruned;
         self.owner_asked = old.owner_asked && self.owners.is_empty();
         self.generation = old.generation;
+    }
+
+    /// Whether `a` (a `role` event) leaves this room, which has had an
+    /// owner, with none: then it is stored `ownerless`.
+    pub fn leaves_ownerless(&self, a: &ModAction) -> bool {
+        let user = a.user.as_deref().unwrap_or_default();
+        self.ever_owned
+            && a.action == Action::Role
+            && a.role != Some(Role::Owner)
+            && self.owners.iter().all(|o| o == user)
+    }
+
+    /// Whether the room's next verified joiner is made its owner: it has
+    /// never had one, and none was asked for yet.
+    pub fn claimable(&self) -> bool {
+        self.owners.is_empty() && !self.owner_asked && !self.ever_owned
     }
 
     /// `nick`'s role by these rules alone (admins are the hub's to know).
@@ -327,6 +348,54 @@ mod tests {
         demoted.role = Some(Role::Member);
         assert!(rules.apply(5, &demoted));
         assert_eq!(rules.role("ann"), Role::Member);
+    }
+
+    #[test]
+    fn a_room_that_had_an_owner_is_never_claimable_again_even_refolded() {
+        use super::super::super::super::backend::{Conversation, Event, Kind};
+        let mut rules = Rules::default();
+        assert!(rules.claimable(), "a new room");
+        let mut owner = act(Action::Role, "ann");
+        owner.role = Some(Role::Owner);
+        let mut demoted = act(Action::Role, "ann");
+        demoted.role = Some(Role::Member);
+        assert!(!rules.leaves_ownerless(&owner));
+        assert!(!rules.leaves_ownerless(&demoted), "no owner yet");
+        rules.apply(1, &owner);
+        assert!(!rules.claimable());
+        assert!(rules.leaves_ownerless(&demoted), "ann is the only owner");
+        demoted.ownerless = true;
+        rules.apply(2, &demoted);
+        assert!(rules.owners.is_empty());
+        assert!(!rules.claimable(), "owned once");
+        // What a store keeps of those two events, folded again.
+        let as_event = |id, a: &ModAction| Event {
+            conv: Conversation::Room("r".into()),
+            id,
+            from: "root".into(),
+            text: a.to_text(),
+            ts: 1,
+            kind: Kind::Moderation(Box::new(a.clone())),
+        };
+        let kept = super::super::super::super::backend::moderation::current(
+            vec![as_event(1, &owner), as_event(2, &demoted)],
+            0,
+        );
+        assert_eq!(kept.len(), 1, "the ownerless demotion is a rule in force");
+        let mut again = Rules::default();
+        for e in &kept {
+            if let Kind::Moderation(a) = &e.kind {
+                again.apply(e.id, a);
+            }
+        }
+        assert!(again.owners.is_empty());
+        assert!(!again.claimable());
+        // With another owner left, a demotion leaves the room owned.
+        let mut bob = act(Action::Role, "bob");
+        bob.role = Some(Role::Owner);
+        rules.apply(3, &owner);
+        rules.apply(4, &bob);
+        assert!(!rules.leaves_ownerless(&act(Action::Role, "ann")));
     }
 
     #[test]

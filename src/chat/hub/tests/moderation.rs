@@ -509,3 +509,58 @@ mod missed_rules {
         assert_eq!(rules.applied, 1);
     }
 }
+
+/// Review finding 4: demoting a room's only owner does not hand the room
+/// to its next verified joiner, in memory or read again from the store.
+#[test]
+fn a_room_whose_only_owner_was_made_a_member_is_not_claimed_again() {
+    let (hub, memory) = hub();
+    let ann = verified(&hub, "ann");
+    memory.commit(); // ann claims general
+    assert!(memory.set_admin("root", true, "cli"));
+    let root = verified(&hub, "root");
+    assert_eq!(memory.waiting(), 0, "owned: root claims nothing");
+    let demote = ClientMsg::Role {
+        room: "general".into(),
+        user: "ann".into(),
+        role: "member".into(),
+    };
+    rt().block_on(hub.moderate(&root, demote)).unwrap();
+    frames(&ann);
+    memory.commit();
+    let role = frames(&ann)
+        .into_iter()
+        .find(|f| f["type"] == "moderation" && f["action"] == "role")
+        .expect("the demotion is delivered");
+    assert_eq!(role["ownerless"], true, "{role}");
+    // ann leaves and comes back; cat, verified, comes for the first time.
+    hub.leave(&ann, "general");
+    joined(&hub, &ann, "general");
+    let _cat = verified(&hub, "cat");
+    assert_eq!(
+        memory.waiting(),
+        0,
+        "nobody claims a room that had an owner"
+    );
+    // Read again from the store (a restart, the room out of memory): the
+    // demotion is kept as a rule, and the room still is not claimable.
+    let room_arc = hub.find_room("general").unwrap();
+    rt().block_on(hub.reload_rules("general", &room_arc))
+        .unwrap();
+    {
+        let r = super::super::lock(&room_arc);
+        let rules = r.rules.as_ref().unwrap();
+        assert!(rules.owners.is_empty());
+        assert!(!rules.claimable());
+    }
+    // An admin names an owner as before.
+    let name = ClientMsg::Role {
+        room: "general".into(),
+        user: "cat".into(),
+        role: "owner".into(),
+    };
+    rt().block_on(hub.moderate(&root, name)).unwrap();
+    memory.commit();
+    let r = super::super::lock(&room_arc);
+    assert!(r.rules.as_ref().unwrap().owners.contains("cat"));
+}

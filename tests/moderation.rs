@@ -823,3 +823,56 @@ async fn a_room_whose_only_owner_was_demoted_is_not_claimed_again() {
     assert!(named.get("ownerless").is_none(), "{named}");
     server.stop().await;
 }
+
+/// Review finding 9: with accounts on, rights stored under a nick are the
+/// account's. A guest holding a stored admin's nick (before its account
+/// exists) is a guest to moderators, and a role goes only to a nick an
+/// account or a verified user holds: not to a guest's, nor to one nobody
+/// registered (whoever registered it next would get the role).
+#[tokio::test]
+async fn stored_rights_are_an_accounts_not_a_guests_holding_the_nick() {
+    let c = accounts_config("rights");
+    let db = c.db.clone();
+    let server = ChatServer::start(c).await;
+    let token = register(&server, "ann").await;
+    let (mut ann, _) = server
+        .client(json!({"type": "hello", "token": token}))
+        .await;
+    moderation(&mut ann, "role").await; // ann owns general
+    // The operator made "root" an admin before root signed up; a guest
+    // took the nick meanwhile.
+    rfc6455::chat::admin(&db, None, &AdminOp::Add("root".into()))
+        .await
+        .unwrap();
+    let (mut guest, welcome) = server
+        .client(json!({"type": "hello", "nick": "root"}))
+        .await;
+    assert_eq!(
+        (welcome["user"].as_str(), welcome["guest"].as_bool()),
+        (Some("root"), Some(true))
+    );
+    guest.next_of("room").await;
+    // The owner may act on that guest: it is no admin.
+    ann.send(json!({"type": "mute", "room": "general", "user": "root"}))
+        .await;
+    let muted = moderation(&mut guest, "mute").await;
+    assert_eq!(muted["by"], "ann");
+    // No role for the guest's nick, nor for a nick nobody registered.
+    for user in ["root", "dave"] {
+        ann.send(json!({"type": "role", "room": "general", "user": user, "role": "moderator"}))
+            .await;
+        let e = error(&mut ann).await;
+        assert_eq!(e["code"], "unknown_user", "{user}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(user), "{e}");
+    }
+    // A registered nick may be named, online or not.
+    register(&server, "bob").await;
+    ann.send(json!({"type": "role", "room": "general", "user": "bob", "role": "moderator"}))
+        .await;
+    let named = moderation(&mut ann, "role").await;
+    assert_eq!(
+        (named["user"].as_str(), named["role"].as_str()),
+        (Some("bob"), Some("moderator"))
+    );
+    server.stop().await;
+}

@@ -945,13 +945,19 @@ impl Hub {
             .collect()
     }
 
+    /// Whether another server says `nick` is one of its guests.
+    fn guest_elsewhere(&self, nick: &str) -> bool {
+        lock(&self.remote_guests)
+            .values()
+            .any(|held| held.contains(nick))
+    }
+
     /// Of `nicks`, those that are guests on other servers (a leaf lock:
     /// may be called with a room locked).
     fn remote_guests_among(&self, nicks: &[String]) -> Vec<String> {
-        let remote = lock(&self.remote_guests);
         nicks
             .iter()
-            .filter(|n| remote.values().any(|held| held.contains(n.as_str())))
+            .filter(|n| self.guest_elsewhere(n))
             .cloned()
             .collect()
     }

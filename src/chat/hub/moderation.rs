@@ -37,6 +37,7 @@ use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 pub(super) use rules::Rules;
 use table::{Act, may};
 
+use super::super::accounts::skeleton::skeleton;
 use super::super::backend::{Conversation, Event, Kind as EventKind, Signal};
 use super::super::lock;
 use super::super::protocol::{
@@ -158,10 +159,25 @@ impl Hub {
         owners: &BTreeSet<String>,
         mods: &BTreeSet<String>,
     ) -> Role {
-        let claimed = lock(&self.users)
-            .holders(nick)
-            .any(|c| c.standing == (Standing::Verified { admin_claim: true }));
-        if claimed || self.backend.is_admin(nick).await.unwrap_or(false) {
+        let (claimed, guests_only) = {
+            let users = lock(&self.users);
+            let mut holders = users.holders(nick).peekable();
+            let held = holders.peek().is_some();
+            let (mut claimed, mut verified) = (false, false);
+            for c in holders {
+                claimed |= c.standing == (Standing::Verified { admin_claim: true });
+                verified |= c.standing != Standing::Guest;
+            }
+            (claimed, held && !verified)
+        };
+        let guests_only = guests_only || (self.config.mark_guests && self.guest_elsewhere(nick));
+        // A nick held here by guests only is a guest's, whatever rights
+        // are stored under it (an admin's, a role): those are for the
+        // account or token user of that name, not for whoever took the
+        // nick meanwhile (review finding 9).
+        if guests_only {
+            Role::Guest
+        } else if claimed || self.backend.is_admin(nick).await.unwrap_or(false) {
             Role::Admin
         } else if owners.contains(nick) {
             Role::Owner
@@ -169,6 +185,33 @@ impl Hub {
             Role::Moderator
         } else {
             Role::Member
+        }
+    }
+
+    /// With accounts on, a role goes to a registered nick (its account's
+    /// exact spelling) or one a verified user holds now, here or on
+    /// another server (a token's):
+    /// not to a guest's, nor to a nick whoever registers it next would get
+    /// the role with (review finding 9). Refused `unknown_user`. Without
+    /// accounts, or with `--jwt-secret`, the nicks are the token issuer's,
+    /// and any is taken.
+    async fn may_hold_a_role(&self, nick: &str) -> Result<(), Refusal> {
+        let verified_here = lock(&self.users)
+            .holders(nick)
+            .any(|c| c.standing != Standing::Guest);
+        let verified_elsewhere = self.online_elsewhere(nick) && !self.guest_elsewhere(nick);
+        // Without accounts, or with an external token issuer
+        // (`--jwt-secret`), the nicks are the issuer's to vouch for.
+        let vouched = !self.config.mark_guests || self.config.authenticated;
+        if vouched || verified_here || verified_elsewhere {
+            return Ok(());
+        }
+        match self.backend.account(&skeleton(nick)).await.map_err(down)? {
+            Some(account) if account.nick == nick => Ok(()),
+            _ => Err(Refusal::new(
+                ErrorCode::UnknownUser,
+                format!("no account holds {nick}: roles go to registered users"),
+            )),
         }
     }
 
@@ -339,6 +382,12 @@ impl Hub {
         };
         may(by, act, target)?;
         roster.fits?;
+        if action.action == Action::Role
+            && matches!(action.role, Some(Role::Owner | Role::Moderator))
+            && let Some(user) = &action.user
+        {
+            self.may_hold_a_role(user).await?;
+        }
         action.ownerless = roster.ownerless;
         self.append_event(
             client,

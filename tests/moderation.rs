@@ -876,3 +876,40 @@ async fn stored_rights_are_an_accounts_not_a_guests_holding_the_nick() {
     );
     server.stop().await;
 }
+
+/// Review finding 14: a moderator acting on a room it is not in is told,
+/// by the `moderation` event it made (the room's fan-out does not reach
+/// it); a member is told by the fan-out, once.
+#[tokio::test]
+async fn an_actor_outside_the_room_gets_its_moderation_event() {
+    let server = ChatServer::start(config("outside")).await;
+    let (mut ann, _) = user(&server, "ann", false).await;
+    moderation(&mut ann, "role").await;
+    ann.send(json!({"type": "join", "room": "dev"})).await;
+    ann.next(|e| e["type"] == "moderation" && e["room"] == "dev")
+        .await;
+    let (mut root, _) = user(&server, "root", true).await;
+    root.send(json!({"type": "topic", "room": "dev", "topic": "from outside"}))
+        .await;
+    let told = moderation(&mut root, "topic").await;
+    assert_eq!(
+        (
+            told["room"].as_str(),
+            told["topic"].as_str(),
+            told["by"].as_str()
+        ),
+        (Some("dev"), Some("from outside"), Some("root"))
+    );
+    let seen = moderation(&mut ann, "topic").await;
+    assert_eq!(seen["event_id"], told["event_id"], "the same stored event");
+    // In the room: the fan-out's copy only.
+    root.send(json!({"type": "topic", "room": "general", "topic": "inside"}))
+        .await;
+    moderation(&mut root, "topic").await;
+    let after = root.drain(Duration::from_millis(300)).await;
+    assert!(
+        !after.iter().any(|e| e["type"] == "moderation"),
+        "once: {after:?}"
+    );
+    server.stop().await;
+}

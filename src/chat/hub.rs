@@ -30,23 +30,25 @@ use crate::proto::{CloseCode, CloseFrame, DeflateConfig, PreparedFrame};
 pub use super::outbox::{Kind, Outbox, slow_close};
 
 use super::backend::{
-    Ack, Backend, Conversation, Event, Kind as EventKind, NewEvent, Peer, Rejected, Signal, Span,
-    Unavailable,
+    Backend, Conversation, Event, Kind as EventKind, NewEvent, Peer, Signal, Span, Unavailable,
 };
 use super::metrics::Metrics;
 use super::protocol::ErrorCode;
-use super::protocol::{ChatMessage, MAX_ROOMS, Refusal, ServerMsg};
+use super::protocol::{ChatMessage, MAX_ROOMS, Refusal};
 use super::{lock, random_token};
 
 mod events;
 mod lifecycle;
 mod moderation;
+mod pending;
 mod presence;
 mod reads;
 mod roster;
 #[cfg(test)]
 mod tests;
 mod users;
+
+use pending::Pending;
 
 pub use lifecycle::newest_that_fit as newest_frames_that_fit;
 pub use moderation::BANNED as BANNED_CLOSE;
@@ -268,67 +270,6 @@ fn prepare(deflate: Option<&DeflateConfig>, json: String) -> PreparedFrame {
     match deflate {
         Some(deflate) => PreparedFrame::text_deflated(json, deflate),
         None => PreparedFrame::text(json),
-    }
-}
-
-/// What the writer of a `msg` or `dm` (or an edit, delete or reaction)
-/// is told once the backend has stored it, or failed to: its [`Ack`].
-struct Pending {
-    sender: Arc<Client>,
-    /// None: an edit, delete or reaction sent without one gets no `ack`
-    /// (its event says it is done), and a refusal names no post.
-    client_id: Option<String>,
-    /// The message the event acts on (or replies to), for a refusal.
-    target: Option<u64>,
-    deflate: Option<DeflateConfig>,
-    metrics: Arc<Metrics>,
-}
-
-impl Ack for Pending {
-    fn abandoned(&self) -> bool {
-        self.sender.is_gone()
-    }
-
-    fn refused(self: Box<Self>, why: Rejected) {
-        self.metrics.errors.inc();
-        let refusal = lifecycle::refusal(why, self.target.unwrap_or(0));
-        let frame = PreparedFrame::text(
-            ServerMsg::Error {
-                code: refusal.code,
-                message: &refusal.message,
-                client_id: self.client_id.as_deref(),
-            }
-            .to_json(),
-        );
-        self.sender.outbox.push(&frame, Kind::Chat, &self.metrics);
-    }
-
-    fn done(self: Box<Self>, outcome: Result<u64, Unavailable>) {
-        let frame = match outcome {
-            Ok(id) => {
-                let Some(client_id) = &self.client_id else {
-                    return;
-                };
-                prepare(
-                    self.deflate.as_ref(),
-                    ServerMsg::Ack { client_id, id }.to_json(),
-                )
-            }
-            Err(Unavailable) => {
-                // No one saw it: the sender's UI marks the post failed, and
-                // it may send it again.
-                self.metrics.errors.inc();
-                PreparedFrame::text(
-                    ServerMsg::Error {
-                        code: ErrorCode::Unavailable,
-                        message: "the message could not be saved; try again",
-                        client_id: self.client_id.as_deref(),
-                    }
-                    .to_json(),
-                )
-            }
-        };
-        self.sender.outbox.push(&frame, Kind::Chat, &self.metrics);
     }
 }
 
@@ -839,6 +780,19 @@ impl Hub {
         kind: EventKind,
         client_id: Option<&str>,
     ) -> Result<(), Refusal> {
+        let event = (conv, text, kind);
+        self.append_then(client, event, client_id, pending::After::Nothing)
+    }
+
+    /// [`append_event`](Self::append_event), and `after` once the outcome
+    /// is known.
+    fn append_then(
+        &self,
+        client: &Arc<Client>,
+        (conv, text, kind): (Conversation, &str, EventKind),
+        client_id: Option<&str>,
+        after: pending::After,
+    ) -> Result<(), Refusal> {
         // A connection being closed (banned, revoked, its nick claimed,
         // logged out) writes nothing more, whatever it sent meanwhile.
         if client.is_gone() || client.outbox.is_closed() {
@@ -877,6 +831,7 @@ impl Hub {
             target,
             deflate: self.config.deflate.clone(),
             metrics: self.metrics.clone(),
+            after,
         };
         self.backend
             .append(event, Box::new(ack))

@@ -9,33 +9,14 @@
 //! The checks that need the store (does the message exist, who wrote it,
 //! is it deleted, how many reactions it has) are the backend's, made
 //! atomically with the write; it refuses through the writer's ack
-//! ([`refusal`] says how a refusal reads). The hub checks only what it
+//! (`pending.rs` says how a refusal reads). The hub checks only what it
 //! knows: the writer is in the room.
 
 use std::sync::Arc;
 
-use super::super::backend::{Conversation, Event, Kind as EventKind, MAX_REACTIONS, Rejected};
+use super::super::backend::{Conversation, Event, Kind as EventKind};
 use super::super::protocol::{ClientMsg, ErrorCode, ModEvent, Refusal, ServerMsg};
 use super::{Client, Hub};
-
-/// How the store's refusal of an event acting on message `id` reads.
-pub(super) fn refusal(why: Rejected, id: u64) -> Refusal {
-    match why {
-        Rejected::NoSuchMessage => {
-            Refusal::new(ErrorCode::NoSuchMessage, format!("no message {id} here"))
-        }
-        Rejected::NotAuthor => Refusal::new(
-            ErrorCode::NotAuthor,
-            format!("message {id} is someone else's: only its author may change it"),
-        ),
-        Rejected::Deleted => Refusal::new(ErrorCode::Deleted, format!("message {id} is deleted")),
-        Rejected::Muted => Refusal::new(ErrorCode::Muted, "you are muted in this room"),
-        Rejected::TooManyReactions => Refusal::new(
-            ErrorCode::TooManyReactions,
-            format!("message {id} has {MAX_REACTIONS} different reactions already"),
-        ),
-    }
-}
 
 /// The frame a stored event is for its receivers: in a room, the same
 /// for everyone (`viewer` none); in a DM, as `viewer` sees it (`dm` names

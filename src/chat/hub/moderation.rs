@@ -25,25 +25,26 @@
 //! nothing more.
 
 mod reload;
+mod roles;
 mod rules;
 pub mod table;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use crate::proto::{CloseCode, CloseFrame, PreparedFrame};
 
 pub(super) use rules::Rules;
 use table::{Act, may};
 
-use super::super::accounts::skeleton::skeleton;
 use super::super::backend::{Conversation, Event, Kind as EventKind, Signal};
 use super::super::lock;
 use super::super::protocol::{
     Action, ClientMsg, DEFAULT_HISTORY, ErrorCode, MAX_BLOCKS, ModAction, ModEvent, Refusal, Role,
     RoomState, ServerMsg, YouState,
 };
+use super::pending::After;
 use super::{Client, Hub, Kind, Room, Standing, down, now_ms};
 
 /// The close code of a connection whose user is banned from the server.
@@ -82,17 +83,6 @@ fn room_state(room: &str, r: &Room) -> RoomState {
             muted_until: None,
         },
     }
-}
-
-/// What a moderation request in a room is judged by: the room's owners
-/// and moderators, and whether it fits the room's bounds.
-struct Roster {
-    owners: BTreeSet<String>,
-    mods: BTreeSet<String>,
-    fits: Result<(), Refusal>,
-    /// `action` is a `role` event that leaves the room without an owner
-    /// it had ([`Rules::leaves_ownerless`]).
-    ownerless: bool,
 }
 
 /// The events a blocker does not get from the nick it blocks: that
@@ -148,119 +138,6 @@ impl Hub {
             }
             Standing::Verified { .. } => rules.map_or(Role::Member, |r| r.role(&client.nick)),
         }
-    }
-
-    /// The role of `nick`, who may not be connected here, in `room`:
-    /// an admin (stored, or claimed by a token of one of its connections
-    /// here), else what the room's rules say.
-    async fn target_role(
-        &self,
-        nick: &str,
-        owners: &BTreeSet<String>,
-        mods: &BTreeSet<String>,
-    ) -> Role {
-        let (claimed, guests_only) = {
-            let users = lock(&self.users);
-            let mut holders = users.holders(nick).peekable();
-            let held = holders.peek().is_some();
-            let (mut claimed, mut verified) = (false, false);
-            for c in holders {
-                claimed |= c.standing == (Standing::Verified { admin_claim: true });
-                verified |= c.standing != Standing::Guest;
-            }
-            (claimed, held && !verified)
-        };
-        let guests_only = guests_only || (self.config.mark_guests && self.guest_elsewhere(nick));
-        // A nick held here by guests only is a guest's, whatever rights
-        // are stored under it (an admin's, a role): those are for the
-        // account or token user of that name, not for whoever took the
-        // nick meanwhile (review finding 9).
-        if guests_only {
-            Role::Guest
-        } else if claimed || self.backend.is_admin(nick).await.unwrap_or(false) {
-            Role::Admin
-        } else if owners.contains(nick) {
-            Role::Owner
-        } else if mods.contains(nick) {
-            Role::Moderator
-        } else {
-            Role::Member
-        }
-    }
-
-    /// With accounts on, a role goes to a registered nick (its account's
-    /// exact spelling) or one a verified user holds now, here or on
-    /// another server (a token's):
-    /// not to a guest's, nor to a nick whoever registers it next would get
-    /// the role with (review finding 9). Refused `unknown_user`. Without
-    /// accounts, or with `--jwt-secret`, the nicks are the token issuer's,
-    /// and any is taken.
-    async fn may_hold_a_role(&self, nick: &str) -> Result<(), Refusal> {
-        let verified_here = lock(&self.users)
-            .holders(nick)
-            .any(|c| c.standing != Standing::Guest);
-        let verified_elsewhere = self.online_elsewhere(nick) && !self.guest_elsewhere(nick);
-        // Without accounts, or with an external token issuer
-        // (`--jwt-secret`), the nicks are the issuer's to vouch for.
-        let vouched = !self.config.mark_guests || self.config.authenticated;
-        if vouched || verified_here || verified_elsewhere {
-            return Ok(());
-        }
-        match self.backend.account(&skeleton(nick)).await.map_err(down)? {
-            Some(account) if account.nick == nick => Ok(()),
-            _ => Err(Refusal::new(
-                ErrorCode::UnknownUser,
-                format!("no account holds {nick}: roles go to registered users"),
-            )),
-        }
-    }
-
-    /// `room`'s owners and moderators, and whether `action` fits its
-    /// bounds ([`Rules::fits`]): from memory, or folded from the store's
-    /// current rules for a room nobody here is in.
-    async fn roles_in(&self, room: &str, action: Option<&ModAction>) -> Result<Roster, Refusal> {
-        let judge = |rules: &Rules| Roster {
-            owners: rules.owners.clone(),
-            mods: rules.moderators.clone(),
-            fits: action.map_or(Ok(()), |a| rules.fits(a)),
-            ownerless: action.is_some_and(|a| rules.leaves_ownerless(a)),
-        };
-        if let Some(room_arc) = self.find_room(room) {
-            let r = lock(&room_arc);
-            if !r.members.is_empty() {
-                return Ok(r
-                    .rules
-                    .as_deref()
-                    .map_or_else(|| judge(&Rules::default()), judge));
-            }
-        }
-        let mut rules = Rules::default();
-        for e in self.backend.rules(room).await.map_err(down)? {
-            if let EventKind::Moderation(a) = &e.kind {
-                rules.apply(e.id, a);
-            }
-        }
-        rules.expire(now_ms());
-        Ok(judge(&rules))
-    }
-
-    /// `client`'s role in `room`, and the room's roles.
-    async fn standing_in(
-        &self,
-        client: &Client,
-        room: &str,
-        action: Option<&ModAction>,
-    ) -> Result<(Role, Roster), Refusal> {
-        let admin = self.refresh_admin(&client.nick, client.standing).await;
-        let roster = self.roles_in(room, action).await?;
-        let role = match client.standing {
-            Standing::Guest => Role::Guest,
-            _ if admin => Role::Admin,
-            _ if roster.owners.contains(&client.nick) => Role::Owner,
-            _ if roster.mods.contains(&client.nick) => Role::Moderator,
-            _ => Role::Member,
-        };
-        Ok((role, roster))
     }
 
     /// A moderation request from `client`: checked against the
@@ -389,13 +266,26 @@ impl Hub {
             self.may_hold_a_role(user).await?;
         }
         action.ownerless = roster.ownerless;
-        self.append_event(
-            client,
+        // Not a member: the room's fan-out will not reach the actor, so
+        // it is sent its event once stored (review finding 14).
+        let after = if client.in_room(&room) {
+            After::Nothing
+        } else {
+            After::Echo(Box::new(ModEvent {
+                room: Some(room.clone()),
+                action: action.clone(),
+                by: client.nick.clone(),
+                ts: now_ms(),
+                event_id: None,
+            }))
+        };
+        let text = action.to_text();
+        let event = (
             Conversation::Room(room),
-            &action.to_text(),
+            text.as_str(),
             EventKind::Moderation(Box::new(action)),
-            None,
-        )?;
+        );
+        self.append_then(client, event, None, after)?;
         Ok(None)
     }
 
@@ -765,17 +655,19 @@ impl Hub {
     pub(super) fn claim_owner(&self, client: &Arc<Client>, room: &str) {
         let mut a = ModAction::new(Action::Role);
         (a.user, a.role) = (Some(client.nick.clone()), Some(Role::Owner));
-        let appended = self.append_event(
-            client,
+        let room_arc = self.find_room(room);
+        let weak = room_arc.as_ref().map_or_else(Weak::new, Arc::downgrade);
+        let text = a.to_text();
+        let event = (
             Conversation::Room(room.to_owned()),
-            &a.to_text(),
+            text.as_str(),
             EventKind::Moderation(Box::new(a)),
-            None,
         );
-        // Not taken (shutting down, the store busy): the next verified
-        // join asks again.
+        // Not taken now (shutting down, the store busy) or not stored
+        // after all (`After::Unclaim`): the next verified join asks again.
+        let appended = self.append_then(client, event, None, After::Unclaim(weak));
         if appended.is_err()
-            && let Some(room_arc) = self.find_room(room)
+            && let Some(room_arc) = room_arc
             && let Some(rules) = lock(&room_arc).rules.as_mut()
         {
             rules.owner_asked = false;

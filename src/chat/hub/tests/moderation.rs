@@ -564,3 +564,26 @@ fn a_room_whose_only_owner_was_made_a_member_is_not_claimed_again() {
     let r = super::super::lock(&room_arc);
     assert!(r.rules.as_ref().unwrap().owners.contains("cat"));
 }
+
+/// Review finding 14: an ownership claim the store did not keep leaves
+/// the room claimable, by the next verified join.
+#[test]
+fn a_claim_the_store_failed_is_asked_again_by_the_next_verified_join() {
+    let (hub, memory) = hub();
+    let _ann = verified(&hub, "ann");
+    assert_eq!(memory.waiting(), 1, "ann's claim");
+    memory.commit_where(|_| false); // accepted, then not stored
+    let room_arc = hub.find_room("general").unwrap();
+    {
+        let r = super::super::lock(&room_arc);
+        let rules = r.rules.as_ref().unwrap();
+        assert!(rules.owners.is_empty());
+        assert!(rules.claimable(), "the failed claim is withdrawn");
+    }
+    let _bob = verified(&hub, "bob");
+    assert_eq!(memory.waiting(), 1, "bob's claim");
+    memory.commit();
+    memory.answer_fills(); // the failed claim's id is a hole
+    let r = super::super::lock(&room_arc);
+    assert!(r.rules.as_ref().unwrap().owners.contains("bob"));
+}

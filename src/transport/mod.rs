@@ -225,6 +225,7 @@ pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_wit
 pub use http;
 pub use http_types::{
     HandshakeDecision, accept_with_callback, connect_request, connect_request_with,
+    owned_by_handshake,
 };
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};

@@ -326,7 +326,11 @@ fn main() -> ExitCode {
     let command = match cli.command {
         Command::Client(args) => {
             let config = ws_config(args.deflate);
-            return runtime.block_on(cli::client::run(args, config));
+            let status = runtime.block_on(cli::client::run(args, config));
+            // Stdin is read on a blocking thread, which may still wait for
+            // a line nobody will type: end without waiting for it.
+            runtime.shutdown_background();
+            return status;
         }
         other => other,
     };

@@ -308,6 +308,19 @@ async fn binary_mode_writes_text_payloads_without_a_newline() {
     assert_eq!(run.stdout, b"no newline here");
 }
 
+#[tokio::test]
+async fn text_mode_refuses_a_line_that_is_not_utf8_and_goes_on() {
+    let (_server, url) = echo_server().await;
+    let run = client(&[&url], b"fine\n\xff\xfe\nafter\n").await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout(), "fine\nafter\n");
+    assert!(
+        run.stderr.contains("not sent: a line that is not UTF-8"),
+        "{}",
+        run.stderr
+    );
+}
+
 // /close, /ping, // and the Close the peer sends.
 
 #[tokio::test]

@@ -54,153 +54,200 @@ enum Phase {
 }
 
 /// Runs the session to its end; the exit status.
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocket<S>,
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocket<S>, options: Options) -> Exit {
+    match drive(ws, options).await {
+        Ok(exit) => exit,
+        Err(why) => {
+            eprintln!("error: {why}");
+            Exit::Failed
+        }
+    }
+}
+
+/// The loop of the module documentation; `Err` says why it failed.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: WebSocket<S>,
     options: Options,
-) -> Exit {
+) -> Result<Exit, String> {
     if !options.binary {
         eprintln!("type a line to send it (/help for commands), end with Ctrl-D");
     }
     let mut stdin = Stdin::new(options.binary);
-    let mut stdout = tokio::io::stdout();
-    let mut pings = Pings::default();
     let mut ticker = options.ping_interval.map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    let mut phase = Phase::Typing;
-    // The server's Close, once it came, and whether ours went first.
-    let mut peer_close: Option<Option<CloseFrame>> = None;
-    let mut we_closed = false;
+    let mut s = Session {
+        ws,
+        binary: options.binary,
+        stdout: tokio::io::stdout(),
+        pings: Pings::default(),
+        phase: Phase::Typing,
+        peer_close: None,
+        we_closed: false,
+    };
     loop {
-        let deadline = match phase {
+        let deadline = match s.phase {
             Phase::Waiting(at) => Some(at),
             _ => None,
         };
         tokio::select! {
-            event = ws.recv() => match event {
-                Some(Ok(Message::Text(t))) => {
-                    let written = if options.binary {
-                        write_raw(&mut stdout, t.as_bytes()).await
-                    } else {
-                        write_raw(&mut stdout, format!("{t}\n").as_bytes()).await
-                    };
-                    if let Err(e) = written {
-                        eprintln!("error: cannot write to stdout: {e}");
-                        return Exit::Failed;
-                    }
-                }
-                Some(Ok(Message::Binary(b))) => {
-                    let written = if options.binary {
-                        write_raw(&mut stdout, &b).await
-                    } else {
-                        write_raw(&mut stdout, format!("<binary, {} bytes>\n", b.len()).as_bytes()).await
-                    };
-                    if let Err(e) = written {
-                        eprintln!("error: cannot write to stdout: {e}");
-                        return Exit::Failed;
-                    }
-                }
-                Some(Ok(Message::Pong(payload))) => pings.answered(&payload),
-                // Answered by the transport already (§5.5.2).
-                Some(Ok(Message::Ping(_))) => {}
-                Some(Ok(Message::Close(frame))) => {
-                    report_close(frame.as_ref(), we_closed);
-                    peer_close = Some(frame);
-                    // §5.5.1: the transport has queued our reply; stop
-                    // reading stdin, whatever it still holds.
-                    phase = Phase::Closing;
-                }
-                // The server closing TCP after the close handshake is the
-                // end we wanted (§7.1.1).
-                Some(Err(transport::Error::Protocol(rfc6455::proto::Error::AbnormalClosure)))
-                    if ws.connection().close_received() => return outcome(peer_close.as_ref(), we_closed),
-                Some(Err(e)) => {
-                    eprintln!("error: {}", failure(&e));
-                    return Exit::Failed;
-                }
-                None => return outcome(peer_close.as_ref(), we_closed),
-            },
-            input = stdin.next(), if phase == Phase::Typing => match input {
-                Ok(Some(Input::Line(line))) => {
-                    let sent = match command::parse(&line) {
-                        Line::Send(text) => ws.send(Message::text(text)).await,
-                        Line::Ping(payload) => {
-                            pings.sent(payload.clone());
-                            ws.send(Message::Ping(payload)).await
-                        }
-                        Line::Close(frame) => {
-                            we_closed = true;
-                            phase = Phase::Closing;
-                            ws.send(Message::Close(Some(frame))).await
-                        }
-                        Line::Help => {
-                            eprintln!("{}", command::HELP);
-                            Ok(())
-                        }
-                        Line::Refused(why) => {
-                            eprintln!("not sent: {why}");
-                            Ok(())
-                        }
-                    };
-                    if let Err(e) = sent {
-                        eprintln!("error: {}", failure(&e));
-                        return Exit::Failed;
-                    }
-                }
-                Ok(Some(Input::Chunk(bytes))) => {
-                    if let Err(e) = ws.send(Message::Binary(bytes)).await {
-                        eprintln!("error: {}", failure(&e));
-                        return Exit::Failed;
-                    }
-                }
-                Ok(None) => match options.wait {
-                    Some(wait) => {
-                        eprintln!("end of input; printing replies for {} s", wait.as_secs_f64());
-                        phase = Phase::Waiting(tokio::time::Instant::now() + wait);
-                    }
-                    None => {
-                        // §7.1.2: start the closing handshake, and keep
-                        // printing what was already on its way until the
-                        // server's Close ends the stream.
-                        we_closed = true;
-                        phase = Phase::Closing;
-                        if let Err(e) = ws.queue(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))) {
-                            eprintln!("error: {}", failure(&e));
-                            return Exit::Failed;
-                        }
-                    }
-                },
-                Err(e) => {
-                    eprintln!("error: cannot read stdin: {e}");
-                    return Exit::Failed;
-                }
-            },
-            _ = tick(&mut ticker), if phase != Phase::Closing => {
-                let payload = pings.next_payload();
-                pings.sent(payload.clone());
-                if let Err(e) = ws.send(Message::Ping(payload)).await {
-                    eprintln!("error: {}", failure(&e));
-                    return Exit::Failed;
+            event = s.ws.recv() => {
+                if let Some(exit) = s.received(event).await? {
+                    return Ok(exit);
                 }
             }
-            _ = until(deadline), if deadline.is_some() => {
-                we_closed = true;
-                phase = Phase::Closing;
-                if let Err(e) = ws.queue(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")))) {
-                    eprintln!("error: {}", failure(&e));
-                    return Exit::Failed;
-                }
+            input = stdin.next(), if s.phase == Phase::Typing => match input {
+                Ok(input) => s.typed(input, options.wait).await?,
+                // §5.6: a text message is UTF-8. The line is dropped
+                // (the reader discards it); the next one is read.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => eprintln!(
+                    "not sent: a line that is not UTF-8 (a text message must be, RFC 6455 §5.6); \
+                     send raw bytes with --binary"
+                ),
+                Err(e) => return Err(format!("cannot read stdin: {e}")),
+            },
+            _ = tick(&mut ticker), if s.phase != Phase::Closing => {
+                let payload = s.pings.next_payload();
+                s.ping(payload).await?;
             }
+            _ = until(deadline), if deadline.is_some() => s.close(goodbye()).await?,
         }
     }
 }
 
-/// Writes and flushes, so a reader of a pipe sees each message at once.
-async fn write_raw(out: &mut tokio::io::Stdout, bytes: &[u8]) -> std::io::Result<()> {
-    out.write_all(bytes).await?;
-    out.flush().await
+/// The Close we send when input ends: 1000 (§7.4.1).
+fn goodbye() -> CloseFrame {
+    CloseFrame::new(CloseCode::NORMAL, "bye")
+}
+
+/// One connection's session.
+struct Session<S> {
+    ws: WebSocket<S>,
+    binary: bool,
+    stdout: tokio::io::Stdout,
+    pings: Pings,
+    phase: Phase,
+    /// The server's Close, once it came.
+    peer_close: Option<Option<CloseFrame>>,
+    /// Our Close went first.
+    we_closed: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// What `recv` gave; `Some` once the connection has ended.
+    async fn received(
+        &mut self,
+        event: Option<Result<Message, transport::Error>>,
+    ) -> Result<Option<Exit>, String> {
+        match event {
+            Some(Ok(Message::Text(t))) if self.binary => self.write(t.as_bytes()).await?,
+            Some(Ok(Message::Text(t))) => self.write(format!("{t}\n").as_bytes()).await?,
+            Some(Ok(Message::Binary(b))) if self.binary => self.write(&b).await?,
+            Some(Ok(Message::Binary(b))) => {
+                self.write(format!("<binary, {} bytes>\n", b.len()).as_bytes())
+                    .await?
+            }
+            Some(Ok(Message::Pong(payload))) => self.pings.answered(&payload),
+            // Answered by the transport already (§5.5.2).
+            Some(Ok(Message::Ping(_))) => {}
+            Some(Ok(Message::Close(frame))) => {
+                report_close(frame.as_ref(), self.we_closed);
+                self.peer_close = Some(frame);
+                // §5.5.1: the transport has queued our reply; stop reading
+                // stdin, whatever it still holds.
+                self.phase = Phase::Closing;
+            }
+            // The server closing TCP after the close handshake is the end
+            // we wanted (§7.1.1).
+            Some(Err(transport::Error::Protocol(rfc6455::proto::Error::AbnormalClosure)))
+                if self.ws.connection().close_received() =>
+            {
+                return Ok(Some(self.outcome()));
+            }
+            Some(Err(e)) => return Err(failure(&e)),
+            None => return Ok(Some(self.outcome())),
+        }
+        Ok(None)
+    }
+
+    /// What stdin gave (`None`: its end).
+    async fn typed(&mut self, input: Option<Input>, wait: Option<Duration>) -> Result<(), String> {
+        let line = match input {
+            Some(Input::Line(line)) => line,
+            Some(Input::Chunk(bytes)) => return self.send(Message::Binary(bytes)).await,
+            None => {
+                let Some(wait) = wait else {
+                    // §7.1.2: start the closing handshake, and keep
+                    // printing what was already on its way until the
+                    // server's Close ends the stream.
+                    return self.close(goodbye()).await;
+                };
+                eprintln!(
+                    "end of input; printing replies for {} s",
+                    wait.as_secs_f64()
+                );
+                self.phase = Phase::Waiting(tokio::time::Instant::now() + wait);
+                return Ok(());
+            }
+        };
+        match command::parse(&line) {
+            Line::Send(text) => self.send(Message::text(text)).await,
+            Line::Ping(payload) => self.ping(payload).await,
+            Line::Close(frame) => self.close(frame).await,
+            Line::Help => {
+                eprintln!("{}", command::HELP);
+                Ok(())
+            }
+            Line::Refused(why) => {
+                eprintln!("not sent: {why}");
+                Ok(())
+            }
+        }
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), String> {
+        self.ws.send(message).await.map_err(|e| failure(&e))
+    }
+
+    /// Sends a Ping, noting when, to time its Pong.
+    async fn ping(&mut self, payload: Bytes) -> Result<(), String> {
+        self.pings.sent(payload.clone());
+        self.send(Message::Ping(payload)).await
+    }
+
+    /// Starts the closing handshake (§7.1.2): nothing more is read from
+    /// stdin; the transport's close timer bounds the wait for the answer.
+    async fn close(&mut self, frame: CloseFrame) -> Result<(), String> {
+        self.we_closed = true;
+        self.phase = Phase::Closing;
+        self.send(Message::Close(Some(frame))).await
+    }
+
+    /// Writes and flushes, so a reader of a pipe sees each message at once.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let written = async {
+            self.stdout.write_all(bytes).await?;
+            self.stdout.flush().await
+        };
+        written
+            .await
+            .map_err(|e| format!("cannot write to stdout: {e}"))
+    }
+
+    /// The exit status once the connection has closed cleanly.
+    fn outcome(&self) -> Exit {
+        match &self.peer_close {
+            _ if self.we_closed => Exit::Normal,
+            Some(Some(f)) if f.code == CloseCode::NORMAL => Exit::Normal,
+            Some(_) => Exit::PeerClosed,
+            // The stream ended without a Close from either side: the
+            // transport reports that as an error, so this is not reached
+            // in practice; count it as a failure.
+            None => Exit::Failed,
+        }
+    }
 }
 
 /// The next interval tick, or never.
@@ -239,19 +286,6 @@ fn report_close(frame: Option<&CloseFrame>, we_closed: bool) {
             );
         }
         None => eprintln!("{who}: no status code (reported as 1005)"),
-    }
-}
-
-/// The exit status once the connection has closed cleanly.
-fn outcome(peer_close: Option<&Option<CloseFrame>>, we_closed: bool) -> Exit {
-    match peer_close {
-        _ if we_closed => Exit::Normal,
-        Some(Some(f)) if f.code == CloseCode::NORMAL => Exit::Normal,
-        Some(_) => Exit::PeerClosed,
-        // The stream ended without a Close from either side: the
-        // transport reports that as an error, so this is not reached in
-        // practice; count it as a failure.
-        None => Exit::Failed,
     }
 }
 

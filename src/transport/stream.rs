@@ -108,11 +108,9 @@ impl Connector {
     /// The same connector, connecting through `proxy` to every URL (an
     /// HTTP CONNECT or SOCKS5 proxy; see [`Proxy`]). `NO_PROXY` is not
     /// read: the caller chose this proxy.
-    pub fn with_proxy(self, proxy: Proxy) -> Self {
-        Self {
-            route: Route::Via(Arc::new(proxy)),
-            ..self
-        }
+    pub fn with_proxy(mut self, proxy: Proxy) -> Self {
+        self.route = Route::Via(Arc::new(proxy));
+        self
     }
 
     /// The same connector, choosing a proxy per URL from this process's
@@ -127,11 +125,9 @@ impl Connector {
     /// The same connector, choosing a proxy per URL from `env` (see
     /// [`ProxyEnv::from_lookup`], for variables that are not this
     /// process's).
-    pub fn with_proxy_env(self, env: ProxyEnv) -> Self {
-        Self {
-            route: Route::Env(Arc::new(env)),
-            ..self
-        }
+    pub fn with_proxy_env(mut self, env: ProxyEnv) -> Self {
+        self.route = Route::Env(Arc::new(env));
+        self
     }
 
     /// The proxy a connection to `url` goes through, `None` for a direct

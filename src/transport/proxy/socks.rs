@@ -130,9 +130,9 @@ pub(super) async fn handshake(
     Ok(())
 }
 
-/// 2. RFC 1929 §2: VER, ULEN, UNAME, PLEN, PASSWD; the reply is VER and
-/// STATUS, where "A STATUS field of X'00' indicates success. If the
-/// server returns a `failure' (STATUS value other than X'00') status, it
+/// Step 2, RFC 1929 §2: VER, ULEN, UNAME, PLEN, PASSWD; the reply is VER
+/// and STATUS, where "A STATUS field of X'00' indicates success. If the
+/// server returns a 'failure' (STATUS value other than X'00') status, it
 /// MUST close the connection." The lengths were checked when the URL was
 /// parsed (1 to 255 bytes each).
 async fn authenticate(stream: &mut TcpStream, user: &str, password: &str) -> Result<(), Step> {

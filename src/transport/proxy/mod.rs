@@ -9,10 +9,20 @@
 //! for `wss://`, TLS runs end to end inside the tunnel, from the client
 //! to the server, with the server's host as the name sent in SNI and
 //! checked against its certificate (§4.1), so the proxy sees neither the
-//! handshake nor a frame. (Forwarding a `ws://` request through an HTTP
-//! proxy as a plain proxied GET would be the other way; RFC 6455 §4.1
-//! suggests CONNECT, and a proxy that does not understand `Upgrade`
-//! would break a forwarded one.)
+//! handshake nor a frame.
+//!
+//! RFC 6455 §4.1 asks for exactly this: "If the client is configured to
+//! use a proxy when using the WebSocket Protocol to connect to host
+//! /host/ and port /port/, then the client SHOULD connect to that proxy
+//! and ask it to open a TCP connection to the host given by /host/ and
+//! the port given by /port/", its example being `CONNECT
+//! example.com:80 HTTP/1.1`. (Forwarding a `ws://` request as a plain
+//! proxied GET would be the other way; a proxy that does not understand
+//! `Upgrade` would break it.) Many HTTP proxies allow CONNECT only to
+//! port 443 (Squid's default configuration denies `CONNECT !SSL_ports`;
+//! tinyproxy has `ConnectPort`): a `ws://` URL on port 80 through one is
+//! refused, typically with 403, which is the proxy's policy, and
+//! [`ProxyFailure::Status`] says so.
 //!
 //! | file | what |
 //! |------|------|

@@ -170,3 +170,127 @@ async fn destination(kind: ProxyKind, host: &str, port: u16) -> Result<Destinati
         None => Err(ProxyFailure::SocksTarget("the host name resolved to no address").into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// What a scripted proxy must receive, and what it answers.
+    type Script = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// A scripted proxy: for each step, the bytes it must receive and the
+    /// bytes it answers; then it sends `after` (the tunnel's first bytes).
+    async fn scripted(steps: Script, after: &'static [u8]) -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut peer, _) = listener.accept().await.unwrap();
+            for (expect, answer) in steps {
+                let mut got = vec![0u8; expect.len()];
+                peer.read_exact(&mut got).await.unwrap();
+                assert_eq!(got, expect, "the client's bytes");
+                peer.write_all(&answer).await.unwrap();
+            }
+            peer.write_all(after).await.unwrap();
+            let _ = peer.read(&mut [0u8; 1]).await;
+        });
+        TcpStream::connect(addr).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn socks5h_with_credentials_sends_these_bytes_and_leaves_the_tunnel_unread() {
+        let mut stream = scripted(
+            vec![
+                // §3: VER 5, two methods, X'00' and X'02'; the proxy picks X'02'.
+                (vec![5, 2, 0, 2], vec![5, 2]),
+                // RFC 1929 §2: VER 1, ULEN 3 "bob", PLEN 4 "p@ss"; success.
+                (b"\x01\x03bob\x04p@ss".to_vec(), vec![1, 0]),
+                // §4: VER 5, CONNECT, RSV, ATYP 3, 9 "localhost", port 8080;
+                // §6: success, bound to a name (ATYP 3) this time.
+                (
+                    b"\x05\x01\x00\x03\x09localhost\x1f\x90".to_vec(),
+                    b"\x05\x00\x00\x03\x04host\x00\x50".to_vec(),
+                ),
+            ],
+            b"TUNNEL",
+        )
+        .await;
+        let proxy = Proxy::parse("socks5h://bob:p%40ss@127.0.0.1:1").unwrap();
+        handshake(&mut stream, &proxy, "localhost", 8080)
+            .await
+            .unwrap();
+        let mut rest = [0u8; 6];
+        stream.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"TUNNEL");
+    }
+
+    #[tokio::test]
+    async fn an_address_goes_as_an_address_without_credentials() {
+        let mut stream = scripted(
+            vec![
+                (vec![5, 1, 0], vec![5, 0]),
+                // ATYP 4, ::1, port 443; bound to 127.0.0.1:1080.
+                (
+                    [&[5, 1, 0, 4][..], &[0; 15], &[1, 0x01, 0xbb]].concat(),
+                    vec![5, 0, 0, 1, 127, 0, 0, 1, 0x04, 0x38],
+                ),
+            ],
+            b"",
+        )
+        .await;
+        let proxy = Proxy::parse("socks5://127.0.0.1:1").unwrap();
+        handshake(&mut stream, &proxy, "::1", 443).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refusals_are_told_apart() {
+        let proxy = Proxy::parse("socks5h://u:p@127.0.0.1:1").unwrap();
+        let cases: Vec<(Script, fn(&ProxyFailure) -> bool)> = vec![
+            (vec![(vec![5, 2, 0, 2], vec![5, 0xff])], |f| {
+                matches!(f, ProxyFailure::SocksNoAcceptableMethod)
+            }),
+            (
+                vec![
+                    (vec![5, 2, 0, 2], vec![5, 2]),
+                    (b"\x01\x01u\x01p".to_vec(), vec![1, 7]),
+                ],
+                |f| matches!(f, ProxyFailure::SocksAuthFailed(7)),
+            ),
+            (vec![(vec![5, 2, 0, 2], vec![4, 0])], |f| {
+                matches!(f, ProxyFailure::Malformed(_))
+            }),
+            (vec![(vec![5, 2, 0, 2], vec![5, 1])], |f| {
+                matches!(
+                    f,
+                    ProxyFailure::Malformed("chose a method we did not offer")
+                )
+            }),
+            (
+                vec![
+                    (vec![5, 2, 0, 2], vec![5, 0]),
+                    (b"\x05\x01\x00\x03\x01h\x00\x50".to_vec(), vec![5, 2, 0, 1]),
+                ],
+                |f| matches!(f, ProxyFailure::SocksReply(2)),
+            ),
+        ];
+        for (steps, expected) in cases {
+            let mut stream = scripted(steps, b"").await;
+            match handshake(&mut stream, &proxy, "h", 80).await {
+                Err(Step::Failed(f)) if expected(&f) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_over_255_bytes_cannot_be_sent() {
+        let mut stream = scripted(vec![(vec![5, 1, 0], vec![5, 0])], b"").await;
+        let proxy = Proxy::parse("socks5h://127.0.0.1:1").unwrap();
+        let long = "a".repeat(256);
+        assert!(matches!(
+            handshake(&mut stream, &proxy, &long, 80).await,
+            Err(Step::Failed(ProxyFailure::SocksTarget(_)))
+        ));
+    }
+}

@@ -179,6 +179,9 @@ mod tests {
     /// What a scripted proxy must receive, and what it answers.
     type Script = Vec<(Vec<u8>, Vec<u8>)>;
 
+    /// A script, and the failure it must end in.
+    type Case = (Script, fn(&ProxyFailure) -> bool);
+
     /// A scripted proxy: for each step, the bytes it must receive and the
     /// bytes it answers; then it sends `after` (the tunnel's first bytes).
     async fn scripted(steps: Script, after: &'static [u8]) -> TcpStream {
@@ -246,7 +249,7 @@ mod tests {
     #[tokio::test]
     async fn refusals_are_told_apart() {
         let proxy = Proxy::parse("socks5h://u:p@127.0.0.1:1").unwrap();
-        let cases: Vec<(Script, fn(&ProxyFailure) -> bool)> = vec![
+        let cases: Vec<Case> = vec![
             (vec![(vec![5, 2, 0, 2], vec![5, 0xff])], |f| {
                 matches!(f, ProxyFailure::SocksNoAcceptableMethod)
             }),

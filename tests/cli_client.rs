@@ -7,10 +7,12 @@
 mod common;
 
 use std::process::Stdio;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::process::{Spawned, free_addr, rfc6455};
+use common::socks::Socks5;
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::http::{self, HeaderValue};
 use rfc6455::transport::tls::tokio_rustls::TlsAcceptor;
@@ -36,10 +38,32 @@ impl Run {
     }
 }
 
+/// The variables through which curl, and so the client, picks a proxy.
+const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// Runs `rfc6455 client ARGS`, writes `input` to its stdin, then closes
 /// stdin after `hold` (so a server can act first); waits for the exit.
 async fn client_held(args: &[&str], input: &[u8], hold: Duration) -> Run {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"))
+    client_in_env(args, input, hold, &[]).await
+}
+
+/// As [`client_held`], with no proxy variable but those in `env`.
+async fn client_in_env(args: &[&str], input: &[u8], hold: Duration, env: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"));
+    for var in PROXY_VARS {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command
         .arg("client")
         .args(args)
         .env("RUST_LOG", "warn")
@@ -503,6 +527,57 @@ async fn ws_to_a_tls_port_fails_saying_so() {
         run.stderr
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+// --proxy, --no-proxy, and the environment's proxies (curl's variables).
+
+#[tokio::test]
+async fn proxy_sends_the_connection_through_a_socks5_proxy() {
+    let socks = Socks5::start(None).await;
+    let (_server, url) = echo_server().await;
+    let proxy = format!("socks5h://{}", socks.addr);
+    let run = client(&[&url, "--proxy", &proxy], b"through\n").await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout(), "through\n");
+    assert!(
+        run.stderr.contains(&format!("through the proxy {proxy}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(socks.seen.tunnels.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_environments_proxy_is_used_unless_no_proxy_is_given() {
+    let socks = Socks5::start(None).await;
+    let (_server, url) = echo_server().await;
+    let proxy = format!("socks5h://{}", socks.addr);
+    let env = [("ALL_PROXY", proxy.as_str())];
+    let run = client_in_env(&[&url], b"via env\n", Duration::ZERO, &env).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout(), "via env\n");
+    assert_eq!(socks.seen.tunnels.load(Ordering::SeqCst), 1);
+
+    let run = client_in_env(&[&url, "--no-proxy"], b"direct\n", Duration::ZERO, &env).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout(), "direct\n");
+    assert!(!run.stderr.contains("through the proxy"), "{}", run.stderr);
+    assert_eq!(
+        socks.seen.tunnels.load(Ordering::SeqCst),
+        1,
+        "no second tunnel"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_proxy_url_or_both_flags_are_refused() {
+    let url = format!("ws://{}/", free_addr());
+    let run = client(&[&url, "--proxy", "ftp://proxy.example"], b"").await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("ftp://proxy.example"), "{}", run.stderr);
+    let run = client(&[&url, "--proxy", "http://p:1", "--no-proxy"], b"").await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
 }
 
 // --trace=json.

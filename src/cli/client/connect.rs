@@ -41,7 +41,17 @@ pub async fn connect(args: ClientArgs, config: Config) -> Result<Exit, String> {
         )),
         None => Connector::new(),
     };
-    let stream = open(&connector, &url, config.handshake_timeout).await?;
+    // Like curl: the environment's proxies unless told otherwise.
+    let connector = match (&args.proxy, args.no_proxy) {
+        (Some(proxy), _) => connector.with_proxy(proxy.clone()),
+        (None, true) => connector,
+        (None, false) => connector.with_env_proxy(),
+    };
+    let proxy = connector.proxy_for(&url).map_err(|e| e.to_string())?;
+    if let Some(proxy) = &proxy {
+        eprintln!("through the proxy {proxy}");
+    }
+    let stream = open(&connector, &url, proxy.is_none(), config.handshake_timeout).await?;
     // The first byte the server sends, kept for `handshake_failed`.
     let first = Arc::new(OnceLock::new());
     let noted = first.clone();
@@ -146,16 +156,19 @@ where
 /// a round trip; one second is many round trips, even across the world.
 const TLS_ANSWER: Duration = Duration::from_secs(1);
 
-/// TCP, and TLS for `wss://`, within `timeout`; for a `wss://` URL to a
-/// port that speaks plain HTTP, an error that says so.
+/// TCP (through the connector's proxy, if any), and TLS for `wss://`,
+/// within `timeout`; for a `wss://` URL to a port that speaks plain HTTP,
+/// an error that says so. Only a `direct` connection asks the port
+/// itself: through a proxy, the port may not be reachable from here.
 async fn open(
     connector: &Connector,
     url: &WsUrl,
+    direct: bool,
     timeout: Duration,
 ) -> Result<MaybeTlsStream, String> {
     let opening = connector.open(url, timeout);
     tokio::pin!(opening);
-    if url.secure {
+    if url.secure && direct {
         tokio::select! {
             opened = &mut opening => return opened.map_err(|e| opening_failed(url, &e)),
             _ = tokio::time::sleep(TLS_ANSWER) => {}

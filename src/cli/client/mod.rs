@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rfc6455::transport::Config;
 use rfc6455::transport::http::{HeaderName, HeaderValue};
+use rfc6455::transport::{Config, Proxy};
 
 /// What `--help` says after the options: the exit codes, and the text
 /// mode's commands.
@@ -101,6 +101,16 @@ pub struct ClientArgs {
     /// Offer permessage-deflate (RFC 7692).
     #[arg(long)]
     pub deflate: bool,
+    /// Connect through this proxy: http://[user:pass@]host[:port] (HTTP
+    /// CONNECT), socks5:// or socks5h:// (SOCKS5, the name resolved here
+    /// or by the proxy). Without it, as curl does: https_proxy (wss://),
+    /// http_proxy (ws://), ALL_PROXY, and NO_PROXY for the hosts to reach
+    /// directly.
+    #[arg(long, value_name = "URL", value_parser = parse_proxy, conflicts_with = "no_proxy")]
+    proxy: Option<Proxy>,
+    /// Connect directly, whatever the proxy variables say.
+    #[arg(long)]
+    no_proxy: bool,
 }
 
 /// `client --trace[=hex|json]`: how much the tracer prints.
@@ -154,6 +164,11 @@ fn parse_protocol(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_owned())
+}
+
+/// `--proxy`: a proxy URL (the error quotes it without its password).
+fn parse_proxy(s: &str) -> Result<Proxy, String> {
+    Proxy::parse(s).map_err(|e| e.to_string())
 }
 
 /// `--origin`: any value a header may carry (§10.2: the server decides).

@@ -36,6 +36,7 @@ shown as <binary, N bytes>. Lines starting with / are commands:
                           §7.4 forbids, like 1005 or 1006, are refused)
   //TEXT                  send the message /TEXT
   /help                   list the commands
+A line that is not UTF-8 is not sent (a text message must be, RFC 6455 §5.6).
 Binary mode (--binary): stdin is read as raw bytes, each read (at most
 64 KiB) sent as one binary message as it arrives; the payload of every message
 received, text or binary, is written to stdout as it is, with nothing added.

@@ -249,3 +249,19 @@ fn records_mode_hands_over_heads_and_whole_frames_unmasked() {
     assert_eq!(binary.length_bits(), 16);
     assert!(trace.take_events().is_empty(), "taken once");
 }
+
+#[cfg(feature = "deflate")]
+#[test]
+fn records_of_a_compressed_message_carry_the_wire_bytes_and_the_inflated_size() {
+    let mut trace = Trace::new(TraceMode::Records);
+    trace.received(RESPONSE_DEFLATE);
+    // RFC 7692 §7.2.3.1: "Hello" compressed, 7 bytes on the wire.
+    trace.received(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let events = trace.take_events();
+    let [_, (Direction::Received, TraceEvent::Frame(frame))] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert!(frame.header.rsv1 && frame.compressed);
+    assert_eq!(frame.payload, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    assert_eq!(frame.inflated_len, Some(5));
+}

@@ -477,25 +477,42 @@ async fn without_wait_the_close_goes_at_once_and_a_late_reply_is_not_awaited() {
 
 #[tokio::test]
 async fn wss_to_a_plain_port_fails_at_once_saying_so() {
+    // Our echo server waits for the end of a request head that a
+    // ClientHello never sends; this one answers any bytes with a 400 at
+    // once, as nginx does.
+    let answering = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let answering_addr = answering.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = answering.accept().await.unwrap();
+        let mut hello = [0u8; 1];
+        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut hello).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    });
     let (_server, url) = echo_server().await;
-    let wss = url.replacen("ws://", "wss://", 1);
-    let started = Instant::now();
-    let run = client(&[&wss], b"").await;
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
-    let addr = wss.trim_start_matches("wss://").trim_end_matches('/');
-    assert!(
-        run.stderr.contains(&format!(
-            "the server at {addr} did not answer TLS; is it a plain ws:// port?"
-        )),
-        "{}",
-        run.stderr
-    );
-    // Well before the 10 s handshake timeout.
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
+    let silent_addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    for addr in [silent_addr, answering_addr.to_string()] {
+        let started = Instant::now();
+        let run = client(&[&format!("wss://{addr}/")], b"").await;
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "the server at {addr} did not answer TLS; is it a plain ws:// port?"
+            )),
+            "{}",
+            run.stderr
+        );
+        // Well before the 10 s handshake timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[tokio::test]

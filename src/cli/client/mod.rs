@@ -1,8 +1,9 @@
 //! `rfc6455 client URL`: a WebSocket client for debugging servers, in the
 //! spirit of websocat and wscat, on this crate's own stack.
 //!
-//! - `connect.rs`: the opening request (`-H`, `--protocol`, `--origin`,
-//!   RFC 6455 §4.1) sent with [`transport::connect_request_with`], and
+//! - `connect.rs`: the route (direct, `--proxy`, or the environment's
+//!   proxy as curl picks it), the opening request (`-H`, `--protocol`,
+//!   `--origin`, RFC 6455 §4.1) sent with [`transport::connect_request_with`], and
 //!   failures said in words: a `wss://` URL to a plain port names the
 //!   mix-up instead of showing rustls' error.
 //! - `session.rs`: stdin to messages and messages to stdout, in lines

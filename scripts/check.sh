@@ -48,10 +48,13 @@ as_root() {
 
 install_tools() {
     # Debian's redis-server, for the scale-out tests (tests/cluster.rs start
-    # their own servers on free loopback ports; nothing listens on 6379).
-    if ! command -v redis-server >/dev/null 2>&1; then
+    # their own servers on free loopback ports; nothing listens on 6379),
+    # and tinyproxy, the HTTP CONNECT proxy of tests/proxy.rs (started by
+    # the test with a config of its own on a free loopback port; the
+    # package's system service is not used).
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v tinyproxy >/dev/null 2>&1; then
         as_root apt-get update
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server tinyproxy
     fi
     # rustfmt and clippy come with a rustup toolchain; add them if missing.
     if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then

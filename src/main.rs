@@ -8,25 +8,27 @@
 //!   the same two options.
 //! - `rfc6455 autobahn-client --url ws://127.0.0.1:9001 --agent rfc6455`:
 //!   the client testee for the Autobahn fuzzingserver.
-//! - `rfc6455 client URL [--trace[=hex]] [--ca ca.pem]`: type lines, see
-//!   replies; `--trace` prints the handshake and every frame in and out,
-//!   decoded (`src/transport/trace/`), `--trace=hex` their bytes too;
-//!   `wss://` URLs are verified against Mozilla's roots, or only against
-//!   `--ca`.
+//! - `rfc6455 client URL`: a client for debugging servers (`src/cli/client/`):
+//!   type lines, see replies, or raw bytes with `--binary`; headers,
+//!   subprotocols, Pings, `/close CODE REASON`, and `--trace[=hex|json]`,
+//!   the handshake and every frame decoded (`src/transport/trace/`).
+//! - `rfc6455 completions bash|zsh|fish|elvish|powershell`: a completion
+//!   script for the shell, generated from this file's definitions.
 #![forbid(unsafe_code)]
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use rfc6455::chat::{Origin, RedactedUrl};
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::tls::{self, tokio_rustls::TlsAcceptor};
-use rfc6455::transport::trace::{TraceMode, Traced};
-use rfc6455::transport::{self, Config, Connector, WebSocket};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use rfc6455::transport::{self, Config, WebSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
 
@@ -176,34 +178,17 @@ enum Command {
         #[arg(long)]
         deflate: bool,
     },
-    /// Interactive client: each line of stdin is sent as a text message,
-    /// each message received is printed.
-    Client {
-        /// A ws:// or wss:// URL.
-        url: String,
-        /// For wss://, trust only the CA certificate(s) in this PEM file
-        /// (a self-signed test server's), not Mozilla's roots.
-        #[arg(long, value_name = "FILE")]
-        ca: Option<PathBuf>,
-        /// Print the opening handshake's two heads and every frame in and
-        /// out, decoded, to stderr: Close codes with their meaning (RFC 6455
-        /// §7.4.1), compressed messages with their inflated size.
-        /// `--trace=hex` adds each frame's bytes, the header annotated.
-        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "frames")]
-        trace: Option<TraceArg>,
-        /// Offer permessage-deflate (RFC 7692).
-        #[arg(long)]
-        deflate: bool,
+    /// A client for debugging WebSocket servers: each line of stdin is
+    /// sent as a text message (or raw bytes as binary ones, --binary), each
+    /// message received is printed.
+    #[command(after_help = cli::client::AFTER_HELP)]
+    Client(cli::client::ClientArgs),
+    /// Print a completion script for SHELL to stdout, e.g.
+    /// `rfc6455 completions bash > /etc/bash_completion.d/rfc6455`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
-}
-
-/// `client --trace[=hex]`: how much the tracer prints.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum TraceArg {
-    /// The heads, and one line per frame.
-    Frames,
-    /// Each frame's bytes too, the header annotated field by field.
-    Hex,
 }
 
 /// What `rfc6455 chat` does instead of serving.
@@ -310,6 +295,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "rfc6455",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let threads = match &cli.command {
         Command::Echo { threads, .. } => *threads,
         Command::Chat { .. } => None,
@@ -329,8 +323,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Client(args) => {
+            let config = ws_config(args.deflate);
+            let status = runtime.block_on(cli::client::run(args, config));
+            // Stdin is read on a blocking thread, which may still wait for
+            // a line nobody will type: end without waiting for it.
+            runtime.shutdown_background();
+            return status;
+        }
+        other => other,
+    };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Chat {
                 listen,
                 db,
@@ -444,12 +449,8 @@ fn main() -> ExitCode {
                 agent,
                 deflate,
             } => autobahn_client(&url, &agent, ws_config(deflate)).await,
-            Command::Client {
-                url,
-                ca,
-                trace,
-                deflate,
-            } => client(&url, ca.as_deref(), trace, ws_config(deflate)).await,
+            // Handled above.
+            Command::Client(_) | Command::Completions { .. } => Ok(()),
         }
     });
     match result {
@@ -632,67 +633,4 @@ async fn autobahn_client(url: &str, agent: &str, config: Config) -> Result<(), B
     while ws.recv().await.is_some() {}
     info!("reports updated");
     Ok(())
-}
-
-async fn client(
-    url: &str,
-    ca: Option<&std::path::Path>,
-    trace: Option<TraceArg>,
-    config: Config,
-) -> Result<(), BoxError> {
-    let parsed = rfc6455::proto::WsUrl::parse(url)?;
-    let connector = match ca {
-        Some(ca) => Connector::with_tls(tls::client_config(tls::root_store_from_pem(ca)?)),
-        None => Connector::new(),
-    };
-    let stream = connector.open(&parsed, config.handshake_timeout).await?;
-    if let Some(trace) = trace {
-        let mode = match trace {
-            TraceArg::Frames => TraceMode::Frames,
-            TraceArg::Hex => TraceMode::Hex,
-        };
-        let traced = Traced::with_mode(stream, mode);
-        let (ws, _) = transport::connect_with(traced, &parsed, config).await?;
-        interactive(ws).await
-    } else {
-        let (ws, _) = transport::connect_with(stream, &parsed, config).await?;
-        interactive(ws).await
-    }
-}
-
-async fn interactive<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocket<S>,
-) -> Result<(), BoxError> {
-    eprintln!("connected; type a line to send it, end with Ctrl-D");
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut typing = true;
-    loop {
-        tokio::select! {
-            // recv is cancel-safe: losing this race loses nothing.
-            event = ws.recv() => match event {
-                Some(Ok(Message::Text(t))) => println!("{t}"),
-                Some(Ok(Message::Binary(b))) => println!("<binary, {} bytes>", b.len()),
-                Some(Ok(Message::Close(frame))) if typing => eprintln!("closed by peer: {frame:?}"),
-                Some(Ok(Message::Close(frame))) => eprintln!("closed: {frame:?}"),
-                Some(Ok(_)) => {}
-                // The server closing TCP after the close handshake is
-                // the end we wanted.
-                Some(Err(transport::Error::Protocol(rfc6455::proto::Error::AbnormalClosure)))
-                    if ws.connection().close_received() => return Ok(()),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
-            line = lines.next_line(), if typing => match line? {
-                Some(line) => ws.send(Message::text(line)).await?,
-                None => {
-                    // §7.1.2: start the closing handshake, and keep
-                    // printing what was already on its way until the
-                    // server's Close ends the stream (`WebSocket::close`
-                    // would wait for it too, but drop those messages).
-                    ws.queue(Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))))?;
-                    typing = false;
-                }
-            },
-        }
-    }
 }

@@ -301,8 +301,10 @@ where
     Ok((ws, to_http_response(&response)))
 }
 
-/// The fields §4.1 makes the client's handshake write itself.
-fn owned_by_handshake(name: &HeaderName) -> bool {
+/// The fields §4.1 makes the client's handshake write itself, which
+/// [`connect_request`] takes from its own arguments, never from the
+/// request's headers (`Sec-WebSocket-Protocol` is read as the offer).
+pub fn owned_by_handshake(name: &HeaderName) -> bool {
     [
         header::HOST,
         header::UPGRADE,

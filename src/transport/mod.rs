@@ -47,6 +47,7 @@
 //! | `socket.rs` | [`WebSocket`]: the I/O loop below, `recv`, `send`, `close` |
 //! | `split.rs` | [`WsReader`] (a `Stream`) and [`WsWriter`] (a `Sink`): owned halves sharing only a small control block |
 //! | `stream.rs` | [`Connector`] and [`MaybeTlsStream`]: TCP for `ws://`, TLS over TCP for `wss://` |
+//! | `proxy/` | [`Proxy`], [`ProxyEnv`]: the TCP connection through an HTTP CONNECT (RFC 9110 §9.3.6) or SOCKS5 (RFC 1928, RFC 1929) proxy; see "Behind a proxy" |
 //! | `tls.rs` | (feature `tls`) rustls configurations, PEM files, TLS accept: see [`tls`] |
 //! | `trace/` | [`trace::Traced`]: the handshake and every frame in and out, decoded (`rfc6455 client --trace`) |
 //!
@@ -60,6 +61,47 @@
 //! [`tls::accept`]) and hands the TLS stream to [`accept`] like any other.
 //! From there on nothing in this module knows which it got: TLS is a
 //! stream, not a mode of the protocol.
+//!
+//! # Behind a proxy
+//!
+//! A client can reach its server through an HTTP proxy, with `CONNECT`
+//! (RFC 9110 §9.3.6; `Proxy-Authorization: Basic`, RFC 7617, when the
+//! proxy URL has `user:password@`), or through SOCKS5 (RFC 1928; user
+//! name and password by RFC 1929). Either way the proxy opens a tunnel,
+//! a TCP connection it relays without reading: for `wss://`, TLS runs
+//! inside it end to end, with the server's host as SNI, so the proxy sees
+//! no frame. [`Proxy::parse`] reads `http://[user:pass@]host[:port]`,
+//! `socks5://…` (the server's name resolved here) and `socks5h://…` (the
+//! name sent to the proxy), as curl spells them; no scheme means
+//! `http://`, no port means 1080.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rfc6455::transport::{Config, Connector, Proxy};
+//!
+//! let proxy = Proxy::parse("http://alice:s3cret@proxy.corp:3128")?;
+//! let connector = Connector::new().with_proxy(proxy);
+//! let (ws, _) = connector.connect("wss://example.com/chat", Config::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Connector::new`] (and [`connect`]) never use a proxy and never read
+//! the environment: a library should not route its caller's connections
+//! by variables the caller did not choose to honour.
+//! [`Connector::with_env_proxy`] opts in, and then picks a proxy per URL
+//! as curl does ([`ProxyEnv`] has the rules and a pure form for tests):
+//! `wss://` uses `wss_proxy`, `https_proxy` or `HTTPS_PROXY`; `ws://`
+//! uses `ws_proxy` or `http_proxy` (never upper-case `HTTP_PROXY`, which
+//! a CGI program's clients can set: "httpoxy"); both fall back to
+//! `all_proxy`/`ALL_PROXY`; hosts in `no_proxy`/`NO_PROXY` (`*`, names
+//! and their subdomains, addresses, CIDR blocks, `host:port`) go direct.
+//!
+//! The exchange with the proxy runs inside the
+//! [`Config::handshake_timeout`] window of TCP and TLS (a proxy that
+//! never answers gives [`Error::HandshakeTimeout`]); an HTTP proxy's
+//! answer is read up to 8 KiB and 64 fields, as our own handshake's, and
+//! not a byte past its end. A refusal is [`Error::Proxy`]: the proxy, and
+//! its HTTP status (407, 403, 502, ...) or SOCKS5 reply code.
 //!
 //! # The I/O loop, step by step
 //!
@@ -201,6 +243,7 @@
 mod extract;
 mod handshake;
 mod http_types;
+mod proxy;
 mod socket;
 mod split;
 mod stream;
@@ -225,7 +268,9 @@ pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_wit
 pub use http;
 pub use http_types::{
     HandshakeDecision, accept_with_callback, connect_request, connect_request_with,
+    owned_by_handshake,
 };
+pub use proxy::{Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind};
 pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 pub use stream::{Connector, MaybeTlsStream};
@@ -380,6 +425,12 @@ pub enum Error {
     /// ([`accept_with_callback`]): its response, with this status, was
     /// sent, and no WebSocket connection exists.
     Rejected(http::StatusCode),
+    /// A proxy could not be used: it refused the tunnel (an HTTP status
+    /// such as 407 or 403, a SOCKS5 reply code), could not be reached,
+    /// answered out of its protocol or over its bound, or its URL is not
+    /// one we can use. The error names the proxy (never its password) and
+    /// what it said.
+    Proxy(ProxyError),
 }
 
 impl Error {
@@ -404,6 +455,8 @@ impl Error {
             Error::TlsUnsupported => None,
             // Refused in HTTP, before there was a connection.
             Error::Rejected(_) => None,
+            // Before the server was reached.
+            Error::Proxy(_) => None,
         }
     }
 }
@@ -425,6 +478,7 @@ impl fmt::Display for Error {
                 f.write_str("wss:// URLs need TLS: this build has no `tls` feature")
             }
             Error::Rejected(status) => write!(f, "handshake refused with HTTP {status}"),
+            Error::Proxy(e) => write!(f, "{e}"),
         }
     }
 }
@@ -437,6 +491,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             #[cfg(feature = "tls")]
             Error::Tls(e) => Some(e),
+            Error::Proxy(e) => Some(e),
             _ => None,
         }
     }

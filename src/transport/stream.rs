@@ -9,13 +9,18 @@
 //! on the scheme and keeping two code paths after it. An enum costs one
 //! branch per read or write, next to a system call.
 //!
+//! Through a proxy ([`Connector::with_proxy`],
+//! [`Connector::with_env_proxy`]), the TCP connection goes to the proxy
+//! and carries a tunnel to the server (see "Behind a proxy" in the
+//! [module documentation](super)); the
+//! stream is the same type, and TLS runs inside the tunnel.
+//!
 //! Servers do not need it: a server knows whether it listens for TLS and
 //! hands [`accept`](super::accept) the stream it has, `TcpStream` or
 //! `tokio_rustls::server::TlsStream<TcpStream>`.
 
 use std::io;
 use std::pin::Pin;
-#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,6 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::proxy::{self, Proxy, ProxyEnv};
 use super::{Config, Error, WebSocket};
 use crate::proto::{Response, WsUrl};
 
@@ -36,17 +42,29 @@ use crate::proto::{Response, WsUrl};
 /// private CA, a self-signed test certificate, a client certificate.
 /// [`connect`](super::connect) is `Connector::new().connect(..)`.
 ///
-/// A connector is cheap to clone (an `Arc` at most) and to keep: make one
-/// and connect with it many times.
+/// No proxy is used unless asked for: [`Connector::with_proxy`] sends
+/// every connection through one, [`Connector::with_env_proxy`] picks one
+/// per URL from `HTTPS_PROXY`, `http_proxy`, `ALL_PROXY` and `NO_PROXY`
+/// as curl does. `Connector::new()` never reads the environment: a
+/// library should not send its caller's connections elsewhere because of
+/// a variable the caller did not choose to honour.
+///
+/// A connector is cheap to clone (an `Arc` or two at most) and to keep:
+/// make one and connect with it many times.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use rfc6455::transport::{Config, Connector, tls};
+/// use rfc6455::transport::{Config, Connector, Proxy, tls};
 ///
 /// // Trust only the CA in ca.pem (a test server's self-signed CA).
 /// let roots = tls::root_store_from_pem("ca.pem")?;
 /// let connector = Connector::with_tls(tls::client_config(roots));
 /// let (mut ws, _) = connector.connect("wss://localhost:8443/", Config::default()).await?;
+///
+/// // Through the proxies the environment names, as curl would.
+/// let connector = Connector::new().with_env_proxy();
+/// // Through this one, whatever the environment says.
+/// let connector = Connector::new().with_proxy(Proxy::parse("socks5h://127.0.0.1:1080")?);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -54,6 +72,17 @@ pub struct Connector {
     /// `None`: the webpki roots, built on first use.
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Direct, or through which proxy.
+    route: Route,
+}
+
+/// How a [`Connector`] reaches servers.
+#[derive(Debug, Clone, Default)]
+enum Route {
+    #[default]
+    Direct,
+    Via(Arc<Proxy>),
+    Env(Arc<ProxyEnv>),
 }
 
 impl Connector {
@@ -70,14 +99,56 @@ impl Connector {
     /// connector serves any URL a user types.
     #[cfg(feature = "tls")]
     pub fn with_tls(config: Arc<rustls::ClientConfig>) -> Self {
-        Self { tls: Some(config) }
+        Self {
+            tls: Some(config),
+            route: Route::Direct,
+        }
+    }
+
+    /// The same connector, connecting through `proxy` to every URL (an
+    /// HTTP CONNECT or SOCKS5 proxy; see [`Proxy`]). `NO_PROXY` is not
+    /// read: the caller chose this proxy.
+    pub fn with_proxy(mut self, proxy: Proxy) -> Self {
+        self.route = Route::Via(Arc::new(proxy));
+        self
+    }
+
+    /// The same connector, choosing a proxy per URL from this process's
+    /// environment as curl does (`https_proxy`/`HTTPS_PROXY` for `wss://`,
+    /// `http_proxy` for `ws://`, `ALL_PROXY`, `NO_PROXY`: see
+    /// [`ProxyEnv`]). The variables are read now, once; a bad proxy URL in
+    /// one is reported by the connection that would use it.
+    pub fn with_env_proxy(self) -> Self {
+        self.with_proxy_env(ProxyEnv::from_process())
+    }
+
+    /// The same connector, choosing a proxy per URL from `env` (see
+    /// [`ProxyEnv::from_lookup`], for variables that are not this
+    /// process's).
+    pub fn with_proxy_env(mut self, env: ProxyEnv) -> Self {
+        self.route = Route::Env(Arc::new(env));
+        self
+    }
+
+    /// The proxy a connection to `url` goes through, `None` for a direct
+    /// one; an error for a proxy variable that holds no usable URL.
+    pub fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>, Error> {
+        match &self.route {
+            Route::Direct => Ok(None),
+            Route::Via(proxy) => Ok(Some(Proxy::clone(proxy))),
+            Route::Env(env) => env.proxy_for(url),
+        }
     }
 
     /// Connects to a `ws://` or `wss://` URL and runs the opening
     /// handshake (§4.1): TCP with Nagle's algorithm off (small frames
-    /// should not wait), then TLS for `wss://` with the URL's host as the
-    /// server name, both within [`Config::handshake_timeout`]; then the
-    /// WebSocket handshake, within it again.
+    /// should not wait), through the proxy if there is one, then TLS for
+    /// `wss://` with the URL's host as the server name, all within
+    /// [`Config::handshake_timeout`]; then the WebSocket handshake, within
+    /// it again.
+    ///
+    /// A proxy that refuses the tunnel gives [`Error::Proxy`], naming the
+    /// proxy and its answer.
     ///
     /// A server whose certificate does not verify gives
     /// [`Error::Tls`] holding
@@ -96,17 +167,21 @@ impl Connector {
         super::connect_with(stream, &url, config).await
     }
 
-    /// Opens the stream for `url`, TCP and (for `wss://`) TLS, within
-    /// `timeout`, without the WebSocket handshake: for a caller that wraps
-    /// the stream (in [`Traced`](super::trace::Traced), say) before
-    /// handing it to [`connect_with`](super::connect_with).
+    /// Opens the stream for `url`, TCP (to the server, or to the proxy and
+    /// through its tunnel) and, for `wss://`, TLS, all within `timeout`,
+    /// without the WebSocket handshake: for a caller that wraps the stream
+    /// (in [`Traced`](super::trace::Traced), say) before handing it to
+    /// [`connect_with`](super::connect_with).
     ///
     /// # Cancel safety
     ///
     /// Not cancel-safe: dropping it drops the half-open connection.
     pub async fn open(&self, url: &WsUrl, timeout: Duration) -> Result<MaybeTlsStream, Error> {
         tokio::time::timeout(timeout, async {
-            let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+            let stream = match self.proxy_for(url)? {
+                None => TcpStream::connect((url.host.as_str(), url.port)).await?,
+                Some(proxy) => proxy::tunnel(&proxy, &url.host, url.port).await?,
+            };
             stream.set_nodelay(true)?;
             if !url.secure {
                 return Ok(MaybeTlsStream::Plain(stream));
@@ -144,7 +219,8 @@ pub enum MaybeTlsStream {
 }
 
 impl MaybeTlsStream {
-    /// The TCP connection underneath, for its addresses and socket options.
+    /// The TCP connection underneath, for its addresses and socket
+    /// options. Through a proxy, it is the connection to the proxy.
     pub fn tcp(&self) -> &TcpStream {
         match self {
             MaybeTlsStream::Plain(s) => s,

@@ -3,7 +3,8 @@
 //! (`chat`); the well-behaved client that posts beside an attack
 //! (`bystander`); the processes we start and what they cost (`process`);
 //! the chat server in-process, and HTTP requests to it (`server`); the
-//! in-memory pair tests' workload (`workload`).
+//! in-memory pair tests' workload (`workload`); a test CA and a TLS echo
+//! server (`tls`); a SOCKS5 server (`socks`).
 #![allow(dead_code)] // each test binary uses a different subset
 //
 // The proto-only tests (`pair`) build with `--no-default-features` too
@@ -21,6 +22,10 @@ pub mod process;
 pub mod redis;
 #[cfg(feature = "chat")]
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod socks;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod workload;
 
 use std::path::PathBuf;

@@ -220,7 +220,8 @@ fn quoted(bytes: &[u8], total: u64, max: usize) -> String {
     format!("{text:?}{more}")
 }
 
-fn opcode_name(op: OpCode) -> &'static str {
+/// The opcode in the words of §5.2's table: `text`, `close`, ….
+pub fn opcode_name(op: OpCode) -> &'static str {
     match op {
         OpCode::Continuation => "continuation",
         OpCode::Text => "text",

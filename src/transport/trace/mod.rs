@@ -11,13 +11,17 @@
 //! reason, or, for a message compressed with permessage-deflate (RFC 7692,
 //! RSV1 on its first frame), how many bytes it inflates to. With
 //! [`TraceMode::Hex`] (`rfc6455 client --trace=hex`) each frame's bytes
-//! follow, the header's annotated field by field (`describe.rs`).
+//! follow, the header's annotated field by field (`describe.rs`). With
+//! [`TraceMode::Records`] nothing is printed: [`Traced::with_events`] hands
+//! each head and frame to a callback as a [`TraceEvent`] (`record.rs`),
+//! which `rfc6455 client --trace=json` prints as JSON.
 //!
 //! The tracer never changes a byte and never fails the connection: it
 //! decodes on the side, and stops decoding (saying so) at the first header
 //! that breaks §5.2.
 
 mod describe;
+mod record;
 
 use std::io;
 use std::pin::Pin;
@@ -27,8 +31,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::proto::deflate::PERMESSAGE_DEFLATE;
 use crate::proto::{FrameHeader, Header, OpCode, apply_mask, parse_extensions};
-pub use describe::close_code_meaning;
 use describe::{HEX_MAX, Inflated, Seen};
+pub use describe::{close_code_meaning, opcode_name};
+pub use record::{Direction, FrameRecord, RECORD_MAX, TraceEvent};
 
 /// Payload bytes kept unmasked per frame: all of a control frame's (at
 /// most 125, §5.5), so that a Close can be decoded whole.
@@ -44,6 +49,8 @@ pub enum TraceMode {
     Frames,
     /// As `Frames`, with each frame's bytes in hex, the header annotated.
     Hex,
+    /// No lines: each head and frame as a [`TraceEvent`], for tools.
+    Records,
 }
 
 /// Decodes one direction of a connection's bytes into printable lines.
@@ -67,6 +74,8 @@ pub struct FrameLog {
     /// The head was a response refusing the upgrade: what follows is an
     /// HTTP body, not frames.
     refused: bool,
+    /// [`TraceMode::Records`]: what was seen, until taken.
+    events: Vec<TraceEvent>,
 }
 
 #[derive(Debug)]
@@ -77,7 +86,8 @@ struct InFrame {
     seen: u64,
     /// The first [`HEX_MAX`] payload bytes as sent (hex mode only).
     wire: Vec<u8>,
-    /// The first [`KEEP`] payload bytes, unmasked.
+    /// The first [`KEEP`] payload bytes, unmasked ([`RECORD_MAX`] in
+    /// [`TraceMode::Records`]).
     clear: Vec<u8>,
     /// For a frame of a compressed message.
     inflated: Option<Inflated>,
@@ -96,7 +106,22 @@ impl FrameLog {
             inflate: None,
             compressed: false,
             refused: false,
+            events: Vec::new(),
         }
+    }
+
+    /// [`TraceMode::Records`]: the heads, frames and notes seen since the
+    /// last call, in order.
+    pub fn take_events(&mut self) -> Vec<TraceEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Keeps what a line says as an event too, in [`TraceMode::Records`].
+    fn note(&mut self, text: String, lines: &mut Vec<String>) {
+        if self.mode == TraceMode::Records {
+            self.events.push(TraceEvent::Note(text.clone()));
+        }
+        lines.push(format!("{} {text}", self.label));
     }
 
     /// Whether this direction's head accepted permessage-deflate: then
@@ -151,7 +176,7 @@ impl FrameLog {
                 Ok(None) => {}
                 Ok(Some((header, _))) => self.start_frame(header, &mut lines),
                 Err(e) => {
-                    lines.push(format!("{} invalid frame header: {e}", self.label));
+                    self.note(format!("invalid frame header: {e}"), &mut lines);
                     self.head = Some(Vec::new());
                     self.pending.clear();
                     return lines;
@@ -167,8 +192,12 @@ impl FrameLog {
     fn head_lines(&mut self, head: &[u8], complete: bool, lines: &mut Vec<String>) {
         let text = String::from_utf8_lossy(head);
         let mut headers = Vec::new();
+        let mut head_lines = Vec::new();
         for line in text.split("\r\n").filter(|l| !l.is_empty()) {
             lines.push(format!("{} {line}", self.label));
+            if self.mode == TraceMode::Records {
+                head_lines.push(line.to_owned());
+            }
             if let Some((name, value)) = line.split_once(':') {
                 headers.push(Header {
                     name: name.trim().to_owned(),
@@ -176,20 +205,23 @@ impl FrameLog {
                 });
             }
         }
+        if self.mode == TraceMode::Records {
+            self.events.push(TraceEvent::Head(head_lines));
+        }
         if !complete {
-            lines.push(format!(
-                "{} (head longer than {MAX_HEAD} bytes: the rest is not shown)",
-                self.label
-            ));
+            self.note(
+                format!("(head longer than {MAX_HEAD} bytes: the rest is not shown)"),
+                lines,
+            );
         }
         // §4.1: a status other than 101 is handled "per HTTP procedures":
         // no frames follow.
         self.refused = text.starts_with("HTTP/") && !text.starts_with("HTTP/1.1 101 ");
         if self.refused {
-            lines.push(format!(
-                "{} (no upgrade: what follows is not WebSocket frames)",
-                self.label
-            ));
+            self.note(
+                "(no upgrade: what follows is not WebSocket frames)".to_owned(),
+                lines,
+            );
         }
         self.accepts_deflate = text.starts_with("HTTP/1.1 101 ")
             && parse_extensions(&headers).is_ok_and(|e| e.iter().any(|e| e.is(PERMESSAGE_DEFLATE)));
@@ -221,6 +253,11 @@ impl FrameLog {
     /// Takes payload bytes of the current frame; returns what is left.
     fn payload<'a>(&mut self, data: &'a [u8], lines: &mut Vec<String>) -> &'a [u8] {
         let hex = self.mode == TraceMode::Hex;
+        let keep = if self.mode == TraceMode::Records {
+            RECORD_MAX
+        } else {
+            KEEP
+        };
         let Some(frame) = &mut self.current else {
             return data;
         };
@@ -232,13 +269,13 @@ impl FrameLog {
             frame.wire.extend_from_slice(&piece[..room]);
         }
         let inflating = frame.inflated.as_ref().is_some_and(|i| !i.unknown);
-        if frame.clear.len() < KEEP || inflating {
+        if frame.clear.len() < keep || inflating {
             let mut clear = piece.to_vec();
             if let Some(key) = frame.header.mask {
                 // The key's phase continues from where the last piece ended.
                 apply_mask(&mut clear, key, (frame.seen % 4) as usize);
             }
-            let room = KEEP.saturating_sub(frame.clear.len()).min(take);
+            let room = keep.saturating_sub(frame.clear.len()).min(take);
             frame.clear.extend_from_slice(&clear[..room]);
             if let (true, Some(inflate), Some(sink)) =
                 (inflating, &mut self.inflate, &mut frame.inflated)
@@ -268,6 +305,17 @@ impl FrameLog {
         }
         if frame.header.fin && !frame.header.opcode.is_control() {
             self.compressed = false;
+        }
+        if self.mode == TraceMode::Records {
+            let inflated = frame.inflated.as_ref();
+            self.events.push(TraceEvent::Frame(Box::new(FrameRecord {
+                header: frame.header,
+                header_len: frame.header_bytes.len(),
+                payload: frame.clear,
+                compressed: inflated.is_some(),
+                inflated_len: inflated.filter(|i| !i.unknown).map(|i| i.len),
+            })));
+            return;
         }
         let seen = Seen {
             header: &frame.header,
@@ -371,6 +419,17 @@ impl Trace {
         lines
     }
 
+    /// [`TraceMode::Records`]: what was seen since the last call, each
+    /// direction in order (the two directions' relative order is that of
+    /// the calls to [`sent`](Self::sent) and [`received`](Self::received)).
+    pub fn take_events(&mut self) -> Vec<(Direction, TraceEvent)> {
+        let sent = self.sent.take_events().into_iter();
+        let received = self.received.take_events().into_iter();
+        sent.map(|e| (Direction::Sent, e))
+            .chain(received.map(|e| (Direction::Received, e)))
+            .collect()
+    }
+
     /// Once either head (the response) accepted permessage-deflate, both
     /// directions may be compressed.
     fn agree(&mut self) {
@@ -381,11 +440,24 @@ impl Trace {
     }
 }
 
-/// A stream that prints the bytes passing through it to stderr, decoded.
+/// A stream that prints the bytes passing through it to stderr, decoded,
+/// or hands them to a callback as [`TraceEvent`]s
+/// ([`with_events`](Self::with_events)).
 #[derive(Debug)]
 pub struct Traced<S> {
     inner: S,
     trace: Trace,
+    /// Where events go in [`TraceMode::Records`].
+    sink: Option<EventSink>,
+}
+
+/// The callback of [`Traced::with_events`].
+struct EventSink(Box<dyn FnMut(Direction, TraceEvent) + Send>);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
 }
 
 impl<S> Traced<S> {
@@ -395,11 +467,46 @@ impl<S> Traced<S> {
         Self::with_mode(inner, TraceMode::Frames)
     }
 
-    /// Wraps `inner`, printing as much as `mode` says.
+    /// Wraps `inner`, printing as much as `mode` says. In
+    /// [`TraceMode::Records`] it prints nothing: see
+    /// [`with_events`](Self::with_events).
     pub fn with_mode(inner: S, mode: TraceMode) -> Self {
         Self {
             inner,
             trace: Trace::new(mode),
+            sink: None,
+        }
+    }
+
+    /// Wraps `inner`, printing nothing: each head and each whole frame,
+    /// in either direction, is given to `on_event` as it completes.
+    pub fn with_events(
+        inner: S,
+        on_event: impl FnMut(Direction, TraceEvent) + Send + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            trace: Trace::new(TraceMode::Records),
+            sink: Some(EventSink(Box::new(on_event))),
+        }
+    }
+
+    /// Prints `lines`, or hands the events over.
+    fn emit(&mut self, lines: Vec<String>) {
+        match &mut self.sink {
+            Some(sink) => {
+                for (direction, event) in self.trace.take_events() {
+                    (sink.0)(direction, event);
+                }
+            }
+            None => {
+                for line in lines {
+                    eprintln!("{line}");
+                }
+                // Records with nowhere to go (`with_mode(.., Records)`)
+                // are dropped, not kept for the connection's life.
+                drop(self.trace.take_events());
+            }
         }
     }
 }
@@ -413,9 +520,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Traced<S> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            for line in self.trace.received(&buf.filled()[before..]) {
-                eprintln!("{line}");
-            }
+            let lines = self.trace.received(&buf.filled()[before..]);
+            self.emit(lines);
         }
         result
     }
@@ -429,9 +535,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Traced<S> {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = result {
-            for line in self.trace.sent(&data[..n]) {
-                eprintln!("{line}");
-            }
+            let lines = self.trace.sent(&data[..n]);
+            self.emit(lines);
         }
         result
     }

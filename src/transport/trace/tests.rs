@@ -206,3 +206,62 @@ fn a_refused_upgrade_is_not_decoded_as_frames() {
     );
     assert!(log.observe(&[0x81, 0x00]).is_empty());
 }
+
+#[test]
+fn records_mode_hands_over_heads_and_whole_frames_unmasked() {
+    let mut trace = Trace::new(TraceMode::Records);
+    let mut bytes = REQUEST.to_vec();
+    bytes.extend_from_slice(&MASKED_HELLO);
+    // Byte by byte: a record must not depend on how reads cut the stream.
+    for b in &bytes {
+        assert!(
+            trace
+                .sent(std::slice::from_ref(b))
+                .iter()
+                .all(|l| !l.contains("FIN="))
+        );
+    }
+    // 300 bytes: the 16-bit length form (§5.2).
+    let mut long = vec![0x82, 126, 0x01, 0x2c];
+    long.extend(std::iter::repeat_n(0xff, 300));
+    trace.received(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+    trace.received(&long);
+    let events = trace.take_events();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(
+        events[0],
+        (
+            Direction::Sent,
+            TraceEvent::Head(vec!["GET / HTTP/1.1".into(), "Host: a".into()])
+        )
+    );
+    let (Direction::Sent, TraceEvent::Frame(hello)) = &events[1] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(hello.header.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
+    assert_eq!(hello.payload, b"Hello");
+    assert_eq!((hello.length_bits(), hello.truncated()), (7, false));
+    let (Direction::Received, TraceEvent::Frame(binary)) = &events[3] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(binary.header.opcode, OpCode::Binary);
+    assert_eq!(binary.payload, vec![0xff; 300]);
+    assert_eq!(binary.length_bits(), 16);
+    assert!(trace.take_events().is_empty(), "taken once");
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn records_of_a_compressed_message_carry_the_wire_bytes_and_the_inflated_size() {
+    let mut trace = Trace::new(TraceMode::Records);
+    trace.received(RESPONSE_DEFLATE);
+    // RFC 7692 §7.2.3.1: "Hello" compressed, 7 bytes on the wire.
+    trace.received(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let events = trace.take_events();
+    let [_, (Direction::Received, TraceEvent::Frame(frame))] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert!(frame.header.rsv1 && frame.compressed);
+    assert_eq!(frame.payload, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    assert_eq!(frame.inflated_len, Some(5));
+}

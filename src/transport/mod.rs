@@ -287,7 +287,8 @@ pub struct Config {
     /// `client_header_timeout` (60 s) would let a slowloris hold a slot for
     /// too long, and a healthy handshake takes one round trip. Over TLS,
     /// the TCP connection and the TLS handshake get as long again, before
-    /// it ([`Connector::connect`], [`tls::accept`]).
+    /// it ([`Connector::connect`], [`tls::accept`]); a client's exchange
+    /// with a proxy runs in that same first window.
     pub handshake_timeout: Duration,
     /// How long closing may take: waiting for the peer's Close frame after
     /// sending ours, for the peer to take our last output (a Close among

@@ -1,10 +1,12 @@
 //! A small SOCKS5 server (RFC 1928) for `tests/proxy.rs`: CONNECT only,
 //! no authentication or username/password (RFC 1929), on a free loopback
 //! port; it records what each client asked for and counts the bytes it
-//! relayed. No packaged SOCKS5 server in Debian starts as an unprivileged
-//! one-liner with a config in a temp dir (dante wants a system service),
-//! so the tests bring their own: it is the peer of our client code, not
-//! the code under test.
+//! relayed. A packaged server (Debian's dante `sockd`) would relay as
+//! well, but could not tell the test what it was asked for: whether the
+//! client sent an address (`socks5://`) or a name (`socks5h://`) is
+//! exactly what the tests check, so they bring a server of their own. It
+//! is the peer of our client code, not the code under test, and it
+//! checks the bytes it reads (RFC 1928 §3, §4; RFC 1929 §2).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

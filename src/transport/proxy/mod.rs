@@ -579,6 +579,12 @@ mod tests {
         );
         let (proxy, _) = failure("ftp://bob:hunter2@h:1080");
         assert_eq!(proxy, "ftp://h:1080");
+        // Nor a connector that holds it.
+        let debug = format!("{:?}", crate::transport::Connector::new().with_proxy(p));
+        assert!(
+            debug.contains("bob") && !debug.contains("hunter2"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -165,9 +165,17 @@ async fn destination(kind: ProxyKind, host: &str, port: u16) -> Result<Destinati
     if kind == ProxyKind::Socks5h {
         return Ok(Destination::Name(host));
     }
-    match tokio::net::lookup_host((host, port)).await?.next() {
-        Some(address) => Ok(Destination::Address(address.ip())),
-        None => Err(ProxyFailure::SocksTarget("the host name resolved to no address").into()),
+    // A lookup that fails is the server's name failing here, not the
+    // proxy: said so, rather than as an I/O error beside the proxy's name.
+    let unresolved = ProxyFailure::SocksTarget(
+        "the server's name did not resolve here (socks5:// resolves locally, socks5h:// at the proxy)",
+    );
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addresses) => match addresses.next() {
+            Some(address) => Ok(Destination::Address(address.ip())),
+            None => Err(unresolved.into()),
+        },
+        Err(_) => Err(unresolved.into()),
     }
 }
 
@@ -284,6 +292,21 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn socks5_says_when_the_name_does_not_resolve_here() {
+        // RFC 6761 §6.4: .invalid never resolves.
+        match destination(ProxyKind::Socks5, "nowhere.invalid", 80).await {
+            Err(Step::Failed(ProxyFailure::SocksTarget(why))) => assert!(why.contains("socks5h")),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("nowhere.invalid resolved"),
+        }
+        // socks5h leaves it to the proxy.
+        assert!(matches!(
+            destination(ProxyKind::Socks5h, "nowhere.invalid", 80).await,
+            Ok(Destination::Name("nowhere.invalid"))
+        ));
     }
 
     #[tokio::test]

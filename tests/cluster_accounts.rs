@@ -266,3 +266,22 @@ async fn registering_a_nick_closes_its_guest_on_the_other_server() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Review finding 12, scaled out: registering a nick drops the blocks a
+/// guest stored under it (`chat:blocks:{nick}`), in the same script.
+#[tokio::test]
+async fn registering_drops_the_blocks_a_guest_stored_under_the_nick() {
+    let (_redis, a, b) = two_servers("cluster-inherit").await;
+    let (mut guest, _) =
+        Client::connect(a.addr, "/ws", json!({"type": "hello", "nick": "alice"})).await;
+    guest.send(json!({"type": "block", "user": "bob"})).await;
+    assert_eq!(guest.next_of("blocks").await["users"], json!(["bob"]));
+    guest.close().await;
+    let creds = json!({"nick": "alice", "password": PASSWORD});
+    let registered = http_post(b.addr, "/api/register", Some(&creds), None).await;
+    assert_eq!(registered.status, 201, "{registered:?}");
+    let hello = json!({"type": "hello", "token": registered.json["token"].clone()});
+    let (mut alice, _) = Client::connect(a.addr, "/ws", hello).await;
+    alice.send(json!({"type": "blocks"})).await;
+    assert_eq!(alice.next_of("blocks").await["users"], json!([]));
+}

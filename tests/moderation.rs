@@ -913,3 +913,24 @@ async fn an_actor_outside_the_room_gets_its_moderation_event() {
     );
     server.stop().await;
 }
+
+/// Review finding 12: blocks a guest stored under a nick are not
+/// inherited by the account that registers that nick.
+#[tokio::test]
+async fn an_account_does_not_inherit_the_blocks_a_guest_stored_under_its_nick() {
+    let server = ChatServer::start(accounts_config("inherit")).await;
+    let (mut guest, _) = server
+        .client(json!({"type": "hello", "nick": "alice"}))
+        .await;
+    guest.send(json!({"type": "block", "user": "bob"})).await;
+    assert_eq!(guest.next_of("blocks").await["users"], json!(["bob"]));
+    guest.close().await;
+    let token = register(&server, "alice").await;
+    let (mut alice, welcome) = server
+        .client(json!({"type": "hello", "token": token}))
+        .await;
+    assert_eq!(welcome["guest"], false);
+    alice.send(json!({"type": "blocks"})).await;
+    assert_eq!(alice.next_of("blocks").await["users"], json!([]));
+    server.stop().await;
+}

@@ -166,6 +166,7 @@ impl Accounts for Memory {
             hash: hash.to_owned(),
         };
         accounts.insert(skeleton.to_owned(), account);
+        lock(&self.moderation).blocks.remove(nick);
         ready(Registered::Created)
     }
 

@@ -52,6 +52,10 @@ impl Accounts for Local {
                 "INSERT INTO accounts (skeleton, nick, hash, created) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![skeleton, nick, hash, int(now_ms())])?;
+            // Blocks a guest stored under this nick are not the account's
+            // (review finding 12).
+            db.prepare_cached("DELETE FROM blocks WHERE nick = ?1")?
+                .execute(params![nick])?;
             Ok(Registered::Created)
         })
     }

@@ -35,12 +35,14 @@ fn key_refresh(digest: &str) -> String {
     format!("chat:refresh:{digest}")
 }
 
-/// Creates an account unless its skeleton is held. KEYS: the account.
+/// Creates an account unless its skeleton is held, and drops the blocks a
+/// guest stored under its nick. KEYS: the account, the nick's blocks.
 /// ARGV: nick, hash. Returns `""` if created, else the holder's nick.
 const CREATE_SCRIPT: &str = r#"
 local held = redis.call('HGET', KEYS[1], 'nick')
 if held then return held end
 redis.call('HSET', KEYS[1], 'nick', ARGV[1], 'hash', ARGV[2])
+redis.call('DEL', KEYS[2])
 return ''
 "#;
 
@@ -91,8 +93,9 @@ impl Accounts for Redis {
     fn create_account(&self, nick: &str, skeleton: &str, hash: &str) -> Reply<'_, Registered> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(CREATE_SCRIPT)
-            .arg(1)
+            .arg(2)
             .arg(key_account(skeleton))
+            .arg(super::key_blocks(nick))
             .arg(nick)
             .arg(hash);
         Box::pin(async move {

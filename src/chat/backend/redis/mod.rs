@@ -286,6 +286,10 @@ fn key_mod(key: &str) -> String {
 fn key_mutes(key: &str) -> String {
     format!("chat:mutes:{key}")
 }
+/// A user's blocks (set of nicks).
+fn key_blocks(nick: &str) -> String {
+    format!("chat:blocks:{nick}")
+}
 /// A room's rules in force (hash, rule → its latest event, as logged).
 fn key_rules(key: &str) -> String {
     format!("chat:rules:{key}")

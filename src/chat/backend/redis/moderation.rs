@@ -22,7 +22,7 @@ use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
-use super::{Redis, unavailable};
+use super::{Redis, key_blocks, unavailable};
 use crate::chat::backend::moderation::{
     AdminOp, AuditEntry, Moderation, Until, admin_said, ban_detail, in_force, page,
 };
@@ -32,10 +32,6 @@ const KEY_ADMINS: &str = "chat:admins";
 const KEY_BANS: &str = "chat:bans";
 const KEY_AUDIT: &str = "chat:audit:*";
 const KEY_AUDIT_N: &str = "chat:audit:*:n";
-
-fn key_blocks(nick: &str) -> String {
-    format!("chat:blocks:{nick}")
-}
 
 /// Appends an entry to the server's audit, giving it the next id.
 /// KEYS: the list, its counter. ARGV: the entry's JSON (its id is set).

@@ -314,3 +314,24 @@ async fn a_room_left_ownerless_is_not_claimed_on_another_server() {
     let e = dan.next_of("error").await;
     assert_eq!(e["code"], "forbidden", "{e}");
 }
+
+/// Review finding 11: a store that cannot say whether a nick is banned
+/// from the server does not let it in (fails closed): the `hello` gets
+/// `unavailable` and the close says to try again later (1013).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_the_store_cannot_check_for_a_ban_is_refused_not_let_in() {
+    let mut redis = Redis::start("mod-ban-down").await;
+    let a = server(&redis).await;
+    user(&a, "ann", false).await;
+    redis.kill();
+    let hello = json!({"type": "hello", "token": common::chat::token_as(SECRET, "troll", false)});
+    let mut c = Client::greet(a.addr, hello).await;
+    // Refused at once: no `welcome` first.
+    let first = c.event(Duration::from_secs(5)).await.expect("an answer");
+    assert_eq!(
+        (first["type"].as_str(), first["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{first}"
+    );
+    assert_eq!(c.close_code(Duration::from_secs(5)).await, Some(1013));
+}

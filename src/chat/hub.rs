@@ -340,6 +340,8 @@ pub struct Hub {
     /// Rooms whose rules may miss an event: read again at the tick
     /// (`moderation::reload`). A leaf lock.
     stale_rules: Mutex<BTreeSet<String>>,
+    /// Server bans signalled so far ([`Hub::bans_signalled`]).
+    bans_signalled: AtomicU64,
 }
 
 impl Hub {
@@ -370,6 +372,7 @@ impl Hub {
             admins_seen: Mutex::new(BTreeSet::new()),
             expiring: Mutex::new(BTreeSet::new()),
             stale_rules: Mutex::new(BTreeSet::new()),
+            bans_signalled: AtomicU64::new(0),
         }
     }
 

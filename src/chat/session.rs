@@ -254,16 +254,6 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    // Issue 17: a nick banned from the server says no more than this.
-    if let Some(nick) = nick.as_deref()
-        && hub.banned_from_server(nick).await.unwrap_or(false)
-    {
-        let refusal = hub::banned_nick(nick);
-        let _ = ws.queue(Message::text(error_json(&refusal, None)));
-        let code = CloseCode::try_from(hub::BANNED_CLOSE).unwrap_or(CloseCode::POLICY_VIOLATION);
-        let _ = ws.close(Some(CloseFrame::new(code, "banned"))).await;
-        return None;
-    }
     // A guest's secret may prove it owns a nick held on another server;
     // a token's user owns its nick anyway.
     let remote_reclaim = match standing {
@@ -284,11 +274,15 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         Err(refusal) => {
             hub.metrics.errors.inc();
             let _ = ws.queue(Message::text(error_json(&refusal, None)));
-            let code = CloseCode::try_from(4002).unwrap_or(CloseCode::POLICY_VIOLATION);
-            let reason = match refusal.code {
-                ErrorCode::TooManyConnections => "too many connections",
-                _ => "no nick to give: ask for another",
+            // Issue 17: a nick banned from the server says no more than
+            // this (4004); a store that cannot say whether it is, 1013.
+            let (code, reason) = match refusal.code {
+                ErrorCode::Banned => (hub::BANNED_CLOSE, "banned"),
+                ErrorCode::Unavailable => (1013, "try again later"),
+                ErrorCode::TooManyConnections => (4002, "too many connections"),
+                _ => (4002, "no nick to give: ask for another"),
             };
+            let code = CloseCode::try_from(code).unwrap_or(CloseCode::POLICY_VIOLATION);
             let _ = ws.close(Some(CloseFrame::new(code, reason))).await;
             None
         }

@@ -331,6 +331,12 @@ impl Hub {
         Ok(Some(ServerMsg::Moderation(&event).to_json()))
     }
 
+    /// How many server bans were signalled here so far: a `hello` that
+    /// sees it change while it is admitted checks its nick's ban again.
+    pub fn bans_signalled(&self) -> u64 {
+        self.bans_signalled.load(Ordering::Relaxed)
+    }
+
     /// Whether `nick` is banned from the server now (a `hello` is refused).
     pub async fn banned_from_server(&self, nick: &str) -> Result<bool, Refusal> {
         let ban = self
@@ -346,6 +352,7 @@ impl Hub {
     /// and they are gone at once: a post of theirs still waiting for the
     /// store may be dropped, and the hub takes no more from them.
     pub(super) fn close_banned(&self, nick: &str) {
+        self.bans_signalled.fetch_add(1, Ordering::Relaxed);
         for c in lock(&self.users).holders(nick) {
             c.gone.store(true, Ordering::Relaxed);
             c.outbox.abort(banned_close());

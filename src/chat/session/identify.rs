@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use super::super::accounts::{self, Accounts, Mode, TokenError, tokens};
-use super::super::hub::{Client, Hub, Standing};
+use super::super::hub::{Client, Hub, Standing, banned_nick};
 use super::super::protocol::{ErrorCode, Refusal};
 use super::{Auth, verify};
 
@@ -201,10 +201,34 @@ pub async fn admit(
         .accounts
         .as_deref()
         .filter(|_| standing == Standing::Guest);
+    // Issue 17: a nick banned from the server is refused (then closed
+    // with 4004). A store that cannot say is not taken as "not banned".
+    let bans = hub.bans_signalled();
+    if let Some(nick) = nick {
+        match hub.banned_from_server(nick).await {
+            Ok(false) => {}
+            Ok(true) => return Err(banned_nick(nick)),
+            Err(_) => {
+                return Err(Refusal::new(
+                    ErrorCode::Unavailable,
+                    "the server cannot tell now whether this nick may connect; try again",
+                ));
+            }
+        }
+    }
     let mut avoid = Vec::new();
     loop {
         let client = hub.admit_avoiding(nick, session, remote_reclaim, standing, &avoid)?;
         if !unfit(hub, accounts, nick, &client.nick).await {
+            // A ban signalled while this hello was admitted found no
+            // connection of the nick to close: checked again then
+            // (review finding 11), failing closed.
+            if hub.bans_signalled() != bans
+                && hub.banned_from_server(&client.nick).await.unwrap_or(true)
+            {
+                hub.unregister(&client);
+                return Err(banned_nick(&client.nick));
+            }
             return Ok(client);
         }
         hub.unregister(&client);

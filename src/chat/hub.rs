@@ -715,25 +715,53 @@ impl Hub {
                 format!("join {room} first"),
             ));
         }
-        self.may_post(client, room)?;
-        self.append(client, Conversation::Room(room.to_owned()), text, client_id)
+        let after = self.may_post(client, room)?;
+        let event = (
+            Conversation::Room(room.to_owned()),
+            text,
+            EventKind::default(),
+        );
+        self.append_posted(client, event, client_id, after)
     }
 
     /// Whether `client` may post to `room` now (issue 17: not muted, not
-    /// sooner than slow mode allows).
-    fn may_post(&self, client: &Client, room: &str) -> Result<(), Refusal> {
-        match self.find_room(room) {
-            Some(room_arc) => {
-                let mut r = lock(&room_arc);
-                self.check_post(client, &mut r)?;
-                // Slow-mode stamps are dropped at the tick once old.
-                if r.rules.as_ref().is_some_and(|x| !x.last_post.is_empty()) {
-                    self.keep_ticking(room);
-                }
-                Ok(())
-            }
-            None => Ok(()),
+    /// sooner than slow mode allows), and what to undo if the post is not
+    /// stored after all (its slow-mode stamp).
+    fn may_post(&self, client: &Client, room: &str) -> Result<pending::After, Refusal> {
+        let Some(room_arc) = self.find_room(room) else {
+            return Ok(pending::After::Nothing);
+        };
+        let mut r = lock(&room_arc);
+        let stamp = self.check_post(client, &mut r)?;
+        // Slow-mode stamps are dropped at the tick once old.
+        if r.rules.as_ref().is_some_and(|x| !x.last_post.is_empty()) {
+            self.keep_ticking(room);
         }
+        Ok(
+            stamp.map_or(pending::After::Nothing, |at| pending::After::Unstamp {
+                room: Arc::downgrade(&room_arc),
+                at,
+            }),
+        )
+    }
+
+    /// A post's [`append_then`](Self::append_then): a refusal at once (the
+    /// store busy) withdraws its slow-mode stamp too, as a later one does
+    /// (review finding 8: a post that was not stored does not slow its
+    /// writer).
+    fn append_posted(
+        &self,
+        client: &Arc<Client>,
+        event: (Conversation, &str, EventKind),
+        client_id: &str,
+        after: pending::After,
+    ) -> Result<(), Refusal> {
+        let undo = after.undo_now(&client.nick);
+        let appended = self.append_then(client, event, Some(client_id), after);
+        if appended.is_err() {
+            undo();
+        }
+        appended
     }
 
     /// A private message: once stored, to every connection of `to` and of

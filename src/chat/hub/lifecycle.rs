@@ -310,11 +310,12 @@ impl Hub {
         reply_to: u64,
     ) -> Result<(), Refusal> {
         let conv = self.conversation(client, room, dm)?;
-        if let Some(room) = room {
-            self.may_post(client, room)?;
-        }
+        let after = match room {
+            Some(room) => self.may_post(client, room)?,
+            None => super::pending::After::Nothing,
+        };
         let kind = EventKind::msg(Some(reply_to));
-        self.append_event(client, conv, text, kind, Some(client_id))
+        self.append_posted(client, (conv, text, kind), client_id, after)
     }
 
     /// `room`'s events with `after < id <= upto` (the newest `limit`), as

@@ -520,17 +520,20 @@ impl Hub {
 
     /// Before a post to `room` (locked by the caller as `r`): refused if
     /// `client` is muted there, or posts sooner than slow mode allows.
-    pub(super) fn check_post(&self, client: &Client, r: &mut Room) -> Result<(), Refusal> {
+    /// The slow-mode stamp it kept for the post, if any (to be withdrawn
+    /// if the post is not stored after all).
+    pub(super) fn check_post(&self, client: &Client, r: &mut Room) -> Result<Option<u64>, Refusal> {
         let role = self.role_of(client, r.rules.as_deref());
         let Some(rules) = r.rules.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let now = now_ms();
         unmuted(client, rules, now)?;
         if rules.slow > 0 && role < Role::Moderator {
             rules.slow_post(&client.nick, now)?;
+            return Ok(Some(now));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Before an edit of or a reaction to a message of `room`: refused if

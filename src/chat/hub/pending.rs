@@ -37,16 +37,57 @@ pub(super) enum After {
     /// The ownership claim of a room's first verified user: if it is not
     /// stored, the room is claimable again (by the next verified join).
     Unclaim(Weak<Mutex<Room>>),
+    /// A post in slow mode, stamped `at`: if it is not stored, the stamp
+    /// is withdrawn (the writer is not slowed by a post nobody saw).
+    Unstamp {
+        /// The room.
+        room: Weak<Mutex<Room>>,
+        /// The stamp kept for the post (ms).
+        at: u64,
+    },
+}
+
+impl After {
+    /// What to undo for `nick` if the event is refused before the store
+    /// takes it (the `After` itself goes with the ack).
+    pub(super) fn undo_now(&self, nick: &str) -> impl FnOnce() + use<> {
+        let undo = match self {
+            After::Unstamp { room, at } => Some((room.clone(), *at, nick.to_owned())),
+            _ => None,
+        };
+        move || {
+            if let Some((room, at, nick)) = undo {
+                unstamp(&room, &nick, at);
+            }
+        }
+    }
+}
+
+/// Withdraws `nick`'s slow-mode stamp `at` in `room`, unless a later post
+/// replaced it.
+fn unstamp(room: &Weak<Mutex<Room>>, nick: &str, at: u64) {
+    if let Some(room) = room.upgrade()
+        && let Some(rules) = lock(&room).rules.as_mut()
+        && rules.last_post.get(nick) == Some(&at)
+    {
+        rules.last_post.remove(nick);
+    }
 }
 
 impl Pending {
-    /// The event was not stored: an ownership claim is withdrawn.
+    /// The event was not stored: an ownership claim, or a post's
+    /// slow-mode stamp, is withdrawn.
     fn failed(&self) {
-        if let After::Unclaim(room) = &self.after
-            && let Some(room) = room.upgrade()
-            && let Some(rules) = lock(&room).rules.as_mut()
-        {
-            rules.owner_asked = false;
+        match &self.after {
+            After::Unclaim(room) => {
+                if let Some(room) = room.upgrade()
+                    && let Some(rules) = lock(&room).rules.as_mut()
+                {
+                    rules.owner_asked = false;
+                }
+            }
+            After::Unstamp { room, at } => unstamp(room, &self.sender.nick, *at),
+            After::Nothing | After::Echo(_) => {}
         }
     }
 }

@@ -587,3 +587,25 @@ fn a_claim_the_store_failed_is_asked_again_by_the_next_verified_join() {
     let r = super::super::lock(&room_arc);
     assert!(r.rules.as_ref().unwrap().owners.contains("bob"));
 }
+
+/// Review finding 8: a post in slow mode that the store did not keep
+/// does not slow its writer; one it kept does.
+#[test]
+fn a_slowed_post_the_store_failed_does_not_count_against_its_writer() {
+    let (hub, memory) = hub();
+    let (ann, bob) = owner_and_poster(&hub, &memory);
+    let slow = ClientMsg::Slow {
+        room: "general".into(),
+        seconds: 60,
+    };
+    rt().block_on(hub.moderate(&ann, slow)).unwrap();
+    memory.commit();
+    hub.post(&bob, "general", "lost", "s1").unwrap();
+    memory.commit_where(|_| false); // accepted, then not stored
+    frames(&bob);
+    hub.post(&bob, "general", "kept", "s2")
+        .expect("the lost post did not start bob's interval");
+    memory.commit();
+    let refused = hub.post(&bob, "general", "too soon", "s3").unwrap_err();
+    assert_eq!(refused.code, super::super::ErrorCode::SlowMode);
+}

@@ -155,6 +155,14 @@ package_contents() {
     # packaged crate alone builds (about a minute once `cargo test` has
     # built the dependencies, hence this step's place after it).
     cargo publish --dry-run --allow-dirty --quiet
+    # That builds the library and the binary; the examples too must build
+    # from the package alone (the walkthrough's session is its one file
+    # from tests/). Same target directory, so the dependencies are reused.
+    local version target
+    version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+    target="${CARGO_TARGET_DIR:-$PWD/target}"
+    CARGO_TARGET_DIR="$target" cargo build --quiet --examples --all-features \
+        --manifest-path "$target/package/rfc6455-$version/Cargo.toml"
 }
 
 # --- 3. run -----------------------------------------------------------------

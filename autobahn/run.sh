@@ -22,6 +22,12 @@
 #   AUTOBAHN_EXPECT_CASES       cases a full run must have          (default 517)
 #   AUTOBAHN_NO_BUILD=1         skip `cargo build` (use the existing binary)
 #   AUTOBAHN_TESTEE             testee binary        (default target/release/rfc6455)
+#   AUTOBAHN_SERVER_EXAMPLE     server role only: test an example instead of
+#                               `rfc6455 echo`: axum_echo or hyper_echo (built
+#                               with --features axum|hyper, run as
+#                               `target/release/examples/NAME 127.0.0.1:PORT`,
+#                               echo at /ws). They leave permessage-deflate
+#                               off, so sections 12 and 13 may be UNIMPLEMENTED.
 #
 # Logs of wstest and the testee go to target/autobahn-logs/.
 set -euo pipefail
@@ -32,7 +38,7 @@ cd "$REPO_ROOT"   # the configs' report paths are relative to the repo root
 ROLE="${1:-all}"
 case "$ROLE" in
     server|client|all) ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $0 [server|client|all]" >&2; exit 2 ;;
 esac
 [[ $# -le 1 ]] || { echo "usage: $0 [server|client|all]" >&2; exit 2; }
@@ -44,6 +50,17 @@ RUN_TIMEOUT="${AUTOBAHN_RUN_TIMEOUT:-1200}"
 BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1200}"
 EXPECT_CASES="${AUTOBAHN_EXPECT_CASES:-517}"
 TESTEE="${AUTOBAHN_TESTEE:-target/release/rfc6455}"
+EXAMPLE="${AUTOBAHN_SERVER_EXAMPLE:-}"
+case "$EXAMPLE" in
+    '') ;;
+    axum_echo) EXAMPLE_FEATURE=axum ;;
+    hyper_echo) EXAMPLE_FEATURE=hyper ;;
+    *) echo "AUTOBAHN_SERVER_EXAMPLE must be axum_echo or hyper_echo, not $EXAMPLE" >&2; exit 2 ;;
+esac
+if [[ -n "$EXAMPLE" && "$ROLE" != server ]]; then
+    echo "AUTOBAHN_SERVER_EXAMPLE tests the server role only: run.sh server" >&2
+    exit 2
+fi
 AGENT=rfc6455
 STARTUP_TIMEOUT=30     # seconds to wait for a background server's port
 LOG_DIR="$REPO_ROOT/target/autobahn-logs"
@@ -100,19 +117,19 @@ ensure_port_free() {
 
 # wstest reads its settings from a JSON file; with non-default ports, use a
 # copy of the config that has the port replaced.
-config_for() {   # config_for CONFIG_FILE DEFAULT_PORT PORT -> prints the file to use
-    local config="$1" default_port="$2" port="$3"
-    if [[ "$port" == "$default_port" ]]; then
+config_for() {   # config_for CONFIG_FILE DEFAULT_PORT PORT [PATH] -> prints the file to use
+    local config="$1" default_port="$2" port="$3" path="${4:-}"
+    if [[ "$port" == "$default_port" && -z "$path" ]]; then
         echo "$config"
         return
     fi
     local copy="$LOG_DIR/$(basename "$config")"
-    python3 - "$config" "$copy" "$default_port" "$port" <<'EOF'
+    python3 - "$config" "$copy" "$default_port" "$port" "$path" <<'EOF'
 import json, sys
-src, dst, old, new = sys.argv[1:]
+src, dst, old, new, path = sys.argv[1:]
 with open(src) as f:
     spec = json.load(f)
-fix = lambda url: url.replace(":%s" % old, ":%s" % new)
+fix = lambda url: url.replace(":%s" % old, ":%s" % new) + path
 if "url" in spec:
     spec["url"] = fix(spec["url"])
 for server in spec.get("servers", []):
@@ -132,13 +149,21 @@ run_server_role() {
     ensure_port_free "$SERVER_PORT"
     rm -rf autobahn/reports/server
 
-    "$TESTEE" echo --deflate --listen "$HOST:$SERVER_PORT" >"$testee_log" 2>&1 &
+    local path=""
+    if [[ -n "$EXAMPLE" ]]; then
+        # The examples take the address as their first argument and serve
+        # echo at /ws only.
+        "target/release/examples/$EXAMPLE" "$HOST:$SERVER_PORT" >"$testee_log" 2>&1 &
+        path=/ws
+    else
+        "$TESTEE" echo --deflate --listen "$HOST:$SERVER_PORT" >"$testee_log" 2>&1 &
+    fi
     pid=$!
     BG_PIDS+=("$pid")
     wait_for_port "$SERVER_PORT" "$pid" "$testee_log"
 
     local config
-    config="$(config_for autobahn/fuzzingclient.json 9001 "$SERVER_PORT")"
+    config="$(config_for autobahn/fuzzingclient.json 9001 "$SERVER_PORT" "$path")"
     log "running all cases (log: $wstest_log, limit ${RUN_TIMEOUT}s)"
     timeout "$RUN_TIMEOUT" "$WSTEST" -m fuzzingclient -s "$config" >"$wstest_log" 2>&1 || rc=$?
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -191,11 +216,22 @@ bash autobahn/install.sh
 WSTEST="$(bash autobahn/install.sh --print-wstest 2>/dev/null)"
 [[ -x "$WSTEST" ]] || die "wstest wrapper not found after install"
 
-if [[ "${AUTOBAHN_NO_BUILD:-0}" != 1 ]]; then
-    log "cargo build --release --bin rfc6455"
-    timeout "$BUILD_TIMEOUT" cargo build --release --bin rfc6455 || die "cargo build failed"
+if [[ -n "$EXAMPLE" ]]; then
+    if [[ "${AUTOBAHN_NO_BUILD:-0}" != 1 ]]; then
+        log "cargo build --release --example $EXAMPLE --features $EXAMPLE_FEATURE"
+        timeout "$BUILD_TIMEOUT" cargo build --release --example "$EXAMPLE" --features "$EXAMPLE_FEATURE" \
+            || die "cargo build failed"
+    fi
+    [[ -x "target/release/examples/$EXAMPLE" ]] || die "example target/release/examples/$EXAMPLE not found"
+    AGENT_CHECK_ARGS=(--allow-unimplemented 12,13)
+else
+    if [[ "${AUTOBAHN_NO_BUILD:-0}" != 1 ]]; then
+        log "cargo build --release --bin rfc6455"
+        timeout "$BUILD_TIMEOUT" cargo build --release --bin rfc6455 || die "cargo build failed"
+    fi
+    [[ -x "$TESTEE" ]] || die "testee binary $TESTEE not found"
+    AGENT_CHECK_ARGS=()
 fi
-[[ -x "$TESTEE" ]] || die "testee binary $TESTEE not found"
 
 if [[ "$ROLE" == all ]]; then
     # The two roles share nothing but the binary just built: their own
@@ -223,7 +259,8 @@ for role in "${ROLES[@]}"; do
     problems=()
     "run_${role}_role" || problems+=("run failed")
     # Check the report even after a failed run: it shows how far it got.
-    python3 autobahn/check.py --agent "$AGENT" --expect-cases "$EXPECT_CASES" "$role" \
+    python3 autobahn/check.py --agent "$AGENT" --expect-cases "$EXPECT_CASES" \
+        "${AGENT_CHECK_ARGS[@]+"${AGENT_CHECK_ARGS[@]}"}" "$role" \
         || problems+=("report check failed")
     if [[ ${#problems[@]} -eq 0 ]]; then
         ROLE_RESULT[$role]=PASS

@@ -130,6 +130,44 @@ tls_provider() {
     echo "TLS: one crypto provider, ring; no aws-lc-rs"
 }
 
+package_contents() {
+    # The crate as users get it (Cargo.toml `include`): the library, the
+    # binary, the page it embeds (web/), the examples, the docs, and none
+    # of what only this repository's tests and tools need. `--allow-dirty`
+    # so that the check also runs on a working tree with edits.
+    local files
+    files=$(cargo package --list --allow-dirty --quiet)
+    local banned
+    banned=$(grep -E '^(fuzz|loadtest|autobahn|benches|scripts|target|\.ci)/|node_modules|(^|/)reports?/|corpus|\.db$|^tests/' <<<"$files" \
+        | grep -vx 'tests/walkthrough/session.rs' || true)
+    if [[ -n "$banned" ]]; then
+        echo "the package holds files no user needs (Cargo.toml include):" >&2
+        echo "$banned" >&2
+        return 1
+    fi
+    local f
+    for f in Cargo.toml README.md LICENSE-MIT LICENSE-APACHE src/lib.rs src/main.rs \
+        web/index.html docs/PROTOCOL.md examples/axum_echo.rs tests/walkthrough/session.rs; do
+        if ! grep -qx "$f" <<<"$files"; then
+            echo "the package lacks $f" >&2
+            return 1
+        fi
+    done
+    echo "the package holds $(wc -l <<<"$files") files, none of the repository's tooling"
+    # What crates.io would check before an upload, without uploading: the
+    # packaged crate alone builds (about a minute once `cargo test` has
+    # built the dependencies, hence this step's place after it).
+    cargo publish --dry-run --allow-dirty --quiet
+    # That builds the library and the binary; the examples too must build
+    # from the package alone (the walkthrough's session is its one file
+    # from tests/). Same target directory, so the dependencies are reused.
+    local version target
+    version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+    target="${CARGO_TARGET_DIR:-$PWD/target}"
+    CARGO_TARGET_DIR="$target" cargo build --quiet --examples --all-features \
+        --manifest-path "$target/package/rfc6455-$version/Cargo.toml"
+}
+
 # --- 3. run -----------------------------------------------------------------
 
 run_step "install tools" install_tools
@@ -145,6 +183,7 @@ run_step "TLS: ring is the only crypto provider" tls_provider
 run_step "cargo test" cargo test --all-features
 run_step "cargo test (proto alone)" cargo test --lib --no-default-features
 run_step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+run_step "the package (cargo package --list, publish --dry-run)" package_contents
 if [[ -z "${CHECK_SKIP_BROWSER:-}" ]]; then
     # Installs Debian's chromium and the npm packages when missing.
     run_step "chat in real Chromium (playwright-core)" bash scripts/browser-test.sh

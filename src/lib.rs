@@ -66,10 +66,22 @@
 //!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 #![forbid(unsafe_code)]
+// docs.rs (Cargo.toml's [package.metadata.docs.rs]) builds every feature
+// with `--cfg docsrs`: items behind a feature then say which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 #[cfg(feature = "chat")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chat")))]
 pub mod chat;
+
+// The README's `rust` blocks (axum, hyper, TLS, our own server and client),
+// compiled by `cargo test --doc` so that none of them drifts from the API.
+// They need the features they show, hence the gate.
+#[cfg(all(doctest, feature = "axum", feature = "tls"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub mod proto;
 #[cfg(feature = "transport")]
+#[cfg_attr(docsrs, doc(cfg(feature = "transport")))]
 pub mod transport;

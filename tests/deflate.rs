@@ -19,10 +19,11 @@ mod common;
 use bytes::Bytes;
 use common::workload::{Op, apply, drain, messages};
 use proptest::prelude::*;
+use rfc6455::proto::deflate::DeflateParams;
 use rfc6455::proto::deflate::codec::Compressor;
 use rfc6455::proto::{
-    ClientHandshake, Config, Connection, DeflateConfig, DeflateParams, Error, FrameHeader, MaskRng,
-    Message, OpCode, PreparedFrame, Role, ServerHandshake, WsUrl,
+    ClientHandshake, Config, Connection, DeflateConfig, Error, FrameHeader, MaskRng, Message,
+    OpCode, PreparedFrame, Role, ServerHandshake, WsUrl,
 };
 
 // --- plumbing ----------------------------------------------------------------

@@ -6,9 +6,9 @@
 //! sends one compressed reply, then sits idle with its buffers released;
 //! what it still holds is what an idle connection of that mode costs.
 
+use rfc6455::proto::deflate::DeflateParams;
 use rfc6455::proto::{
-    ClientHandshake, Config, Connection, DeflateConfig, DeflateParams, Message, Role,
-    ServerHandshake, WsUrl,
+    ClientHandshake, Config, Connection, DeflateConfig, Message, Role, ServerHandshake, WsUrl,
 };
 
 #[global_allocator]

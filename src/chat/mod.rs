@@ -5,6 +5,40 @@
 //! the WebSocket endpoint at `/ws`, `/healthz` and `/metrics`. The wire
 //! protocol is `docs/PROTOCOL.md`, implemented in `protocol.rs`.
 //!
+//! A server on a free loopback port, with its history in a SQLite file,
+//! asked for `/healthz` over plain HTTP on the port that also serves
+//! `/ws`, then shut down (the crate root's example talks to it over a
+//! WebSocket):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use rfc6455::chat::{ChatConfig, serve};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let dir = std::env::temp_dir().join(format!("rfc6455-chat-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(serve(listener, ChatConfig::new(dir.join("chat.db")), async {
+//!     let _ = stopped.await;
+//! }));
+//!
+//! let mut http = tokio::net::TcpStream::connect(addr).await?;
+//! http.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+//!     .await?;
+//! let mut answer = Vec::new();
+//! http.read_to_end(&mut answer).await?;
+//! assert!(answer.starts_with(b"HTTP/1.1 200 "));
+//!
+//! let _ = stop.send(()); // clients get close 1001, the history is stored
+//! server.await??;
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```text
 //!  TCP ─ http.rs ─┬─ GET /, /app.js, /style.css, /healthz, /metrics
 //!                 └─ GET /ws ─ session.rs (a task per connection)
@@ -34,7 +68,7 @@ pub mod fdlimit;
 mod http;
 mod hub;
 mod metrics;
-pub mod origin;
+mod origin;
 mod outbox;
 pub mod protocol;
 mod redact;
@@ -59,7 +93,7 @@ pub use backend::DbSync;
 pub use backend::moderation::AdminOp;
 pub use backend::redis::ClusterConfig;
 pub use metrics::Metrics;
-pub use origin::Origin;
+pub use origin::{Origin, OriginError};
 pub use redact::RedactedUrl;
 
 /// Locks one of the chat's mutexes, through a poisoned one: every lock
@@ -107,6 +141,7 @@ pub struct ChatConfig {
     /// connection's TLS handshake runs in its own task, within the time
     /// allowed for the request head. Default `None`: plain http and `ws://`.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Most TCP connections open at once, of every kind: a TLS or HTTP
     /// handshake in progress, a page being served, a WebSocket. Each holds

@@ -96,7 +96,7 @@ impl Origin {
 
     /// Parses an origin as the `Origin` header carries it (RFC 6454 §6.2,
     /// §7.1): `scheme "://" host [ ":" port ]`, nothing after. `null` is
-    /// not an origin here: see [`OriginPolicy::check`].
+    /// not an origin here: the server's origin check (`OriginPolicy::check`) decides.
     pub fn parse(s: &str) -> Result<Self, OriginError> {
         let (scheme, rest) = s.split_once("://").ok_or(OriginError::MissingScheme)?;
         if rest.contains(['/', '?', '#']) {

@@ -69,7 +69,9 @@ fn xor_bytes(buf: &mut [u8], key: [u8; 4]) {
 }
 
 /// The byte-at-a-time definition from §5.3, kept as the reference the fast
-/// version is tested (and benchmarked) against.
+/// version is tested and benchmarked (`benches/codec.rs`) against. Public
+/// only for that bench, so hidden from the docs: use [`apply_mask`].
+#[doc(hidden)]
 pub fn apply_mask_naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= key[(offset + i) % 4];

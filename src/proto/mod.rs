@@ -16,7 +16,7 @@
 //! | `close.rs`      | §5.5.1, §7.4    | close codes and the Close payload                 |
 //! | `role.rs`       | §5.1            | [`Role`]: which end masks, which closes TCP first |
 //! | `connection/`   | §5.4–5.5, §7    | the state machine: shared state, reading, writing |
-//! | `deflate/`      | RFC 7692        | permessage-deflate: negotiation, and (feature `deflate`) compression |
+//! | `deflate/`      | RFC 7692        | [`deflate`]: permessage-deflate, negotiation and (feature `deflate`) compression |
 //! | `error.rs`      | §7.1.7, §7.4.1  | every violation and the close code it sends       |
 //! | `config.rs`     |                 | every limit, with its default and its source      |
 //!
@@ -48,24 +48,29 @@
 //! assert_eq!(&out[..2], &[0x81, 10]);
 //! ```
 
-pub mod close;
-pub mod config;
-pub mod connection;
+// One path per public item: the files are private modules, and every name
+// of RFC 6455 is re-exported here, at `proto::`, once. Each file's own
+// module doc (its RFC section, what it leaves to others) is for readers of
+// the source; the table above is its summary. `deflate` stays a public
+// module: RFC 7692 is an extension with names of its own (the parameters,
+// the codec), kept apart from RFC 6455's.
+mod close;
+mod config;
+mod connection;
 pub mod deflate;
-pub mod error;
-pub mod frame;
-pub mod handshake;
-pub mod mask;
-pub mod rng;
-pub mod role;
-pub mod utf8;
+mod error;
+mod frame;
+mod handshake;
+mod mask;
+mod rng;
+mod role;
+mod utf8;
 
 pub use close::{CloseCode, CloseFrame, ClosePayloadError, InvalidCloseCode, MAX_REASON_LEN};
 pub use config::{Config, DeflateConfig};
 #[cfg(feature = "transport")]
 pub(crate) use connection::contains_close;
 pub use connection::{Connection, Message, PreparedFrame, State};
-pub use deflate::DeflateParams;
 pub use error::{Error, ProtocolError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{

@@ -135,7 +135,7 @@ fn to_http_request(request: &Request) -> Result<http::Request<()>, HandshakeErro
 pub(super) fn switching_protocols(
     upgrade: &UpgradeRequest,
     protocol: Option<&str>,
-    deflate: Option<&crate::proto::DeflateParams>,
+    deflate: Option<&crate::proto::deflate::DeflateParams>,
 ) -> http::Response<()> {
     let mut response = http::Response::new(());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -168,8 +168,8 @@ fn set_handshake_fields(headers: &mut HeaderMap, upgrade: &UpgradeRequest) {
 fn finish_response(
     upgrade: &UpgradeRequest,
     mut response: http::Response<()>,
-    deflate: Option<crate::proto::DeflateParams>,
-) -> Result<(Vec<u8>, Option<crate::proto::DeflateParams>), HandshakeError> {
+    deflate: Option<crate::proto::deflate::DeflateParams>,
+) -> Result<(Vec<u8>, Option<crate::proto::deflate::DeflateParams>), HandshakeError> {
     let headers = response.headers_mut();
     set_handshake_fields(headers, upgrade);
     let mut protocols = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();

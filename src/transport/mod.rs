@@ -248,6 +248,7 @@ mod socket;
 mod split;
 mod stream;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 pub mod trace;
 #[cfg(feature = "hyper")]
@@ -260,6 +261,7 @@ use std::time::Duration;
 use crate::proto;
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::{WsRejection, WsUpgrade};
 pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_with, read_request};
 /// The `http` crate, whose types [`accept_with_callback`] and
@@ -275,6 +277,7 @@ pub use socket::WebSocket;
 pub use split::{WsReader, WsWriter};
 pub use stream::{Connector, MaybeTlsStream};
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use upgrade::{UpgradedStream, Upgrading, error_response, upgrade};
 
 /// Settings of the transport, on top of the protocol's limits.
@@ -419,6 +422,7 @@ pub enum Error {
     /// did not verify (`InvalidCertificate`, with the reason), the peer
     /// sent an alert, or it speaks no version or cipher we do.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     Tls(rustls::Error),
     /// A `wss://` URL, in a build without the `tls` feature.
     TlsUnsupported,

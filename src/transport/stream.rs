@@ -98,6 +98,7 @@ impl Connector {
     /// certificate. `ws://` URLs still connect without TLS, so one
     /// connector serves any URL a user types.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn with_tls(config: Arc<rustls::ClientConfig>) -> Self {
         Self {
             tls: Some(config),
@@ -215,6 +216,7 @@ pub enum MaybeTlsStream {
     Plain(TcpStream),
     /// `wss://`: TLS (rustls) over TCP (feature `tls`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 

@@ -58,7 +58,11 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{Config, Error, WebSocket};
 
+/// The `rustls` crate, whose configurations this module builds and takes,
+/// re-exported so a caller names the same version.
 pub use rustls;
+/// The `tokio-rustls` crate, whose streams carry `wss://`, re-exported so a
+/// caller names the same version.
 pub use tokio_rustls;
 
 /// The ALPN protocol both sides name: the opening handshake is HTTP/1.1

@@ -20,7 +20,8 @@ use hyper_util::rt::TokioIo;
 
 use super::http_types::switching_protocols;
 use super::{Config, Error, WebSocket};
-use crate::proto::{Connection, DeflateParams, Header, Request, Role, deflate};
+use crate::proto::deflate::{self, DeflateParams};
+use crate::proto::{Connection, Header, Request, Role};
 
 /// The stream a hyper upgrade gives: the HTTP/1.1 connection after the 101.
 pub type UpgradedStream = TokioIo<Upgraded>;

@@ -102,6 +102,9 @@ impl Default for HashConfig {
 impl HashConfig {
     /// The cheapest parameters Argon2 allows (8 KiB, one pass), for tests
     /// that hash many times; never for a real server.
+    // A test hook (tests/accounts.rs and others): public for the
+    // integration tests, hidden from the docs so no server reaches for it.
+    #[doc(hidden)]
     pub fn cheap() -> Self {
         Self {
             memory_kib: Params::MIN_M_COST,

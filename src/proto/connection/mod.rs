@@ -1,60 +1,11 @@
 //! RFC 6455 §5.4–§5.5 and §7: the connection state machine.
 //!
-//! A [`Connection`] is what is left of a WebSocket once the handshake is
-//! done: bytes in, messages out; messages in, bytes out. It does no I/O and
-//! reads no clock. The I/O layer calls it in this order:
-//!
-//! 1. **Input.** Hand it what was read: [`receive`](Connection::receive)
-//!    (or append to [`read_buffer`](Connection::read_buffer)), and
-//!    [`receive_eof`](Connection::receive_eof) when the peer closed TCP.
-//! 2. **Events.** Call [`poll_message`](Connection::poll_message) until it
-//!    returns `Ok(None)` ("need more bytes"). Frames are parsed lazily here,
-//!    so a caller that stops polling stops the buffer from growing beyond
-//!    one frame. An `Err` is sticky and means the connection has failed: a
-//!    Close frame with the error's code is already queued.
-//! 3. **Commands**, any time: [`send_text`](Connection::send_text),
-//!    [`send_binary`](Connection::send_binary), fragments, pings,
-//!    [`send_prepared`](Connection::send_prepared) for an encode-once
-//!    broadcast frame, and [`close`](Connection::close).
-//! 4. **Output.** Write every chunk [`poll_transmit`](Connection::poll_transmit)
-//!    returns, in order (several at once with a vectored write).
-//! 5. **Closing.** When [`should_close_tcp`](Connection::should_close_tcp)
-//!    is true, close TCP once the output is written, under a close timer:
-//!    a peer that never reads would keep the output, and the connection,
-//!    waiting for ever. While
-//!    [`awaiting_close`](Connection::awaiting_close) is true, run a close
-//!    timer; when it fires, close TCP.
-//!
-//! # States
-//!
-//! The RFC's CONNECTING state (§4) is the handshake's (`handshake/`); a
-//! `Connection` is born OPEN. The state is not stored beside the facts that
-//! decide it: the connection records three things as they happen (our
-//! Close went out, the peer's Close came in, the connection failed) and
-//! [`Connection::state`] derives the state from them in one `match`. This
-//! table is what each input records, and the state that follows:
-//!
-//! | state   | input                 | records        | next    | also                                   |
-//! |---------|-----------------------|----------------|---------|----------------------------------------|
-//! | Open    | we send Close         | Close sent     | Closing | await the peer's Close (close timer)   |
-//! | Open    | peer's Close received | both Closes    | Closed  | echo its code (§5.5.1); server: close TCP, client: await TCP close |
-//! | Closing | peer's Close received | Close received | Closed  | server: close TCP; client: await TCP close |
-//! | any     | peer breaks the rules | failure        | Closed  | send Close with the code (§7.1.7); close TCP |
-//! | any     | TCP EOF               | failure        | Closed  | before a Close frame: 1006 (§7.1.5)     |
-//! | Closed  | anything              |                | Closed  | input discarded                        |
+//! The connection itself, its call order, its states and what a peer
+//! cannot make it do are documented on [`Connection`] (the module is
+//! private: `proto::Connection` is its one path).
 //!
 //! Reading (input and events) is in `read.rs`, writing (commands and
 //! output) in `write.rs`; this file holds what both share.
-//!
-//! # What a peer cannot make us do
-//!
-//! Every length is checked against [`Config`] as soon as the frame header
-//! is read, before the payload is buffered. A text frame is unmasked and
-//! UTF-8-checked as its bytes arrive, so invalid text fails at the frame,
-//! even the TCP read, where it appears (§8.1). A single-frame message is
-//! unmasked in place in the read buffer and split off as [`Bytes`] without a
-//! copy; fragments are gathered into one buffer. Pings pile up into at most
-//! one pending Pong (§5.5.3).
 
 use std::collections::VecDeque;
 
@@ -217,7 +168,58 @@ impl Outgoing {
 
 /// One WebSocket connection, after the handshake, as a state machine.
 ///
-/// See the [module documentation](self) for the order of calls.
+/// A [`Connection`] is what is left of a WebSocket once the handshake is
+/// done: bytes in, messages out; messages in, bytes out. It does no I/O and
+/// reads no clock. The I/O layer calls it in this order:
+///
+/// 1. **Input.** Hand it what was read: [`receive`](Connection::receive)
+///    (or append to [`read_buffer`](Connection::read_buffer)), and
+///    [`receive_eof`](Connection::receive_eof) when the peer closed TCP.
+/// 2. **Events.** Call [`poll_message`](Connection::poll_message) until it
+///    returns `Ok(None)` ("need more bytes"). Frames are parsed lazily here,
+///    so a caller that stops polling stops the buffer from growing beyond
+///    one frame. An `Err` is sticky and means the connection has failed: a
+///    Close frame with the error's code is already queued.
+/// 3. **Commands**, any time: [`send_text`](Connection::send_text),
+///    [`send_binary`](Connection::send_binary), fragments, pings,
+///    [`send_prepared`](Connection::send_prepared) for an encode-once
+///    broadcast frame, and [`close`](Connection::close).
+/// 4. **Output.** Write every chunk [`poll_transmit`](Connection::poll_transmit)
+///    returns, in order (several at once with a vectored write).
+/// 5. **Closing.** When [`should_close_tcp`](Connection::should_close_tcp)
+///    is true, close TCP once the output is written, under a close timer:
+///    a peer that never reads would keep the output, and the connection,
+///    waiting for ever. While
+///    [`awaiting_close`](Connection::awaiting_close) is true, run a close
+///    timer; when it fires, close TCP.
+///
+/// # States
+///
+/// The RFC's CONNECTING state (§4) is the handshake's (`handshake/`); a
+/// `Connection` is born OPEN. The state is not stored beside the facts that
+/// decide it: the connection records three things as they happen (our
+/// Close went out, the peer's Close came in, the connection failed) and
+/// [`Connection::state`] derives the state from them in one `match`. This
+/// table is what each input records, and the state that follows:
+///
+/// | state   | input                 | records        | next    | also                                   |
+/// |---------|-----------------------|----------------|---------|----------------------------------------|
+/// | Open    | we send Close         | Close sent     | Closing | await the peer's Close (close timer)   |
+/// | Open    | peer's Close received | both Closes    | Closed  | echo its code (§5.5.1); server: close TCP, client: await TCP close |
+/// | Closing | peer's Close received | Close received | Closed  | server: close TCP; client: await TCP close |
+/// | any     | peer breaks the rules | failure        | Closed  | send Close with the code (§7.1.7); close TCP |
+/// | any     | TCP EOF               | failure        | Closed  | before a Close frame: 1006 (§7.1.5)     |
+/// | Closed  | anything              |                | Closed  | input discarded                        |
+///
+/// # What a peer cannot make us do
+///
+/// Every length is checked against [`Config`] as soon as the frame header
+/// is read, before the payload is buffered. A text frame is unmasked and
+/// UTF-8-checked as its bytes arrive, so invalid text fails at the frame,
+/// even the TCP read, where it appears (§8.1). A single-frame message is
+/// unmasked in place in the read buffer and split off as [`Bytes`] without a
+/// copy; fragments are gathered into one buffer. Pings pile up into at most
+/// one pending Pong (§5.5.3).
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
@@ -290,6 +292,9 @@ impl Connection {
 
     /// Whether a compressor or decompressor is held between messages (for
     /// memory tests): `(compressor, decompressor)`.
+    // A test hook (tests/deflate.rs): public for the integration tests,
+    // hidden from the docs because no user needs it.
+    #[doc(hidden)]
     pub fn deflate_state_allocated(&self) -> (bool, bool) {
         self.deflate.is_allocated()
     }

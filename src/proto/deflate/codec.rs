@@ -111,6 +111,10 @@ impl Compressor {
     }
 
     /// Whether a compressor state is allocated (for memory tests).
+    // A test hook (tests/deflate_memory.rs, fuzz/inflate.rs): public so
+    // that integration tests and the fuzzer can reach it, hidden from the
+    // docs because no user needs it.
+    #[doc(hidden)]
     pub fn is_allocated(&self) -> bool {
         self.state.is_some()
     }
@@ -255,6 +259,10 @@ impl Decompressor {
     }
 
     /// Whether a decompressor state is allocated (for memory tests).
+    // A test hook (tests/deflate_memory.rs, fuzz/inflate.rs): public so
+    // that integration tests and the fuzzer can reach it, hidden from the
+    // docs because no user needs it.
+    #[doc(hidden)]
     pub fn is_allocated(&self) -> bool {
         self.state.is_some()
     }
@@ -302,6 +310,7 @@ impl PerMessageDeflate {
 
     /// Whether a compressor or decompressor is held between messages (for
     /// memory tests): `(compressor, decompressor)`.
+    #[doc(hidden)]
     pub fn is_allocated(&self) -> (bool, bool) {
         self.0.as_ref().map_or((false, false), |c| {
             (c.tx.is_allocated(), c.rx.is_allocated())

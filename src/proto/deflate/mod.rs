@@ -54,6 +54,7 @@ use super::config::{Config, DeflateConfig};
 use super::role::Role;
 
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub mod codec;
 #[cfg(feature = "deflate")]
 use codec as compression;
@@ -62,7 +63,10 @@ mod disabled;
 #[cfg(not(feature = "deflate"))]
 use disabled as compression;
 
-pub use compression::{PerMessageDeflate, compress_once};
+// The connection's codec state and the one-shot compressor are plumbing of
+// `Connection`: public once, as `codec::PerMessageDeflate` (with the
+// feature), not again here.
+pub(crate) use compression::{PerMessageDeflate, compress_once};
 
 /// The parameters of one `permessage-deflate` element of
 /// `Sec-WebSocket-Extensions`, in order, unquoted: `name` or `name=value`

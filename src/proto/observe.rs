@@ -101,6 +101,11 @@ impl FrameRing {
         self.records.drain(..).collect()
     }
 
+    /// Drops every record held (they do not count as dropped).
+    pub fn clear(&mut self) {
+        self.records.clear();
+    }
+
     /// Whether no record is held.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()

@@ -244,7 +244,9 @@ pub struct Connection {
     tx_message: Option<DataKind>,
     tx_utf8: Utf8Validator,
     /// Mask keys; created on a client's first frame, never on a server.
-    rng: Option<MaskRng>,
+    /// Boxed (120 bytes of ChaCha20 state): a server connection, which
+    /// never masks, holds a null pointer.
+    rng: Option<Box<MaskRng>>,
     /// permessage-deflate, when negotiated: it gives RSV1 its meaning
     /// (RFC 7692 §6).
     deflate: PerMessageDeflate,
@@ -302,7 +304,7 @@ impl Connection {
     /// Uses the given mask key stream instead of one seeded from the OS:
     /// for reproducible client output in tests and fuzzing.
     pub fn with_rng(mut self, rng: MaskRng) -> Self {
-        self.rng = Some(rng);
+        self.rng = Some(Box::new(rng));
         self
     }
 

@@ -333,7 +333,7 @@ impl Connection {
     /// A fresh masking key (§5.3), from a stream seeded on first use.
     fn mask_key(&mut self) -> [u8; 4] {
         self.rng
-            .get_or_insert_with(MaskRng::from_entropy)
+            .get_or_insert_with(|| Box::new(MaskRng::from_entropy()))
             .mask_key()
     }
 

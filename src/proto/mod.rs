@@ -57,7 +57,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
-pub mod observe;
+mod observe;
 pub mod rng;
 pub mod role;
 pub mod utf8;

@@ -212,15 +212,17 @@ fn event<'r>(records: impl Iterator<Item = &'r FrameRecord>, on: bool, dropped: 
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    /// `wire {on}`: starts or stops recording, and says so with a `wire`
-    /// event (no frames).
+    /// `wire {on}`: starts or stops recording (asked again, keeps what it
+    /// does), and says so with a `wire` event (no frames).
     pub(super) fn wire(&mut self, on: bool) {
-        let ring = on.then(|| Box::new(FrameRing::new(WIRE_FRAMES, WIRE_KEEP)));
-        let was = self.ws.set_frame_ring(ring).is_some();
-        match (was, on) {
-            (false, true) => self.hub.metrics.wire_connections.inc(),
-            (true, false) => self.hub.metrics.wire_connections.dec(),
-            _ => {}
+        let was = self.ws.connection().frame_ring().is_some();
+        if on && !was {
+            let ring = FrameRing::new(WIRE_FRAMES, WIRE_KEEP);
+            self.ws.set_frame_ring(Some(Box::new(ring)));
+            self.hub.metrics.wire_connections.inc();
+        } else if !on && was {
+            self.ws.set_frame_ring(None);
+            self.hub.metrics.wire_connections.dec();
         }
         let json = event([].iter(), on, 0);
         self.reply_json(json);
@@ -235,9 +237,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         };
         if ring.records().all(is_own) {
-            // Only our own frames: cleared, so that they do not pile up,
-            // and not answered, so that they make no more.
-            ring.clear();
+            // Only our own frames: not answered, so that they make no
+            // more. They wait to be counted in the next batch; each batch
+            // leaves one (the frame that carried it), so they never pile up.
             return;
         }
         let json = event(ring.records(), true, ring.dropped());

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
-use crate::proto::{Direction, FrameRecord, FrameRing, OpCode, PreparedFrame};
+use crate::proto::{Direction, FrameRecord, FrameRing, OpCode};
 use crate::transport::trace::close_code_meaning;
 
 /// The most frames a connection's ring holds between two batches.
@@ -249,12 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         }
         ring.clear();
-        let frame = if self.deflate {
-            self.hub.prepare(json)
-        } else {
-            PreparedFrame::text(json)
-        };
-        self.client.outbox.reply(frame, &self.hub.metrics);
+        self.reply_json(json);
     }
 
     /// The connection ends: it no longer counts as recording.

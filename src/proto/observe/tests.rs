@@ -260,7 +260,7 @@ mod compressed {
 
     fn pair() -> (Connection, Connection) {
         let params = deflate::accept(&[], &DeflateConfig::default()).expect("an agreement");
-        let server = recording(Role::Server, 8, 200).with_deflate(params.clone());
+        let server = recording(Role::Server, 8, 200).with_deflate(params);
         let client = recording(Role::Client, 8, 200).with_deflate(params);
         (server, client)
     }

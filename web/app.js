@@ -17,6 +17,7 @@ import { announce, toast, notify as notifyUser, askNotifyOnce } from './notices.
 import { MODE, ACCOUNTS } from './account.js';
 import { moderation } from './moderation.js';
 import { signin } from './signin.js';
+import { wirePanel } from './wire.js';
 
 // The search box asks the server once typing pauses this long.
 const SEARCH_DELAY_MS = 200;
@@ -305,7 +306,8 @@ const C = composer({
 });
 const jumpTo = (c, id) => C.jumpTo(c, id);
 const renderCompose = () => C.renderCompose();
-const handle = eventHandler({ ...app(), M });
+const W = wirePanel({ send });
+const handle = eventHandler({ ...app(), M, W });
 const SI = signin({ S, conn, notice, toast, send, setStatus, setComposerEnabled, hasToken, start });
 const acct = SI.acct;
 

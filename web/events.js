@@ -12,7 +12,7 @@ const REPAGE_MS = 5000;
 
 /** The handler of the server's events, over the app `A`. */
 export function eventHandler(A) {
-  const { S, M, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, notify, renderAll, renderLists, renderMessages, renderTyping, search, send, setComposerEnabled, show, toast } = A;
+  const { S, M, W, addMessage, conn, conv, convOf, current, jumpTo, loadMembers, markRead, notice, notify, renderAll, renderLists, renderMessages, renderTyping, search, send, setComposerEnabled, show, toast } = A;
   function handle(m) {
     switch (m.type) {
       case 'welcome': {
@@ -24,6 +24,7 @@ export function eventHandler(A) {
         conn.welcomed();
         const resumed = S.welcomed;
         S.welcomed = true;
+        W.onWelcome();
         notice('');
         const given = Array.isArray(m.rooms) ? m.rooms : [];
         for (const r of given) {
@@ -330,6 +331,7 @@ export function eventHandler(A) {
       case 'moderation': M.onModeration(m); break;
       case 'audit': M.onAudit(m); break;
       case 'blocks': M.onBlocks(m); break;
+      case 'wire': W.onWire(m); break;
       default: break;
     }
   }

@@ -92,6 +92,9 @@ pub struct Metrics {
     pub accept_errors: Counter,
     /// Connections that negotiated permessage-deflate (RFC 7692).
     pub connections_deflate: Counter,
+    /// Connections recording their frames for the page's wire panel
+    /// (issue 22).
+    pub wire_connections: Gauge,
     /// Frames received from clients.
     pub messages_in: Counter,
     /// Frames queued to clients.
@@ -115,7 +118,7 @@ pub struct Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, u64); 18] = [
+        let rows: [(&str, &str, &str, u64); 19] = [
             (
                 "chat_connections",
                 "gauge",
@@ -133,6 +136,12 @@ impl Metrics {
                 "counter",
                 "WebSocket connections with permessage-deflate.",
                 self.connections_deflate.get(),
+            ),
+            (
+                "chat_wire_connections",
+                "gauge",
+                "WebSocket connections recording their frames for the wire panel.",
+                self.wire_connections.get(),
             ),
             (
                 "chat_connections_refused_total",
@@ -287,6 +296,6 @@ mod tests {
         assert!(text.ends_with(
             "chat_history_write_errors_total 0\n# HELP chat_history_write_seconds From accepting a message to its commit.\n# TYPE chat_history_write_seconds summary\nchat_history_write_seconds_sum 0.0015\nchat_history_write_seconds_count 1\n# HELP chat_history_write_seconds_max Longest write so far.\n# TYPE chat_history_write_seconds_max gauge\nchat_history_write_seconds_max 0.0015\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 20);
+        assert_eq!(text.matches("# TYPE ").count(), 21);
     }
 }

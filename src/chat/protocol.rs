@@ -304,6 +304,12 @@ pub enum ClientMsg {
     },
     /// The users one blocks.
     Blocks {},
+    /// Issue 22: start or stop recording this connection's frames for the
+    /// page's wire panel (`wire` events carry them).
+    Wire {
+        /// Recording on or off.
+        on: bool,
+    },
     /// A page of `room`'s audit log (`*`: the server's; admins only).
     Audit {
         /// The room.
@@ -340,11 +346,12 @@ impl ClientMsg {
 }
 
 /// The `type`s a client may send, to tell an unknown type from a bad field.
-const CLIENT_TYPES: [&str; 27] = [
+const CLIENT_TYPES: [&str; 28] = [
     "hello", "join", "leave", "msg", "dm", "typing", "history", "members", "edit", "delete",
     "react", "read", "dms", "nick", "logout", // issue 17: moderation
     "kick", "ban", "unban", "mute", "unmute", "slow", "topic", "role", "block", "unblock",
-    "blocks", "audit",
+    "blocks", "audit", // issue 22: the wire panel
+    "wire",
 ];
 
 /// The `code` of an `error`: why a request was refused. These are the

@@ -41,6 +41,7 @@ use super::protocol::{
 mod convs;
 mod identify;
 mod moderation;
+mod wire;
 
 use identify::Identity;
 
@@ -197,6 +198,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     .instrument(span)
     .await;
+    session.wire_end();
     // The session's client, which a rename may have replaced.
     hub.unregister(&session.client);
     hub.metrics.connections.dec();
@@ -668,6 +670,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Next::Event(None) => return,
             }
+            // Issue 22: what the wire panel asked to see, if it did.
+            self.push_wire();
         }
     }
 
@@ -798,6 +802,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             | ClientMsg::Dms {}
             | ClientMsg::Nick { .. }
             | ClientMsg::Logout {}) => Box::pin(self.handle_convs(msg)).await,
+            ClientMsg::Wire { on } => self.wire(on),
             msg => Box::pin(self.handle_moderation(msg)).await,
         }
     }

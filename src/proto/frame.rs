@@ -81,9 +81,54 @@ impl OpCode {
         }
     }
 
+    /// The opcode's name in the RFC's words (§5.2): `"text"`, `"ping"`, …
+    pub const fn name(self) -> &'static str {
+        match self {
+            OpCode::Continuation => "continuation",
+            OpCode::Text => "text",
+            OpCode::Binary => "binary",
+            OpCode::Close => "close",
+            OpCode::Ping => "ping",
+            OpCode::Pong => "pong",
+        }
+    }
+
     /// Control frames have opcodes with the high bit set (§5.5).
     pub const fn is_control(self) -> bool {
         self.as_u8() & 0x8 != 0
+    }
+}
+
+/// How a header encodes the payload length (§5.2: "the minimal number of
+/// bytes MUST be used to encode the length").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthEncoding {
+    /// 0–125, in the 7 bits of the second byte.
+    Bits7,
+    /// 126–65,535: the 7 bits say 126, a 16-bit length follows.
+    Bits16,
+    /// Above 65,535: the 7 bits say 127, a 64-bit length follows.
+    Bits64,
+}
+
+impl LengthEncoding {
+    /// The encoding a length takes in its minimal form: the only one
+    /// [`FrameHeader::parse`] accepts and [`FrameHeader::encode`] writes.
+    pub const fn of(payload_len: u64) -> Self {
+        match payload_len {
+            0..=125 => Self::Bits7,
+            126..=0xFFFF => Self::Bits16,
+            _ => Self::Bits64,
+        }
+    }
+
+    /// `"7-bit"`, `"16-bit"` or `"64-bit"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Bits7 => "7-bit",
+            Self::Bits16 => "16-bit",
+            Self::Bits64 => "64-bit",
+        }
     }
 }
 
@@ -196,12 +241,17 @@ impl FrameHeader {
         Ok(Some((header, pos)))
     }
 
+    /// How the payload length is encoded: 7, 16 or 64 bits (§5.2).
+    pub const fn length_encoding(&self) -> LengthEncoding {
+        LengthEncoding::of(self.payload_len)
+    }
+
     /// The number of bytes [`encode`](Self::encode) writes.
     pub fn encoded_len(&self) -> usize {
-        let len = match self.payload_len {
-            0..=125 => 2,
-            126..=0xFFFF => 4,
-            _ => 10,
+        let len = match self.length_encoding() {
+            LengthEncoding::Bits7 => 2,
+            LengthEncoding::Bits16 => 4,
+            LengthEncoding::Bits64 => 10,
         };
         if self.mask.is_some() { len + 4 } else { len }
     }

@@ -16,12 +16,13 @@
 //! | `close.rs`      | §5.5.1, §7.4    | close codes and the Close payload                 |
 //! | `role.rs`       | §5.1            | [`Role`]: which end masks, which closes TCP first |
 //! | `connection/`   | §5.4–5.5, §7    | the state machine: shared state, reading, writing |
+//! | `observe.rs`    | §5.2, RFC 7692  | an opt-in, bounded record of the frames read and written |
 //! | `deflate/`      | RFC 7692        | [`deflate`]: permessage-deflate, negotiation and (feature `deflate`) compression |
 //! | `error.rs`      | §7.1.7, §7.4.1  | every violation and the close code it sends       |
 //! | `config.rs`     |                 | every limit, with its default and its source      |
 //!
 //! Modules depend on each other one way, never in a circle: `config`,
-//! `role`, `mask`, `rng`, `utf8`, `close`, `frame` and `error` need nothing
+//! `role`, `mask`, `rng`, `utf8`, `close`, `frame`, `observe` and `error` need nothing
 //! but each other's lower layers; `deflate` needs those; `handshake` needs
 //! `deflate` (to negotiate it); `connection` needs `deflate` (to compress)
 //! but never `handshake`.
@@ -62,6 +63,7 @@ mod error;
 mod frame;
 mod handshake;
 mod mask;
+mod observe;
 mod rng;
 mod role;
 mod utf8;
@@ -72,12 +74,13 @@ pub use config::{Config, DeflateConfig};
 pub(crate) use connection::contains_close;
 pub use connection::{Connection, Message, PreparedFrame, State};
 pub use error::{Error, ProtocolError};
-pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
+pub use frame::{FrameHeader, LengthEncoding, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode};
 pub use handshake::{
     ClientHandshake, Extension, GUID, HandshakeError, HeadReader, Header, Request, Response,
     ServerHandshake, UpgradeRequest, VERSION, WsUrl, accept_key, parse_extensions,
 };
 pub use mask::{apply_mask, apply_mask_naive};
+pub use observe::{Direction, FrameRecord, FrameRing};
 pub use rng::MaskRng;
 pub use role::Role;
 pub use utf8::{InvalidUtf8, Utf8Bytes, Utf8Validator};

@@ -134,6 +134,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &self.conn
     }
 
+    /// Starts (`Some`) or stops (`None`) recording this connection's
+    /// frames ([`Connection::set_frame_ring`]); returns the ring there
+    /// was. The opt-in hook of a frame inspector: read it with
+    /// `connection().frame_ring()`, take records with
+    /// [`frame_ring_mut`](Self::frame_ring_mut).
+    pub fn set_frame_ring(
+        &mut self,
+        ring: Option<Box<crate::proto::FrameRing>>,
+    ) -> Option<Box<crate::proto::FrameRing>> {
+        self.conn.set_frame_ring(ring)
+    }
+
+    /// The frame record, if one is kept, to take records from.
+    pub fn frame_ring_mut(&mut self) -> Option<&mut crate::proto::FrameRing> {
+        self.conn.frame_ring_mut()
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.io

@@ -26,7 +26,7 @@
 use base64::Engine as _;
 use rfc6455::proto::OpCode;
 use rfc6455::transport::trace::{
-    Direction, FrameRecord, TraceEvent, close_code_meaning, opcode_name,
+    Direction, FrameRecord, TraceEvent, close_code_meaning,
 };
 use serde_json::{Value, json};
 
@@ -63,12 +63,12 @@ fn frame(frame: &FrameRecord) -> Value {
         "rsv1": h.rsv1,
         "rsv2": h.rsv2,
         "rsv3": h.rsv3,
-        "opcode": opcode_name(h.opcode),
+        "opcode": h.opcode.name(),
         "opcode_value": h.opcode.as_u8(),
         "masked": h.mask.is_some(),
         "mask_key": h.mask.map(|k| k.iter().map(|b| format!("{b:02x}")).collect::<String>()),
         "payload_len": h.payload_len,
-        "length_encoding": format!("{}-bit", frame.length_bits()),
+        "length_encoding": frame.length_encoding().name(),
         "payload_truncated": frame.truncated(),
         "compressed": frame.compressed,
         "inflated_len": frame.inflated_len,

@@ -16,6 +16,7 @@ use super::config::Config;
 use super::deflate::{DeflateParams, PerMessageDeflate};
 use super::error::Error;
 use super::frame::{FrameHeader, OpCode};
+use super::observe::{Direction, FrameRing};
 use super::rng::MaskRng;
 use super::role::Role;
 use super::utf8::{Utf8Bytes, Utf8Validator};
@@ -245,10 +246,15 @@ pub struct Connection {
     tx_message: Option<DataKind>,
     tx_utf8: Utf8Validator,
     /// Mask keys; created on a client's first frame, never on a server.
-    rng: Option<MaskRng>,
+    /// Boxed (120 bytes of ChaCha20 state): a server connection, which
+    /// never masks, holds a null pointer.
+    rng: Option<Box<MaskRng>>,
     /// permessage-deflate, when negotiated: it gives RSV1 its meaning
     /// (RFC 7692 §6).
     deflate: PerMessageDeflate,
+    /// The frame record, for those who asked (`observe.rs`); boxed, so a
+    /// connection that did not ask holds one null pointer.
+    ring: Option<Box<FrameRing>>,
 }
 
 impl Connection {
@@ -273,6 +279,7 @@ impl Connection {
             tx_utf8: Utf8Validator::new(),
             rng: None,
             deflate,
+            ring: None,
         }
     }
 
@@ -302,8 +309,43 @@ impl Connection {
     /// Uses the given mask key stream instead of one seeded from the OS:
     /// for reproducible client output in tests and fuzzing.
     pub fn with_rng(mut self, rng: MaskRng) -> Self {
-        self.rng = Some(rng);
+        self.rng = Some(Box::new(rng));
         self
+    }
+
+    // --- the frame record (`observe.rs`) ----------------------------------
+
+    /// Starts recording every frame parsed and queued from now on into
+    /// `ring`, or (`None`) stops recording and frees the ring; returns the
+    /// ring there was. A split connection's sending half
+    /// ([`split_sender`](Self::split_sender)) records nothing: the ring
+    /// stays with the reading half.
+    pub fn set_frame_ring(&mut self, ring: Option<Box<FrameRing>>) -> Option<Box<FrameRing>> {
+        std::mem::replace(&mut self.ring, ring)
+    }
+
+    /// The frame record, if one is kept.
+    pub fn frame_ring(&self) -> Option<&FrameRing> {
+        self.ring.as_deref()
+    }
+
+    /// The frame record, if one is kept, to take records from.
+    pub fn frame_ring_mut(&mut self) -> Option<&mut FrameRing> {
+        self.ring.as_deref_mut()
+    }
+
+    /// Records a frame if a ring is kept: one branch when none is.
+    #[inline]
+    fn record(
+        &mut self,
+        direction: Direction,
+        header: FrameHeader,
+        payload: &[u8],
+        inflated_len: Option<u64>,
+    ) {
+        if let Some(ring) = &mut self.ring {
+            ring.push(direction, header, payload, inflated_len);
+        }
     }
 
     // --- getters -------------------------------------------------------

@@ -9,7 +9,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{Connection, DataKind, InFrame, InMessage, Message};
+use super::{Connection, DataKind, Direction, InFrame, InMessage, Message};
 use crate::proto::close::CloseFrame;
 use crate::proto::error::{Error, ProtocolError};
 use crate::proto::frame::{FrameHeader, OpCode};
@@ -194,6 +194,9 @@ impl Connection {
     }
 
     fn on_frame(&mut self, header: FrameHeader, payload: Bytes) -> Result<Step, ProtocolError> {
+        if header.opcode.is_control() {
+            self.record(Direction::Received, header, &payload, None);
+        }
         match header.opcode {
             OpCode::Ping => {
                 // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
@@ -242,6 +245,7 @@ impl Connection {
     ) -> Result<Step, ProtocolError> {
         let mut message = match (DataKind::of(header.opcode), self.message.take()) {
             (Some(kind), _) if header.fin && !header.rsv1 => {
+                self.record(Direction::Received, header, &payload, None);
                 return Ok(Step::Deliver(self.complete(kind, payload)?));
             }
             // A new message while one is gathered was refused by
@@ -266,11 +270,14 @@ impl Connection {
             let limit = self.config.max_message_size;
             self.deflate
                 .inflate(&payload, &mut message.buf, header.fin, limit)?;
+            let fresh = message.buf.get(start..).unwrap_or_default();
+            // What this frame inflated to, for the frame record.
+            self.record(Direction::Received, header, fresh, Some(fresh.len() as u64));
             if message.kind == DataKind::Text {
-                let fresh = message.buf.get(start..).unwrap_or_default();
                 self.rx_utf8.feed(fresh)?;
             }
         } else {
+            self.record(Direction::Received, header, &payload, None);
             message.buf.extend_from_slice(&payload);
         }
         if !header.fin {

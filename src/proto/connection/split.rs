@@ -49,6 +49,7 @@ impl Connection {
             tx_utf8: std::mem::replace(&mut self.tx_utf8, Utf8Validator::new()),
             rng: self.rng.take(),
             deflate: self.deflate.split_sender(),
+            ring: None,
         }
     }
 

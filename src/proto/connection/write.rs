@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Connection, DataKind, Message, State};
+use super::{Connection, DataKind, Direction, Message, State};
 use crate::proto::close::{CloseFrame, MAX_REASON_LEN};
 use crate::proto::config::DeflateConfig;
 use crate::proto::deflate;
@@ -136,7 +136,11 @@ impl Connection {
         if self.tx_message.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
+        // The frame record shows a compressed message's plain bytes: kept
+        // (a reference, not a copy) only while a ring is.
+        let plain = self.ring.is_some().then(|| payload.clone());
         let (payload, mut rsv1) = self.deflate.compress_message(payload)?;
+        let mut plain = plain.filter(|_| rsv1);
         match self.config.fragment_size {
             Some(size) if size > 0 && payload.len() > size => {
                 // §5.4: the first frame carries the opcode, the rest are
@@ -146,13 +150,13 @@ impl Connection {
                 let mut op = kind.opcode();
                 while rest.len() > size {
                     let piece = rest.split_to(size);
-                    self.queue_frame(op, false, rsv1, piece);
+                    self.queue_frame(op, false, rsv1, piece, plain.take().as_deref());
                     op = OpCode::Continuation;
                     rsv1 = false;
                 }
-                self.queue_frame(op, true, rsv1, rest);
+                self.queue_frame(op, true, rsv1, rest, plain.as_deref());
             }
-            _ => self.queue_frame(kind.opcode(), true, rsv1, payload),
+            _ => self.queue_frame(kind.opcode(), true, rsv1, payload, plain.as_deref()),
         }
         Ok(())
     }
@@ -196,9 +200,14 @@ impl Connection {
             self.tx_utf8 = validator;
         }
         let first = opcode != OpCode::Continuation;
+        let plain = self.ring.is_some().then(|| payload.clone());
         let (payload, rsv1) = self.deflate.compress_fragment(payload, first, fin)?;
+        // Each fragment is compressed by itself (RSV1 on the first only),
+        // so its plain bytes are this frame's; one not compressed comes
+        // back as it went in.
+        let plain = plain.filter(|p| p.as_ptr() != payload.as_ptr() || p.len() != payload.len());
         self.tx_message = if fin { None } else { Some(kind) };
-        self.queue_frame(opcode, fin, rsv1, payload);
+        self.queue_frame(opcode, fin, rsv1, payload, plain.as_deref());
         Ok(())
     }
 
@@ -218,7 +227,7 @@ impl Connection {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(Error::ControlPayloadTooLong);
         }
-        self.queue_frame(opcode, true, false, payload);
+        self.queue_frame(opcode, true, false, payload, None);
         Ok(())
     }
 
@@ -246,10 +255,13 @@ impl Connection {
         if self.tx_message.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
-        let bytes = match &frame.deflated {
-            Some((bytes, bits)) if self.deflate.take_prepared(*bits) => bytes,
-            _ => &frame.plain,
+        let (bytes, plain) = match &frame.deflated {
+            Some((bytes, bits)) if self.deflate.take_prepared(*bits) => (bytes, Some(&frame.plain)),
+            _ => (&frame.plain, None),
         };
+        if let Some(ring) = &mut self.ring {
+            ring.push_encoded(bytes, plain.map(|p| &p[..]));
+        }
         self.out.push(bytes.clone());
         Ok(())
     }
@@ -261,18 +273,38 @@ impl Connection {
         }
         // A Pong owed from before goes out first; none may follow the Close.
         self.queue_pong();
-        self.queue_frame(OpCode::Close, true, false, payload.freeze());
+        self.queue_frame(OpCode::Close, true, false, payload.freeze(), None);
         self.close_sent = true;
     }
 
     /// Encodes one frame at the tail of the output: unmasked for a server;
     /// for a client, masked with a fresh key (§5.3), which means copying.
     /// RSV1 ("Per-Message Compressed", RFC 7692 §6) is set on the first
-    /// frame of a compressed message.
-    fn queue_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
+    /// frame of a compressed message. `plain`, for the frame record only:
+    /// the uncompressed bytes of a compressed frame, when known.
+    fn queue_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload: Bytes,
+        plain: Option<&[u8]>,
+    ) {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
         header.rsv1 = rsv1;
+        if self.ring.is_some() {
+            if self.role == Role::Client {
+                // The key is drawn now so that the record shows it.
+                header.mask = Some(self.mask_key());
+            }
+            match plain {
+                Some(plain) => {
+                    self.record(Direction::Sent, header, plain, Some(plain.len() as u64));
+                }
+                None => self.record(Direction::Sent, header, &payload, None),
+            }
+        }
         match self.role {
             Role::Server if payload.len() > INLINE_PAYLOAD_MAX => {
                 header.encode(&mut self.out.buf);
@@ -283,10 +315,10 @@ impl Connection {
                 self.out.buf.extend_from_slice(&payload);
             }
             Role::Client => {
-                let key = self
-                    .rng
-                    .get_or_insert_with(MaskRng::from_entropy)
-                    .mask_key();
+                let key = match header.mask {
+                    Some(key) => key,
+                    None => self.mask_key(),
+                };
                 header.mask = Some(key);
                 header.encode(&mut self.out.buf);
                 let start = self.out.buf.len();
@@ -296,6 +328,13 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// A fresh masking key (§5.3), from a stream seeded on first use.
+    fn mask_key(&mut self) -> [u8; 4] {
+        self.rng
+            .get_or_insert_with(|| Box::new(MaskRng::from_entropy()))
+            .mask_key()
     }
 
     // --- output ----------------------------------------------------------
@@ -311,7 +350,7 @@ impl Connection {
     /// Encodes the Pong owed for the latest Ping (§5.5.3), if one is owed.
     fn queue_pong(&mut self) {
         if let Some(pong) = self.out.pong.take() {
-            self.queue_frame(OpCode::Pong, true, false, pong);
+            self.queue_frame(OpCode::Pong, true, false, pong, None);
         }
     }
 

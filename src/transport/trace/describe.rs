@@ -124,7 +124,7 @@ pub(super) fn hex_lines(frame: &Seen<'_>) -> Vec<String> {
                 u8::from(h.rsv2),
                 u8::from(h.rsv3),
                 h.opcode.as_u8(),
-                opcode_name(h.opcode),
+                h.opcode.name(),
             ),
         ),
         row(
@@ -218,18 +218,6 @@ fn quoted(bytes: &[u8], total: u64, max: usize) -> String {
         ""
     };
     format!("{text:?}{more}")
-}
-
-/// The opcode in the words of §5.2's table: `text`, `close`, ….
-pub fn opcode_name(op: OpCode) -> &'static str {
-    match op {
-        OpCode::Continuation => "continuation",
-        OpCode::Text => "text",
-        OpCode::Binary => "binary",
-        OpCode::Close => "close",
-        OpCode::Ping => "ping",
-        OpCode::Pong => "pong",
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

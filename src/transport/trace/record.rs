@@ -3,21 +3,16 @@
 //! stream prints nothing and hands each head and each whole frame, as a
 //! [`TraceEvent`], to a callback of the caller's.
 
-use crate::proto::FrameHeader;
+use crate::proto::{FrameHeader, LengthEncoding};
+
+/// Which way the bytes went, seen from our end: the same as the codec's
+/// own frame record's (one type, one place).
+pub use crate::proto::Direction;
 
 /// Payload bytes a [`FrameRecord`] keeps, unmasked: enough for a tool to
 /// see every control frame whole (§5.5: at most 125) and the messages one
 /// types while debugging; longer payloads are cut, and say so.
 pub const RECORD_MAX: usize = 64 << 10;
-
-/// Which way the bytes went, seen from our end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Bytes we wrote.
-    Sent,
-    /// Bytes we read.
-    Received,
-}
 
 /// What a trace saw, in the order it saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +34,7 @@ pub struct FrameRecord {
     /// FIN, RSV1-3, the opcode, the masking key and the payload length.
     pub header: FrameHeader,
     /// The header's size on the wire, 2 to 14 bytes: it tells the length
-    /// encoding (see [`length_bits`](Self::length_bits)).
+    /// encoding (see [`length_encoding`](Self::length_encoding)).
     pub header_len: usize,
     /// The first [`RECORD_MAX`] payload bytes, unmasked (§5.3); for a
     /// compressed message, the compressed bytes.
@@ -52,15 +47,11 @@ pub struct FrameRecord {
 }
 
 impl FrameRecord {
-    /// How the payload length was written (§5.2): 7 (in the second byte),
-    /// 16 (after 126) or 64 bits (after 127).
-    pub fn length_bits(&self) -> u8 {
-        let key = if self.header.mask.is_some() { 4 } else { 0 };
-        match self.header_len - key {
-            2 => 7,
-            4 => 16,
-            _ => 64,
-        }
+    /// How the payload length was written (§5.2): in the second byte's 7
+    /// bits, or after 126 in 16 bits, or after 127 in 64. The parser takes
+    /// only the minimal form, so the length alone says which.
+    pub fn length_encoding(&self) -> LengthEncoding {
+        self.header.length_encoding()
     }
 
     /// Whether [`payload`](Self::payload) holds less than the whole payload.

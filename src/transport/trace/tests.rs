@@ -2,6 +2,7 @@
 //! split matters (a trace must not depend on how reads cut the stream).
 
 use super::*;
+use crate::proto::LengthEncoding;
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 const RESPONSE_DEFLATE: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -240,13 +241,16 @@ fn records_mode_hands_over_heads_and_whole_frames_unmasked() {
     };
     assert_eq!(hello.header.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
     assert_eq!(hello.payload, b"Hello");
-    assert_eq!((hello.length_bits(), hello.truncated()), (7, false));
+    assert_eq!(
+        (hello.length_encoding(), hello.truncated()),
+        (LengthEncoding::Bits7, false)
+    );
     let (Direction::Received, TraceEvent::Frame(binary)) = &events[3] else {
         panic!("{events:?}");
     };
     assert_eq!(binary.header.opcode, OpCode::Binary);
     assert_eq!(binary.payload, vec![0xff; 300]);
-    assert_eq!(binary.length_bits(), 16);
+    assert_eq!(binary.length_encoding(), LengthEncoding::Bits16);
     assert!(trace.take_events().is_empty(), "taken once");
 }
 

@@ -25,9 +25,7 @@
 
 use base64::Engine as _;
 use rfc6455::proto::OpCode;
-use rfc6455::transport::trace::{
-    Direction, FrameRecord, TraceEvent, close_code_meaning,
-};
+use rfc6455::transport::trace::{Direction, FrameRecord, TraceEvent, close_code_meaning};
 use serde_json::{Value, json};
 
 /// The JSON object for one event, `t_ms` after the start.

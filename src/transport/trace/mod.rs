@@ -31,8 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::proto::deflate::PERMESSAGE_DEFLATE;
 use crate::proto::{FrameHeader, Header, OpCode, apply_mask, parse_extensions};
-use describe::{HEX_MAX, Inflated, Seen};
 pub use describe::close_code_meaning;
+use describe::{HEX_MAX, Inflated, Seen};
 pub use record::{Direction, FrameRecord, RECORD_MAX, TraceEvent};
 
 /// Payload bytes kept unmasked per frame: all of a control frame's (at

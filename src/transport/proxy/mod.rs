@@ -334,14 +334,15 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "the user information is not UTF-8 once decoded")
 }
 
-/// `url` with its user information (everything up to the last `@` of the
-/// authority) removed, for an error message.
+/// `url` with everything from after `://` up to its last `@` removed, for
+/// an error message. The last `@` anywhere, not only inside what looks like
+/// the authority: the URL being refused may be refused precisely because a
+/// password holds an unescaped `/`, `?` or `#`, which then seems to end
+/// the authority early and would leave the password in plain sight.
+/// Removing too much from a URL that has an `@` in its path costs nothing.
 fn redact(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..end].rfind('@') {
+    match url[start..].rfind('@') {
         Some(at) => format!("{}{}", &url[..start], &url[start + at + 1..]),
         None => url.to_owned(),
     }
@@ -579,6 +580,19 @@ mod tests {
         );
         let (proxy, _) = failure("ftp://bob:hunter2@h:1080");
         assert_eq!(proxy, "ftp://h:1080");
+        // A password with an unescaped `/`, `?` or `#` makes the URL
+        // invalid (it seems to end the authority): the error still
+        // quotes it without the password.
+        for url in [
+            "http://bob:hunter/2@h:3128",
+            "http://bob:hunter?2@h:3128",
+            "http://bob:hunter#2@h:3128",
+            "bob:hunter/2@h:3128",
+        ] {
+            let error = Proxy::parse(url).unwrap_err().to_string();
+            assert!(!error.contains("hunter"), "{url}: {error}");
+            assert!(error.contains("h:3128"), "{url}: {error}");
+        }
         // Nor a connector that holds it.
         let debug = format!("{:?}", crate::transport::Connector::new().with_proxy(p));
         assert!(

@@ -95,6 +95,7 @@
 //! a CGI program's clients can set: "httpoxy"); both fall back to
 //! `all_proxy`/`ALL_PROXY`; hosts in `no_proxy`/`NO_PROXY` (`*`, names
 //! and their subdomains, addresses, CIDR blocks, `host:port`) go direct.
+//! An empty variable counts as unset, as in curl.
 //!
 //! The exchange with the proxy runs inside the
 //! [`Config::handshake_timeout`] window of TCP and TLS (a proxy that

@@ -8,10 +8,12 @@
 //! Lower case comes first. `HTTP_PROXY` in upper case is never read, as
 //! curl never reads it: a CGI program gets every request header as an
 //! `HTTP_*` variable, so a client sending `Proxy: evil:1` would set it
-//! ("httpoxy", CVE-2016-5385). A variable that is set but empty stops the
-//! search and means no proxy, as in curl.
+//! ("httpoxy", CVE-2016-5385). A variable that is set but empty (or only
+//! blanks) counts as unset and the search goes on to the next name, as in
+//! curl, whose `curl_getenv` (`lib/getenv.c`) gives no value for an empty
+//! one: `https_proxy=` beside `ALL_PROXY=…` uses `ALL_PROXY`.
 //!
-//! `no_proxy` (or, if unset, `NO_PROXY`) lists hosts that go direct,
+//! `no_proxy` (or, if unset or empty, `NO_PROXY`) lists hosts that go direct,
 //! separated by commas or blanks:
 //!
 //! - `*` alone: every host;
@@ -93,12 +95,18 @@ impl ProxyEnv {
     }
 
     /// The variables as `lookup` gives them: `lookup("https_proxy")` is
-    /// that variable's value, or `None` if it is unset.
+    /// that variable's value, or `None` if it is unset. An empty value
+    /// (or one of blanks only) counts as unset, as in curl.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ProxyEnv {
+        // curl's `curl_getenv` returns nothing for an empty variable, so
+        // an exported-but-empty `no_proxy` (as some CI images have) does
+        // not hide `NO_PROXY`, nor an empty `https_proxy` `ALL_PROXY`.
         let first = |names: &[&'static str]| {
-            names
-                .iter()
-                .find_map(|&name| lookup(name).map(|value| (name, value)))
+            names.iter().find_map(|&name| {
+                lookup(name)
+                    .filter(|value| !value.trim().is_empty())
+                    .map(|value| (name, value))
+            })
         };
         ProxyEnv {
             ws: first(WS),
@@ -115,8 +123,7 @@ impl ProxyEnv {
     }
 
     /// The proxy `url` should go through: `None` to connect directly (no
-    /// variable for its scheme, an empty one, or the host is in
-    /// `NO_PROXY`). A variable whose value is not a proxy URL we can use
+    /// variable for its scheme, or the host is in `NO_PROXY`). A variable whose value is not a proxy URL we can use
     /// gives the error [`Proxy::parse`] gives, naming the variable
     /// instead of quoting the value.
     pub fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>, Error> {
@@ -124,9 +131,6 @@ impl ProxyEnv {
         let Some((name, value)) = chosen else {
             return Ok(None);
         };
-        if value.trim().is_empty() {
-            return Ok(None);
-        }
         if let Some(list) = &self.no_proxy
             && no_proxy_matches(list, &url.host, url.port)
         {
@@ -305,9 +309,23 @@ mod tests {
     }
 
     #[test]
-    fn a_set_but_empty_variable_means_no_proxy_and_stops_the_search() {
+    fn an_empty_variable_counts_as_unset_and_the_search_goes_on_as_in_curl() {
         let e = env(&[("https_proxy", ""), ("ALL_PROXY", "http://all:1")]);
-        assert_eq!(via(&e, "wss://h/"), None);
+        assert_eq!(via(&e, "wss://h/").as_deref(), Some("http://all:1"));
+        let e = env(&[("wss_proxy", " "), ("HTTPS_PROXY", "http://up:2")]);
+        assert_eq!(via(&e, "wss://h/").as_deref(), Some("http://up:2"));
+        // Only empty ones everywhere: direct.
+        let e = env(&[("http_proxy", ""), ("all_proxy", "")]);
+        assert_eq!(via(&e, "ws://h/"), None);
+        // An exported-but-empty no_proxy does not hide NO_PROXY.
+        let e = env(&[
+            ("https_proxy", "http://p:1"),
+            ("no_proxy", ""),
+            ("NO_PROXY", ".corp,10.0.0.0/8"),
+        ]);
+        assert_eq!(via(&e, "wss://db.corp/"), None);
+        assert_eq!(via(&e, "wss://10.1.2.3/"), None);
+        assert_eq!(via(&e, "wss://example.com/").as_deref(), Some("http://p:1"));
     }
 
     #[test]

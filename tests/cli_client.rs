@@ -516,6 +516,68 @@ async fn wss_to_a_plain_port_fails_at_once_saying_so() {
 }
 
 #[tokio::test]
+async fn a_slow_but_progressing_tls_handshake_is_not_taken_for_a_plain_port() {
+    // A TLS port that answers a plain GET in plain HTTP, as nginx and
+    // Go's net/http do, and whose TLS answer comes slowly: the first
+    // byte of its ServerHello at once, the rest 1.5 s later (a lost
+    // segment, a loaded server). The client's one-second probe fires
+    // meanwhile and gets `HTTP/`; the connection is progressing, so the
+    // client must go on and connect.
+    let pki = common::tls::Pki::new("cli-slow-tls");
+    let acceptor = TlsAcceptor::from(pki.server_config());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(slow_tls_or_plain_400(stream, acceptor));
+        }
+    });
+    let url = format!("wss://localhost:{port}/");
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let run = client(&[&url, "--ca", &ca], b"slow\n").await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout(), "slow\n");
+    assert!(!run.stderr.contains("did not answer TLS"), "{}", run.stderr);
+}
+
+/// One connection of the slow TLS server above: a plain request gets
+/// nginx's 400; a ClientHello (0x16, RFC 8446 §5.1) gets a TLS echo
+/// server whose first reply byte goes at once and the rest 1.5 s later.
+async fn slow_tls_or_plain_400(mut stream: TcpStream, acceptor: TlsAcceptor) {
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await.unwrap_or(0) == 0 {
+        return;
+    }
+    if first[0] != 0x16 {
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        return;
+    }
+    let (near, far) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Ok(mut ws) = transport::tls::accept(far, &acceptor, Config::default()).await {
+            common::tls::echo(&mut ws).await;
+        }
+    });
+    let (mut from_client, mut to_client) = stream.into_split();
+    let (mut from_server, mut to_server) = tokio::io::split(near);
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+    });
+    let mut reply = vec![0u8; 64 * 1024];
+    let Ok(n @ 1..) = from_server.read(&mut reply).await else {
+        return;
+    };
+    let _ = to_client.write_all(&reply[..1]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = to_client.write_all(&reply[1..n]).await;
+    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+}
+
+#[tokio::test]
 async fn ws_to_a_tls_port_fails_saying_so() {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])

@@ -178,11 +178,7 @@ impl Connector {
     /// Not cancel-safe: dropping it drops the half-open connection.
     pub async fn open(&self, url: &WsUrl, timeout: Duration) -> Result<MaybeTlsStream, Error> {
         tokio::time::timeout(timeout, async {
-            let stream = match self.proxy_for(url)? {
-                None => TcpStream::connect((url.host.as_str(), url.port)).await?,
-                Some(proxy) => proxy::tunnel(&proxy, &url.host, url.port).await?,
-            };
-            stream.set_nodelay(true)?;
+            let stream = self.open_tcp(url).await?;
             if !url.secure {
                 return Ok(MaybeTlsStream::Plain(stream));
             }
@@ -200,6 +196,25 @@ impl Connector {
         })
         .await
         .map_err(|_| Error::HandshakeTimeout)?
+    }
+
+    /// The TCP part of [`open`](Connector::open) alone: a connection to
+    /// `url`'s host and port, or to the proxy and through its tunnel, with
+    /// Nagle's algorithm off; no TLS, even for `wss://`, and no timeout
+    /// (the caller applies one). For a caller that runs TLS itself
+    /// ([`tls::connect_tls`](super::tls::connect_tls)) over a stream it
+    /// wraps, to watch the handshake's bytes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping it drops the half-open connection.
+    pub async fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
+        let stream = match self.proxy_for(url)? {
+            None => TcpStream::connect((url.host.as_str(), url.port)).await?,
+            Some(proxy) => proxy::tunnel(&proxy, &url.host, url.port).await?,
+        };
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 }
 

@@ -12,21 +12,30 @@
 //! content type, 0x14 to 0x17, RFC 8446 §5.1; an HTTP response with
 //! `H`), so the client keeps it. A plain server may also
 //! say nothing at all, waiting for the end of a request head that a
-//! ClientHello never sends (ours does): when TLS has no answer within
-//! [`TLS_ANSWER`], a second connection asks the port a plain HTTP question,
-//! and an HTTP answer ends the wait with the same message.
+//! ClientHello never sends: when not one byte has come back within
+//! [`TLS_ANSWER`] of the ClientHello being written (the clock starts then,
+//! not before DNS and TCP), a second connection asks the port a plain HTTP
+//! question. An HTTP answer ends the wait with the same message only if
+//! the first connection has still received nothing: a TLS server that
+//! has begun to answer is progressing, and is waited for (nginx and Go
+//! answer a plain request on their TLS port in plain HTTP too, so the
+//! probe alone proves nothing). Otherwise the probe's answer only words
+//! the error, should TLS then fail.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rfc6455::proto::WsUrl;
 use rfc6455::transport::http::{self, HeaderValue, header};
 use rfc6455::transport::trace::{TraceMode, Traced};
-use rfc6455::transport::{Config, Connector, Error, MaybeTlsStream, connect_request_with, tls};
+use rfc6455::transport::{Config, Connector, Error, connect_request_with, tls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::io::InspectReader;
+use tokio::sync::Notify;
+use tokio_util::either::Either;
+use tokio_util::io::{InspectReader, InspectWriter};
 
 use super::{ClientArgs, Exit, TraceArg, json, session};
 
@@ -35,12 +44,11 @@ use super::{ClientArgs, Exit, TraceArg, json, session};
 pub async fn connect(args: ClientArgs, config: Config) -> Result<Exit, String> {
     let url = WsUrl::parse(&args.url).map_err(|e| format!("{}: {e}", args.url))?;
     let request = request(&args)?;
-    let connector = match &args.ca {
-        Some(ca) => Connector::with_tls(tls::client_config(
-            tls::root_store_from_pem(ca).map_err(|e| e.to_string())?,
-        )),
-        None => Connector::new(),
+    let tls_config = match &args.ca {
+        Some(ca) => tls::client_config(tls::root_store_from_pem(ca).map_err(|e| e.to_string())?),
+        None => tls::webpki_client_config(),
     };
+    let connector = Connector::with_tls(tls_config.clone());
     // Like curl: the environment's proxies unless told otherwise.
     let connector = match (&args.proxy, args.no_proxy) {
         (Some(proxy), _) => connector.with_proxy(proxy.clone()),
@@ -51,7 +59,14 @@ pub async fn connect(args: ClientArgs, config: Config) -> Result<Exit, String> {
     if let Some(proxy) = &proxy {
         eprintln!("through the proxy {proxy}");
     }
-    let stream = open(&connector, &url, proxy.is_none(), config.handshake_timeout).await?;
+    let stream = open(
+        &connector,
+        tls_config,
+        &url,
+        proxy.is_none(),
+        config.handshake_timeout,
+    )
+    .await?;
     // The first byte the server sends, kept for `handshake_failed`.
     let first = Arc::new(OnceLock::new());
     let noted = first.clone();
@@ -156,32 +171,110 @@ where
 /// a round trip; one second is many round trips, even across the world.
 const TLS_ANSWER: Duration = Duration::from_secs(1);
 
+/// The connection the session runs over: TCP for `ws://`, TLS over
+/// watched TCP for `wss://`.
+type Stream = Either<TcpStream, tls::tokio_rustls::client::TlsStream<Watched>>;
+
 /// TCP (through the connector's proxy, if any), and TLS for `wss://`,
 /// within `timeout`; for a `wss://` URL to a port that speaks plain HTTP,
 /// an error that says so. Only a `direct` connection asks the port
 /// itself: through a proxy, the port may not be reachable from here.
 async fn open(
     connector: &Connector,
+    tls_config: Arc<tls::rustls::ClientConfig>,
     url: &WsUrl,
     direct: bool,
     timeout: Duration,
-) -> Result<MaybeTlsStream, String> {
-    let opening = connector.open(url, timeout);
-    tokio::pin!(opening);
-    if url.secure && direct {
-        tokio::select! {
-            opened = &mut opening => return opened.map_err(|e| opening_failed(url, &e)),
-            _ = tokio::time::sleep(TLS_ANSWER) => {}
-        }
-        if speaks_plain_http(url).await {
-            return Err(format!(
-                "the server at {} did not answer TLS; is it a plain ws:// port? \
-                 (it answers plain HTTP)",
-                server(url)
-            ));
-        }
+) -> Result<Stream, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let tcp = in_time(tokio::time::timeout_at(deadline, connector.open_tcp(url)).await)
+        .map_err(|e| opening_failed(url, &e, false))?;
+    if !url.secure {
+        return Ok(Either::Left(tcp));
     }
-    opening.await.map_err(|e| opening_failed(url, &e))
+    let watch = Arc::new(Watch::default());
+    let watched = watched(tcp, &watch);
+    let handshake =
+        tokio::time::timeout_at(deadline, tls::connect_tls(watched, &url.host, tls_config));
+    tokio::pin!(handshake);
+    let done = |result, plain| {
+        in_time(result)
+            .map(Either::Right)
+            .map_err(|e| opening_failed(url, &e, plain))
+    };
+    if !direct {
+        return done(handshake.await, false);
+    }
+    // The clock starts once the ClientHello is written: DNS, the TCP
+    // connection and a slow first write are not the server's silence.
+    tokio::select! {
+        result = &mut handshake => return done(result, false),
+        _ = watch.hello_sent.notified() => {}
+    }
+    tokio::select! {
+        result = &mut handshake => return done(result, false),
+        _ = tokio::time::sleep(TLS_ANSWER) => {}
+    }
+    if watch.answered.load(Ordering::Relaxed) {
+        // The server has begun to answer: TLS is progressing.
+        return done(handshake.await, false);
+    }
+    // The probe runs beside the handshake, which keeps going.
+    let plain = tokio::select! {
+        result = &mut handshake => return done(result, false),
+        plain = speaks_plain_http(url) => plain,
+    };
+    if plain && !watch.answered.load(Ordering::Relaxed) {
+        return Err(format!(
+            "the server at {} did not answer TLS; is it a plain ws:// port? \
+             (it answers plain HTTP)",
+            server(url)
+        ));
+    }
+    done(handshake.await, plain)
+}
+
+/// The result of a step run under `timeout_at`: its own, or
+/// [`Error::HandshakeTimeout`] (the deadline of TCP, the proxy and TLS).
+fn in_time<T>(result: Result<Result<T, Error>, tokio::time::error::Elapsed>) -> Result<T, Error> {
+    result.map_err(|_| Error::HandshakeTimeout)?
+}
+
+/// What [`Watched`] has seen of the TLS handshake.
+#[derive(Default)]
+struct Watch {
+    /// Notified once the first bytes (the ClientHello) are written.
+    hello_sent: Notify,
+    /// Whether the server has sent a byte.
+    answered: AtomicBool,
+}
+
+/// The TCP connection under TLS, noting the first write and the first
+/// byte read (into a [`Watch`]), so that [`open`] can tell a silent server
+/// from a slow one.
+type Watched = InspectReader<InspectWriter<TcpStream, Note>, Note>;
+type Note = Box<dyn FnMut(&[u8]) + Send>;
+
+fn watched(tcp: TcpStream, watch: &Arc<Watch>) -> Watched {
+    let sent = watch.clone();
+    let answered = watch.clone();
+    let writer = InspectWriter::new(
+        tcp,
+        Box::new(move |wrote: &[u8]| {
+            if !wrote.is_empty() {
+                // notify_one keeps a permit if nobody waits yet.
+                sent.hello_sent.notify_one();
+            }
+        }) as Note,
+    );
+    InspectReader::new(
+        writer,
+        Box::new(move |read: &[u8]| {
+            if !read.is_empty() {
+                answered.answered.store(true, Ordering::Relaxed);
+            }
+        }) as Note,
+    )
 }
 
 /// Whether the port answers a plain HTTP request with an HTTP response,
@@ -211,21 +304,23 @@ fn server(url: &WsUrl) -> String {
     format!("{}:{}", url.host, url.port)
 }
 
-/// Why TCP or TLS failed, in words.
-fn opening_failed(url: &WsUrl, e: &Error) -> String {
-    let plain = match e {
-        // Not a TLS record at all: an HTTP error page, most likely.
-        Error::Tls(tls::rustls::Error::InvalidMessage(_)) => true,
-        // A plain server that gave up on the ClientHello without a word.
-        Error::Io(io) => {
-            url.secure
-                && matches!(
-                    io.kind(),
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
-                )
-        }
-        _ => false,
-    };
+/// Why TCP or TLS failed, in words; `answers_http`: a plain HTTP
+/// request to the port got an HTTP answer.
+fn opening_failed(url: &WsUrl, e: &Error, answers_http: bool) -> String {
+    let plain = answers_http
+        || match e {
+            // Not a TLS record at all: an HTTP error page, most likely.
+            Error::Tls(tls::rustls::Error::InvalidMessage(_)) => true,
+            // A plain server that gave up on the ClientHello without a word.
+            Error::Io(io) => {
+                url.secure
+                    && matches!(
+                        io.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                    )
+            }
+            _ => false,
+        };
     if plain {
         return format!(
             "the server at {} did not answer TLS; is it a plain ws:// port? ({e})",

@@ -276,11 +276,28 @@ async fn invalid_headers_and_subprotocols_are_refused_before_connecting() {
             "written by the opening handshake itself",
         ),
         (vec!["-H", "Sec-WebSocket-Protocol: chat"], "use --protocol"),
+        // Every Sec-WebSocket-* name, as --help says, not only those the
+        // handshake writes.
+        (
+            vec!["-H", "Sec-WebSocket-Accept: x"],
+            "by the opening handshake",
+        ),
+        // http accepts bytes from 0x80 up; the handshake cannot write
+        // them: refused here, not after connecting as "malformed HTTP".
+        (vec!["-H", "X-User: café"], "x-user is not ASCII"),
+        (
+            vec!["--origin", "http://bücher.example"],
+            "origin is not ASCII",
+        ),
         (vec!["--protocol", "a b"], "is not a subprotocol name"),
         (
             vec!["--ping-interval", "0"],
             "is not a number of seconds above 0",
         ),
+        // 1e-10 s rounds to a zero Duration, which tokio's interval
+        // refuses with a panic; 1 ms would be a ping flood.
+        (vec!["--ping-interval", "1e-10"], "at least 0.01 s"),
+        (vec!["--ping-interval", "0.001"], "at least 0.01 s"),
         (vec!["--wait", "soon"], "is not a number of seconds above 0"),
     ] {
         let mut all = vec![url.as_str()];
@@ -654,6 +671,21 @@ async fn a_bad_proxy_url_or_both_flags_are_refused() {
     let run = client(&[&url, "--proxy", "ftp://proxy.example"], b"").await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("ftp://proxy.example"), "{}", run.stderr);
+    // clap quotes a value its parser refuses; the password must not
+    // reach stderr (and CI logs) that way.
+    let run = client(
+        &[&url, "--proxy", "http://alice:s3cret@proxy.example:99999"],
+        b"",
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("invalid port"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("http://proxy.example:99999"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
     let run = client(&[&url, "--proxy", "http://p:1", "--no-proxy"], b"").await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);

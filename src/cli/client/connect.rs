@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use rfc6455::proto::WsUrl;
 use rfc6455::transport::http::{self, HeaderValue, header};
 use rfc6455::transport::trace::{TraceMode, Traced};
-use rfc6455::transport::{Config, Connector, Error, connect_request_with, tls};
+use rfc6455::transport::{Config, Connector, Error, Proxy, connect_request_with, tls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -41,7 +41,12 @@ use super::{ClientArgs, Exit, TraceArg, json, session};
 
 /// Connects as `args` say, then runs the session; `Err` is why there is
 /// no connection.
-pub async fn connect(args: ClientArgs, config: Config) -> Result<Exit, String> {
+/// `proxy` is `--proxy`'s, parsed.
+pub async fn connect(
+    args: ClientArgs,
+    proxy: Option<Proxy>,
+    config: Config,
+) -> Result<Exit, String> {
     let url = WsUrl::parse(&args.url).map_err(|e| format!("{}: {e}", args.url))?;
     let request = request(&args)?;
     let tls_config = match &args.ca {
@@ -50,8 +55,8 @@ pub async fn connect(args: ClientArgs, config: Config) -> Result<Exit, String> {
     };
     let connector = Connector::with_tls(tls_config.clone());
     // Like curl: the environment's proxies unless told otherwise.
-    let connector = match (&args.proxy, args.no_proxy) {
-        (Some(proxy), _) => connector.with_proxy(proxy.clone()),
+    let connector = match (proxy, args.no_proxy) {
+        (Some(proxy), _) => connector.with_proxy(proxy),
         (None, true) => connector,
         (None, false) => connector.with_env_proxy(),
     };

@@ -16,7 +16,9 @@ use common::socks::Socks5;
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::http::{self, HeaderValue};
 use rfc6455::transport::tls::tokio_rustls::TlsAcceptor;
-use rfc6455::transport::{self, Config, HandshakeDecision, WebSocket, accept_with_callback};
+use rfc6455::transport::{
+    self, Config, HandshakeDecision, ProxyEnv, WebSocket, accept_with_callback,
+};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -38,18 +40,6 @@ impl Run {
     }
 }
 
-/// The variables through which curl, and so the client, picks a proxy.
-const PROXY_VARS: [&str; 8] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// Runs `rfc6455 client ARGS`, writes `input` to its stdin, then closes
 /// stdin after `hold` (so a server can act first); waits for the exit.
 async fn client_held(args: &[&str], input: &[u8], hold: Duration) -> Run {
@@ -59,7 +49,9 @@ async fn client_held(args: &[&str], input: &[u8], hold: Duration) -> Run {
 /// As [`client_held`], with no proxy variable but those in `env`.
 async fn client_in_env(args: &[&str], input: &[u8], hold: Duration, env: &[(&str, &str)]) -> Run {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"));
-    for var in PROXY_VARS {
+    // Every variable the client reads (ws_proxy and wss_proxy first), and
+    // HTTP_PROXY, which it must not: none of the developer's own.
+    for var in ProxyEnv::variable_names().chain(["HTTP_PROXY"]) {
         command.env_remove(var);
     }
     command.envs(env.iter().copied());
@@ -124,9 +116,9 @@ struct Seen {
 enum Script {
     /// Echo each data message.
     Echo,
-    /// Answer the first message 700 ms later with "late reply", reading
-    /// (and answering a Close) meanwhile.
-    LateReply,
+    /// Answer the first message this much later with "late reply",
+    /// reading (and answering a Close) meanwhile.
+    LateReply(Duration),
     /// Close with 4003 "go away" on the first message.
     CloseWith4003,
     /// Drop the TCP connection, without a Close, on the first message.
@@ -176,8 +168,8 @@ async fn serve(mut ws: WebSocket<TcpStream>, script: Script, seen: &Mutex<Seen>)
                     seen.lock().unwrap().messages.push(m.clone());
                     match script {
                         Script::Echo => ws.queue(m).unwrap(),
-                        Script::LateReply => {
-                            reply_at.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(700));
+                        Script::LateReply(delay) => {
+                            reply_at.get_or_insert(tokio::time::Instant::now() + delay);
                         }
                         Script::CloseWith4003 => ws
                             .queue(Message::Close(Some(CloseFrame::new(CloseCode::try_from(4003).unwrap(), "go away"))))
@@ -427,8 +419,15 @@ async fn how_the_server_ends_the_connection_is_printed_and_sets_the_exit_status(
         (Script::Vanish, 4, "without a Close frame (1006"),
     ] {
         let (url, _seen) = test_server(script, None).await;
-        // Stdin stays open: the server ends it first.
+        // Stdin stays open for 20 s: the server ends it first, and the
+        // client must not wait for stdin's end to notice.
+        let started = Instant::now();
         let run = client_held(&[&url], b"hi\n", Duration::from_secs(20)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}: the client waited for stdin",
+            started.elapsed()
+        );
         assert_eq!(run.code, Some(status), "{}", run.stderr);
         assert!(run.stderr.contains(says), "{}", run.stderr);
     }
@@ -463,13 +462,14 @@ async fn ping_command_and_ping_interval_print_round_trips() {
 
 #[tokio::test]
 async fn wait_prints_replies_that_arrive_after_stdin_closes_then_closes_with_1000() {
-    let (url, seen) = test_server(Script::LateReply, None).await;
+    // The reply is due 700 ms in, well inside the 3 s of --wait.
+    let (url, seen) = test_server(Script::LateReply(Duration::from_millis(700)), None).await;
     let started = Instant::now();
-    let run = client(&[&url, "--wait", "2"], b"hello\n").await;
+    let run = client(&[&url, "--wait", "3"], b"hello\n").await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout(), "late reply\n");
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_secs(3),
         "closed before --wait ended"
     );
     let frame = close_seen(&seen);
@@ -478,7 +478,9 @@ async fn wait_prints_replies_that_arrive_after_stdin_closes_then_closes_with_100
 
 #[tokio::test]
 async fn without_wait_the_close_goes_at_once_and_a_late_reply_is_not_awaited() {
-    let (url, seen) = test_server(Script::LateReply, None).await;
+    // The reply is due long after the Close should have gone (5 s): a
+    // client and server stalled on a busy machine still close first.
+    let (url, seen) = test_server(Script::LateReply(Duration::from_secs(5)), None).await;
     let run = client(&[&url], b"hello\n").await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     // The server answered our Close before its reply was due.

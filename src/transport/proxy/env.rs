@@ -115,6 +115,14 @@ impl ProxyEnv {
         }
     }
 
+    /// Every variable [`ProxyEnv::from_process`] may read, for a test
+    /// that must clear them all from a child's environment (plus
+    /// `HTTP_PROXY`, which is never read but a test may remove too).
+    #[doc(hidden)]
+    pub fn variable_names() -> impl Iterator<Item = &'static str> {
+        WS.iter().chain(WSS).chain(NO_PROXY).copied()
+    }
+
     /// The same, with `list` in place of `no_proxy`/`NO_PROXY` (curl's
     /// `--noproxy LIST`, which overrides both; `""` bypasses nothing).
     pub fn with_no_proxy(mut self, list: impl Into<String>) -> ProxyEnv {
@@ -404,6 +412,23 @@ mod tests {
         assert!(!no_proxy_matches("[::1]:9001", "::1", 9002));
         assert!(no_proxy_matches("10.0.0.1:443", "10.0.0.1", 443));
         assert!(no_proxy_matches("a.example,b.example:1", "x.b.example", 1));
+    }
+
+    #[test]
+    fn variable_names_lists_every_variable_from_lookup_asks_for() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        ProxyEnv::from_lookup(|name| {
+            asked.lock().unwrap().push(name.to_owned());
+            None
+        });
+        let mut asked = asked.into_inner().unwrap();
+        let mut listed: Vec<String> = ProxyEnv::variable_names().map(str::to_owned).collect();
+        asked.sort();
+        asked.dedup();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(asked, listed);
+        assert_eq!(listed.len(), 11);
     }
 
     #[test]

@@ -289,11 +289,7 @@ async fn speaks_plain_http(url: &WsUrl) -> bool {
         let mut tcp = TcpStream::connect((url.host.as_str(), url.port))
             .await
             .ok()?;
-        let request = format!(
-            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            url.host
-        );
-        tcp.write_all(request.as_bytes()).await.ok()?;
+        tcp.write_all(probe_request(url).as_bytes()).await.ok()?;
         let mut answer = [0u8; 5];
         tcp.read_exact(&mut answer).await.ok()?;
         Some(&answer == b"HTTP/")
@@ -304,9 +300,23 @@ async fn speaks_plain_http(url: &WsUrl) -> bool {
     )
 }
 
-/// `host:port`, as the messages name the server.
+/// The probe's plain HTTP question. `Host` as RFC 9112 §3.2 wants it (an
+/// IPv6 address in brackets, RFC 3986 §3.2.2): a strict server would
+/// close on `Host: ::1` instead of answering.
+fn probe_request(url: &WsUrl) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        url.host_header()
+    )
+}
+
+/// `host:port`, as the messages name the server (`[v6]:port`).
 fn server(url: &WsUrl) -> String {
-    format!("{}:{}", url.host, url.port)
+    if url.host.contains(':') {
+        format!("[{}]:{}", url.host, url.port)
+    } else {
+        format!("{}:{}", url.host, url.port)
+    }
 }
 
 /// Why TCP or TLS failed, in words; `answers_http`: a plain HTTP
@@ -345,4 +355,23 @@ fn handshake_failed(url: &WsUrl, e: &Error, first: Option<u8>) -> String {
         );
     }
     format!("the opening handshake with {} failed: {e}", server(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_server_is_written_in_brackets_in_messages_and_the_probe() {
+        let url = WsUrl::parse("wss://[::1]:9001/").unwrap();
+        assert_eq!(server(&url), "[::1]:9001");
+        assert!(
+            probe_request(&url).contains("\r\nHost: [::1]:9001\r\n"),
+            "{}",
+            probe_request(&url)
+        );
+        let url = WsUrl::parse("wss://example.com/").unwrap();
+        assert_eq!(server(&url), "example.com:443");
+        assert!(probe_request(&url).contains("\r\nHost: example.com\r\n"));
+    }
 }

@@ -146,28 +146,25 @@ mod tests {
         );
         assert_eq!(v["payload_base64"], "/wCA");
         assert_eq!(v["mask_key"], Value::Null);
-        let v = event(
-            Direction::Received,
-            &record(OpCode::Close, None, b"\x0f\xa0bye", 5),
-            0.0,
-        );
+        // A received Close, its payload as given.
+        let close = |payload: &[u8]| {
+            let len = payload.len() as u64;
+            event(
+                Direction::Received,
+                &record(OpCode::Close, None, payload, len),
+                0.0,
+            )
+        };
+        let v = close(b"\x0f\xa0bye");
         assert_eq!(v["close_code"], 4000);
         assert_eq!(v["close_meaning"], "private, for applications");
         assert_eq!(v["close_reason"], "bye");
-        let v = event(
-            Direction::Received,
-            &record(OpCode::Close, None, b"", 0),
-            0.0,
-        );
+        let v = close(b"");
         assert_eq!(v["close_code"], Value::Null);
         assert_eq!(v["close_meaning"], "no status code (reported as 1005)");
         // One byte is no code at all, and breaks §5.5.1: said so, not
         // taken for an empty Close.
-        let v = event(
-            Direction::Received,
-            &record(OpCode::Close, None, b"\x03", 1),
-            0.0,
-        );
+        let v = close(b"\x03");
         assert_eq!(v["close_code"], Value::Null);
         assert_eq!(v["close_meaning"], "invalid: a 1-byte Close body (§5.5.1)");
     }

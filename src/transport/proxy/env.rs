@@ -176,7 +176,9 @@ fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
     list.split([',', ' ', '\t'])
         .filter(|entry| !entry.is_empty())
         .any(|entry| {
-            let (pattern, wanted_port) = split_port(entry);
+            let Some((pattern, wanted_port)) = split_port(entry) else {
+                return false;
+            };
             if wanted_port.is_some_and(|p| p != port) {
                 return false;
             }
@@ -189,23 +191,20 @@ fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
 
 /// An entry's pattern and its port, if it names one: `[v6]:port`,
 /// `[v6]`, `name:port`; a bare IPv6 address (more than one colon) has
-/// none.
-fn split_port(entry: &str) -> (&str, Option<u16>) {
+/// none. `None` for an entry whose port is not a port (`[::1]:bad`,
+/// `host:bad`), or with junk after `]`: it matches nothing, in either
+/// form, rather than every port.
+fn split_port(entry: &str) -> Option<(&str, Option<u16>)> {
     if let Some(v6) = entry.strip_prefix('[') {
-        return match v6.split_once(']') {
-            Some((address, after)) => (
-                address,
-                after.strip_prefix(':').and_then(|p| p.parse().ok()),
-            ),
-            None => (entry, None),
+        let (address, after) = v6.split_once(']')?;
+        return match after {
+            "" => Some((address, None)),
+            after => Some((address, Some(after.strip_prefix(':')?.parse().ok()?))),
         };
     }
     match entry.split_once(':') {
-        Some((name, port)) if !port.contains(':') => match port.parse() {
-            Ok(port) => (name, Some(port)),
-            Err(_) => (entry, None),
-        },
-        _ => (entry, None),
+        Some((name, port)) if !port.contains(':') => Some((name, Some(port.parse().ok()?))),
+        _ => Some((entry, None)),
     }
 }
 
@@ -412,6 +411,11 @@ mod tests {
         assert!(!no_proxy_matches("[::1]:9001", "::1", 9002));
         assert!(no_proxy_matches("10.0.0.1:443", "10.0.0.1", 443));
         assert!(no_proxy_matches("a.example,b.example:1", "x.b.example", 1));
+        // A port that is not one matches nothing, bracketed or not.
+        assert!(!no_proxy_matches("[::1]:bad", "::1", 9001));
+        assert!(!no_proxy_matches("localhost:bad", "localhost", 80));
+        assert!(!no_proxy_matches("[::1]junk", "::1", 80));
+        assert!(no_proxy_matches("[::1]", "::1", 80));
     }
 
     #[test]

@@ -44,6 +44,7 @@ const MAX_HEAD: usize = 16 << 10;
 
 /// How much a trace prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TraceMode {
     /// The heads, and one line per frame.
     Frames,

@@ -54,11 +54,13 @@ pub struct FrameRecord {
 impl FrameRecord {
     /// How the payload length was written (§5.2): 7 (in the second byte),
     /// 16 (after 126) or 64 bits (after 127).
+    /// A record built by hand with a `header_len` too short for its mask
+    /// key (the fields are public) gives 64, never a panic.
     pub fn length_bits(&self) -> u8 {
         let key = if self.header.mask.is_some() { 4 } else { 0 };
-        match self.header_len - key {
-            2 => 7,
-            4 => 16,
+        match self.header_len.checked_sub(key) {
+            Some(2) => 7,
+            Some(4) => 16,
             _ => 64,
         }
     }

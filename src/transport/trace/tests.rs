@@ -265,3 +265,19 @@ fn records_of_a_compressed_message_carry_the_wire_bytes_and_the_inflated_size() 
     assert_eq!(frame.payload, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
     assert_eq!(frame.inflated_len, Some(5));
 }
+
+#[test]
+fn a_hand_built_record_too_short_for_its_key_does_not_panic() {
+    // FrameRecord's fields are public: a record built by hand may claim a
+    // masked header of 2 bytes, which no wire can hold.
+    let mut header = crate::proto::FrameHeader::new(OpCode::Text, 5);
+    header.mask = Some([1, 2, 3, 4]);
+    let record = FrameRecord {
+        header,
+        header_len: 2,
+        payload: b"Hello".to_vec(),
+        compressed: false,
+        inflated_len: None,
+    };
+    assert_eq!(record.length_bits(), 64);
+}

@@ -401,7 +401,7 @@ async fn no_proxy_sends_a_listed_host_direct_and_others_through_the_proxy() {
         ProxyEnv::from_lookup(move |name| vars.get(name).cloned())
     };
 
-    let direct = Connector::new().with_proxy_env(vars(Some("example.com, 127.0.0.1")));
+    let direct = Connector::new().with_env_proxy_from(vars(Some("example.com, 127.0.0.1")));
     let parsed = WsUrl::parse(&url).unwrap();
     assert!(direct.proxy_for(&parsed).unwrap().is_none());
     let (ws, _) = connect(&direct, &url).await.unwrap();
@@ -410,7 +410,7 @@ async fn no_proxy_sends_a_listed_host_direct_and_others_through_the_proxy() {
     let request_line = format!("CONNECT {server} HTTP/1.1");
     assert!(!proxy.log().contains(&request_line), "{}", proxy.log());
 
-    let proxied = Connector::new().with_proxy_env(vars(Some("example.com")));
+    let proxied = Connector::new().with_env_proxy_from(vars(Some("example.com")));
     assert_eq!(
         proxied.proxy_for(&parsed).unwrap().unwrap().to_string(),
         proxy.url("")

@@ -292,7 +292,7 @@ where
     let protocols: Vec<&str> = offered.iter().map(String::as_str).collect();
     let mut extra = Vec::new();
     for (name, value) in request.headers() {
-        if !owned_by_handshake(name) {
+        if !is_handshake_header(name) {
             let value = value.to_str().map_err(|_| HandshakeError::MalformedHttp)?;
             extra.push((name.as_str(), value));
         }
@@ -301,10 +301,11 @@ where
     Ok((ws, to_http_response(&response)))
 }
 
-/// The fields §4.1 makes the client's handshake write itself, which
-/// [`connect_request`] takes from its own arguments, never from the
-/// request's headers (`Sec-WebSocket-Protocol` is read as the offer).
-pub fn owned_by_handshake(name: &HeaderName) -> bool {
+/// Whether `name` is a request header field §4.1 makes the client's
+/// handshake write itself, which [`connect_request`] takes from its own
+/// arguments, never from the request's headers (`Sec-WebSocket-Protocol`
+/// is read as the offer): for a caller checking its user's headers.
+pub fn is_handshake_header(name: &HeaderName) -> bool {
     [
         header::HOST,
         header::UPGRADE,

@@ -269,7 +269,7 @@ pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_wit
 pub use http;
 pub use http_types::{
     HandshakeDecision, accept_with_callback, connect_request, connect_request_with,
-    owned_by_handshake,
+    is_handshake_header,
 };
 pub use proxy::{Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind};
 pub use socket::WebSocket;

@@ -119,13 +119,13 @@ impl Connector {
     /// [`ProxyEnv`]). The variables are read now, once; a bad proxy URL in
     /// one is reported by the connection that would use it.
     pub fn with_env_proxy(self) -> Self {
-        self.with_proxy_env(ProxyEnv::from_process())
+        self.with_env_proxy_from(ProxyEnv::from_process())
     }
 
     /// The same connector, choosing a proxy per URL from `env` (see
     /// [`ProxyEnv::from_lookup`], for variables that are not this
     /// process's).
-    pub fn with_proxy_env(mut self, env: ProxyEnv) -> Self {
+    pub fn with_env_proxy_from(mut self, env: ProxyEnv) -> Self {
         self.route = Route::Env(Arc::new(env));
         self
     }

@@ -152,7 +152,7 @@ fn parse_header(s: &str) -> Result<Header, String> {
     ascii(&value, &name)?;
     // Every Sec-WebSocket-* name is the handshake's (RFC 6455 §11.3):
     // those it writes, and Accept, which only a server sends.
-    if rfc6455::transport::owned_by_handshake(&name) || name.as_str().starts_with("sec-websocket-")
+    if rfc6455::transport::is_handshake_header(&name) || name.as_str().starts_with("sec-websocket-")
     {
         return Err(format!(
             "{name} is written by the opening handshake itself (RFC 6455 §4.1){}",

@@ -281,3 +281,26 @@ fn a_hand_built_record_too_short_for_its_key_does_not_panic() {
     };
     assert_eq!(record.length_bits(), 64);
 }
+
+#[tokio::test]
+async fn a_traced_stream_in_records_mode_keeps_the_events_until_taken() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Not a dead end: with_mode(.., Records) prints nothing and keeps
+    // what it saw for take_events.
+    let (near, mut far) = tokio::io::duplex(1024);
+    let mut traced = Traced::with_mode(near, TraceMode::Records);
+    traced.write_all(REQUEST).await.unwrap();
+    traced.write_all(&MASKED_HELLO).await.unwrap();
+    let mut wire = [0u8; REQUEST.len() + MASKED_HELLO.len()];
+    far.read_exact(&mut wire).await.unwrap();
+    let events = traced.take_events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [(Direction::Sent, TraceEvent::Head(_)), (Direction::Sent, TraceEvent::Frame(f))]
+                if f.payload == b"Hello"
+        ),
+        "{events:?}"
+    );
+    assert!(traced.take_events().is_empty(), "taken once");
+}

@@ -254,7 +254,9 @@ where
 /// (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`,
 /// `Sec-WebSocket-Version`, `Sec-WebSocket-Extensions`) are ours: the
 /// request's are ignored. Returns the socket and the server's 101 as an
-/// `http::Response<()>`.
+/// `http::Response<()>`. A header value that is not visible ASCII (which
+/// `http` allows, from 0x80 up) gives [`Error::Io`] of kind
+/// `InvalidInput` naming the header, before anything is sent.
 ///
 /// # Cancel safety
 ///
@@ -293,7 +295,15 @@ where
     let mut extra = Vec::new();
     for (name, value) in request.headers() {
         if !is_handshake_header(name) {
-            let value = value.to_str().map_err(|_| HandshakeError::MalformedHttp)?;
+            // `http` takes bytes from 0x80 up in a value; the head we
+            // write carries visible ASCII only. The caller's header is at
+            // fault, not the server: say which, before a byte is sent.
+            let value = value.to_str().map_err(|_| {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("the value of the {name} header is not visible ASCII"),
+                ))
+            })?;
             extra.push((name.as_str(), value));
         }
     }

@@ -15,12 +15,12 @@
 //! ClientHello never sends: when not one byte has come back within
 //! [`TLS_ANSWER`] of the ClientHello being written (the clock starts then,
 //! not before DNS and TCP), a second connection asks the port a plain HTTP
-//! question. An HTTP answer ends the wait with the same message only if
-//! the first connection has still received nothing: a TLS server that
-//! has begun to answer is progressing, and is waited for (nginx and Go
-//! answer a plain request on their TLS port in plain HTTP too, so the
-//! probe alone proves nothing). Otherwise the probe's answer only words
-//! the error, should TLS then fail.
+//! question. Its answer never ends the first connection, which is waited
+//! for until TLS fails or the handshake timeout: nginx and Go answer a
+//! plain request on their TLS port in plain HTTP too, at once, while their
+//! TLS handshake may be slow, so the probe alone proves nothing. It only
+//! words the error: a TLS attempt that got no byte back from a port that
+//! answers plain HTTP is reported as the same mix-up.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,19 +224,19 @@ async fn open(
         // The server has begun to answer: TLS is progressing.
         return done(handshake.await, false);
     }
-    // The probe runs beside the handshake, which keeps going.
+    // The probe runs beside the handshake, which keeps going: it never
+    // ends the connection (a loaded TLS server may take seconds over its
+    // handshake and answer a plain request at once, as nginx and Go do);
+    // it only words the error, should TLS then fail or time out.
     let plain = tokio::select! {
         result = &mut handshake => return done(result, false),
         plain = speaks_plain_http(url) => plain,
     };
-    if plain && !watch.answered.load(Ordering::Relaxed) {
-        return Err(format!(
-            "the server at {} did not answer TLS; is it a plain ws:// port? \
-             (it answers plain HTTP)",
-            server(url)
-        ));
-    }
-    done(handshake.await, plain)
+    let result = handshake.await;
+    // Only if TLS never got a byte back: a server that began its TLS
+    // answer and then failed (a certificate refused, say) is a TLS server,
+    // whatever it says to plain HTTP.
+    done(result, plain && !watch.answered.load(Ordering::Relaxed))
 }
 
 /// The result of a step run under `timeout_at`: its own, or
@@ -337,8 +337,13 @@ fn opening_failed(url: &WsUrl, e: &Error, answers_http: bool) -> String {
             _ => false,
         };
     if plain {
+        let why = if answers_http {
+            format!("it answers plain HTTP; {e}")
+        } else {
+            e.to_string()
+        };
         return format!(
-            "the server at {} did not answer TLS; is it a plain ws:// port? ({e})",
+            "the server at {} did not answer TLS; is it a plain ws:// port? ({why})",
             server(url)
         );
     }

@@ -547,33 +547,40 @@ async fn wss_to_a_plain_port_fails_saying_so() {
 #[tokio::test]
 async fn a_slow_but_progressing_tls_handshake_is_not_taken_for_a_plain_port() {
     // A TLS port that answers a plain GET in plain HTTP, as nginx and
-    // Go's net/http do, and whose TLS answer comes slowly: the first
-    // byte of its ServerHello at once, the rest 1.5 s later (a lost
-    // segment, a loaded server). The client's one-second probe fires
-    // meanwhile and gets `HTTP/`; the connection is progressing, so the
-    // client must go on and connect.
+    // Go's net/http do, and whose TLS answer comes slowly (a lost
+    // segment, a loaded server): the first byte of its ServerHello at
+    // once and the rest 1.5 s later, or all of it 2.5 s later. The
+    // client's one-second probe fires meanwhile and gets `HTTP/`; the
+    // handshake is still under way, so the client must go on and connect.
     let pki = common::tls::Pki::new("cli-slow-tls");
-    let acceptor = TlsAcceptor::from(pki.server_config());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(slow_tls_or_plain_400(stream, acceptor));
-        }
-    });
-    let url = format!("wss://localhost:{port}/");
     let ca = pki.ca.to_string_lossy().into_owned();
-    let run = client(&[&url, "--ca", &ca], b"slow\n").await;
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.stdout(), "slow\n");
-    assert!(!run.stderr.contains("did not answer TLS"), "{}", run.stderr);
+    for (first, rest) in [(Duration::ZERO, 1500), (Duration::from_millis(2500), 0)] {
+        let acceptor = TlsAcceptor::from(pki.server_config());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let delays = (first, Duration::from_millis(rest));
+                tokio::spawn(slow_tls_or_plain_400(stream, acceptor.clone(), delays));
+            }
+        });
+        let url = format!("wss://localhost:{port}/");
+        let run = client(&[&url, "--ca", &ca], b"slow\n").await;
+        assert_eq!(run.code, Some(0), "{first:?}: {}", run.stderr);
+        assert_eq!(run.stdout(), "slow\n");
+        assert!(!run.stderr.contains("did not answer TLS"), "{}", run.stderr);
+    }
 }
 
 /// One connection of the slow TLS server above: a plain request gets
 /// nginx's 400; a ClientHello (0x16, RFC 8446 §5.1) gets a TLS echo
-/// server whose first reply byte goes at once and the rest 1.5 s later.
-async fn slow_tls_or_plain_400(mut stream: TcpStream, acceptor: TlsAcceptor) {
+/// server whose first reply byte goes after `delays.0` and the rest of
+/// its first flight `delays.1` after that.
+async fn slow_tls_or_plain_400(
+    mut stream: TcpStream,
+    acceptor: TlsAcceptor,
+    delays: (Duration, Duration),
+) {
     use tokio::io::AsyncReadExt;
     let mut first = [0u8; 1];
     if stream.peek(&mut first).await.unwrap_or(0) == 0 {
@@ -600,8 +607,9 @@ async fn slow_tls_or_plain_400(mut stream: TcpStream, acceptor: TlsAcceptor) {
     let Ok(n @ 1..) = from_server.read(&mut reply).await else {
         return;
     };
+    tokio::time::sleep(delays.0).await;
     let _ = to_client.write_all(&reply[..1]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(delays.1).await;
     let _ = to_client.write_all(&reply[1..n]).await;
     let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
 }

@@ -16,7 +16,9 @@ use common::socks::Socks5;
 use rfc6455::proto::{CloseCode, CloseFrame, Message};
 use rfc6455::transport::http::{self, HeaderValue};
 use rfc6455::transport::tls::tokio_rustls::TlsAcceptor;
-use rfc6455::transport::{self, Config, HandshakeDecision, WebSocket, accept_with_callback};
+use rfc6455::transport::{
+    self, Config, HandshakeDecision, ProxyEnv, WebSocket, accept_with_callback,
+};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -38,18 +40,6 @@ impl Run {
     }
 }
 
-/// The variables through which curl, and so the client, picks a proxy.
-const PROXY_VARS: [&str; 8] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// Runs `rfc6455 client ARGS`, writes `input` to its stdin, then closes
 /// stdin after `hold` (so a server can act first); waits for the exit.
 async fn client_held(args: &[&str], input: &[u8], hold: Duration) -> Run {
@@ -59,7 +49,9 @@ async fn client_held(args: &[&str], input: &[u8], hold: Duration) -> Run {
 /// As [`client_held`], with no proxy variable but those in `env`.
 async fn client_in_env(args: &[&str], input: &[u8], hold: Duration, env: &[(&str, &str)]) -> Run {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rfc6455"));
-    for var in PROXY_VARS {
+    // Every variable the client reads (ws_proxy and wss_proxy first), and
+    // HTTP_PROXY, which it must not: none of the developer's own.
+    for var in ProxyEnv::variable_names().chain(["HTTP_PROXY"]) {
         command.env_remove(var);
     }
     command.envs(env.iter().copied());
@@ -124,9 +116,9 @@ struct Seen {
 enum Script {
     /// Echo each data message.
     Echo,
-    /// Answer the first message 700 ms later with "late reply", reading
-    /// (and answering a Close) meanwhile.
-    LateReply,
+    /// Answer the first message this much later with "late reply",
+    /// reading (and answering a Close) meanwhile.
+    LateReply(Duration),
     /// Close with 4003 "go away" on the first message.
     CloseWith4003,
     /// Drop the TCP connection, without a Close, on the first message.
@@ -176,8 +168,8 @@ async fn serve(mut ws: WebSocket<TcpStream>, script: Script, seen: &Mutex<Seen>)
                     seen.lock().unwrap().messages.push(m.clone());
                     match script {
                         Script::Echo => ws.queue(m).unwrap(),
-                        Script::LateReply => {
-                            reply_at.get_or_insert(tokio::time::Instant::now() + Duration::from_millis(700));
+                        Script::LateReply(delay) => {
+                            reply_at.get_or_insert(tokio::time::Instant::now() + delay);
                         }
                         Script::CloseWith4003 => ws
                             .queue(Message::Close(Some(CloseFrame::new(CloseCode::try_from(4003).unwrap(), "go away"))))
@@ -276,11 +268,28 @@ async fn invalid_headers_and_subprotocols_are_refused_before_connecting() {
             "written by the opening handshake itself",
         ),
         (vec!["-H", "Sec-WebSocket-Protocol: chat"], "use --protocol"),
+        // Every Sec-WebSocket-* name, as --help says, not only those the
+        // handshake writes.
+        (
+            vec!["-H", "Sec-WebSocket-Accept: x"],
+            "by the opening handshake",
+        ),
+        // http accepts bytes from 0x80 up; the handshake cannot write
+        // them: refused here, not after connecting as "malformed HTTP".
+        (vec!["-H", "X-User: café"], "x-user is not ASCII"),
+        (
+            vec!["--origin", "http://bücher.example"],
+            "origin is not ASCII",
+        ),
         (vec!["--protocol", "a b"], "is not a subprotocol name"),
         (
             vec!["--ping-interval", "0"],
             "is not a number of seconds above 0",
         ),
+        // 1e-10 s rounds to a zero Duration, which tokio's interval
+        // refuses with a panic; 1 ms would be a ping flood.
+        (vec!["--ping-interval", "1e-10"], "at least 0.01 s"),
+        (vec!["--ping-interval", "0.001"], "at least 0.01 s"),
         (vec!["--wait", "soon"], "is not a number of seconds above 0"),
     ] {
         let mut all = vec![url.as_str()];
@@ -410,8 +419,15 @@ async fn how_the_server_ends_the_connection_is_printed_and_sets_the_exit_status(
         (Script::Vanish, 4, "without a Close frame (1006"),
     ] {
         let (url, _seen) = test_server(script, None).await;
-        // Stdin stays open: the server ends it first.
+        // Stdin stays open for 20 s: the server ends it first, and the
+        // client must not wait for stdin's end to notice.
+        let started = Instant::now();
         let run = client_held(&[&url], b"hi\n", Duration::from_secs(20)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}: the client waited for stdin",
+            started.elapsed()
+        );
         assert_eq!(run.code, Some(status), "{}", run.stderr);
         assert!(run.stderr.contains(says), "{}", run.stderr);
     }
@@ -446,13 +462,14 @@ async fn ping_command_and_ping_interval_print_round_trips() {
 
 #[tokio::test]
 async fn wait_prints_replies_that_arrive_after_stdin_closes_then_closes_with_1000() {
-    let (url, seen) = test_server(Script::LateReply, None).await;
+    // The reply is due 700 ms in, well inside the 3 s of --wait.
+    let (url, seen) = test_server(Script::LateReply(Duration::from_millis(700)), None).await;
     let started = Instant::now();
-    let run = client(&[&url, "--wait", "2"], b"hello\n").await;
+    let run = client(&[&url, "--wait", "3"], b"hello\n").await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout(), "late reply\n");
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_secs(3),
         "closed before --wait ended"
     );
     let frame = close_seen(&seen);
@@ -461,7 +478,9 @@ async fn wait_prints_replies_that_arrive_after_stdin_closes_then_closes_with_100
 
 #[tokio::test]
 async fn without_wait_the_close_goes_at_once_and_a_late_reply_is_not_awaited() {
-    let (url, seen) = test_server(Script::LateReply, None).await;
+    // The reply is due long after the Close should have gone (5 s): a
+    // client and server stalled on a busy machine still close first.
+    let (url, seen) = test_server(Script::LateReply(Duration::from_secs(5)), None).await;
     let run = client(&[&url], b"hello\n").await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     // The server answered our Close before its reply was due.
@@ -476,7 +495,7 @@ async fn without_wait_the_close_goes_at_once_and_a_late_reply_is_not_awaited() {
 // The scheme and the port disagree.
 
 #[tokio::test]
-async fn wss_to_a_plain_port_fails_at_once_saying_so() {
+async fn wss_to_a_plain_port_fails_saying_so() {
     // Our echo server waits for the end of a request head that a
     // ClientHello never sends; this one answers any bytes with a 400 at
     // once, as nginx does.
@@ -495,7 +514,7 @@ async fn wss_to_a_plain_port_fails_at_once_saying_so() {
         .trim_start_matches("ws://")
         .trim_end_matches('/')
         .to_owned();
-    for addr in [silent_addr, answering_addr.to_string()] {
+    for (addr, silent) in [(silent_addr, true), (answering_addr.to_string(), false)] {
         let started = Instant::now();
         let run = client(&[&format!("wss://{addr}/")], b"").await;
         assert_eq!(run.code, Some(1), "{}", run.stderr);
@@ -506,13 +525,93 @@ async fn wss_to_a_plain_port_fails_at_once_saying_so() {
             "{}",
             run.stderr
         );
-        // Well before the 10 s handshake timeout.
-        assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "{:?}",
-            started.elapsed()
-        );
+        if silent {
+            // The probe found plain HTTP on the port but did not end the
+            // attempt: the handshake timeout (10 s) or the server did.
+            assert!(
+                started.elapsed() >= Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+        } else {
+            // An HTTP answer to the ClientHello fails TLS at once.
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "{:?}",
+                started.elapsed()
+            );
+        }
     }
+}
+
+#[tokio::test]
+async fn a_slow_but_progressing_tls_handshake_is_not_taken_for_a_plain_port() {
+    // A TLS port that answers a plain GET in plain HTTP, as nginx and
+    // Go's net/http do, and whose TLS answer comes slowly (a lost
+    // segment, a loaded server): the first byte of its ServerHello at
+    // once and the rest 1.5 s later, or all of it 2.5 s later. The
+    // client's one-second probe fires meanwhile and gets `HTTP/`; the
+    // handshake is still under way, so the client must go on and connect.
+    let pki = common::tls::Pki::new("cli-slow-tls");
+    let ca = pki.ca.to_string_lossy().into_owned();
+    for (first, rest) in [(Duration::ZERO, 1500), (Duration::from_millis(2500), 0)] {
+        let acceptor = TlsAcceptor::from(pki.server_config());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let delays = (first, Duration::from_millis(rest));
+                tokio::spawn(slow_tls_or_plain_400(stream, acceptor.clone(), delays));
+            }
+        });
+        let url = format!("wss://localhost:{port}/");
+        let run = client(&[&url, "--ca", &ca], b"slow\n").await;
+        assert_eq!(run.code, Some(0), "{first:?}: {}", run.stderr);
+        assert_eq!(run.stdout(), "slow\n");
+        assert!(!run.stderr.contains("did not answer TLS"), "{}", run.stderr);
+    }
+}
+
+/// One connection of the slow TLS server above: a plain request gets
+/// nginx's 400; a ClientHello (0x16, RFC 8446 §5.1) gets a TLS echo
+/// server whose first reply byte goes after `delays.0` and the rest of
+/// its first flight `delays.1` after that.
+async fn slow_tls_or_plain_400(
+    mut stream: TcpStream,
+    acceptor: TlsAcceptor,
+    delays: (Duration, Duration),
+) {
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await.unwrap_or(0) == 0 {
+        return;
+    }
+    if first[0] != 0x16 {
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        return;
+    }
+    let (near, far) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Ok(mut ws) = transport::tls::accept(far, &acceptor, Config::default()).await {
+            common::tls::echo(&mut ws).await;
+        }
+    });
+    let (mut from_client, mut to_client) = stream.into_split();
+    let (mut from_server, mut to_server) = tokio::io::split(near);
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+    });
+    let mut reply = vec![0u8; 64 * 1024];
+    let Ok(n @ 1..) = from_server.read(&mut reply).await else {
+        return;
+    };
+    tokio::time::sleep(delays.0).await;
+    let _ = to_client.write_all(&reply[..1]).await;
+    tokio::time::sleep(delays.1).await;
+    let _ = to_client.write_all(&reply[1..n]).await;
+    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
 }
 
 #[tokio::test]
@@ -592,6 +691,21 @@ async fn a_bad_proxy_url_or_both_flags_are_refused() {
     let run = client(&[&url, "--proxy", "ftp://proxy.example"], b"").await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("ftp://proxy.example"), "{}", run.stderr);
+    // clap quotes a value its parser refuses; the password must not
+    // reach stderr (and CI logs) that way.
+    let run = client(
+        &[&url, "--proxy", "http://alice:s3cret@proxy.example:99999"],
+        b"",
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("invalid port"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("http://proxy.example:99999"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
     let run = client(&[&url, "--proxy", "http://p:1", "--no-proxy"], b"").await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);

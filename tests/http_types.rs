@@ -15,6 +15,7 @@ use http::{StatusCode, header};
 use rfc6455::proto::{HandshakeError, Message};
 use rfc6455::transport::{
     self, Config, Error, HandshakeDecision, WebSocket, accept_with_callback, connect_request,
+    connect_request_with,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -243,4 +244,27 @@ async fn the_handshake_fields_stay_ours_whatever_the_callback_writes() {
     );
     ws.close(None).await.unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_header_value_that_is_not_ascii_is_refused_naming_it_before_anything_is_sent() {
+    let (near, mut far) = tokio::io::duplex(4096);
+    let request = http::Request::builder()
+        .uri("ws://example.com/")
+        .header(
+            "X-User",
+            http::HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        )
+        .body(())
+        .unwrap();
+    match connect_request_with(near, &request, Config::default()).await {
+        Err(Error::Io(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("x-user header"), "{e}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let mut sent = Vec::new();
+    far.read_to_end(&mut sent).await.unwrap();
+    assert!(sent.is_empty(), "{}", String::from_utf8_lossy(&sent));
 }

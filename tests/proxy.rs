@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::process::{Spawned, free_port};
+use common::process::{Spawned, free_port, refusing_port};
 use common::socks::{Asked, Socks5};
 use common::tls::{Outcome, Pki, outcome, tls_echo_server};
 use rfc6455::proto::{CloseCode, CloseFrame, Message, WsUrl};
@@ -65,7 +65,7 @@ impl Tinyproxy {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let what = "tinyproxy (scripts/check.sh installs Debian's tinyproxy)";
-        let process = Spawned::listening(&mut command, addr, what).await;
+        let process = Spawned::listening_itself(&mut command, addr, what).await;
         Tinyproxy {
             addr,
             dir,
@@ -375,7 +375,7 @@ async fn socks5_with_username_and_password() {
 #[tokio::test]
 async fn a_socks_reply_code_is_the_error_with_its_rfc_name() {
     let socks = Socks5::start(None).await;
-    let closed = free_port();
+    let (_held, closed) = refusing_port();
     let connector = Connector::new().with_proxy(Proxy::parse(&socks.url("socks5h", "")).unwrap());
     let err = proxy_error(connect(&connector, &format!("ws://127.0.0.1:{closed}/")).await);
     assert!(matches!(err.failure, ProxyFailure::SocksReply(5)), "{err}");
@@ -401,7 +401,7 @@ async fn no_proxy_sends_a_listed_host_direct_and_others_through_the_proxy() {
         ProxyEnv::from_lookup(move |name| vars.get(name).cloned())
     };
 
-    let direct = Connector::new().with_proxy_env(vars(Some("example.com, 127.0.0.1")));
+    let direct = Connector::new().with_env_proxy_from(vars(Some("example.com, 127.0.0.1")));
     let parsed = WsUrl::parse(&url).unwrap();
     assert!(direct.proxy_for(&parsed).unwrap().is_none());
     let (ws, _) = connect(&direct, &url).await.unwrap();
@@ -410,7 +410,7 @@ async fn no_proxy_sends_a_listed_host_direct_and_others_through_the_proxy() {
     let request_line = format!("CONNECT {server} HTTP/1.1");
     assert!(!proxy.log().contains(&request_line), "{}", proxy.log());
 
-    let proxied = Connector::new().with_proxy_env(vars(Some("example.com")));
+    let proxied = Connector::new().with_env_proxy_from(vars(Some("example.com")));
     assert_eq!(
         proxied.proxy_for(&parsed).unwrap().unwrap().to_string(),
         proxy.url("")
@@ -512,7 +512,7 @@ async fn a_proxy_that_never_answers_ends_in_the_handshake_timeout() {
 
 #[tokio::test]
 async fn a_proxy_nobody_listens_on_is_an_error_naming_it() {
-    let port = free_port();
+    let (_held, port) = refusing_port();
     let connector =
         Connector::new().with_proxy(Proxy::parse(&format!("http://127.0.0.1:{port}")).unwrap());
     let err = proxy_error(connect(&connector, "ws://example.com/").await);

@@ -254,7 +254,9 @@ where
 /// (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`,
 /// `Sec-WebSocket-Version`, `Sec-WebSocket-Extensions`) are ours: the
 /// request's are ignored. Returns the socket and the server's 101 as an
-/// `http::Response<()>`.
+/// `http::Response<()>`. A header value that is not visible ASCII (which
+/// `http` allows, from 0x80 up) gives [`Error::Io`] of kind
+/// `InvalidInput` naming the header, before anything is sent.
 ///
 /// # Cancel safety
 ///
@@ -292,8 +294,16 @@ where
     let protocols: Vec<&str> = offered.iter().map(String::as_str).collect();
     let mut extra = Vec::new();
     for (name, value) in request.headers() {
-        if !owned_by_handshake(name) {
-            let value = value.to_str().map_err(|_| HandshakeError::MalformedHttp)?;
+        if !is_handshake_header(name) {
+            // `http` takes bytes from 0x80 up in a value; the head we
+            // write carries visible ASCII only. The caller's header is at
+            // fault, not the server: say which, before a byte is sent.
+            let value = value.to_str().map_err(|_| {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("the value of the {name} header is not visible ASCII"),
+                ))
+            })?;
             extra.push((name.as_str(), value));
         }
     }
@@ -301,10 +311,11 @@ where
     Ok((ws, to_http_response(&response)))
 }
 
-/// The fields §4.1 makes the client's handshake write itself, which
-/// [`connect_request`] takes from its own arguments, never from the
-/// request's headers (`Sec-WebSocket-Protocol` is read as the offer).
-pub fn owned_by_handshake(name: &HeaderName) -> bool {
+/// Whether `name` is a request header field §4.1 makes the client's
+/// handshake write itself, which [`connect_request`] takes from its own
+/// arguments, never from the request's headers (`Sec-WebSocket-Protocol`
+/// is read as the offer): for a caller checking its user's headers.
+pub fn is_handshake_header(name: &HeaderName) -> bool {
     [
         header::HOST,
         header::UPGRADE,

@@ -95,6 +95,7 @@
 //! a CGI program's clients can set: "httpoxy"); both fall back to
 //! `all_proxy`/`ALL_PROXY`; hosts in `no_proxy`/`NO_PROXY` (`*`, names
 //! and their subdomains, addresses, CIDR blocks, `host:port`) go direct.
+//! An empty variable counts as unset, as in curl.
 //!
 //! The exchange with the proxy runs inside the
 //! [`Config::handshake_timeout`] window of TCP and TLS (a proxy that
@@ -270,7 +271,7 @@ pub use handshake::{accept, accept_request, accept_upgrade, connect, connect_wit
 pub use http;
 pub use http_types::{
     HandshakeDecision, accept_with_callback, connect_request, connect_request_with,
-    owned_by_handshake,
+    is_handshake_header,
 };
 pub use proxy::{Proxy, ProxyEnv, ProxyError, ProxyFailure, ProxyKind};
 pub use socket::WebSocket;

@@ -120,13 +120,13 @@ impl Connector {
     /// [`ProxyEnv`]). The variables are read now, once; a bad proxy URL in
     /// one is reported by the connection that would use it.
     pub fn with_env_proxy(self) -> Self {
-        self.with_proxy_env(ProxyEnv::from_process())
+        self.with_env_proxy_from(ProxyEnv::from_process())
     }
 
     /// The same connector, choosing a proxy per URL from `env` (see
     /// [`ProxyEnv::from_lookup`], for variables that are not this
     /// process's).
-    pub fn with_proxy_env(mut self, env: ProxyEnv) -> Self {
+    pub fn with_env_proxy_from(mut self, env: ProxyEnv) -> Self {
         self.route = Route::Env(Arc::new(env));
         self
     }
@@ -179,11 +179,7 @@ impl Connector {
     /// Not cancel-safe: dropping it drops the half-open connection.
     pub async fn open(&self, url: &WsUrl, timeout: Duration) -> Result<MaybeTlsStream, Error> {
         tokio::time::timeout(timeout, async {
-            let stream = match self.proxy_for(url)? {
-                None => TcpStream::connect((url.host.as_str(), url.port)).await?,
-                Some(proxy) => proxy::tunnel(&proxy, &url.host, url.port).await?,
-            };
-            stream.set_nodelay(true)?;
+            let stream = self.open_tcp(url).await?;
             if !url.secure {
                 return Ok(MaybeTlsStream::Plain(stream));
             }
@@ -201,6 +197,25 @@ impl Connector {
         })
         .await
         .map_err(|_| Error::HandshakeTimeout)?
+    }
+
+    /// The TCP part of [`open`](Connector::open) alone: a connection to
+    /// `url`'s host and port, or to the proxy and through its tunnel, with
+    /// Nagle's algorithm off; no TLS, even for `wss://`, and no timeout
+    /// (the caller applies one). For a caller that runs TLS itself
+    /// ([`tls::connect_tls`](super::tls::connect_tls)) over a stream it
+    /// wraps, to watch the handshake's bytes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping it drops the half-open connection.
+    pub async fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
+        let stream = match self.proxy_for(url)? {
+            None => TcpStream::connect((url.host.as_str(), url.port)).await?,
+            Some(proxy) => proxy::tunnel(&proxy, &url.host, url.port).await?,
+        };
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 }
 

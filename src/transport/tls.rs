@@ -53,7 +53,6 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{Config, Error, WebSocket};
@@ -208,14 +207,30 @@ fn read_certificates(
     Ok(certs)
 }
 
-/// Runs the TLS handshake on `stream` with `connector` and the URL's host
-/// as the server name (sent as SNI, §4.1, and checked against the
-/// certificate). The caller applies the timeout.
-pub(super) async fn connect_tls(
-    stream: TcpStream,
+/// Runs the client's TLS handshake on `stream` with `config` and `host`
+/// (the URL's host) as the server name, sent as SNI (§4.1) and checked
+/// against the certificate. The caller applies the timeout.
+/// [`Connector::open`](super::Connector::open) runs it over the TCP
+/// connection; a caller that wants to watch the handshake's bytes runs it
+/// over a wrapper of [`Connector::open_tcp`](super::Connector::open_tcp)'s
+/// stream.
+///
+/// A server whose certificate does not verify gives [`Error::Tls`]
+/// holding `rustls::Error::InvalidCertificate(..)`; a `host` that is
+/// neither a DNS name nor an IP address, [`Error::Io`] of kind
+/// `InvalidInput`.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: dropping the future drops the half-done handshake.
+pub async fn connect_tls<S>(
+    stream: S,
     host: &str,
     config: Arc<ClientConfig>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+) -> Result<tokio_rustls::client::TlsStream<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let name = ServerName::try_from(host.to_owned()).map_err(|_| {
         Error::Io(io::Error::new(
             io::ErrorKind::InvalidInput,

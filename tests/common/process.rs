@@ -32,11 +32,54 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// A free loopback port: bound, noted, released for a child to bind.
+/// Between the release and the child's bind another test may take it:
+/// [`Spawned::listening_itself`] checks who listens, and a test that needs
+/// a port where connections are refused uses [`refusing_port`].
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+/// A loopback port where connections are refused for as long as the
+/// socket returned lives: it is bound but never listens, so a connection
+/// gets a RST, and (without `SO_REUSEADDR`) nobody else can bind it in
+/// the meantime, as they could a port [`free_port`] released.
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind a loopback port");
+    let port = socket.local_addr().expect("its address").port();
+    (socket, port)
+}
+
+/// Whether process `pid` itself holds a socket listening on TCP `port`:
+/// the inodes of the listening sockets (state 0A) in /proc/net/tcp and
+/// tcp6, against the `socket:[INODE]` links of /proc/PID/fd.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = f.get(1).and_then(|a| a.rsplit_once(':'));
+            let port_here = local.and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if port_here == Some(port)
+                && f.get(3) == Some(&"0A")
+                && let Some(inode) = f.get(9)
+            {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str()))
 }
 
 /// Open file descriptors of process `pid` (the entries of /proc/PID/fd).
@@ -83,12 +126,35 @@ impl Spawned {
     /// Starts `command` and waits until `addr` accepts TCP connections.
     pub async fn listening(command: &mut Command, addr: SocketAddr, what: &str) -> Spawned {
         let spawned = Spawned::start(command, what);
+        spawned
+            .wait_until(what, || async { TcpStream::connect(addr).await.is_ok() })
+            .await;
+        spawned
+    }
+
+    /// As [`Spawned::listening`], but only once the process itself
+    /// listens on `addr`'s port ([`listens_on`]): a [`free_port`] another
+    /// test took in the meantime is not taken for the child's.
+    pub async fn listening_itself(command: &mut Command, addr: SocketAddr, what: &str) -> Spawned {
+        let spawned = Spawned::start(command, what);
+        let pid = spawned.pid();
+        spawned
+            .wait_until(what, || async move { listens_on(pid, addr.port()) })
+            .await;
+        spawned
+    }
+
+    /// Polls `ready` until it holds, for at most [`START_TIMEOUT`].
+    async fn wait_until<F: std::future::Future<Output = bool>>(
+        &self,
+        what: &str,
+        ready: impl Fn() -> F,
+    ) {
         let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect(addr).await.is_err() {
+        while !ready().await {
             assert!(Instant::now() < deadline, "{what} did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        spawned
     }
 
     /// Its process id.

@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `type` | `"head"`, `"frame"` or `"note"` |
 //! | `direction` | `"sent"` or `"received"` |
-//! | `t_ms` | milliseconds since the client started |
+//! | `t_ms` | milliseconds since the opening handshake began (after TCP, the proxy and TLS) |
 //! | `lines` | (head) the HTTP head's lines |
 //! | `fin`, `rsv1`, `rsv2`, `rsv3` | the header bits |
 //! | `opcode` | `"continuation"`, `"text"`, `"binary"`, `"close"`, `"ping"`, `"pong"` |
@@ -17,7 +17,7 @@
 //! | `payload_text` / `payload_base64` | the payload, unmasked: text when it is UTF-8 (text, continuation, ping and pong frames), else base64 (binary, close, compressed) |
 //! | `payload_truncated` | only the first 64 KiB is given |
 //! | `compressed`, `inflated_len` | permessage-deflate (RFC 7692): the frame is compressed; what it inflated to |
-//! | `close_code`, `close_meaning`, `close_reason` | (close) the status code (§7.4), its meaning, the reason; `close_code` is `null` for an empty Close (1005) |
+//! | `close_code`, `close_meaning`, `close_reason` | (close) the status code (§7.4), its meaning, the reason; `close_code` is `null` for an empty Close (1005) and for a 1-byte one, which §5.5.1 forbids (`close_meaning` says so) |
 //! | `text` | (note) why decoding stopped |
 //!
 //! Every trace line starts with `{`; the client's own messages on stderr
@@ -85,15 +85,18 @@ fn frame(frame: &FrameRecord) -> Value {
         }
     }
     if h.opcode == OpCode::Close {
-        // §5.5.1: empty, or a 2-byte code then a UTF-8 reason.
-        let (code, reason) = match frame.payload.as_slice() {
-            [hi, lo, reason @ ..] => (Some(u16::from_be_bytes([*hi, *lo])), reason),
-            _ => (None, &[][..]),
+        // §5.5.1: empty, or a 2-byte code then a UTF-8 reason; one byte
+        // is neither (a peer that sends it fails the connection, 1002).
+        let (code, meaning, reason) = match frame.payload.as_slice() {
+            [hi, lo, reason @ ..] => {
+                let code = u16::from_be_bytes([*hi, *lo]);
+                (Some(code), close_code_meaning(code), reason)
+            }
+            [_] => (None, "invalid: a 1-byte Close body (§5.5.1)", &[][..]),
+            [] => (None, "no status code (reported as 1005)", &[][..]),
         };
         object["close_code"] = code.into();
-        object["close_meaning"] = code
-            .map_or("no status code (reported as 1005)", close_code_meaning)
-            .into();
+        object["close_meaning"] = meaning.into();
         object["close_reason"] = String::from_utf8_lossy(reason).into();
     }
     object
@@ -141,20 +144,27 @@ mod tests {
         );
         assert_eq!(v["payload_base64"], "/wCA");
         assert_eq!(v["mask_key"], Value::Null);
-        let v = event(
-            Direction::Received,
-            &record(OpCode::Close, None, b"\x0f\xa0bye", 5),
-            0.0,
-        );
+        // A received Close, its payload as given.
+        let close = |payload: &[u8]| {
+            let len = payload.len() as u64;
+            event(
+                Direction::Received,
+                &record(OpCode::Close, None, payload, len),
+                0.0,
+            )
+        };
+        let v = close(b"\x0f\xa0bye");
         assert_eq!(v["close_code"], 4000);
         assert_eq!(v["close_meaning"], "private, for applications");
         assert_eq!(v["close_reason"], "bye");
-        let v = event(
-            Direction::Received,
-            &record(OpCode::Close, None, b"", 0),
-            0.0,
-        );
+        let v = close(b"");
         assert_eq!(v["close_code"], Value::Null);
+        assert_eq!(v["close_meaning"], "no status code (reported as 1005)");
+        // One byte is no code at all, and breaks §5.5.1: said so, not
+        // taken for an empty Close.
+        let v = close(b"\x03");
+        assert_eq!(v["close_code"], Value::Null);
+        assert_eq!(v["close_meaning"], "invalid: a 1-byte Close body (§5.5.1)");
     }
 
     #[test]

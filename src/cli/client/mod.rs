@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rfc6455::transport::http::{HeaderName, HeaderValue};
+use rfc6455::transport::http::{self, HeaderName, HeaderValue};
 use rfc6455::transport::{Config, Proxy};
 
 /// What `--help` says after the options: the exit codes, and the text
@@ -53,7 +53,7 @@ Exit status:
      or the server closed with 1000 (normal closure)
   1  no connection: bad URL, DNS, TCP, TLS, or the server refused the
      opening handshake
-  2  bad command line (an invalid -H header, --protocol, ...)
+  2  bad command line (an invalid -H header, --protocol, --proxy, ...)
   3  the server closed with a code other than 1000 (or none)
   4  the connection failed once open: a protocol error, the server
      vanished without a Close, or it did not finish the close in time";
@@ -69,7 +69,9 @@ pub struct ClientArgs {
     ca: Option<PathBuf>,
     /// Send this header with the opening request, e.g. -H 'Authorization:
     /// Bearer abc'; repeat for more. The headers the handshake writes
-    /// itself (Host, Upgrade, Connection, Sec-WebSocket-*) are refused.
+    /// itself (Host, Upgrade, Connection, Sec-WebSocket-*) are refused,
+    /// and so are values that are not visible ASCII (percent-encode them,
+    /// or use RFC 8187's encoding).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<Header>,
     /// Offer this subprotocol (Sec-WebSocket-Protocol, §1.9, §4.1);
@@ -84,9 +86,9 @@ pub struct ClientArgs {
     /// payloads go to stdout as they are (see below).
     #[arg(long)]
     binary: bool,
-    /// Send a Ping every SECS seconds and print each Pong's round trip
-    /// on stderr.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Send a Ping every SECS seconds (at least 0.01) and print each
+    /// Pong's round trip on stderr.
+    #[arg(long, value_name = "SECS", value_parser = parse_ping_interval)]
     ping_interval: Option<Duration>,
     /// After the end of stdin, go on printing what arrives for SECS
     /// seconds (or until the server closes), then close with 1000.
@@ -107,9 +109,13 @@ pub struct ClientArgs {
     /// CONNECT), socks5:// or socks5h:// (SOCKS5, the name resolved here
     /// or by the proxy). Without it, as curl does: https_proxy (wss://),
     /// http_proxy (ws://), ALL_PROXY, and NO_PROXY for the hosts to reach
-    /// directly.
-    #[arg(long, value_name = "URL", value_parser = parse_proxy, conflicts_with = "no_proxy")]
-    proxy: Option<Proxy>,
+    /// directly. A password here is visible to other users of the
+    /// machine (ps) and in shell history: put it in ALL_PROXY or
+    /// https_proxy instead.
+    // A String, parsed by `run`: clap would quote a value its parser
+    // refused, password and all, in its error.
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    proxy: Option<String>,
     /// Connect directly, whatever the proxy variables say.
     #[arg(long)]
     no_proxy: bool,
@@ -143,7 +149,11 @@ fn parse_header(s: &str) -> Result<Header, String> {
         .map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
     let value = HeaderValue::from_str(value.trim())
         .map_err(|_| format!("the value of {name} holds a character a header may not"))?;
-    if rfc6455::transport::owned_by_handshake(&name) {
+    ascii(&value, &name)?;
+    // Every Sec-WebSocket-* name is the handshake's (RFC 6455 §11.3):
+    // those it writes, and Accept, which only a server sends.
+    if rfc6455::transport::is_handshake_header(&name) || name.as_str().starts_with("sec-websocket-")
+    {
         return Err(format!(
             "{name} is written by the opening handshake itself (RFC 6455 §4.1){}",
             if name == "sec-websocket-protocol" {
@@ -168,14 +178,22 @@ fn parse_protocol(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// `--proxy`: a proxy URL (the error quotes it without its password).
-fn parse_proxy(s: &str) -> Result<Proxy, String> {
-    Proxy::parse(s).map_err(|e| e.to_string())
+/// A header value the opening request can carry: the handshake writes
+/// only visible ASCII (`HeaderValue::to_str`), so bytes from 0x80 up,
+/// which `http` accepts, would fail only after connecting, as if the
+/// server were at fault.
+fn ascii(value: &HeaderValue, name: &HeaderName) -> Result<(), String> {
+    value.to_str().map(|_| ()).map_err(|_| {
+        format!("the value of {name} is not ASCII; percent-encode it, or use RFC 8187's encoding")
+    })
 }
 
-/// `--origin`: any value a header may carry (§10.2: the server decides).
+/// `--origin`: any ASCII value a header may carry (§10.2: the server
+/// decides; RFC 6454 §6.2 serializes a non-ASCII host as its A-label).
 fn parse_origin(s: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(s).map_err(|_| format!("{s:?} cannot be a header value"))
+    let value = HeaderValue::from_str(s).map_err(|_| format!("{s:?} cannot be a header value"))?;
+    ascii(&value, &http::header::ORIGIN)?;
+    Ok(value)
 }
 
 /// Seconds, fractions allowed, more than zero.
@@ -188,13 +206,32 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// How the client ended: its exit status (see [`AFTER_HELP`]).
+/// The shortest `--ping-interval`: 10 ms. Below it the Pings are a flood
+/// rather than a keepalive, and below half a nanosecond the interval
+/// rounds to zero, which tokio's timer refuses with a panic.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
+
+/// `--ping-interval`: seconds, at least [`MIN_PING_INTERVAL`].
+fn parse_ping_interval(s: &str) -> Result<Duration, String> {
+    let interval = parse_secs(s)?;
+    if interval < MIN_PING_INTERVAL {
+        return Err(format!(
+            "{s} s is too short a ping interval: at least 0.01 s (10 ms)"
+        ));
+    }
+    Ok(interval)
+}
+
+/// How the client ended: its exit status (see [`AFTER_HELP`]; clap
+/// exits with 2, a bad command line, itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Exit {
     /// The closing handshake completed, normally.
     Normal = 0,
     /// No connection.
     NoConnection = 1,
+    /// A bad command line found after clap's parse (`--proxy`).
+    Usage = 2,
     /// The server closed with another code than 1000.
     PeerClosed = 3,
     /// The connection failed once open.
@@ -203,7 +240,15 @@ enum Exit {
 
 /// Runs `rfc6455 client` with `config` (the transport's, deflate set).
 pub async fn run(args: ClientArgs, config: Config) -> ExitCode {
-    let exit = match connect::connect(args, config).await {
+    // Proxy::parse's error never holds the password (clap's would).
+    let proxy = match args.proxy.as_deref().map(Proxy::parse).transpose() {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            eprintln!("error: --proxy: {e}");
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
+    let exit = match connect::connect(args, proxy, config).await {
         Ok(exit) => exit,
         Err(why) => {
             eprintln!("error: {why}");

@@ -87,6 +87,8 @@ async fn read_head(stream: &mut TcpStream, budget: usize) -> Result<(u16, String
         let room = (budget + 1 - start).min(PEEK);
         head.resize(start + room, 0);
         let seen = stream.peek(&mut head[start..]).await?;
+        #[cfg(test)]
+        tests::PEEKS.with(|p| p.set(p.get() + 1));
         head.truncate(start + seen);
         if seen == 0 {
             return Err(ProxyFailure::Closed.into());
@@ -172,17 +174,32 @@ mod tests {
         assert_eq!(&rest, b"TUNNEL");
     }
 
+    thread_local! {
+        /// How many peeks `read_head` has completed on this thread: the
+        /// pieces test writes a piece only once the last one was seen
+        /// (a `#[tokio::test]` runs its tasks on its own thread).
+        pub(super) static PEEKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     #[tokio::test]
     async fn a_head_that_arrives_in_pieces_is_put_together() {
         let (mut ours, mut theirs) = pair().await;
+        let before = PEEKS.with(|p| p.get());
         let writer = tokio::spawn(async move {
-            for piece in [
+            for (k, piece) in [
                 &b"HTTP/1.1 407 Proxy Auth"[..],
                 b"entication Required\r",
                 b"\n\r\nbody",
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 theirs.write_all(piece).await.unwrap();
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                // The next piece goes only once a peek has shown this one:
+                // the pieces cannot coalesce, however loaded the machine.
+                while PEEKS.with(|p| p.get()) <= before + k {
+                    tokio::task::yield_now().await;
+                }
             }
             theirs
         });
@@ -207,6 +224,16 @@ mod tests {
             Err(Step::Failed(ProxyFailure::HeadTooLarge)) => {}
             other => panic!("{other:?}"),
         }
+        // Not a byte past the bound was taken off the socket.
+        drop(theirs);
+        let mut rest = Vec::new();
+        ours.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            rest.len() >= MAX_HEAD_BYTES && rest.len() <= MAX_HEAD_BYTES * 2,
+            "{} bytes left of {}",
+            rest.len(),
+            MAX_HEAD_BYTES * 2
+        );
         // A head of exactly the bound is still read.
         let (mut ours, mut theirs) = pair().await;
         let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();

@@ -8,10 +8,12 @@
 //! Lower case comes first. `HTTP_PROXY` in upper case is never read, as
 //! curl never reads it: a CGI program gets every request header as an
 //! `HTTP_*` variable, so a client sending `Proxy: evil:1` would set it
-//! ("httpoxy", CVE-2016-5385). A variable that is set but empty stops the
-//! search and means no proxy, as in curl.
+//! ("httpoxy", CVE-2016-5385). A variable that is set but empty (or only
+//! blanks) counts as unset and the search goes on to the next name, as in
+//! curl, whose `curl_getenv` (`lib/getenv.c`) gives no value for an empty
+//! one: `https_proxy=` beside `ALL_PROXY=…` uses `ALL_PROXY`.
 //!
-//! `no_proxy` (or, if unset, `NO_PROXY`) lists hosts that go direct,
+//! `no_proxy` (or, if unset or empty, `NO_PROXY`) lists hosts that go direct,
 //! separated by commas or blanks:
 //!
 //! - `*` alone: every host;
@@ -93,18 +95,32 @@ impl ProxyEnv {
     }
 
     /// The variables as `lookup` gives them: `lookup("https_proxy")` is
-    /// that variable's value, or `None` if it is unset.
+    /// that variable's value, or `None` if it is unset. An empty value
+    /// (or one of blanks only) counts as unset, as in curl.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ProxyEnv {
+        // curl's `curl_getenv` returns nothing for an empty variable, so
+        // an exported-but-empty `no_proxy` (as some CI images have) does
+        // not hide `NO_PROXY`, nor an empty `https_proxy` `ALL_PROXY`.
         let first = |names: &[&'static str]| {
-            names
-                .iter()
-                .find_map(|&name| lookup(name).map(|value| (name, value)))
+            names.iter().find_map(|&name| {
+                lookup(name)
+                    .filter(|value| !value.trim().is_empty())
+                    .map(|value| (name, value))
+            })
         };
         ProxyEnv {
             ws: first(WS),
             wss: first(WSS),
             no_proxy: first(NO_PROXY).map(|(_, value)| value),
         }
+    }
+
+    /// Every variable [`ProxyEnv::from_process`] may read, for a test
+    /// that must clear them all from a child's environment (plus
+    /// `HTTP_PROXY`, which is never read but a test may remove too).
+    #[doc(hidden)]
+    pub fn variable_names() -> impl Iterator<Item = &'static str> {
+        WS.iter().chain(WSS).chain(NO_PROXY).copied()
     }
 
     /// The same, with `list` in place of `no_proxy`/`NO_PROXY` (curl's
@@ -115,8 +131,7 @@ impl ProxyEnv {
     }
 
     /// The proxy `url` should go through: `None` to connect directly (no
-    /// variable for its scheme, an empty one, or the host is in
-    /// `NO_PROXY`). A variable whose value is not a proxy URL we can use
+    /// variable for its scheme, or the host is in `NO_PROXY`). A variable whose value is not a proxy URL we can use
     /// gives the error [`Proxy::parse`] gives, naming the variable
     /// instead of quoting the value.
     pub fn proxy_for(&self, url: &WsUrl) -> Result<Option<Proxy>, Error> {
@@ -124,9 +139,6 @@ impl ProxyEnv {
         let Some((name, value)) = chosen else {
             return Ok(None);
         };
-        if value.trim().is_empty() {
-            return Ok(None);
-        }
         if let Some(list) = &self.no_proxy
             && no_proxy_matches(list, &url.host, url.port)
         {
@@ -164,7 +176,9 @@ fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
     list.split([',', ' ', '\t'])
         .filter(|entry| !entry.is_empty())
         .any(|entry| {
-            let (pattern, wanted_port) = split_port(entry);
+            let Some((pattern, wanted_port)) = split_port(entry) else {
+                return false;
+            };
             if wanted_port.is_some_and(|p| p != port) {
                 return false;
             }
@@ -177,23 +191,20 @@ fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
 
 /// An entry's pattern and its port, if it names one: `[v6]:port`,
 /// `[v6]`, `name:port`; a bare IPv6 address (more than one colon) has
-/// none.
-fn split_port(entry: &str) -> (&str, Option<u16>) {
+/// none. `None` for an entry whose port is not a port (`[::1]:bad`,
+/// `host:bad`), or with junk after `]`: it matches nothing, in either
+/// form, rather than every port.
+fn split_port(entry: &str) -> Option<(&str, Option<u16>)> {
     if let Some(v6) = entry.strip_prefix('[') {
-        return match v6.split_once(']') {
-            Some((address, after)) => (
-                address,
-                after.strip_prefix(':').and_then(|p| p.parse().ok()),
-            ),
-            None => (entry, None),
+        let (address, after) = v6.split_once(']')?;
+        return match after {
+            "" => Some((address, None)),
+            after => Some((address, Some(after.strip_prefix(':')?.parse().ok()?))),
         };
     }
     match entry.split_once(':') {
-        Some((name, port)) if !port.contains(':') => match port.parse() {
-            Ok(port) => (name, Some(port)),
-            Err(_) => (entry, None),
-        },
-        _ => (entry, None),
+        Some((name, port)) if !port.contains(':') => Some((name, Some(port.parse().ok()?))),
+        _ => Some((entry, None)),
     }
 }
 
@@ -305,9 +316,23 @@ mod tests {
     }
 
     #[test]
-    fn a_set_but_empty_variable_means_no_proxy_and_stops_the_search() {
+    fn an_empty_variable_counts_as_unset_and_the_search_goes_on_as_in_curl() {
         let e = env(&[("https_proxy", ""), ("ALL_PROXY", "http://all:1")]);
-        assert_eq!(via(&e, "wss://h/"), None);
+        assert_eq!(via(&e, "wss://h/").as_deref(), Some("http://all:1"));
+        let e = env(&[("wss_proxy", " "), ("HTTPS_PROXY", "http://up:2")]);
+        assert_eq!(via(&e, "wss://h/").as_deref(), Some("http://up:2"));
+        // Only empty ones everywhere: direct.
+        let e = env(&[("http_proxy", ""), ("all_proxy", "")]);
+        assert_eq!(via(&e, "ws://h/"), None);
+        // An exported-but-empty no_proxy does not hide NO_PROXY.
+        let e = env(&[
+            ("https_proxy", "http://p:1"),
+            ("no_proxy", ""),
+            ("NO_PROXY", ".corp,10.0.0.0/8"),
+        ]);
+        assert_eq!(via(&e, "wss://db.corp/"), None);
+        assert_eq!(via(&e, "wss://10.1.2.3/"), None);
+        assert_eq!(via(&e, "wss://example.com/").as_deref(), Some("http://p:1"));
     }
 
     #[test]
@@ -386,6 +411,28 @@ mod tests {
         assert!(!no_proxy_matches("[::1]:9001", "::1", 9002));
         assert!(no_proxy_matches("10.0.0.1:443", "10.0.0.1", 443));
         assert!(no_proxy_matches("a.example,b.example:1", "x.b.example", 1));
+        // A port that is not one matches nothing, bracketed or not.
+        assert!(!no_proxy_matches("[::1]:bad", "::1", 9001));
+        assert!(!no_proxy_matches("localhost:bad", "localhost", 80));
+        assert!(!no_proxy_matches("[::1]junk", "::1", 80));
+        assert!(no_proxy_matches("[::1]", "::1", 80));
+    }
+
+    #[test]
+    fn variable_names_lists_every_variable_from_lookup_asks_for() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        ProxyEnv::from_lookup(|name| {
+            asked.lock().unwrap().push(name.to_owned());
+            None
+        });
+        let mut asked = asked.into_inner().unwrap();
+        let mut listed: Vec<String> = ProxyEnv::variable_names().map(str::to_owned).collect();
+        asked.sort();
+        asked.dedup();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(asked, listed);
+        assert_eq!(listed.len(), 11);
     }
 
     #[test]

@@ -259,15 +259,25 @@ fn parse(url: &str) -> Result<Proxy, &'static str> {
 fn split_host_port(hostport: &str) -> Result<(&str, u16), &'static str> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
+        // RFC 3986 §3.2.2: brackets hold an IP literal (an IPv6 address
+        // here, with RFC 6874's zone after a `%`), nothing else.
+        let address = host.split_once('%').map_or(host, |(address, _)| address);
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("brackets in the host must hold an IPv6 address");
+        }
         match after {
             "" => (host, None),
             p => (host, Some(p.strip_prefix(':').ok_or("junk after ]")?)),
         }
     } else {
-        match hostport.rsplit_once(':') {
+        let (host, port) = match hostport.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (hostport, None),
+        };
+        if host.contains(':') {
+            return Err("an IPv6 address in the host must be in brackets");
         }
+        (host, port)
     };
     if host.is_empty() {
         return Err("empty host");
@@ -328,20 +338,26 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
             continue;
         }
         let hex = [bytes.next().ok_or(bad)?, bytes.next().ok_or(bad)?];
+        // `"%" HEXDIG HEXDIG` exactly: from_str_radix alone would take a
+        // sign (`%+F` as 0x0F).
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad);
+        }
         let hex = std::str::from_utf8(&hex).map_err(|_| bad)?;
         out.push(u8::from_str_radix(hex, 16).map_err(|_| bad)?);
     }
     String::from_utf8(out).map_err(|_| "the user information is not UTF-8 once decoded")
 }
 
-/// `url` with its user information (everything up to the last `@` of the
-/// authority) removed, for an error message.
+/// `url` with everything from after `://` up to its last `@` removed, for
+/// an error message. The last `@` anywhere, not only inside what looks like
+/// the authority: the URL being refused may be refused precisely because a
+/// password holds an unescaped `/`, `?` or `#`, which then seems to end
+/// the authority early and would leave the password in plain sight.
+/// Removing too much from a URL that has an `@` in its path costs nothing.
 fn redact(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..end].rfind('@') {
+    match url[start..].rfind('@') {
         Some(at) => format!("{}{}", &url[..start], &url[start + at + 1..]),
         None => url.to_owned(),
     }
@@ -552,6 +568,8 @@ mod tests {
         assert_eq!(p.host(), "::1");
         assert_eq!(p.to_string(), "http://[::1]:3128");
         assert_eq!(Proxy::parse("http://[::1]").unwrap().port(), 1080);
+        // RFC 6874: a zone after the address.
+        assert_eq!(Proxy::parse("http://[fe80::1%25eth0]:8").unwrap().port(), 8);
     }
 
     #[test]
@@ -579,6 +597,19 @@ mod tests {
         );
         let (proxy, _) = failure("ftp://bob:hunter2@h:1080");
         assert_eq!(proxy, "ftp://h:1080");
+        // A password with an unescaped `/`, `?` or `#` makes the URL
+        // invalid (it seems to end the authority): the error still
+        // quotes it without the password.
+        for url in [
+            "http://bob:hunter/2@h:3128",
+            "http://bob:hunter?2@h:3128",
+            "http://bob:hunter#2@h:3128",
+            "bob:hunter/2@h:3128",
+        ] {
+            let error = Proxy::parse(url).unwrap_err().to_string();
+            assert!(!error.contains("hunter"), "{url}: {error}");
+            assert!(error.contains("h:3128"), "{url}: {error}");
+        }
         // Nor a connector that holds it.
         let debug = format!("{:?}", crate::transport::Connector::new().with_proxy(p));
         assert!(
@@ -600,6 +631,10 @@ mod tests {
             ("http://h x", "invalid character"),
             ("http://[::1", "unclosed ["),
             ("http://u:%zz@h", "percent-escape"),
+            ("socks5://u:%+F@h", "percent-escape"),
+            ("http://a:b:3128", "must be in brackets"),
+            ("http://[foo]:3128", "must hold an IPv6 address"),
+            ("http://[1.2.3.4]:3128", "must hold an IPv6 address"),
             ("http://u:%ff@h", "not UTF-8"),
             ("http://a%3Ab:c@h", "cannot contain ':'"),
             ("http://a:b%0a@h", "control characters"),

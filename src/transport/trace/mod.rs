@@ -12,9 +12,10 @@
 //! RSV1 on its first frame), how many bytes it inflates to. With
 //! [`TraceMode::Hex`] (`rfc6455 client --trace=hex`) each frame's bytes
 //! follow, the header's annotated field by field (`describe.rs`). With
-//! [`TraceMode::Records`] nothing is printed: [`Traced::with_events`] hands
-//! each head and frame to a callback as a [`TraceEvent`] (`record.rs`),
-//! which `rfc6455 client --trace=json` prints as JSON.
+//! [`TraceMode::Records`] nothing is printed: each head and frame is a
+//! [`TraceEvent`] (`record.rs`), kept for [`Traced::take_events`], or
+//! handed to a callback by [`Traced::with_events`], which is how
+//! `rfc6455 client --trace=json` prints them as JSON.
 //!
 //! The tracer never changes a byte and never fails the connection: it
 //! decodes on the side, and stops decoding (saying so) at the first header
@@ -44,6 +45,7 @@ const MAX_HEAD: usize = 16 << 10;
 
 /// How much a trace prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TraceMode {
     /// The heads, and one line per frame.
     Frames,
@@ -447,7 +449,7 @@ impl Trace {
 pub struct Traced<S> {
     inner: S,
     trace: Trace,
-    /// Where events go in [`TraceMode::Records`].
+    /// Where events go in [`TraceMode::Records`] (`None`: kept until taken).
     sink: Option<EventSink>,
 }
 
@@ -468,8 +470,10 @@ impl<S> Traced<S> {
     }
 
     /// Wraps `inner`, printing as much as `mode` says. In
-    /// [`TraceMode::Records`] it prints nothing: see
-    /// [`with_events`](Self::with_events).
+    /// [`TraceMode::Records`] it prints nothing and keeps each head and
+    /// frame until [`take_events`](Self::take_events) takes them (take
+    /// them often: they are kept until then); [`with_events`](Self::with_events)
+    /// hands them to a callback instead.
     pub fn with_mode(inner: S, mode: TraceMode) -> Self {
         Self {
             inner,
@@ -491,6 +495,13 @@ impl<S> Traced<S> {
         }
     }
 
+    /// [`TraceMode::Records`] (from [`with_mode`](Self::with_mode)): the
+    /// heads and frames seen since the last call, as
+    /// [`Trace::take_events`] gives them.
+    pub fn take_events(&mut self) -> Vec<(Direction, TraceEvent)> {
+        self.trace.take_events()
+    }
+
     /// Prints `lines`, or hands the events over.
     fn emit(&mut self, lines: Vec<String>) {
         match &mut self.sink {
@@ -499,13 +510,13 @@ impl<S> Traced<S> {
                     (sink.0)(direction, event);
                 }
             }
+            // In Records mode nothing is printed; the events stay in the
+            // trace until taken.
+            None if self.trace.sent.mode == TraceMode::Records => {}
             None => {
                 for line in lines {
                     eprintln!("{line}");
                 }
-                // Records with nowhere to go (`with_mode(.., Records)`)
-                // are dropped, not kept for the connection's life.
-                drop(self.trace.take_events());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The trace as data, for tools (`rfc6455 client --trace=json`): with
 //! [`TraceMode::Records`](super::TraceMode::Records) a [`Traced`](super::Traced)
-//! stream prints nothing and hands each head and each whole frame, as a
-//! [`TraceEvent`], to a callback of the caller's.
+//! stream prints nothing and keeps each head and each whole frame, as a
+//! [`TraceEvent`], until taken, or hands it to a callback of the caller's.
 
 use crate::proto::{FrameHeader, LengthEncoding};
 

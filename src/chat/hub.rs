@@ -721,7 +721,7 @@ impl Hub {
             text,
             EventKind::default(),
         );
-        self.append_posted(client, event, client_id, after)
+        self.append_then(client, event, Some(client_id), after)
     }
 
     /// Whether `client` may post to `room` now (issue 17: not muted, not
@@ -743,25 +743,6 @@ impl Hub {
                 at,
             }),
         )
-    }
-
-    /// A post's [`append_then`](Self::append_then): a refusal at once (the
-    /// store busy) withdraws its slow-mode stamp too, as a later one does
-    /// (review finding 8: a post that was not stored does not slow its
-    /// writer).
-    fn append_posted(
-        &self,
-        client: &Arc<Client>,
-        event: (Conversation, &str, EventKind),
-        client_id: &str,
-        after: pending::After,
-    ) -> Result<(), Refusal> {
-        let undo = after.undo_now(&client.nick);
-        let appended = self.append_then(client, event, Some(client_id), after);
-        if appended.is_err() {
-            undo();
-        }
-        appended
     }
 
     /// A private message: once stored, to every connection of `to` and of
@@ -816,8 +797,27 @@ impl Hub {
     }
 
     /// [`append_event`](Self::append_event), and `after` once the outcome
-    /// is known.
+    /// is known. Refused at once (the connection closing, the server
+    /// shutting down, the store busy), what `after` undoes is undone here,
+    /// as the ack would have (review findings 8 and 14).
     fn append_then(
+        &self,
+        client: &Arc<Client>,
+        event: (Conversation, &str, EventKind),
+        client_id: Option<&str>,
+        after: pending::After,
+    ) -> Result<(), Refusal> {
+        let undoing = after.undoing();
+        let appended = self.hand_over(client, event, client_id, after);
+        if appended.is_err() {
+            undoing.undo(&client.nick);
+        }
+        appended
+    }
+
+    /// [`append_then`](Self::append_then)'s checks, then the event to the
+    /// backend with its ack.
+    fn hand_over(
         &self,
         client: &Arc<Client>,
         (conv, text, kind): (Conversation, &str, EventKind),

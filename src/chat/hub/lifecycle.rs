@@ -315,7 +315,7 @@ impl Hub {
             None => super::pending::After::Nothing,
         };
         let kind = EventKind::msg(Some(reply_to));
-        self.append_posted(client, (conv, text, kind), client_id, after)
+        self.append_then(client, (conv, text, kind), Some(client_id), after)
     }
 
     /// `room`'s events with `after < id <= upto` (the newest `limit`), as

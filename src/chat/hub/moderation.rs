@@ -665,23 +665,18 @@ impl Hub {
     pub(super) fn claim_owner(&self, client: &Arc<Client>, room: &str) {
         let mut a = ModAction::new(Action::Role);
         (a.user, a.role) = (Some(client.nick.clone()), Some(Role::Owner));
-        let room_arc = self.find_room(room);
-        let weak = room_arc.as_ref().map_or_else(Weak::new, Arc::downgrade);
+        let weak = self
+            .find_room(room)
+            .map_or_else(Weak::new, |room_arc| Arc::downgrade(&room_arc));
         let text = a.to_text();
         let event = (
             Conversation::Room(room.to_owned()),
             text.as_str(),
             EventKind::Moderation(Box::new(a)),
         );
-        // Not taken now (shutting down, the store busy) or not stored
-        // after all (`After::Unclaim`): the next verified join asks again.
-        let appended = self.append_then(client, event, None, After::Unclaim(weak));
-        if appended.is_err()
-            && let Some(room_arc) = room_arc
-            && let Some(rules) = lock(&room_arc).rules.as_mut()
-        {
-            rules.owner_asked = false;
-        }
+        // Not taken (shutting down, the store busy), now or after all:
+        // `After::Unclaim` lets the next verified join ask again.
+        let _ = self.append_then(client, event, None, After::Unclaim(weak));
     }
 
     /// A moderation event of `room` is being delivered: folds it into the

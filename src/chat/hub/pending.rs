@@ -48,17 +48,33 @@ pub(super) enum After {
 }
 
 impl After {
-    /// What to undo for `nick` if the event is refused before the store
-    /// takes it (the `After` itself goes with the ack).
-    pub(super) fn undo_now(&self, nick: &str) -> impl FnOnce() + use<> {
-        let undo = match self {
-            After::Unstamp { room, at } => Some((room.clone(), *at, nick.to_owned())),
-            _ => None,
-        };
-        move || {
-            if let Some((room, at, nick)) = undo {
-                unstamp(&room, &nick, at);
+    /// The part of this that undoes (no echo): kept by the hub for a
+    /// refusal before the store takes the event, since the `After` itself
+    /// goes with the ack.
+    pub(super) fn undoing(&self) -> After {
+        match self {
+            After::Unclaim(room) => After::Unclaim(room.clone()),
+            After::Unstamp { room, at } => After::Unstamp {
+                room: room.clone(),
+                at: *at,
+            },
+            After::Nothing | After::Echo(_) => After::Nothing,
+        }
+    }
+
+    /// `nick`'s event was not stored: an ownership claim, or a post's
+    /// slow-mode stamp, is withdrawn.
+    pub(super) fn undo(&self, nick: &str) {
+        match self {
+            After::Unclaim(room) => {
+                if let Some(room) = room.upgrade()
+                    && let Some(rules) = lock(&room).rules.as_mut()
+                {
+                    rules.owner_asked = false;
+                }
             }
+            After::Unstamp { room, at } => unstamp(room, nick, *at),
+            After::Nothing | After::Echo(_) => {}
         }
     }
 }
@@ -74,24 +90,6 @@ fn unstamp(room: &Weak<Mutex<Room>>, nick: &str, at: u64) {
     }
 }
 
-impl Pending {
-    /// The event was not stored: an ownership claim, or a post's
-    /// slow-mode stamp, is withdrawn.
-    fn failed(&self) {
-        match &self.after {
-            After::Unclaim(room) => {
-                if let Some(room) = room.upgrade()
-                    && let Some(rules) = lock(&room).rules.as_mut()
-                {
-                    rules.owner_asked = false;
-                }
-            }
-            After::Unstamp { room, at } => unstamp(room, &self.sender.nick, *at),
-            After::Nothing | After::Echo(_) => {}
-        }
-    }
-}
-
 impl Ack for Pending {
     fn abandoned(&self) -> bool {
         self.sender.is_gone()
@@ -99,7 +97,7 @@ impl Ack for Pending {
 
     fn refused(self: Box<Self>, why: Rejected) {
         self.metrics.errors.inc();
-        self.failed();
+        self.after.undo(&self.sender.nick);
         let refusal = refusal(why, self.target.unwrap_or(0));
         let frame = PreparedFrame::text(
             ServerMsg::Error {
@@ -134,7 +132,7 @@ impl Ack for Pending {
                 // No one saw it: the sender's UI marks the post failed, and
                 // it may send it again.
                 self.metrics.errors.inc();
-                self.failed();
+                self.after.undo(&self.sender.nick);
                 PreparedFrame::text(
                     ServerMsg::Error {
                         code: ErrorCode::Unavailable,

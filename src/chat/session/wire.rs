@@ -15,14 +15,12 @@
 //! that is itself recorded, and so on for ever: they are left out of the
 //! batches, and counted (`skipped`), so the panel says how many.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use crate::proto::{Direction, FrameRecord, FrameRing, OpCode};
-use crate::transport::trace::close_code_meaning;
+use crate::transport::trace::{close_code_meaning, hex_word};
 
 /// The most frames a connection's ring holds between two batches.
 pub const WIRE_FRAMES: usize = 64;
@@ -114,13 +112,13 @@ impl WireFrame {
             opcode: h.opcode.as_u8(),
             op: h.opcode.name(),
             mask: h.mask.is_some(),
-            key: h.mask.as_ref().map(|k| hex(k)),
+            key: h.mask.as_ref().map(|k| hex_word(k)),
             len: h.payload_len,
             len_encoding: r.length_encoding().name(),
             header_len: r.header_len(),
             inflated: r.inflated_len,
             payload: if hex_payload {
-                hex(&r.payload)
+                hex_word(&r.payload)
             } else {
                 String::from_utf8_lossy(&r.payload).into_owned()
             },
@@ -151,13 +149,6 @@ fn close(body: &[u8]) -> WireClose {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// Whether a record is of the inspector's own traffic: an event we wrote
 /// (`type` first), or a request of type `wire`, whatever the order of its
 /// fields (one is short enough to be kept whole).
@@ -178,7 +169,12 @@ fn is_own(r: &FrameRecord) -> bool {
 /// The `wire` event for `records`: those of the inspector's own traffic
 /// left out and counted. A continuation frame shows as text or hex as the
 /// message it continues did, when that message began in the same batch.
-fn event<'r>(records: impl Iterator<Item = &'r FrameRecord>, on: bool, dropped: u64) -> String {
+/// Also how many frames it shows.
+fn event<'r>(
+    records: impl Iterator<Item = &'r FrameRecord>,
+    on: bool,
+    dropped: u64,
+) -> (String, usize) {
     let mut skipped = 0;
     let mut frames = Vec::new();
     // Per direction (received, sent): the data message under way is binary.
@@ -208,7 +204,10 @@ fn event<'r>(records: impl Iterator<Item = &'r FrameRecord>, on: bool, dropped: 
         skipped,
         keep: WIRE_KEEP,
     };
-    serde_json::to_string(&event).unwrap_or_default()
+    (
+        serde_json::to_string(&event).unwrap_or_default(),
+        frames.len(),
+    )
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -224,7 +223,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.ws.set_frame_ring(None);
             self.hub.metrics.wire_connections.dec();
         }
-        let json = event([].iter(), on, 0);
+        let (json, _) = event([].iter(), on, 0);
         self.reply_json(json);
     }
 
@@ -236,13 +235,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(ring) = self.ws.frame_ring_mut() else {
             return;
         };
-        if ring.records().all(is_own) {
+        let (json, shown) = event(ring.records(), true, ring.dropped());
+        if shown == 0 {
             // Only our own frames: not answered, so that they make no
             // more. They wait to be counted in the next batch; each batch
             // leaves one (the frame that carried it), so they never pile up.
             return;
         }
-        let json = event(ring.records(), true, ring.dropped());
         let outbox = &self.client.outbox;
         if outbox.len() + json.len() > outbox.limit() {
             // No room now: the records wait in the ring.
@@ -287,7 +286,7 @@ mod tests {
     #[test]
     fn a_masked_text_frame_shows_its_key_and_encoding() {
         let r = record(3, Direction::Received, OpCode::Text, b"Hello");
-        let v = frames(&event([r].iter(), true, 0));
+        let v = frames(&event([r].iter(), true, 0).0);
         let f = &v["frames"][0];
         assert_eq!(v["type"], "wire");
         assert_eq!(f["dir"], "in");
@@ -323,7 +322,7 @@ mod tests {
                 br#"{"type":"msg","text":"{\"type\":\"wire\"}"}"#,
             ),
         ];
-        let v = frames(&event(records.iter(), true, 7));
+        let v = frames(&event(records.iter(), true, 7).0);
         assert_eq!(v["skipped"], 2);
         assert_eq!(v["dropped"], 7);
         assert_eq!(v["frames"].as_array().unwrap().len(), 1);
@@ -337,7 +336,7 @@ mod tests {
             record(1, Direction::Sent, OpCode::Continuation, &[0xbe, 0xef]),
             record(2, Direction::Received, OpCode::Close, b"\x03\xe9bye"),
         ];
-        let v = frames(&event(records.iter(), true, 0));
+        let v = frames(&event(records.iter(), true, 0).0);
         assert_eq!(v["frames"][0]["payload"], "dead");
         assert_eq!(
             v["frames"][1]["payload"], "beef",

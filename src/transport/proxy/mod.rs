@@ -490,7 +490,8 @@ pub(super) async fn tunnel(proxy: &Proxy, host: &str, port: u16) -> Result<TcpSt
     let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
         .map_err(io)?;
-    stream.set_nodelay(true).map_err(io)?;
+    // Nagle's algorithm is turned off by the caller (`Connector::open_tcp`),
+    // for a tunnel as for a direct connection.
     let outcome = match proxy.kind {
         ProxyKind::Http => connect::handshake(&mut stream, proxy, host, port).await,
         ProxyKind::Socks5 | ProxyKind::Socks5h => {

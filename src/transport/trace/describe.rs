@@ -231,8 +231,9 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn hex_word(key: &[u8; 4]) -> String {
-    key.iter().fold(String::new(), |mut s, b| {
+/// `bytes` as lowercase hex, with no separator (a masking key: `37fa213d`).
+pub(crate) fn hex_word(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
     })

@@ -22,7 +22,31 @@ pub(super) struct Roster {
     pub(super) ownerless: bool,
 }
 
+/// How the connections here that hold a nick stand.
+#[derive(Clone, Copy)]
+struct Held {
+    /// One of them is verified (an account's or a token's).
+    verified: bool,
+    /// One of them claims admin by its token.
+    admin_claim: bool,
+}
+
 impl Hub {
+    /// How `nick` is held here: `None` by no connection.
+    fn held_here(&self, nick: &str) -> Option<Held> {
+        lock(&self.users).holders(nick).fold(None, |held, c| {
+            let h = held.unwrap_or(Held {
+                verified: false,
+                admin_claim: false,
+            });
+            Some(Held {
+                verified: h.verified || c.standing != Standing::Guest,
+                admin_claim: h.admin_claim
+                    || c.standing == (Standing::Verified { admin_claim: true }),
+            })
+        })
+    }
+
     /// The role of `nick`, who may not be connected here, in `room`:
     /// an admin (stored, or claimed by a token of one of its connections
     /// here), else what the room's rules say.
@@ -32,18 +56,10 @@ impl Hub {
         owners: &BTreeSet<String>,
         mods: &BTreeSet<String>,
     ) -> Role {
-        let (claimed, guests_only) = {
-            let users = lock(&self.users);
-            let mut holders = users.holders(nick).peekable();
-            let held = holders.peek().is_some();
-            let (mut claimed, mut verified) = (false, false);
-            for c in holders {
-                claimed |= c.standing == (Standing::Verified { admin_claim: true });
-                verified |= c.standing != Standing::Guest;
-            }
-            (claimed, held && !verified)
-        };
-        let guests_only = guests_only || (self.config.mark_guests && self.guest_elsewhere(nick));
+        let here = self.held_here(nick);
+        let claimed = here.is_some_and(|h| h.admin_claim);
+        let guests_only = here.is_some_and(|h| !h.verified)
+            || (self.config.mark_guests && self.guest_elsewhere(nick));
         // A nick held here by guests only is a guest's, whatever rights
         // are stored under it (an admin's, a role): those are for the
         // account or token user of that name, not for whoever took the
@@ -69,9 +85,7 @@ impl Hub {
     /// accounts, or with `--jwt-secret`, the nicks are the token issuer's,
     /// and any is taken.
     pub(super) async fn may_hold_a_role(&self, nick: &str) -> Result<(), Refusal> {
-        let verified_here = lock(&self.users)
-            .holders(nick)
-            .any(|c| c.standing != Standing::Guest);
+        let verified_here = self.held_here(nick).is_some_and(|h| h.verified);
         let verified_elsewhere = self.online_elsewhere(nick) && !self.guest_elsewhere(nick);
         // Without accounts, or with an external token issuer
         // (`--jwt-secret`), the nicks are the issuer's to vouch for.

@@ -17,7 +17,13 @@
 #
 # Knobs (environment): SECS (measured seconds per run, default 10),
 # WARMUP (echo, default 1), IDLE_CONNS (default 10000), IDLE_HOLD (default
-# 5), BCAST_SUBS (500), BCAST_SENDERS (5), BCAST_RATE (100).
+# 5), BCAST_SUBS (500), BCAST_SENDERS (5), BCAST_RATE (100), ROUNDS (echo
+# scenarios: rounds of every server, interleaved; default 1), ECHO_SERVERS
+# (which echo servers, default all).
+#
+# Every echo table has a raw-tcp row: peer-rawtcp driven by `loadgen echo
+# --raw`, the same recv/send with no WebSocket at all, the physical limit
+# the others are given as a fraction of.
 #
 # Load stays on 127.0.0.1; every run is bounded and stops by itself; only
 # the processes this script started are ever killed, by PID.
@@ -43,6 +49,8 @@ IDLE_HOLD=${IDLE_HOLD:-5}
 BCAST_SUBS=${BCAST_SUBS:-500}
 BCAST_SENDERS=${BCAST_SENDERS:-5}
 BCAST_RATE=${BCAST_RATE:-100}
+ROUNDS=${ROUNDS:-1}
+round=1
 
 # --- 1. what it needs ---
 as_root() {
@@ -76,7 +84,7 @@ if [[ ${LOADTEST_NO_BUILD:-} != 1 ]]; then
 fi
 bin=$here/target/release
 rfc6455=$root/target/release/rfc6455
-for b in "$bin/loadgen" "$bin/ours-broadcast" "$bin/peer-tungstenite" "$bin/peer-fastwebsockets" "$rfc6455"; do
+for b in "$bin/loadgen" "$bin/ours-broadcast" "$bin/peer-tungstenite" "$bin/peer-fastwebsockets" "$bin/peer-rawtcp" "$rfc6455"; do
     [[ -x $b ]] || { echo "compare.sh: $b is missing" >&2; exit 1; }
 done
 
@@ -116,6 +124,7 @@ start_server() {
         ours-chat) cmd=("$rfc6455" chat --listen "$listen" --db "$workdir/chat-$server_port.db" --no-rate-limit --no-deflate --max-per-ip 0 --max-handshakes-per-ip 0) ;;
         tungstenite) cmd=("$bin/peer-tungstenite" "$mode" --listen "$listen") ;;
         fastwebsockets) cmd=("$bin/peer-fastwebsockets" "$mode" --listen "$listen") ;;
+        raw-tcp) cmd=("$bin/peer-rawtcp" "$mode" --listen "$listen") ;;
         node-ws) cmd=(node "$here/node/ws-server.js" "$mode" --listen "$listen") ;;
         socketio) cmd=(node "$here/node/socketio-chat.js" --listen "$listen") ;;
         *) echo "unknown server $name" >&2; exit 1 ;;
@@ -138,25 +147,35 @@ gen() {
         return 0
     }
     echo "  $name: $(grep '^# ' <<<"$out" | cut -c3-)  [load $load]" >&2
-    grep '^{' <<<"$out" | jq -c --arg s "$name" --arg l "$load" --arg t "$(date -u +%FT%TZ)" \
-        '. + {server: $s, load: $l, time: $t}' | tee -a "$all_jsonl" >>"$jsonl"
+    grep '^{' <<<"$out" | jq -c --arg s "$name" --arg l "$load" --arg t "$(date -u +%FT%TZ)" --argjson r "${round:-1}" \
+        '. + {server: $s, load: $l, time: $t, round: $r}' | tee -a "$all_jsonl" >>"$jsonl"
 }
 
 # --- 3. tables ---
 throughput_table() {
-    echo "| server | msgs/s | p50 µs | p99 µs | p99.9 µs | loss | server CPU s | server RSS MiB | msgs per server CPU-s | gen CPU s | saturated | load before |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
-    jq -r '"| \(.server) | \(.msgs_per_s) | \(.p50_us|floor) | \(.p99_us|floor) | \(.p999_us|floor) | \(.loss)\(if .errors > 0 then " (\(.errors) errors)" else "" end) | \(.server_cpu_s) | \((.server_rss_bytes // 0) / 1048576 * 10 | floor / 10) | \(.msgs_per_server_cpu_s) | \(.gen_cpu_s) | \(.saturated) | \(.load) |"' "$1"
+    echo "| server | round | msgs/s | p50 µs | p99 µs | p99.9 µs | loss | server CPU s | server RSS MiB | msgs per server CPU-s | gen CPU s | saturated | load before |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    jq -r '"| \(.server) | \(.round // 1) | \(.msgs_per_s) | \(.p50_us|floor) | \(.p99_us|floor) | \(.p999_us|floor) | \(.loss)\(if .errors > 0 then " (\(.errors) errors)" else "" end) | \(.server_cpu_s) | \((.server_rss_bytes // 0) / 1048576 * 10 | floor / 10) | \(.msgs_per_server_cpu_s) | \(.gen_cpu_s) | \(.saturated) | \(.load) |"' "$1"
     # Ours against the best peer (by msgs/s, and by msgs per CPU-second).
     jq -rs '
-      (map(select(.server | startswith("ours")))) as $ours
-      | (map(select(.server | startswith("ours") | not))) as $peers
+      group_by(.round // 1)[]
+      | (map(select(.server | startswith("ours")))) as $ours
+      | (map(select((.server | startswith("ours") | not) and .server != "raw-tcp"))) as $peers
       | if ($ours | length) == 0 or ($peers | length) == 0 then empty else
         ($peers | max_by([.msgs_per_s, -.p99_us])) as $bt
         | ($peers | max_by(.msgs_per_server_cpu_s // 0)) as $bc
         | $ours[]
         | . as $o
-        | "\nOurs (\($o.server)) against the best peer: throughput \(($o.msgs_per_s / $bt.msgs_per_s * 100 | round) / 100)x \($bt.server); per server CPU-second \((($o.msgs_per_server_cpu_s // 0) / ($bc.msgs_per_server_cpu_s // 1) * 100 | round) / 100)x \($bc.server); p99 \($o.p99_us|floor) µs against \($bt.p99_us|floor) µs (\($bt.server)); loss \($o.loss)."
+        | "\nRound \($o.round // 1): ours (\($o.server)) against the best peer: throughput \(($o.msgs_per_s / $bt.msgs_per_s * 100 | round) / 100)x \($bt.server); per server CPU-second \((($o.msgs_per_server_cpu_s // 0) / ($bc.msgs_per_server_cpu_s // 1) * 100 | round) / 100)x \($bc.server); p99 \($o.p99_us|floor) µs against \($bt.p99_us|floor) µs (\($bt.server)); loss \($o.loss)."
+        end' "$1"
+    # Ours as a fraction of the physical limit (the raw TCP echo, issue 21).
+    jq -rs '
+      group_by(.round // 1)[]
+      | (map(select(.server == "raw-tcp"))) as $raw
+      | if ($raw | length) == 0 then empty else
+        $raw[0] as $r
+        | map(select(.server != "raw-tcp"))[]
+        | "Round \(.round // 1): \(.server) as a fraction of raw TCP: per server CPU-second \(((.msgs_per_server_cpu_s // 0) / ($r.msgs_per_server_cpu_s // 1) * 100 | round) / 100); throughput \((.msgs_per_s / $r.msgs_per_s * 100 | round) / 100)."
         end' "$1"
 }
 
@@ -167,7 +186,10 @@ idle_table() {
 }
 
 # --- 4. scenarios ---
-echo_servers=(ours tungstenite fastwebsockets node-ws)
+# raw-tcp is the physical limit: the same load with no WebSocket at all
+# (loadgen echo --raw against peer-rawtcp). It has echo rows only.
+read -r -a echo_servers <<<"${ECHO_SERVERS:-raw-tcp ours tungstenite fastwebsockets node-ws}"
+idle_servers=(ours tungstenite fastwebsockets node-ws)
 
 run_echo() { # TITLE ARGS...
     local title=$1
@@ -175,12 +197,20 @@ run_echo() { # TITLE ARGS...
     jsonl=$workdir/$(tr ' ' '-' <<<"$title").jsonl
     : >"$jsonl"
     echo "==> $title" >&2
-    local s
-    for s in "${echo_servers[@]}"; do
-        start_server "$s" echo
-        gen "$s" echo --url "ws://127.0.0.1:$server_port/" --secs "$SECS" --warmup "$WARMUP" "$@"
-        stop_server
+    local s raw
+    # Rounds are interleaved (every server once, then again), so a change
+    # in the machine's load shows as spread between rounds, not as a
+    # difference between servers.
+    for round in $(seq "$ROUNDS"); do
+        for s in "${echo_servers[@]}"; do
+            raw=()
+            [[ $s == raw-tcp ]] && raw=(--raw)
+            start_server "$s" echo
+            gen "$s" echo --url "ws://127.0.0.1:$server_port/" --secs "$SECS" --warmup "$WARMUP" "${raw[@]}" "$@"
+            stop_server
+        done
     done
+    round=1
     {
         echo
         echo "### $title"
@@ -225,7 +255,7 @@ run_idle() {
     : >"$jsonl"
     echo "==> $title" >&2
     local s
-    for s in "${echo_servers[@]}"; do
+    for s in "${idle_servers[@]}"; do
         start_server "$s" echo
         gen "$s" idle --url "ws://127.0.0.1:$server_port/" --conns "$IDLE_CONNS" --hold "$IDLE_HOLD"
         stop_server
@@ -252,7 +282,7 @@ all_jsonl=$here/results/$(date -u +%Y-%m-%d)-$scenario.jsonl
     echo "- rustc: $(rustc --version), node: $(node --version)"
     echo "- commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (with local changes)')"
     echo "- load average at start: $(loadavg)"
-    echo "- servers on core 0, loadgen on core 1; SECS=$SECS"
+    echo "- servers on core 0, loadgen on core 1; SECS=$SECS, ROUNDS=$ROUNDS"
 } >"$report"
 
 case $scenario in

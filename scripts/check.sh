@@ -176,6 +176,10 @@ run_step "cargo fmt --check (fuzz/)" cargo fmt --manifest-path fuzz/Cargo.toml -
 run_step "clippy (all targets, all features)" cargo clippy --all-targets --all-features -- -D warnings
 run_step "clippy (proto alone)" cargo clippy --lib --tests --no-default-features -- -D warnings
 run_step "clippy (proto with deflate)" cargo clippy --lib --tests --no-default-features --features deflate -- -D warnings
+# The transport without the chat or the CLI, as loadtest/ours and library
+# users who turn the defaults off build it (an import only the chat uses
+# once slipped through the three runs above).
+run_step "clippy (transport alone)" cargo clippy --lib --no-default-features --features transport -- -D warnings
 run_step "proto's dependencies" proto_dependencies
 run_step "TLS: ring is the only crypto provider" tls_provider
 # --all-features takes in `hyper` and `axum` (off by default): their

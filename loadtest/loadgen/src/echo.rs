@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::time::timeout_at;
 
@@ -48,6 +48,13 @@ pub struct Args {
     /// Send binary frames (text by default).
     #[arg(long)]
     binary: bool,
+    /// No WebSocket: connect without a handshake and write bare payloads
+    /// of `--size` bytes, each echo complete when as many bytes came back.
+    /// For the raw TCP echo peer (`peer-rawtcp`), the physical limit the
+    /// WebSocket servers are measured against. The URL's path and
+    /// `--binary` are ignored (bytes are bytes).
+    #[arg(long)]
+    raw: bool,
     /// The server's PID, to read its CPU time and RSS.
     #[arg(long)]
     pid: Option<u32>,
@@ -66,10 +73,20 @@ pub async fn run(a: Args) -> Result<Report, String> {
     if a.secs == 0 || a.secs + a.warmup > MAX_SECS || a.size > 16 << 20 {
         return Err(format!("secs must be 1..={MAX_SECS}, size at most 16 MiB"));
     }
+    if a.raw && a.size == 0 {
+        return Err(
+            "--raw needs --size of 1 byte or more (an empty echo has no bytes to count)".into(),
+        );
+    }
     // Printable bytes, so a text frame is valid UTF-8.
     let payload: Vec<u8> = (0..a.size).map(|i| b'a' + (i % 26) as u8).collect();
     let opcode = if a.binary { OP_BINARY } else { OP_TEXT };
-    let frame = Arc::new(wire::encode(opcode, &payload));
+    // Raw: what goes on the wire is the payload itself.
+    let frame = Arc::new(if a.raw {
+        payload.clone()
+    } else {
+        wire::encode(opcode, &payload)
+    });
 
     // Connect everything first (at most 64 handshakes at a time), then
     // start every connection's clock together.
@@ -78,9 +95,14 @@ pub async fn run(a: Args) -> Result<Report, String> {
     for _ in 0..a.conns {
         let target = target.clone();
         let gate = gate.clone();
+        let raw = a.raw;
         pending.push(tokio::spawn(async move {
             let _permit = gate.acquire().await;
-            wire::connect(&target).await
+            if raw {
+                wire::connect_raw(&target).await.map(|s| (s, Vec::new()))
+            } else {
+                wire::connect(&target).await
+            }
         }));
     }
     let mut conns = Vec::with_capacity(a.conns);
@@ -109,7 +131,11 @@ pub async fn run(a: Args) -> Result<Report, String> {
         let frame = frame.clone();
         let inflight = a.inflight;
         let max = a.size + 64;
+        let raw = a.raw;
         tasks.push(tokio::spawn(async move {
+            if raw {
+                return raw_connection(stream, &frame, inflight, measure_from, measure_to).await;
+            }
             connection(
                 stream,
                 ReadBuf::new(rest, max),
@@ -159,6 +185,7 @@ pub async fn run(a: Args) -> Result<Report, String> {
         json!({
             "scenario": "echo",
             "url": a.url,
+            "raw": a.raw,
             "conns": a.conns,
             "inflight": a.inflight,
             "size": a.size,
@@ -174,6 +201,94 @@ pub async fn run(a: Args) -> Result<Report, String> {
     Ok(Report { json, human })
 }
 
+/// The messages of one connection in flight, and what the measured window
+/// recorded of them: the accounting both [`connection`] and
+/// [`raw_connection`] do.
+struct Flight<'a> {
+    /// What one message is on the wire (a frame, or a bare payload).
+    message: &'a [u8],
+    /// Send times of the messages in flight, oldest first.
+    sent: VecDeque<Instant>,
+    measure_from: Instant,
+    measure_to: Instant,
+    hist: Histogram,
+    messages: u64,
+}
+
+impl<'a> Flight<'a> {
+    /// `inflight` messages, all sent now: returns them and their bytes.
+    fn start(
+        message: &'a [u8],
+        inflight: usize,
+        measure_from: Instant,
+        measure_to: Instant,
+    ) -> (Self, Vec<u8>) {
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(message.len() * inflight);
+        let mut sent = VecDeque::with_capacity(inflight);
+        for _ in 0..inflight {
+            out.extend_from_slice(message);
+            sent.push_back(now);
+        }
+        let flight = Self {
+            message,
+            sent,
+            measure_from,
+            measure_to,
+            hist: Histogram::default(),
+            messages: 0,
+        };
+        (flight, out)
+    }
+
+    fn in_flight(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
+    /// The oldest message's echo came back at `now`: records it if inside
+    /// the window, and (until the window ends) queues the next one to `out`.
+    fn echoed(&mut self, now: Instant, out: &mut Vec<u8>) -> io::Result<()> {
+        let Some(t) = self.sent.pop_front() else {
+            return Err(io::Error::other("an echo nobody sent"));
+        };
+        if now >= self.measure_from && now < self.measure_to {
+            self.hist.record(now.duration_since(t).as_nanos() as u64);
+            self.messages += 1;
+        }
+        if now < self.measure_to {
+            out.extend_from_slice(self.message);
+            self.sent.push_back(now);
+        }
+        Ok(())
+    }
+
+    /// Echoes still missing 5 s after the window: stop waiting for them.
+    fn give_up(&self) -> Instant {
+        self.measure_to + Duration::from_secs(5)
+    }
+
+    fn result(self) -> ConnResult {
+        ConnResult {
+            hist: self.hist,
+            messages: self.messages,
+        }
+    }
+}
+
+/// One read that must bring bytes before `give_up`: `None` when the time
+/// is up (echoes still missing then are left), an error when the server
+/// closed the connection.
+async fn read_until(
+    give_up: Instant,
+    read: impl std::future::Future<Output = io::Result<usize>>,
+) -> io::Result<Option<usize>> {
+    match timeout_at(give_up.into(), read).await {
+        Err(_) => Ok(None),
+        Ok(Ok(0)) => Err(io::Error::other("server closed the connection")),
+        Ok(r) => r.map(Some),
+    }
+}
+
 async fn connection(
     mut stream: tokio::net::TcpStream,
     mut rb: ReadBuf,
@@ -182,25 +297,12 @@ async fn connection(
     measure_from: Instant,
     measure_to: Instant,
 ) -> io::Result<ConnResult> {
-    let mut hist = Histogram::default();
-    let mut messages = 0;
-    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(inflight);
-    let mut out = Vec::with_capacity(frame.len() * inflight);
-    let now = Instant::now();
-    for _ in 0..inflight {
-        out.extend_from_slice(frame);
-        sent.push_back(now);
-    }
+    let (mut flight, mut out) = Flight::start(frame, inflight, measure_from, measure_to);
     stream.write_all(&out).await?;
-    let give_up = measure_to + Duration::from_secs(5);
-    while !sent.is_empty() {
-        let n = match timeout_at(give_up.into(), rb.fill(&mut stream)).await {
-            Ok(r) => r?,
-            // Echoes still missing 5 s after the end: stop waiting.
-            Err(_) => break,
-        };
-        if n == 0 {
-            return Err(io::Error::other("server closed the connection"));
+    let give_up = flight.give_up();
+    while flight.in_flight() {
+        if read_until(give_up, rb.fill(&mut stream)).await?.is_none() {
+            break;
         }
         let now = Instant::now();
         out.clear();
@@ -208,19 +310,7 @@ async fn connection(
             match f.opcode {
                 // A whole message is back (a fragmented echo counts at its
                 // last frame).
-                OP_TEXT | OP_BINARY | 0 if f.fin => {
-                    let Some(t) = sent.pop_front() else {
-                        return Err(io::Error::other("an echo nobody sent"));
-                    };
-                    if now >= measure_from && now < measure_to {
-                        hist.record(now.duration_since(t).as_nanos() as u64);
-                        messages += 1;
-                    }
-                    if now < measure_to {
-                        out.extend_from_slice(frame);
-                        sent.push_back(now);
-                    }
-                }
+                OP_TEXT | OP_BINARY | 0 if f.fin => flight.echoed(now, &mut out)?,
                 OP_PING => wire::encode_into(&mut out, OP_PONG, payload),
                 OP_CLOSE => return Err(io::Error::other("server sent Close")),
                 _ => {}
@@ -234,5 +324,41 @@ async fn connection(
     let _ = stream
         .write_all(&wire::encode(OP_CLOSE, &1000u16.to_be_bytes()))
         .await;
-    Ok(ConnResult { hist, messages })
+    Ok(flight.result())
+}
+
+/// [`connection`] without WebSocket: `inflight` payloads written, and each
+/// payload's length in bytes that come back complete the oldest one. TCP keeps no
+/// message boundaries, so an echo may arrive split over reads or several
+/// in one; counting bytes is what makes the two the same.
+async fn raw_connection(
+    mut stream: tokio::net::TcpStream,
+    payload: &[u8],
+    inflight: usize,
+    measure_from: Instant,
+    measure_to: Instant,
+) -> io::Result<ConnResult> {
+    let (mut flight, mut out) = Flight::start(payload, inflight, measure_from, measure_to);
+    stream.write_all(&out).await?;
+    let size = payload.len();
+    let mut buf = vec![0u8; (size * inflight).clamp(4096, 1 << 20)];
+    // Bytes read past the last complete echo.
+    let mut partial = 0usize;
+    let give_up = flight.give_up();
+    while flight.in_flight() {
+        let Some(n) = read_until(give_up, stream.read(&mut buf)).await? else {
+            break;
+        };
+        let now = Instant::now();
+        out.clear();
+        partial += n;
+        while partial >= size {
+            partial -= size;
+            flight.echoed(now, &mut out)?;
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+        }
+    }
+    Ok(flight.result())
 }

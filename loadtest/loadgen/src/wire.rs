@@ -166,6 +166,15 @@ pub async fn connect_as(
     }
 }
 
+/// Connects with no handshake at all, for the raw TCP echo peer
+/// (`loadgen echo --raw`): the same socket setup as [`connect`]
+/// (`TCP_NODELAY`), and nothing else.
+pub async fn connect_raw(target: &Target) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Encodes one masked frame with FIN set.
 pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 14);

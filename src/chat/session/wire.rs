@@ -131,6 +131,11 @@ impl WireFrame {
 }
 
 /// §5.5.1: a Close body is empty, or a code and a UTF-8 reason.
+///
+/// Not `CloseFrame::parse`: that one refuses what the RFC refuses (a
+/// reserved code, a reason that is not UTF-8), and the panel must show
+/// whatever was on the wire, including a payload the ring kept only the
+/// start of (which may end inside a UTF-8 sequence).
 fn close(body: &[u8]) -> WireClose {
     match body {
         [hi, lo, reason @ ..] => {

@@ -33,6 +33,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::proto::deflate::PERMESSAGE_DEFLATE;
 use crate::proto::{FrameHeader, Header, OpCode, apply_mask, parse_extensions};
 pub use describe::close_code_meaning;
+// The chat's wire panel (src/chat/session/wire.rs) prints masking keys and
+// payloads the way the tracer does.
+#[cfg(feature = "chat")]
 pub(crate) use describe::hex_word;
 use describe::{HEX_MAX, Inflated, Seen};
 pub use record::{Direction, FrameRecord, RECORD_MAX, TraceEvent};
